@@ -1,0 +1,32 @@
+# napari-neuroreview: `make demo` opens napari with a sample case; `make test` runs the tests.
+# Each target makes .venv itself. A torch already in .venv is kept (no CUDA download);
+# otherwise torch==2.13.0 is installed first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.neuroreview-installed
+XVFB := xvfb-run -a -s "-screen 0 1920x1080x24"
+
+.PHONY: demo test venv sample-data benchmarks clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[testing]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/neuroreview view --sample t1
+
+test: $(STAMP)
+	@command -v xvfb-run >/dev/null || { echo "make test needs Xvfb: sudo apt-get install xvfb xauth libgl1-mesa-dri"; exit 1; }
+	$(XVFB) $(PY) -m pytest
+
+sample-data: $(STAMP)
+	$(VENV)/bin/neuroreview sample-data --out sample_data
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
