@@ -1,0 +1,111 @@
+"""Describe volumes and results as napari layer data, in plain Python (no napari import).
+
+Why here and not in the reader: the reader, every widget that shows a model result on a
+scan, and the tests all need the same ``scale``, ``translate`` and metadata for a grid.
+Computing them once keeps every layer of a case aligned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .nifti import Volume
+from .orientation import DisplayGeometry, plan_display, to_display
+
+#: Key under which a layer's provenance and geometry live in ``layer.metadata``.
+META_KEY = "neuroreview"
+
+
+def layer_metadata(volume: Volume, geometry: DisplayGeometry) -> dict[str, Any]:
+    """Metadata that lets any later step map the layer back to the file exactly."""
+    return {
+        META_KEY: {
+            "geometry": geometry.to_dict(),
+            "source_path": str(volume.path) if volume.path else None,
+            "sha256": volume.sha256,
+            "orientation": volume.orientation,
+            "zooms": list(volume.zooms),
+            "tr_s": volume.tr_s,
+            "warnings": list(volume.warnings) + ([geometry.warning] if geometry.warning else []),
+        },
+        "affine": volume.affine.copy(),
+        "header": dict(volume.header),
+    }
+
+
+def geometry_of(metadata: dict[str, Any]) -> DisplayGeometry | None:
+    """The DisplayGeometry stored in a layer's metadata, or None for foreign layers."""
+    info = (metadata or {}).get(META_KEY) or {}
+    geometry = info.get("geometry")
+    return DisplayGeometry.from_dict(geometry) if geometry else None
+
+
+def spatial_kwargs(geometry: DisplayGeometry, ndim: int = 3, tr_s: float | None = None) -> dict[str, Any]:
+    """``scale`` and ``translate`` for a layer on this grid (time first for 4D)."""
+    scale, translate = list(geometry.scale), list(geometry.translate)
+    if ndim == 4:
+        scale, translate = [tr_s or 1.0, *scale], [0.0, *translate]
+    return {"scale": scale, "translate": translate}
+
+
+def robust_contrast(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Display window from percentiles of the non-zero voxels.
+
+    Why: a few hot voxels (vessels, fat, artefacts) would otherwise squeeze the brain
+    into a narrow grey band. A strided sample keeps this fast on large 4D series.
+    """
+    step = max(1, data.size // 2_000_000)
+    sample = np.asarray(data).ravel()[::step]
+    sample = sample[sample != 0]
+    if sample.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(sample, [low, high])
+    return (float(lo), float(hi if hi > lo else lo + 1.0))
+
+
+def image_layer_data(
+    volume: Volume, name: str | None = None
+) -> tuple[np.ndarray, dict[str, Any], str, DisplayGeometry]:
+    """Display array, layer kwargs, layer type ("image" or "labels") and geometry."""
+    geometry = plan_display(volume.shape, volume.affine)
+    display = to_display(volume.data, geometry, order=1)
+    kwargs: dict[str, Any] = {
+        "name": name or volume.name,
+        "metadata": layer_metadata(volume, geometry),
+        "contrast_limits": robust_contrast(display),
+        "colormap": "gray",
+        "interpolation2d": "nearest",
+        **spatial_kwargs(geometry, display.ndim, volume.tr_s),
+    }
+    if volume.data.dtype.kind in "iu" and looks_like_labels(volume):
+        for key in ("contrast_limits", "colormap", "interpolation2d"):
+            kwargs.pop(key)
+        kwargs["opacity"] = 0.5
+        return display, kwargs, "labels", geometry
+    return display, kwargs, "image", geometry
+
+
+def looks_like_labels(volume: Volume) -> bool:
+    """Heuristic for label/segmentation files: integers, few values, or a ``_dseg``/``_mask`` name."""
+    name = volume.path.name.lower() if volume.path else ""
+    if any(tag in name for tag in ("_dseg", "_mask", "_labels", "label", "seg")):
+        return True
+    if volume.is_4d:
+        return False
+    step = max(1, volume.data.size // 500_000)
+    return np.unique(volume.data.ravel()[::step]).size <= 64 and int(volume.data.max()) < 10_000 and volume.data.min() >= 0
+
+
+def labels_kwargs_like(image_meta: dict[str, Any], scale: Any, translate: Any, name: str) -> dict[str, Any]:
+    """Kwargs for a Labels layer that lives on an image layer's grid (same metadata)."""
+    meta = {k: v for k, v in image_meta.items()}
+    return {"name": name, "scale": list(scale)[-3:], "translate": list(translate)[-3:], "metadata": meta, "opacity": 0.5}
+
+
+def source_name(metadata: dict[str, Any]) -> str:
+    """File name the layer came from, for messages."""
+    path = ((metadata or {}).get(META_KEY) or {}).get("source_path")
+    return Path(path).name if path else "this layer"
