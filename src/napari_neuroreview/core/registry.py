@@ -1,0 +1,361 @@
+"""Model weights (safetensors) with their model cards (JSON), by name and version.
+
+Layout: ``<root>/<name>/<version>/model.safetensors`` and ``card.json`` beside it.
+
+Why this shape:
+
+* **safetensors only.** A ``.pt``/``.pth``/``.ckpt`` file is a pickle, and unpickling a
+  file runs whatever code it carries; radiologists swap weight files by e-mail, so the
+  loader refuses pickles outright, even ones renamed to ``.safetensors``.
+* **Every weight file has a card** naming its task, version, parent, training data,
+  metrics and date, and the sha256 of the weights, so a result can always be traced to
+  the exact weights that made it and a swapped or truncated file is caught before use.
+* **Versions are immutable and appear atomically.** A new version is written into a
+  hidden temporary folder and renamed into place, so a crash during training's final
+  save never leaves a half-written version that a widget would then offer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import torch
+
+from napari_neuroreview.core.errors import RegistryError
+
+__all__ = [
+    "CARD_FILE",
+    "DEMO_NOTE",
+    "SHIPPED_WEIGHTS_ROOT",
+    "WEIGHTS_FILE",
+    "ModelCard",
+    "default_registry_root",
+    "latest",
+    "list_versions",
+    "load_state_dict",
+    "read_card",
+    "save_model",
+    "version_dir",
+    "version_key",
+]
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+DEMO_NOTE = "demo weights, trained on simulated data, not for clinical use"
+SHIPPED_WEIGHTS_ROOT: Path = Path(__file__).resolve().parents[1] / "weights"
+
+_PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_VERSION_RE = re.compile(r"\d+(\.\d+)*")
+
+
+def default_registry_root() -> Path:
+    """Where user-trained versions go: ``<user data dir>/napari-neuroreview/models``.
+
+    Outside the package so that upgrading the plugin never deletes a user's models.
+    """
+    return platformdirs.user_data_path("napari-neuroreview") / "models"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Sort key for dotted numeric versions, so that ``1.10.0`` comes after ``1.9.0``.
+
+    Raises
+    ------
+    RegistryError
+        If ``version`` is not dotted numbers (``1``, ``1.2``, ``1.2.0``).
+    """
+    if not _VERSION_RE.fullmatch(version):
+        raise RegistryError(f"Model version {version!r} is not dotted numbers like 1.2.0.")
+    return tuple(int(part) for part in version.split("."))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class ModelCard:
+    """What a set of weights is, where it came from, and how good it is.
+
+    Parameters
+    ----------
+    name : str
+        Model family (folder name), e.g. ``'cmb-detector'``.
+    version : str
+        Dotted numbers; each fine-tune gets a new one.
+    task : str
+        The system it serves (``'cmb'``, ``'rsfmri'``, ``'metastasis'``, ``'stroke'``).
+    parent : str or None
+        The version it was fine-tuned from, so improvements can be traced.
+    training_data : str
+        What it was trained on, in words (for shipped weights: which phantoms).
+    metrics : dict of str to float
+        Validation metrics, named as in ``core.metrics``.
+    date : str
+        ISO 8601 UTC time of saving.
+    framework : str
+        Library and version that wrote the weights.
+    notes : str
+        Free text; shipped demo weights use :data:`DEMO_NOTE`.
+    config : dict
+        Architecture settings needed to rebuild the ``nn.Module`` before loading.
+    weights_sha256 : str
+        sha256 of ``model.safetensors``; filled in by :func:`save_model`.
+    """
+
+    name: str
+    version: str
+    task: str
+    parent: str | None = None
+    training_data: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    date: str = field(default_factory=_now)
+    framework: str = field(default_factory=lambda: f"torch {torch.__version__}")
+    notes: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    weights_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (as written to ``card.json`` and to the store)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model card") -> ModelCard:
+        """Build a card from JSON data, ignoring keys a newer release may have added.
+
+        Raises
+        ------
+        RegistryError
+            If a required field (name, version, task) is missing.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [key for key in ("name", "version", "task") if key not in data]
+        if missing:
+            raise RegistryError(f"The {source} lacks the field(s) {', '.join(missing)}.")
+        card = cls(**{key: value for key, value in data.items() if key in known})
+        try:
+            card.metrics = {str(k): float(v) for k, v in dict(card.metrics).items()}
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f"The {source} has metrics that are not numbers.") from exc
+        return card
+
+
+def version_dir(root: str | Path, name: str, version: str) -> Path:
+    """The folder of one version (whether or not it exists)."""
+    return Path(root) / name / version
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read the card of a version folder (or of the weight file inside it).
+
+    Raises
+    ------
+    RegistryError
+        If ``card.json`` is missing or is not a valid card.
+    """
+    path = Path(path)
+    card_path = (path if path.is_dir() else path.parent) / CARD_FILE
+    if not card_path.is_file():
+        raise RegistryError(f"The weights in {card_path.parent} have no model card {CARD_FILE}.")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"The model card {card_path} is not readable JSON: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"The model card {card_path} is not a JSON object.")
+    return ModelCard.from_dict(data, source=f"model card {card_path}")
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable; some platforms (Windows) cannot open folders, so skip there."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_model(state_dict: dict[str, torch.Tensor], card: ModelCard, root: str | Path) -> Path:
+    """Save a new version atomically and return its folder.
+
+    Parameters
+    ----------
+    state_dict : dict of str to Tensor
+        ``module.state_dict()``; tensors are copied to CPU (tied weights become copies,
+        which safetensors requires).
+    card : ModelCard
+        Its ``weights_sha256`` is computed here and written to ``card.json``; the
+        caller's object is not changed.
+    root : str or Path
+        Registry root (e.g. :func:`default_registry_root`).
+
+    Raises
+    ------
+    RegistryError
+        If the version already exists (versions are immutable: make a new one), or the
+        name/version is not a safe folder name.
+    """
+    from safetensors.torch import save_file
+
+    if not _NAME_RE.fullmatch(card.name):
+        raise RegistryError(
+            f"Model name {card.name!r} must be letters, digits, '.', '_' or '-' only."
+        )
+    version_key(card.version)
+    target = version_dir(root, card.name, card.version)
+    if target.exists():
+        raise RegistryError(
+            f"Model {card.name} version {card.version} already exists in {target.parent}; "
+            "save it under a new version."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {str(k): v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{card.version}-", dir=target.parent))
+    try:
+        weights = staging / WEIGHTS_FILE
+        save_file(tensors, str(weights))
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        final = dataclasses.replace(card, weights_sha256=digest)
+        with (staging / CARD_FILE).open("w", encoding="utf-8") as fh:
+            json.dump(final.to_dict(), fh, indent=2, sort_keys=True, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with weights.open("rb") as fh:
+            os.fsync(fh.fileno())
+        _fsync_dir(staging)
+        try:
+            os.replace(staging, target)
+        except OSError as exc:  # lost a race with another saver of the same version
+            raise RegistryError(
+                f"Model {card.name} version {card.version} could not be moved into "
+                f"{target}: {exc.strerror or exc}."
+            ) from exc
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _refuse_non_safetensors(path: Path, head: bytes, size: int) -> None:
+    """Reject pickles and anything else that is not a safetensors file, before parsing."""
+    # torch.save writes a zip (PK\x03\x04); a bare pickle starts with its protocol byte.
+    looks_pickled = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    if path.suffix.lower() in _PICKLE_SUFFIXES or looks_pickled:
+        raise RegistryError(
+            f"Refusing to unpickle {path}: it is a pickle/PyTorch checkpoint, which can run "
+            "code when loaded; convert it to safetensors."
+        )
+    # safetensors: 8-byte little-endian header length, then a JSON header starting '{'.
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if header_len <= 0 or header_len > size - 8 or head[8:9] != b"{":
+        raise RegistryError(f"The weight file {path} is not a safetensors file.")
+
+
+def load_state_dict(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], ModelCard]:
+    """Load verified weights and their card.
+
+    Parameters
+    ----------
+    path : str or Path
+        A version folder, or the ``model.safetensors`` inside one (``card.json`` must sit
+        beside it).
+    device : str or torch.device
+        Where the tensors go.
+
+    Returns
+    -------
+    state_dict : dict of str to Tensor
+    card : ModelCard
+
+    Raises
+    ------
+    RegistryError
+        If the file is a pickle or otherwise not safetensors, the card is missing, or the
+        weights' sha256 differs from the card (changed or truncated after saving).
+
+    Notes
+    -----
+    The bytes are hashed and parsed from one read, so the file checked is the file used.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    path = Path(path)
+    weights = path / WEIGHTS_FILE if path.is_dir() else path
+    if not weights.is_file():
+        raise RegistryError(f"No weight file at {weights}.")
+    try:
+        data = weights.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"The weight file {weights} cannot be read: {exc.strerror}.") from exc
+    _refuse_non_safetensors(weights, data[:9], len(data))
+    card = read_card(weights)
+    digest = hashlib.sha256(data).hexdigest()
+    if not card.weights_sha256:
+        raise RegistryError(f"The model card beside {weights} has no weights_sha256 to check.")
+    if digest != card.weights_sha256:
+        raise RegistryError(
+            f"The weight file {weights} does not match its model card (sha256 "
+            f"{digest[:12]} instead of {card.weights_sha256[:12]}); it was changed after saving."
+        )
+    try:
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise RegistryError(f"The weight file {weights} is not a valid safetensors file.") from exc
+    return {key: value.to(device) for key, value in tensors.items()}, card
+
+
+def list_versions(root: str | Path, name: str) -> list[ModelCard]:
+    """Cards of every saved version of ``name``, oldest version first.
+
+    Hidden folders (a save in progress) and folders without a card or with a
+    non-numeric name are skipped; an unreadable or mismatched card raises
+    :class:`RegistryError`, because silently hiding a version would be worse.
+    """
+    folder = Path(root) / name
+    if not folder.is_dir():
+        return []
+    cards: list[ModelCard] = []
+    for child in folder.iterdir():
+        hidden = child.name.startswith(".")
+        if hidden or not _VERSION_RE.fullmatch(child.name) or not (child / CARD_FILE).is_file():
+            continue
+        card = read_card(child)
+        if (card.name, card.version) != (name, child.name):
+            raise RegistryError(
+                f"The model card in {child} says {card.name} {card.version}, "
+                f"not {name} {child.name}."
+            )
+        cards.append(card)
+    return sorted(cards, key=lambda card: version_key(card.version))
+
+
+def latest(root: str | Path, name: str) -> ModelCard | None:
+    """The card of the highest version of ``name`` under ``root``, or ``None`` if none.
+
+    ``None`` rather than an error so that callers can fall back, e.g. from the user's
+    registry to :data:`SHIPPED_WEIGHTS_ROOT`.
+    """
+    cards = list_versions(root, name)
+    return cards[-1] if cards else None
