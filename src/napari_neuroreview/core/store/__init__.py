@@ -1,0 +1,58 @@
+"""The annotation store: images, findings, reviews, model versions and an audit log.
+
+Why SQLite (stdlib ``sqlite3``) in WAL mode: a radiologist's corrections are the most
+expensive data the plugin handles, so a crash, a power cut or a killed napari must never
+lose a committed review nor leave half of a batch behind. WAL with ``synchronous=FULL``
+gives exactly that, with no server and no extra dependency, and lets the CLI read the
+store while napari writes to it.
+
+Three rules shape this module:
+
+* **Every write is one explicit transaction** (``BEGIN IMMEDIATE`` ... ``COMMIT``) that
+  writes its rows *and* their audit rows, so the audit log can never disagree with the
+  data. The audit table refuses ``UPDATE`` and ``DELETE`` by trigger.
+* **Annotations are tied to voxel data, not to file names.** An image is identified by
+  the sha256 of its voxel data; a re-acquired scan saved under the same name is a new
+  image, and :meth:`CaseStore.check_image` refuses to show one scan's annotations on
+  another.
+* **Coordinates that leave memory are world RAS+ millimetres**, stored with the file-order
+  voxel indices beside them (never voxel indices alone), and the two are checked against
+  the image affine so that a display-order or flipped index cannot slip in.
+
+The package is split by responsibility; import everything from here, not from the
+submodules, which may move:
+
+* :mod:`.schema` -- the SQL schema, :data:`SCHEMA_VERSION`, :data:`MIGRATIONS` and the
+  migration runner.
+* :mod:`.records` -- the frozen row records (:class:`ImageRecord`, :class:`Finding`,
+  :class:`Review`, :class:`ModelVersionRecord`) and the JSON/validation helpers.
+* :mod:`.casestore` -- :class:`CaseStore` (opening, transactions, images, model versions,
+  audit log) and :func:`default_store_path`.
+* :mod:`.findings` -- the findings and reviews half of :class:`CaseStore`, as a mixin.
+"""
+
+from __future__ import annotations
+
+from napari_neuroreview.core.store.casestore import APP_NAME, CaseStore, default_store_path
+from napari_neuroreview.core.store.records import (
+    FINDING_SOURCES,
+    REVIEW_ACTIONS,
+    Finding,
+    ImageRecord,
+    ModelVersionRecord,
+    Review,
+)
+from napari_neuroreview.core.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "FINDING_SOURCES",
+    "MIGRATIONS",
+    "REVIEW_ACTIONS",
+    "SCHEMA_VERSION",
+    "CaseStore",
+    "Finding",
+    "ImageRecord",
+    "ModelVersionRecord",
+    "Review",
+    "default_store_path",
+]

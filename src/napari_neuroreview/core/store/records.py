@@ -1,0 +1,161 @@
+"""The row records the store hands out, and the value helpers shared by its writers.
+
+Why a separate module: callers (widgets, CLI, exporters) only ever see these frozen
+dataclasses, never ``sqlite3.Row``; keeping them apart from the SQL lets a newcomer read
+what a finding or a review *is* without reading how it is stored. The helpers here
+validate and encode values (timestamps, JSON, coordinates) the same way for every table.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from napari_neuroreview.core.errors import StoreError
+
+__all__ = [
+    "FINDING_SOURCES",
+    "REVIEW_ACTIONS",
+    "Finding",
+    "ImageRecord",
+    "ModelVersionRecord",
+    "Review",
+]
+
+# Both must match the CHECK constraints in ``schema.MIGRATIONS``.
+REVIEW_ACTIONS: tuple[str, ...] = ("accepted", "rejected", "added", "moved")
+FINDING_SOURCES: tuple[str, ...] = ("model", "user")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One scan, identified by the sha256 of its voxel data.
+
+    ``affine`` maps file-order voxel indices to world RAS+ millimetres.
+    """
+
+    id: int
+    path: str
+    sha256: str
+    shape: tuple[int, ...]
+    affine: tuple[tuple[float, ...], ...]
+    registered_at: str
+
+    @property
+    def affine_matrix(self) -> np.ndarray:
+        """The affine as a 4x4 float64 array (a fresh copy, safe to modify)."""
+        return np.array(self.affine, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """A model version whose outputs are in the store, with its model card."""
+
+    id: int
+    name: str
+    version: str
+    task: str
+    card: dict[str, Any]
+    registered_at: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a model or a user found, at its *current* (possibly moved) position.
+
+    ``world`` is RAS+ mm; ``voxel`` is the matching file-order index (i, j, k).
+    ``status`` is the action of the latest review, or ``'pending'`` if none.
+    """
+
+    id: int
+    image_id: int
+    image_sha256: str
+    task: str
+    world: tuple[float, float, float]
+    voxel: tuple[float, float, float]
+    score: float | None
+    model: tuple[str, str] | None
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    status: str = "pending"
+
+
+@dataclass(frozen=True)
+class Review:
+    """One decision of a reviewer about one finding.
+
+    For ``'moved'``, ``from_world`` and ``to_world`` (RAS+ mm) keep where the finding was
+    and where it went, so the correction itself is training data.
+    """
+
+    id: int
+    finding_id: int
+    action: str
+    reviewer: str
+    at: str
+    from_world: tuple[float, float, float] | None = None
+    to_world: tuple[float, float, float] | None = None
+    note: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> str:
+    """ISO 8601 UTC timestamp; UTC so that stores from several sites sort together."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _default_actor() -> str:
+    """The OS user name, the best guess at who did a write when nobody said."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database (some containers): still audit the write
+        return "unknown"
+
+
+def _json_default(value: Any) -> Any:
+    """Let numpy scalars and arrays into JSON, since task outputs are usually numpy."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(value: Any, what: str) -> str:
+    """JSON text without NaN/Infinity, which standard JSON readers reject."""
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"The {what} cannot be stored as JSON: {exc}.") from exc
+
+
+def _short(sha256: str) -> str:
+    return sha256[:12]
+
+
+def _triple(value: Any, what: str) -> tuple[float, float, float]:
+    """Validate three finite numbers; a NaN coordinate would be unfindable forever."""
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"The {what} must be three numbers, got {value!r}.") from exc
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+        raise StoreError(f"The {what} must be three finite numbers, got {value!r}.")
+    return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    """Slices of ``ids`` small enough for SQLite's limit on bound parameters."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

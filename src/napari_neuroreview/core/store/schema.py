@@ -1,0 +1,174 @@
+"""The store's SQL schema, its version, and the runner that brings a store up to it.
+
+Why a separate module: the schema is the contract with every store already on a
+radiologist's disk. Keeping the SQL and the migration runner here, apart from the code
+that reads and writes rows, makes it obvious that :data:`MIGRATIONS` is append-only and
+that opening a store is the only place the schema changes.
+
+The version lives in SQLite's ``PRAGMA user_version``; migration ``i`` takes a store from
+version ``i`` to ``i + 1`` in one transaction, so a crash mid-migration leaves the store
+at the old version, never half-way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from napari_neuroreview.core.errors import StoreError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "configure_and_migrate"]
+
+# Migration i takes a store from schema version i to i + 1. Never edit a released entry:
+# append a new one, so that every store in the field can be brought forward step by step.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE images (
+        id            INTEGER PRIMARY KEY,
+        path          TEXT NOT NULL,
+        sha256        TEXT NOT NULL UNIQUE,
+        shape         TEXT NOT NULL,
+        affine        TEXT NOT NULL,
+        registered_at TEXT NOT NULL
+    );
+    CREATE INDEX images_by_path ON images(path);
+
+    CREATE TABLE model_versions (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        task          TEXT NOT NULL,
+        card          TEXT NOT NULL,
+        registered_at TEXT NOT NULL,
+        UNIQUE (name, version)
+    );
+
+    CREATE TABLE findings (
+        id               INTEGER PRIMARY KEY,
+        image_id         INTEGER NOT NULL REFERENCES images(id),
+        task             TEXT NOT NULL,
+        world_x          REAL NOT NULL,
+        world_y          REAL NOT NULL,
+        world_z          REAL NOT NULL,
+        vox_i            REAL NOT NULL,
+        vox_j            REAL NOT NULL,
+        vox_k            REAL NOT NULL,
+        score            REAL,
+        model_version_id INTEGER REFERENCES model_versions(id),
+        source           TEXT NOT NULL CHECK (source IN ('model', 'user')),
+        extra            TEXT NOT NULL DEFAULT '{}',
+        created_at       TEXT NOT NULL
+    );
+    CREATE INDEX findings_by_image ON findings(image_id, task);
+
+    CREATE TABLE reviews (
+        id         INTEGER PRIMARY KEY,
+        finding_id INTEGER NOT NULL REFERENCES findings(id),
+        action     TEXT NOT NULL CHECK (action IN ('accepted', 'rejected', 'added', 'moved')),
+        reviewer   TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        from_world TEXT,
+        to_world   TEXT,
+        note       TEXT
+    );
+    CREATE INDEX reviews_by_finding ON reviews(finding_id, id);
+
+    CREATE TABLE audit (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        entity    TEXT NOT NULL,
+        entity_id INTEGER,
+        payload   TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN
+        SELECT RAISE(ABORT, 'audit log is append-only');
+    END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN
+        SELECT RAISE(ABORT, 'audit log is append-only');
+    END;
+    """,
+]
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+
+def _split_sql(script: str) -> Iterator[str]:
+    """Split a script into statements, keeping trigger bodies (``BEGIN ... END;``) whole.
+
+    ``executescript`` would be simpler but commits any open transaction first, which
+    would break the one-transaction-per-migration guarantee.
+    """
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \t\r\n;"):
+                yield statement.strip()
+            statement = ""
+
+
+def _refuse_newer(path: Path, version: int) -> None:
+    """Refuse a store whose schema is newer than this code knows.
+
+    Why: an older plugin writing rows into a newer schema could silently drop columns
+    the newer release relies on; the user must upgrade instead.
+    """
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"The annotation store {path} was written by a newer "
+            f"napari-neuroreview (schema {version}, this one knows up to "
+            f"{SCHEMA_VERSION}); upgrade the plugin to open it."
+        )
+
+
+def configure_and_migrate(
+    conn: sqlite3.Connection,
+    transaction: Callable[[], AbstractContextManager[sqlite3.Cursor]],
+    path: Path,
+) -> None:
+    """Set the connection's pragmas and migrate the store to :data:`SCHEMA_VERSION`.
+
+    Parameters
+    ----------
+    conn : sqlite3.Connection
+        The freshly opened connection (autocommit mode, ``isolation_level=None``).
+    transaction : callable
+        Returns a context manager that runs one ``BEGIN IMMEDIATE`` ... ``COMMIT``
+        transaction and yields its cursor (``CaseStore._transaction``), so each migration
+        is all-or-nothing and holds the write lock against other processes.
+    path : Path
+        The store's file, for error messages.
+
+    Raises
+    ------
+    StoreError
+        If the store is newer than this code, or cannot use WAL (e.g. a network share).
+    """
+    # Read the version before anything that could write, so a store from a newer
+    # release is left exactly as it was.
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(path, version)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"The annotation store {path} cannot use write-ahead logging "
+            f"(journal mode stays {mode!r}); put it on a local disk."
+        )
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=FULL")
+    while version < SCHEMA_VERSION:
+        with transaction() as cur:
+            # Re-read under the write lock: another process may have migrated.
+            version = cur.execute("PRAGMA user_version").fetchone()[0]
+            _refuse_newer(path, version)
+            if version >= SCHEMA_VERSION:
+                break
+            for statement in _split_sql(MIGRATIONS[version]):
+                cur.execute(statement)
+            cur.execute(f"PRAGMA user_version = {version + 1:d}")
+            version += 1

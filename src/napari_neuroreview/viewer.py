@@ -1,0 +1,37 @@
+"""Open napari with scans (or a sample case) and the Case widget docked: ``make demo``.
+
+Kept apart from the CLI parser so that importing the CLI stays light (no Qt) for
+commands that do not open a window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True) -> Any:
+    """Create a napari viewer with the plugin's Case widget and the given data.
+
+    Parameters
+    ----------
+    files : sequence of str
+        Scans to open with this plugin's reader.
+    sample : str, optional
+        A sample case key from the manifest (e.g. ``"t1"``).
+    run : bool
+        Enter the Qt event loop (False for tests and screenshots).
+    """
+    import napari
+
+    viewer = napari.Viewer(title="napari-neuroreview")
+    if sample:
+        viewer.open_sample("napari-neuroreview", sample)
+    for path in files:
+        viewer.open(path, plugin="napari-neuroreview")
+    viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    viewer.dims.ndisplay = 2
+    viewer.reset_view()
+    if run:
+        napari.run()
+    return viewer

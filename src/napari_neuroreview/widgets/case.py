@@ -1,0 +1,299 @@
+"""The Case dock widget: what scan is open, how it is shown, where results go.
+
+It shows the selected scan's file, shape, voxel size, file orientation and voxel-data
+hash; keeps any geometry warning (oblique scan shown resampled, NaN voxels set to 0, no
+orientation in the header) visible for as long as the scan is selected; switches the
+radiological / neurological view (a camera flip: the data never change); shows the
+compute device; opens the annotation store; makes empty Labels and Points layers on the
+scan's grid (so they save aligned); and runs the foreground mask through the shared task
+rails. No numerics here: every computation is a core call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels, Points
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.device import available_devices, resolve_device
+from ..core.errors import InputFileError, NeuroreviewError
+from ..core.io.layers import META_KEY, geometry_of
+from ..core.io.nifti import Volume
+from ..core.store import CaseStore, default_store_path
+from ..core.tasks import mask as mask_task
+from ._worker import TaskRunner
+
+if TYPE_CHECKING:
+    import napari
+
+RADIOLOGICAL = "radiological"
+NEUROLOGICAL = "neurological"
+_WARNING_STYLE = "color: #ffb347; font-weight: bold;"
+
+
+def set_convention(viewer: napari.Viewer, convention: str) -> None:
+    """Flip the 2D camera so the patient's right is on screen left (radiological) or right.
+
+    The display array runs patient right -> left along its columns, so radiological is
+    napari's default horizontal direction and neurological its mirror image.
+    """
+    horizontal = "right" if convention == RADIOLOGICAL else "left"
+    viewer.camera.orientation2d = ("down", horizontal)
+    left, right = ("R", "L") if convention == RADIOLOGICAL else ("L", "R")
+    viewer.text_overlay.text = f"axial, {convention}: patient {left} on screen left | anterior up"
+    viewer.text_overlay.position = "top_center"
+    viewer.text_overlay.visible = True
+
+
+class CaseWidget(QWidget):
+    """Dock widget for the open case (see the module docstring)."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.store: CaseStore | None = None
+
+        self.image_combo = QComboBox()
+        self.info = QLabel("No scan loaded. File > Open a NIfTI/MGH scan, or File > Open Sample.")
+        self.info.setWordWrap(True)
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(_WARNING_STYLE)
+        self.warning.setVisible(False)
+
+        scan_box = QGroupBox("Scan")
+        scan_layout = QVBoxLayout(scan_box)
+        scan_layout.addWidget(self.image_combo)
+        scan_layout.addWidget(self.info)
+        scan_layout.addWidget(self.warning)
+
+        self.radiological = QRadioButton("Radiological (patient right on screen left)")
+        self.neurological = QRadioButton("Neurological (patient right on screen right)")
+        self.radiological.setChecked(True)
+        group = QButtonGroup(self)
+        group.addButton(self.radiological)
+        group.addButton(self.neurological)
+        view_box = QGroupBox("View")
+        view_layout = QVBoxLayout(view_box)
+        view_layout.addWidget(self.radiological)
+        view_layout.addWidget(self.neurological)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_label = QLabel("")
+        self.device_label.setWordWrap(True)
+        self.store_path = QLineEdit(str(default_store_path()))
+        self.store_button = QPushButton("Open store")
+        self.store_browse = QPushButton("...")
+        self.store_label = QLabel("Store not open")
+        self.store_label.setWordWrap(True)
+        store_row = QHBoxLayout()
+        store_row.addWidget(self.store_path)
+        store_row.addWidget(self.store_browse)
+        store_row.addWidget(self.store_button)
+        setup_box = QGroupBox("Compute and store")
+        setup_form = QFormLayout(setup_box)
+        setup_form.addRow("Device", self.device_combo)
+        setup_form.addRow("", self.device_label)
+        setup_form.addRow("Store", store_row)
+        setup_form.addRow("", self.store_label)
+
+        self.new_labels_button = QPushButton("New labels on this scan")
+        self.new_points_button = QPushButton("New points on this scan")
+        self.mask_runner = TaskRunner("Foreground mask", self._start_mask, self._show_mask)
+        tools_box = QGroupBox("Annotate")
+        tools_layout = QVBoxLayout(tools_box)
+        row = QHBoxLayout()
+        row.addWidget(self.new_labels_button)
+        row.addWidget(self.new_points_button)
+        tools_layout.addLayout(row)
+        tools_layout.addWidget(self.mask_runner)
+
+        layout = QVBoxLayout(self)
+        for box in (scan_box, view_box, setup_box, tools_box):
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+        self.radiological.toggled.connect(self._on_convention)
+        self.device_combo.currentTextChanged.connect(self._on_device)
+        self.store_button.clicked.connect(self.open_store)
+        self.store_browse.clicked.connect(self._browse_store)
+        self.image_combo.currentIndexChanged.connect(self._show_scan)
+        self.new_labels_button.clicked.connect(self.new_labels)
+        self.new_points_button.clicked.connect(self.new_points)
+        self.viewer.layers.events.inserted.connect(self._refresh_images)
+        self.viewer.layers.events.removed.connect(self._refresh_images)
+        self.viewer.layers.events.reordered.connect(self._refresh_images)
+
+        set_convention(self.viewer, RADIOLOGICAL)
+        self._on_device(self.device_combo.currentText())
+        self._refresh_images()
+
+    # ----------------------------------------------------------------- scan
+    def _scan_layers(self) -> list[Image]:
+        return [lyr for lyr in self.viewer.layers if isinstance(lyr, Image) and META_KEY in lyr.metadata]
+
+    def selected_image(self) -> Image | None:
+        """The scan chosen in the combo box (an Image layer made by this plugin's reader)."""
+        name = self.image_combo.currentText()
+        for layer in self._scan_layers():
+            if layer.name == name:
+                return layer
+        return None
+
+    def _refresh_images(self, *_: Any) -> None:
+        current = self.image_combo.currentText()
+        names = [layer.name for layer in self._scan_layers()]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+        self._show_scan()
+
+    def _show_scan(self, *_: Any) -> None:
+        layer = self.selected_image()
+        if layer is None:
+            self.info.setText("No scan loaded. File > Open a NIfTI/MGH scan, or File > Open Sample.")
+            self.warning.setVisible(False)
+            return
+        info = layer.metadata[META_KEY]
+        geometry = geometry_of(layer.metadata)
+        zooms = " x ".join(f"{z:.3g}" for z in info["zooms"])
+        shape = " x ".join(str(s) for s in geometry.source_shape) if geometry else "?"
+        extra = f", {layer.data.shape[0]} volumes, TR {info['tr_s']:.3g} s" if layer.ndim == 4 and info.get("tr_s") else ""
+        self.info.setText(
+            f"<b>{Path(info['source_path']).name if info['source_path'] else layer.name}</b><br>"
+            f"{shape} voxels of {zooms} mm{extra}<br>"
+            f"file orientation {info['orientation']}, shown axial, anterior up<br>"
+            f"voxel data sha256 {info['sha256'][:12]}"
+        )
+        warnings = list(info.get("warnings") or [])
+        self.warning.setText("\n".join(f"\u26a0 {w}" for w in warnings))
+        self.warning.setVisible(bool(warnings))
+
+    # ----------------------------------------------------------------- view
+    def _on_convention(self, *_: Any) -> None:
+        set_convention(self.viewer, RADIOLOGICAL if self.radiological.isChecked() else NEUROLOGICAL)
+
+    def _on_device(self, requested: str) -> None:
+        try:
+            choice = resolve_device(requested)
+        except NeuroreviewError as exc:
+            self.device_label.setText(str(exc))
+            show_error(str(exc))
+            return
+        self.device_label.setText(f"Using {choice.label}")
+
+    def device(self) -> Any:
+        """The torch device the tasks of this case run on."""
+        return resolve_device(self.device_combo.currentText()).device
+
+    # ----------------------------------------------------------------- store
+    def _browse_store(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Annotation store", self.store_path.text(), "SQLite (*.sqlite)")
+        if path:
+            self.store_path.setText(path)
+            self.open_store()
+
+    def open_store(self) -> CaseStore | None:
+        """Open (or create) the SQLite store at the path in the field."""
+        try:
+            if self.store is not None:
+                self.store.close()
+            self.store = CaseStore(self.store_path.text())
+        except NeuroreviewError as exc:
+            self.store = None
+            self.store_label.setText(str(exc))
+            show_error(str(exc))
+            return None
+        layer = self.selected_image()
+        if layer is not None:
+            info = layer.metadata[META_KEY]
+            geometry = geometry_of(layer.metadata)
+            self.store.register_image(info["source_path"] or layer.name, info["sha256"],
+                                      list(geometry.source_shape), geometry.source_affine.tolist())
+        summary = self.store.summary()
+        self.store_label.setText(
+            f"{summary['images']} scans, {summary['findings']} findings, {summary['reviews']} reviews"
+        )
+        return self.store
+
+    # ----------------------------------------------------------------- annotate
+    def _require_scan(self) -> Image:
+        layer = self.selected_image()
+        if layer is None:
+            raise InputFileError("no scan is selected: open a NIfTI/MGH scan first")
+        return layer
+
+    def new_labels(self) -> Labels | None:
+        """An empty Labels layer on the selected scan's grid, saved aligned by the writer."""
+        try:
+            layer = self._require_scan()
+        except NeuroreviewError as exc:
+            show_error(str(exc))
+            return None
+        shape = layer.data.shape[-3:]
+        return self.viewer.add_labels(
+            np.zeros(shape, dtype=np.uint16), name=f"{layer.name} labels", scale=layer.scale[-3:],
+            translate=layer.translate[-3:], metadata=dict(layer.metadata), opacity=0.6,
+        )
+
+    def new_points(self) -> Points | None:
+        """An empty Points layer on the selected scan's grid (saved in world RAS mm)."""
+        try:
+            layer = self._require_scan()
+        except NeuroreviewError as exc:
+            show_error(str(exc))
+            return None
+        return self.viewer.add_points(
+            np.empty((0, 3)), name=f"{layer.name} points", scale=layer.scale[-3:],
+            translate=layer.translate[-3:], metadata=dict(layer.metadata), size=4,
+            face_color="yellow", ndim=3,
+        )
+
+    def _start_mask(self) -> Any:
+        layer = self._require_scan()
+        geometry = geometry_of(layer.metadata)
+        info = layer.metadata[META_KEY]
+        display = np.asarray(layer.data)
+        if display.ndim == 4:
+            display = display.mean(axis=0)
+        # The display array with its exact display affine is a faithful volume: masking it
+        # needs no round trip through the file grid (which would resample oblique scans twice).
+        volume = Volume(
+            data=display, affine=geometry.display_affine, zooms=geometry.scale,
+            path=Path(info["source_path"]) if info["source_path"] else None, sha256=info["sha256"],
+        )
+        self._mask_source = layer
+        return mask_task.run(volume)
+
+    def _show_mask(self, result: mask_task.MaskResult) -> None:
+        layer = self._mask_source
+        labels = result.mask.astype(np.uint8)
+        name = f"{layer.name} foreground mask"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_labels(
+            labels, name=name, scale=layer.scale[-3:], translate=layer.translate[-3:],
+            metadata=dict(layer.metadata), opacity=0.3,
+        )
+        show_info(f"Foreground mask: {result.volume_ml:.0f} mL")
