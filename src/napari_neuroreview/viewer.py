@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True) -> Any:
+def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True) -> tuple[Any, Any]:
     """Create a napari viewer with the plugin's Case widget and the given data.
 
     Parameters
@@ -21,6 +21,10 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
         A sample case key from the manifest (e.g. ``"t1"``).
     run : bool
         Enter the Qt event loop (False for tests and screenshots).
+
+    Returns
+    -------
+    (napari.Viewer, CaseWidget)
     """
     import napari
 
@@ -29,9 +33,9 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
         viewer.open_sample("napari-neuroreview", sample)
     for path in files:
         viewer.open(path, plugin="napari-neuroreview")
-    viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
     viewer.dims.ndisplay = 2
     viewer.reset_view()
     if run:
         napari.run()
-    return viewer
+    return viewer, case_widget

@@ -69,22 +69,23 @@ def robust_contrast(data: np.ndarray, low: float = 0.5, high: float = 99.5) -> t
 def image_layer_data(
     volume: Volume, name: str | None = None
 ) -> tuple[np.ndarray, dict[str, Any], str, DisplayGeometry]:
-    """Display array, layer kwargs, layer type ("image" or "labels") and geometry."""
+    """Display array, layer kwargs, layer type ("image" or "labels") and geometry.
+
+    Label maps are resampled (oblique scans only) with nearest neighbour, so that every
+    displayed value is one of the file's labels; intensities with linear interpolation.
+    """
     geometry = plan_display(volume.shape, volume.affine)
-    display = to_display(volume.data, geometry, order=1)
+    is_labels = volume.data.dtype.kind in "iu" and looks_like_labels(volume)
+    display = to_display(volume.data, geometry, order=0 if is_labels else 1)
     kwargs: dict[str, Any] = {
         "name": name or volume.name,
         "metadata": layer_metadata(volume, geometry),
-        "contrast_limits": robust_contrast(display),
-        "colormap": "gray",
-        "interpolation2d": "nearest",
         **spatial_kwargs(geometry, display.ndim, volume.tr_s),
     }
-    if volume.data.dtype.kind in "iu" and looks_like_labels(volume):
-        for key in ("contrast_limits", "colormap", "interpolation2d"):
-            kwargs.pop(key)
+    if is_labels:
         kwargs["opacity"] = 0.5
         return display, kwargs, "labels", geometry
+    kwargs.update(contrast_limits=robust_contrast(display), colormap="gray", interpolation2d="nearest")
     return display, kwargs, "image", geometry
 
 

@@ -1,0 +1,43 @@
+"""Screenshot the demo window (napari + Case widget + sample case) to a PNG.
+
+Run under Xvfb: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python
+scripts/screenshot.py out.png [--neurological] [--mask]``. Used to look at what
+``make demo`` shows, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from qtpy.QtWidgets import QApplication
+
+from napari_neuroreview.viewer import open_viewer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("files", nargs="*")
+    parser.add_argument("--sample", default="t1")
+    parser.add_argument("--neurological", action="store_true")
+    parser.add_argument("--mask", action="store_true", help="run the foreground mask first")
+    args = parser.parse_args()
+    viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False)
+    viewer.window.resize(1700, 1000)
+    for _ in range(20):
+        QApplication.processEvents()
+    if args.neurological:
+        widget.neurological.setChecked(True)
+    if args.mask:
+        widget.mask_runner.run()
+        while widget.mask_runner.running:
+            QApplication.processEvents()
+    for _ in range(20):
+        QApplication.processEvents()
+    viewer.screenshot(args.out, canvas_only=False)
+    print(args.out)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""npe2 sample data: the simulated cases, made on first use from what nilearn ships.
+
+Why generate instead of shipping: the cases are deterministic phantoms built on the
+MNI152 template, so the first use writes them into the user cache folder (a few
+seconds) and later uses read them from there. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from ._reader import read_volumes
+
+
+def sample_cache_dir() -> Path:
+    """Where generated sample cases are kept between sessions."""
+    return Path(platformdirs.user_cache_dir("napari-neuroreview")) / "sample_data"
+
+
+def sample_case_paths(name: str) -> list[Path]:
+    """Paths of one sample case's files, writing them first if they are missing."""
+    from .core.phantoms.samples import SAMPLE_CASES, write_sample_data
+
+    folder = sample_cache_dir()
+    case_dir = folder / name
+    if not case_dir.is_dir() or not any(case_dir.iterdir()):
+        write_sample_data(folder, [name])
+    assert name in SAMPLE_CASES
+    return sorted(case_dir.iterdir())
+
+
+def sample_t1() -> list[Any]:
+    """The simulated T1 case: the scan and its tissue segmentation."""
+    paths = sample_case_paths("t1")
+    image = [p for p in paths if p.name.endswith("_T1w.nii.gz")]
+    dseg = [p for p in paths if p.name.endswith("_dseg.nii.gz")]
+    layers = read_volumes([str(p) for p in image + dseg])
+    for data, kwargs, layer_type in layers:
+        if layer_type == "labels":
+            kwargs["name"] = "tissue (truth)"
+            kwargs["visible"] = False
+    return layers

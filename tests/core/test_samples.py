@@ -1,0 +1,102 @@
+"""Tests of the committed sample cases: reproducible bytes, stated geometry, size budget."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_neuroreview.core.errors import NeuroreviewError
+from napari_neuroreview.core.phantoms.samples import SAMPLE_CASES, T1_SAMPLE, write_sample_data
+
+T1_BUDGET_BYTES = int(1.4 * 1024 * 1024)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    first = tmp_path_factory.mktemp("first")
+    second = tmp_path_factory.mktemp("second")
+    paths = write_sample_data(first)
+    write_sample_data(second, names=["t1"])
+    return first, second, paths
+
+
+def test_sample_cases_registry():
+    assert list(SAMPLE_CASES)[0] == "t1"
+    assert all(callable(w) for w in SAMPLE_CASES.values())
+
+
+def test_write_twice_is_byte_identical_and_atomic(written):
+    first, second, paths = written
+    assert all(p.is_file() for p in paths)
+    assert {p.relative_to(first).as_posix() for p in paths} == {
+        "t1/sub-demo_T1w.nii.gz",
+        "t1/sub-demo_dseg.nii.gz",
+        "t1/sub-demo_truth.json",
+        "README.md",
+    }
+    assert _digests(first) == _digests(second)
+    assert not list(first.rglob("*.tmp"))  # no temporary files left behind
+
+
+def test_t1_sample_geometry_and_truth(written):
+    first, _, _ = written
+    img = nib.load(first / "t1" / "sub-demo_T1w.nii.gz")
+    dseg = nib.load(first / "t1" / "sub-demo_dseg.nii.gz")
+    assert img.get_data_dtype() == np.int16
+    assert nib.aff2axcodes(img.affine) == ("L", "A", "S")
+    np.testing.assert_allclose(img.header.get_zooms()[:3], (1.2, 1.2, 2.0), rtol=1e-6)
+    assert dseg.shape == img.shape
+    np.testing.assert_allclose(dseg.affine, img.affine)
+    labels = np.asarray(dseg.dataobj)
+    data = np.asarray(img.dataobj).astype(float)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    assert data[labels == 3].mean() > data[labels == 2].mean() > data[labels == 1].mean()
+
+    truth = json.loads((first / "t1" / "sub-demo_truth.json").read_text())
+    assert "MNI152" in truth["description"] and "Simulated" in truth["description"]
+    assert truth["axcodes"] == "LAS"
+    assert truth["params"]["seed"] == T1_SAMPLE["seed"]
+    # Landmarks: stored in world RAS mm, and the voxel indices agree with the affine.
+    for name, ras in truth["landmarks_ras_mm"].items():
+        ijk = truth["landmarks_voxel_ijk"][name]
+        np.testing.assert_allclose(nib.affines.apply_affine(img.affine, ijk), ras, atol=1e-3)
+    # The corpus callosum landmarks are white matter in the truth image (the commissures
+    # are only ~3 mm thick and partial-volumed at 1.2 x 1.2 x 2.0 mm).
+    for name in ("genu_corpus_callosum", "splenium_corpus_callosum"):
+        i, j, k = np.rint(truth["landmarks_voxel_ijk"][name]).astype(int)
+        assert labels[i, j, k] == 3, name
+
+    readme = (first / "README.md").read_text()
+    assert "neuroreview sample-data" in readme and "`t1/`" in readme
+
+
+def test_t1_sample_size_budget(written):
+    first, _, _ = written
+    size = sum(p.stat().st_size for p in (first / "t1").iterdir())
+    assert size <= T1_BUDGET_BYTES
+
+
+def test_unknown_case_is_a_user_error(tmp_path):
+    with pytest.raises(NeuroreviewError, match="nope"):
+        write_sample_data(tmp_path, names=["nope"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_committed_sample_data_is_what_the_generator_writes(written):
+    """`neuroreview sample-data` must reproduce the committed folder byte for byte."""
+    committed = Path(__file__).resolve().parents[2] / "sample_data"
+    first, _, _ = written
+    assert _digests(committed) == _digests(first)
