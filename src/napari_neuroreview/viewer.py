@@ -34,6 +34,9 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
     for path in files:
         viewer.open(path, plugin="napari-neuroreview")
     _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    scan = case_widget.selected_image()
+    if scan is not None:  # the scan, not a truth overlay, is what the user works on first
+        viewer.layers.selection.active = scan
     viewer.dims.ndisplay = 2
     viewer.reset_view()
     if run:

@@ -10,7 +10,9 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from napari_neuroreview.core.io.layers import geometry_of
 from napari_neuroreview.core.store import CaseStore
+from napari_neuroreview.widgets.case import cursor_text
 
 from synthetic import reorient_to, save_nifti
 
@@ -103,3 +105,14 @@ def test_store_opens_and_registers_the_scan(case, tmp_path) -> None:
     assert "1 scans" in widget.store_label.text()
     with CaseStore(tmp_path / "reviews.sqlite") as store:
         assert store.image_by_sha(viewer.layers["scan"].metadata["neuroreview"]["sha256"]) is not None
+
+
+def test_cursor_readout_is_world_ras_and_file_voxel(case) -> None:
+    viewer, widget, affine, stored_affine = case
+    target_ras = nib.affines.apply_affine(affine, [30, 10, 5])
+    geometry = geometry_of(widget.selected_image().metadata)
+    text = cursor_text(np.array([target_ras[2], -target_ras[1], -target_ras[0]]), geometry)
+    ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(stored_affine), target_ras)).astype(int)
+    assert "RAS ({:.1f}, {:.1f}, {:.1f}) mm".format(*target_ras) in text
+    assert "voxel ({}, {}, {})".format(*ijk) in text
+    assert "outside the scan" in cursor_text(np.array([500.0, 0.0, 0.0]), geometry)

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..core.device import available_devices, resolve_device
 from ..core.errors import InputFileError, NeuroreviewError
+from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.nifti import Volume
 from ..core.store import CaseStore, default_store_path
@@ -62,6 +63,17 @@ def set_convention(viewer: napari.Viewer, convention: str) -> None:
     viewer.text_overlay.visible = True
 
 
+def cursor_text(napari_world: np.ndarray, geometry: Any) -> str:
+    """'RAS (x, y, z) mm, voxel (i, j, k)' for a napari world position (S, P, L mm)."""
+    ras = napari_world_to_ras(napari_world)
+    text = "Cursor: RAS ({:.1f}, {:.1f}, {:.1f}) mm".format(*ras)
+    if geometry is not None:
+        ijk = np.rint(geometry.world_to_source(ras)).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(geometry.source_shape)))
+        text += ", voxel ({}, {}, {})".format(*ijk) if inside else ", outside the scan"
+    return text
+
+
 class CaseWidget(QWidget):
     """Dock widget for the open case (see the module docstring)."""
 
@@ -83,6 +95,8 @@ class CaseWidget(QWidget):
         scan_layout.addWidget(self.image_combo)
         scan_layout.addWidget(self.info)
         scan_layout.addWidget(self.warning)
+        self.cursor = QLabel("Cursor: move over the image")
+        scan_layout.addWidget(self.cursor)
 
         self.radiological = QRadioButton("Radiological (patient right on screen left)")
         self.neurological = QRadioButton("Neurological (patient right on screen right)")
@@ -142,6 +156,8 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_images)
         self.viewer.layers.events.reordered.connect(self._refresh_images)
 
+        self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
+
         set_convention(self.viewer, RADIOLOGICAL)
         self._on_device(self.device_combo.currentText())
         self._refresh_images()
@@ -189,6 +205,12 @@ class CaseWidget(QWidget):
         warnings = list(info.get("warnings") or [])
         self.warning.setText("\n".join(f"\u26a0 {w}" for w in warnings))
         self.warning.setVisible(bool(warnings))
+
+    def _on_mouse_move(self, _viewer: Any, event: Any) -> None:
+        """Show where the cursor is in world RAS mm and in the file's own voxel indices."""
+        layer = self.selected_image()
+        geometry = geometry_of(layer.metadata) if layer is not None else None
+        self.cursor.setText(cursor_text(np.asarray(event.position)[-3:], geometry))
 
     # ----------------------------------------------------------------- view
     def _on_convention(self, *_: Any) -> None:
