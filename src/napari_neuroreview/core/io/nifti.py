@@ -325,3 +325,24 @@ def volume_info(volume: Volume) -> dict[str, Any]:
         "sha256": volume.sha256,
         "warnings": list(volume.warnings),
     }
+
+
+def volume_from_image(img: Any, path: str | Path | None = None) -> Volume:
+    """A :class:`Volume` from an in-memory nibabel image (phantoms, tests, pipelines).
+
+    Same voxel types and NaN treatment as :func:`load_volume`; the file checks are
+    skipped because there is no file.
+    """
+    proxy = img.dataobj
+    unscaled = getattr(proxy, "slope", 1.0) == 1.0 and getattr(proxy, "inter", 0.0) == 0.0
+    if np.dtype(img.get_data_dtype()).kind in "biu" and unscaled:
+        data = np.asarray(proxy)
+    else:
+        data = img.get_fdata(dtype=np.float32)
+    affine = np.asarray(img.affine, dtype=float)
+    volume = Volume(
+        data=data, affine=affine, zooms=tuple(float(z) for z in nib.affines.voxel_sizes(affine)),
+        path=Path(path) if path else None, sha256=voxel_sha256(data),
+    )
+    _treat_nonfinite(volume)
+    return volume

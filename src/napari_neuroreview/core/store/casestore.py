@@ -274,6 +274,10 @@ class CaseStore(FindingsMixin):
         rows = self._read("SELECT * FROM images WHERE sha256 = ?", (str(sha256).lower(),))
         return self._image(rows[0]) if rows else None
 
+    def images(self) -> list[ImageRecord]:
+        """Every registered scan, oldest first (e.g. to gather reviewed scans for training)."""
+        return [self._image(row) for row in self._read("SELECT * FROM images ORDER BY id")]
+
     def images_at_path(self, path: str | Path) -> list[ImageRecord]:
         """Every scan ever registered from ``path``, oldest first.
 

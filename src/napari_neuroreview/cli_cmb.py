@@ -1,0 +1,155 @@
+"""``neuroreview cmb ...``: microbleed detection, evaluation and training from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .core.progress import Progress, run_to_completion
+
+
+def _progress(update: Progress) -> None:
+    print(f"\r[{update.fraction:6.1%}] {update.message:<70}", end="", file=sys.stderr, flush=True)
+
+
+def _drive(task: Any, quiet: bool) -> Any:
+    result = run_to_completion(task, None if quiet else _progress)
+    if not quiet:
+        print(file=sys.stderr)
+    return result
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detect microbleeds on one SWI scan; write det.json (and labels)."""
+    from .core.io.nifti import load_volume
+    from .core.tasks.cmb.detect import run
+    from .core.tasks.cmb.io import write_detections
+    from .core.tasks.cmb.model import load_detector
+
+    magnitude = load_volume(args.swi)
+    phase = load_volume(args.phase) if args.phase else None
+    detector = load_detector(args.version, device=args.device)
+    result = _drive(run(magnitude, phase, detector, threshold=args.threshold, device=args.device), args.quiet)
+    write_detections(result, args.out, args.labels)
+    print(json.dumps({"detections": len(result.detections), "out": str(args.out), "model": result.model,
+                      "device": result.device}))
+    return 0
+
+
+def evaluation_table(summary: dict[str, Any], froc: dict[str, Any] | None = None) -> str:
+    """Human-readable metrics, as the paper and VALDO report them."""
+    lines = [
+        f"subjects {summary['n_subjects']} (with CMB {summary['n_subjects_with_cmb']}), true CMBs {summary['n_truth']}",
+        f"sensitivity {summary['sensitivity']:.3f}  precision {summary['precision']:.3f}  F1 {summary['f1']:.3f}  "
+        f"FP/subject {summary['fp_per_subject']:.2f}",
+        f"per matched CMB: IoU {summary['iou_mean']:.3f} ± {summary['iou_sd']:.3f}  "
+        f"Dice {summary['dice_mean']:.3f} ± {summary['dice_sd']:.3f}",
+        f"recall per subject {summary['recall_per_subject_mean']:.3f} ± {summary['recall_per_subject_sd']:.3f}  "
+        f"count difference {summary['count_difference']:.2f}",
+    ]
+    if froc:
+        points = "  ".join(f"{k}: {v:.3f}" for k, v in froc["at_fp"].items())
+        lines.append(f"FROC sensitivity at FP/subject  {points}")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics of the detector over a folder of labelled cases."""
+    from .core.metrics import froc, summarize
+    from .core.tasks.cmb.dataset import load_cases
+    from .core.tasks.cmb.evaluate import at_threshold, evaluate_result
+    from .core.tasks.cmb.model import load_detector
+    from .core.tasks.cmb.train import SWEEP_FLOOR, match_to_labels
+    from .core.tasks.cmb.detect import run
+
+    detector = load_detector(args.version, device=args.device)
+    threshold = detector.card.config.get("threshold", 0.5) if args.threshold is None else args.threshold
+    swept, at_point = [], []
+    for scan in load_cases(args.data):
+        result = _drive(run(scan.magnitude, scan.phase, detector, threshold=SWEEP_FLOOR), args.quiet)
+        swept.append(match_to_labels(scan, result))
+        at_point.append(match_to_labels(scan, at_threshold(result, threshold)))
+    summary, curve = summarize(at_point), froc(swept)
+    print(f"model {detector.card.name} {detector.card.version}, threshold {threshold:.3f}")
+    print(evaluation_table(summary, curve))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "froc_sensitivity_at_fp": curve["at_fp"]},
+                                              indent=2, default=float))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train on phantoms (the shipped weights) or fine-tune from reviews in a store."""
+    from .core.registry import default_registry_root
+    from .core.tasks.cmb import retrain
+    from .core.train.loop import FitConfig
+
+    root = Path(args.out) if args.out else default_registry_root()
+    config = FitConfig(epochs=args.epochs, seed=args.seed, lr=args.lr)
+    if args.store:
+        task = retrain.retrain_from_store(args.store, root, base_version=args.base, config=config,
+                                          version=args.version, device=args.device)
+    else:
+        task = retrain.train_from_phantoms(root, n_train=args.phantoms, n_val=args.val, seed=args.seed,
+                                           config=config, version=args.version or "1.0.0", device=args.device)
+    card = _drive(task, args.quiet)
+    print(json.dumps({"name": card.name, "version": card.version, "parent": card.parent,
+                      "metrics": card.metrics, "threshold": card.config.get("threshold"), "root": str(root)}, indent=2))
+    return 0
+
+
+def cmd_phantoms(args: argparse.Namespace) -> int:
+    """Write a cohort of simulated SWI cases with truth (for evaluate and benchmarks)."""
+    from .core.phantoms.swi import write_swi_cohort
+
+    for path in write_swi_cohort(Path(args.out), args.n, args.seed):
+        print(path)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``neuroreview cmb`` and its subcommands."""
+    cmb = sub.add_parser("cmb", help="cerebral microbleeds on SWI").add_subparsers(dest="cmb_command", required=True)
+
+    p = cmb.add_parser("detect", help="detect microbleeds; write det.json (and instance labels)")
+    p.add_argument("swi")
+    p.add_argument("--out", required=True)
+    p.add_argument("--labels", default=None)
+    p.add_argument("--phase", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--version", default=None, help="detector version (default: newest)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_detect)
+
+    p = cmb.add_parser("evaluate", help="metrics over a folder of labelled cases")
+    p.add_argument("--data", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--version", default=None)
+    p.add_argument("--json", default=None, help="also write the metrics here")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = cmb.add_parser("train", help="train on phantoms, or fine-tune from reviews (--store)")
+    p.add_argument("--store", default=None, help="annotation store with reviewed scans")
+    p.add_argument("--base", default=None, help="version to fine-tune (default: newest)")
+    p.add_argument("--phantoms", type=int, default=40, help="phantom training scans (without --store)")
+    p.add_argument("--val", type=int, default=10, help="phantom validation scans")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version", default=None)
+    p.add_argument("--out", default=None, help="registry folder (default: user data folder)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = cmb.add_parser("phantoms", help="write simulated SWI cases with ground truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000)
+    p.set_defaults(func=cmd_phantoms)

@@ -1,0 +1,91 @@
+"""The microbleed detector: input checks, the det.json contract, and that training learns."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from napari_neuroreview.core.errors import GeometryError, ImageMismatchError, InputFileError
+from napari_neuroreview.core.io.nifti import Volume, voxel_sha256
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.registry import ModelCard
+from napari_neuroreview.core.tasks.cmb.detect import run
+from napari_neuroreview.core.tasks.cmb.io import read_detections, write_detections
+from napari_neuroreview.core.tasks.cmb.model import LoadedDetector, build_net
+from napari_neuroreview.core.tasks.cmb.train import labelled_from_instances, train_detector
+from napari_neuroreview.core.train.loop import FitConfig
+
+from cmb_synthetic import synthetic_swi
+
+
+def untrained(threshold: float = 0.0) -> LoadedDetector:
+    torch.manual_seed(0)
+    card = ModelCard(name="cmb-detector", version="0.0.1", task="cmb-detection", config={"width": 8, "threshold": threshold})
+    return LoadedDetector(build_net(card).eval(), card)
+
+
+def test_four_d_all_zero_and_mismatched_phase_are_refused() -> None:
+    volume, _ = synthetic_swi(0)
+    four_d = Volume(np.stack([volume.data] * 2, -1), volume.affine, volume.zooms, None, "x")
+    with pytest.raises(InputFileError, match="4D"):
+        run_to_completion(run(four_d, None, untrained()))
+    zero = Volume(np.zeros_like(volume.data), volume.affine, volume.zooms, None, "x")
+    with pytest.raises(InputFileError, match="all zero"):
+        run_to_completion(run(zero, None, untrained()))
+    shifted = volume.affine.copy()
+    shifted[0, 3] += 0.9
+    phase = Volume(np.zeros_like(volume.data), shifted, volume.zooms, None, "p")
+    with pytest.raises(GeometryError, match="different grid"):
+        run_to_completion(run(volume, phase, untrained()))
+
+
+def test_detection_file_contract(tmp_path) -> None:
+    volume, _ = synthetic_swi(1)
+    volume.path = tmp_path / "swi.nii.gz"
+    result = run_to_completion(run(volume, None, untrained(threshold=0.0)))
+    assert result.detections, "an untrained net at threshold 0 keeps every candidate"
+    ids = [d.id for d in result.detections]
+    assert ids == list(range(1, len(ids) + 1))
+    assert [d.score for d in result.detections] == sorted((d.score for d in result.detections), reverse=True)
+    det_json, labels = write_detections(result, tmp_path / "det.json", tmp_path / "lab.nii.gz")
+    doc = json.loads(det_json.read_text())
+    assert doc["image_sha256"] == volume.sha256 and doc["model"] == {"name": "cmb-detector", "version": "0.0.1"}
+    img = nib.load(str(labels))
+    np.testing.assert_allclose(img.affine, volume.affine)
+    data = np.asarray(img.dataobj)
+    for d in doc["detections"]:
+        assert set(d) >= {"id", "world_ras_mm", "voxel_ijk", "score", "volume_mm3"}
+        np.testing.assert_allclose(nib.affines.apply_affine(volume.affine, d["voxel_ijk"]), d["world_ras_mm"], atol=1e-2)
+        assert d["volume_mm3"] == pytest.approx((data == d["id"]).sum() * np.prod(volume.zooms), rel=1e-3)
+    assert read_detections(det_json, volume.sha256)["detections"] == doc["detections"]
+    with pytest.raises(ImageMismatchError, match="another scan"):
+        read_detections(det_json, voxel_sha256(volume.data + 1))
+
+
+def _scans(seeds: range) -> list:
+    out = []
+    for seed in seeds:
+        volume, truth = synthetic_swi(seed)
+        out.append(labelled_from_instances(f"s{seed}", volume, None, truth.astype(np.int64)))
+    return out
+
+
+@pytest.mark.slow
+def test_training_learns_spheres_not_tubes() -> None:
+    """Trained on 6 scans, held-out scans: microbleeds found, veins rejected, masks overlap."""
+    detector, report = run_to_completion(
+        train_detector(_scans(range(6)), _scans(range(100, 103)), FitConfig(epochs=3), device="cpu")
+    )
+    summary = report["summary"]
+    assert summary["sensitivity"] >= 0.75
+    assert summary["fp_per_subject"] <= 1.0
+    assert summary["dice_mean"] >= 0.45
+    # The same plumbing with an untrained net cannot do this: the test can fail.
+    from napari_neuroreview.core.tasks.cmb.train import validation_report
+
+    baseline = validation_report(_scans(range(100, 103)), untrained(), max_fp_per_subject=1.0)["summary"]
+    assert baseline["f1"] < summary["f1"]
