@@ -34,3 +34,44 @@ def synthetic_swi(seed: int = 0, shape=(64, 72, 40), zooms=(0.9, 0.9, 1.8), n_sp
         image[tube] *= 0.3
     image = np.abs(image + rng.normal(0, 0.03, shape) + 1j * rng.normal(0, 0.03, shape)).astype(np.float32)
     return Volume(image, affine, tuple(zooms), None, voxel_sha256(image)), truth
+
+
+def synthetic_swi_with_calcifications(seed: int, n_cmb: int = 3, n_calc: int = 3, shape=(64, 72, 40),
+                                      zooms=(0.9, 0.9, 1.8)) -> tuple[Volume, Volume, np.ndarray, np.ndarray]:
+    """Microbleeds and calcifications look alike on magnitude; only the phase sign differs.
+
+    Returns (magnitude, phase, microbleed instance labels, calcification instance labels).
+    Paramagnetic blood products shift the phase one way, diamagnetic calcium the other:
+    the mimic a detector trained without calcifications falls for.
+    """
+    rng = np.random.default_rng(seed)
+    magnitude, _ = synthetic_swi(seed, shape, zooms, n_spheres=0, n_tubes=2)  # head + veins + noise
+    affine = magnitude.affine
+    mm = [np.indices(shape)[a] * zooms[a] for a in range(3)]
+    truth = np.zeros(shape, np.uint16)
+    phase = rng.normal(0, 0.05, shape).astype(np.float32)
+    image = magnitude.data.copy()
+    occupied = np.zeros(shape, bool)
+    calcs = np.zeros(shape, np.uint16)
+    for k in range(n_cmb + n_calc):
+        while True:
+            c = [rng.uniform(0.3, 0.7) * s * z for s, z in zip(shape, zooms)]
+            ball = sum((mm[a] - c[a]) ** 2 for a in range(3)) < rng.uniform(1.5, 2.5) ** 2
+            if not (occupied & ndimage_dilate(ball)).any():
+                break
+        occupied |= ball
+        image[ball] *= 0.2
+        if k < n_cmb:
+            truth[ball] = k + 1
+            phase[ball] += 0.8
+        else:
+            phase[ball] -= 0.8
+            calcs[ball] = k - n_cmb + 1
+    mag = Volume(image, affine, tuple(zooms), None, voxel_sha256(image))
+    return mag, Volume(phase, affine, tuple(zooms), None, voxel_sha256(phase)), truth, calcs
+
+
+def ndimage_dilate(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=3)

@@ -88,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.train.loop import FitConfig
 
     root = Path(args.out) if args.out else default_registry_root()
-    config = FitConfig(epochs=args.epochs, seed=args.seed, lr=args.lr)
+    config = FitConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, max_steps_per_epoch=args.steps_per_epoch)
     if args.store:
         task = retrain.retrain_from_store(args.store, root, base_version=args.base, config=config,
                                           version=args.version, device=args.device)
@@ -139,7 +139,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--base", default=None, help="version to fine-tune (default: newest)")
     p.add_argument("--phantoms", type=int, default=40, help="phantom training scans (without --store)")
     p.add_argument("--val", type=int, default=10, help="phantom validation scans")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--steps-per-epoch", type=int, default=150, help="batches of 32 patches per epoch (cap)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None)

@@ -252,6 +252,22 @@ class FindingsMixin:
             )
         return world_t, voxel_t
 
+    def add_user_finding(
+        self, image_sha256: str, task: str, world_ras_mm: Sequence[float], reviewer: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Finding:
+        """A finding the reviewer added by hand, with its ``'added'`` review, in ONE transaction.
+
+        Why one: a crash between the two writes would leave a user point that looks
+        unreviewed (pending), which retraining would then ignore.
+        """
+        with self._transaction() as cur:
+            image_id, affine = self._require_image(cur, image_sha256)
+            fid = self._insert_finding(cur, image_id, affine, {}, reviewer, task=task, world_ras_mm=world_ras_mm,
+                                       voxel_ijk=None, score=None, model=None, source="user", extra=extra or {})
+            self._insert_review(cur, finding_id=fid, action="added", reviewer=reviewer)
+        return self._findings_where("f.id = ?", (fid,))[0]
+
     def findings_for(self, image_sha256: str, task: str | None = None) -> list[Finding]:
         """Findings on the scan with this voxel-data hash (of ``task`` if given).
 
@@ -293,7 +309,8 @@ class FindingsMixin:
                 source=row["source"],
                 extra=json.loads(row["extra"]),
                 created_at=row["created_at"],
-                status=row["status"] or "pending",
+                # 'reset' (an undone decision) reads back as never decided.
+                status="pending" if row["status"] in (None, "reset") else row["status"],
             )
             for row in rows
         ]
@@ -315,7 +332,7 @@ class FindingsMixin:
         ----------
         finding_id : int
             The finding reviewed.
-        action : {'accepted', 'rejected', 'added', 'moved'}
+        action : {'accepted', 'rejected', 'added', 'moved', 'reset'}
             ``'added'`` only for findings with ``source='user'``; ``'moved'`` needs
             ``to_world`` and also moves the finding (its old position stays in the review).
         reviewer : str

@@ -28,8 +28,9 @@ __all__ = [
     "Review",
 ]
 
-# Both must match the CHECK constraints in ``schema.MIGRATIONS``.
-REVIEW_ACTIONS: tuple[str, ...] = ("accepted", "rejected", "added", "moved")
+# Both must match the CHECK constraints in ``schema.MIGRATIONS``. ``'reset'`` (schema 2)
+# puts a finding back to pending: the append-only store's way to undo a decision.
+REVIEW_ACTIONS: tuple[str, ...] = ("accepted", "rejected", "added", "moved", "reset")
 FINDING_SOURCES: tuple[str, ...] = ("model", "user")
 
 
@@ -70,7 +71,8 @@ class Finding:
     """One thing a model or a user found, at its *current* (possibly moved) position.
 
     ``world`` is RAS+ mm; ``voxel`` is the matching file-order index (i, j, k).
-    ``status`` is the action of the latest review, or ``'pending'`` if none.
+    ``status`` is the action of the latest review, or ``'pending'`` if none (or if the
+    latest review is a ``'reset'``).
     """
 
     id: int

@@ -93,6 +93,29 @@ MIGRATIONS: list[str] = [
         SELECT RAISE(ABORT, 'audit log is append-only');
     END;
     """,
+    # 1 -> 2: review action 'reset' (a finding back to pending: how the review widget's
+    # undo is written in an append-only store). SQLite cannot alter a CHECK constraint,
+    # so the reviews table is rebuilt: new table, copy every row with its id, drop,
+    # rename, re-index; all in the migration's single transaction. Nothing references
+    # reviews by foreign key, so the drop cannot cascade or fail.
+    """
+    CREATE TABLE reviews_v2 (
+        id         INTEGER PRIMARY KEY,
+        finding_id INTEGER NOT NULL REFERENCES findings(id),
+        action     TEXT NOT NULL
+                   CHECK (action IN ('accepted', 'rejected', 'added', 'moved', 'reset')),
+        reviewer   TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        from_world TEXT,
+        to_world   TEXT,
+        note       TEXT
+    );
+    INSERT INTO reviews_v2 (id, finding_id, action, reviewer, at, from_world, to_world, note)
+        SELECT id, finding_id, action, reviewer, at, from_world, to_world, note FROM reviews;
+    DROP TABLE reviews;
+    ALTER TABLE reviews_v2 RENAME TO reviews;
+    CREATE INDEX reviews_by_finding ON reviews(finding_id, id);
+    """,
 ]
 SCHEMA_VERSION: int = len(MIGRATIONS)
 

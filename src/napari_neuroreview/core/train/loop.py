@@ -75,6 +75,7 @@ class FitConfig:
     phase_dropout: float = 0.3
     seg_weight: float = 1.0
     augment: bool = True
+    max_steps_per_epoch: int = 150
 
 
 @dataclass
@@ -172,7 +173,7 @@ def fit(
     positives = np.flatnonzero(train.labels > 0.5)
     negatives = np.flatnonzero(train.labels <= 0.5)
     per_epoch = max(1, int(np.ceil(2 * max(len(negatives), len(positives)) / config.batch_size)))
-    per_epoch = min(per_epoch, 400)
+    per_epoch = min(per_epoch, config.max_steps_per_epoch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.lr, total_steps=config.epochs * per_epoch, pct_start=0.2
     )

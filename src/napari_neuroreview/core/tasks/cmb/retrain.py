@@ -20,11 +20,11 @@ import numpy as np
 from ...errors import NeuroreviewError, StoreError
 from ...io.nifti import load_volume, volume_from_image
 from ...progress import Progress, TaskGenerator
-from ...registry import ModelCard, list_versions, version_key
+from ...registry import SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, list_versions, version_key
 from ...store import CaseStore
 from ...train.loop import FitConfig
 from .model import MODEL_NAME, load_detector
-from .train import LabelledScan, labelled_from_instances, save_detector, train_detector, validation_report
+from .train import LabelledScan, labelled_from_instances, save_detector, train_detector
 
 TASK_NAME = "cmb"
 HELD_OUT_SHARE = 0.3
@@ -95,7 +95,8 @@ def reviewed_scans(store_path: str | Path) -> tuple[list[LabelledScan], list[str
                 if finding.status in POSITIVE_STATUSES:
                     positives.append(finding.voxel)
                     masks.append(_mask(finding, magnitude.spatial_shape))
-                elif finding.status == "rejected":
+                elif finding.status == "rejected" and finding.source == "model":
+                    # A user's own point that they deleted was a slip, not a mimic: not a negative.
                     negatives.append(finding.voxel)
             scans.append(LabelledScan(
                 name=Path(image.path).name, magnitude=magnitude, phase=phase,
@@ -131,30 +132,30 @@ def retrain_from_store(
             f"{store_path}: {len(scans)} reviewed scans ({len(train)} for training, {len(held_out)} held out); "
             "fine-tuning needs at least one of each: review more scans first"
         )
-    base = load_detector(base_version, device=device)
+    root = Path(root)
+    roots = list(dict.fromkeys([root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
+    base = load_detector(base_version, device=device, roots=roots)
     threshold = float(base.card.config.get("threshold", 0.5))
     yield Progress(1, 3, "Scoring the parent version on held-out reviewed scans")
-    before = validation_report(held_out, base, max_fp_per_subject=np.inf)
-    before_at = _report_at(held_out, base, threshold)
+    before = _report_at(held_out, base, threshold)
     detector, _ = yield from train_detector(train, held_out, config, device=device, base=base, seed=config.seed)
-    detector.card.config["threshold"] = threshold
-    after_at = _report_at(held_out, detector, threshold)
-    root = Path(root)
+    detector.card.config["threshold"] = threshold  # the parent's operating point, not re-tuned on held-out
+    after = _report_at(held_out, detector, threshold)
     version = version or _next_version(root, base.card.version)
     description = (
         f"fine-tuned from {base.card.name} {base.card.version} on {len(train)} reviewed scans of {store_path}; "
         f"metrics on {len(held_out)} held-out reviewed scans (fixed split by voxel-data hash)"
     )
-    report = {"summary": after_at, "n_train_patches": None}
-    card = save_detector(detector, report, root, version, description, notes=base.card.notes)
-    _ = before  # the full sweep is kept for debugging parity with validation_report
-    card.config["held_out_before"] = {k: before_at[k] for k in ("sensitivity", "fp_per_subject", "f1")}
-    card.config["held_out_after"] = {k: after_at[k] for k in ("sensitivity", "fp_per_subject", "f1")}
-    card.config["skipped_scans"] = skipped
-    from ...registry import version_dir
-    from .model import MODEL_NAME as _name
-
-    (version_dir(root, _name, version) / "card.json").write_text(_card_json(card))
+    keys = ("sensitivity", "fp_per_subject", "f1", "precision")
+    card = save_detector(
+        detector, {"summary": after}, root, version, description, notes=base.card.notes,
+        extra_config={
+            "held_out_before": {k: float(before[k]) for k in keys},
+            "held_out_after": {k: float(after[k]) for k in keys},
+            "n_reviewed_train_scans": len(train), "n_reviewed_held_out_scans": len(held_out),
+            "skipped_scans": skipped,
+        },
+    )
     yield Progress(3, 3, "Done")
     return card
 
@@ -168,9 +169,3 @@ def _report_at(scans: list[LabelledScan], detector: Any, threshold: float) -> di
     cases = [match_to_labels(s, run_to_completion(detect(s.magnitude, s.phase, detector, threshold=threshold)))
              for s in scans]
     return summarize(cases)
-
-
-def _card_json(card: ModelCard) -> str:
-    import json
-
-    return json.dumps(card.to_dict(), indent=2, default=float) + "\n"

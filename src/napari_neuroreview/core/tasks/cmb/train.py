@@ -105,7 +105,9 @@ def train_detector(
     validation report.
     """
     rng = np.random.default_rng(seed)
-    steps = len(train_scans) + len(val_scans) + 2
+    # Progress units: one per training scan's patches, as many again for fitting, one for validation.
+    n = len(train_scans)
+    steps = 2 * n + 1
     sets: list[PatchSet] = []
     for index, scan in enumerate(train_scans):
         yield Progress(index, steps, f"Patches of {scan.name}")
@@ -121,7 +123,7 @@ def train_detector(
     else:
         net = build_net(ModelCard(name=MODEL_NAME, version="0.0.0", task=TASK, config={"width": width}))
         parent_card = None
-    history = yield from _scaled(fit(net, train, config, choice.device), len(train_scans), steps)
+    history = yield from _scaled(fit(net, train, config, choice.device), start=n, span=n, total=steps)
     card = ModelCard(
         name=MODEL_NAME, version="0.0.0", task=TASK, parent=parent_card.version if parent_card else None,
         config={"width": int(net.width), "threshold": 0.5},
@@ -137,19 +139,20 @@ def train_detector(
     return detector, report
 
 
-def _scaled(task: TaskGenerator[Any], offset: int, steps: int) -> TaskGenerator[Any]:
-    """Re-express a sub-task's progress as one step of the outer task."""
+def _scaled(task: TaskGenerator[Any], start: float, span: float, total: int) -> TaskGenerator[Any]:
+    """Map a sub-task's progress onto [start, start + span] of an outer task of ``total`` units."""
+    scale = 100
     while True:
         try:
             update = next(task)
         except StopIteration as stop:
             return stop.value
-        yield Progress(offset, steps, update.message)
+        yield Progress(int((start + span * update.fraction) * scale), total * scale, update.message)
 
 
 def save_detector(
     detector: LoadedDetector, report: dict[str, Any], root: str | Path, version: str, training_data: str,
-    notes: str = DEMO_NOTE,
+    notes: str = DEMO_NOTE, extra_config: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Write the detector and its card (metrics on the validation scans) to a registry."""
     summary = report["summary"]
@@ -161,7 +164,7 @@ def save_detector(
         name=MODEL_NAME, version=version, task=TASK, parent=detector.card.parent, training_data=training_data,
         metrics=metrics, notes=notes,
         config={**detector.card.config, "metrics_on": "validation scans (not used for fitting)",
-                "n_train_patches": report.get("n_train_patches")},
+                "n_train_patches": report.get("n_train_patches"), **(extra_config or {})},
     )
     save_model(state_dict_cpu(detector.net), card, root)
     return card

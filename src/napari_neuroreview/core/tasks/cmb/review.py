@@ -1,0 +1,547 @@
+"""A radiologist's review of the microbleeds on one scan, written to the store edit by edit.
+
+:class:`ReviewSession` is the one object the review widget (and any script) edits
+through. It holds the findings of one scan (task ``'cmb'``) and writes every edit to the
+:class:`~napari_neuroreview.core.store.CaseStore` at once, one transaction per edit with
+its audit rows, so a crash or a killed napari loses nothing that was clicked. Why pure
+Python: the review rules (what delete means, what undo writes) are then tested without a
+display, and the widget only turns clicks into calls.
+
+Rules
+-----
+* The store is append-only, so **undo writes a compensating review**: a decision is
+  undone by writing the previous status again (``'reset'`` for back to pending), a move
+  by moving back. Undo/redo cover this session's edits.
+* **Delete** never removes a row: a model detection becomes ``'rejected'`` (a hard
+  negative for retraining), a user-added point becomes ``'rejected'`` with the note
+  ``'deleted'`` and is then hidden.
+* **Reopening** the same scan (same voxel-data sha256) restores every finding with its
+  latest status and position; a detection file made on another scan is refused
+  (:class:`ImageMismatchError`) before anything is written.
+* Positions are world RAS+ mm; the store derives the file-order voxel from the affine.
+  Each model detection keeps its mask (``extra['mask_ijk']``, file-order voxels) so that
+  retraining can learn the mask of an accepted microbleed.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from ...errors import GeometryError, ImageMismatchError, InputFileError, StoreError
+from ...io.atomic import write_with
+from ...io.export import save_points
+from ...io.layers import META_KEY, geometry_of
+from ...io.nifti import Volume, load_volume, voxel_sha256
+from ...io.orientation import from_display
+from ...progress import Progress, TaskGenerator
+from ...registry import ModelCard
+from ...store import CaseStore, Finding, ImageRecord
+from .channels import GRID_TOLERANCE_MM
+from .detect import CMBResult
+from .detect import run as detect_run
+from .io import read_detections
+from .model import load_detector
+
+TASK = "cmb"
+#: Note of the review that deletes a finding (a deleted user-added point is hidden).
+DELETED_NOTE = "deleted"
+#: What a finding can show: the store's latest action ('reset' reads as 'pending').
+STATUSES = ("pending", "accepted", "rejected", "added", "moved")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One undoable edit: what it changed, so that undo and redo can write it again.
+
+    ``kind`` is ``'status'`` (accept/reject), ``'delete'``, ``'move'`` or ``'add'``.
+    """
+
+    kind: str
+    fid: int
+    before_status: str
+    after_status: str
+    before_world: tuple[float, float, float] | None = None
+    after_world: tuple[float, float, float] | None = None
+
+
+class ReviewSession:
+    """The microbleed review of one scan (see the module docstring).
+
+    Parameters
+    ----------
+    store : CaseStore
+        An open store; the session never closes it.
+    image : ImageRecord
+        The registered scan (use :meth:`open` or :meth:`reopen`, which check it).
+    reviewer : str, optional
+        Who reviews (audit actor); the OS user by default. May be changed at any time.
+    """
+
+    def __init__(self, store: CaseStore, image: ImageRecord, reviewer: str | None = None) -> None:
+        if len(image.shape) != 3:
+            raise InputFileError(
+                f"{image.path}: is not a 3D scan (shape {image.shape}); microbleeds are reviewed on one SWI volume"
+            )
+        self.store = store
+        self.image = image
+        self.reviewer = reviewer or default_reviewer()
+        self._findings: dict[int, Finding] = {}
+        self._hidden: set[int] = set()
+        self._undo: list[Edit] = []
+        self._redo: list[Edit] = []
+        self._reload()
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(
+        cls, store: CaseStore, image_path: str | Path, sha256: str, shape: Sequence[int], affine: Any,
+        reviewer: str | None = None,
+    ) -> ReviewSession:
+        """Register the scan (or find it by its sha256) and restore its review, if any."""
+        if len(tuple(shape)) != 3:
+            raise InputFileError(
+                f"{Path(str(image_path)).name}: is a {len(tuple(shape))}D image; microbleeds are "
+                "reviewed on one 3D SWI volume"
+            )
+        image = store.register_image(image_path, sha256, shape, affine, actor=reviewer or default_reviewer())
+        return cls(store, image, reviewer)
+
+    @classmethod
+    def reopen(cls, store: CaseStore, image: int | ImageRecord, sha256: str, reviewer: str | None = None) -> ReviewSession:
+        """Resume the review of a stored scan, refusing it for different loaded voxels.
+
+        Raises
+        ------
+        ImageMismatchError
+            If the loaded scan (``sha256``) is not the stored one (e.g. a re-acquired scan
+            saved under the same file name).
+        """
+        return cls(store, store.check_image(image, sha256), reviewer)
+
+    @staticmethod
+    def has_review(store: CaseStore, sha256: str) -> bool:
+        """True when the store holds microbleed findings for this voxel data (read only)."""
+        return store.image_by_sha(sha256) is not None and bool(store.findings_for(sha256, task=TASK))
+
+    @staticmethod
+    def other_scans_at_path(store: CaseStore, image_path: str | Path, sha256: str) -> list[ImageRecord]:
+        """Stored scans with microbleed findings saved under this path but with other voxels."""
+        return [
+            record for record in store.images_at_path(str(image_path))
+            if record.sha256 != str(sha256).lower() and store.findings_for(record.sha256, task=TASK)
+        ]
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def sha256(self) -> str:
+        """The scan's voxel-data hash (its identity)."""
+        return self.image.sha256
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The scan's grid in file order."""
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+    @property
+    def affine(self) -> np.ndarray:
+        """File voxel -> world RAS+ mm."""
+        return self.image.affine_matrix
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Visible findings: model detections by score (highest first), then user-added ones."""
+        visible = [f for f in self._findings.values() if f.id not in self._hidden]
+        return sorted(visible, key=lambda f: (f.source == "user", -(f.score or 0.0), f.id))
+
+    def finding(self, fid: int) -> Finding:
+        """One visible finding of this scan (StoreError if unknown, hidden or another scan's)."""
+        finding = self._findings.get(int(fid))
+        if finding is None or finding.id in self._hidden:
+            raise StoreError(f"Finding {fid} is not a microbleed on the scan {Path(self.image.path).name}.")
+        return finding
+
+    @property
+    def can_undo(self) -> bool:
+        """True when this session has an edit to undo."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """True when an undone edit can be redone."""
+        return bool(self._redo)
+
+    def _reload(self) -> None:
+        """Read the findings back from the store: the store, not memory, is the truth."""
+        found = self.store.findings_for(self.sha256, task=TASK)
+        self._findings = {f.id: f for f in found}
+        self._hidden = set()
+        for f in found:
+            if f.source == "user" and f.status == "rejected":
+                last = self.store.reviews_for(f.id)[-1]
+                if (last.note or "").startswith(DELETED_NOTE):
+                    self._hidden.add(f.id)
+
+    # ----------------------------------------------------------------- model detections
+    def add_detections(
+        self, result: CMBResult, card: Mapping[str, Any] | None = None, phase_path: str | Path | None = None,
+        instances: np.ndarray | None = None,
+    ) -> list[Finding]:
+        """Store a detector run's findings (all in one transaction); returns the new ones.
+
+        Parameters
+        ----------
+        result : CMBResult
+            Must come from this scan's voxel data (checked by sha256).
+        card : mapping, optional
+            The model card, registered in the store with the version when first seen.
+        phase_path : str or Path, optional
+            Kept with every finding so that retraining can reload the phase.
+        instances : numpy.ndarray, optional
+            Instance labels on the *file* grid when ``result.instances`` is not (an oblique
+            scan detected on its resampled display grid).
+
+        Returns
+        -------
+        list of Finding
+            Empty when this scan already has findings of the same model version: a rerun
+            never duplicates them, and the stored review stays as it is.
+        """
+        if result.image_sha256 != self.sha256:
+            raise ImageMismatchError(
+                f"These detections were made on another scan (voxel data {result.image_sha256[:12]}), "
+                f"not on {Path(self.image.path).name} ({self.sha256[:12]})"
+            )
+        rows = [(d.id, d.world_ras_mm, d.score, d.volume_mm3) for d in result.detections]
+        labels = result.instances if instances is None else instances
+        return self._add_model_findings(dict(result.model), rows, labels, card, phase_path)
+
+    def import_detections(
+        self, det_json: str | Path, labels: str | Path | None = None, card: Mapping[str, Any] | None = None,
+        phase_path: str | Path | None = None,
+    ) -> list[Finding]:
+        """Store the findings of a det.json (``neuroreview cmb detect``), refused for another scan.
+
+        The instance-labels NIfTI beside it, if given, must be on this scan's grid.
+        """
+        doc = read_detections(det_json, expected_sha256=self.sha256)
+        instances = None
+        if labels is not None:
+            volume = load_volume(labels)
+            if volume.spatial_shape != self.shape or not np.allclose(volume.affine, self.affine, atol=GRID_TOLERANCE_MM):
+                raise GeometryError(
+                    f"{Path(labels).name}: the instance labels are on another grid ({volume.spatial_shape}) "
+                    f"than the scan {Path(self.image.path).name} ({self.shape})"
+                )
+            instances = np.asarray(volume.data)
+        rows = [(int(d["id"]), d["world_ras_mm"], float(d["score"]), float(d.get("volume_mm3", 0.0)))
+                for d in doc["detections"]]
+        model = doc.get("model") or {"name": "unknown", "version": "0"}
+        return self._add_model_findings(model, rows, instances, card, phase_path)
+
+    def _add_model_findings(
+        self, model: Mapping[str, str], rows: list[tuple[int, Any, float, float]], instances: np.ndarray | None,
+        card: Mapping[str, Any] | None, phase_path: str | Path | None,
+    ) -> list[Finding]:
+        key = (str(model["name"]), str(model["version"]))
+        if any(f.source == "model" and f.model == key for f in self._findings.values()):
+            return []
+        if instances is not None and tuple(instances.shape) != self.shape:
+            raise GeometryError(
+                f"The instance labels {tuple(instances.shape)} are not on the grid of "
+                f"{Path(self.image.path).name} {self.shape}"
+            )
+        masks = _masks_by_label(instances) if instances is not None else {}
+        items = []
+        for det_id, world, score, volume in rows:
+            voxel = self._voxel_inside(world)
+            items.append({
+                "task": TASK, "world_ras_mm": world, "voxel_ijk": None, "score": score, "model": key,
+                "source": "model",
+                "extra": {
+                    "detection_id": int(det_id), "volume_mm3": float(volume),
+                    "mask_ijk": masks.get(int(det_id), []), "detected_voxel": [round(float(v), 4) for v in voxel],
+                    "phase_path": str(phase_path) if phase_path else None,
+                },
+            })
+        self._ensure_model(key, card)
+        added = self.store.add_findings(self.sha256, items, actor=self.reviewer) if items else []
+        self._reload()
+        return added
+
+    def _ensure_model(self, key: tuple[str, str], card: Mapping[str, Any] | None) -> None:
+        """Register the model version once; an already stored card is never challenged."""
+        if any(record.version == key[1] for record in self.store.model_versions(key[0])):
+            return
+        card = dict(card or {"name": key[0], "version": key[1], "task": "cmb-detection"})
+        self.store.register_model_version(key[0], key[1], str(card.get("task", "cmb-detection")), card,
+                                          actor=self.reviewer)
+
+    # ----------------------------------------------------------------- edits
+    def accept(self, fid: int) -> Finding:
+        """Mark a finding as a true microbleed."""
+        return self._decide(fid, "accepted", "status")
+
+    def reject(self, fid: int) -> Finding:
+        """Mark a finding as not a microbleed (a mimic: vein, calcification, artefact)."""
+        return self._decide(fid, "rejected", "status")
+
+    def delete(self, fid: int) -> Finding:
+        """Delete: 'rejected' with the note 'deleted' (a user-added point is then hidden)."""
+        return self._decide(fid, "rejected", "delete")
+
+    def _decide(self, fid: int, status: str, kind: str) -> Finding:
+        finding = self.finding(fid)
+        if finding.status == status and kind == "status":
+            return finding  # nothing changes: no review row, no undo step
+        note = DELETED_NOTE if kind == "delete" else None
+        self._write([self._status_review(finding, status, note)])
+        self._push(Edit(kind, finding.id, finding.status, status))
+        return self._findings[finding.id]
+
+    def add(self, world_ras_mm: Sequence[float]) -> int:
+        """Add a microbleed the model missed; returns its finding id.
+
+        The finding (``source='user'``) and its ``'added'`` review are written in one
+        transaction, so a crash never leaves an unreviewed user point behind.
+        """
+        world = _triple(world_ras_mm)
+        self._voxel_inside(world)
+        fid = self._insert_user_finding(world)
+        self._reload()
+        self._push(Edit("add", fid, "absent", "added", None, world))
+        return fid
+
+    def move(self, fid: int, world_ras_mm: Sequence[float]) -> Finding:
+        """Move a finding to where the microbleed really is (the old place stays in the review)."""
+        finding = self.finding(fid)
+        world = _triple(world_ras_mm)
+        self._voxel_inside(world)
+        if np.allclose(world, finding.world, atol=1e-6):
+            return finding
+        self._write([self._move_review(fid, world)])
+        self._push(Edit("move", fid, finding.status, "moved", tuple(finding.world), world))
+        return self._findings[fid]
+
+    def undo(self) -> int | None:
+        """Undo this session's latest edit by writing its compensating review; its finding id."""
+        if not self._undo:
+            return None
+        edit = self._undo[-1]
+        self._apply(edit, forward=False)
+        self._redo.append(self._undo.pop())
+        return edit.fid
+
+    def redo(self) -> int | None:
+        """Write the latest undone edit again; its finding id."""
+        if not self._redo:
+            return None
+        edit = self._redo[-1]
+        self._apply(edit, forward=True)
+        self._undo.append(self._redo.pop())
+        return edit.fid
+
+    def _apply(self, edit: Edit, forward: bool) -> None:
+        finding = self._findings[edit.fid]
+        tag = "redo" if forward else "undo"
+        if edit.kind == "add":
+            review = (self._status_review(finding, "added", tag) if forward
+                      else self._status_review(finding, "rejected", f"{DELETED_NOTE} ({tag} of add)"))
+            self._write([review])
+        elif edit.kind == "move":
+            target = edit.after_world if forward else edit.before_world
+            reviews = [self._move_review(edit.fid, target, tag)]
+            if not forward and edit.before_status != "moved":
+                reviews.append(self._status_review(finding, edit.before_status, tag))
+            self._write(reviews)
+        else:
+            status = edit.after_status if forward else edit.before_status
+            note = f"{DELETED_NOTE} ({tag})" if edit.kind == "delete" and forward else tag
+            self._write([self._status_review(finding, status, note)])
+
+    def _push(self, edit: Edit) -> None:
+        self._undo.append(edit)
+        self._redo.clear()
+
+    def _write(self, reviews: list[dict[str, Any]]) -> None:
+        """One transaction (reviews + audit rows), then read the truth back."""
+        self.store.review_many(reviews)
+        self._reload()
+
+    def _status_review(self, finding: Finding, status: str, note: str | None = None) -> dict[str, Any]:
+        """The review that gives ``finding`` this status ('pending' is a 'reset')."""
+        review: dict[str, Any] = {"finding_id": finding.id, "reviewer": self.reviewer, "note": note}
+        if status == "pending":
+            review["action"] = "reset"
+        elif status == "moved":  # status back to 'moved': a move onto where it is now
+            review.update(action="moved", to_world=finding.world)
+        else:
+            review["action"] = status
+        return review
+
+    def _move_review(self, fid: int, world: Sequence[float], note: str | None = None) -> dict[str, Any]:
+        return {"finding_id": fid, "action": "moved", "reviewer": self.reviewer, "to_world": tuple(world),
+                "note": note}
+
+    def _insert_user_finding(self, world: tuple[float, float, float]) -> int:
+        return self.store.add_user_finding(self.sha256, TASK, world, self.reviewer).id
+
+    def _voxel_inside(self, world: Sequence[float]) -> np.ndarray:
+        """File voxel of a world point; a point outside the scan is refused."""
+        voxel = nib.affines.apply_affine(np.linalg.inv(self.affine), np.asarray(world, float))
+        if np.any(voxel < -0.5) or np.any(voxel > np.asarray(self.shape) - 0.5):
+            x, y, z = (float(v) for v in world)
+            raise GeometryError(
+                f"RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm is outside the scan {Path(self.image.path).name}"
+            )
+        return voxel
+
+    # ----------------------------------------------------------------- results
+    def instances(self, include_rejected: bool = False) -> np.ndarray:
+        """Instance labels on the scan's file grid; value = finding id.
+
+        A model detection keeps its mask (shifted with the finding when it was moved); a
+        user-added microbleed, whose extent nobody drew, is its one voxel. Rejected
+        findings are left out unless ``include_rejected``. Higher scores win overlaps.
+        """
+        findings = [f for f in self.findings if include_rejected or f.status != "rejected"]
+        top = max((f.id for f in findings), default=0)
+        out = np.zeros(self.shape, dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+        shape = np.asarray(self.shape)
+        for f in findings:
+            ijk = np.asarray(f.extra.get("mask_ijk") or [], dtype=int).reshape(-1, 3)
+            detected = f.extra.get("detected_voxel")
+            if len(ijk) and detected is not None:
+                ijk = ijk + np.rint(np.asarray(f.voxel) - np.asarray(detected)).astype(int)
+            if not len(ijk):
+                ijk = np.rint(np.asarray(f.voxel, float)).astype(int).reshape(1, 3)
+            ijk = ijk[np.all((ijk >= 0) & (ijk < shape), axis=1)]
+            free = out[tuple(ijk.T)] == 0
+            out[tuple(ijk[free].T)] = f.id
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One record per visible finding, for JSON/TSV export (world RAS+ mm first)."""
+        return [
+            {
+                "world_ras_mm": [round(float(v), 4) for v in f.world],
+                "voxel_ijk": [round(float(v), 4) for v in f.voxel],
+                "id": f.id,
+                "score": f.score,
+                "status": f.status,
+                "source": f.source,
+                "model": f.model[0] if f.model else None,
+                "model_version": f.model[1] if f.model else None,
+                "volume_mm3": f.extra.get("volume_mm3"),
+            }
+            for f in self.findings
+        ]
+
+    def export(
+        self, labels_path: str | Path | None = None, json_path: str | Path | None = None,
+        tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
+    ) -> list[Path]:
+        """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV.
+
+        Each file is written atomically. ``instances`` (file grid) replaces
+        :meth:`instances` in the labels file when given.
+        """
+        written: list[Path] = []
+        if labels_path is not None:
+            labels = self.instances() if instances is None else np.asarray(instances)
+            if tuple(labels.shape) != self.shape:
+                raise GeometryError(f"The instance labels {tuple(labels.shape)} are not on the scan's grid {self.shape}")
+            written.append(_save_labels(labels_path, labels, self.affine))
+        provenance = {"image": self.image.path, "image_sha256": self.sha256, "task": TASK,
+                      "reviewer": self.reviewer}
+        for path in (json_path, tsv_path):
+            if path is not None:
+                written.append(save_points(path, self.to_records(), provenance))
+        return written
+
+
+def scan_volume(display: Any, metadata: Mapping[str, Any], name: str = "layer") -> Volume:
+    """The scan behind a layer made by this plugin's reader (its display data and metadata).
+
+    Why here: the detector wants the file's voxels and affine, the layer holds them in
+    display order. The voxels go back to file order (exact, no resampling) and must hash
+    to the file's sha256, since a layer edited in napari is not the scan the store knows.
+    An oblique scan shown resampled is returned on its display grid with the exact display
+    affine instead (as the Case widget's mask does), so nothing is resampled twice.
+    """
+    geometry = geometry_of(dict(metadata))
+    if geometry is None:
+        raise InputFileError(f"{name}: was not opened by napari-neuroreview; open the NIfTI/MGH file with File > Open")
+    info = metadata[META_KEY]
+    path = Path(info["source_path"]) if info.get("source_path") else None
+    data = np.asarray(display)
+    if geometry.resampled:
+        return Volume(data, geometry.display_affine, geometry.scale, path, info["sha256"])
+    data = from_display(data, geometry, order=1)
+    if voxel_sha256(data) != info["sha256"]:
+        raise ImageMismatchError(
+            f"{name}: the layer's voxels were changed in napari and no longer match "
+            f"{path.name if path else 'the file'}; reopen the file to review it"
+        )
+    return Volume(data, geometry.source_affine, tuple(float(z) for z in info["zooms"][:3]), path, info["sha256"])
+
+
+def detect_for_review(
+    magnitude: Volume, phase: Volume | None, version: str | None, device: str = "auto",
+    threshold: float | None = None, roots: list[Path] | None = None,
+) -> TaskGenerator[tuple[CMBResult, ModelCard]]:
+    """Load a detector version and run it, in one task: the result and the card to store.
+
+    Why one task: loading the weights (and moving them to the GPU) also takes time and
+    must not block the GUI thread, so it runs in the same worker as the detection.
+    """
+    yield Progress(0, 1, "Loading the microbleed detector")
+    detector = load_detector(version, device=device, roots=roots)
+    result = yield from detect_run(magnitude, phase, detector, threshold=threshold, device=device)
+    return result, detector.card
+
+
+def _masks_by_label(instances: np.ndarray) -> dict[int, list[list[int]]]:
+    """File-order voxels of every label, found box by box (fast on whole scans)."""
+    labels = np.asarray(instances).astype(np.int64, copy=False)
+    masks: dict[int, list[list[int]]] = {}
+    for index, box in enumerate(ndimage.find_objects(labels)):
+        if box is None:
+            continue
+        ijk = np.argwhere(labels[box] == index + 1) + [s.start for s in box]
+        masks[index + 1] = ijk.astype(int).tolist()
+    return masks
+
+
+def _save_labels(path: str | Path, labels: np.ndarray, affine: np.ndarray) -> Path:
+    path = Path(path)
+    if not path.name.endswith((".nii", ".nii.gz")):
+        raise InputFileError(f"{path}: labels are saved as NIfTI; use a .nii or .nii.gz name")
+    img = nib.Nifti1Image(labels, affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = b"napari-neuroreview CMB instances"
+    return write_with(path, lambda tmp: nib.save(img, str(tmp)))
+
+
+def _triple(value: Sequence[float]) -> tuple[float, float, float]:
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+        raise GeometryError(f"A position must be three finite numbers (RAS mm), got {value!r}")
+    return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+def default_reviewer() -> str:
+    """The OS user name: who is reviewing, unless the reviewer types a name."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database (some containers)
+        return "unknown"

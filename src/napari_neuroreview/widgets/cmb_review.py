@@ -1,0 +1,599 @@
+"""The microbleed review dock widget: detect, then accept, reject, add, move and delete.
+
+The radiologist picks the SWI (and phase) layer, a detector version, a device and a
+threshold, and runs the detector through the shared task rails (worker, progress,
+Cancel). The result becomes a Labels layer of instance masks and a Points layer coloured
+by review status, with a table sorted by score. Every click goes through
+:class:`~napari_neuroreview.core.tasks.cmb.review.ReviewSession`, which writes it to the
+annotation store at once, so the store always holds what is on screen; picking a scan
+the store already knows restores its review without running anything.
+
+Keys on the points layer: a accept, r reject, Delete/Backspace delete, n add at the
+cursor, Ctrl-Z undo, Ctrl-Shift-Z redo; dragging a point (select mode) moves it. No
+numerics here: coordinates go through the scan's DisplayGeometry and core.io.export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Points
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                            QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                            QWidget)
+
+from ..core.device import available_devices, resolve_device
+from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
+from ..core.io.export import napari_world_to_ras, ras_to_napari_world
+from ..core.io.layers import META_KEY, geometry_of
+from ..core.io.orientation import from_display, to_display
+from ..core.registry import DEMO_NOTE
+from ..core.store import CaseStore, default_store_path
+from ..core.tasks.cmb.channels import check_inputs
+from ..core.tasks.cmb.io import read_detections
+from ..core.tasks.cmb.model import available_versions
+from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, scan_volume
+from ._worker import TaskRunner
+from .case import CaseWidget
+
+if TYPE_CHECKING:
+    import napari
+
+NO_PHASE = "none"
+#: Review status -> RGBA, shared by the points and their masks.
+STATUS_RGBA = {
+    "pending": (1.0, 1.0, 0.0, 1.0),
+    "accepted": (0.0, 0.8, 0.0, 1.0),
+    "rejected": (1.0, 0.0, 0.0, 1.0),
+    "added": (0.0, 1.0, 1.0, 1.0),
+    "moved": (1.0, 0.55, 0.0, 1.0),
+}
+COLUMNS = ("id", "score", "status", "source", "volume mm³")
+
+
+def find_docked(viewer: Any, kind: type) -> list[Any]:
+    """Docked widgets of a type (to share the Case widget's store, refresh versions)."""
+    try:
+        widgets = list(viewer.window.dock_widgets.values())
+    except (AttributeError, RuntimeError):
+        return []
+    return [w for w in widgets if isinstance(w, kind)]
+
+
+class CMBReviewWidget(QWidget):
+    """Dock widget for microbleed detection and review (see the module docstring).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    roots : list of Path, optional
+        Registry roots to find detector versions in (default: the user's, then shipped).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, roots: list[Path] | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.roots = roots
+        self.store: CaseStore | None = None
+        self._own_store = False
+        self.session: ReviewSession | None = None
+        self.scan_layer: Image | None = None
+        self.points_layer: Points | None = None
+        self.labels_layer: Any = None
+        self._order: list[int] = []
+        self._syncing = False
+        self._removing: list[int] = []
+        self._run_inputs: tuple[Image, str | None] | None = None
+
+        self.swi_combo, self.phase_combo = QComboBox(), QComboBox()
+        self.version_combo, self.device_combo = QComboBox(), QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_label = QLabel("")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setDecimals(3)
+        self.reviewer = QLineEdit(default_reviewer())
+        shared = [w.store for w in find_docked(napari_viewer, CaseWidget) if w.store is not None]
+        self.store_path = QLineEdit(str(shared[0].path if shared else default_store_path()))
+        inputs = QGroupBox("Detect")
+        form = QFormLayout(inputs)
+        for label, field in (("SWI", self.swi_combo), ("Phase", self.phase_combo), ("Model", self.version_combo),
+                             ("Threshold", self.threshold), ("Device", self.device_combo), ("", self.device_label),
+                             ("Reviewer", self.reviewer), ("Store", self.store_path)):
+            form.addRow(label, field)
+        self.runner = TaskRunner("Detect microbleeds", self._start_detection, self._show_result)
+        self.import_button = QPushButton("Open detections (det.json)...")
+        form.addRow(self.runner)
+        form.addRow(self.import_button)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.summary = QLabel("No review open")
+        self.summary.setWordWrap(True)
+        self.accept_button, self.reject_button = QPushButton("Accept (a)"), QPushButton("Reject (r)")
+        self.delete_button, self.add_button = QPushButton("Delete (Del)"), QPushButton("Add at cursor (n)")
+        self.undo_button, self.redo_button = QPushButton("Undo (Ctrl-Z)"), QPushButton("Redo (Ctrl-Shift-Z)")
+        self.export_button = QPushButton("Export labels + JSON + TSV...")
+        review = QGroupBox("Review")
+        review_layout = QVBoxLayout(review)
+        review_layout.addWidget(self.summary)
+        review_layout.addWidget(self.table)
+        for pair in ((self.accept_button, self.reject_button), (self.delete_button, self.add_button),
+                     (self.undo_button, self.redo_button)):
+            row = QHBoxLayout()
+            for button in pair:
+                row.addWidget(button)
+            review_layout.addLayout(row)
+        review_layout.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(inputs)
+        layout.addWidget(review)
+
+        for signal, slot in (
+            (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.version_combo.currentIndexChanged,
+            self._on_version), (self.device_combo.currentTextChanged, self._on_device),
+            (self.reviewer.editingFinished, self._on_reviewer), (self.store_path.editingFinished, self._on_store_path),
+            (self.import_button.clicked, self._browse_detections), (self.table.itemSelectionChanged,
+            self._on_table_selection), (self.accept_button.clicked, self.accept_selected),
+            (self.reject_button.clicked, self.reject_selected), (self.delete_button.clicked, self.delete_selected),
+            (self.add_button.clicked, self.add_at_cursor), (self.undo_button.clicked, self.undo),
+            (self.redo_button.clicked, self.redo), (self.export_button.clicked, self._browse_export),
+        ):
+            signal.connect(slot)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.events.reordered):
+            event.connect(self._refresh_layers)
+
+        self._on_device(self.device_combo.currentText())
+        self.refresh_versions()
+        self._refresh_layers()
+        self._update_buttons()
+
+    # ----------------------------------------------------------------- inputs
+    def _scan_layers(self) -> list[Image]:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and META_KEY in layer.metadata]
+
+    def _layer(self, name: str) -> Image | None:
+        return next((layer for layer in self._scan_layers() if layer.name == name), None)
+
+    def _refresh_layers(self, *_: Any) -> None:
+        if self.labels_layer is not None and self.labels_layer not in self.viewer.layers:
+            self.labels_layer = None
+        if self.points_layer is not None and self.points_layer not in self.viewer.layers:
+            self.points_layer.events.data.disconnect(self._on_points_data)
+            self.points_layer = None  # the review stays in the store; picking the scan again restores it
+            self._show_table()
+        names = [layer.name for layer in self._scan_layers()]
+        swi, phase = self.swi_combo.currentText(), self.phase_combo.currentText()
+        for combo, items, keep in ((self.swi_combo, names, swi), (self.phase_combo, [NO_PHASE, *names], phase)):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(items)
+            if keep in items:
+                combo.setCurrentText(keep)
+            combo.blockSignals(False)
+        if self.swi_combo.currentText() != swi or (self.scan_layer is not None and self.scan_layer.name not in names):
+            self._on_scan_changed()
+
+    def refresh_versions(self, select: str | None = None) -> None:
+        """List the installed detector versions (newest selected, or ``select``)."""
+        self.version_combo.blockSignals(True)
+        self.version_combo.clear()
+        try:
+            versions = available_versions(self.roots)
+        except NeuroreviewError as exc:
+            show_error(str(exc))
+            versions = []
+        for _root, card in versions:
+            self.version_combo.addItem(f"{card.version}{' (demo weights)' if DEMO_NOTE in card.notes else ''}",
+                                       (card.version, card.config.get("threshold", 0.5)))
+        index = next((i for i, (_r, c) in enumerate(versions) if c.version == select), len(versions) - 1)
+        self.version_combo.setCurrentIndex(index)
+        self.version_combo.blockSignals(False)
+        self._on_version()
+
+    def _on_version(self, *_: Any) -> None:
+        data = self.version_combo.currentData()
+        if data is not None:
+            self.threshold.setValue(float(data[1]))
+
+    def _on_device(self, requested: str) -> None:
+        try:
+            self.device_label.setText(f"Using {resolve_device(requested).label}")
+        except NeuroreviewError as exc:
+            self.device_label.setText(str(exc))
+            show_error(str(exc))
+
+    def _on_reviewer(self) -> None:
+        if self.session is not None:
+            self.session.reviewer = self.reviewer.text().strip() or default_reviewer()
+
+    def _on_store_path(self) -> None:
+        if self.store is None or Path(self.store_path.text()).expanduser() != self.store.path:
+            self._remove_review_layers()
+            self._close_store()
+            self._on_scan_changed()
+
+    def open_store(self) -> CaseStore:
+        """The store at the path in the field: the Case widget's if it has it open, else our own."""
+        path = Path(self.store_path.text()).expanduser()
+        if self.store is not None and self.store.path == path:
+            return self.store
+        self._close_store()
+        shared = [w.store for w in find_docked(self.viewer, CaseWidget)
+                  if w.store is not None and w.store.path == path]
+        self.store, self._own_store = (shared[0], False) if shared else (CaseStore(path), True)
+        return self.store
+
+    def _close_store(self) -> None:
+        if self.store is not None and self._own_store:
+            self.store.close()
+        self.store, self.session = None, None
+
+    # ----------------------------------------------------------------- detection
+    def _start_detection(self) -> Any:
+        layer = self._layer(self.swi_combo.currentText())
+        if layer is None:
+            raise InputFileError("no SWI layer is selected: open the SWI magnitude NIfTI first")
+        magnitude = scan_volume(layer.data, layer.metadata, layer.name)
+        phase_layer = self._layer(self.phase_combo.currentText())
+        phase = scan_volume(phase_layer.data, phase_layer.metadata, phase_layer.name) if phase_layer else None
+        check_inputs(magnitude, phase)  # bad input: one sentence, nothing run, nothing written
+        self.open_store()  # a store that cannot be opened is reported now, not after the run
+        data = self.version_combo.currentData()
+        phase_path = phase_layer.metadata[META_KEY].get("source_path") if phase_layer is not None else None
+        self._run_inputs = (layer, phase_path)
+        return detect_for_review(magnitude, phase, data[0] if data else None, self.device_combo.currentText(),
+                                 float(self.threshold.value()), self.roots)
+
+    def _show_result(self, value: Any) -> None:
+        result, card = value
+        layer, phase_path = self._run_inputs or (None, None)
+        if layer is None or layer not in self.viewer.layers:
+            show_warning("The scan was closed before the detection finished; nothing was stored")
+            return
+        geometry = geometry_of(layer.metadata)
+
+        def store_it() -> None:
+            session = self._open_session(layer)
+            instances = from_display(result.instances, geometry, order=0) if geometry.resampled else None
+            added = session.add_detections(result, card.to_dict(), phase_path, instances)
+            self._show_session(layer, session)
+            if result.detections and not added:
+                show_info(f"{layer.name} already has detections of {card.name} {card.version}; "
+                          "the stored review is shown unchanged")
+            else:
+                show_info(f"{len(added)} microbleeds found on {layer.name} ({result.device}, "
+                          f"{card.name} {card.version}, threshold {result.threshold:.2f})")
+
+        self._guard(store_it)
+
+    def _open_session(self, layer: Image) -> ReviewSession:
+        info, geometry = layer.metadata[META_KEY], geometry_of(layer.metadata)
+        if self.session is not None and self.session.sha256 == info["sha256"] and self.store is self.session.store:
+            return self.session
+        store = self.open_store()
+        self.session = ReviewSession.open(store, info["source_path"] or layer.name, info["sha256"],
+                                          geometry.source_shape, geometry.source_affine.tolist(),
+                                          self.reviewer.text().strip() or None)
+        return self.session
+
+    def _on_scan_changed(self, *_: Any) -> None:
+        """Restore the stored review of the picked scan (matched by voxel-data sha256)."""
+        layer = self._layer(self.swi_combo.currentText())
+        if layer is self.scan_layer and (layer is None or self.session is not None):
+            return
+        self.session, self.scan_layer = None, layer  # first: removing layers below re-enters _refresh_layers
+        self._remove_review_layers()  # the old scan's review stays in the store; picking it restores it
+        self._show_table()
+        if layer is None or layer.ndim != 3:
+            return
+
+        def restore() -> None:
+            info = layer.metadata[META_KEY]
+            store = self.open_store()
+            if ReviewSession.has_review(store, info["sha256"]):
+                session = self._open_session(layer)
+                self._show_session(layer, session)
+                show_info(f"Restored the microbleed review of {layer.name}: {len(session.findings)} findings")
+                return
+            for record in ReviewSession.other_scans_at_path(store, info["source_path"] or layer.name, info["sha256"]):
+                try:
+                    ReviewSession.reopen(store, record, info["sha256"])
+                except ImageMismatchError as exc:
+                    show_warning(f"{exc} That review is not shown on this scan.")
+                break
+
+        self._guard(restore)
+
+    def import_detections_from(self, det_json: str | Path, labels: str | Path | None = None) -> None:
+        """Add a det.json's detections to the picked scan; refused for another scan."""
+
+        def load() -> None:
+            layer = self._layer(self.swi_combo.currentText())
+            if layer is None:
+                raise InputFileError("no SWI layer is selected: open the scan the detections were made on")
+            doc = read_detections(det_json, expected_sha256=layer.metadata[META_KEY]["sha256"])  # before any write
+            cards = [c.to_dict() for _r, c in available_versions(self.roots)
+                     if (c.name, c.version) == (doc["model"].get("name"), doc["model"].get("version"))]
+            session = self._open_session(layer)
+            added = session.import_detections(det_json, labels, cards[0] if cards else None)
+            self._show_session(layer, session)
+            show_info(f"{len(added)} detections imported from {Path(det_json).name}")
+
+        self._guard(load)
+
+    def _browse_detections(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Microbleed detections", "", "Detections (*.json)")
+        if path:
+            self.import_detections_from(path)
+
+    # ----------------------------------------------------------------- layers
+    def _remove_review_layers(self, scan: Image | None = None) -> None:
+        """Remove the masks and points of a review (ours, or left by a closed widget)."""
+        if self.points_layer is not None:
+            self.points_layer.events.data.disconnect(self._on_points_data)
+        names = [f"{scan.name} CMB masks", f"{scan.name} CMBs"] if scan is not None else []
+        for layer in (self.labels_layer, self.points_layer):
+            if layer is not None:
+                names.append(layer.name)
+        self.points_layer = self.labels_layer = None
+        for name in dict.fromkeys(names):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+
+    def _show_session(self, layer: Image, session: ReviewSession) -> None:
+        geometry = geometry_of(layer.metadata)
+        self.scan_layer, self.session = layer, session
+        self._remove_review_layers(layer)
+        common = {"scale": layer.scale[-3:], "translate": layer.translate[-3:], "metadata": dict(layer.metadata)}
+        self.labels_layer = self.viewer.add_labels(
+            to_display(session.instances(include_rejected=True), geometry, order=0),
+            name=f"{layer.name} CMB masks", opacity=0.5, **common,
+        )
+        points = self.viewer.add_points(np.empty((0, 3)), name=f"{layer.name} CMBs", ndim=3, size=4,
+                                        border_color="black", **common)
+        self.points_layer = points
+        points.events.data.connect(self._on_points_data)
+        bindings: dict[str, Callable[[], Any]] = {
+            "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
+            "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
+            "Control-Shift-Z": self.redo,
+        }
+        for key, action in bindings.items():
+            points.bind_key(key, _key_handler(action), overwrite=True)
+        points.mode = "select"
+        self._sync()
+        self.viewer.layers.selection.active = points
+
+    def _sync(self, select: int | None = None) -> None:
+        """Points, mask colours, table and buttons from the session (the store's truth)."""
+        session, points = self.session, self.points_layer
+        if session is None or points is None:
+            self._show_table()
+            return
+        geometry = geometry_of(self.scan_layer.metadata)
+        findings = session.findings
+        self._order = [f.id for f in findings]
+        self._syncing = True
+        try:
+            points.selected_data = set()
+            points.data = geometry.world_to_display(np.array([f.world for f in findings]).reshape(-1, 3)).reshape(-1, 3)
+            points.features = {
+                "id": self._order, "score": [np.nan if f.score is None else f.score for f in findings],
+                "status": [f.status for f in findings], "source": [f.source for f in findings],
+                "model_version": [f.model[1] if f.model else "" for f in findings],
+            }
+            if findings:
+                points.face_color = np.array([STATUS_RGBA[f.status] for f in findings])
+            if select in self._order:
+                points.selected_data = {self._order.index(select)}
+            if self.labels_layer is not None:
+                colors: dict[int | None, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
+                colors.update({f.id: STATUS_RGBA[f.status] for f in findings})
+                self.labels_layer.colormap = DirectLabelColormap(color_dict=colors)
+        finally:
+            self._syncing = False
+        self._show_table(select)
+
+    def _show_table(self, select: int | None = None) -> None:
+        findings = self.session.findings if self.session is not None and self.points_layer is not None else []
+        self._syncing = True
+        try:
+            self.table.setRowCount(len(findings))
+            for row, f in enumerate(findings):
+                values = (f.id, "" if f.score is None else f"{f.score:.3f}", f.status, f.source,
+                          "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}")
+                for col, value in enumerate(values):
+                    self.table.setItem(row, col, QTableWidgetItem(str(value)))
+            if select is not None and select in [f.id for f in findings]:
+                self.table.selectRow([f.id for f in findings].index(select))
+        finally:
+            self._syncing = False
+        counts = {s: sum(f.status == s for f in findings) for s in STATUS_RGBA}
+        self.summary.setText(
+            ", ".join(f"{n} {s}" for s, n in counts.items() if n) if findings else
+            ("No microbleeds on this scan" if self.session is not None and self.points_layer is not None
+             else "No review open: run the detector or pick a reviewed scan")
+        )
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        active = self.session is not None and self.points_layer is not None
+        for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
+            button.setEnabled(active)
+        self.undo_button.setEnabled(active and self.session.can_undo)
+        self.redo_button.setEnabled(active and self.session.can_redo)
+
+    # ----------------------------------------------------------------- navigation
+    def _on_table_selection(self) -> None:
+        rows = {index.row() for index in self.table.selectedIndexes()}
+        if self._syncing or len(rows) != 1:
+            return
+        self.jump_to(self._order[rows.pop()])
+
+    def jump_to(self, fid: int) -> None:
+        """Show a finding: its slice, the camera centred on it, its point selected."""
+        if self.session is None or self.points_layer is None or fid not in self._order:
+            return
+        world = ras_to_napari_world(self.session.finding(fid).world)
+        offset = self.viewer.dims.ndim - 3
+        for axis in range(3):
+            self.viewer.dims.set_point(offset + axis, float(world[axis]))
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
+        camera.center = tuple(float(v) for v in world)
+        self.points_layer.selected_data = {self._order.index(fid)}
+        self.viewer.layers.selection.active = self.points_layer
+
+    def selected_ids(self) -> list[int]:
+        """Findings selected on the points layer, else the table's row."""
+        if self.points_layer is not None and self.points_layer.selected_data:
+            return [self._order[i] for i in sorted(self.points_layer.selected_data) if i < len(self._order)]
+        rows = sorted({index.row() for index in self.table.selectedIndexes()})
+        return [self._order[r] for r in rows if r < len(self._order)]
+
+    # ----------------------------------------------------------------- edits
+    def _edit(self, action: Callable[[], int | None]) -> None:
+        """Run one session edit (already in the store when it returns), then redraw."""
+        if self.session is None:
+            return
+        result: list[int | None] = [None]
+
+        def run() -> None:
+            result[0] = action()
+
+        self._guard(run)
+        self._sync(select=result[0])
+
+    def _decide_selected(self, decide: Callable[[int], Any], advance: bool) -> None:
+        ids = self.selected_ids()
+        if not ids or self.session is None:
+            show_info("Select a microbleed first (click its point or its row)")
+            return
+        self._edit(lambda: [decide(fid) for fid in ids][-1].id)
+        if advance and len(ids) == 1 and ids[0] in self._order:  # on to the next finding
+            index = self._order.index(ids[0]) + 1
+            if index < len(self._order):
+                self.jump_to(self._order[index])
+                self._show_table(self._order[index])
+
+    def accept_selected(self) -> None:
+        """Accept the selected microbleed(s)."""
+        self._decide_selected(lambda fid: self.session.accept(fid), advance=True)
+
+    def reject_selected(self) -> None:
+        """Reject the selected microbleed(s)."""
+        self._decide_selected(lambda fid: self.session.reject(fid), advance=True)
+
+    def delete_selected(self) -> None:
+        """Delete the selected microbleed(s): rejected, and hidden if user-added."""
+        self._decide_selected(lambda fid: self.session.delete(fid), advance=False)
+
+    def add_at_cursor(self) -> None:
+        """Add a microbleed at the cursor (napari world, turned into RAS mm)."""
+        position = np.asarray(self.viewer.cursor.position, dtype=float)[-3:]
+        self._edit(lambda: self.session.add(napari_world_to_ras(position)))
+
+    def undo(self) -> None:
+        """Undo the latest edit (a compensating review is written)."""
+        self._edit(lambda: self.session.undo())
+
+    def redo(self) -> None:
+        """Redo the latest undone edit."""
+        self._edit(lambda: self.session.redo())
+
+    def _on_points_data(self, event: Any) -> None:
+        """Moves, adds and deletes made with napari's own point tools, into the session."""
+        if self._syncing or self.session is None or event.source is not self.points_layer:
+            return
+        action = str(getattr(event.action, "value", event.action))
+        indices = [int(i) for i in (event.data_indices or ())]
+        data = np.asarray(self.points_layer.data)
+        geometry = geometry_of(self.scan_layer.metadata)
+        if action == "removing":
+            self._removing = [self._order[i] for i in indices if i < len(self._order)]
+            return
+        edits: list[Callable[[], Any]] = []
+        if action == "removed":
+            edits = [lambda fid=fid: self.session.delete(fid) for fid in self._removing]
+            self._removing = []
+        elif action == "added":
+            edits = [lambda i=i: self.session.add(geometry.display_to_world(data[i])) for i in indices]
+        elif action == "changed":
+            edits = [lambda i=i: self.session.move(self._order[i], geometry.display_to_world(data[i]))
+                     for i in indices if i < len(self._order)]
+        if not edits:
+            return
+        for edit in edits:
+            if not self._guard(edit):
+                break
+        QTimer.singleShot(0, self._sync)  # redraw after napari has finished its own update
+
+    # ----------------------------------------------------------------- export
+    def export_to(self, folder: str | Path) -> list[Path]:
+        """Write ``<scan>_desc-cmb_dseg.nii.gz`` (source grid) and ``_desc-cmb_points.json/.tsv``."""
+        if self.session is None:
+            show_error("No microbleed review to export: run the detector or pick a reviewed scan")
+            return []
+        stem = Path(self.session.image.path).name.split(".")[0] or "scan"
+        folder = Path(folder)
+        written: list[Path] = []
+
+        def export() -> None:
+            written.extend(self.session.export(folder / f"{stem}_desc-cmb_dseg.nii.gz",
+                                               folder / f"{stem}_desc-cmb_points.json",
+                                               folder / f"{stem}_desc-cmb_points.tsv"))
+            show_info(f"Exported the microbleed review to {folder}")
+
+        self._guard(export)
+        return written
+
+    def _browse_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the microbleed review to")
+        if folder:
+            self.export_to(folder)
+
+    # ----------------------------------------------------------------- plumbing
+    @staticmethod
+    def _guard(call: Callable[[], Any]) -> bool:
+        """A user mistake from a synchronous step: one notification, False."""
+        try:
+            call()
+        except NeuroreviewError as exc:
+            show_error(str(exc))
+            return False
+        return True
+
+    def cleanup(self) -> None:
+        """Disconnect from the viewer and close our own store (safe to call twice)."""
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.events.reordered):
+            event.disconnect(self._refresh_layers)
+        if self.points_layer is not None:
+            self.points_layer.events.data.disconnect(self._on_points_data)
+        self.points_layer = self.labels_layer = None
+        self._close_store()
+        self.scan_layer = None
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        """Let go of the viewer and the store when the dock is closed."""
+        self.cleanup()
+        super().closeEvent(event)
+
+
+def _key_handler(action: Callable[[], Any]) -> Callable[[Any], None]:
+    def handler(_layer: Any) -> None:
+        action()
+
+    return handler
+
