@@ -14,6 +14,7 @@ from napari_neuroreview.core.errors import NeuroreviewError
 from napari_neuroreview.core.phantoms.samples import SAMPLE_CASES, T1_SAMPLE, write_sample_data
 
 T1_BUDGET_BYTES = int(1.4 * 1024 * 1024)
+CMB_BUDGET_BYTES = int(1.6 * 1024 * 1024)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -45,9 +46,17 @@ def test_write_twice_is_byte_identical_and_atomic(written):
         "t1/sub-demo_T1w.nii.gz",
         "t1/sub-demo_dseg.nii.gz",
         "t1/sub-demo_truth.json",
+        "cmb/sub-demo_swi.nii.gz",
+        "cmb/sub-demo_phase.nii.gz",
+        "cmb/sub-demo_cmb-instances.nii.gz",
+        "cmb/sub-demo_truth.json",
         "README.md",
     }
-    assert _digests(first) == _digests(second)
+    # The second run wrote only the t1 case (and the README): the same bytes as the first.
+    second_digests = _digests(second)
+    assert set(second_digests) == {"t1/sub-demo_T1w.nii.gz", "t1/sub-demo_dseg.nii.gz", "t1/sub-demo_truth.json",
+                                   "README.md"}
+    assert {k: v for k, v in _digests(first).items() if k in second_digests} == second_digests
     assert not list(first.rglob("*.tmp"))  # no temporary files left behind
 
 
@@ -87,6 +96,12 @@ def test_t1_sample_size_budget(written):
     first, _, _ = written
     size = sum(p.stat().st_size for p in (first / "t1").iterdir())
     assert size <= T1_BUDGET_BYTES
+
+
+def test_cmb_sample_size_budget(written):
+    first, _, _ = written
+    size = sum(p.stat().st_size for p in (first / "cmb").iterdir())
+    assert size <= CMB_BUDGET_BYTES
 
 
 def test_unknown_case_is_a_user_error(tmp_path):

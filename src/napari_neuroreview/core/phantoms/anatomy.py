@@ -62,7 +62,10 @@ __all__ = [
     "load_mni_anatomy",
     "make_affine",
     "make_t1_case",
+    "random_bias_field",
+    "complex_noise",
     "resample_to_grid",
+    "sample_template_maps",
     "voxel_to_world",
     "world_to_voxel",
 ]
@@ -426,10 +429,49 @@ def _sample_maps(
 ) -> dict[str, np.ndarray]:
     """Partial-volume tissue fractions (csf, gm, wm, brain) on the target grid.
 
+    See :func:`sample_template_maps`, which does the work.
+    """
+    names = ("csf", "gm", "wm", "brain")
+    return sample_template_maps({name: getattr(anat, name) for name in names}, dst_affine, dst_shape, anat=anat)
+
+
+def sample_template_maps(
+    maps: "dict[str, np.ndarray]",
+    dst_affine: np.ndarray,
+    dst_shape: tuple[int, int, int],
+    anat: MNIAnatomy | None = None,
+    max_workers: int = 1,
+) -> dict[str, np.ndarray]:
+    """Partial-volume sample maps defined on the MNI 1 mm grid onto a scanner grid.
+
+    Each map is blurred with the Gaussian that turns 1 mm samples into averages over the
+    target voxel (see the module docstring, step 1) and linearly interpolated onto the
+    target grid. Both steps are linear, so a map that is a weighted sum of tissue
+    fractions (a noiseless signal) may be sampled directly instead of its parts.
+
     Only the part of the template that is nonzero and seen by the target grid is blurred
     and resampled (padded by the blur's reach), which gives the same numbers as working on
-    the whole template in a fraction of the time.
+    the whole template in a fraction of the time. The maps must therefore be 0 outside the
+    template's tissue support (where the brain mask and the tissue maps are all 0).
+
+    Parameters
+    ----------
+    maps : dict of str to np.ndarray
+        Arrays on the template grid (``anat.shape``); booleans are sampled as 0/1.
+    dst_affine, dst_shape
+        The target grid (see :func:`make_affine`).
+    anat : MNIAnatomy or None
+        The anatomy whose grid the maps are on (default: :func:`load_mni_anatomy`).
+    max_workers : int
+        Maps sampled in parallel threads (scipy's resampling releases the GIL); 1 keeps
+        everything in the calling thread. The result does not depend on it.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        float32 maps on the target grid, clipped to [0, 1], under the same keys.
     """
+    anat = load_mni_anatomy() if anat is None else anat
     src_vox = np.sqrt((anat.affine[:3, :3] ** 2).sum(axis=0))
     sigma_world = _pv_sigma_mm(dst_affine, src_vox)
     # The template grid is RAS-aligned, so world axis a is its voxel axis a.
@@ -444,18 +486,26 @@ def _sample_maps(
     lo = np.maximum(np.maximum(np.floor(seen.min(axis=0)).astype(int), sup_lo) - reach, 0)
     hi = np.minimum(np.minimum(np.ceil(seen.max(axis=0)).astype(int) + 1, sup_hi) + reach, anat.shape)
     if np.any(hi <= lo):  # the grid sees no tissue
-        return {name: np.zeros(dst_shape, np.float32) for name in ("csf", "gm", "wm", "brain")}
+        return {name: np.zeros(dst_shape, np.float32) for name in maps}
     crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     crop_affine = anat.affine.copy()
     crop_affine[:3, 3] = voxel_to_world(anat.affine, lo)
 
-    out: dict[str, np.ndarray] = {}
-    for name in ("csf", "gm", "wm", "brain"):
-        src = getattr(anat, name)[crop].astype(np.float32)
+    def one(data: np.ndarray) -> np.ndarray:
+        src = np.asarray(data)[crop].astype(np.float32)
         if blur:
             src = ndimage.gaussian_filter(src, sigma=sigma_vox, mode="constant", cval=0.0, truncate=3.0)
-        out[name] = np.clip(resample_to_grid(src, crop_affine, dst_affine, dst_shape, order=1), 0.0, 1.0)
-    return out
+        return np.clip(resample_to_grid(src, crop_affine, dst_affine, dst_shape, order=1), 0.0, 1.0)
+
+    names = list(maps)
+    if max_workers > 1 and len(names) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(int(max_workers), len(names))) as pool:
+            results = list(pool.map(one, [maps[n] for n in names]))
+    else:
+        results = [one(maps[n]) for n in names]
+    return dict(zip(names, results))
 
 
 # --------------------------------------------------------------------------- bias field
@@ -508,6 +558,65 @@ def _bias_field(
         u = (voxel_to_world(affine, ijk) - centre) / half
         field[:, :, k0 : k0 + len(ks)] = np.exp(strength * _poly(coeffs, u))
     return field
+
+
+def random_bias_field(
+    rng: np.random.Generator,
+    strength: float,
+    affine: np.ndarray,
+    shape: tuple[int, int, int],
+    coarse_step_mm: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded receive-coil bias field on a grid, fast (see the module docstring, step 3).
+
+    The field ``exp(strength * p(x))`` (``p`` a random polynomial of degree <= 3 in world
+    coordinates, ``max |p| = 1`` over the brain box, as :func:`make_t1_case` draws it) is
+    evaluated on a coarse grid, one sample every ``coarse_step_mm`` along each voxel axis,
+    and linearly interpolated: the field is so smooth over a head that the difference is
+    below 1e-4, and evaluating the polynomial at every voxel of a fine grid is slow.
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+        Draws the polynomial's coefficients (one ``normal`` draw of 19 numbers).
+    strength : float
+        Amplitude of the log field: it spans ``exp(+-strength)`` over the brain.
+    affine, shape
+        The grid.
+    coarse_step_mm : float
+        Spacing of the exact samples.
+
+    Returns
+    -------
+    field : np.ndarray
+        float32 multiplicative field on the grid.
+    coeffs : np.ndarray
+        The polynomial coefficients (for the case's parameters).
+    """
+    coeffs = _bias_coefficients(rng)
+    affine = np.asarray(affine, dtype=np.float64)
+    vs = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    step = np.maximum(1, np.floor(float(coarse_step_mm) / vs)).astype(int)
+    coarse_shape = tuple(int(math.ceil((n - 1) / s)) + 2 for n, s in zip(shape, step))
+    coarse_affine = affine @ np.diag([*step.astype(float), 1.0])
+    coarse = _bias_field(coeffs, float(strength), coarse_affine, coarse_shape)  # type: ignore[arg-type]
+    field = resample_to_grid(coarse, coarse_affine, affine, shape, order=1)
+    return field.astype(np.float32, copy=False), coeffs
+
+
+def complex_noise(
+    rng: np.random.Generator, noise_sd: float, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """White complex Gaussian noise, real then imaginary channel (float32 each).
+
+    Adding it to a complex signal and taking the magnitude gives the Rician (Rayleigh in
+    the background) statistics of a magnitude MR image (module docstring, step 4); the
+    angle of the same sum carries phase noise of standard deviation about
+    ``noise_sd / |signal|`` where the signal is well above the noise.
+    """
+    real = rng.normal(0.0, noise_sd, size=shape).astype(np.float32)
+    imag = rng.normal(0.0, noise_sd, size=shape).astype(np.float32)
+    return real, imag
 
 
 # --------------------------------------------------------------------------- T1 case

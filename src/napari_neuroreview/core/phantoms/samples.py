@@ -32,6 +32,7 @@ import nibabel as nib
 from napari_neuroreview.core.errors import NeuroreviewError
 from napari_neuroreview.core.io.atomic import write_with
 from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case, world_to_voxel
+from napari_neuroreview.core.phantoms.swi import write_cmb_sample
 
 __all__ = [
     "SAMPLE_CASES",
@@ -130,6 +131,7 @@ def write_t1_sample(case_dir: Path) -> list[Path]:
 SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
     [
         ("t1", write_t1_sample),
+        ("cmb", write_cmb_sample),
     ]
 )
 
