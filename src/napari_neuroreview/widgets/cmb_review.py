@@ -11,6 +11,9 @@ the store already knows restores its review without running anything.
 Keys on the points layer: a accept, r reject, Delete/Backspace delete, n add at the
 cursor, Ctrl-Z undo, Ctrl-Shift-Z redo; dragging a point (select mode) moves it. No
 numerics here: coordinates go through the scan's DisplayGeometry and core.io.export.
+
+The review's layers (and napari point-tool edits) are in :mod:`._cmb_layers`, the
+findings table and navigation from it in :mod:`._cmb_table`; the widget mixes them in.
 """
 
 from __future__ import annotations
@@ -21,24 +24,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image, Points
-from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
-                            QHBoxLayout, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ..core.device import available_devices, resolve_device
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
-from ..core.io.export import napari_world_to_ras, ras_to_napari_world
+from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
-from ..core.io.orientation import from_display, to_display
+from ..core.io.orientation import from_display
 from ..core.registry import DEMO_NOTE
 from ..core.store import CaseStore, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import available_versions
 from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, scan_volume
+from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
 from .case import CaseWidget
 
@@ -46,15 +48,6 @@ if TYPE_CHECKING:
     import napari
 
 NO_PHASE = "none"
-#: Review status -> RGBA, shared by the points and their masks.
-STATUS_RGBA = {
-    "pending": (1.0, 1.0, 0.0, 1.0),
-    "accepted": (0.0, 0.8, 0.0, 1.0),
-    "rejected": (1.0, 0.0, 0.0, 1.0),
-    "added": (0.0, 1.0, 1.0, 1.0),
-    "moved": (1.0, 0.55, 0.0, 1.0),
-}
-COLUMNS = ("id", "score", "status", "source", "volume mm³")
 
 
 def find_docked(viewer: Any, kind: type) -> list[Any]:
@@ -66,7 +59,7 @@ def find_docked(viewer: Any, kind: type) -> list[Any]:
     return [w for w in widgets if isinstance(w, kind)]
 
 
-class CMBReviewWidget(QWidget):
+class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
     """Dock widget for microbleed detection and review (see the module docstring).
 
     Parameters
@@ -113,11 +106,7 @@ class CMBReviewWidget(QWidget):
         form.addRow(self.runner)
         form.addRow(self.import_button)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = make_findings_table()
         self.summary = QLabel("No review open")
         self.summary.setWordWrap(True)
         self.accept_button, self.reject_button = QPushButton("Accept (a)"), QPushButton("Reject (r)")
@@ -338,129 +327,14 @@ class CMBReviewWidget(QWidget):
         if path:
             self.import_detections_from(path)
 
-    # ----------------------------------------------------------------- layers
-    def _remove_review_layers(self, scan: Image | None = None) -> None:
-        """Remove the masks and points of a review (ours, or left by a closed widget)."""
-        if self.points_layer is not None:
-            self.points_layer.events.data.disconnect(self._on_points_data)
-        names = [f"{scan.name} CMB masks", f"{scan.name} CMBs"] if scan is not None else []
-        for layer in (self.labels_layer, self.points_layer):
-            if layer is not None:
-                names.append(layer.name)
-        self.points_layer = self.labels_layer = None
-        for name in dict.fromkeys(names):
-            if name in self.viewer.layers:
-                self.viewer.layers.remove(name)
-
-    def _show_session(self, layer: Image, session: ReviewSession) -> None:
-        geometry = geometry_of(layer.metadata)
-        self.scan_layer, self.session = layer, session
-        self._remove_review_layers(layer)
-        common = {"scale": layer.scale[-3:], "translate": layer.translate[-3:], "metadata": dict(layer.metadata)}
-        self.labels_layer = self.viewer.add_labels(
-            to_display(session.instances(include_rejected=True), geometry, order=0),
-            name=f"{layer.name} CMB masks", opacity=0.5, **common,
-        )
-        points = self.viewer.add_points(np.empty((0, 3)), name=f"{layer.name} CMBs", ndim=3, size=4,
-                                        border_color="black", **common)
-        self.points_layer = points
-        points.events.data.connect(self._on_points_data)
-        bindings: dict[str, Callable[[], Any]] = {
-            "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
-            "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
-            "Control-Shift-Z": self.redo,
-        }
-        for key, action in bindings.items():
-            points.bind_key(key, _key_handler(action), overwrite=True)
-        points.mode = "select"
-        self._sync()
-        self.viewer.layers.selection.active = points
-
-    def _sync(self, select: int | None = None) -> None:
-        """Points, mask colours, table and buttons from the session (the store's truth)."""
-        session, points = self.session, self.points_layer
-        if session is None or points is None:
-            self._show_table()
-            return
-        geometry = geometry_of(self.scan_layer.metadata)
-        findings = session.findings
-        self._order = [f.id for f in findings]
-        self._syncing = True
-        try:
-            points.selected_data = set()
-            points.data = geometry.world_to_display(np.array([f.world for f in findings]).reshape(-1, 3)).reshape(-1, 3)
-            points.features = {
-                "id": self._order, "score": [np.nan if f.score is None else f.score for f in findings],
-                "status": [f.status for f in findings], "source": [f.source for f in findings],
-                "model_version": [f.model[1] if f.model else "" for f in findings],
-            }
-            if findings:
-                points.face_color = np.array([STATUS_RGBA[f.status] for f in findings])
-            if select in self._order:
-                points.selected_data = {self._order.index(select)}
-            if self.labels_layer is not None:
-                colors: dict[int | None, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
-                colors.update({f.id: STATUS_RGBA[f.status] for f in findings})
-                self.labels_layer.colormap = DirectLabelColormap(color_dict=colors)
-        finally:
-            self._syncing = False
-        self._show_table(select)
-
-    def _show_table(self, select: int | None = None) -> None:
-        findings = self.session.findings if self.session is not None and self.points_layer is not None else []
-        self._syncing = True
-        try:
-            self.table.setRowCount(len(findings))
-            for row, f in enumerate(findings):
-                values = (f.id, "" if f.score is None else f"{f.score:.3f}", f.status, f.source,
-                          "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}")
-                for col, value in enumerate(values):
-                    self.table.setItem(row, col, QTableWidgetItem(str(value)))
-            if select is not None and select in [f.id for f in findings]:
-                self.table.selectRow([f.id for f in findings].index(select))
-        finally:
-            self._syncing = False
-        counts = {s: sum(f.status == s for f in findings) for s in STATUS_RGBA}
-        self.summary.setText(
-            ", ".join(f"{n} {s}" for s, n in counts.items() if n) if findings else
-            ("No microbleeds on this scan" if self.session is not None and self.points_layer is not None
-             else "No review open: run the detector or pick a reviewed scan")
-        )
-        self._update_buttons()
-
+    # ----------------------------------------------------------------- review display
+    # (layers, points and keys: _cmb_layers.ReviewLayersMixin; table: _cmb_table.FindingsTableMixin)
     def _update_buttons(self) -> None:
         active = self.session is not None and self.points_layer is not None
         for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
             button.setEnabled(active)
         self.undo_button.setEnabled(active and self.session.can_undo)
         self.redo_button.setEnabled(active and self.session.can_redo)
-
-    # ----------------------------------------------------------------- navigation
-    def _on_table_selection(self) -> None:
-        rows = {index.row() for index in self.table.selectedIndexes()}
-        if self._syncing or len(rows) != 1:
-            return
-        self.jump_to(self._order[rows.pop()])
-
-    def jump_to(self, fid: int) -> None:
-        """Show a finding: its slice, the camera centred on it, its point selected."""
-        if self.session is None or self.points_layer is None or fid not in self._order:
-            return
-        world = ras_to_napari_world(self.session.finding(fid).world)
-        offset = self.viewer.dims.ndim - 3
-        for axis in range(3):
-            self.viewer.dims.set_point(offset + axis, float(world[axis]))
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
-        camera.center = tuple(float(v) for v in world)
-        self.points_layer.selected_data = {self._order.index(fid)}
-        self.viewer.layers.selection.active = self.points_layer
-
-    def selected_ids(self) -> list[int]:
-        """Findings selected on the points layer, else the table's row."""
-        if self.points_layer is not None and self.points_layer.selected_data:
-            return [self._order[i] for i in sorted(self.points_layer.selected_data) if i < len(self._order)]
-        rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [self._order[r] for r in rows if r < len(self._order)]
 
     # ----------------------------------------------------------------- edits
     def _edit(self, action: Callable[[], int | None]) -> None:
@@ -512,33 +386,6 @@ class CMBReviewWidget(QWidget):
         """Redo the latest undone edit."""
         self._edit(lambda: self.session.redo())
 
-    def _on_points_data(self, event: Any) -> None:
-        """Moves, adds and deletes made with napari's own point tools, into the session."""
-        if self._syncing or self.session is None or event.source is not self.points_layer:
-            return
-        action = str(getattr(event.action, "value", event.action))
-        indices = [int(i) for i in (event.data_indices or ())]
-        data = np.asarray(self.points_layer.data)
-        geometry = geometry_of(self.scan_layer.metadata)
-        if action == "removing":
-            self._removing = [self._order[i] for i in indices if i < len(self._order)]
-            return
-        edits: list[Callable[[], Any]] = []
-        if action == "removed":
-            edits = [lambda fid=fid: self.session.delete(fid) for fid in self._removing]
-            self._removing = []
-        elif action == "added":
-            edits = [lambda i=i: self.session.add(geometry.display_to_world(data[i])) for i in indices]
-        elif action == "changed":
-            edits = [lambda i=i: self.session.move(self._order[i], geometry.display_to_world(data[i]))
-                     for i in indices if i < len(self._order)]
-        if not edits:
-            return
-        for edit in edits:
-            if not self._guard(edit):
-                break
-        QTimer.singleShot(0, self._sync)  # redraw after napari has finished its own update
-
     # ----------------------------------------------------------------- export
     def export_to(self, folder: str | Path) -> list[Path]:
         """Write ``<scan>_desc-cmb_dseg.nii.gz`` (source grid) and ``_desc-cmb_points.json/.tsv``."""
@@ -589,11 +436,3 @@ class CMBReviewWidget(QWidget):
         """Let go of the viewer and the store when the dock is closed."""
         self.cleanup()
         super().closeEvent(event)
-
-
-def _key_handler(action: Callable[[], Any]) -> Callable[[Any], None]:
-    def handler(_layer: Any) -> None:
-        action()
-
-    return handler
-

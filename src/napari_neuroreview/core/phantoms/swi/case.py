@@ -1,0 +1,290 @@
+"""One simulated SWI case: :func:`make_swi_case` and what it returns, :class:`SWICase`.
+
+:func:`make_swi_case` is the recipe, step by step: seeded set-up draws, the scanner
+grid, the template's tissue signal sampled with partial volume, the objects in a fixed
+order (iron, veins, sulcal and air-bone spots, calcifications, microbleeds), then the
+scanner (bias field, complex noise, magnitude and phase) and the ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from napari_neuroreview.core.phantoms.anatomy import (
+    complex_noise,
+    load_mni_anatomy,
+    make_affine,
+    random_bias_field,
+    sample_template_maps,
+)
+
+from .contrast import _template_signal
+from .lesions import LOCATIONS, add_calcifications, add_microbleeds
+from .mimics import MIMIC_LABELS, MIMIC_TYPES, add_airbone, add_iron, add_sulcal, add_veins
+from .scene import _Grid, _r, _Scene
+from .susceptibility import B0_T, BLOOMING_K_PER_MS, PHASE_CONVENTION, _bloom
+
+
+@dataclass(eq=False)
+class SWICase:
+    """A simulated SWI scan, its filtered phase and the ground truth.
+
+    Attributes
+    ----------
+    magnitude : nib.Nifti1Image
+        T2*-weighted GRE magnitude (int16 by default), affine in qform and sform (code 1).
+    phase : nib.Nifti1Image or None
+        float32 filtered phase in radians, [-pi, pi], same grid; 0 outside the brain.
+        Sign convention: :data:`PHASE_CONVENTION`.
+    truth : dict
+        ``'instances'``: uint16 image, microbleed ``id`` (1..n) over its visible extent
+        (blooming included; voxels at least half inside, plus the centre's voxel);
+        ``'cmbs'``: list of dicts (id, world_ras_mm, voxel_ijk, diameter_mm (true),
+        visible_diameter_mm, volume_mm3 (of the instance mask), location, region,
+        susceptibility_ppm, signal_fraction); ``'mimics'``: list of dicts (type, world_ras_mm,
+        voxel_ijk, ..., ``path`` for veins), those inside the field of view;
+        ``'mimic_labels'``: uint8 image (:data:`MIMIC_LABELS`); ``'brain_mask'``: uint8
+        image; ``'params'``: everything needed to reproduce the case.
+        Never give any of it to a model under test.
+    """
+
+    magnitude: nib.Nifti1Image
+    phase: nib.Nifti1Image | None
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The case's parameters (same object as ``truth['params']``)."""
+        return self.truth["params"]
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray, descrip: str, intent_label: bool = False) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["descrip"] = descrip[:79].encode("ascii")
+    if intent_label:
+        img.header.set_intent("label")
+    return img
+
+
+def _resolve_mimics(rng: np.random.Generator, mimics: dict[str, int] | None) -> dict[str, int]:
+    defaults = {
+        "vein": int(rng.integers(6, 11)),
+        "iron": 1,
+        "sulcal": int(rng.integers(1, 4)),
+        "airbone": int(rng.integers(1, 3)),
+        "calcification": int(rng.integers(0, 3)),
+    }
+    if mimics is None:
+        return defaults
+    unknown = set(mimics) - set(MIMIC_TYPES)
+    if unknown:
+        raise ValueError(f"unknown mimic types {sorted(unknown)}; known: {', '.join(MIMIC_TYPES)}")
+    out = dict(defaults)
+    for k, v in mimics.items():
+        if int(v) < 0:
+            raise ValueError(f"mimic count for {k!r} must be >= 0, got {v!r}")
+        out[k] = int(v)
+    return out
+
+
+def make_swi_case(
+    seed: int,
+    voxel_size: tuple[float, float, float] = (0.9, 0.9, 1.8),
+    orientation: str = "LAS",
+    rotation_deg: tuple[float, float, float] | None = None,
+    n_cmb: int | None = None,
+    cmb_diameter_mm: tuple[float, float] = (2.0, 10.0),
+    location_weights: dict[str, float] | None = None,
+    mimics: dict[str, int] | None = None,
+    with_phase: bool = True,
+    slab: tuple[float, float] | None = None,
+    bias_strength: float = 0.2,
+    noise_sd: float = 0.03,
+    te_ms: float = 20.0,
+    intensity_scale: float = 1000.0,
+    dtype: Any = np.int16,
+    margin_mm: float = 5.0,
+) -> SWICase:
+    """Simulate an SWI scan (GRE magnitude + filtered phase) with microbleeds and mimics.
+
+    See the package docstring for the physics and anatomy. Every random draw comes from
+    ``numpy.random.default_rng(seed)`` in a fixed order, so the same arguments always give
+    the same case.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of all random draws.
+    voxel_size, orientation
+        The grid (see :func:`~.anatomy.make_affine`); default 0.9 x 0.9 x 1.8 mm stored
+        LAS, a common clinical SWI.
+    rotation_deg : tuple of 3 floats or None
+        Head rotation in the scanner (degrees about x, y, z). None draws a slight one,
+        uniform in +-3 degrees per axis; ``(0, 0, 0)`` for none.
+    n_cmb : int or None
+        Number of microbleeds; None draws Poisson(6) (may be 0). Fewer are placed if the
+        field of view has no room (``params['n_cmb_placed']``).
+    cmb_diameter_mm : (float, float)
+        Range of the true (deposit) diameter; draws are skewed to small bleeds
+        (``Beta(1.3, 4)`` over the range: 78 % below 5 mm for 2-10 mm). The visible
+        diameter is ``(1 + k TE)`` times larger (:data:`BLOOMING_K_PER_MS`).
+    location_weights : dict or None
+        Share of ``'lobar'``, ``'deep'``, ``'infratentorial'`` bleeds (default 0.5, 0.3,
+        0.2); renormalised over the classes the field of view contains.
+    mimics : dict or None
+        Counts per mimic type (:data:`MIMIC_TYPES`); missing types get seeded defaults:
+        veins 6-10, sulcal spots 1-3, air-bone artefacts 1-2, calcifications 0-2; ``iron``
+        is on (1, the default: globus pallidus, substantia nigra, red nucleus and dentate
+        on both sides, plus the weaker putamen, caudate, thalamus) or off (0).
+    with_phase : bool
+        Simulate the phase image too (the magnitude is the same either way).
+    slab : (float, float) or None
+        ``(z_min, z_max)`` world mm of an axial slab, as clinical SWI often is; None
+        covers the whole brain.
+    bias_strength : float
+        Amplitude of the log bias field (spans ``exp(+-bias_strength)``).
+    noise_sd : float
+        Complex noise SD per channel in normalised signal units (white matter ~0.44 at
+        TE 20 ms).
+    te_ms : float
+        Echo time: sets tissue contrast, blooming and phase.
+    intensity_scale : float
+        Stored value per unit of normalised signal.
+    dtype : numpy dtype
+        Magnitude dtype (int16 rounded and clipped, or float32).
+    margin_mm : float
+        Field of view margin around the brain (in-plane, and in z without ``slab``).
+
+    Returns
+    -------
+    SWICase
+    """
+    if bias_strength < 0 or noise_sd < 0 or te_ms <= 0 or not intensity_scale > 0:
+        raise ValueError("bias_strength and noise_sd must be >= 0; te_ms and intensity_scale > 0")
+    if n_cmb is not None and int(n_cmb) < 0:
+        raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
+    lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
+    if not 0 < lo_d <= hi_d:
+        raise ValueError(f"cmb_diameter_mm must be 0 < low <= high, got {cmb_diameter_mm!r}")
+    weights = {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2} if location_weights is None else dict(location_weights)
+    if set(weights) - set(LOCATIONS) or any(float(v) < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"location_weights must map {LOCATIONS} to weights >= 0 (sum > 0), got {weights!r}")
+    anat = load_mni_anatomy()
+    rng = np.random.default_rng(int(seed))
+
+    # 1. draws that fix the case's set-up (always drawn, so one option never shifts others)
+    drawn_rotation = rng.uniform(-3.0, 3.0, size=3)
+    rotation = drawn_rotation if rotation_deg is None else np.asarray(rotation_deg, float)
+    pd_jitter = rng.uniform(-0.04, 0.04, size=3)
+    t2_jitter = rng.uniform(-0.08, 0.08, size=3)
+    iron_jitter = float(rng.uniform(-0.1, 0.1))
+    drawn_n = int(rng.poisson(6.0))
+    n_requested = drawn_n if n_cmb is None else int(n_cmb)
+    counts = _resolve_mimics(rng, mimics)
+
+    # 2. grid
+    lo, hi = anat.brain_bbox_mm
+    if slab is None:
+        affine, shape = make_affine(voxel_size, orientation, tuple(rotation), margin_mm=margin_mm)
+    else:
+        z0, z1 = (float(v) for v in slab)
+        if not z1 > z0:
+            raise ValueError(f"slab must be (z_min, z_max) with z_max > z_min, got {slab!r}")
+        fov = (hi[0] - lo[0] + 2 * margin_mm, hi[1] - lo[1] + 2 * margin_mm, z1 - z0)
+        centre = ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, (z0 + z1) / 2)
+        affine, shape = make_affine(voxel_size, orientation, tuple(rotation), fov_mm=fov, center_ras=centre)
+    grid = _Grid(affine, shape)
+
+    # 3. tissue signal on the template, iron nuclei included; partial-volume sampled
+    iron_on = counts["iron"] > 0
+    signal_1mm, tissue, nuclei_params = _template_signal(te_ms, pd_jitter, t2_jitter, iron_jitter, iron_on)
+    maps = sample_template_maps({"signal": signal_1mm, "brain": anat.brain}, affine, shape, max_workers=2)
+    del signal_1mm
+    brain_mask = (maps["brain"] >= 0.5).astype(np.uint8)
+
+    # 4-9. objects, in a fixed order (each draws from rng in turn)
+    scene = _Scene(grid, rng, te_ms, with_phase)
+    if iron_on:
+        add_iron(scene, nuclei_params)
+    add_veins(scene, counts["vein"])
+    add_sulcal(scene, counts["sulcal"])
+    add_airbone(scene, counts["airbone"])
+    add_calcifications(scene, counts["calcification"])
+    cmb_truth = add_microbleeds(scene, n_requested, weights, (lo_d, hi_d))
+    layers, mimic_truth = scene.layers, scene.mimic_truth
+
+    # 10. scanner: bias field, complex noise, magnitude and phase
+    bias, coeffs = random_bias_field(rng, float(bias_strength), affine, shape)
+    signal = maps.pop("signal") * bias * layers.factor
+    del bias
+    n_re, n_im = complex_noise(rng, float(noise_sd), shape)
+    n_re += signal
+    magnitude = np.hypot(n_re, n_im)
+    phase_img = None
+    if layers.phase is not None:
+        # Rotating the noise by the local phase leaves it white: magnitude = |S + n| and
+        # phase = phi + angle(S + n), the same as angle(S e^{i phi} + n') with n' = n e^{i phi}.
+        phase = layers.phase + np.arctan2(n_im, n_re)
+        phase = (np.mod(phase + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(np.float32)
+        phase *= brain_mask
+        phase_img = _nifti(phase, affine, "neuroreview simulated SWI filtered phase (rad), not a patient")
+    magnitude *= np.float32(intensity_scale)
+    out_dtype = np.dtype(dtype)
+    if np.issubdtype(out_dtype, np.integer):
+        info = np.iinfo(out_dtype)
+        mag_data = np.clip(np.rint(magnitude), info.min, info.max).astype(out_dtype)
+    else:
+        mag_data = magnitude.astype(out_dtype)
+
+    params: dict[str, Any] = {
+        "generator": "napari_neuroreview.core.phantoms.swi.make_swi_case",
+        "template": "MNI152 ICBM 2009 nonlinear symmetric (nilearn), 1 mm",
+        "seed": int(seed),
+        "voxel_size": [float(v) for v in voxel_size],
+        "orientation": "".join(tuple(str(orientation).upper())),
+        "rotation_deg": _r(rotation, 6),
+        "rotation_drawn": rotation_deg is None,
+        "slab": None if slab is None else [float(v) for v in slab],
+        "margin_mm": float(margin_mm),
+        "shape": [int(n) for n in shape],
+        "affine": np.round(affine, 6).tolist(),
+        "n_cmb": None if n_cmb is None else int(n_cmb),
+        "n_cmb_requested": n_requested,
+        "n_cmb_placed": len(cmb_truth),
+        "cmb_diameter_mm": [lo_d, hi_d],
+        "location_weights": {k: float(v) for k, v in weights.items()},
+        "mimics": counts,
+        "with_phase": bool(with_phase),
+        "te_ms": float(te_ms),
+        "b0_t": B0_T,
+        "blooming_k_per_ms": BLOOMING_K_PER_MS,
+        "blooming_factor": round(_bloom(te_ms), 6),
+        "tissue": {k: {kk: round(float(vv), 6) for kk, vv in v.items()} for k, v in tissue.items()},
+        "nuclei": nuclei_params,
+        "bias_strength": float(bias_strength),
+        "bias_coefficients": [float(c) for c in coeffs],
+        "noise_sd": float(noise_sd),
+        "noise_model": "rician magnitude / phase of complex gaussian",
+        "intensity_scale": float(intensity_scale),
+        "dtype": out_dtype.name,
+        "phase_convention": PHASE_CONVENTION,
+        "mimic_labels": {str(k): v for k, v in MIMIC_LABELS.items()},
+    }
+    magnitude_img = _nifti(mag_data, affine, "neuroreview simulated SWI magnitude (MNI152 2009), not a patient")
+    truth: dict[str, Any] = {
+        "instances": _nifti(layers.instances, affine, "neuroreview CMB instance truth", intent_label=True),
+        "cmbs": cmb_truth,
+        "mimics": mimic_truth,
+        "mimic_labels": _nifti(layers.mimics, affine, "neuroreview mimic truth 1 vein 2 iron 3 sulc/air 4 calc",
+                               intent_label=True),
+        "brain_mask": _nifti(brain_mask, affine, "neuroreview brain mask truth"),
+        "params": params,
+    }
+    return SWICase(magnitude=magnitude_img, phase=phase_img, truth=truth)
