@@ -21,6 +21,8 @@ def main() -> None:
     parser.add_argument("--sample", default="t1")
     parser.add_argument("--neurological", action="store_true")
     parser.add_argument("--mask", action="store_true", help="run the foreground mask first")
+    parser.add_argument("--detect", action="store_true", help="run the microbleed review widget's detector")
+    parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
     args = parser.parse_args()
     viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False)
     viewer.window.resize(1700, 1000)
@@ -32,6 +34,19 @@ def main() -> None:
         widget.mask_runner.run()
         while widget.mask_runner.running:
             QApplication.processEvents()
+    if args.detect:
+        _, review = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Microbleed review")
+        review.runner.run()
+        while review.runner.running:
+            QApplication.processEvents()
+        findings = review.session.findings if review.session else []
+        for finding in findings[: args.review]:
+            review.session.accept(finding.id)
+        if len(findings) > args.review and args.review:
+            review.session.reject(findings[args.review].id)
+        review._refresh() if hasattr(review, "_refresh") else None
+        if findings:
+            review.jump_to(findings[0].id)
     for _ in range(20):
         QApplication.processEvents()
     viewer.screenshot(args.out, canvas_only=False)

@@ -28,7 +28,8 @@ def sample_case_paths(name: str) -> list[Path]:
     case_dir = folder / name
     if not case_dir.is_dir() or not any(case_dir.iterdir()):
         write_sample_data(folder, [name])
-    assert name in SAMPLE_CASES
+    if name not in SAMPLE_CASES:
+        raise KeyError(f"no sample case called {name!r}")
     return sorted(case_dir.iterdir())
 
 
@@ -41,5 +42,19 @@ def sample_t1() -> list[Any]:
     for data, kwargs, layer_type in layers:
         if layer_type == "labels":
             kwargs["name"] = "tissue (truth)"
+            kwargs["visible"] = False
+    return layers
+
+
+def sample_cmb() -> list[Any]:
+    """The simulated SWI slab: magnitude, phase, and the true microbleed masks (hidden)."""
+    paths = sample_case_paths("cmb")
+    wanted = [p for suffix in ("_swi.nii.gz", "_phase.nii.gz", "_cmb-instances.nii.gz")
+              for p in paths if p.name.endswith(suffix)]
+    layers = read_volumes([str(p) for p in wanted])
+    names = ["SWI", "phase", "microbleeds (truth)"]
+    for (data, kwargs, layer_type), name in zip(layers, names):
+        kwargs["name"] = name
+        if name != "SWI":
             kwargs["visible"] = False
     return layers

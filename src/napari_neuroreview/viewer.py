@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 
+#: Dock widgets opened with each sample case (the Case widget always).
+SAMPLE_WIDGETS = {"cmb": ("Microbleed review",)}
+
+
 def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True) -> tuple[Any, Any]:
     """Create a napari viewer with the plugin's Case widget and the given data.
 
@@ -34,6 +38,8 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
     for path in files:
         viewer.open(path, plugin="napari-neuroreview")
     _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    for widget_name in SAMPLE_WIDGETS.get(sample or "", ()):
+        viewer.window.add_plugin_dock_widget("napari-neuroreview", widget_name)
     scan = case_widget.selected_image()
     if scan is not None:  # the scan, not a truth overlay, is what the user works on first
         viewer.layers.selection.active = scan

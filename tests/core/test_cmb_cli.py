@@ -1,0 +1,77 @@
+"""`neuroreview cmb detect / evaluate` with the shipped demo weights, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_neuroreview.cli import main
+from napari_neuroreview.core.phantoms.swi import write_swi_cohort
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch):
+    """An empty user data folder, so only the shipped weights are installed."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return write_swi_cohort(tmp_path_factory.mktemp("cohort"), 2, seed=900_000)
+
+
+def _case_dir(paths) -> Path:
+    return sorted({Path(p).parent for p in paths if Path(p).name == "swi.nii.gz"})[0]
+
+
+def test_detect_writes_the_contract(user_dirs, cohort, capsys) -> None:
+    case = _case_dir(cohort)
+    out, labels = user_dirs / "det.json", user_dirs / "lab.nii.gz"
+    code = main(["cmb", "detect", str(case / "swi.nii.gz"), "--phase", str(case / "phase.nii.gz"),
+                 "--out", str(out), "--labels", str(labels), "--device", "cpu", "--quiet"])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["image"].endswith("swi.nii.gz") and len(doc["image_sha256"]) == 64
+    assert doc["model"]["name"] == "cmb-detector" and doc["model"]["version"]
+    swi = nib.load(str(case / "swi.nii.gz"))
+    lab = nib.load(str(labels))
+    np.testing.assert_allclose(lab.affine, swi.affine, atol=1e-5)
+    assert lab.shape == swi.shape
+    assert sorted(int(i) for i in np.unique(np.asarray(lab.dataobj)) if i) == [d["id"] for d in doc["detections"]]
+    for d in doc["detections"]:
+        np.testing.assert_allclose(nib.affines.apply_affine(swi.affine, d["voxel_ijk"]), d["world_ras_mm"], atol=0.01)
+
+
+def test_detect_refuses_4d_and_mismatched_phase_without_writing(user_dirs, cohort, capsys) -> None:
+    case = _case_dir(cohort)
+    swi = nib.load(str(case / "swi.nii.gz"))
+    data = np.asarray(swi.dataobj)
+    four_d = user_dirs / "4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([data, data], -1), swi.affine), str(four_d))
+    out = user_dirs / "det.json"
+    assert main(["cmb", "detect", str(four_d), "--out", str(out), "--device", "cpu", "--quiet"]) == 2
+    assert "4D" in capsys.readouterr().err and not out.exists()
+    moved = swi.affine.copy()
+    moved[:3, 3] += 5.0
+    phase = user_dirs / "phase.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(str(case / "phase.nii.gz")).dataobj), moved), str(phase))
+    assert main(["cmb", "detect", str(case / "swi.nii.gz"), "--phase", str(phase), "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different grid" in err[0] and not out.exists()
+
+
+def test_evaluate_prints_the_papers_metrics(user_dirs, cohort, capsys) -> None:
+    data = _case_dir(cohort).parent
+    assert main(["cmb", "evaluate", "--data", str(data), "--device", "cpu", "--quiet",
+                 "--json", str(user_dirs / "m.json")]) == 0
+    text = capsys.readouterr().out
+    for words in ("sensitivity", "FP/subject", "F1", "IoU", "Dice", "FROC"):
+        assert words in text
+    metrics = json.loads((user_dirs / "m.json").read_text())
+    assert metrics["summary"]["n_subjects"] == 2
