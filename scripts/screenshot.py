@@ -44,7 +44,7 @@ def main() -> None:
             review.session.accept(finding.id)
         if len(findings) > args.review and args.review:
             review.session.reject(findings[args.review].id)
-        review._refresh() if hasattr(review, "_refresh") else None
+        review._sync()
         if findings:
             review.jump_to(findings[0].id)
     for _ in range(20):

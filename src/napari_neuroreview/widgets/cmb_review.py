@@ -164,6 +164,10 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             self._show_table()
         names = [layer.name for layer in self._scan_layers()]
         swi, phase = self.swi_combo.currentText(), self.phase_combo.currentText()
+        if phase in ("", NO_PHASE):  # a layer called "phase" is the phase until the user says otherwise
+            phase = next((n for n in names if "phase" in n.lower()), NO_PHASE)
+        if swi == "":  # and the magnitude is the first scan that is not a phase image
+            swi = next((n for n in names if "phase" not in n.lower()), "")
         for combo, items, keep in ((self.swi_combo, names, swi), (self.phase_combo, [NO_PHASE, *names], phase)):
             combo.blockSignals(True)
             combo.clear()

@@ -70,8 +70,15 @@ def head_mask(magnitude: np.ndarray, zooms: tuple[float, float, float]) -> np.nd
     if count > 1:
         sizes = ndimage.sum_labels(mask, labels, np.arange(1, count + 1))
         mask = labels == int(np.argmax(sizes)) + 1
+    # A slab (clinical SWI often is one) is cut through the brain: pad by repeating its faces so
+    # that closing and erosion do not eat its first and last slices, and fill 2D holes slice by
+    # slice, because a dark spot on a face is open to the outside and 3D filling misses it.
+    pad = 3
+    mask = np.pad(mask, pad, mode="edge")
     mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))
-    mask = ndimage.binary_erosion(mask, iterations=1)
+    for axis in range(3):
+        mask = np.stack([ndimage.binary_fill_holes(plane) for plane in np.moveaxis(mask, axis, 0)], axis=axis)
+    mask = ndimage.binary_erosion(mask, iterations=1)[pad:-pad, pad:-pad, pad:-pad]
     return _upsample(mask.astype(np.float32), magnitude.shape) > 0.5
 
 

@@ -1,0 +1,41 @@
+"""The shipped detector on the committed sample slab: every microbleed, the slab's faces too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.cmb.candidates import head_mask
+from napari_neuroreview.core.tasks.cmb.detect import run
+from napari_neuroreview.core.tasks.cmb.evaluate import evaluate_result
+from napari_neuroreview.core.tasks.cmb.model import load_detector
+from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
+
+
+@pytest.fixture(scope="module")
+def sample():
+    magnitude = load_volume(SAMPLE / "sub-demo_swi.nii.gz")
+    phase = load_volume(SAMPLE / "sub-demo_phase.nii.gz")
+    truth = np.asarray(load_volume(SAMPLE / "sub-demo_cmb-instances.nii.gz").data).astype(np.int64)
+    return magnitude, phase, truth
+
+
+def test_head_mask_keeps_the_slab_faces(sample) -> None:
+    magnitude, _, _ = sample
+    mask = head_mask(magnitude.data, magnitude.zooms)
+    assert mask[:, :, 0].mean() > 0.3 and mask[:, :, -1].mean() > 0.3
+
+
+def test_shipped_detector_finds_every_microbleed_of_the_sample(sample) -> None:
+    magnitude, phase, truth = sample
+    detector = load_detector(device="cpu", roots=[SHIPPED_WEIGHTS_ROOT])
+    case = evaluate_result(run_to_completion(run(magnitude, phase, detector)), truth)
+    assert case.n_truth == 7
+    assert case.tp == 7 and case.fp <= 1
+    assert np.mean(case.dice) >= 0.7
