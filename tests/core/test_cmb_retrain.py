@@ -79,6 +79,7 @@ def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
     card = run_to_completion(retrain.retrain_from_store(
         store_path, root, base_version="1.0.0", config=FitConfig(epochs=3, lr=1e-3), device="cpu"))
     before, after = card.config["held_out_before"], card.config["held_out_after"]
+    print(f"held-out reviewed scans: before {before}  after {after}")
     assert card.parent == "1.0.0" and card.version == "1.1.0"
     assert before["fp_per_subject"] >= 1.0, "the calcifications should fool the base model"
     assert after["fp_per_subject"] < 0.5 * before["fp_per_subject"]

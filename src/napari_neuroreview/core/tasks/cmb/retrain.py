@@ -6,8 +6,9 @@ negative, a detection nobody reviewed yet is left out (neither positive nor nega
 Scans are split into training and held-out by a hash of their voxel data, so the split
 is fixed and persisted by construction: a scan never moves from held-out into training
 when more reviews arrive (the leak MONAI Label users complain about). The threshold of
-the parent version is kept, and the held-out metrics of parent and child are both saved
-in the new model card, so the user sees whether the new version is better.
+the new version is chosen on the training reviewed scans (fine-tuning moves the score
+scale), and the held-out metrics of parent (at its threshold) and child (at its own) are
+both saved in the new model card, so the user sees whether the new version is better.
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ def retrain_from_store(
     threshold = float(base.card.config.get("threshold", 0.5))
     yield Progress(1, 3, "Scoring the parent version on held-out reviewed scans")
     before = _report_at(held_out, base, threshold)
-    detector, _ = yield from train_detector(train, held_out, config, device=device, base=base, seed=config.seed)
-    detector.card.config["threshold"] = threshold  # the parent's operating point, not re-tuned on held-out
-    after = _report_at(held_out, detector, threshold)
+    # Fine-tuning moves the score scale, so the new version gets its own operating point,
+    # chosen on the TRAINING reviewed scans (never on the held-out ones it is judged on).
+    detector, _ = yield from train_detector(train, train, config, device=device, base=base, seed=config.seed)
+    after = _report_at(held_out, detector, float(detector.card.config["threshold"]))
     version = version or _next_version(root, base.card.version)
     description = (
         f"fine-tuned from {base.card.name} {base.card.version} on {len(train)} reviewed scans of {store_path}; "
@@ -150,8 +152,8 @@ def retrain_from_store(
     card = save_detector(
         detector, {"summary": after}, root, version, description, notes=base.card.notes,
         extra_config={
-            "held_out_before": {k: float(before[k]) for k in keys},
-            "held_out_after": {k: float(after[k]) for k in keys},
+            "held_out_before": {k: _finite_or_none(before[k]) for k in keys},
+            "held_out_after": {k: _finite_or_none(after[k]) for k in keys},
             "n_reviewed_train_scans": len(train), "n_reviewed_held_out_scans": len(held_out),
             "skipped_scans": skipped,
         },
@@ -169,3 +171,8 @@ def _report_at(scans: list[LabelledScan], detector: Any, threshold: float) -> di
     cases = [match_to_labels(s, run_to_completion(detect(s.magnitude, s.phase, detector, threshold=threshold)))
              for s in scans]
     return summarize(cases)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined metric (precision with no detections) is stored as null."""
+    return float(value) if np.isfinite(value) else None
