@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from napari_neuroreview.core.io.layers import geometry_of
 from napari_neuroreview.core.store import CaseStore
-from napari_neuroreview.widgets.case import cursor_text
+from napari_neuroreview.widgets.case import cursor_text, text_overlay
 
 from synthetic import reorient_to, save_nifti
 
@@ -35,10 +35,10 @@ def test_shows_the_scan_and_switches_convention(case) -> None:
     assert "LPS" in text and "1 x 1.25 x 2.5 mm" in text and "40 x 48 x 24" in text
     assert not widget.warning.isVisible()
     assert viewer.camera.orientation2d[1] == "right"  # radiological by default
-    assert "radiological" in viewer.text_overlay.text
+    assert "radiological" in text_overlay(viewer).text
     widget.neurological.setChecked(True)
     assert viewer.camera.orientation2d[1] == "left"
-    assert "neurological" in viewer.text_overlay.text
+    assert "neurological" in text_overlay(viewer).text
     assert viewer.layers["scan"].data[0, 0, 0] == viewer.layers["scan"].data[0, 0, 0]  # data untouched
     assert "CPU" in widget.device_label.text() or "CUDA" in widget.device_label.text()
 

@@ -360,6 +360,9 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     viewer.window.add_dock_widget(trainer, name="Microbleed retraining")
     trainer.epochs.setValue(1)
     trainer.device_combo.setCurrentText("cpu")
+    # The shipped 1.0.0 is newer than this test's 0.1.0: fine-tune the one the reviews came from.
+    trainer.base_combo.setCurrentIndex(trainer.base_combo.findData("0.1.0"))
+    assert trainer.base_combo.currentData() == "0.1.0"
     trainer.runner.run_button.click()
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=300_000)
     card = trainer.last_card

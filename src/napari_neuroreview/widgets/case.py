@@ -57,10 +57,17 @@ def set_convention(viewer: napari.Viewer, convention: str) -> None:
     """
     horizontal = "right" if convention == RADIOLOGICAL else "left"
     viewer.camera.orientation2d = ("down", horizontal)
-    left, right = ("R", "L") if convention == RADIOLOGICAL else ("L", "R")
-    viewer.text_overlay.text = f"axial, {convention}: patient {left} on screen left | anterior up"
-    viewer.text_overlay.position = "top_center"
-    viewer.text_overlay.visible = True
+    left = "R" if convention == RADIOLOGICAL else "L"
+    overlay = text_overlay(viewer)
+    overlay.text = f"axial, {convention}: patient {left} on screen left | anterior up"
+    overlay.position = "top_center"
+    overlay.visible = True
+
+
+def text_overlay(viewer: napari.Viewer) -> Any:
+    """The canvas text overlay (``viewer.canvas.overlays.text`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.overlays.text if canvas is not None else viewer.text_overlay
 
 
 def cursor_text(napari_world: np.ndarray, geometry: Any) -> str:
