@@ -82,7 +82,7 @@ def _cohort_seed(seed: int, index: int) -> int:
 def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int, **make_swi_case_kwargs: Any) -> list[Path]:
     """Write ``n_cases`` simulated SWI cases with their truth, one folder each.
 
-    ``out_dir/case-XXX/`` holds ``swi.nii.gz`` (magnitude), ``phase.nii.gz`` (filtered
+    Each ``out_dir/case-000/``, ``case-001/``... holds ``swi.nii.gz`` (magnitude), ``phase.nii.gz`` (filtered
     phase, int16 radians x :data:`PHASE_STEP_RAD`; absent with ``with_phase=False``),
     ``truth_instances.nii.gz`` (microbleed ids), ``truth_mimics.nii.gz``
     (:data:`MIMIC_LABELS`) and ``truth.json`` (microbleeds, mimics, parameters, and a note
