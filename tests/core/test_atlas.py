@@ -111,4 +111,4 @@ def test_roi_map_analytic_blur_conserves_volume():
     # P(3D Gaussian, sigma = 6 / 2.355 mm, within 5 mm) = chi3.cdf(1.96) ~ 0.70 at the centre
     assert 0.65 < soft[centre] < 0.75
     two = atlas.roi_map([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]], [1.0, -0.5], 5.0, affine, shape, 6.0)
-    assert two.min() < -0.4  # negative weights allowed
+    assert two.min() < -0.3  # negative weights allowed
