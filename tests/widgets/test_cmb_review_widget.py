@@ -297,7 +297,9 @@ def test_shares_the_case_widgets_store(case, tmp_path) -> None:
     assert case_widget.store.summary()["images"] == 1  # still open: not ours to close
 
 
-def test_oblique_scan_is_reviewed_on_its_display_grid_and_exported_on_its_own(make_napari_viewer, qtbot, tmp_path) -> None:
+@pytest.mark.parametrize("file_kept", [True, False], ids=["file-grid", "display-grid-fallback"])
+def test_oblique_scan_is_reviewed_and_exported_on_its_own_grid(make_napari_viewer, qtbot, tmp_path, file_kept) -> None:
+    """Detected on the file's voxels (read again) or, when the file is gone, on the display grid."""
     from scipy.spatial.transform import Rotation
 
     volume, _ = synthetic_swi(seed=2, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
@@ -308,6 +310,8 @@ def test_oblique_scan_is_reviewed_on_its_display_grid_and_exported_on_its_own(ma
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-neuroreview")
     widget = new_widget(viewer, tmp_path / "models", tmp_path / "reviews.sqlite")
+    if not file_kept:
+        path.rename(tmp_path / "moved.nii.gz")
     run_detection(widget, qtbot)
     points = viewer.layers["oblique CMBs"]
     findings = widget.session.findings
@@ -370,3 +374,25 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     assert {"sensitivity", "fp_per_subject", "f1"} <= set(card.config["held_out_before"]) == set(card.config["held_out_after"])
     assert "Held-out reviewed scans: sensitivity" in trainer.result.text()
     assert review.version_combo.currentData()[0] == "0.2.0"
+
+
+def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_napari_viewer, qtbot, tmp_path) -> None:
+    """The committed ``cmb`` sample is oblique (2.5 deg): detection must run on its file voxels.
+
+    On the resampled display grid the shipped detector found none of its 7 microbleeds.
+    """
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
+    truth = json.loads((sample / "sub-demo_truth.json").read_text())
+    viewer = make_napari_viewer()
+    viewer.open(str(sample / "sub-demo_swi.nii.gz"), plugin="napari-neuroreview")
+    viewer.open(str(sample / "sub-demo_phase.nii.gz"), plugin="napari-neuroreview")
+    widget = new_widget(viewer, None, tmp_path / "reviews.sqlite")
+    widget.swi_combo.setCurrentText("sub-demo_swi")
+    widget.phase_combo.setCurrentText("sub-demo_phase")
+    widget.device_combo.setCurrentText("cpu")
+    run_detection(widget, qtbot)
+    found = np.array([f.world for f in widget.session.findings]).reshape(-1, 3)
+    centres = np.array([c["world_ras_mm"] for c in truth["cmbs"]])
+    assert len(found) >= len(centres) - 1
+    nearest = np.linalg.norm(centres[:, None, :] - found[None, :, :], axis=2).min(axis=1)
+    assert (nearest < 2.0).sum() >= len(centres) - 1, nearest

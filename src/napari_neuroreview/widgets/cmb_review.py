@@ -38,7 +38,7 @@ from ..core.store import CaseStore, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import available_versions
-from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, scan_volume
+from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, on_display_grid, scan_volume
 from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
@@ -259,7 +259,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
 
         def store_it() -> None:
             session = self._open_session(layer)
-            instances = from_display(result.instances, geometry, order=0) if geometry.resampled else None
+            instances = from_display(result.instances, geometry, order=0) if on_display_grid(result, geometry) else None
             added = session.add_detections(result, card.to_dict(), phase_path, instances)
             self._show_session(layer, session)
             if result.detections and not added:

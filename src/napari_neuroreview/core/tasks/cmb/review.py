@@ -475,6 +475,12 @@ def scan_volume(display: Any, metadata: Mapping[str, Any], name: str = "layer") 
     to the file's sha256, since a layer edited in napari is not the scan the store knows.
     An oblique scan shown resampled is returned on its display grid with the exact display
     affine instead (as the Case widget's mask does), so nothing is resampled twice.
+    An oblique scan shown resampled is read again from its file, whose voxels must still
+    hash to the layer's sha256: the detector was trained on scanner voxels, and linear
+    resampling both smooths the noise it learnt and leaves zero wedges at a tilted slab's
+    faces whose edges flood the candidate screen (on the tilted ``cmb`` sample it found
+    nothing on the display grid). Only when the file is gone or changed is the display
+    grid used, with its exact display affine.
     """
     geometry = geometry_of(dict(metadata))
     if geometry is None:
@@ -483,6 +489,9 @@ def scan_volume(display: Any, metadata: Mapping[str, Any], name: str = "layer") 
     path = Path(info["source_path"]) if info.get("source_path") else None
     data = np.asarray(display)
     if geometry.resampled:
+        source = _unchanged_file(path, info["sha256"])
+        if source is not None:
+            return source
         return Volume(data, geometry.display_affine, geometry.scale, path, info["sha256"])
     data = from_display(data, geometry, order=1)
     if voxel_sha256(data) != info["sha256"]:
@@ -491,6 +500,26 @@ def scan_volume(display: Any, metadata: Mapping[str, Any], name: str = "layer") 
             f"{path.name if path else 'the file'}; reopen the file to review it"
         )
     return Volume(data, geometry.source_affine, tuple(float(z) for z in info["zooms"][:3]), path, info["sha256"])
+
+
+def _unchanged_file(path: Path | None, sha256: str) -> Volume | None:
+    """The scan file at ``path`` if it still holds the voxels hashed ``sha256``, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        volume = load_volume(path)
+    except InputFileError:
+        return None
+    return volume if volume.sha256 == sha256 else None
+
+
+def on_display_grid(result: CMBResult, geometry: Any) -> bool:
+    """Whether a detection result lies on a resampled layer's display grid (not the file's)."""
+    return bool(
+        geometry.resampled
+        and tuple(result.instances.shape) == tuple(geometry.display_shape)
+        and np.allclose(result.affine, geometry.display_affine, atol=GRID_TOLERANCE_MM)
+    )
 
 
 def detect_for_review(
