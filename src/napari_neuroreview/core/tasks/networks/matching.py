@@ -1,0 +1,299 @@
+"""Which ICA component is which network: template matching and optimal assignment.
+
+Score. For every component k and network n, the score is the absolute Pearson
+correlation, over the brain mask (the voxels where any component map is non-zero, i.e.
+the ICA's own mask), between the component map and the network's template
+(:func:`napari_neuroreview.core.atlas.template_maps`, made on the component grid, so no
+map is resampled for scoring). The sign of the correlation is kept: a component that
+matches with a negative correlation is used flipped (MELODIC does not fix signs; our
+own ICA flips to positive skew, so its signs are normally +1). The raw map is used, not
+a thresholded one: correlation already weighs the network's peaks most, and a threshold
+adds a parameter whose best value differs between our z-scored maps and MELODIC's
+mixture-model z-statistics.
+
+Assignment. One component per network, each component for at most one network,
+maximising the summed score (:func:`scipy.optimize.linear_sum_assignment`, the
+Hungarian method): a strong component cannot be given to two networks, which greedy
+best-match would do when networks overlap (language and temporal share the superior
+temporal gyrus).
+
+Confidence rule. A match is *confident* when its score is at least
+:data:`MIN_SCORE` (0.2) and exceeds the network's second-best score (the best other
+component) by at least :data:`MIN_MARGIN` (0.1). A network whose best component went to
+another network gets a negative margin and is therefore never confident. The widget
+shows unconfident matches for the radiologist to check; an override is stored with
+``automatic=False``.
+
+The assignment requires the component maps to be in MNI space (like the templates);
+a map grid that does not overlap the templates is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from ... import atlas
+from ...errors import GeometryError, InputFileError
+from ...io.ica_folder import ICAComponents, component_label
+
+#: Lowest score (|r|) a confident match may have.
+MIN_SCORE: float = 0.2
+#: Least margin of the assigned score over the network's second-best score for confidence.
+MIN_MARGIN: float = 0.1
+
+
+@dataclass(frozen=True)
+class NetworkMatch:
+    """The component chosen for one network.
+
+    Attributes
+    ----------
+    network : str
+        One of :data:`napari_neuroreview.core.atlas.NETWORKS`.
+    component : int
+        0-based component index (the label a person reads is ``IC{component + 1:02d}``).
+    score : float
+        |spatial correlation| of that component with the network's template.
+    second_score : float
+        The best score among the network's other components.
+    sign : int
+        +1, or -1 when the component matches flipped (use ``sign * map``).
+    automatic : bool
+        False when a radiologist chose this component.
+    confident : bool
+        ``score >= MIN_SCORE and score - second_score >= MIN_MARGIN``.
+    """
+
+    network: str
+    component: int
+    score: float
+    second_score: float
+    sign: int
+    automatic: bool = True
+    confident: bool = False
+
+    @property
+    def label(self) -> str:
+        """``IC03`` style, 1-based, as in the TSV header."""
+        return component_label(self.component)
+
+    def to_json(self) -> dict[str, Any]:
+        """The networks.json entry of this network."""
+        return {
+            "component": self.component, "label": self.label, "score": float(self.score),
+            "second_score": float(self.second_score), "sign": self.sign,
+            "automatic": self.automatic, "confident": self.confident,
+        }
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One component per network, with the full score matrix it was chosen from.
+
+    Attributes
+    ----------
+    matches : dict of str -> NetworkMatch
+        Keyed by network, in :data:`~napari_neuroreview.core.atlas.NETWORKS` order.
+    scores : numpy.ndarray
+        ``(5, K)`` |correlation| of every network template with every component.
+    signs : numpy.ndarray
+        ``(5, K)`` sign (+1/-1) of those correlations.
+    """
+
+    matches: dict[str, NetworkMatch]
+    scores: np.ndarray
+    signs: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        """K."""
+        return int(self.scores.shape[1])
+
+    def match_for(self, network: str, component: int, automatic: bool) -> NetworkMatch:
+        """The :class:`NetworkMatch` of ``network`` if it were given ``component``."""
+        n = _network_index(network)
+        if not 0 <= component < self.n_components:
+            raise InputFileError(
+                f"component {component} does not exist; there are {self.n_components} (0..{self.n_components - 1})"
+            )
+        row = self.scores[n]
+        others = np.delete(row, component)
+        second = float(others.max()) if others.size else 0.0
+        score = float(row[component])
+        return NetworkMatch(
+            network=network, component=int(component), score=score, second_score=second,
+            sign=int(self.signs[n, component]), automatic=automatic, confident=is_confident(score, second),
+        )
+
+    def override(self, network: str, component: int) -> Assignment:
+        """A copy with ``network`` assigned to ``component`` by a person (``automatic=False``).
+
+        The other networks keep their components, even if one of them has the same one:
+        a radiologist may judge that ICA merged two networks into one component, and
+        that judgement is stored as given (:meth:`shared_components` lists such cases).
+        """
+        matches = dict(self.matches)
+        matches[network] = self.match_for(network, int(component), automatic=False)
+        return replace(self, matches=matches)
+
+    def shared_components(self) -> dict[int, list[str]]:
+        """Components assigned to more than one network (only after overrides)."""
+        users: dict[int, list[str]] = {}
+        for name, match in self.matches.items():
+            users.setdefault(match.component, []).append(name)
+        return {k: v for k, v in users.items() if len(v) > 1}
+
+    def to_json(self) -> dict[str, Any]:
+        """The matching part of networks.json (JSON-able)."""
+        return {
+            "matching": {
+                "score": "abs Pearson correlation with atlas.template_maps in the brain mask",
+                "assignment": "scipy.optimize.linear_sum_assignment",
+                "confident_if": f"score >= {MIN_SCORE} and score - second_score >= {MIN_MARGIN}",
+            },
+            "networks": {name: self.matches[name].to_json() for name in self.matches},
+            "scores": {"networks": list(self.matches), "matrix": np.asarray(self.scores, dtype=float).tolist(),
+                       "signs": self.signs.astype(int).tolist()},
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Assignment:
+        """Rebuild from :meth:`to_json` output (a whole networks.json is fine)."""
+        names = list(doc["scores"]["networks"])
+        scores = np.asarray(doc["scores"]["matrix"], dtype=np.float64)
+        signs = np.asarray(doc["scores"]["signs"], dtype=np.int64)
+        if scores.ndim != 2 or scores.shape != signs.shape or scores.shape[0] != len(names):
+            raise ValueError(f"score matrix {scores.shape} and signs {signs.shape} do not fit {len(names)} networks")
+        matches = {}
+        for name in names:
+            entry = doc["networks"][name]
+            component = int(entry["component"])
+            if not 0 <= component < scores.shape[1]:
+                raise ValueError(f"{name} points at component {component} of {scores.shape[1]}")
+            matches[name] = NetworkMatch(
+                network=name, component=component, score=float(entry["score"]),
+                second_score=float(entry["second_score"]), sign=int(entry["sign"]),
+                automatic=bool(entry["automatic"]), confident=bool(entry["confident"]),
+            )
+        return cls(matches=matches, scores=scores, signs=signs)
+
+
+def is_confident(score: float, second_score: float) -> bool:
+    """The confidence rule (module docstring)."""
+    return score >= MIN_SCORE and score - second_score >= MIN_MARGIN - 1e-12
+
+
+def _network_index(network: str) -> int:
+    try:
+        return atlas.NETWORKS.index(network)
+    except ValueError:
+        raise InputFileError(f"{network!r} is not a network; choose one of {', '.join(atlas.NETWORKS)}") from None
+
+
+def score_matrix(comps: ICAComponents) -> tuple[np.ndarray, np.ndarray]:
+    """Signed spatial correlation of every template with every component: ``(5, K)``.
+
+    Returns ``(abs_scores, signs)``. Computed inside ``comps.brain_mask`` on the
+    component grid.
+    """
+    mask = comps.brain_mask
+    if mask.sum() < 10:
+        raise InputFileError(f"{comps.source}: the component maps are zero almost everywhere, so nothing can be matched")
+    templates = atlas.template_maps(comps.affine, comps.spatial_shape)[:, mask].astype(np.float64)  # (5, V)
+    if np.any(templates.std(axis=1) == 0):
+        raise GeometryError(
+            f"{comps.source}: the component maps do not cover the network templates; they must be in MNI space"
+        )
+    maps = comps.maps[mask].astype(np.float64)  # (V, K)
+    t = templates - templates.mean(axis=1, keepdims=True)
+    m = maps - maps.mean(axis=0, keepdims=True)
+    denom = np.linalg.norm(t, axis=1)[:, None] * np.linalg.norm(m, axis=0)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (t @ m) / np.where(denom > 0, denom, 1.0), 0.0)
+    return np.abs(r), np.where(r < 0, -1, 1).astype(np.int64)
+
+
+def match_networks(comps: ICAComponents) -> Assignment:
+    """Assign one component to each of the five networks (module docstring for the rules).
+
+    Raises
+    ------
+    InputFileError
+        Fewer components than networks.
+    GeometryError
+        Maps that do not overlap the MNI templates.
+    """
+    n_net = len(atlas.NETWORKS)
+    if comps.n_components < n_net:
+        raise InputFileError(
+            f"{comps.source}: has {comps.n_components} components, fewer than the {n_net} networks to match"
+        )
+    scores, signs = score_matrix(comps)
+    rows, cols = linear_sum_assignment(-scores)
+    base = Assignment(matches={}, scores=scores, signs=signs)
+    matches = {atlas.NETWORKS[r]: base.match_for(atlas.NETWORKS[r], int(c), automatic=True) for r, c in zip(rows, cols)}
+    return Assignment(matches={name: matches[name] for name in atlas.NETWORKS}, scores=scores, signs=signs)
+
+
+def resample_to_grid(
+    volume: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, dst_shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Linear resampling of a 3D map onto another grid by world coordinates (0 outside).
+
+    When the target voxels are larger, the map is first blurred with a Gaussian whose
+    FWHM makes up the difference (per source axis), so that downsampling averages
+    instead of picking every other voxel (aliasing).
+    """
+    src_affine = np.asarray(src_affine, dtype=np.float64)
+    dst_affine = np.asarray(dst_affine, dtype=np.float64)
+    src_zooms = np.sqrt((src_affine[:3, :3] ** 2).sum(axis=0))
+    dst_zoom = float(np.cbrt(abs(np.linalg.det(dst_affine[:3, :3]))))
+    fwhm_mm = np.sqrt(np.maximum(dst_zoom**2 - src_zooms**2, 0.0))
+    data = np.asarray(volume, dtype=np.float32)
+    if np.any(fwhm_mm > 0):
+        sigma = fwhm_mm / (math.sqrt(8 * math.log(2)) * src_zooms)
+        data = ndimage.gaussian_filter(data, sigma, mode="constant")
+    vox = np.linalg.solve(src_affine, dst_affine)  # dst voxel -> src voxel
+    return ndimage.affine_transform(
+        data, vox[:3, :3], offset=vox[:3, 3], output_shape=tuple(int(s) for s in dst_shape), order=1,
+        mode="constant", cval=0.0,
+    ).astype(np.float32)
+
+
+def network_inputs(comps: ICAComponents, assignment: Assignment) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-network (map, time course) pair a model reads.
+
+    Returns
+    -------
+    dict of str -> (map, timecourse)
+        For each network of the assignment: the component map times its sign, divided by
+        its standard deviation over the brain mask (so maps from MELODIC and from our ICA
+        share a scale; ours already have unit SD), resampled onto
+        :func:`~napari_neuroreview.core.atlas.model_grid` as float32; and the time course
+        ``(T,)`` times its sign, z-scored (float32).
+    """
+    if assignment.n_components != comps.n_components:
+        raise GeometryError(
+            f"{comps.source}: the network assignment is for {assignment.n_components} components "
+            f"but the maps have {comps.n_components}"
+        )
+    grid_affine, grid_shape = atlas.model_grid()
+    mask = comps.brain_mask
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, match in assignment.matches.items():
+        k = match.component
+        raw = comps.maps[..., k].astype(np.float32) * match.sign
+        sd = float(raw[mask].std()) if mask.any() else 0.0
+        scaled = raw / sd if sd > 0 else raw
+        grid_map = resample_to_grid(scaled, comps.affine, grid_affine, grid_shape)
+        tc = comps.timecourses[:, k].astype(np.float64) * match.sign
+        tc_sd = tc.std()
+        tc = (tc - tc.mean()) / tc_sd if tc_sd > 0 else tc - tc.mean()
+        out[name] = (grid_map, tc.astype(np.float32))
+    return out
