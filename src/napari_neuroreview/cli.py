@@ -116,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="SQLite file (default: the user data folder)")
     p.set_defaults(func=cmd_store)
 
-    from . import cli_cmb
+    from . import cli_cmb, cli_networks
 
     cli_cmb.add_parser(sub)
+    cli_networks.add_parser(sub)
 
     p = sub.add_parser("view", help="open napari with scans and the Case widget")
     p.add_argument("files", nargs="*")

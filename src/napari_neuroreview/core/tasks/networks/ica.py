@@ -13,12 +13,19 @@ The pipeline, and why each step:
    (scanner drift), optional Butterworth band-pass when TR is known, and variance
    normalisation of each voxel's time series (so that the few voxels with large raw
    variance, edges and vessels, do not dominate the components).
-4. **Temporal PCA to K** by one thin SVD of the T x V matrix, then **spatial FastICA**
+4. **Temporal PCA to K** (the leading right singular vectors of the T x V matrix, from
+   its T x T Gram matrix), then **spatial FastICA**
    (scikit-learn, logcosh contrast) on the K principal spatial patterns. This is the
    MELODIC / GIFT recipe for a single subject.
-5. **Time courses** by least squares of the cleaned data on the K maps (stage 1 of
-   dual regression): each time course is the one that best explains the data given all
-   maps, not only the rotated PCA scores.
+5. **Dual regression.** Time courses by least squares of the cleaned data on the K ICA
+   sources (each time course is the one that best explains the data given all maps);
+   then the maps by least squares of the data in *percent signal change* (detrended,
+   divided by each voxel's mean) on those K time courses. Why the second step: the
+   ICA sources live in variance-normalised units, which compress a network's strong
+   voxels towards its weak ones (a correlation map, not an amplitude map); the
+   regression maps are BOLD amplitudes, the quantity a network map and a phantom's truth
+   map describe. On synthetic data with planted maps this raised the correlation of the
+   recovered with the planted maps from about 0.65 to about 0.95.
 6. **Scaling, sign and order**: each map z-scored inside the mask; flipped so that its
    spatial distribution has positive skew (the heavy tail of a network map is its
    network, so "positive = network" for every source); components ordered by the
@@ -50,7 +57,10 @@ from ...io.nifti import Volume
 from ...progress import Progress, TaskGenerator
 
 #: Short name of the method, stored in networks.json.
-METHOD = "spatial FastICA (nilearn EPI mask, smoothing, detrend, z-score, temporal PCA, scikit-learn FastICA)"
+METHOD = (
+    "spatial ICA: nilearn EPI mask, Gaussian smoothing, detrend + z-score, temporal PCA, scikit-learn FastICA, "
+    "dual-regression maps in percent signal change, z-scored, positive skew"
+)
 #: Volumes used up by cleaning: the mean and the linear trend.
 _CLEANING_DOF = 2
 #: Volumes smoothed between two progress reports.

@@ -1,0 +1,183 @@
+"""``neuroreview networks ...``: rs-fMRI ICA, network matching and overrides from the shell.
+
+* ``networks extract BOLD.nii.gz --out DIR``: spatial ICA of one scan, matched to the five
+  networks; writes DIR/components.nii.gz, DIR/timecourses.tsv, DIR/networks.json.
+* ``networks extract --cohort DIR``: the same for every ``sub-*/ses-*/bold.nii.gz`` of a
+  cohort whose ``ica/`` folder is missing or unfinished (no networks.json).
+* ``networks match DIR [--set NETWORK=COMPONENT ...]``: (re)match a folder (ours or FSL
+  MELODIC's) and store a radiologist's choices in DIR/networks.json (``automatic: false``).
+  COMPONENT is a label as in the TSV header (``IC03``), a 0-based index (``2``), or
+  ``auto`` to return the network to the automatic assignment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .core.errors import InputFileError
+from .core.progress import Progress, run_to_completion
+
+
+def _progress(prefix: str = "") -> Any:
+    def show(update: Progress) -> None:
+        text = f"{prefix}{update.message}"
+        print(f"\r[{update.fraction:6.1%}] {text:<70.70}", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _drive(task: Any, quiet: bool, prefix: str = "") -> Any:
+    result = run_to_completion(task, None if quiet else _progress(prefix))
+    if not quiet:
+        print(file=sys.stderr)
+    return result
+
+
+def _summary(assignment: Any) -> dict[str, Any]:
+    return {
+        name: {"component": m.label, "score": round(m.score, 3), "second_score": round(m.second_score, 3),
+               "sign": m.sign, "confident": m.confident, "automatic": m.automatic}
+        for name, m in assignment.matches.items()
+    }
+
+
+def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, smoothing_mm: float | None,
+                quiet: bool, prefix: str = "") -> dict[str, Any]:
+    """ICA + matching of one scan into ``out_dir``; returns the summary printed as JSON."""
+    from .core.io.ica_folder import check_output_folder, write_ica
+    from .core.io.nifti import load_volume
+    from .core.tasks.networks.ica import provenance, run_ica
+    from .core.tasks.networks.matching import match_networks
+
+    check_output_folder(out_dir)  # refuse before an ICA is spent on a folder we will not write
+    volume = load_volume(bold_path)
+    start = time.perf_counter()
+    comps = _drive(run_ica(volume, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_mm),
+                   quiet, prefix)
+    assignment = match_networks(comps)
+    seconds = time.perf_counter() - start
+    for sentence in comps.warnings:
+        print(f"warning: {sentence}", file=sys.stderr)
+    extra = {"source": str(bold_path), "source_sha256": volume.sha256, "tr_s": volume.tr_s,
+             **provenance(n_components, seed, smoothing_fwhm_mm=smoothing_mm)}
+    write_ica(out_dir, comps, assignment, extra)
+    return {"bold": str(bold_path), "out": str(out_dir), "n_components": n_components,
+            "seconds": round(seconds, 2), "networks": _summary(assignment)}
+
+
+def cohort_sessions(cohort: Path) -> list[Path]:
+    """Every ``sub-*/ses-*/`` folder of a cohort that holds a ``bold.nii.gz``, sorted."""
+    if not cohort.is_dir():
+        raise InputFileError(f"{cohort}: is not a folder; --cohort needs the cohort folder (sub-*/ses-*/bold.nii.gz)")
+    sessions = sorted(p.parent for p in cohort.glob("sub-*/ses-*/bold.nii.gz"))
+    if not sessions:
+        raise InputFileError(f"{cohort}: holds no sub-*/ses-*/bold.nii.gz, so there is nothing to extract")
+    return sessions
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """ICA of one scan (BOLD --out DIR) or of every unfinished session of a cohort (--cohort DIR)."""
+    from .core.io.ica_folder import NETWORKS_FILE
+
+    if (args.bold is None) == (args.cohort is None):
+        raise InputFileError("networks extract: give either one BOLD file with --out DIR, or --cohort DIR")
+    if args.n_components < 5:
+        raise InputFileError(f"--n-components {args.n_components}: at least 5 are needed, one per network")
+    smoothing = args.smoothing if args.smoothing > 0 else None
+    if args.bold is not None:
+        if args.out is None:
+            raise InputFileError(f"{args.bold}: --out DIR is needed (the folder the ICA is written to)")
+        summary = extract_one(Path(args.bold), Path(args.out), args.n_components, args.seed, smoothing, args.quiet)
+        print(json.dumps(summary, indent=2))
+        return 0
+    cohort = Path(args.cohort)
+    sessions = cohort_sessions(cohort)
+    done, skipped = [], []
+    for n, session in enumerate(sessions, start=1):
+        if (session / "ica" / NETWORKS_FILE).exists():
+            skipped.append(str(session))
+            continue
+        name = str(session.relative_to(cohort))
+        summary = extract_one(session / "bold.nii.gz", session / "ica", args.n_components, args.seed, smoothing,
+                              args.quiet, prefix=f"{n}/{len(sessions)} {name}: ")
+        done.append({"session": name, "seconds": summary["seconds"],
+                     "networks": {k: v["component"] for k, v in summary["networks"].items()},
+                     "unconfident": [k for k, v in summary["networks"].items() if not v["confident"]]})
+    print(json.dumps({"cohort": str(cohort), "extracted": done, "already_done": len(skipped)}, indent=2))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    """Match a folder's components to the networks and store overrides in its networks.json."""
+    from .core import atlas
+    from .core.io.ica_folder import NETWORKS_FILE, load_ica, parse_component, read_networks_doc, write_networks_json
+    from .core.tasks.networks.matching import Assignment, match_networks
+
+    folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputFileError(f"{folder}: networks match needs the ICA folder (networks.json is stored in it)")
+    comps = load_ica(folder)
+    automatic = match_networks(comps)
+    if (folder / NETWORKS_FILE).exists() and not args.rematch:
+        doc = read_networks_doc(folder)
+        try:
+            assignment = Assignment.from_json(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputFileError(f"{folder / NETWORKS_FILE}: is not a networks.json written by neuroreview ({exc})") from None
+        if assignment.n_components != comps.n_components:
+            raise InputFileError(
+                f"{folder / NETWORKS_FILE}: is for {assignment.n_components} components but the folder's maps have "
+                f"{comps.n_components}; rerun with --rematch"
+            )
+    else:
+        doc = {"source": comps.source, "source_sha256": "", "tr_s": comps.tr_s, "n_components": comps.n_components,
+               "n_volumes": comps.n_volumes, "method": comps.kind}
+        assignment = automatic
+    for item in args.set or []:
+        network, sep, component = item.partition("=")
+        network = network.strip()
+        if not sep or network not in atlas.NETWORKS:
+            raise InputFileError(
+                f"--set {item}: write NETWORK=COMPONENT with NETWORK one of {', '.join(atlas.NETWORKS)}"
+            )
+        if component.strip().lower() == "auto":
+            matches = dict(assignment.matches)
+            matches[network] = automatic.matches[network]
+            assignment = Assignment(matches=matches, scores=assignment.scores, signs=assignment.signs)
+        else:
+            index = parse_component(component, comps.n_components, where=f"--set {item}")
+            assignment = assignment.override(network, index)
+    write_networks_json(folder, assignment, keep=doc)
+    shared = assignment.shared_components()
+    for k, names in shared.items():
+        print(f"warning: component IC{k + 1:02d} is assigned to {' and '.join(names)}", file=sys.stderr)
+    print(json.dumps({"folder": str(folder), "networks": _summary(assignment)}, indent=2))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``neuroreview networks`` and its subcommands."""
+    networks = sub.add_parser("networks", help="rs-fMRI: ICA, the five networks, overrides").add_subparsers(
+        dest="networks_command", required=True)
+
+    p = networks.add_parser("extract", help="spatial ICA of a BOLD scan (or a cohort), matched to the five networks")
+    p.add_argument("bold", nargs="?", default=None, help="4D BOLD NIfTI in MNI space")
+    p.add_argument("--out", default=None, help="output folder (components.nii.gz, timecourses.tsv, networks.json)")
+    p.add_argument("--cohort", default=None, help="cohort folder: every sub-*/ses-*/bold.nii.gz lacking ica/")
+    p.add_argument("--n-components", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoothing", type=float, default=5.0, help="Gaussian FWHM in mm before ICA (0: none)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = networks.add_parser("match", help="match an ICA folder to the networks; store overrides (--set)")
+    p.add_argument("folder", help="an ICA folder written by extract, or an FSL MELODIC folder")
+    p.add_argument("--set", action="append", metavar="NETWORK=COMPONENT",
+                   help="assign a component by hand (IC03, a 0-based index, or auto); repeatable")
+    p.add_argument("--rematch", action="store_true", help="discard stored choices and match afresh")
+    p.set_defaults(func=cmd_match)

@@ -1,0 +1,146 @@
+"""`neuroreview networks extract / match` as a user runs them: the folder contract, overrides, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_neuroreview.cli import main
+from napari_neuroreview.core import atlas
+from napari_neuroreview.core.io.ica_folder import load_ica, load_networks_json
+from napari_neuroreview.core.io.nifti import load_volume
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from networks_synthetic import make_synthetic_bold, save_bold  # noqa: E402
+
+K = "10"
+
+
+@pytest.fixture(scope="module")
+def bold_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scan") / "bold.nii.gz"
+    save_bold(make_synthetic_bold(seed=5, n_volumes=60, noise=0.003), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def extracted(bold_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "ica"
+    assert main(["networks", "extract", str(bold_file), "--out", str(out), "--n-components", K, "--quiet"]) == 0
+    return out
+
+
+def test_extract_writes_the_contract(bold_file, extracted, capsys) -> None:
+    assert sorted(p.name for p in extracted.iterdir()) == ["components.nii.gz", "networks.json", "timecourses.tsv"]
+    bold = load_volume(bold_file)
+    img = nib.load(str(extracted / "components.nii.gz"))
+    assert img.shape == (*bold.spatial_shape, 10)
+    np.testing.assert_allclose(img.affine, bold.affine, atol=1e-5)
+    rows = (extracted / "timecourses.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == [f"IC{i:02d}" for i in range(1, 11)] and len(rows) == 61
+    doc = json.loads((extracted / "networks.json").read_text())
+    assert doc["source"] == str(bold_file) and doc["source_sha256"] == bold.sha256
+    assert doc["tr_s"] == 2.0 and doc["n_components"] == 10 and doc["seed"] == 0 and "FastICA" in doc["method"]
+    assert list(doc["networks"]) == list(atlas.NETWORKS)
+    for entry in doc["networks"].values():
+        assert entry["automatic"] is True and 0 <= entry["component"] < 10 and 0 <= entry["score"] <= 1
+        assert entry["label"] == f"IC{entry['component'] + 1:02d}" and isinstance(entry["confident"], bool)
+    assert len({e["component"] for e in doc["networks"].values()}) == 5
+    comps = load_ica(extracted)
+    assert comps.kind == "neuroreview" and comps.tr_s == 2.0 and comps.n_volumes == 60
+
+
+def test_match_stores_an_override_and_auto_restores(extracted, tmp_path, capsys) -> None:
+    folder = tmp_path / "ica"
+    shutil.copytree(extracted, folder)
+    before = load_networks_json(folder)
+    target = next(k for k in range(10) if k != before.matches["motor"].component)
+    assert main(["networks", "match", str(folder), "--set", f"motor=IC{target + 1:02d}"]) == 0
+    after = load_networks_json(folder)
+    assert after.matches["motor"].component == target and after.matches["motor"].automatic is False
+    assert {n: after.matches[n] for n in atlas.NETWORKS[1:]} == {n: before.matches[n] for n in atlas.NETWORKS[1:]}
+    doc = json.loads((folder / "networks.json").read_text())
+    assert doc["source_sha256"] and doc["seed"] == 0  # provenance kept
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["networks"]["motor"]["component"] == f"IC{target + 1:02d}"
+    assert main(["networks", "match", str(folder), "--set", "motor=auto"]) == 0
+    assert load_networks_json(folder).matches["motor"] == before.matches["motor"]
+
+
+@pytest.mark.parametrize(("setting", "message"), [("motor=IC11", "does not exist"), ("hearing=IC01", "NETWORK one of"),
+                                                  ("motor", "NETWORK=COMPONENT"), ("motor=left", "not a component")])
+def test_match_refuses_bad_overrides_without_writing(extracted, tmp_path, capsys, setting, message) -> None:
+    folder = tmp_path / "ica"
+    shutil.copytree(extracted, folder)
+    before = (folder / "networks.json").read_bytes()
+    assert main(["networks", "match", str(folder), "--set", "vision=IC01", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert (folder / "networks.json").read_bytes() == before
+
+
+def test_match_a_melodic_folder(extracted, tmp_path) -> None:
+    comps = load_ica(extracted)
+    mel = tmp_path / "rest.ica"
+    mel.mkdir()
+    nib.save(nib.Nifti1Image(-comps.maps, comps.affine), str(mel / "melodic_IC.nii.gz"))  # MELODIC may flip signs
+    np.savetxt(mel / "melodic_mix", -comps.timecourses, fmt="%.6e", delimiter="  ")
+    assert main(["networks", "match", str(mel)]) == 0
+    ours, theirs = load_networks_json(extracted), load_networks_json(mel)
+    for name in atlas.NETWORKS:
+        assert theirs.matches[name].component == ours.matches[name].component
+        assert theirs.matches[name].sign == -ours.matches[name].sign
+    (mel / "melodic_mix").unlink()
+    assert main(["networks", "match", str(mel)]) == 2
+
+
+def test_extract_refuses_bad_input_and_writes_nothing(bold_file, tmp_path, capsys) -> None:
+    data = np.asarray(nib.load(str(bold_file)).dataobj)
+    affine = nib.load(str(bold_file)).affine
+    three_d = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(data[..., 0], affine), str(three_d))
+    short = tmp_path / "short.nii.gz"
+    nib.save(nib.Nifti1Image(data[..., :8], affine), str(short))
+    cases = [
+        ([str(three_d)], "is a 3D image"),
+        ([str(short)], "has 8 volumes, too few for 10 components"),
+        ([str(bold_file), "--n-components", "3"], "at least 5 are needed"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        argv = ["networks", "extract", *args, "--out", str(out), "--quiet"]
+        if "--n-components" not in args:
+            argv += ["--n-components", K]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "notes.txt").write_text("keep")
+    assert main(["networks", "extract", str(bold_file), "--out", str(scans), "--quiet"]) == 2
+    assert "not ICA output" in capsys.readouterr().err and [p.name for p in scans.iterdir()] == ["notes.txt"]
+    assert main(["networks", "extract", "--quiet"]) == 2
+    assert main(["networks", "extract", "--cohort", str(tmp_path / "empty"), "--quiet"]) == 2
+
+
+def test_extract_cohort_fills_only_missing_sessions(bold_file, extracted, tmp_path, capsys) -> None:
+    cohort = tmp_path / "cohort"
+    for ses in ("ses-pre", "ses-post"):
+        (cohort / "sub-001" / ses).mkdir(parents=True)
+        shutil.copy(bold_file, cohort / "sub-001" / ses / "bold.nii.gz")
+    shutil.copytree(extracted, cohort / "sub-001" / "ses-pre" / "ica")
+    done_before = (cohort / "sub-001" / "ses-pre" / "ica" / "networks.json").stat().st_mtime_ns
+    (cohort / "sub-001" / "ses-post" / "ica").mkdir()  # unfinished: no networks.json
+    assert main(["networks", "extract", "--cohort", str(cohort), "--n-components", K, "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["already_done"] == 1 and [d["session"] for d in report["extracted"]] == ["sub-001/ses-post"]
+    assert (cohort / "sub-001" / "ses-pre" / "ica" / "networks.json").stat().st_mtime_ns == done_before
+    post = load_networks_json(cohort / "sub-001" / "ses-post" / "ica")
+    assert post.matches == load_networks_json(extracted).matches  # same scan, same seed
