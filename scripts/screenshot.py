@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
     args = parser.parse_args()
     viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False)
-    viewer.window.resize(1700, 1000)
+    viewer.window.resize(1900, 1150)
     for _ in range(20):
         QApplication.processEvents()
     if args.neurological:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+                            QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from ..core.device import available_devices, resolve_device
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
@@ -48,6 +48,10 @@ if TYPE_CHECKING:
     import napari
 
 NO_PHASE = "none"
+
+
+#: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
+MIN_VISIBLE_HEIGHT = 560
 
 
 def find_docked(viewer: Any, kind: type) -> list[Any]:
@@ -124,9 +128,21 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
                 row.addWidget(button)
             review_layout.addLayout(row)
         review_layout.addWidget(self.export_button)
+        # In a scroll area: stacked under the Case widget on a laptop screen, the dock is
+        # shorter than both groups, and Qt would otherwise squeeze the rows over each other.
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        content_layout.addWidget(inputs)
+        content_layout.addWidget(review)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)  # the inputs, Run and a few table rows stay in view
         layout = QVBoxLayout(self)
-        layout.addWidget(inputs)
-        layout.addWidget(review)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
         for signal, slot in (
             (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.version_combo.currentIndexChanged,
