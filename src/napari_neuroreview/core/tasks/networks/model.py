@@ -1,0 +1,301 @@
+"""The two-stage pre/post model as one object: save, find, load, predict.
+
+* Stage 1, :class:`~napari_neuroreview.core.models.network_encoder.NetworkPairEncoder`,
+  is saved through :mod:`core.registry` (safetensors + model card; never a pickle).
+* Stage 2, one standardised logistic regression per network (:class:`LogisticModel`),
+  is a handful of numbers; they go into the card's ``config["stage2"]`` as JSON (the
+  scaler's means and scales, the coefficients, the intercept, the chosen C), so a
+  version stays two files and nothing is unpickled.
+
+Versions are searched like the microbleed detector's (``core.tasks.cmb.model``): the
+user's registry first (where ``neuroreview networks train`` writes), then the shipped
+demo weights.
+
+What stage 2 reads (:func:`stage2_design`): the map embedding and the time-course
+embedding of stage 1 (each unit length, ``embed_dim`` long) and the summary features of
+:mod:`.features` (the "original ICA features" of the study).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...device import resolve_device
+from ...errors import RegistryError
+from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
+from ...registry import (
+    DEMO_NOTE,
+    SHIPPED_WEIGHTS_ROOT,
+    ModelCard,
+    default_registry_root,
+    list_versions,
+    load_state_dict,
+    save_model,
+    version_dir,
+    version_key,
+)
+from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build_rows, model_context
+
+__all__ = [
+    "MODEL_NAME",
+    "TASK",
+    "LogisticModel",
+    "PrePostModel",
+    "available_versions",
+    "embed_rows",
+    "load_prepost_model",
+    "save_prepost_model",
+    "stage2_design",
+]
+
+MODEL_NAME = "network-prepost"
+TASK = "rsfmri-prepost"
+#: Time-course windows whose embeddings are averaged at inference (evenly spaced).
+N_WINDOWS = 4
+
+
+@dataclass
+class LogisticModel:
+    """A standardised logistic regression as plain numbers (JSON in the model card).
+
+    ``p = sigmoid(((x - mean) / scale) @ coef + intercept)``: the same as scikit-learn's
+    ``StandardScaler`` + ``LogisticRegression`` it was fitted with, without pickling them.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    C: float = 1.0
+    n_train: int = 0
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds of post for each row of ``X`` (N, F)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.coef.size:
+            raise ValueError(f"expected (N, {self.coef.size}) inputs, got {X.shape}")
+        return ((X - self.mean) / self.scale) @ self.coef + self.intercept
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of post (N,)."""
+        return 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (floats keep their exact repr, so a reload predicts identically)."""
+        return {"mean": [float(v) for v in self.mean], "scale": [float(v) for v in self.scale],
+                "coef": [float(v) for v in self.coef], "intercept": float(self.intercept),
+                "C": float(self.C), "n_train": int(self.n_train)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LogisticModel:
+        """Inverse of :meth:`to_json`."""
+        return cls(np.asarray(data["mean"], float), np.asarray(data["scale"], float),
+                   np.asarray(data["coef"], float), float(data["intercept"]), float(data.get("C", 1.0)),
+                   int(data.get("n_train", 0)))
+
+
+def stage2_design(embeddings: np.ndarray | None, features: np.ndarray | None) -> np.ndarray:
+    """Stage-2 inputs: ``[embeddings, features]`` side by side (either may be None)."""
+    parts = [np.asarray(p, dtype=np.float64) for p in (embeddings, features) if p is not None]
+    if not parts:
+        raise ValueError("stage 2 needs embeddings, features or both")
+    return np.concatenate(parts, axis=1)
+
+
+@torch.no_grad()
+def embed_rows(encoder: NetworkPairEncoder, rows: NetworkRows, device: torch.device | str = "cpu",
+               n_windows: int = N_WINDOWS, batch_size: int = 64, tc_length: int = TC_LENGTH) -> np.ndarray:
+    """Stage-1 embeddings of every row: ``[map embedding, time-course embedding]`` (N, 2E).
+
+    The time-course embedding is the mean over ``n_windows`` evenly spaced windows,
+    renormalised to unit length; deterministic (no random windows, eval mode).
+    """
+    device = torch.device(device)
+    encoder.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(rows)))
+        maps = torch.from_numpy(rows.maps[idx]).to(device)
+        nets = torch.from_numpy(rows.networks[idx]).to(device)
+        z_map = encoder.embed_maps(maps, nets)
+        windows = np.stack([rows.windows(int(i), n_windows, tc_length) for i in idx])  # (B, W, L)
+        flat = torch.from_numpy(windows.reshape(-1, tc_length)).to(device)
+        z_tc = encoder.embed_timecourses(flat, nets.repeat_interleave(n_windows))
+        z_tc = torch.nn.functional.normalize(z_tc.view(len(idx), n_windows, -1).mean(dim=1), dim=1)
+        out.append(torch.cat([z_map, z_tc], dim=1).cpu().numpy().astype(np.float64))
+    return np.concatenate(out) if out else np.zeros((0, 2 * encoder.embed_dim))
+
+
+@dataclass
+class PrePostModel:
+    """Stage 1 (the encoder) and stage 2 (one logistic model per network), ready to predict.
+
+    Attributes
+    ----------
+    encoder : NetworkPairEncoder
+        In eval mode on ``device``.
+    heads : dict of str to LogisticModel
+        Stage 2, keyed by network name.
+    card : ModelCard
+        Where the weights came from (version 0.0.0 until saved).
+    device : torch.device
+    context : GridContext
+        The grid the maps must be on, with its templates (for the summary features).
+    n_windows : int
+        Time-course windows averaged per embedding.
+    """
+
+    encoder: NetworkPairEncoder
+    heads: dict[str, LogisticModel]
+    card: ModelCard
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    context: GridContext = field(default_factory=model_context)
+    n_windows: int = N_WINDOWS
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Networks this model predicts, in template order."""
+        return tuple(n for n in self.context.networks if n in self.heads)
+
+    def embed(self, rows: NetworkRows) -> np.ndarray:
+        """Stage-1 embeddings (N, 2E) of ``rows``."""
+        return embed_rows(self.encoder, rows, self.device, self.n_windows)
+
+    def predict_rows(self, rows: NetworkRows, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """P(post) of each row (N,), each by the stage-2 model of its network."""
+        emb = self.embed(rows) if embeddings is None else embeddings
+        X = stage2_design(emb, rows.features)
+        out = np.full(len(rows), np.nan)
+        for k, name in enumerate(self.context.networks):
+            sel = rows.networks == k
+            if sel.any():
+                if name not in self.heads:
+                    raise RegistryError(f"Model {self.card.version} has no stage-2 classifier for {name}.")
+                out[sel] = self.heads[name].predict_proba(X[sel])
+        return out
+
+    def predict(self, inputs_by_network: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                tr_s: float = MODEL_TR_S) -> dict[str, float]:
+        """``{network: P(post)}`` for one scan.
+
+        Parameters
+        ----------
+        inputs_by_network : dict
+            ``network_inputs(comps, assignment)``: per network, (map on the model grid,
+            time course).
+        tr_s : float
+            Repetition time of the time courses (``comps.tr_s``); the model resamples to
+            TR 2 s, so a wrong TR shifts every spectral feature.
+        """
+        return self.predict_scans([ScanInputs(inputs_by_network, tr_s)])[0]
+
+    def predict_scans(self, scans: Sequence[ScanInputs]) -> list[dict[str, float]]:
+        """``{network: P(post)}`` for each scan (one batch: faster than one by one)."""
+        rows = build_rows(scans, self.context, self.networks)
+        p = self.predict_rows(rows)
+        out: list[dict[str, float]] = [{} for _ in scans]
+        for i in range(len(rows)):
+            out[int(rows.scans[i])][self.context.networks[int(rows.networks[i])]] = float(p[i])
+        return out
+
+
+def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
+    """Every installed version with the registry root it lives in, oldest first."""
+    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
+    found: dict[str, tuple[Path, ModelCard]] = {}
+    for root in reversed(roots):  # earlier roots win for the same version
+        for card in list_versions(root, MODEL_NAME):
+            found[card.version] = (Path(root), card)
+    return [found[v] for v in sorted(found, key=version_key)]
+
+
+def _context_for(card: ModelCard) -> GridContext:
+    grid = card.config.get("grid") or {}
+    shape = tuple(int(n) for n in grid.get("shape", ()))
+    affine = np.asarray(grid.get("affine", np.eye(4)), float)
+    default = model_context()
+    if not shape or (shape == default.shape and np.allclose(affine, default.affine)):
+        return default
+    return GridContext.for_grid(affine, shape)
+
+
+def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str | torch.device = "cpu"
+                    ) -> PrePostModel:
+    """Rebuild a :class:`PrePostModel` from its weights and card."""
+    config = card.config
+    try:
+        encoder = NetworkPairEncoder(**config["encoder"])
+        encoder.load_state_dict(state)
+        heads = {name: LogisticModel.from_json(head) for name, head in config["stage2"].items()}
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise RegistryError(
+            f"The {MODEL_NAME} model card {card.version} does not describe its weights: {exc}."
+        ) from exc
+    device = torch.device(device)
+    encoder.to(device).eval()
+    return PrePostModel(encoder, heads, card, device, _context_for(card),
+                        int(config.get("n_windows", N_WINDOWS)))
+
+
+def load_prepost_model(version: str | None = None, device: str = "auto",
+                       roots: list[Path] | None = None) -> PrePostModel:
+    """Load a version (the newest when None) from the user's registry or the shipped weights.
+
+    Raises
+    ------
+    RegistryError
+        If no version (or not the one asked for) is installed, or its files are unsafe
+        or inconsistent (see :func:`core.registry.load_state_dict`).
+    """
+    versions = available_versions(roots)
+    if not versions:
+        raise RegistryError(
+            "No rs-fMRI pre/post model is installed: train one with `neuroreview networks train` "
+            "or reinstall napari-neuroreview (it ships demo weights)."
+        )
+    if version is None:
+        root, card = versions[-1]
+    else:
+        matches = [(r, c) for r, c in versions if c.version == version]
+        if not matches:
+            known = ", ".join(c.version for _, c in versions)
+            raise RegistryError(f"The pre/post model version {version} is not installed (installed: {known}).")
+        root, card = matches[0]
+    choice = resolve_device(device)
+    state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
+    return model_from_card(state, card, choice.device)
+
+
+def card_config(model: PrePostModel, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a card must hold to rebuild ``model`` (plus ``extra``)."""
+    return {
+        **dict(model.card.config),
+        "encoder": model.encoder.config(),
+        "stage2": {name: head.to_json() for name, head in model.heads.items()},
+        "stage2_inputs": ["map embedding", "time-course embedding", *FEATURE_NAMES],
+        "networks": list(model.context.networks),
+        "grid": {"affine": model.context.affine.tolist(), "shape": list(model.context.shape)},
+        "model_tr_s": MODEL_TR_S,
+        "tc_length": TC_LENGTH,
+        "n_windows": model.n_windows,
+        **dict(extra or {}),
+    }
+
+
+def save_prepost_model(model: PrePostModel, root: str | Path, version: str, training_data: str,
+                       metrics: Mapping[str, float] | None = None, notes: str = DEMO_NOTE,
+                       parent: str | None = None, extra_config: Mapping[str, Any] | None = None) -> ModelCard:
+    """Write a new version (weights + card with stage 2 inside) to a registry; return its card."""
+    card = ModelCard(
+        name=MODEL_NAME, version=version, task=TASK, parent=parent, training_data=training_data,
+        metrics={k: float(v) for k, v in (metrics or {}).items() if np.isfinite(v)}, notes=notes,
+        config=card_config(model, extra_config),
+    )
+    save_model({k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}, card, root)
+    return card

@@ -1,0 +1,345 @@
+"""Train the two-stage pre/post model: stage 1 contrastive encoders, stage 2 logistic heads.
+
+Stage 1 (:func:`train_stage1`) fits :class:`~...models.network_encoder.NetworkPairEncoder`
+on every (scan, network) row with
+
+* a **cross-modal InfoNCE** (CLIP, symmetric): in a batch, each map embedding must pick
+  its own time course's embedding out of all the batch's time courses and vice versa
+  (:func:`clip_loss`). It asks the two encoders to agree on what a map and its time
+  course share: the network, and how this network behaves in this scan;
+* a **supervised contrastive** term (Khosla et al. 2020) over the ten (network, state)
+  classes on the pooled map and time-course embeddings (:func:`supcon_loss`): same
+  network and state together, the rest apart. This term uses the pre/post labels, so it
+  (and therefore all of stage 1) must be fitted inside each cross-validation fold.
+
+The weight of each term is in :class:`Stage1Config`. Stage 2 (:func:`train_stage2`) is
+one standardised logistic regression per network on ``[embeddings, summary features]``;
+the baseline (:func:`fit_baseline`) is the same regression on the summary features
+alone. Both choose their L2 strength C by an inner cross-validation grouped by patient,
+on the training rows only (:func:`fit_logistic`).
+
+Why not ``core.train.loop.fit``: that loop is built around the microbleed patches
+(``PatchSet``, positives oversampled to half a batch, a BCE + Dice loss, best-epoch
+selection on a validation set). A contrastive loss needs different batches (every row
+once per epoch, both views of a row in the same batch, in-batch negatives) and no
+validation split (56 patients are too few to spare one inside a fold; the epoch count
+is fixed instead). What is shared: the progress/cancel protocol (a generator yielding
+:class:`Progress` every batch), the history record :class:`~...train.loop.FitHistory`,
+the OneCycle schedule and AdamW settings, and the device choice (``core.device``).
+
+Reproducibility: the initial weights, the batch order, the map shifts and the
+time-course windows all come from ``config.seed``; on a CPU two runs give the same
+weights bit for bit (on CUDA, up to the GPU's non-deterministic reductions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ...device import resolve_device
+from ...models.network_encoder import TC_LENGTH, NetworkPairEncoder
+from ...progress import Progress, TaskGenerator
+from ...registry import ModelCard
+from ...train.loop import FitHistory
+from .features import GridContext, NetworkRows, model_context
+from .model import MODEL_NAME, TASK, LogisticModel, PrePostModel, embed_rows, stage2_design
+
+__all__ = [
+    "Stage1Config",
+    "Stage2Config",
+    "clip_loss",
+    "fit_baseline",
+    "fit_logistic",
+    "supcon_loss",
+    "train_prepost",
+    "train_stage1",
+    "train_stage2",
+]
+
+
+@dataclass
+class Stage1Config:
+    """Stage-1 settings; the defaults train five folds of 56 patients in minutes on a CPU.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training rows (fixed: no validation split inside a fold).
+    batch_size : int
+        Rows per batch; each row brings its map and its time course, so a batch holds
+        ``batch_size - 1`` cross-modal negatives per anchor.
+    lr, weight_decay : float
+        AdamW with a OneCycle schedule (peak ``lr``).
+    temperature : float
+        Of the cross-modal InfoNCE (0.1 as in MMCL, Hager et al. 2023).
+    sup_temperature : float
+        Of the supervised contrastive term.
+    clip_weight, supcon_weight : float
+        Weights of the two terms in the loss.
+    width, embed_dim, network_dim, pool : int
+        Encoder shape (see ``NetworkPairEncoder``).
+    map_shift : int
+        Largest random shift of a map, in voxels per axis (6 mm each): registration
+        jitter between patients.
+    map_noise : float
+        Standard deviation of the noise added to a normalised map.
+    seed : int
+        Everything random in training derives from it.
+    """
+
+    epochs: int = 30
+    batch_size: int = 96
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    temperature: float = 0.1
+    sup_temperature: float = 0.2
+    clip_weight: float = 1.0
+    supcon_weight: float = 1.0
+    width: int = 8
+    embed_dim: int = 32
+    network_dim: int = 8
+    pool: int = 3
+    map_shift: int = 1
+    map_noise: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class Stage2Config:
+    """Stage-2 (and baseline) logistic regression settings.
+
+    Attributes
+    ----------
+    Cs : tuple of float
+        Inverse L2 strengths tried; the one with the best inner-CV AUC (grouped by
+        patient, training rows only) is refitted on all training rows. Ties go to the
+        smaller C (stronger regularisation).
+    inner_folds : int
+        Folds of that inner cross-validation.
+    use_embeddings, use_features : bool
+        What stage 2 reads (both, as in the study; switch one off to ablate).
+    """
+
+    Cs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    inner_folds: int = 3
+    use_embeddings: bool = True
+    use_features: bool = True
+
+
+def clip_loss(z_map: torch.Tensor, z_tc: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: row i's map matches row i's time course, not the others'."""
+    logits = z_map @ z_tc.T / temperature
+    target = torch.arange(z_map.shape[0], device=z_map.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "L_out"), mean over anchors with a positive.
+
+    For anchor i, the positives are the other rows with the same label; the denominator
+    runs over every row but i.
+    """
+    n = z.shape[0]
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~self_mask
+    counts = positive.sum(dim=1)
+    has = counts > 0
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    mean_log_prob = log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has] / counts[has]
+    return -mean_log_prob.mean()
+
+
+def _shift_maps(maps: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
+    """Roll each map by its own (dx, dy, dz) voxels (the grid border is background)."""
+    if not shifts.any():
+        return maps
+    return torch.stack([torch.roll(m, tuple(int(s) for s in sh), dims=(0, 1, 2)) for m, sh in zip(maps, shifts)])
+
+
+def _check_labels(rows: NetworkRows) -> None:
+    if len(rows) == 0:
+        raise ValueError("no training rows")
+    if (rows.labels < 0).any():
+        raise ValueError("every training row needs a pre/post label")
+
+
+def train_stage1(
+    rows: NetworkRows, config: Stage1Config | None = None, device: str = "auto",
+) -> TaskGenerator[tuple[NetworkPairEncoder, FitHistory]]:
+    """Fit a fresh encoder on labelled rows; yields a :class:`Progress` every batch.
+
+    Parameters
+    ----------
+    rows : NetworkRows
+        Training rows only (labels 0/1): the supervised term reads their labels.
+    config : Stage1Config, optional
+    device : str
+        ``auto``, ``cpu``, ``cuda``...: see ``core.device.resolve_device``.
+
+    Returns
+    -------
+    (encoder, history) : the encoder in eval mode on the chosen device; the mean loss
+    per epoch in ``history.train_loss``.
+    """
+    config = config or Stage1Config()
+    _check_labels(rows)
+    dev = resolve_device(device).device
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    encoder = NetworkPairEncoder(len(rows.network_names) or 5, config.width, config.embed_dim,
+                                 config.network_dim, config.pool).to(dev)
+    maps_all = torch.from_numpy(rows.maps).to(dev)
+    nets_all = torch.from_numpy(rows.networks).to(dev)
+    classes_all = torch.from_numpy(rows.networks * 2 + rows.labels).to(dev)
+    n = len(rows)
+    n_batches = max(1, int(np.ceil(n / config.batch_size)))
+    total = config.epochs * n_batches
+    optimiser = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total, pct_start=0.2)
+    history = FitHistory()
+    for epoch in range(config.epochs):
+        encoder.train()
+        losses = []
+        for b, idx in enumerate(np.array_split(rng.permutation(n), n_batches)):
+            shifts = rng.integers(-config.map_shift, config.map_shift + 1, size=(idx.size, 3))
+            windows = np.stack([rows.windows(int(i), 1, TC_LENGTH, rng)[0] for i in idx])
+            scale = rng.uniform(0.9, 1.1, size=(idx.size, 1, 1, 1)).astype(np.float32)
+            noise = rng.standard_normal((idx.size, *rows.maps.shape[1:])).astype(np.float32) * config.map_noise
+            idx_t = torch.from_numpy(idx).to(dev)
+            maps = _shift_maps(maps_all[idx_t], shifts) * torch.from_numpy(scale).to(dev)
+            maps = maps + torch.from_numpy(noise).to(dev)
+            tcs = torch.from_numpy(windows).to(dev)
+            z_map, z_tc = encoder(maps, tcs, nets_all[idx_t])
+            classes = classes_all[idx_t]
+            loss = config.clip_weight * clip_loss(z_map, z_tc, config.temperature)
+            if config.supcon_weight:
+                loss = loss + config.supcon_weight * supcon_loss(
+                    torch.cat([z_map, z_tc]), torch.cat([classes, classes]), config.sup_temperature)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            yield Progress(epoch * n_batches + b + 1, total,
+                           f"Stage 1, epoch {epoch + 1}/{config.epochs}, loss {np.mean(losses):.3f}")
+        history.train_loss.append(float(np.mean(losses)))
+    encoder.eval()
+    return encoder, history
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: Stage2Config | None = None
+                 ) -> LogisticModel:
+    """Standardise, choose C by inner grouped CV (AUC), refit on all rows.
+
+    Parameters
+    ----------
+    X : (N, F) inputs; y : (N,) 0/1 labels; groups : (N,) patient ids (the inner folds
+    keep a patient's rows together, like the outer ones).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    config = config or Stage2Config()
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y).astype(int)
+    groups = np.asarray(groups)
+    if np.unique(y).size < 2:
+        raise ValueError("stage 2 needs pre and post rows to fit")
+
+    def make(C: float) -> Any:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="newton-cholesky", max_iter=200))
+
+    best_C = config.Cs[len(config.Cs) // 2]
+    n_inner = min(config.inner_folds, np.unique(groups).size)
+    if len(config.Cs) > 1 and n_inner >= 2:
+        folds = list(GroupKFold(n_splits=n_inner).split(X, y, groups))
+        best = -np.inf
+        for C in sorted(config.Cs):
+            scores = []
+            for tr, te in folds:
+                if np.unique(y[tr]).size < 2 or np.unique(y[te]).size < 2:
+                    continue
+                scores.append(roc_auc_score(y[te], make(C).fit(X[tr], y[tr]).decision_function(X[te])))
+            score = float(np.mean(scores)) if scores else -np.inf
+            if score > best + 1e-9:
+                best, best_C = score, C
+    pipe = make(best_C).fit(X, y)
+    scaler, lr = pipe[0], pipe[-1]
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    return LogisticModel(scaler.mean_.copy(), scale, lr.coef_[0].copy(), float(lr.intercept_[0]), float(best_C), int(y.size))
+
+
+def _per_network(rows: NetworkRows, X: np.ndarray, config: Stage2Config) -> dict[str, LogisticModel]:
+    heads = {}
+    for k, name in enumerate(rows.network_names):
+        sel = rows.networks == k
+        if sel.any():
+            heads[name] = fit_logistic(X[sel], rows.labels[sel], rows.groups[sel], config)
+    return heads
+
+
+def train_stage2(rows: NetworkRows, embeddings: np.ndarray, config: Stage2Config | None = None
+                 ) -> dict[str, LogisticModel]:
+    """One logistic model per network on ``[embeddings, summary features]`` of training rows.
+
+    Note: the embeddings of training rows come from an encoder fitted on those very rows,
+    so they separate pre from post a little better than a new scan's will; the inner-CV
+    choice of C therefore leans to weak regularisation. Cross-fitting stage 1 inside the
+    fold would remove that bias at k times the training time; the outer cross-validation
+    (``evaluate.py``) measures the model as trained here, so its numbers stay honest.
+    """
+    config = config or Stage2Config()
+    _check_labels(rows)
+    X = stage2_design(embeddings if config.use_embeddings else None,
+                      rows.features if config.use_features else None)
+    return _per_network(rows, X, config)
+
+
+def fit_baseline(rows: NetworkRows, config: Stage2Config | None = None) -> dict[str, LogisticModel]:
+    """The conventional baseline: per network, logistic regression on the summary features only."""
+    _check_labels(rows)
+    return _per_network(rows, stage2_design(None, rows.features), config or Stage2Config())
+
+
+def train_prepost(
+    rows: NetworkRows, stage1: Stage1Config | None = None, stage2: Stage2Config | None = None,
+    device: str = "auto", context: GridContext | None = None,
+) -> TaskGenerator[tuple[PrePostModel, dict[str, Any]]]:
+    """Both stages on labelled rows -> an unsaved :class:`PrePostModel` and a training report.
+
+    ``context`` is the grid the rows were built on (default: the model grid). The report
+    holds the loss history and both configs; save the model with
+    ``model.save_prepost_model``.
+    """
+    stage1 = stage1 or Stage1Config()
+    stage2 = stage2 or Stage2Config()
+    if not (stage2.use_embeddings and stage2.use_features):
+        raise ValueError("a shipped model reads embeddings and features (the ablations are for evaluation only)")
+    dev = resolve_device(device).device
+    encoder, history = yield from train_stage1(rows, stage1, device)
+    total = stage1.epochs * max(1, int(np.ceil(len(rows) / stage1.batch_size)))
+    yield Progress(total, total, "Stage 2: logistic regression per network")
+    embeddings = embed_rows(encoder, rows, dev)
+    heads = train_stage2(rows, embeddings, stage2)
+    context = context or model_context()
+    if rows.maps.shape[1:] != context.shape:
+        raise ValueError(f"training rows are on a {rows.maps.shape[1:]} grid, not {context.shape}")
+    card = ModelCard(name=MODEL_NAME, version="0.0.0", task=TASK,
+                     config={"stage1": asdict(stage1), "stage2_config": asdict(stage2)})
+    model = PrePostModel(encoder, heads, card, dev, context)
+    report = {"train_loss": history.train_loss, "n_rows": len(rows),
+              "n_patients": int(np.unique(rows.groups).size), "stage1": asdict(stage1),
+              "stage2": asdict(stage2), "C": {name: head.C for name, head in heads.items()}}
+    return model, report
