@@ -1,0 +1,162 @@
+"""Read a pre/post cohort (or one scan) as the network inputs the model consumes.
+
+Cohort layout (see ``core.phantoms.rsfmri``)::
+
+    DIR/sub-001/ses-pre/bold.nii.gz      4D BOLD
+    DIR/sub-001/ses-pre/ica/             optional: written by `neuroreview networks extract`
+    DIR/sub-001/ses-post/...
+
+For each session the ICA is read from ``ica/`` when it is complete (its networks.json
+exists: overrides made by a radiologist are kept), and otherwise computed in memory
+from ``bold.nii.gz`` with the same settings as ``extract`` (nothing is written).
+
+**Labels come from the folder names only** (``ses-pre`` = 0, ``ses-post`` = 1); the
+patient id is the ``sub-*`` folder. Nothing else in a session folder is opened: in
+particular ``truth.json`` and ``truth_maps.nii.gz`` (the phantom's ground truth) are
+never read, so a model under evaluation cannot see the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import InputFileError
+from ...progress import Progress, TaskGenerator
+from .features import ScanInputs
+
+__all__ = ["STATES", "cohort_sessions", "load_cohort", "load_scan", "session_state"]
+
+#: Session folder name -> state.
+STATES: dict[str, str] = {"ses-pre": "pre", "ses-post": "post"}
+BOLD_FILE = "bold.nii.gz"
+ICA_FOLDER = "ica"
+
+
+def session_state(session: Path) -> str:
+    """``'pre'`` or ``'post'`` from a session folder's name.
+
+    Raises
+    ------
+    InputFileError
+        If the folder is not named ``ses-pre`` or ``ses-post``.
+    """
+    try:
+        return STATES[session.name]
+    except KeyError:
+        raise InputFileError(
+            f"{session}: a cohort session must be named ses-pre or ses-post (the label is the folder name)"
+        ) from None
+
+
+def cohort_sessions(cohort: str | Path) -> list[Path]:
+    """Every ``sub-*/ses-*`` folder with a BOLD series or a finished ICA folder, sorted.
+
+    Raises
+    ------
+    InputFileError
+        If ``cohort`` is not a folder or holds no usable session.
+    """
+    cohort = Path(cohort)
+    if not cohort.is_dir():
+        raise InputFileError(f"{cohort}: is not a folder; a cohort is a folder of sub-*/ses-pre|ses-post/")
+    sessions = sorted(
+        p for p in cohort.glob("sub-*/ses-*")
+        if p.is_dir() and ((p / BOLD_FILE).is_file() or (p / ICA_FOLDER / "networks.json").is_file())
+    )
+    if not sessions:
+        raise InputFileError(f"{cohort}: holds no sub-*/ses-*/ with {BOLD_FILE} or {ICA_FOLDER}/networks.json")
+    return sessions
+
+
+def _ica_folder(path: Path) -> Path | None:
+    """The finished ICA folder for ``path`` (itself, or its ``ica/``), if any."""
+    for folder in (path, path / ICA_FOLDER):
+        if (folder / "networks.json").is_file():
+            return folder
+    return None
+
+
+def load_scan(path: str | Path, *, n_components: int = 20, seed: int = 0, smoothing_fwhm_mm: float | None = 5.0,
+              tr_s: float | None = None) -> TaskGenerator[tuple[ScanInputs, list[str]]]:
+    """Network inputs of one scan, from whatever ``path`` is; returns (inputs, warnings).
+
+    ``path`` may be an ICA folder written by ``extract`` (with its networks.json), a
+    session folder holding ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and
+    matching are then run in memory with ``extract``'s settings). The state is unknown
+    (``None``); :func:`load_cohort` sets it from the folder name.
+
+    ``tr_s`` overrides the repetition time; otherwise it comes from the ICA folder's
+    networks.json or the BOLD header, and a missing one is an error (the model resamples
+    time courses to TR 2 s, so guessing would shift every spectral feature).
+    """
+    from ...io.ica_folder import load_ica, load_networks_json
+    from ...io.nifti import load_volume
+    from .ica import run_ica
+    from .matching import match_networks, network_inputs
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: does not exist")
+    folder = _ica_folder(path) if path.is_dir() else None
+    warnings: list[str] = []
+    if folder is not None:
+        yield Progress(0, 1, f"Reading the ICA of {path.name}")
+        comps = load_ica(folder)
+        assignment = load_networks_json(folder)
+        tr = tr_s or comps.tr_s
+        if tr is None and (path / BOLD_FILE).is_file():
+            tr = load_volume(path / BOLD_FILE).tr_s
+    else:
+        bold_path = path / BOLD_FILE if path.is_dir() else path
+        if not bold_path.is_file():
+            raise InputFileError(
+                f"{path}: holds neither an ICA folder with networks.json nor {BOLD_FILE}"
+            )
+        bold = load_volume(bold_path)
+        comps = yield from run_ica(bold, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
+        assignment = match_networks(comps)
+        tr = tr_s or bold.tr_s
+    if not tr or tr <= 0:
+        raise InputFileError(f"{path}: the repetition time is unknown; give it (--tr) or use a BOLD with TR in its header")
+    warnings += list(comps.warnings)
+    unconfident = [name for name, m in assignment.matches.items() if not m.confident]
+    if unconfident:
+        warnings.append(f"{path}: the match of {', '.join(unconfident)} is not confident; check it (networks match)")
+    inputs = network_inputs(comps, assignment)
+    return ScanInputs(inputs, float(tr), source=str(path)), warnings
+
+
+def load_cohort(cohort: str | Path, *, n_components: int = 20, seed: int = 0,
+                smoothing_fwhm_mm: float | None = 5.0, sessions: Sequence[Path] | None = None
+                ) -> TaskGenerator[tuple[list[ScanInputs], list[str]]]:
+    """Every session of a cohort as :class:`ScanInputs` (patient, state from the folders).
+
+    Returns ``(scans, warnings)``; yields one :class:`Progress` per session (more while an
+    ICA runs). ``sessions`` restricts the load to some session folders.
+    """
+    cohort = Path(cohort)
+    folders = list(sessions) if sessions is not None else cohort_sessions(cohort)
+    for folder in folders:
+        session_state(folder)  # every name checked before any ICA is spent
+    scans: list[ScanInputs] = []
+    warnings: list[str] = []
+    total = len(folders)
+    for i, folder in enumerate(folders):
+        name = f"{folder.parent.name}/{folder.name}"
+        yield Progress(i, total, f"Session {i + 1}/{total}: {name}")
+        task = load_scan(folder, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
+        while True:
+            try:
+                update = next(task)
+            except StopIteration as stop:
+                scan, found = stop.value
+                break
+            yield Progress(i, total, f"Session {i + 1}/{total}: {name}: {update.message}")
+        scan.patient = folder.parent.name
+        scan.state = session_state(folder)
+        scan.source = name
+        scans.append(scan)
+        warnings += found
+    yield Progress(total, total, f"{total} sessions loaded")
+    return scans, warnings

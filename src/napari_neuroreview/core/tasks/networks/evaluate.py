@@ -1,0 +1,368 @@
+"""Honest cross-validation of the pre/post model, with the conventional baseline beside it.
+
+* **Split by patient.** ``StratifiedGroupKFold`` over scans, grouped by patient: both
+  sessions of a patient fall in the same fold, so a model can never recognise a
+  patient's other scan instead of the surgery (REFERENCES.md: record-wise splits of
+  repeated scans inflate accuracy).
+* **Every label-using stage inside the fold.** Stage 1 reads the pre/post labels (its
+  supervised contrastive term), so a fresh encoder is trained per fold on the training
+  patients only; stage 2 and the baseline, including their choice of C, are fitted on
+  the same training patients. Test patients are only ever embedded and scored.
+* **Pooled held-out predictions**, then per network accuracy, sensitivity, specificity,
+  F1 and AUC with a patient (cluster) bootstrap 95 % CI
+  (``core.metrics.classification``). The threshold is 0.5: a logistic regression fitted
+  on a balanced training set (every patient brings one pre and one post scan) is
+  calibrated around it, and choosing a threshold on the test folds would be optimistic.
+  The prevalence is 0.5 by design and reported.
+* **The baseline** (logistic regression on the summary features of :mod:`.features`) is
+  fitted in the same folds in the same run, so the two tables differ only by the model.
+* **t-SNE of held-out embeddings.** Each test row is embedded by its own fold's encoder.
+  Five encoders give five embedding spaces that differ by an arbitrary rotation (the
+  losses only see cosine similarities), so before pooling, each fold's space is rotated
+  onto fold 1's by orthogonal Procrustes fitted on fold 1's *test* rows (embedded by both
+  encoders; no labels involved). Fold 1's encoder never saw those patients, and the
+  rotation is fitted on other patients than the ones it moves, so the picture is still of
+  held-out scans.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...device import resolve_device
+from ...metrics.classification import binary_metrics, bootstrap_ci
+from ...progress import Progress, TaskGenerator
+from . import train as _train
+from .features import NetworkRows
+from .model import embed_rows, stage2_design
+
+__all__ = [
+    "CI_METRICS",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "cross_validate",
+    "patient_folds",
+    "save_tsne_png",
+]
+
+#: Metrics reported with a patient-bootstrap CI.
+CI_METRICS: tuple[str, ...] = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+METHODS: tuple[str, ...] = ("model", "baseline")
+
+
+@dataclass
+class EvaluationConfig:
+    """Cross-validation settings.
+
+    Attributes
+    ----------
+    folds : int
+        Outer folds (by patient).
+    seed : int
+        Seeds the fold assignment, the bootstrap, t-SNE; stage 1 uses ``stage1.seed``.
+    n_boot : int
+        Patient-bootstrap resamples per CI.
+    threshold : float
+        P(post) at or above which a scan is called post.
+    stage1, stage2 : configs of :mod:`.train`
+    tsne : bool
+        Compute the t-SNE of held-out embeddings.
+    """
+
+    folds: int = 5
+    seed: int = 0
+    n_boot: int = 1000
+    threshold: float = 0.5
+    stage1: _train.Stage1Config = field(default_factory=_train.Stage1Config)
+    stage2: _train.Stage2Config = field(default_factory=_train.Stage2Config)
+    tsne: bool = True
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`cross_validate` found.
+
+    Attributes
+    ----------
+    networks : tuple of str
+        Network names, in the order of ``metrics``.
+    metrics : dict
+        ``metrics[method][network][metric] = {"value", "low", "high"}`` for ``method`` in
+        ``('model', 'baseline')`` and ``metric`` in :data:`CI_METRICS` (low/high are the
+        bootstrap 95 % CI); plus ``n``, ``prevalence``, ``tp``, ``fp``, ``tn``, ``fn``
+        as ``{"value"}``.
+    rows : dict of str to list
+        Per held-out row: ``patient``, ``scan``, ``network``, ``label``, ``fold``,
+        ``p_model``, ``p_baseline``.
+    embeddings : numpy.ndarray
+        (N, 2E) held-out embeddings, aligned across folds (see the module docstring).
+    tsne : numpy.ndarray or None
+        (N, 2) t-SNE coordinates of ``embeddings``.
+    folds : list of dict
+        Per fold: train/test patients, stage-1 loss history, chosen C per network.
+    config : dict
+    seconds : float
+        Wall time of the whole evaluation.
+    device : str
+    """
+
+    networks: tuple[str, ...]
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]]
+    rows: dict[str, list[Any]]
+    embeddings: np.ndarray
+    tsne: np.ndarray | None
+    folds: list[dict[str, Any]]
+    config: dict[str, Any]
+    seconds: float
+    device: str = "cpu"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN -> None) without the raw embeddings."""
+        return _clean({
+            "networks": list(self.networks), "metrics": self.metrics, "rows": self.rows,
+            "tsne": None if self.tsne is None else self.tsne.tolist(), "folds": self.folds,
+            "config": self.config, "seconds": self.seconds, "device": self.device,
+        })
+
+    def table(self) -> str:
+        """Plain-text table: per network and method, each metric with its 95 % CI."""
+        head = f"{'network':<10} {'method':<9} " + " ".join(f"{m:<19}" for m in CI_METRICS)
+        lines = [head, "-" * len(head)]
+        for name in self.networks:
+            for method in METHODS:
+                cells = []
+                for m in CI_METRICS:
+                    c = self.metrics[method][name][m]
+                    cells.append(f"{c['value']:.2f} [{c['low']:.2f}, {c['high']:.2f}]".ljust(19))
+                lines.append(f"{name:<10} {method:<9} " + " ".join(cells))
+        n = self.metrics["model"][self.networks[0]]["n"]["value"] if self.networks else 0
+        lines.append(f"{int(n)} scans per network, prevalence of post "
+                     f"{self.metrics['model'][self.networks[0]]['prevalence']['value']:.2f}; "
+                     "95 % CI by patient bootstrap")
+        return "\n".join(lines)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train row indices, test row indices) per fold; a patient's rows are all on one side.
+
+    Stratified by state over scans (``StratifiedGroupKFold``, shuffled by ``seed``).
+
+    Raises
+    ------
+    ValueError
+        If there are fewer patients than folds, or a scan is unlabelled.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if (rows.labels < 0).any():
+        raise ValueError("every scan needs a pre/post label for cross-validation")
+    scan_ids, first = np.unique(rows.scans, return_index=True)
+    patients = rows.groups[first]
+    n_patients = np.unique(patients).size
+    if n_patients < n_folds:
+        raise ValueError(f"{n_patients} patients cannot fill {n_folds} folds")
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    out = []
+    for _, test_scans in splitter.split(scan_ids, rows.labels[first], patients):
+        test = np.isin(rows.scans, scan_ids[test_scans])
+        out.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return out
+
+
+def _fast_metric(name: str, threshold: float) -> Any:
+    """One metric of ``binary_metrics`` without the others (the bootstrap calls it 10^4 times).
+
+    AUC by the Mann-Whitney rank formula (average ranks for ties), which equals
+    scikit-learn's ``roc_auc_score``; the threshold metrics as in ``binary_metrics``.
+    """
+    from scipy.stats import rankdata
+
+    def metric(y: np.ndarray, s: np.ndarray) -> float:
+        y = np.asarray(y).astype(bool)
+        s = np.asarray(s, dtype=float)
+        if name == "auc":
+            n_pos = int(y.sum())
+            n_neg = y.size - n_pos
+            if n_pos == 0 or n_neg == 0:
+                return float("nan")
+            return float((rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+        pred = s >= threshold
+        tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+        tn, fn = int((~pred & ~y).sum()), int((~pred & y).sum())
+        num, den = {"accuracy": (tp + tn, y.size), "sensitivity": (tp, tp + fn),
+                    "specificity": (tn, tn + fp), "f1": (2 * tp, 2 * tp + fp + fn)}[name]
+        return num / den if den else float("nan")
+
+    return metric
+
+
+def _metric_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float, n_boot: int, seed: int
+                  ) -> dict[str, dict[str, float]]:
+    point = binary_metrics(y, p, threshold)
+    table: dict[str, dict[str, float]] = {}
+    for name in CI_METRICS:
+        _, low, high = bootstrap_ci(_fast_metric(name, threshold), y, p, groups, n_boot=n_boot, seed=seed)
+        table[name] = {"value": float(point[name]), "low": low, "high": high}
+    for name in ("n", "prevalence", "tp", "fp", "tn", "fn"):
+        table[name] = {"value": float(point[name])}
+    return table
+
+
+def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    from scipy.linalg import orthogonal_procrustes
+
+    rotation, _ = orthogonal_procrustes(source, target)
+    return rotation
+
+
+def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, device: str = "auto"
+                   ) -> TaskGenerator[EvaluationResult]:
+    """Patient-grouped K-fold evaluation of the model and the baseline (see the module docstring).
+
+    Parameters
+    ----------
+    rows : NetworkRows
+        Every labelled (scan, network) row of the cohort (``cohort.load_cohort`` +
+        ``features.build_rows``).
+    config : EvaluationConfig, optional
+    device : str
+        Where stage 1 trains and embeds.
+
+    Yields :class:`Progress` every stage-1 batch; returns an :class:`EvaluationResult`.
+    """
+    config = config or EvaluationConfig()
+    started = time.perf_counter()
+    choice = resolve_device(device)
+    folds = patient_folds(rows, config.folds, config.seed)
+    n = len(rows)
+    p_model, p_base = np.full(n, np.nan), np.full(n, np.nan)
+    fold_of = np.full(n, -1)
+    embeddings = np.zeros((n, 2 * config.stage1.embed_dim))
+    fold_records: list[dict[str, Any]] = []
+    scale = 1000
+    total = (len(folds) + 1) * scale
+    reference: tuple[np.ndarray, np.ndarray] | None = None  # (fold-1 test rows, their fold-1 embeddings)
+    for f, (tr, te) in enumerate(folds):
+        train_rows, test_rows = rows.subset(tr), rows.subset(te)
+        task = _train.train_stage1(train_rows, config.stage1, device)
+        while True:
+            try:
+                update = next(task)
+            except StopIteration as stop:
+                encoder, history = stop.value
+                break
+            yield Progress(int((f + update.fraction) * scale), total, f"Fold {f + 1}/{len(folds)}: {update.message}")
+        emb_train = embed_rows(encoder, train_rows, choice.device)
+        emb_test = embed_rows(encoder, test_rows, choice.device)
+        heads = _train.train_stage2(train_rows, emb_train, config.stage2)
+        base = _train.fit_baseline(train_rows, config.stage2)
+        X_test = stage2_design(emb_test if config.stage2.use_embeddings else None,
+                               test_rows.features if config.stage2.use_features else None)
+        for k, name in enumerate(rows.network_names):
+            sel = test_rows.networks == k
+            if sel.any():
+                p_model[te[sel]] = heads[name].predict_proba(X_test[sel])
+                p_base[te[sel]] = base[name].predict_proba(test_rows.features[sel])
+        if reference is None:
+            reference = (te, emb_test)
+            aligned = emb_test
+        else:
+            ref_rows, ref_emb = reference
+            aligned = emb_test @ _procrustes(embed_rows(encoder, rows.subset(ref_rows), choice.device), ref_emb)
+        embeddings[te] = aligned
+        fold_of[te] = f
+        fold_records.append({
+            "fold": f, "train_patients": sorted(set(train_rows.groups.tolist())),
+            "test_patients": sorted(set(test_rows.groups.tolist())), "stage1_loss": history.train_loss,
+            "C_model": {k: h.C for k, h in heads.items()}, "C_baseline": {k: h.C for k, h in base.items()},
+        })
+    yield Progress(len(folds) * scale, total, "Bootstrap confidence intervals")
+    metrics: dict[str, dict[str, dict[str, dict[str, float]]]] = {m: {} for m in METHODS}
+    for k, name in enumerate(rows.network_names):
+        sel = rows.networks == k
+        if not sel.any():
+            continue
+        for method, p in (("model", p_model), ("baseline", p_base)):
+            metrics[method][name] = _metric_table(rows.labels[sel], p[sel], rows.groups[sel],
+                                                  config.threshold, config.n_boot, config.seed)
+    tsne = None
+    if config.tsne and n >= 5:
+        yield Progress(len(folds) * scale + scale // 2, total, "t-SNE of held-out embeddings")
+        tsne = tsne_coordinates(embeddings, config.seed)
+    networks = tuple(name for name in rows.network_names if name in metrics["model"])
+    result = EvaluationResult(
+        networks=networks, metrics=metrics,
+        rows={"patient": rows.groups.tolist(), "scan": rows.scans.tolist(),
+              "network": [rows.network_names[int(k)] for k in rows.networks], "label": rows.labels.tolist(),
+              "fold": fold_of.tolist(), "p_model": p_model.tolist(), "p_baseline": p_base.tolist()},
+        embeddings=embeddings, tsne=tsne, folds=fold_records,
+        config={"folds": config.folds, "seed": config.seed, "n_boot": config.n_boot, "threshold": config.threshold,
+                "stage1": asdict(config.stage1), "stage2": asdict(config.stage2),
+                "n_patients": int(np.unique(rows.groups).size), "n_rows": n},
+        seconds=time.perf_counter() - started, device=choice.label,
+    )
+    yield Progress(total, total, "Done")
+    return result
+
+
+def tsne_coordinates(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE (scikit-learn, PCA start, perplexity up to 30) of the rows of ``embeddings``."""
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(2.0, (len(embeddings) - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
+
+
+def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -> Path:
+    """Scatter of the held-out t-SNE: colour = network, hollow circle = pre, filled triangle = post.
+
+    Written atomically (``core.io.atomic.write_with``) with matplotlib's Agg backend, so
+    it works without a display.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from ...io.atomic import write_with
+
+    if result.tsne is None:
+        raise ValueError("this evaluation has no t-SNE (EvaluationConfig.tsne was False)")
+    xy = result.tsne
+    networks = np.asarray(result.rows["network"])
+    labels = np.asarray(result.rows["label"])
+    fig = Figure(figsize=(6.5, 5.5), dpi=120)
+    ax = fig.add_subplot(1, 1, 1)
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+    for k, name in enumerate(result.networks):
+        c = colours[k % len(colours)]
+        pre = (networks == name) & (labels == 0)
+        post = (networks == name) & (labels == 1)
+        ax.scatter(xy[pre, 0], xy[pre, 1], s=22, facecolors="none", edgecolors=c, linewidths=1.0,
+                   label=f"{name} pre")
+        ax.scatter(xy[post, 0], xy[post, 1], s=24, marker="^", color=c, label=f"{name} post")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or "t-SNE of held-out embeddings (each fold's own encoder)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="best", frameon=False)
+    fig.tight_layout()
+    return write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
