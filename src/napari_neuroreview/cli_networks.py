@@ -64,7 +64,7 @@ def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, sm
     for sentence in comps.warnings:
         print(f"warning: {sentence}", file=sys.stderr)
     extra = {"source": str(bold_path), "source_sha256": volume.sha256, "tr_s": volume.tr_s,
-             **provenance(n_components, seed, smoothing_fwhm_mm=smoothing_mm)}
+             **provenance(n_components, seed, **comps.info)}
     write_ica(out_dir, comps, assignment, extra)
     return {"bold": str(bold_path), "out": str(out_dir), "n_components": n_components,
             "seconds": round(seconds, 2), "networks": _summary(assignment)}
@@ -171,7 +171,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cohort", default=None, help="cohort folder: every sub-*/ses-*/bold.nii.gz lacking ica/")
     p.add_argument("--n-components", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoothing", type=float, default=5.0, help="Gaussian FWHM in mm before ICA (0: none)")
+    p.add_argument("--smoothing", type=float, default=6.0, help="Gaussian FWHM in mm before ICA (0: none)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_extract)
 

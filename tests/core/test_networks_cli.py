@@ -47,6 +47,7 @@ def test_extract_writes_the_contract(bold_file, extracted, capsys) -> None:
     doc = json.loads((extracted / "networks.json").read_text())
     assert doc["source"] == str(bold_file) and doc["source_sha256"] == bold.sha256
     assert doc["tr_s"] == 2.0 and doc["n_components"] == 10 and doc["seed"] == 0 and "FastICA" in doc["method"]
+    assert doc["fastica_iterations"] >= 1 and doc["mask_voxels"] > 1000 and doc["smoothing_fwhm_mm"] == 6.0
     assert list(doc["networks"]) == list(atlas.NETWORKS)
     for entry in doc["networks"].values():
         assert entry["automatic"] is True and 0 <= entry["component"] < 10 and 0 <= entry["score"] <= 1

@@ -73,6 +73,9 @@ class ICAComponents:
         ``"neuroreview"``, ``"melodic"`` or ``"map+tsv"``.
     warnings : list of str
         Sentences about what was found and treated on loading (NaN voxels set to 0).
+    info : dict
+        How the components were computed (our ICA's settings and diagnostics); written
+        into networks.json by ``neuroreview networks extract``. Empty for loaded folders.
     """
 
     maps: np.ndarray
@@ -82,6 +85,7 @@ class ICAComponents:
     source: str
     kind: str
     warnings: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_components(self) -> int:
