@@ -15,6 +15,7 @@ from napari_neuroreview.core.phantoms.samples import SAMPLE_CASES, T1_SAMPLE, wr
 
 T1_BUDGET_BYTES = int(1.4 * 1024 * 1024)
 CMB_BUDGET_BYTES = int(1.6 * 1024 * 1024)
+RSFMRI_BUDGET_BYTES = int(3.0 * 1024 * 1024)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -50,6 +51,13 @@ def test_write_twice_is_byte_identical_and_atomic(written):
         "cmb/sub-demo_phase.nii.gz",
         "cmb/sub-demo_cmb-instances.nii.gz",
         "cmb/sub-demo_truth.json",
+        "rsfmri/cohort.json",
+        "rsfmri/sub-001/ses-pre/bold.nii.gz",
+        "rsfmri/sub-001/ses-pre/truth.json",
+        "rsfmri/sub-001/ses-pre/truth_maps.nii.gz",
+        "rsfmri/sub-001/ses-post/bold.nii.gz",
+        "rsfmri/sub-001/ses-post/truth.json",
+        "rsfmri/sub-001/ses-post/truth_maps.nii.gz",
         "README.md",
     }
     # The second run wrote only the t1 case (and the README): the same bytes as the first.
@@ -102,6 +110,37 @@ def test_cmb_sample_size_budget(written):
     first, _, _ = written
     size = sum(p.stat().st_size for p in (first / "cmb").iterdir())
     assert size <= CMB_BUDGET_BYTES
+
+
+def test_rsfmri_sample_pair_geometry_truth_and_budget(written):
+    first, _, _ = written
+    folder = first / "rsfmri"
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= RSFMRI_BUDGET_BYTES
+    meta = json.loads((folder / "cohort.json").read_text())
+    assert meta["n_patients"] == 1 and meta["states"] == {"pre": 0, "post": 1}
+    imgs = {}
+    for state in ("pre", "post"):
+        ses = folder / "sub-001" / f"ses-{state}"
+        img = nib.load(ses / "bold.nii.gz")
+        maps = nib.load(ses / "truth_maps.nii.gz")
+        truth = json.loads((ses / "truth.json").read_text())
+        assert img.ndim == 4 and img.shape[3] == 120
+        np.testing.assert_allclose(img.header.get_zooms(), (5.0, 5.0, 5.0, 2.0))
+        assert img.header.get_xyzt_units()[1] == "sec"
+        assert nib.aff2axcodes(img.affine) == ("L", "A", "S")
+        assert maps.shape == (*img.shape[:3], 5)
+        np.testing.assert_allclose(maps.affine, img.affine)
+        assert truth["state"] == state and truth["patient_seed"] == meta["subjects"][0]["patient_seed"]
+        assert list(truth["networks"]) == ["motor", "vision", "language", "frontal", "temporal"]
+        data = img.get_fdata(dtype=np.float32)
+        assert 800 < np.median(data[data > 0]) < 1200  # the scale factor is applied: grey matter ~1000
+        imgs[state] = (img, truth)
+    pre, post = imgs["pre"], imgs["post"]
+    np.testing.assert_allclose(pre[0].affine, post[0].affine)
+    # the same person, changed by the simulated surgery
+    assert pre[1]["networks"]["motor"]["coords_mm"] == post[1]["networks"]["motor"]["coords_mm"]
+    assert pre[1]["networks"]["motor"]["weights"] != post[1]["networks"]["motor"]["weights"]
 
 
 def test_unknown_case_is_a_user_error(tmp_path):

@@ -32,6 +32,7 @@ import nibabel as nib
 from napari_neuroreview.core.errors import NeuroreviewError
 from napari_neuroreview.core.io.atomic import write_with
 from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case, world_to_voxel
+from napari_neuroreview.core.phantoms.rsfmri import write_rsfmri_sample
 from napari_neuroreview.core.phantoms.swi import write_cmb_sample
 
 __all__ = [
@@ -132,6 +133,7 @@ SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
     [
         ("t1", write_t1_sample),
         ("cmb", write_cmb_sample),
+        ("rsfmri", write_rsfmri_sample),
     ]
 )
 
