@@ -172,3 +172,23 @@ def test_save_load_round_trip_predicts_identically(planted_rows, tmp_path):
         M.load_prepost_model("9.9.9", device="cpu", roots=[tmp_path])
     with pytest.raises(RegistryError, match="No rs-fMRI"):
         M.load_prepost_model(device="cpu", roots=[tmp_path / "empty"])
+
+
+def test_compare_pre_post_checks_acquisitions(planted_rows):
+    from napari_neuroreview.core.errors import InputFileError
+
+    ctx = tiny_context()
+    model, _ = run_to_completion(T.train_prepost(
+        planted_rows, T.Stage1Config(epochs=1, batch_size=50), device="cpu", context=ctx))
+    pre, post = synthetic_scans(1, seed=5)
+    result = M.compare_pre_post(model, pre, post)
+    assert set(result["networks"]) == set(ctx.networks) and result["n_volumes"] == pre.n_volumes
+    cell = result["networks"]["motor"]
+    assert cell["difference"] == pytest.approx(cell["p_post_post_scan"] - cell["p_post_pre_scan"])
+    json.dumps(result, allow_nan=False)
+    short = F.ScanInputs({k: (m, tc[:-10]) for k, (m, tc) in post.inputs.items()}, post.tr_s, source="post.nii.gz")
+    with pytest.raises(InputFileError, match="volumes"):
+        M.compare_pre_post(model, pre, short)
+    faster = F.ScanInputs(post.inputs, 1.5, source="post.nii.gz")
+    with pytest.raises(InputFileError, match="TR"):
+        M.compare_pre_post(model, pre, faster)

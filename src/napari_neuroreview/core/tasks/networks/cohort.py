@@ -18,14 +18,16 @@ never read, so a model under evaluation cannot see the answer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ...errors import InputFileError
 from ...progress import Progress, TaskGenerator
 from .features import ScanInputs
 
-__all__ = ["STATES", "cohort_sessions", "load_cohort", "load_scan", "session_state"]
+__all__ = ["STATES", "cohort_sessions", "describe_cohort", "load_cohort", "load_scan", "session_state"]
 
 #: Session folder name -> state.
 STATES: dict[str, str] = {"ses-pre": "pre", "ses-post": "post"}
@@ -160,3 +162,23 @@ def load_cohort(cohort: str | Path, *, n_components: int = 20, seed: int = 0,
         warnings += found
     yield Progress(total, total, f"{total} sessions loaded")
     return scans, warnings
+
+
+def describe_cohort(cohort: str | Path, scans: Sequence[Any] = ()) -> str:
+    """One sentence for a model card: where the training data came from.
+
+    Reads ``cohort.json`` (the phantom writer's settings: patients, seed, effect size,
+    volumes, voxel size), which holds no per-scan truth; falls back to counting ``scans``.
+    """
+    cohort = Path(cohort)
+    settings: dict[str, Any] = {}
+    try:
+        loaded = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))
+        settings = loaded if isinstance(loaded, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    n_patients = len({getattr(s, "patient", "") for s in scans}) or settings.get("n_patients", "?")
+    keys = ("seed", "effect_size", "n_volumes", "tr_s", "voxel_mm")
+    detail = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
+    kind = "simulated rs-fMRI phantoms (core.phantoms.rsfmri)" if settings else "rs-fMRI scans"
+    return f"{kind} from {cohort.name}: {n_patients} patients, pre and post" + (f" ({detail})" if detail else "")

@@ -289,6 +289,11 @@ class ScanInputs:
         """1 for post, 0 for pre, -1 when unknown."""
         return {"pre": 0, "post": 1}.get(self.state or "", -1)
 
+    @property
+    def n_volumes(self) -> int:
+        """Time points of the time courses (0 when there are none)."""
+        return max((int(np.asarray(tc).size) for _, tc in self.inputs.values()), default=0)
+
 
 @dataclass
 class NetworkRows:

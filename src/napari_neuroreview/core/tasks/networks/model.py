@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ...device import resolve_device
-from ...errors import RegistryError
+from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
 from ...registry import (
     DEMO_NOTE,
@@ -44,6 +44,7 @@ from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build
 
 __all__ = [
     "MODEL_NAME",
+    "compare_pre_post",
     "TASK",
     "LogisticModel",
     "PrePostModel",
@@ -299,3 +300,48 @@ def save_prepost_model(model: PrePostModel, root: str | Path, version: str, trai
     )
     save_model({k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}, card, root)
     return card
+
+
+def compare_pre_post(model: PrePostModel, pre: ScanInputs, post: ScanInputs) -> dict[str, Any]:
+    """One patient's pre and post scans side by side: P(post) per network for each scan.
+
+    The two scans must have been acquired alike (same number of volumes, same TR): a
+    longer or faster series changes the time-course features by itself, which the model
+    would read as a change of state.
+
+    Returns
+    -------
+    dict
+        ``{"networks": {name: {"p_post_pre_scan", "p_post_post_scan", "difference"}},
+        "pre": {name: p}, "post": {name: p}, "model": "name version", "device", "tr_s",
+        "n_volumes", "pre_source", "post_source", "note"}`` (JSON-ready).
+
+    Raises
+    ------
+    InputFileError
+        If the two scans differ in number of volumes or TR.
+    """
+    if pre.n_volumes != post.n_volumes:
+        raise InputFileError(
+            f"{post.source or 'the post scan'}: has {post.n_volumes} volumes but {pre.source or 'the pre scan'} "
+            f"has {pre.n_volumes}; pre and post must be acquired alike to be compared"
+        )
+    if not np.isclose(pre.tr_s, post.tr_s, rtol=1e-3):
+        raise InputFileError(
+            f"{post.source or 'the post scan'}: has TR {post.tr_s:g} s but {pre.source or 'the pre scan'} "
+            f"has TR {pre.tr_s:g} s; pre and post must be acquired alike to be compared"
+        )
+    p_pre, p_post = model.predict_scans([pre, post])
+    return {
+        "model": f"{model.card.name} {model.card.version}",
+        "note": model.card.notes,
+        "device": str(model.device),
+        "tr_s": float(pre.tr_s),
+        "n_volumes": int(pre.n_volumes),
+        "pre_source": pre.source,
+        "post_source": post.source,
+        "pre": p_pre,
+        "post": p_post,
+        "networks": {name: {"p_post_pre_scan": p_pre[name], "p_post_post_scan": p_post[name],
+                            "difference": p_post[name] - p_pre[name]} for name in p_pre},
+    }
