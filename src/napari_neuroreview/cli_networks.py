@@ -115,8 +115,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     """Match a folder's components to the networks and store overrides in its networks.json."""
     from .core import atlas
-    from .core.io.ica_folder import NETWORKS_FILE, load_ica, parse_component, read_networks_doc, write_networks_json
-    from .core.tasks.networks.matching import Assignment, match_networks
+    from .core.io.ica_folder import NETWORKS_FILE, load_ica, load_networks_json, parse_component, store_assignment
+    from .core.tasks.networks.matching import match_networks
 
     folder = Path(args.folder)
     if folder.exists() and not folder.is_dir():
@@ -124,19 +124,13 @@ def cmd_match(args: argparse.Namespace) -> int:
     comps = load_ica(folder)
     automatic = match_networks(comps)
     if (folder / NETWORKS_FILE).exists() and not args.rematch:
-        doc = read_networks_doc(folder)
-        try:
-            assignment = Assignment.from_json(doc)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputFileError(f"{folder / NETWORKS_FILE}: is not a networks.json written by neuroreview ({exc})") from None
+        assignment = load_networks_json(folder)
         if assignment.n_components != comps.n_components:
             raise InputFileError(
                 f"{folder / NETWORKS_FILE}: is for {assignment.n_components} components but the folder's maps have "
                 f"{comps.n_components}; rerun with --rematch"
             )
     else:
-        doc = {"source": comps.source, "source_sha256": "", "tr_s": comps.tr_s, "n_components": comps.n_components,
-               "n_volumes": comps.n_volumes, "method": comps.kind}
         assignment = automatic
     for item in args.set or []:
         network, sep, component = item.partition("=")
@@ -146,13 +140,11 @@ def cmd_match(args: argparse.Namespace) -> int:
                 f"--set {item}: write NETWORK=COMPONENT with NETWORK one of {', '.join(atlas.NETWORKS)}"
             )
         if component.strip().lower() == "auto":
-            matches = dict(assignment.matches)
-            matches[network] = automatic.matches[network]
-            assignment = Assignment(matches=matches, scores=assignment.scores, signs=assignment.signs)
+            assignment = assignment.reset(network, automatic)
         else:
             index = parse_component(component, comps.n_components, where=f"--set {item}")
             assignment = assignment.override(network, index)
-    write_networks_json(folder, assignment, keep=doc)
+    store_assignment(folder, assignment, comps)
     shared = assignment.shared_components()
     for k, names in shared.items():
         print(f"warning: component IC{k + 1:02d} is assigned to {' and '.join(names)}", file=sys.stderr)

@@ -17,6 +17,7 @@ from napari_neuroreview.core.io.ica_folder import (
     load_networks_json,
     parse_component,
     read_timecourse_table,
+    store_assignment,
     write_ica,
 )
 from napari_neuroreview.core.tasks.networks.matching import Assignment, NetworkMatch
@@ -215,3 +216,18 @@ def test_networks_json_errors(tmp_path: Path) -> None:
     (tmp_path / "networks.json").write_text(json.dumps({"networks": {}}))
     with pytest.raises(InputFileError, match="not a networks.json"):
         load_networks_json(tmp_path)
+
+
+def test_store_assignment_keeps_provenance(tmp_path: Path) -> None:
+    out = tmp_path / "ica"
+    write_ica(out, _comps(), _assignment(), {"source_sha256": "cd" * 32, "seed": 7})
+    store_assignment(out, _assignment().override("motor", 5), _comps())
+    doc = json.loads((out / "networks.json").read_text())
+    assert doc["source_sha256"] == "cd" * 32 and doc["seed"] == 7
+    assert doc["networks"]["motor"]["component"] == 5 and doc["networks"]["motor"]["automatic"] is False
+    bare = tmp_path / "melodic"
+    bare.mkdir()
+    store_assignment(bare, _assignment(), _comps())
+    assert json.loads((bare / "networks.json").read_text())["source"] == "/data/bold.nii.gz"
+    with pytest.raises(GeometryError, match="for 6 components but the maps have 4"):
+        store_assignment(bare, _assignment(), _comps(k=4))

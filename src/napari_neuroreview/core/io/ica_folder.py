@@ -427,3 +427,28 @@ def write_networks_json(folder: str | Path, assignment: Assignment, keep: dict[s
     doc = dict(keep or {})
     doc.update(assignment.to_json())
     return write_text_atomic(Path(folder) / NETWORKS_FILE, json.dumps(doc, indent=2) + "\n")
+
+
+def store_assignment(folder: str | Path, assignment: Assignment, comps: ICAComponents | None = None) -> Path:
+    """Save a (possibly overridden) assignment into ``folder/networks.json``, atomically.
+
+    The provenance already in networks.json (source, its sha256, method, seed ...) is
+    kept; a folder without one (an FSL MELODIC folder) gets the provenance ``comps``
+    gives. This is what the widget's override and ``neuroreview networks match --set``
+    both call.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(f"{folder}: is not a folder; networks.json is stored in the ICA folder")
+    if comps is not None and assignment.n_components != comps.n_components:
+        raise GeometryError(
+            f"{folder}: the assignment is for {assignment.n_components} components but the maps have {comps.n_components}"
+        )
+    if (folder / NETWORKS_FILE).exists():
+        keep = read_networks_doc(folder)
+    elif comps is not None:
+        keep = {"source": comps.source, "source_sha256": "", "tr_s": comps.tr_s, "n_components": comps.n_components,
+                "n_volumes": comps.n_volumes, "method": comps.kind}
+    else:
+        keep = {"n_components": assignment.n_components}
+    return write_networks_json(folder, assignment, keep)

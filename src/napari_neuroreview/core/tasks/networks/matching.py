@@ -142,6 +142,13 @@ class Assignment:
         matches[network] = self.match_for(network, int(component), automatic=False)
         return replace(self, matches=matches)
 
+    def reset(self, network: str, automatic: Assignment) -> Assignment:
+        """A copy with ``network`` back on its automatic match (from :func:`match_networks`)."""
+        _network_index(network)
+        matches = dict(self.matches)
+        matches[network] = automatic.matches[network]
+        return replace(self, matches=matches)
+
     def shared_components(self) -> dict[int, list[str]]:
         """Components assigned to more than one network (only after overrides)."""
         users: dict[int, list[str]] = {}
