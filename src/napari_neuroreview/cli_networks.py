@@ -154,6 +154,8 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview networks`` and its subcommands."""
+    from .core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
+
     networks = sub.add_parser("networks", help="rs-fMRI: ICA, the five networks, overrides").add_subparsers(
         dest="networks_command", required=True)
 
@@ -161,9 +163,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("bold", nargs="?", default=None, help="4D BOLD NIfTI in MNI space")
     p.add_argument("--out", default=None, help="output folder (components.nii.gz, timecourses.tsv, networks.json)")
     p.add_argument("--cohort", default=None, help="cohort folder: every sub-*/ses-*/bold.nii.gz lacking ica/")
-    p.add_argument("--n-components", type=int, default=20)
+    p.add_argument("--n-components", type=int, default=DEFAULT_N_COMPONENTS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoothing", type=float, default=6.0, help="Gaussian FWHM in mm before ICA (0: none)")
+    p.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING_FWHM_MM, help="Gaussian FWHM in mm before ICA (0: none)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_extract)
 

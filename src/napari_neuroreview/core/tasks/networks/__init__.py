@@ -12,3 +12,9 @@ not pull in torch or scikit-learn):
 The ICA folder on disk (components.nii.gz, timecourses.tsv, networks.json) is read and
 written by :mod:`napari_neuroreview.core.io.ica_folder`.
 """
+
+#: ICA defaults shared by ``run_ica``, ``neuroreview networks extract`` and every caller
+#: that runs ICA in memory (import these names rather than repeating the numbers). Kept
+#: here, in a module that imports nothing, so that the CLI's parser stays fast to build.
+DEFAULT_N_COMPONENTS = 20
+DEFAULT_SMOOTHING_FWHM_MM = 6.0

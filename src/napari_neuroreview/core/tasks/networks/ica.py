@@ -59,6 +59,7 @@ from ...errors import InputFileError
 from ...io.ica_folder import ICAComponents
 from ...io.nifti import Volume
 from ...progress import Progress, TaskGenerator
+from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 
 #: Short name of the method, stored in networks.json.
 METHOD = (
@@ -75,10 +76,10 @@ _SMOOTH_CHUNK = 10
 
 def run_ica(
     bold: Volume,
-    n_components: int = 20,
+    n_components: int = DEFAULT_N_COMPONENTS,
     seed: int = 0,
     *,
-    smoothing_fwhm_mm: float | None = 6.0,
+    smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM,
     high_pass_hz: float | None = None,
     low_pass_hz: float | None = None,
     max_iter: int = 200,
