@@ -116,7 +116,7 @@ def run_ica(
     name = bold.path.name if bold.path is not None else "the BOLD series"
     _check_input(bold, name, n_components, high_pass_hz, low_pass_hz)
     n_vol = bold.data.shape[3]
-    smoothing = bool(smoothing_fwhm_mm)
+    smoothing = smoothing_fwhm_mm is not None and smoothing_fwhm_mm > 0
     n_smooth_steps = -(-n_vol // _SMOOTH_CHUNK) if smoothing else 0
     total = 6 + n_smooth_steps
     step = 0
