@@ -25,6 +25,7 @@ from typing import Any
 
 from ...errors import InputFileError
 from ...progress import Progress, TaskGenerator
+from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 from .features import ScanInputs
 
 __all__ = ["STATES", "cohort_sessions", "describe_cohort", "load_cohort", "load_scan", "session_state"]
@@ -79,8 +80,9 @@ def _ica_folder(path: Path) -> Path | None:
     return None
 
 
-def load_scan(path: str | Path, *, n_components: int = 20, seed: int = 0, smoothing_fwhm_mm: float | None = 5.0,
-              tr_s: float | None = None) -> TaskGenerator[tuple[ScanInputs, list[str]]]:
+def load_scan(path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
+              smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, tr_s: float | None = None,
+              ) -> TaskGenerator[tuple[ScanInputs, list[str]]]:
     """Network inputs of one scan, from whatever ``path`` is; returns (inputs, warnings).
 
     ``path`` may be an ICA folder written by ``extract`` (with its networks.json), a
@@ -129,8 +131,8 @@ def load_scan(path: str | Path, *, n_components: int = 20, seed: int = 0, smooth
     return ScanInputs(inputs, float(tr), source=str(path)), warnings
 
 
-def load_cohort(cohort: str | Path, *, n_components: int = 20, seed: int = 0,
-                smoothing_fwhm_mm: float | None = 5.0, sessions: Sequence[Path] | None = None
+def load_cohort(cohort: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
+                smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, sessions: Sequence[Path] | None = None
                 ) -> TaskGenerator[tuple[list[ScanInputs], list[str]]]:
     """Every session of a cohort as :class:`ScanInputs` (patient, state from the folders).
 
