@@ -184,7 +184,8 @@ def make_bold_case(
     rng = _rng(patient_seed, 1 if state == "pre" else 2)
 
     # --- network activity
-    maps = np.stack([individual_map(net, affine, shape)[idx] for net in patient.networks])  # (N, V)
+    full_maps = [individual_map(net, affine, shape) for net in patient.networks]
+    maps = np.stack([m[idx] for m in full_maps])  # (N, V)
     tcs = np.stack([signals.network_timecourse(rng, net.slow_share, n_volumes, tr_s) for net in patient.networks])
     amps = np.array([net.amplitude_pct for net in patient.networks]) / 100.0
     frac = ((maps * amps[:, None].astype(np.float32)).T @ tcs.astype(np.float32)).astype(np.float32)  # (V, T)
@@ -261,7 +262,7 @@ def make_bold_case(
     hdr["slice_start"], hdr["slice_end"] = 0, n_slices - 1
     hdr["slice_duration"] = tr_s / n_slices
 
-    tmaps = np.stack([individual_map(patient[n], affine, shape) for n in atlas.NETWORKS], axis=-1)
+    tmaps = np.stack([full_maps[patient.names.index(n)] for n in atlas.NETWORKS], axis=-1)
     truth_maps = _nifti(tmaps.astype(np.float32), affine, (voxel_mm,) * 3 + (1.0,), "neuroreview true network maps")
     truth_maps.header.set_intent("none")
 

@@ -48,7 +48,8 @@ SLOW_SHARE_RANGE: tuple[float, float] = (0.3, 0.7)
 RESPONSIVENESS_RANGE: tuple[float, float] = (0.5, 1.5)
 #: FWHM (mm) of the blur that turns a network's nodes into its individual map.
 MAP_SMOOTHING_MM: float = 6.0
-#: Radius (mm) of a node in a person: the table's 10 mm spheres mark the centres of areas about 15 mm across.
+#: Radius (mm) of a node in a person: the table's 10 mm spheres mark the centres of
+#: functional areas about 15 mm across.
 NODE_RADIUS_MM: float = 7.0
 
 
