@@ -1,0 +1,371 @@
+"""The Networks dock widget: one patient's pre- and post-operative networks side by side.
+
+The radiologist gives the two scans (each a 4D BOLD, an ICA folder from ``neuroreview
+networks extract``, or a FSL MELODIC folder) and the anatomy, and clicks Compare. The
+core task (:func:`~napari_neuroreview.core.tasks.networks.compare.compare`) runs in a
+worker with progress and Cancel; then:
+
+* the canvas switches to napari's grid mode, two views side by side, *pre* on the left
+  and *post* on the right, each the chosen network's map over the anatomy. Grid mode
+  shares the dims and the camera, so slicing and zoom are linked by construction;
+* each network has its own colour; the map is thresholded (in SD units over the brain)
+  by making the colormap transparent below the threshold;
+* a table gives P(post) of every network for both scans, and which component was
+  matched to it (with the match score; unconfident matches are flagged);
+* a bottom dock plots the two time courses and the t-SNE with the patient marked;
+* the component of a network can be overridden per scan; the override is written to
+  the scan's ICA folder at once (networks.json) and the probabilities are recomputed.
+
+Scans on different grids are compared on the model grid; for display the post maps are
+resampled onto the pre grid, and the widget says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import nibabel as nib
+import numpy as np
+from napari.utils.colormaps import Colormap
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+                            QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
+
+from ..core import atlas
+from ..core.device import available_devices
+from ..core.errors import InputFileError, NeuroreviewError
+from ..core.io.ica_folder import component_label
+from ..core.io.layers import image_layer_data
+from ..core.io.nifti import volume_from_image
+from ..core.tasks.networks.compare import Comparison, compare, override, repredict
+from ._network_plots import NETWORK_COLORS, NetworkPlots
+from ._worker import TaskRunner
+
+if TYPE_CHECKING:
+    import napari
+
+#: Anatomy choice that uses the MNI152 T1 template nilearn ships (the space of the phantoms).
+MNI_TEMPLATE = "MNI152 template (nilearn)"
+#: Default map threshold, SD units over the brain.
+DEFAULT_THRESHOLD = 2.0
+#: Layer names the widget owns (pre on the left, post on the right).
+LAYER_NAMES = {"pre": ("pre: anatomy", "pre: network"), "post": ("post: anatomy", "post: network")}
+STATES = ("pre", "post")
+
+
+def network_colormap(network: str) -> Colormap:
+    """Transparent at and below the lower contrast limit, the network's colour above it."""
+    r, g, b = NETWORK_COLORS[network]
+    return Colormap(
+        colors=[[r, g, b, 0.0], [r * 0.6, g * 0.6, b * 0.6, 0.75], [min(1, r * 1.2), min(1, g * 1.2), min(1, b * 1.2), 1.0]],
+        controls=[0.0, 1e-3, 1.0], name=f"neuroreview-{network}",
+    )
+
+
+def _path_row(line: QLineEdit, browse: QPushButton) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(line)
+    layout.addWidget(browse)
+    return row
+
+
+class NetworksWidget(QWidget):
+    """Dock widget: pre vs post networks of one patient (maps, time courses, P(post), t-SNE).
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.comparison: Comparison | None = None
+        self.plots: NetworkPlots | None = None
+        self._anatomy: dict[str, Any] | None = None
+
+        self.pre_path, self.post_path = QLineEdit(), QLineEdit()
+        for line, what in ((self.pre_path, "pre"), (self.post_path, "post")):
+            line.setPlaceholderText(f"{what}-operative BOLD .nii.gz, ICA folder or MELODIC folder")
+        self.pre_file, self.pre_dir = QPushButton("File..."), QPushButton("Folder...")
+        self.post_file, self.post_dir = QPushButton("File..."), QPushButton("Folder...")
+        self.anatomy_combo = QComboBox()
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        inputs = QGroupBox("Scans")
+        form = QFormLayout(inputs)
+        for label, line, file_button, dir_button in (("Pre", self.pre_path, self.pre_file, self.pre_dir),
+                                                     ("Post", self.post_path, self.post_file, self.post_dir)):
+            form.addRow(label, line)
+            form.addRow("", _path_row(file_button, dir_button))
+        form.addRow("Anatomy", self.anatomy_combo)
+        form.addRow("Device", self.device_combo)
+        self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_result)
+        form.addRow(self.runner)
+
+        self.network_combo = QComboBox()
+        self.network_combo.addItems(list(atlas.NETWORKS))
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 20.0)
+        self.threshold.setSingleStep(0.5)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
+        self.threshold.setSuffix(" SD")
+        self.pre_component, self.post_component = QComboBox(), QComboBox()
+        self.table = QTableWidget(len(atlas.NETWORKS), 5)
+        self.table.setHorizontalHeaderLabels(["network", "P(post) pre", "P(post) post", "pre IC", "post IC"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setMinimumHeight(180)
+        self.messages = QLabel("")
+        self.messages.setWordWrap(True)
+        self.messages.setStyleSheet("color: #f0a030")
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        self.repredict_runner = TaskRunner("Recompute P(post)", self._start_repredict, self._show_result)
+        self.repredict_runner.setVisible(False)
+
+        view = QGroupBox("Networks")
+        view_form = QFormLayout(view)
+        view_form.addRow("Network", self.network_combo)
+        view_form.addRow("Threshold", self.threshold)
+        view_form.addRow("Pre component", self.pre_component)
+        view_form.addRow("Post component", self.post_component)
+        view_form.addRow(self.repredict_runner)
+        view_form.addRow(self.table)
+        view_form.addRow(self.model_label)
+        view_form.addRow(self.messages)
+
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        content_layout.addWidget(inputs)
+        content_layout.addWidget(view)
+        content_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+
+        self.pre_file.clicked.connect(lambda: self._browse(self.pre_path, folder=False))
+        self.pre_dir.clicked.connect(lambda: self._browse(self.pre_path, folder=True))
+        self.post_file.clicked.connect(lambda: self._browse(self.post_path, folder=False))
+        self.post_dir.clicked.connect(lambda: self._browse(self.post_path, folder=True))
+        self.network_combo.currentTextChanged.connect(self._on_network)
+        self.threshold.valueChanged.connect(self._apply_threshold)
+        self.table.itemSelectionChanged.connect(self._on_table_selection)
+        self.pre_component.activated.connect(lambda _: self._on_override("pre"))
+        self.post_component.activated.connect(lambda _: self._on_override("post"))
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_anatomy_choices)
+        self._refresh_anatomy_choices()
+        self._update_controls()
+
+    # ------------------------------------------------------------------ inputs
+    def _browse(self, line: QLineEdit, folder: bool) -> None:
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "ICA, MELODIC or session folder")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "4D BOLD", filter="NIfTI (*.nii *.nii.gz)")
+        if path:
+            line.setText(path)
+
+    def _refresh_anatomy_choices(self, *_: Any) -> None:
+        own = {name for pair in LAYER_NAMES.values() for name in pair}
+        names = [layer.name for layer in self.viewer.layers
+                 if layer.__class__.__name__ == "Image" and layer.name not in own and layer.ndim == 3]
+        keep = self.anatomy_combo.currentText()
+        self.anatomy_combo.blockSignals(True)
+        self.anatomy_combo.clear()
+        self.anatomy_combo.addItems([MNI_TEMPLATE, *names])
+        if keep in names or keep == MNI_TEMPLATE:
+            self.anatomy_combo.setCurrentText(keep)
+        self.anatomy_combo.blockSignals(False)
+
+    def _start_compare(self) -> Any:
+        pre, post = self.pre_path.text().strip(), self.post_path.text().strip()
+        if not pre or not post:
+            raise InputFileError("give both scans: the pre-operative and the post-operative one")
+        self._anatomy = self._anatomy_source()
+        return compare(pre, post, device=self.device_combo.currentText())
+
+    def _anatomy_source(self) -> dict[str, Any]:
+        """Display data and layer kwargs of the chosen anatomy (read on the GUI thread: it is in memory)."""
+        choice = self.anatomy_combo.currentText()
+        if choice and choice != MNI_TEMPLATE and choice in self.viewer.layers:
+            layer = self.viewer.layers[choice]
+            return {"data": layer.data, "scale": list(layer.scale), "translate": list(layer.translate),
+                    "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata), "source": choice}
+        from ..core.phantoms.anatomy import load_mni_anatomy
+
+        mni = load_mni_anatomy()
+        display, kwargs, _, _ = image_layer_data(volume_from_image(nib.Nifti1Image(mni.t1, mni.affine)), MNI_TEMPLATE)
+        return {"data": display, "scale": kwargs["scale"], "translate": kwargs["translate"],
+                "contrast_limits": kwargs["contrast_limits"], "metadata": kwargs["metadata"], "source": MNI_TEMPLATE}
+
+    # ------------------------------------------------------------------ results
+    def _show_result(self, comparison: Comparison) -> None:
+        self.comparison = comparison
+        self._show_layers()
+        self._fill_table()
+        self._fill_component_choices()
+        self.model_label.setText(
+            f"Model {comparison.model['name']} {comparison.model['version']} (demo weights, trained on simulated "
+            "data, not for clinical use)"
+        )
+        self.messages.setText("\n".join(f"\u26a0 {m}" for m in comparison.messages))
+        for message in comparison.messages:
+            show_warning(message)
+        self._show_plots()
+        self._update_controls()
+        show_info(f"Compared {Path(comparison.pre.path).name} (pre) with {Path(comparison.post.path).name} (post)")
+
+    def _show_layers(self) -> None:
+        comparison, anatomy = self.comparison, self._anatomy
+        assert comparison is not None and anatomy is not None
+        network = self.network_combo.currentText()
+        for name in [n for pair in LAYER_NAMES.values() for n in pair]:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        for layer in self.viewer.layers:  # only the two views are shown in the grid
+            layer.visible = False
+        for state in ("post", "pre"):  # napari's grid fills its views from the top of the layer list
+            anat_name, map_name = LAYER_NAMES[state]
+            self.viewer.add_image(anatomy["data"], name=anat_name, scale=anatomy["scale"],
+                                  translate=anatomy["translate"], contrast_limits=anatomy["contrast_limits"],
+                                  colormap="gray", metadata=anatomy["metadata"])
+            display, kwargs = self._map_layer_data(state, network)
+            self.viewer.add_image(display, **kwargs)
+        self.viewer.grid.stride = 2
+        self.viewer.grid.shape = (1, 2)
+        self.viewer.grid.enabled = True
+        self.viewer.dims.ndisplay = 2
+        self._apply_threshold()
+        self.viewer.reset_view()
+
+    def _map_layer_data(self, state: str, network: str) -> tuple[np.ndarray, dict[str, Any]]:
+        assert self.comparison is not None
+        data, affine = self.comparison.display_map(state, network)
+        volume = volume_from_image(nib.Nifti1Image(np.asarray(data, np.float32), affine))
+        display, kwargs, _, _ = image_layer_data(volume, LAYER_NAMES[state][1])
+        kwargs.update(colormap=network_colormap(network), blending="translucent", interpolation2d="linear")
+        kwargs.pop("contrast_limits", None)
+        return display, kwargs
+
+    def _apply_threshold(self, *_: Any) -> None:
+        if self.comparison is None:
+            return
+        threshold = float(self.threshold.value())
+        for state in STATES:
+            name = LAYER_NAMES[state][1]
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                peak = float(np.nanmax(layer.data)) if layer.data.size else threshold + 1
+                layer.contrast_limits = (threshold, max(peak, threshold + 1e-3))
+
+    def _on_network(self, network: str) -> None:
+        if self.comparison is None:
+            return
+        for state in STATES:
+            name = LAYER_NAMES[state][1]
+            if name in self.viewer.layers:
+                display, kwargs = self._map_layer_data(state, network)
+                layer = self.viewer.layers[name]
+                layer.data = display
+                layer.colormap = kwargs["colormap"]
+        self._apply_threshold()
+        row = list(atlas.NETWORKS).index(network)
+        self.table.blockSignals(True)
+        self.table.selectRow(row)
+        self.table.blockSignals(False)
+        self._fill_component_choices()
+        self._show_plots()
+
+    def _on_table_selection(self) -> None:
+        rows = {index.row() for index in self.table.selectedIndexes()}
+        if rows:
+            self.network_combo.setCurrentText(atlas.NETWORKS[min(rows)])
+
+    def _fill_table(self) -> None:
+        comparison = self.comparison
+        assert comparison is not None
+        for row, network in enumerate(atlas.NETWORKS):
+            cells = [network]
+            for state in STATES:
+                p = comparison.probabilities[state].get(network)
+                cells.append("-" if p is None else f"{p:.2f}")
+            for state in STATES:
+                match = getattr(comparison, state).assignment.matches[network]
+                flag = "" if match.confident else " ?"
+                who = "" if match.automatic else " (set)"
+                cells.append(f"{match.label} r={match.score:.2f}{flag}{who}")
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column == 0:
+                    r, g, b = NETWORK_COLORS[network]
+                    item.setForeground(_qcolor(r, g, b))
+                self.table.setItem(row, column, item)
+
+    def _fill_component_choices(self) -> None:
+        comparison = self.comparison
+        if comparison is None:
+            return
+        network = self.network_combo.currentText()
+        for state, combo in (("pre", self.pre_component), ("post", self.post_component)):
+            session = getattr(comparison, state)
+            scores = session.assignment.scores[list(atlas.NETWORKS).index(network)]
+            combo.blockSignals(True)
+            combo.clear()
+            for k in np.argsort(-scores):
+                combo.addItem(f"{component_label(int(k))}  r={scores[k]:.2f}", int(k))
+            combo.setCurrentIndex(combo.findData(session.assignment.matches[network].component))
+            combo.blockSignals(False)
+
+    def _on_override(self, state: str) -> None:
+        if self.comparison is None:
+            return
+        combo = self.pre_component if state == "pre" else self.post_component
+        component, network = combo.currentData(), self.network_combo.currentText()
+        if component is None or component == getattr(self.comparison, state).assignment.matches[network].component:
+            return
+        try:
+            self.comparison, written = override(self.comparison, state, network, int(component))
+        except NeuroreviewError as exc:
+            show_warning(str(exc))
+            return
+        where = f"stored in {written}" if written else "kept for this comparison (the scan has no ICA folder to store it in)"
+        show_info(f"{state}: {network} is now {component_label(int(component))}; {where}")
+        self._on_network(network)
+        self.repredict_runner.run()
+
+    def _start_repredict(self) -> Any:
+        if self.comparison is None:
+            return None
+        return repredict(self.comparison)
+
+    def _show_plots(self) -> None:
+        if self.comparison is None:
+            return
+        if self.plots is None:
+            self.plots = NetworkPlots()
+            self.viewer.window.add_dock_widget(self.plots, name="Network time courses and t-SNE", area="bottom")
+        self.plots.show(self.comparison, self.network_combo.currentText())
+
+    def _update_controls(self) -> None:
+        ready = self.comparison is not None
+        for widget in (self.pre_component, self.post_component, self.threshold):
+            widget.setEnabled(ready)
+
+
+def _qcolor(r: float, g: float, b: float) -> Any:
+    from qtpy.QtGui import QColor
+
+    return QColor(int(255 * r), int(255 * g), int(255 * b))

@@ -1,0 +1,144 @@
+"""The Networks widget, driven as a radiologist would: two scans in, pre and post side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_neuroreview.core import atlas
+from napari_neuroreview.core.io.ica_folder import load_networks_json
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.registry import default_registry_root
+from napari_neuroreview.core.tasks.networks import model as M
+from napari_neuroreview.core.tasks.networks.features import build_rows, model_context
+from napari_neuroreview.core.tasks.networks.train import Stage1Config, train_prepost
+from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget
+
+from networks_synthetic import make_synthetic_bold, save_bold
+from prepost_synthetic import synthetic_scans
+
+
+@pytest.fixture(autouse=True)
+def user_data(tmp_path, monkeypatch) -> Path:
+    """Store and model registry inside the test's folder, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A pre/post model trained for one epoch on synthetic rows of the real model grid."""
+    context = model_context()
+    rows = build_rows(synthetic_scans(n_patients=6, context=context, n_volumes=100), context)
+    model, _ = run_to_completion(train_prepost(rows, Stage1Config(epochs=1, batch_size=30, width=4), device="cpu"))
+    return model
+
+
+def _save(model, root: Path) -> None:
+    M.save_prepost_model(model, root, "0.1.0", training_data="synthetic rows (test)")
+
+
+@pytest.fixture
+def scans(tmp_path):
+    """A pre BOLD and a post BOLD (6 mm, 100 volumes) with planted networks."""
+    paths = {}
+    for state, seed in (("pre", 1), ("post", 2)):
+        paths[state] = tmp_path / f"{state}.nii.gz"
+        save_bold(make_synthetic_bold(seed=seed), paths[state])
+    return paths
+
+
+def _compare(widget, qtbot, pre, post) -> None:
+    widget.pre_path.setText(str(pre))
+    widget.post_path.setText(str(post))
+    widget.device_combo.setCurrentText("cpu")
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=120_000)
+
+
+def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_napari_viewer, qtbot, tmp_path,
+                                                                         tiny_model, scans) -> None:
+    _save(tiny_model, default_registry_root())
+    viewer = make_napari_viewer()
+    widget = NetworksWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Networks")
+    _compare(widget, qtbot, scans["pre"], scans["post"])
+    assert widget.runner.last_error is None, widget.runner.last_error
+    comparison = widget.comparison
+    assert comparison is not None
+
+    # two views side by side, linked by napari's grid (one dims, one camera), pre on the left
+    assert viewer.grid.enabled and tuple(viewer.grid.shape) == (1, 2) and viewer.grid.stride == 2
+    names = [layer.name for layer in viewer.layers]
+    for state in ("pre", "post"):
+        for name in LAYER_NAMES[state]:
+            assert name in names
+    assert names[-2:] == list(LAYER_NAMES["pre"]), "the top of the list fills the left view"
+
+    # the chosen network's map, thresholded in its own colour, over the anatomy
+    motor = viewer.layers[LAYER_NAMES["pre"][1]]
+    assert motor.contrast_limits[0] == pytest.approx(widget.threshold.value())
+    assert motor.colormap.colors[0][3] == 0.0  # transparent below the threshold
+    widget.network_combo.setCurrentText("vision")
+    vision = viewer.layers[LAYER_NAMES["pre"][1]]
+    assert not np.allclose(vision.colormap.colors[-1], motor.colormap.colors[-1]) or vision is motor
+    expected, _ = comparison.display_map("pre", "vision")
+    assert np.isclose(float(np.nanmax(vision.data)), float(expected.max()), rtol=1e-3)
+
+    # P(post) of every network for both scans, in the table
+    for row, network in enumerate(atlas.NETWORKS):
+        assert widget.table.item(row, 0).text() == network
+        for column, state in ((1, "pre"), (2, "post")):
+            assert widget.table.item(row, column).text() == f"{comparison.probabilities[state][network]:.2f}"
+
+    # the plots dock: two time courses of the selected network
+    assert widget.plots is not None
+    lines = widget.plots.ax_tc.get_lines()
+    assert len(lines) == 2
+    np.testing.assert_allclose(lines[0].get_ydata(), comparison.pre.network_timecourse("vision"))
+
+
+def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer, qtbot, tmp_path, tiny_model,
+                                                              scans) -> None:
+    from napari_neuroreview.cli import main
+
+    _save(tiny_model, default_registry_root())
+    folders = {}
+    for state in ("pre", "post"):
+        folders[state] = tmp_path / f"{state}-ica"
+        assert main(["networks", "extract", str(scans[state]), "--out", str(folders[state]), "--quiet"]) == 0
+    viewer = make_napari_viewer()
+    widget = NetworksWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Networks")
+    _compare(widget, qtbot, folders["pre"], folders["post"])
+    assert widget.comparison is not None
+    widget.network_combo.setCurrentText("language")
+    before = widget.comparison.post.assignment.matches["language"].component
+    other = next(widget.post_component.itemData(i) for i in range(widget.post_component.count())
+                 if widget.post_component.itemData(i) != before)
+    widget.post_component.setCurrentIndex(widget.post_component.findData(other))
+    widget.post_component.activated.emit(widget.post_component.currentIndex())
+    qtbot.waitUntil(lambda: not widget.repredict_runner.running, timeout=60_000)
+    stored = load_networks_json(folders["post"]).matches["language"]
+    assert stored.component == other and not stored.automatic
+    assert widget.comparison.post.assignment.matches["language"].component == other
+    assert "(set)" in widget.table.item(list(atlas.NETWORKS).index("language"), 4).text()
+    doc = json.loads((folders["pre"] / "networks.json").read_text())
+    assert doc["networks"]["language"]["automatic"] is True  # the other scan is untouched
+
+
+def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtbot, tmp_path, tiny_model) -> None:
+    _save(tiny_model, default_registry_root())
+    pre, post = tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz"
+    save_bold(make_synthetic_bold(seed=1, n_volumes=100), pre)
+    save_bold(make_synthetic_bold(seed=2, n_volumes=90), post)
+    viewer = make_napari_viewer()
+    widget = NetworksWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Networks")
+    layers_before = len(viewer.layers)
+    _compare(widget, qtbot, pre, post)
+    assert "volumes" in str(widget.runner.last_error)
+    assert widget.comparison is None and len(viewer.layers) == layers_before
