@@ -152,6 +152,16 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_phantoms(args: argparse.Namespace) -> int:
+    """Write a simulated pre/post cohort (BOLD + ground truth per session)."""
+    from .core.phantoms.rsfmri import write_bold_cohort
+
+    paths = _drive(write_bold_cohort(args.out, n_patients=args.n, seed=args.seed, effect_size=args.effect_size,
+                                     n_volumes=args.n_volumes, voxel_mm=args.voxel_mm), args.quiet)
+    print(json.dumps({"out": str(args.out), "patients": args.n, "files": len(paths)}))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview networks`` and its subcommands."""
     from .core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
@@ -175,3 +185,13 @@ def add_parser(sub: Any) -> None:
                    help="assign a component by hand (IC03, a 0-based index, or auto); repeatable")
     p.add_argument("--rematch", action="store_true", help="discard stored choices and match afresh")
     p.set_defaults(func=cmd_match)
+
+    p = networks.add_parser("phantoms", help="simulated pre/post rs-fMRI cohort with ground truth")
+    p.add_argument("--out", required=True, help="cohort folder (sub-*/ses-pre|ses-post/bold.nii.gz + truth)")
+    p.add_argument("--n", type=int, default=56, help="patients (each scanned pre and post)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--effect-size", type=float, default=1.0, help="strength of the simulated surgery effect")
+    p.add_argument("--n-volumes", type=int, default=150)
+    p.add_argument("--voxel-mm", type=float, default=3.0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_phantoms)

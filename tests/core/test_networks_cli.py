@@ -168,3 +168,16 @@ def test_phantom_scan_end_to_end(tmp_path, capsys) -> None:
         assert match.confident, name
         correlations.append(match.sign * np.corrcoef(truth[..., n][mask], comps.maps[..., match.component][mask])[0, 1])
     assert np.median(correlations) >= 0.8 and min(correlations) > 0.5, correlations
+
+
+def test_phantoms_writes_a_paired_cohort_and_refuses_bad_numbers(tmp_path, capsys) -> None:
+    out = tmp_path / "cohort"
+    assert main(["networks", "phantoms", "--out", str(out), "--n", "1", "--n-volumes", "40", "--voxel-mm", "6",
+                 "--quiet"]) == 0
+    for state in ("pre", "post"):
+        bold = load_volume(out / "sub-001" / f"ses-{state}" / "bold.nii.gz")
+        assert bold.is_4d and bold.shape[3] == 40 and bold.tr_s == pytest.approx(2.0)
+    assert json.loads((out / "cohort.json").read_text())["n_patients"] == 1
+    bad = tmp_path / "bad"
+    assert main(["networks", "phantoms", "--out", str(bad), "--n", "0", "--quiet"]) == 2
+    assert "neuroreview:" in capsys.readouterr().err and not bad.exists()
