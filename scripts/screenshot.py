@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--mask", action="store_true", help="run the foreground mask first")
     parser.add_argument("--detect", action="store_true", help="run the microbleed review widget's detector")
     parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
+    parser.add_argument("--network", default=None, help="rsfmri sample: the network to show")
     args = parser.parse_args()
     viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False)
     viewer.window.resize(1900, 1150)
@@ -47,6 +48,15 @@ def main() -> None:
         review._sync()
         if findings:
             review.jump_to(findings[0].id)
+    if args.sample == "rsfmri":  # the Networks widget compares the sample pair in a worker
+        from napari_neuroreview.widgets.cmb_review import find_docked
+        from napari_neuroreview.widgets.networks import NetworksWidget
+
+        networks = find_docked(viewer, NetworksWidget)[0]
+        while networks.runner.running:
+            QApplication.processEvents()
+        if args.network:
+            networks.network_combo.setCurrentText(args.network)
     for _ in range(20):
         QApplication.processEvents()
     viewer.screenshot(args.out, canvas_only=False)

@@ -12,6 +12,21 @@ from typing import Any
 
 #: Dock widgets opened with each sample case (the Case widget always).
 SAMPLE_WIDGETS = {"cmb": ("Microbleed review",)}
+#: Samples that are a pre/post pair of sessions, opened in the Networks widget (not as layers).
+PAIRED_SAMPLES = ("rsfmri",)
+
+
+def _open_paired_sample(viewer: Any, sample: str) -> Any:
+    """Dock the Networks widget with the sample's pre and post sessions filled in, and compare them."""
+    from ._sample_data import sample_cache_dir, sample_case_paths
+
+    sample_case_paths(sample)  # writes the sample into the cache on first use
+    subject = sample_cache_dir() / sample / "sub-001"
+    _, widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Networks (pre vs post)")
+    widget.pre_path.setText(str(subject / "ses-pre"))
+    widget.post_path.setText(str(subject / "ses-post"))
+    widget.runner.run()
+    return widget
 
 
 def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True) -> tuple[Any, Any]:
@@ -28,15 +43,23 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
 
     Returns
     -------
-    (napari.Viewer, CaseWidget)
+    (napari.Viewer, CaseWidget or None)
+        None for a paired sample (``rsfmri``), which docks the Networks widget instead.
     """
     import napari
 
     viewer = napari.Viewer(title="napari-neuroreview")
-    if sample:
+    if sample in PAIRED_SAMPLES:
+        _open_paired_sample(viewer, sample)
+    elif sample:
         viewer.open_sample("napari-neuroreview", sample)
     for path in files:
         viewer.open(path, plugin="napari-neuroreview")
+    if sample in PAIRED_SAMPLES:  # the Networks widget is the whole workflow; the Case widget would crowd it
+        viewer.reset_view()
+        if run:
+            napari.run()
+        return viewer, None
     _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
     for widget_name in SAMPLE_WIDGETS.get(sample or "", ()):
         viewer.window.add_plugin_dock_widget("napari-neuroreview", widget_name)

@@ -125,7 +125,7 @@ def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer
     stored = load_networks_json(folders["post"]).matches["language"]
     assert stored.component == other and not stored.automatic
     assert widget.comparison.post.assignment.matches["language"].component == other
-    assert "(set)" in widget.table.item(list(atlas.NETWORKS).index("language"), 4).text()
+    assert "*" in widget.table.item(list(atlas.NETWORKS).index("language"), 4).text()
     doc = json.loads((folders["pre"] / "networks.json").read_text())
     assert doc["networks"]["language"]["automatic"] is True  # the other scan is untouched
 
@@ -142,3 +142,22 @@ def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtb
     _compare(widget, qtbot, pre, post)
     assert "volumes" in str(widget.runner.last_error)
     assert widget.comparison is None and len(viewer.layers) == layers_before
+
+
+def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_path, tiny_model, monkeypatch) -> None:
+    """``neuroreview view --sample rsfmri``: the sample pair filled in and compared, no Case widget."""
+    from napari_neuroreview.viewer import open_viewer
+    from napari_neuroreview.widgets.cmb_review import find_docked
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _save(tiny_model, default_registry_root())
+    viewer, case_widget = open_viewer(sample="rsfmri", run=False)
+    try:
+        assert case_widget is None
+        widget = find_docked(viewer, NetworksWidget)[0]
+        assert widget.pre_path.text().endswith("ses-pre") and widget.post_path.text().endswith("ses-post")
+        qtbot.waitUntil(lambda: not widget.runner.running, timeout=120_000)
+        assert widget.runner.last_error is None and widget.comparison is not None
+        assert viewer.grid.enabled and LAYER_NAMES["pre"][1] in viewer.layers
+    finally:
+        viewer.close()

@@ -58,6 +58,8 @@ class NetworkPlots(QWidget):
             ax.clear()
             _style(ax)
             ax.text(0.5, 0.5, text, ha="center", va="center", color="#999999", transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
         self.canvas.draw_idle()
 
     def show(self, comparison: Any, network: str) -> None:  # noqa: A003 (Qt's show is not used on this panel)
@@ -92,6 +94,8 @@ class NetworkPlots(QWidget):
         if tsne is None:
             ax.text(0.5, 0.5, "no reference embeddings\nin this model", ha="center", va="center",
                     color="#999999", transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
             return
         names = list(NETWORK_COLORS)
         ref, ref_net, ref_state = tsne["reference"], tsne["reference_network"], tsne["reference_state"]

@@ -50,6 +50,10 @@ if TYPE_CHECKING:
 MNI_TEMPLATE = "MNI152 template (nilearn)"
 #: Default map threshold, SD units over the brain.
 DEFAULT_THRESHOLD = 2.0
+#: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
+MIN_VISIBLE_HEIGHT = 600
+#: Wide enough for the five-column table without truncating its headers.
+MIN_WIDTH = 480
 #: Layer names the widget owns (pre on the left, post on the right).
 LAYER_NAMES = {"pre": ("pre: anatomy", "pre: network"), "post": ("post: anatomy", "post: network")}
 STATES = ("pre", "post")
@@ -116,7 +120,9 @@ class NetworksWidget(QWidget):
         self.threshold.setSuffix(" SD")
         self.pre_component, self.post_component = QComboBox(), QComboBox()
         self.table = QTableWidget(len(atlas.NETWORKS), 5)
-        self.table.setHorizontalHeaderLabels(["network", "P(post) pre", "P(post) post", "pre IC", "post IC"])
+        self.table.setHorizontalHeaderLabels(["network", "pre P(post)", "post P(post)", "pre IC", "post IC"])
+        self.table.horizontalHeaderItem(3).setToolTip("component matched in the pre scan (? = not confident, "
+                                                      "* = set by hand); hover a cell for the match score")
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -151,6 +157,8 @@ class NetworksWidget(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(content)
+        scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)
+        scroll.setMinimumWidth(MIN_WIDTH)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
@@ -250,6 +258,17 @@ class NetworksWidget(QWidget):
         self.viewer.dims.ndisplay = 2
         self._apply_threshold()
         self.viewer.reset_view()
+        self._go_to_peak()
+
+    def _go_to_peak(self) -> None:
+        """Slice through the pre map's peak, so the chosen network is in view at once."""
+        name = LAYER_NAMES["pre"][1]
+        if name not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[name]
+        index = np.unravel_index(int(np.nanargmax(layer.data)), layer.data.shape)
+        world = layer.data_to_world(np.asarray(index, float))
+        self.viewer.dims.set_point(range(len(world)), tuple(float(w) for w in world))
 
     def _map_layer_data(self, state: str, network: str) -> tuple[np.ndarray, dict[str, Any]]:
         assert self.comparison is not None
@@ -282,6 +301,7 @@ class NetworksWidget(QWidget):
                 layer.data = display
                 layer.colormap = kwargs["colormap"]
         self._apply_threshold()
+        self._go_to_peak()
         row = list(atlas.NETWORKS).index(network)
         self.table.blockSignals(True)
         self.table.selectRow(row)
@@ -302,13 +322,19 @@ class NetworksWidget(QWidget):
             for state in STATES:
                 p = comparison.probabilities[state].get(network)
                 cells.append("-" if p is None else f"{p:.2f}")
+            tips = ["", "", ""]
             for state in STATES:
                 match = getattr(comparison, state).assignment.matches[network]
                 flag = "" if match.confident else " ?"
-                who = "" if match.automatic else " (set)"
-                cells.append(f"{match.label} r={match.score:.2f}{flag}{who}")
+                who = "" if match.automatic else " *"
+                cells.append(f"{match.label}{flag}{who}")
+                tips.append(f"{state}: {match.label}, |r| with the {network} template {match.score:.2f} "
+                            f"(next best {match.second_score:.2f}); "
+                            f"{'confident' if match.confident else 'NOT confident'}, "
+                            f"{'automatic' if match.automatic else 'set by hand'}")
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(tips[column])
                 if column == 0:
                     r, g, b = NETWORK_COLORS[network]
                     item.setForeground(_qcolor(r, g, b))
