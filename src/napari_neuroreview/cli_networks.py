@@ -162,6 +162,21 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """P(post) of every network of one patient's pre and post scans, as JSON."""
+    from .core.tasks.networks.compare import compare, write_comparison
+
+    result = _drive(compare(args.pre, args.post, version=args.version, device=args.device, tr_s=args.tr,
+                            with_tsne=False), args.quiet)
+    for sentence in result.messages:
+        print(f"warning: {sentence}", file=sys.stderr)
+    write_comparison(result, args.out)
+    table = {name: {state: round(result.probabilities[state][name], 3) for state in ("pre", "post")}
+             for name in result.probabilities["pre"]}
+    print(json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview networks`` and its subcommands."""
     from .core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
@@ -185,6 +200,16 @@ def add_parser(sub: Any) -> None:
                    help="assign a component by hand (IC03, a 0-based index, or auto); repeatable")
     p.add_argument("--rematch", action="store_true", help="discard stored choices and match afresh")
     p.set_defaults(func=cmd_match)
+
+    p = networks.add_parser("compare", help="P(post) of each network for a patient's pre and post scans")
+    p.add_argument("--pre", required=True, help="pre-operative: BOLD, ICA folder, MELODIC folder or session folder")
+    p.add_argument("--post", required=True, help="post-operative: the same kinds")
+    p.add_argument("--out", required=True, help="res.json")
+    p.add_argument("--version", default=None, help="pre/post model version (default: the newest installed)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tr", type=float, default=None, help="repetition time (s) for inputs that do not say it")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = networks.add_parser("phantoms", help="simulated pre/post rs-fMRI cohort with ground truth")
     p.add_argument("--out", required=True, help="cohort folder (sub-*/ses-pre|ses-post/bold.nii.gz + truth)")

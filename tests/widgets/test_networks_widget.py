@@ -10,15 +10,11 @@ import pytest
 
 from napari_neuroreview.core import atlas
 from napari_neuroreview.core.io.ica_folder import load_networks_json
-from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.registry import default_registry_root
-from napari_neuroreview.core.tasks.networks import model as M
-from napari_neuroreview.core.tasks.networks.features import build_rows, model_context
-from napari_neuroreview.core.tasks.networks.train import Stage1Config, train_prepost
 from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget
 
 from networks_synthetic import make_synthetic_bold, save_bold
-from prepost_synthetic import synthetic_scans
+from prepost_tiny import install_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -28,17 +24,10 @@ def user_data(tmp_path, monkeypatch) -> Path:
     return tmp_path / "xdg"
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A pre/post model trained for one epoch on synthetic rows of the real model grid."""
-    context = model_context()
-    rows = build_rows(synthetic_scans(n_patients=6, context=context, n_volumes=100), context)
-    model, _ = run_to_completion(train_prepost(rows, Stage1Config(epochs=1, batch_size=30, width=4), device="cpu"))
-    return model
-
-
-def _save(model, root: Path) -> None:
-    M.save_prepost_model(model, root, "0.1.0", training_data="synthetic rows (test)")
+@pytest.fixture
+def installed_model(user_data) -> None:
+    """The tiny pre/post model in the test's user registry (where the widget looks first)."""
+    install_tiny_model(default_registry_root())
 
 
 @pytest.fixture
@@ -60,8 +49,7 @@ def _compare(widget, qtbot, pre, post) -> None:
 
 
 def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_napari_viewer, qtbot, tmp_path,
-                                                                         tiny_model, scans) -> None:
-    _save(tiny_model, default_registry_root())
+                                                                         installed_model, scans) -> None:
     viewer = make_napari_viewer()
     widget = NetworksWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Networks")
@@ -101,11 +89,10 @@ def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_na
     np.testing.assert_allclose(lines[0].get_ydata(), comparison.pre.network_timecourse("vision"))
 
 
-def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer, qtbot, tmp_path, tiny_model,
+def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer, qtbot, tmp_path, installed_model,
                                                               scans) -> None:
     from napari_neuroreview.cli import main
 
-    _save(tiny_model, default_registry_root())
     folders = {}
     for state in ("pre", "post"):
         folders[state] = tmp_path / f"{state}-ica"
@@ -130,8 +117,7 @@ def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer
     assert doc["networks"]["language"]["automatic"] is True  # the other scan is untouched
 
 
-def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtbot, tmp_path, tiny_model) -> None:
-    _save(tiny_model, default_registry_root())
+def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtbot, tmp_path, installed_model) -> None:
     pre, post = tmp_path / "pre.nii.gz", tmp_path / "post.nii.gz"
     save_bold(make_synthetic_bold(seed=1, n_volumes=100), pre)
     save_bold(make_synthetic_bold(seed=2, n_volumes=90), post)
@@ -144,13 +130,12 @@ def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtb
     assert widget.comparison is None and len(viewer.layers) == layers_before
 
 
-def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_path, tiny_model, monkeypatch) -> None:
+def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_path, installed_model, monkeypatch) -> None:
     """``neuroreview view --sample rsfmri``: the sample pair filled in and compared, no Case widget."""
     from napari_neuroreview.viewer import open_viewer
     from napari_neuroreview.widgets.cmb_review import find_docked
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    _save(tiny_model, default_registry_root())
     viewer, case_widget = open_viewer(sample="rsfmri", run=False)
     try:
         assert case_widget is None
