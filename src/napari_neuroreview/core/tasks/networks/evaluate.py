@@ -271,8 +271,9 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
                 encoder, history = stop.value
                 break
             yield Progress(int((f + update.fraction) * scale), total, f"Fold {f + 1}/{len(folds)}: {update.message}")
-        emb_train = embed_rows(encoder, train_rows, choice.device)
-        emb_test = embed_rows(encoder, test_rows, choice.device)
+        rep = config.stage2.representation
+        emb_train = embed_rows(encoder, train_rows, choice.device, representation=rep)
+        emb_test = embed_rows(encoder, test_rows, choice.device, representation=rep)
         heads = _train.train_stage2(train_rows, emb_train, config.stage2)
         base = _train.fit_baseline(train_rows, config.stage2)
         X_test = stage2_design(emb_test if config.stage2.use_embeddings else None,
@@ -282,12 +283,13 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
             if sel.any():
                 p_model[te[sel]] = heads[name].predict_proba(X_test[sel])
                 p_base[te[sel]] = base[name].predict_proba(test_rows.features[sel])
+        shown = emb_test if rep == "projection" else embed_rows(encoder, test_rows, choice.device)
         if reference is None:
-            reference = (te, emb_test)
-            aligned = emb_test
+            reference = (te, shown)
+            aligned = shown
         else:
             ref_rows, ref_emb = reference
-            aligned = emb_test @ _procrustes(embed_rows(encoder, rows.subset(ref_rows), choice.device), ref_emb)
+            aligned = shown @ _procrustes(embed_rows(encoder, rows.subset(ref_rows), choice.device), ref_emb)
         embeddings[te] = aligned
         fold_of[te] = f
         fold_records.append({
@@ -350,7 +352,7 @@ def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -
     xy = result.tsne
     networks = np.asarray(result.rows["network"])
     labels = np.asarray(result.rows["label"])
-    fig = Figure(figsize=(6.5, 5.5), dpi=120)
+    fig = Figure(figsize=(7.5, 5.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
     for k, name in enumerate(result.networks):
@@ -363,6 +365,6 @@ def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or "t-SNE of held-out embeddings (each fold's own encoder)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2, loc="best", frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the points
     fig.tight_layout()
     return write_with(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -109,14 +109,25 @@ def stage2_design(embeddings: np.ndarray | None, features: np.ndarray | None) ->
     return np.concatenate(parts, axis=1)
 
 
+#: What stage 2 reads of stage 1: the projected embeddings or the encoder features before the heads.
+REPRESENTATIONS = ("projection", "encoder")
+
+
 @torch.no_grad()
 def embed_rows(encoder: NetworkPairEncoder, rows: NetworkRows, device: torch.device | str = "cpu",
-               n_windows: int = N_WINDOWS, batch_size: int = 64, tc_length: int = TC_LENGTH) -> np.ndarray:
-    """Stage-1 embeddings of every row: ``[map embedding, time-course embedding]`` (N, 2E).
+               n_windows: int = N_WINDOWS, batch_size: int = 64, tc_length: int = TC_LENGTH,
+               representation: str = "projection") -> np.ndarray:
+    """Stage-1 representation of every row: ``[map part, time-course part]``.
 
-    The time-course embedding is the mean over ``n_windows`` evenly spaced windows,
-    renormalised to unit length; deterministic (no random windows, eval mode).
+    ``representation='projection'``: the unit-length embeddings the losses shaped
+    (N, 2 x embed_dim), the space of the t-SNE; the time-course embedding is the mean over
+    ``n_windows`` evenly spaced windows, renormalised. ``'encoder'``: the encoders'
+    features before the projection heads (N, 2 x 64), windows averaged. Deterministic
+    (no random windows, eval mode).
     """
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation must be one of {REPRESENTATIONS}, not {representation!r}")
+    before = representation == "encoder"
     device = torch.device(device)
     encoder.eval()
     out = []
@@ -124,13 +135,16 @@ def embed_rows(encoder: NetworkPairEncoder, rows: NetworkRows, device: torch.dev
         idx = np.arange(start, min(start + batch_size, len(rows)))
         maps = torch.from_numpy(rows.maps[idx]).to(device)
         nets = torch.from_numpy(rows.networks[idx]).to(device)
-        z_map = encoder.embed_maps(maps, nets)
+        z_map = encoder.embed_maps(maps, nets, before_head=before)
         windows = np.stack([rows.windows(int(i), n_windows, tc_length) for i in idx])  # (B, W, L)
         flat = torch.from_numpy(windows.reshape(-1, tc_length)).to(device)
-        z_tc = encoder.embed_timecourses(flat, nets.repeat_interleave(n_windows))
-        z_tc = torch.nn.functional.normalize(z_tc.view(len(idx), n_windows, -1).mean(dim=1), dim=1)
+        z_tc = encoder.embed_timecourses(flat, nets.repeat_interleave(n_windows), before_head=before)
+        z_tc = z_tc.view(len(idx), n_windows, -1).mean(dim=1)
+        if not before:
+            z_tc = torch.nn.functional.normalize(z_tc, dim=1)
         out.append(torch.cat([z_map, z_tc], dim=1).cpu().numpy().astype(np.float64))
-    return np.concatenate(out) if out else np.zeros((0, 2 * encoder.embed_dim))
+    width = 2 * (encoder.map_encoder.out_dim if before else encoder.embed_dim)
+    return np.concatenate(out) if out else np.zeros((0, width))
 
 
 @dataclass
@@ -150,6 +164,8 @@ class PrePostModel:
         The grid the maps must be on, with its templates (for the summary features).
     n_windows : int
         Time-course windows averaged per embedding.
+    representation : str
+        What stage 2 reads of stage 1 (:data:`REPRESENTATIONS`, see :func:`embed_rows`).
     """
 
     encoder: NetworkPairEncoder
@@ -158,15 +174,17 @@ class PrePostModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     context: GridContext = field(default_factory=model_context)
     n_windows: int = N_WINDOWS
+    representation: str = "projection"
 
     @property
     def networks(self) -> tuple[str, ...]:
         """Networks this model predicts, in template order."""
         return tuple(n for n in self.context.networks if n in self.heads)
 
-    def embed(self, rows: NetworkRows) -> np.ndarray:
-        """Stage-1 embeddings (N, 2E) of ``rows``."""
-        return embed_rows(self.encoder, rows, self.device, self.n_windows)
+    def embed(self, rows: NetworkRows, representation: str | None = None) -> np.ndarray:
+        """Stage-1 representation of ``rows`` (default: the one stage 2 reads)."""
+        return embed_rows(self.encoder, rows, self.device, self.n_windows,
+                          representation=representation or self.representation)
 
     def predict_rows(self, rows: NetworkRows, embeddings: np.ndarray | None = None) -> np.ndarray:
         """P(post) of each row (N,), each by the stage-2 model of its network."""
@@ -241,7 +259,7 @@ def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str
     device = torch.device(device)
     encoder.to(device).eval()
     return PrePostModel(encoder, heads, card, device, _context_for(card),
-                        int(config.get("n_windows", N_WINDOWS)))
+                        int(config.get("n_windows", N_WINDOWS)), str(config.get("representation", "projection")))
 
 
 def load_prepost_model(version: str | None = None, device: str = "auto",
@@ -279,7 +297,8 @@ def card_config(model: PrePostModel, extra: Mapping[str, Any] | None = None) -> 
         **dict(model.card.config),
         "encoder": model.encoder.config(),
         "stage2": {name: head.to_json() for name, head in model.heads.items()},
-        "stage2_inputs": ["map embedding", "time-course embedding", *FEATURE_NAMES],
+        "stage2_inputs": [f"map {model.representation}", f"time-course {model.representation}", *FEATURE_NAMES],
+        "representation": model.representation,
         "networks": list(model.context.networks),
         "grid": {"affine": model.context.affine.tolist(), "shape": list(model.context.shape)},
         "model_tr_s": MODEL_TR_S,

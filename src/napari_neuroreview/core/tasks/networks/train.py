@@ -103,7 +103,7 @@ class Stage1Config:
     width: int = 8
     embed_dim: int = 32
     network_dim: int = 8
-    pool: int = 3
+    pool: int = 4
     map_shift: int = 1
     map_noise: float = 0.1
     seed: int = 0
@@ -123,12 +123,17 @@ class Stage2Config:
         Folds of that inner cross-validation.
     use_embeddings, use_features : bool
         What stage 2 reads (both, as in the study; switch one off to ablate).
+    representation : str
+        Which stage-1 output stage 2 reads: ``'projection'`` (the contrastive
+        embeddings) or ``'encoder'`` (the features before the projection heads); see
+        ``model.embed_rows``.
     """
 
     Cs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     inner_folds: int = 3
     use_embeddings: bool = True
     use_features: bool = True
+    representation: str = "projection"
 
 
 def clip_loss(z_map: torch.Tensor, z_tc: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -331,14 +336,14 @@ def train_prepost(
     encoder, history = yield from train_stage1(rows, stage1, device)
     total = stage1.epochs * max(1, int(np.ceil(len(rows) / stage1.batch_size)))
     yield Progress(total, total, "Stage 2: logistic regression per network")
-    embeddings = embed_rows(encoder, rows, dev)
+    embeddings = embed_rows(encoder, rows, dev, representation=stage2.representation)
     heads = train_stage2(rows, embeddings, stage2)
     context = context or model_context()
     if rows.maps.shape[1:] != context.shape:
         raise ValueError(f"training rows are on a {rows.maps.shape[1:]} grid, not {context.shape}")
     card = ModelCard(name=MODEL_NAME, version="0.0.0", task=TASK,
                      config={"stage1": asdict(stage1), "stage2_config": asdict(stage2)})
-    model = PrePostModel(encoder, heads, card, dev, context)
+    model = PrePostModel(encoder, heads, card, dev, context, representation=stage2.representation)
     report = {"train_loss": history.train_loss, "n_rows": len(rows),
               "n_patients": int(np.unique(rows.groups).size), "stage1": asdict(stage1),
               "stage2": asdict(stage2), "C": {name: head.C for name, head in heads.items()}}
