@@ -162,6 +162,11 @@ def test_save_load_round_trip_predicts_identically(planted_rows, tmp_path):
     assert loaded.card.version == "1.0.0" and loaded.card.weights_sha256
     after = loaded.predict_scans(scans)
     assert after == before  # bit-identical probabilities
+    ref, ref2 = model.reference, loaded.reference  # the t-SNE backdrop travels in the weight file
+    assert ref["embeddings"].shape == (len(planted_rows), 64)
+    np.testing.assert_allclose(ref2["embeddings"], ref["embeddings"], atol=1e-6)
+    assert ref2["networks"] == ref["networks"] and ref2["states"] == ref["states"]
+    assert ref2["states"][:10] == ["pre"] * 5 + ["post"] * 5
     single = loaded.predict(scans[0].inputs, tr_s=scans[0].tr_s)
     assert set(single) == set(ctx.networks)  # one scan alone: equal up to batch-size rounding
     np.testing.assert_allclose([single[k] for k in ctx.networks], [before[0][k] for k in ctx.networks], atol=1e-6)

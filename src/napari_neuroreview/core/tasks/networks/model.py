@@ -166,6 +166,12 @@ class PrePostModel:
         Time-course windows averaged per embedding.
     representation : str
         What stage 2 reads of stage 1 (:data:`REPRESENTATIONS`, see :func:`embed_rows`).
+    reference : dict or None
+        Embeddings of the training scans for the t-SNE a patient is placed on:
+        ``{"embeddings": (N, 2E) projection embeddings by this model, "networks": [name],
+        "states": ["pre"|"post"]}``. They are *training* scans embedded by the model that
+        learnt from them, so they look more separated than a new scan's will. Saved in
+        the weight file (tensors ``reference.*``), so the sha256 check covers them.
     """
 
     encoder: NetworkPairEncoder
@@ -175,20 +181,20 @@ class PrePostModel:
     context: GridContext = field(default_factory=model_context)
     n_windows: int = N_WINDOWS
     representation: str = "projection"
+    reference: dict[str, Any] | None = None
 
     @property
     def networks(self) -> tuple[str, ...]:
         """Networks this model predicts, in template order."""
         return tuple(n for n in self.context.networks if n in self.heads)
 
-    def embed(self, rows: NetworkRows, representation: str | None = None) -> np.ndarray:
-        """Stage-1 representation of ``rows`` (default: the one stage 2 reads)."""
-        return embed_rows(self.encoder, rows, self.device, self.n_windows,
-                          representation=representation or self.representation)
+    def embed(self, rows: NetworkRows, representation: str = "projection") -> np.ndarray:
+        """Stage-1 embeddings of ``rows`` (default: the projection space of the t-SNE and ``reference``)."""
+        return embed_rows(self.encoder, rows, self.device, self.n_windows, representation=representation)
 
     def predict_rows(self, rows: NetworkRows, embeddings: np.ndarray | None = None) -> np.ndarray:
         """P(post) of each row (N,), each by the stage-2 model of its network."""
-        emb = self.embed(rows) if embeddings is None else embeddings
+        emb = self.embed(rows, self.representation) if embeddings is None else embeddings
         X = stage2_design(emb, rows.features)
         out = np.full(len(rows), np.nan)
         for k, name in enumerate(self.context.networks):
@@ -248,6 +254,8 @@ def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str
                     ) -> PrePostModel:
     """Rebuild a :class:`PrePostModel` from its weights and card."""
     config = card.config
+    reference = _reference_from_tensors(state, list(config.get("networks", [])))
+    state = {k: v for k, v in state.items() if not k.startswith(_REFERENCE_PREFIX)}
     try:
         encoder = NetworkPairEncoder(**config["encoder"])
         encoder.load_state_dict(state)
@@ -259,7 +267,31 @@ def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str
     device = torch.device(device)
     encoder.to(device).eval()
     return PrePostModel(encoder, heads, card, device, _context_for(card),
-                        int(config.get("n_windows", N_WINDOWS)), str(config.get("representation", "projection")))
+                        int(config.get("n_windows", N_WINDOWS)), str(config.get("representation", "projection")),
+                        reference)
+
+
+_REFERENCE_PREFIX = "reference."
+
+
+def _reference_tensors(reference: Mapping[str, Any] | None, networks: Sequence[str]) -> dict[str, torch.Tensor]:
+    if not reference:
+        return {}
+    return {
+        "reference.embeddings": torch.as_tensor(np.asarray(reference["embeddings"], np.float32)),
+        "reference.networks": torch.as_tensor([list(networks).index(n) for n in reference["networks"]]),
+        "reference.labels": torch.as_tensor([{"pre": 0, "post": 1}[s] for s in reference["states"]]),
+    }
+
+
+def _reference_from_tensors(state: Mapping[str, torch.Tensor], networks: Sequence[str]) -> dict[str, Any] | None:
+    if "reference.embeddings" not in state or not networks:
+        return None
+    return {
+        "embeddings": state["reference.embeddings"].cpu().numpy().astype(np.float64),
+        "networks": [networks[int(k)] for k in state["reference.networks"].tolist()],
+        "states": ["post" if int(v) else "pre" for v in state["reference.labels"].tolist()],
+    }
 
 
 def load_prepost_model(version: str | None = None, device: str = "auto",
@@ -317,7 +349,9 @@ def save_prepost_model(model: PrePostModel, root: str | Path, version: str, trai
         metrics={k: float(v) for k, v in (metrics or {}).items() if np.isfinite(v)}, notes=notes,
         config=card_config(model, extra_config),
     )
-    save_model({k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}, card, root)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.encoder.state_dict().items()}
+    tensors.update(_reference_tensors(model.reference, model.context.networks))
+    save_model(tensors, card, root)
     return card
 
 

@@ -344,6 +344,10 @@ def train_prepost(
     card = ModelCard(name=MODEL_NAME, version="0.0.0", task=TASK,
                      config={"stage1": asdict(stage1), "stage2_config": asdict(stage2)})
     model = PrePostModel(encoder, heads, card, dev, context, representation=stage2.representation)
+    projection = embeddings if stage2.representation == "projection" else model.embed(rows)
+    model.reference = {  # training scans in this model's space: the backdrop of a patient's t-SNE
+        "embeddings": projection, "networks": [rows.network_names[int(k)] for k in rows.networks],
+        "states": ["post" if int(v) else "pre" for v in rows.labels]}
     report = {"train_loss": history.train_loss, "n_rows": len(rows),
               "n_patients": int(np.unique(rows.groups).size), "stage1": asdict(stage1),
               "stage2": asdict(stage2), "C": {name: head.C for name, head in heads.items()}}
