@@ -145,6 +145,19 @@ def test_load_cohort_labels_from_folders_never_truth(tmp_path):
     assert isinstance(warnings, list)
     single, _ = run_to_completion(load_scan(tmp_path / "cohort" / "sub-001" / "ses-pre" / "ica"))
     np.testing.assert_array_equal(single.inputs["motor"][0], scans[1].inputs["motor"][0])
+    # the whole `networks train` path on this cohort: 2-fold CV metrics into the card, fit on all, save, load
+    card, report = run_to_completion(T.train_on_cohort(
+        tmp_path / "cohort", tmp_path / "registry", "0.1.0", stage1=T.Stage1Config(epochs=1, batch_size=20),
+        cv_folds=2, device="cpu", n_boot=10))
+    assert card.version == "0.1.0" and "auc_motor" in card.metrics and "baseline_auc_mean" in card.metrics
+    assert "cross-validation" in card.config["metrics_on"] and card.config["n_train_patients"] == 2
+    assert "2 patients" in card.training_data and report["seconds"]["final_training"] > 0
+    from napari_neuroreview.core.tasks.networks.model import load_prepost_model
+
+    loaded = load_prepost_model(device="cpu", roots=[tmp_path / "registry"])
+    p = loaded.predict(scans[0].inputs, tr_s=scans[0].tr_s)
+    assert set(p) == set(tiny_context().networks) and all(0 <= v <= 1 for v in p.values())
+    assert loaded.reference["embeddings"].shape == (20, 64)
     bad = tmp_path / "cohort" / "sub-003" / "ses-followup"
     bad.mkdir(parents=True)
     (bad / "bold.nii.gz").write_bytes((tmp_path / "cohort" / "sub-001" / "ses-post" / "bold.nii.gz").read_bytes())

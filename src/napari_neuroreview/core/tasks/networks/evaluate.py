@@ -46,6 +46,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "cross_validate",
+    "evaluate_cohort",
     "patient_folds",
     "save_tsne_png",
 ]
@@ -368,3 +369,19 @@ def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the points
     fig.tight_layout()
     return write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def evaluate_cohort(cohort: str | Path, config: EvaluationConfig | None = None, device: str = "auto"
+                    ) -> TaskGenerator[tuple[EvaluationResult, list[str]]]:
+    """Load a cohort (``cohort.load_cohort``) and cross-validate on it; returns (result, warnings).
+
+    The first third of the progress is loading (ICA of sessions without ``ica/``), the
+    rest the cross-validation.
+    """
+    from .cohort import load_cohort
+    from .features import build_rows
+
+    scans, warnings = yield from _train._within(load_cohort(cohort), 0, 100, 300, "Loading the cohort")
+    rows = build_rows(scans)
+    result = yield from _train._within(cross_validate(rows, config, device), 100, 200, 300, "Cross-validation")
+    return result, warnings

@@ -35,6 +35,7 @@ weights bit for bit (on CUDA, up to the GPU's non-deterministic reductions).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,7 @@ __all__ = [
     "fit_baseline",
     "fit_logistic",
     "supcon_loss",
+    "train_on_cohort",
     "train_prepost",
     "train_stage1",
     "train_stage2",
@@ -352,3 +354,85 @@ def train_prepost(
               "n_patients": int(np.unique(rows.groups).size), "stage1": asdict(stage1),
               "stage2": asdict(stage2), "C": {name: head.C for name, head in heads.items()}}
     return model, report
+
+
+#: Metrics copied from the cross-validation into the model card.
+CARD_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "f1")
+
+
+def train_on_cohort(
+    cohort: str | Path, root: str | Path, version: str, *, stage1: Stage1Config | None = None,
+    stage2: Stage2Config | None = None, cv_folds: int = 5, device: str = "auto", parent: str | None = None,
+    n_boot: int = 200,
+) -> TaskGenerator[tuple[ModelCard, dict[str, Any]]]:
+    """Everything ``neuroreview networks train`` does: load, cross-validate, fit on all, save.
+
+    1. Load the cohort (``cohort.load_cohort``: ICA folders or in-memory ICA; labels from
+       the folder names).
+    2. With ``cv_folds >= 2``: the patient-grouped cross-validation of ``evaluate.py``
+       (both stages refitted per fold); its held-out per-network metrics, and the
+       baseline's AUC, go into the card (``config["metrics_on"]`` says so). These are
+       the honest numbers; the saved model itself is then trained on every patient.
+    3. Train both stages on all scans and save version ``version`` under ``root``.
+
+    Returns ``(card, report)``: the report holds the cross-validation table (text), its
+    JSON, the training loss and the timings.
+    """
+    import time
+
+    from .cohort import describe_cohort, load_cohort
+    from .evaluate import EvaluationConfig, cross_validate
+    from .features import build_rows
+    from .model import save_prepost_model
+
+    stage1, stage2 = stage1 or Stage1Config(), stage2 or Stage2Config()
+    started = time.perf_counter()
+    span = 100
+    total = 3 * span
+    scans, warnings = yield from _within(load_cohort(cohort), 0, span, total, "Loading the cohort")
+    rows = build_rows(scans)
+    seconds = {"load": time.perf_counter() - started}
+    metrics: dict[str, float] = {}
+    extra: dict[str, Any] = {"n_train_scans": len(scans), "n_train_patients": int(np.unique(rows.groups).size)}
+    report: dict[str, Any] = {"warnings": warnings}
+    if cv_folds >= 2:
+        t0 = time.perf_counter()
+        config = EvaluationConfig(folds=cv_folds, seed=stage1.seed, n_boot=n_boot, stage1=stage1, stage2=stage2,
+                                  tsne=False)
+        evaluation = yield from _within(cross_validate(rows, config, device), span, span, total, "Cross-validation")
+        for name in evaluation.networks:
+            for metric in CARD_METRICS:
+                metrics[f"{metric}_{name}"] = evaluation.metrics["model"][name][metric]["value"]
+            metrics[f"baseline_auc_{name}"] = evaluation.metrics["baseline"][name]["auc"]["value"]
+        metrics["auc_mean"] = float(np.mean([evaluation.metrics["model"][n]["auc"]["value"] for n in evaluation.networks]))
+        metrics["baseline_auc_mean"] = float(
+            np.mean([evaluation.metrics["baseline"][n]["auc"]["value"] for n in evaluation.networks]))
+        extra["metrics_on"] = (
+            f"held-out patients of a {cv_folds}-fold cross-validation by patient on the training cohort (both "
+            "stages refitted in every fold; threshold 0.5); baseline_* = logistic regression on the summary "
+            "features in the same folds. The saved model is then trained on all patients.")
+        report["cv_table"] = evaluation.table()
+        report["cv"] = evaluation.to_json()
+        seconds["cross_validation"] = evaluation.seconds
+        seconds["cross_validation_wall"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model, train_report = yield from _within(train_prepost(rows, stage1, stage2, device), 2 * span, span, total,
+                                             "Training on all patients")
+    seconds["final_training"] = time.perf_counter() - t0
+    extra["train_loss"] = train_report["train_loss"]
+    extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    card = save_prepost_model(model, root, version, training_data=describe_cohort(cohort, scans),
+                              metrics=metrics, parent=parent, extra_config=extra)
+    report.update({"train_loss": train_report["train_loss"], "seconds": extra["seconds"], "C": train_report["C"]})
+    yield Progress(total, total, f"Saved {card.name} {card.version}")
+    return card, report
+
+
+def _within(task: TaskGenerator[Any], start: int, span: int, total: int, what: str) -> TaskGenerator[Any]:
+    """Run a sub-task as units ``start .. start + span`` of ``total``, prefixing its messages."""
+    while True:
+        try:
+            update = next(task)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(start + int(span * update.fraction), total, f"{what}: {update.message}")
