@@ -197,3 +197,16 @@ def test_compare_pre_post_checks_acquisitions(planted_rows):
     faster = F.ScanInputs(post.inputs, 1.5, source="post.nii.gz")
     with pytest.raises(InputFileError, match="TR"):
         M.compare_pre_post(model, pre, faster)
+
+
+def test_shipped_weights_load_and_predict():
+    from napari_neuroreview.core.registry import DEMO_NOTE, SHIPPED_WEIGHTS_ROOT
+
+    model = M.load_prepost_model(device="cpu", roots=[SHIPPED_WEIGHTS_ROOT])
+    assert model.card.notes == DEMO_NOTE and "phantom" in model.card.training_data
+    assert "cross-validation" in model.card.config["metrics_on"] and 0.5 < model.card.metrics["auc_mean"] <= 1
+    assert model.context.shape == F.model_context().shape and model.networks == F.model_context().networks
+    assert model.reference is not None and len(model.reference["states"]) == len(model.reference["embeddings"])
+    scans = synthetic_scans(1, seed=4, n_volumes=150, context=F.model_context())
+    p = model.predict_scans(scans)
+    assert all(set(d) == set(model.networks) and all(0 <= v <= 1 for v in d.values()) for d in p)
