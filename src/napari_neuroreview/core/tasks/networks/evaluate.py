@@ -304,6 +304,8 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
         sel = rows.networks == k
         if not sel.any():
             continue
+        yield Progress(len(folds) * scale + k * scale // (2 * len(rows.network_names)), total,
+                       f"Bootstrap confidence intervals: {name}")
         for method, p in (("model", p_model), ("baseline", p_base)):
             metrics[method][name] = _metric_table(rows.labels[sel], p[sel], rows.groups[sel],
                                                   config.threshold, config.n_boot, config.seed)
