@@ -377,6 +377,18 @@ def train_on_cohort(
 
     Returns ``(card, report)``: the report holds the cross-validation table (text), its
     JSON, the training loss and the timings.
+
+    The shipped ``weights/network-prepost/1.0.0`` were made with the defaults (CPU, seed 0)::
+
+        python -c "from napari_neuroreview.core.phantoms.rsfmri.cohort import write_bold_cohort as w; \
+        from napari_neuroreview.core.progress import run_to_completion as r; r(w('DIR', 56, seed=0))"
+        neuroreview networks extract --cohort DIR
+        neuroreview networks train --data DIR --out src/napari_neuroreview/weights --version 1.0.0 --device cpu
+
+    (the last line is ``train_on_cohort('DIR', 'src/napari_neuroreview/weights', '1.0.0',
+    device='cpu')``). On an idle 2-core CPU: loading the 112 ICA folders 19 s, the 5-fold
+    cross-validation 73 s, the final training 17 s; writing the cohort about 9 min and
+    its ICA 2-10 s per scan.
     """
     import time
 
