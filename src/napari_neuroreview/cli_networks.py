@@ -177,6 +177,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Patient-grouped cross-validation of the two-stage model and the baseline on a cohort."""
+    from .core.io.atomic import write_text_atomic
+    from .core.tasks.networks.evaluate import EvaluationConfig, evaluate_cohort, save_tsne_png
+    from .core.tasks.networks.train import Stage1Config
+
+    for target in (args.json, args.tsne):
+        if target and Path(target).is_dir():
+            raise InputFileError(f"{target}: is a folder; give a file name")
+    config = EvaluationConfig(folds=args.folds, seed=args.seed, n_boot=args.n_boot, tsne=bool(args.tsne),
+                              stage1=Stage1Config(epochs=args.epochs, seed=args.seed))
+    try:
+        result, warnings = _drive(evaluate_cohort(Path(args.data), config, args.device), args.quiet)
+    except ValueError as exc:  # fewer patients than folds
+        raise InputFileError(f"{args.data}: {exc}") from None
+    for sentence in warnings:
+        print(f"warning: {sentence}", file=sys.stderr)
+    print(result.table())
+    print(f"{config.folds}-fold cross-validation by patient; {result.seconds:.0f} s on {result.device}")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    if args.tsne:
+        save_tsne_png(result, args.tsne)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train both stages on a cohort and save a version (card metrics from --cv folds)."""
+    from .core.registry import default_registry_root
+    from .core.tasks.networks.train import Stage1Config, train_on_cohort
+
+    root = Path(args.out) if args.out else default_registry_root()
+    try:
+        card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
+                                              stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
+                                              cv_folds=args.cv), args.quiet)
+    except ValueError as exc:
+        raise InputFileError(f"{args.data}: {exc}") from None
+    if report.get("cv_table"):
+        print(report["cv_table"])
+    print(json.dumps({"name": card.name, "version": card.version, "root": str(root),
+                      "auc_mean": card.metrics.get("auc_mean"), "seconds": report["seconds"]}, indent=2))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview networks`` and its subcommands."""
     from .core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
@@ -210,6 +255,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tr", type=float, default=None, help="repetition time (s) for inputs that do not say it")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    def model_args(name: str, helptext: str, func: Any) -> argparse.ArgumentParser:
+        p = networks.add_parser(name, help=helptext)
+        p.add_argument("--data", required=True, help="cohort folder: sub-*/ses-pre|ses-post/ (bold.nii.gz or ica/)")
+        p.add_argument("--epochs", type=int, default=30, help="stage-1 epochs")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="auto")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func)
+        return p
+
+    p = model_args("evaluate", "cross-validation by patient of the pre/post model and the baseline", cmd_evaluate)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--n-boot", type=int, default=1000, help="patient-bootstrap resamples per CI")
+    p.add_argument("--tsne", default=None, help="PNG of the t-SNE of held-out embeddings")
+    p.add_argument("--json", default=None, help="the full result as JSON")
+
+    p = model_args("train", "train the pre/post model on a cohort and save a version", cmd_train)
+    p.add_argument("--out", default=None, help="registry folder (default: the user data folder)")
+    p.add_argument("--version", required=True)
+    p.add_argument("--cv", type=int, default=5, help="folds of the CV whose held-out metrics go into the card (0: none)")
 
     p = networks.add_parser("phantoms", help="simulated pre/post rs-fMRI cohort with ground truth")
     p.add_argument("--out", required=True, help="cohort folder (sub-*/ses-pre|ses-post/bold.nii.gz + truth)")

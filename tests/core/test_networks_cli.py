@@ -181,3 +181,26 @@ def test_phantoms_writes_a_paired_cohort_and_refuses_bad_numbers(tmp_path, capsy
     bad = tmp_path / "bad"
     assert main(["networks", "phantoms", "--out", str(bad), "--n", "0", "--quiet"]) == 2
     assert "neuroreview:" in capsys.readouterr().err and not bad.exists()
+
+
+def test_evaluate_and_train_on_a_small_cohort(tmp_path, capsys) -> None:
+    """CV by patient prints a per-network table, writes JSON + t-SNE; train saves a loadable version."""
+    from napari_neuroreview.core.tasks.networks.model import load_prepost_model
+
+    cohort = tmp_path / "cohort"
+    assert main(["networks", "phantoms", "--out", str(cohort), "--n", "4", "--n-volumes", "60", "--voxel-mm", "6",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    out_json, png = tmp_path / "cv.json", tmp_path / "tsne.png"
+    assert main(["networks", "evaluate", "--data", str(cohort), "--folds", "2", "--epochs", "1", "--n-boot", "20",
+                 "--device", "cpu", "--json", str(out_json), "--tsne", str(png), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    for name in atlas.NETWORKS:
+        assert name in printed
+    doc = json.loads(out_json.read_text())
+    assert png.stat().st_size > 1000 and doc
+    root = tmp_path / "models"
+    assert main(["networks", "train", "--data", str(cohort), "--out", str(root), "--version", "0.5.0", "--epochs", "1",
+                 "--cv", "0", "--device", "cpu", "--quiet"]) == 0
+    assert load_prepost_model("0.5.0", device="cpu", roots=[root]).card.version == "0.5.0"
+    assert main(["networks", "evaluate", "--data", str(tmp_path / "nothing"), "--quiet"]) == 2

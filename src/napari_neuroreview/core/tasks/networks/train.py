@@ -380,8 +380,7 @@ def train_on_cohort(
 
     The shipped ``weights/network-prepost/1.0.0`` were made with the defaults (CPU, seed 0)::
 
-        python -c "from napari_neuroreview.core.phantoms.rsfmri.cohort import write_bold_cohort as w; \
-        from napari_neuroreview.core.progress import run_to_completion as r; r(w('DIR', 56, seed=0))"
+        neuroreview networks phantoms --out DIR --n 56 --seed 0
         neuroreview networks extract --cohort DIR
         neuroreview networks train --data DIR --out src/napari_neuroreview/weights --version 1.0.0 --device cpu
 
