@@ -87,6 +87,10 @@ def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_na
     lines = widget.plots.ax_tc.get_lines()
     assert len(lines) == 2
     np.testing.assert_allclose(lines[0].get_ydata(), comparison.pre.network_timecourse("vision"))
+    # the t-SNE: every reference embedding drawn, and the patient's ten points on top
+    assert comparison.tsne is not None
+    drawn = sum(len(c.get_offsets()) for c in widget.plots.ax_tsne.collections)
+    assert drawn == len(comparison.tsne["reference"]) + 2 * len(atlas.NETWORKS)
 
 
 def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer, qtbot, tmp_path, installed_model,

@@ -97,11 +97,10 @@ class NetworkPlots(QWidget):
             ax.set_xticks([])
             ax.set_yticks([])
             return
-        names = list(NETWORK_COLORS)
         ref, ref_net, ref_state = tsne["reference"], tsne["reference_network"], tsne["reference_state"]
-        for k, name in enumerate(names):
+        for name in NETWORK_COLORS:
             for state, marker in (("pre", "o"), ("post", "^")):
-                sel = (ref_net == k) & (ref_state == (1 if state == "post" else 0))
+                sel = (ref_net == name) & (ref_state == state)
                 ax.scatter(ref[sel, 0], ref[sel, 1], s=6, marker=marker, color=NETWORK_COLORS[name],
                            alpha=0.9 if name == network else 0.25, linewidths=0)
         for state in ("pre", "post"):

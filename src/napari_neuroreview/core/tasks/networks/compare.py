@@ -98,8 +98,8 @@ class Comparison:
     post_maps_on_pre_grid : bool
         True when the post maps were resampled onto the pre grid for display.
     tsne : dict or None
-        ``{"reference": (N, 2), "reference_network": (N,), "reference_state": (N,),
-        "patient": {"pre": (5, 2), "post": (5, 2)}, "networks": [...]}``, or None when the
+        ``{"reference": (N, 2), "reference_network": (N,) network names, "reference_state":
+        (N,) 'pre'/'post', "patient": {"pre": (5, 2), "post": (5, 2)}, "networks": [...]}``, or None when the
         model ships no reference embeddings.
     predictor : object
         The loaded pre/post model, kept so that an override can be re-predicted without
@@ -231,8 +231,8 @@ def patient_tsne(model: Any, embeddings: dict[str, np.ndarray], seed: int = 0) -
     xy = tsne_coordinates(points, seed=seed)
     n, k = len(ref), len(embeddings["pre"])
     return {
-        "reference": xy[:n], "reference_network": np.asarray(reference["networks"]),
-        "reference_state": np.asarray(reference["states"]),
+        "reference": xy[:n], "reference_network": np.asarray(reference["networks"], dtype=str),
+        "reference_state": np.asarray(reference["states"], dtype=str),
         "patient": {"pre": xy[n:n + k], "post": xy[n + k:]}, "networks": list(embeddings["networks"]),
     }
 
