@@ -60,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of the detector over a folder of labelled cases."""
     from .core.metrics import froc, summarize
     from .core.tasks.cmb.dataset import load_cases
-    from .core.tasks.cmb.evaluate import at_threshold, evaluate_result
+    from .core.tasks.cmb.evaluate import at_threshold
     from .core.tasks.cmb.model import load_detector
     from .core.tasks.cmb.train import SWEEP_FLOOR, match_to_labels
     from .core.tasks.cmb.detect import run

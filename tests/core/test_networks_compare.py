@@ -37,7 +37,7 @@ def pair(tmp_path) -> dict[str, Path]:
 def test_compare_writes_p_post_of_every_network_for_both_scans(pair, tmp_path, capsys) -> None:
     out = tmp_path / "res.json"
     assert main(["networks", "compare", "--pre", str(pair["pre"]), "--post", str(pair["post"]), "--out", str(out),
-                 "--device", "cpu", "--quiet"]) == 0
+                 "--version", "0.1.0", "--device", "cpu", "--quiet"]) == 0
     doc = json.loads(out.read_text())
     assert doc["model"] == {"name": "network-prepost", "version": "0.1.0"}
     assert set(doc["networks"]) == set(atlas.NETWORKS) and doc["n_volumes"] == 100 and doc["tr_s"] == 2.0

@@ -11,7 +11,7 @@ import pytest
 from napari_neuroreview.core import atlas
 from napari_neuroreview.core.io.ica_folder import load_networks_json
 from napari_neuroreview.core.registry import default_registry_root
-from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget
+from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget, view_grid
 
 from networks_synthetic import make_synthetic_bold, save_bold
 from prepost_tiny import install_tiny_model
@@ -59,7 +59,8 @@ def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_na
     assert comparison is not None
 
     # two views side by side, linked by napari's grid (one dims, one camera), pre on the left
-    assert viewer.grid.enabled and tuple(viewer.grid.shape) == (1, 2) and viewer.grid.stride == 2
+    grid = view_grid(viewer)
+    assert grid.enabled and tuple(grid.shape) == (1, 2) and grid.stride == 2
     names = [layer.name for layer in viewer.layers]
     for state in ("pre", "post"):
         for name in LAYER_NAMES[state]:
@@ -147,6 +148,6 @@ def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_p
         assert widget.pre_path.text().endswith("ses-pre") and widget.post_path.text().endswith("ses-post")
         qtbot.waitUntil(lambda: not widget.runner.running, timeout=120_000)
         assert widget.runner.last_error is None and widget.comparison is not None
-        assert viewer.grid.enabled and LAYER_NAMES["pre"][1] in viewer.layers
+        assert view_grid(viewer).enabled and LAYER_NAMES["pre"][1] in viewer.layers
     finally:
         viewer.close()

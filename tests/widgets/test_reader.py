@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from napari_neuroreview.core.io.layers import META_KEY
 

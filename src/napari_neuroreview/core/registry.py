@@ -38,6 +38,8 @@ __all__ = [
     "CARD_FILE",
     "DEMO_NOTE",
     "SHIPPED_WEIGHTS_ROOT",
+    "find_version",
+    "installed_versions",
     "WEIGHTS_FILE",
     "ModelCard",
     "default_registry_root",
@@ -359,3 +361,43 @@ def latest(root: str | Path, name: str) -> ModelCard | None:
     """
     cards = list_versions(root, name)
     return cards[-1] if cards else None
+
+
+def installed_versions(name: str, roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
+    """Every installed version of ``name`` with the registry root it lives in, oldest first.
+
+    ``roots`` default to the user's registry, then the shipped weights; an earlier root
+    wins for the same version, so a user's own 1.0.0 shadows the shipped one.
+    """
+    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
+    found: dict[str, tuple[Path, ModelCard]] = {}
+    for root in reversed(roots):
+        for card in list_versions(root, name):
+            found[card.version] = (Path(root), card)
+    return [found[v] for v in sorted(found, key=version_key)]
+
+
+def find_version(
+    name: str, version: str | None, roots: list[Path] | None, what: str, train_command: str
+) -> tuple[Path, ModelCard]:
+    """The root and card of ``version`` of ``name`` (the newest when None).
+
+    Raises
+    ------
+    RegistryError
+        One sentence naming ``what`` (e.g. "microbleed detector") when nothing is
+        installed (with ``train_command`` as the way out) or that version is not.
+    """
+    versions = installed_versions(name, roots)
+    if not versions:
+        raise RegistryError(
+            f"No {what} is installed: train one with `{train_command}` "
+            "or reinstall napari-neuroreview (it ships demo weights)."
+        )
+    if version is None:
+        return versions[-1]
+    matches = [(r, c) for r, c in versions if c.version == version]
+    if not matches:
+        known = ", ".join(c.version for _, c in versions)
+        raise RegistryError(f"The {what} version {version} is not installed (installed: {known}).")
+    return matches[0]

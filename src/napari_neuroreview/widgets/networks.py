@@ -252,9 +252,10 @@ class NetworksWidget(QWidget):
                                   colormap="gray", metadata=anatomy["metadata"])
             display, kwargs = self._map_layer_data(state, network)
             self.viewer.add_image(display, **kwargs)
-        self.viewer.grid.stride = 2
-        self.viewer.grid.shape = (1, 2)
-        self.viewer.grid.enabled = True
+        grid = view_grid(self.viewer)
+        grid.stride = 2
+        grid.shape = (1, 2)
+        grid.enabled = True
         self.viewer.dims.ndisplay = 2
         self._apply_threshold()
         self.viewer.reset_view()
@@ -389,6 +390,12 @@ class NetworksWidget(QWidget):
         ready = self.comparison is not None
         for widget in (self.pre_component, self.post_component, self.threshold):
             widget.setEnabled(ready)
+
+
+def view_grid(viewer: Any) -> Any:
+    """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
 
 
 def _qcolor(r: float, g: float, b: float) -> Any:

@@ -13,17 +13,8 @@ from pathlib import Path
 import torch
 
 from ...device import resolve_device
-from ...errors import RegistryError
 from ...models.cmb_net import CMBPatchNet
-from ...registry import (
-    SHIPPED_WEIGHTS_ROOT,
-    ModelCard,
-    default_registry_root,
-    list_versions,
-    load_state_dict,
-    version_dir,
-    version_key,
-)
+from ...registry import ModelCard, find_version, installed_versions, load_state_dict, version_dir
 
 MODEL_NAME = "cmb-detector"
 TASK = "cmb-detection"
@@ -38,13 +29,8 @@ class LoadedDetector:
 
 
 def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
-    """Every installed detector version with the registry root it lives in, oldest first."""
-    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
-    found: dict[str, tuple[Path, ModelCard]] = {}
-    for root in reversed(roots):  # earlier roots win for the same version
-        for card in list_versions(root, MODEL_NAME):
-            found[card.version] = (Path(root), card)
-    return [found[v] for v in sorted(found, key=version_key)]
+    """Every installed version with the registry root it lives in, oldest first."""
+    return installed_versions(MODEL_NAME, roots)
 
 
 def build_net(card: ModelCard) -> CMBPatchNet:
@@ -58,20 +44,7 @@ def load_detector(
     roots: list[Path] | None = None,
 ) -> LoadedDetector:
     """Load a detector version (the newest when None) onto a device."""
-    versions = available_versions(roots)
-    if not versions:
-        raise RegistryError(
-            "no microbleed detector is installed: train one with `neuroreview cmb train` "
-            "or reinstall napari-neuroreview (it ships demo weights)"
-        )
-    if version is None:
-        root, card = versions[-1]
-    else:
-        matches = [(r, c) for r, c in versions if c.version == version]
-        if not matches:
-            known = ", ".join(c.version for _, c in versions)
-            raise RegistryError(f"microbleed detector version {version} is not installed (installed: {known})")
-        root, card = matches[0]
+    root, card = find_version(MODEL_NAME, version, roots, "microbleed detector", "neuroreview cmb train")
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
     net = build_net(card)

@@ -29,17 +29,7 @@ import torch
 from ...device import resolve_device
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
-from ...registry import (
-    DEMO_NOTE,
-    SHIPPED_WEIGHTS_ROOT,
-    ModelCard,
-    default_registry_root,
-    list_versions,
-    load_state_dict,
-    save_model,
-    version_dir,
-    version_key,
-)
+from ...registry import DEMO_NOTE, ModelCard, find_version, installed_versions, load_state_dict, save_model, version_dir
 from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build_rows, model_context
 
 __all__ = [
@@ -232,12 +222,7 @@ class PrePostModel:
 
 def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
     """Every installed version with the registry root it lives in, oldest first."""
-    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
-    found: dict[str, tuple[Path, ModelCard]] = {}
-    for root in reversed(roots):  # earlier roots win for the same version
-        for card in list_versions(root, MODEL_NAME):
-            found[card.version] = (Path(root), card)
-    return [found[v] for v in sorted(found, key=version_key)]
+    return installed_versions(MODEL_NAME, roots)
 
 
 def _context_for(card: ModelCard) -> GridContext:
@@ -304,20 +289,7 @@ def load_prepost_model(version: str | None = None, device: str = "auto",
         If no version (or not the one asked for) is installed, or its files are unsafe
         or inconsistent (see :func:`core.registry.load_state_dict`).
     """
-    versions = available_versions(roots)
-    if not versions:
-        raise RegistryError(
-            "No rs-fMRI pre/post model is installed: train one with `neuroreview networks train` "
-            "or reinstall napari-neuroreview (it ships demo weights)."
-        )
-    if version is None:
-        root, card = versions[-1]
-    else:
-        matches = [(r, c) for r, c in versions if c.version == version]
-        if not matches:
-            known = ", ".join(c.version for _, c in versions)
-            raise RegistryError(f"The pre/post model version {version} is not installed (installed: {known}).")
-        root, card = matches[0]
+    root, card = find_version(MODEL_NAME, version, roots, "rs-fMRI pre/post model", "neuroreview networks train")
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
     return model_from_card(state, card, choice.device)
