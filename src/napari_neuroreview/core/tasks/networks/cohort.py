@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...errors import InputFileError
+from ...io.ica_folder import ICAComponents
 from ...progress import Progress, TaskGenerator
 from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 from .features import ScanInputs
+from .matching import Assignment
 
-__all__ = ["STATES", "cohort_sessions", "describe_cohort", "load_cohort", "load_scan", "session_state"]
+__all__ = ["STATES", "Session", "cohort_sessions", "describe_cohort", "load_cohort", "load_scan", "load_session",
+           "session_state"]
 
 #: Session folder name -> state.
 STATES: dict[str, str] = {"ses-pre": "pre", "ses-post": "post"}
@@ -80,30 +86,72 @@ def _ica_folder(path: Path) -> Path | None:
     return None
 
 
-def load_scan(path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
-              smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, tr_s: float | None = None,
-              ) -> TaskGenerator[tuple[ScanInputs, list[str]]]:
-    """Network inputs of one scan, from whatever ``path`` is; returns (inputs, warnings).
+@dataclass
+class Session:
+    """One scan's ICA, its network assignment and where it came from.
 
-    ``path`` may be an ICA folder written by ``extract`` (with its networks.json), a
-    session folder holding ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and
-    matching are then run in memory with ``extract``'s settings). The state is unknown
-    (``None``); :func:`load_cohort` sets it from the folder name.
-
-    ``tr_s`` overrides the repetition time; otherwise it comes from the ICA folder's
-    networks.json or the BOLD header, and a missing one is an error (the model resamples
-    time courses to TR 2 s, so guessing would shift every spectral feature).
+    Attributes
+    ----------
+    path : str
+        What the user gave (a folder or a BOLD file).
+    comps : ICAComponents
+        The components (maps on the scan's own grid, time courses).
+    assignment : Assignment
+        Which component is which network (with the radiologist's overrides, if stored).
+    tr_s : float
+        Repetition time of the time courses, seconds.
+    ica_folder : str or None
+        The ICA folder the components were read from (None when computed in memory):
+        where an override can be stored.
+    warnings : list of str
+        Sentences the user must see (unconfident matches, NaN voxels set to 0, ...).
     """
-    from ...io.ica_folder import load_ica, load_networks_json
+
+    path: str
+    comps: ICAComponents
+    assignment: Assignment
+    tr_s: float
+    ica_folder: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def network_map(self, network: str) -> np.ndarray:
+        """The network's component map on the scan's grid, sign-applied (network positive)."""
+        match = self.assignment.matches[network]
+        return self.comps.maps[..., match.component].astype(np.float32) * np.float32(match.sign)
+
+    def network_timecourse(self, network: str) -> np.ndarray:
+        """The network's time course (T,), sign-applied and z-scored."""
+        match = self.assignment.matches[network]
+        tc = self.comps.timecourses[:, match.component].astype(np.float64) * match.sign
+        sd = tc.std()
+        return (tc - tc.mean()) / sd if sd > 0 else tc - tc.mean()
+
+    def with_assignment(self, assignment: Assignment) -> Session:
+        """A copy with another assignment (after a radiologist's override)."""
+        return Session(self.path, self.comps, assignment, self.tr_s, self.ica_folder, list(self.warnings))
+
+
+def load_session(
+    path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
+    smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, tr_s: float | None = None,
+) -> TaskGenerator[Session]:
+    """Read (or compute) one scan's components and network assignment.
+
+    ``path`` may be an ICA folder written by ``neuroreview networks extract`` (its
+    networks.json, with any override, is used as stored), a FSL MELODIC folder
+    (``melodic_IC.nii.gz`` + ``melodic_mix``: matched here), a session folder holding
+    ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and matching run in memory;
+    nothing is written).
+    """
+    from ...io.ica_folder import MELODIC_MAPS, load_ica, load_networks_json
     from ...io.nifti import load_volume
     from .ica import run_ica
-    from .matching import match_networks, network_inputs
+    from .matching import match_networks
 
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path}: does not exist")
     folder = _ica_folder(path) if path.is_dir() else None
-    warnings: list[str] = []
     if folder is not None:
         yield Progress(0, 1, f"Reading the ICA of {path.name}")
         comps = load_ica(folder)
@@ -111,24 +159,48 @@ def load_scan(path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, see
         tr = tr_s or comps.tr_s
         if tr is None and (path / BOLD_FILE).is_file():
             tr = load_volume(path / BOLD_FILE).tr_s
+    elif path.is_dir() and (path / MELODIC_MAPS).is_file():
+        yield Progress(0, 1, f"Reading the MELODIC output {path.name}")
+        comps = load_ica(path)
+        assignment = match_networks(comps)
+        tr = tr_s or comps.tr_s
+        folder = path  # an override is stored beside MELODIC's files, in networks.json
     else:
         bold_path = path / BOLD_FILE if path.is_dir() else path
         if not bold_path.is_file():
             raise InputFileError(
-                f"{path}: holds neither an ICA folder with networks.json nor {BOLD_FILE}"
+                f"{path}: holds neither an ICA folder (networks.json), a MELODIC output (melodic_IC.nii.gz) "
+                "nor bold.nii.gz"
             )
         bold = load_volume(bold_path)
         comps = yield from run_ica(bold, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
         assignment = match_networks(comps)
         tr = tr_s or bold.tr_s
     if not tr or tr <= 0:
-        raise InputFileError(f"{path}: the repetition time is unknown; give it (--tr) or use a BOLD with TR in its header")
-    warnings += list(comps.warnings)
+        raise InputFileError(
+            f"{path}: the repetition time is unknown (MELODIC folders and TSVs do not say it); give it with --tr"
+        )
+    warnings = list(comps.warnings)
     unconfident = [name for name, m in assignment.matches.items() if not m.confident]
     if unconfident:
-        warnings.append(f"{path}: the match of {', '.join(unconfident)} is not confident; check it (networks match)")
-    inputs = network_inputs(comps, assignment)
-    return ScanInputs(inputs, float(tr), source=str(path)), warnings
+        warnings.append(f"{path.name}: the match of {', '.join(unconfident)} is not confident; check it")
+    return Session(str(path), comps, assignment, float(tr), str(folder) if folder else None, warnings)
+
+
+def load_scan(path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
+              smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, tr_s: float | None = None,
+              ) -> TaskGenerator[tuple[ScanInputs, list[str]]]:
+    """Network inputs of one scan, from whatever ``path`` is; returns (inputs, warnings).
+
+    ``path`` is anything :func:`load_session` reads. The state is unknown (``None``);
+    :func:`load_cohort` sets it from the folder name.
+    """
+    from .matching import network_inputs
+
+    session = yield from load_session(path, n_components=n_components, seed=seed,
+                                      smoothing_fwhm_mm=smoothing_fwhm_mm, tr_s=tr_s)
+    inputs = network_inputs(session.comps, session.assignment)
+    return ScanInputs(inputs, session.tr_s, source=str(path)), list(session.warnings)
 
 
 def load_cohort(cohort: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,

@@ -29,57 +29,12 @@ from ...errors import InputFileError
 from ...io.atomic import write_text_atomic
 from ...io.ica_folder import ICAComponents, component_label
 from ...progress import Progress, TaskGenerator
-from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
+from .cohort import Session, load_session
 from .features import ScanInputs
-from .matching import Assignment, network_inputs, resample_to_grid
+from .matching import network_inputs, resample_to_grid
 
 #: Grids whose affines differ by less than this (mm) are the same grid.
 GRID_TOLERANCE_MM = 1e-3
-
-
-@dataclass
-class Session:
-    """One scan's ICA, its network assignment and where it came from.
-
-    Attributes
-    ----------
-    path : str
-        What the user gave (a folder or a BOLD file).
-    comps : ICAComponents
-        The components (maps on the scan's own grid, time courses).
-    assignment : Assignment
-        Which component is which network (with the radiologist's overrides, if stored).
-    tr_s : float
-        Repetition time of the time courses, seconds.
-    ica_folder : str or None
-        The ICA folder the components were read from (None when computed in memory):
-        where an override can be stored.
-    warnings : list of str
-        Sentences the user must see (unconfident matches, NaN voxels set to 0, ...).
-    """
-
-    path: str
-    comps: ICAComponents
-    assignment: Assignment
-    tr_s: float
-    ica_folder: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def network_map(self, network: str) -> np.ndarray:
-        """The network's component map on the scan's grid, sign-applied (network positive)."""
-        match = self.assignment.matches[network]
-        return self.comps.maps[..., match.component].astype(np.float32) * np.float32(match.sign)
-
-    def network_timecourse(self, network: str) -> np.ndarray:
-        """The network's time course (T,), sign-applied and z-scored."""
-        match = self.assignment.matches[network]
-        tc = self.comps.timecourses[:, match.component].astype(np.float64) * match.sign
-        sd = tc.std()
-        return (tc - tc.mean()) / sd if sd > 0 else tc - tc.mean()
-
-    def with_assignment(self, assignment: Assignment) -> Session:
-        """A copy with another assignment (after a radiologist's override)."""
-        return Session(self.path, self.comps, assignment, self.tr_s, self.ica_folder, list(self.warnings))
 
 
 @dataclass
@@ -150,62 +105,6 @@ class Comparison:
             "tr_s": self.pre.tr_s, "n_volumes": self.pre.comps.n_volumes,
             "networks": networks, "messages": list(self.messages),
         }
-
-
-def load_session(
-    path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,
-    smoothing_fwhm_mm: float | None = DEFAULT_SMOOTHING_FWHM_MM, tr_s: float | None = None,
-) -> TaskGenerator[Session]:
-    """Read (or compute) one scan's components and network assignment.
-
-    ``path`` may be an ICA folder written by ``neuroreview networks extract`` (its
-    networks.json, with any override, is used as stored), a FSL MELODIC folder
-    (``melodic_IC.nii.gz`` + ``melodic_mix``: matched here), a session folder holding
-    ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and matching run in memory;
-    nothing is written).
-    """
-    from ...io.ica_folder import MELODIC_MAPS, NETWORKS_FILE, load_ica, load_networks_json
-    from ...io.nifti import load_volume
-    from .ica import run_ica
-    from .matching import match_networks
-
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"{path}: does not exist")
-    folder = next((f for f in (path, path / "ica") if (f / NETWORKS_FILE).is_file()), None) if path.is_dir() else None
-    if folder is not None:
-        yield Progress(0, 1, f"Reading the ICA of {path.name}")
-        comps = load_ica(folder)
-        assignment = load_networks_json(folder)
-        tr = tr_s or comps.tr_s
-        if tr is None and (path / "bold.nii.gz").is_file():
-            tr = load_volume(path / "bold.nii.gz").tr_s
-    elif path.is_dir() and (path / MELODIC_MAPS).is_file():
-        yield Progress(0, 1, f"Reading the MELODIC output {path.name}")
-        comps = load_ica(path)
-        assignment = match_networks(comps)
-        tr = tr_s or comps.tr_s
-        folder = path  # an override is stored beside MELODIC's files, in networks.json
-    else:
-        bold_path = path / "bold.nii.gz" if path.is_dir() else path
-        if not bold_path.is_file():
-            raise InputFileError(
-                f"{path}: holds neither an ICA folder (networks.json), a MELODIC output (melodic_IC.nii.gz) "
-                "nor bold.nii.gz"
-            )
-        bold = load_volume(bold_path)
-        comps = yield from run_ica(bold, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
-        assignment = match_networks(comps)
-        tr = tr_s or bold.tr_s
-    if not tr or tr <= 0:
-        raise InputFileError(
-            f"{path}: the repetition time is unknown (MELODIC folders and TSVs do not say it); give it with --tr"
-        )
-    warnings = list(comps.warnings)
-    unconfident = [name for name, m in assignment.matches.items() if not m.confident]
-    if unconfident:
-        warnings.append(f"{path.name}: the match of {', '.join(unconfident)} is not confident; check it")
-    return Session(str(path), comps, assignment, float(tr), str(folder) if folder else None, warnings)
 
 
 def same_grid(a: ICAComponents, b: ICAComponents) -> bool:
