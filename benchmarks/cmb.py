@@ -23,7 +23,7 @@ Seeds: held-out 500000+i (0.9 x 0.9 x 1.8 mm) and 510000+i (0.5 x 0.5 x 2.0 mm);
 200000+i; BasicUNet training 300000+i; speed volume 600000. The shipped detector was
 trained on 0..39 and validated on 100000..100009.
 
-    python benchmarks/cmb.py                 # full run (~15 min on 2 idle CPU cores; ~35 min busy)
+    python benchmarks/cmb.py                 # full run (~9 min on 2 idle CPU cores; ~50 min busy)
     python benchmarks/cmb.py --quick         # smoke test (~4-5 min idle)
     python benchmarks/cmb.py --weights ROOT --json out.json
 
