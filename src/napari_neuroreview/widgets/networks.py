@@ -108,7 +108,7 @@ class NetworksWidget(QWidget):
             form.addRow("", _path_row(file_button, dir_button))
         form.addRow("Anatomy", self.anatomy_combo)
         form.addRow("Device", self.device_combo)
-        self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_result)
+        self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_compared)
         form.addRow(self.runner)
 
         self.network_combo = QComboBox()
@@ -202,22 +202,28 @@ class NetworksWidget(QWidget):
         pre, post = self.pre_path.text().strip(), self.post_path.text().strip()
         if not pre or not post:
             raise InputFileError("give both scans: the pre-operative and the post-operative one")
-        self._anatomy = self._anatomy_source()
-        return compare(pre, post, device=self.device_combo.currentText())
+        chosen = self._chosen_anatomy()  # read on the GUI thread: the layer is in memory
+        device = self.device_combo.currentText()
 
-    def _anatomy_source(self) -> dict[str, Any]:
-        """Display data and layer kwargs of the chosen anatomy (read on the GUI thread: it is in memory)."""
+        def task() -> Any:
+            comparison = yield from compare(pre, post, device=device)
+            anatomy = chosen if chosen is not None else _mni_anatomy()  # the template is read in the worker
+            return comparison, anatomy
+
+        return task()
+
+    def _chosen_anatomy(self) -> dict[str, Any] | None:
+        """The anatomy layer's data and placement, or None for the MNI152 template."""
         choice = self.anatomy_combo.currentText()
-        if choice and choice != MNI_TEMPLATE and choice in self.viewer.layers:
-            layer = self.viewer.layers[choice]
-            return {"data": layer.data, "scale": list(layer.scale), "translate": list(layer.translate),
-                    "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata), "source": choice}
-        from ..core.phantoms.anatomy import load_mni_anatomy
+        if not choice or choice == MNI_TEMPLATE or choice not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[choice]
+        return {"data": layer.data, "scale": list(layer.scale), "translate": list(layer.translate),
+                "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata), "source": choice}
 
-        mni = load_mni_anatomy()
-        display, kwargs, _, _ = image_layer_data(volume_from_image(nib.Nifti1Image(mni.t1, mni.affine)), MNI_TEMPLATE)
-        return {"data": display, "scale": kwargs["scale"], "translate": kwargs["translate"],
-                "contrast_limits": kwargs["contrast_limits"], "metadata": kwargs["metadata"], "source": MNI_TEMPLATE}
+    def _show_compared(self, value: tuple[Comparison, dict[str, Any]]) -> None:
+        self._anatomy = value[1]
+        self._show_result(value[0])
 
     # ------------------------------------------------------------------ results
     def _show_result(self, comparison: Comparison) -> None:
@@ -390,6 +396,16 @@ class NetworksWidget(QWidget):
         ready = self.comparison is not None
         for widget in (self.pre_component, self.post_component, self.threshold):
             widget.setEnabled(ready)
+
+
+def _mni_anatomy() -> dict[str, Any]:
+    """The MNI152 T1 template nilearn ships, as layer data and placement (the phantoms' space)."""
+    from ..core.phantoms.anatomy import load_mni_anatomy
+
+    mni = load_mni_anatomy()
+    display, kwargs, _, _ = image_layer_data(volume_from_image(nib.Nifti1Image(mni.t1, mni.affine)), MNI_TEMPLATE)
+    return {"data": display, "scale": kwargs["scale"], "translate": kwargs["translate"],
+            "contrast_limits": kwargs["contrast_limits"], "metadata": kwargs["metadata"], "source": MNI_TEMPLATE}
 
 
 def view_grid(viewer: Any) -> Any:
