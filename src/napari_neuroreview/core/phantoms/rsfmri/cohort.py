@@ -72,7 +72,7 @@ def _patient_seed(seed: int, index: int) -> int:
 
 
 def session_dir(out_dir: str | Path, patient_index: int, state: str) -> Path:
-    """``DIR/sub-XXX/ses-STATE`` for a 0-based patient index (``sub-001`` is index 0)."""
+    """``DIR/sub-NNN/ses-STATE`` for a 0-based patient index (``sub-001`` is index 0)."""
     return Path(out_dir) / f"sub-{int(patient_index) + 1:03d}" / f"ses-{state}"
 
 
@@ -168,7 +168,7 @@ def write_bold_cohort(
         "networks": list(atlas.NETWORKS),
         "states": {"pre": 0, "post": 1},
         "subjects": patients,
-        "layout": "sub-XXX/ses-{pre,post}/{bold.nii.gz,truth.json,truth_maps.nii.gz}",
+        "layout": "sub-NNN/ses-{pre,post}/{bold.nii.gz,truth.json,truth_maps.nii.gz}",
     }
     written.append(_write_bytes(out_dir / "cohort.json", (json.dumps(meta, indent=2) + "\n").encode("utf-8")))
     return written
@@ -256,7 +256,7 @@ def write_rsfmri_sample(case_dir: Path) -> list[Path]:
         "networks": list(atlas.NETWORKS),
         "states": {"pre": 0, "post": 1},
         "subjects": [{"subject": "sub-001", "patient_seed": _patient_seed(seed, 0)}],
-        "layout": "sub-XXX/ses-{pre,post}/{bold.nii.gz,truth.json,truth_maps.nii.gz}",
+        "layout": "sub-NNN/ses-{pre,post}/{bold.nii.gz,truth.json,truth_maps.nii.gz}",
     }
     written.append(_write_bytes(case_dir / "cohort.json", (json.dumps(meta, indent=2) + "\n").encode("utf-8")))
     return written
