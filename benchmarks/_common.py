@@ -152,6 +152,27 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def print_run_header(libraries: str) -> dict[str, Any]:
+    """Print the command line, the machine, ``libraries`` (their versions) and a note when it is busy.
+
+    Every benchmark starts its output this way, so that a figure can always be read
+    against the load it was measured under. Returns :func:`machine_info` with the command.
+    """
+    import shlex
+    import sys
+
+    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    print(f"$ {command}")
+    machine = {**machine_info(), "command": command}
+    cpus = machine.get("cpu_affinity", machine["cpu_count"])
+    print(f"machine: {machine.get('cpu', '?')}, {cpus} CPUs, load average {machine.get('loadavg_1_5_15')}; {libraries}")
+    busy = machine.get("loadavg_1_5_15", [0])[0]
+    if busy > 0.5 * (cpus or 1):
+        print(f"note: the machine is busy (load {busy}); timings are slower than on an idle machine")
+    sys.stdout.flush()
+    return machine
+
+
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     """An aligned text table; a row with one cell is a section title."""
     width = len(header)

@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import shutil
 import statistics
 import sys
@@ -772,18 +771,11 @@ def main(argv: list[str] | None = None) -> int:
     from napari_neuroreview.core.models.cmb_net import CMBPatchNet
     from napari_neuroreview.core.tasks.cmb.model import available_versions
 
-    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    print(f"$ {command}")
-    machine = common.machine_info()
     import monai
     import skimage
 
-    print(f"machine: {machine.get('cpu', '?')}, {machine.get('cpu_affinity', machine['cpu_count'])} CPUs, "
-          f"load average {machine.get('loadavg_1_5_15')}; torch {torch.__version__}, MONAI {monai.__version__}, "
-          f"scikit-image {skimage.__version__}")
-    busy = machine.get("loadavg_1_5_15", [0])[0]
-    if busy > 0.5 * machine.get("cpu_affinity", machine["cpu_count"] or 1):
-        print(f"note: the machine is busy (load {busy}); timings are slower than on an idle machine")
+    machine = common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "
+                                      f"scikit-image {skimage.__version__}")
 
     versions = [c for _, c in available_versions([args.weights])]
     if args.version:
@@ -897,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     # ---------------------------------------------------------------- 7. report
     results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "worker"}
     results.update({
-        "command": command, "machine": machine, "machine_load_at_end": common.machine_info().get("loadavg_1_5_15"),
+        "command": machine.pop("command"), "machine": machine, "machine_load_at_end": common.machine_info().get("loadavg_1_5_15"),
         "detector": {"version": card.version, "threshold": thresholds["ours"], "params": ours_params,
                      "card_metrics": card.metrics, "training_data": card.training_data},
         "basicunet": {"features": list(args.unet_features), "params": training["n_params"], "training": training},

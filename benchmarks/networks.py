@@ -62,7 +62,6 @@ import json
 import math
 import os
 import re
-import shlex
 import shutil
 import statistics
 import sys
@@ -483,16 +482,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
     from napari_neuroreview.core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 
-    command = shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
-    print(f"$ {command}")
-    machine = common.machine_info()
-    print(f"machine: {machine.get('cpu', '?')}, {machine.get('cpu_affinity', machine['cpu_count'])} CPUs, "
-          f"load average {machine.get('loadavg_1_5_15')}; nilearn {nilearn.__version__}, scikit-learn "
-          f"{sklearn.__version__}, torch {torch.__version__}")
-    busy = machine.get("loadavg_1_5_15", [0])[0]
-    if busy > 0.5 * machine.get("cpu_affinity", machine["cpu_count"] or 1):
-        print(f"note: the machine is busy (load {busy}); timings are slower than on an idle machine")
-    sys.stdout.flush()
+    machine = common.print_run_header(f"nilearn {nilearn.__version__}, scikit-learn {sklearn.__version__}, "
+                                      f"torch {torch.__version__}")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="networks-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -582,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
 
     # ---------------------------------------------------------------- 6. report
     results.update({
-        "command": command, "machine": machine, "machine_load_at_end": common.machine_info().get("loadavg_1_5_15"),
+        "command": machine.pop("command"), "machine": machine, "machine_load_at_end": common.machine_info().get("loadavg_1_5_15"),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "worker"},
         "cohort": {"path": str(cohort), "meta": meta, "simulate_seconds": simulate_s, "n_scans": len(sessions)},
         "ica_defaults": {"n_components": DEFAULT_N_COMPONENTS, "smoothing_fwhm_mm": DEFAULT_SMOOTHING_FWHM_MM},

@@ -63,7 +63,8 @@ def network_colormap(network: str) -> Colormap:
     """Transparent at and below the lower contrast limit, the network's colour above it."""
     r, g, b = NETWORK_COLORS[network]
     return Colormap(
-        colors=[[r, g, b, 0.0], [r * 0.6, g * 0.6, b * 0.6, 0.75], [min(1, r * 1.2), min(1, g * 1.2), min(1, b * 1.2), 1.0]],
+        colors=[[r, g, b, 0.0], [r * 0.6, g * 0.6, b * 0.6, 0.75],
+                [min(1, r * 1.2), min(1, g * 1.2), min(1, b * 1.2), 1.0]],
         controls=[0.0, 1e-3, 1.0], name=f"neuroreview-{network}",
     )
 
@@ -374,7 +375,8 @@ class NetworksWidget(QWidget):
         except NeuroreviewError as exc:
             show_warning(str(exc))
             return
-        where = f"stored in {written}" if written else "kept for this comparison (the scan has no ICA folder to store it in)"
+        where = (f"stored in {written}" if written else "kept for this comparison only: the scan has no ICA folder "
+                 "to store it in (make one with `neuroreview networks extract` and compare that)")
         show_info(f"{state}: {network} is now {component_label(int(component))}; {where}")
         self._on_network(network)
         self.repredict_runner.run()
