@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic scans."""
+"""Shared fixtures: small synthetic scans; one torch thread for the model tests."""
 
 from __future__ import annotations
 
@@ -15,3 +15,14 @@ def ras_image() -> tuple[np.ndarray, np.ndarray]:
     affine = np.diag([1.0, 1.25, 2.5, 1.0])
     affine[:3, 3] = [-20.0, -30.0, -25.0]
     return data, affine
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a shared 2-core machine two threads are slower, not faster."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

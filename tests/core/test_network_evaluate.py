@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from prepost_synthetic import synthetic_scans, tiny_context
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from prepost_synthetic import synthetic_scans, tiny_context  # noqa: E402
+from napari_neuroreview.core.errors import InputFileError
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.networks import evaluate as E
+from napari_neuroreview.core.tasks.networks import train as T
+from napari_neuroreview.core.tasks.networks.features import build_rows
 
-from napari_neuroreview.core.errors import InputFileError  # noqa: E402
-from napari_neuroreview.core.progress import run_to_completion  # noqa: E402
-from napari_neuroreview.core.tasks.networks import evaluate as E  # noqa: E402
-from napari_neuroreview.core.tasks.networks import train as T  # noqa: E402
-from napari_neuroreview.core.tasks.networks.features import build_rows  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads are slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**kw) -> E.EvaluationConfig:

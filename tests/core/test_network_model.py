@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from prepost_synthetic import synthetic_scans, tiny_context
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from prepost_synthetic import synthetic_scans, tiny_context  # noqa: E402
+from napari_neuroreview.core.errors import RegistryError
+from napari_neuroreview.core.models.network_encoder import TC_LENGTH, NetworkPairEncoder
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.networks import features as F
+from napari_neuroreview.core.tasks.networks import model as M
+from napari_neuroreview.core.tasks.networks import train as T
 
-from napari_neuroreview.core.errors import RegistryError  # noqa: E402
-from napari_neuroreview.core.models.network_encoder import TC_LENGTH, NetworkPairEncoder  # noqa: E402
-from napari_neuroreview.core.progress import run_to_completion  # noqa: E402
-from napari_neuroreview.core.tasks.networks import features as F  # noqa: E402
-from napari_neuroreview.core.tasks.networks import model as M  # noqa: E402
-from napari_neuroreview.core.tasks.networks import train as T  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads are slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -68,3 +68,18 @@ def run_to_completion(
             return stop.value
         if on_progress is not None:
             on_progress(update)
+
+
+def relay(task: Generator[Progress, None, R], restate: Callable[[Progress], Progress]) -> TaskGenerator[R]:
+    """Run a sub-task inside a larger one: yield each of its updates restated, return its result.
+
+    Why: a step of a long task (one session of a cohort, one fold of a cross-validation)
+    is itself a task; ``restate`` maps its progress onto the whole (``yield from`` would
+    pass its raw step counts through, making the bar jump back at every step).
+    """
+    while True:
+        try:
+            update = next(task)
+        except StopIteration as stop:
+            return stop.value
+        yield restate(update)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ...errors import InputFileError
 from ...io.ica_folder import ICAComponents
-from ...progress import Progress, TaskGenerator
+from ...progress import Progress, TaskGenerator, relay
 from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 from .features import ScanInputs
 from .matching import Assignment
@@ -222,13 +222,8 @@ def load_cohort(cohort: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS,
         name = f"{folder.parent.name}/{folder.name}"
         yield Progress(i, total, f"Session {i + 1}/{total}: {name}")
         task = load_scan(folder, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
-        while True:
-            try:
-                update = next(task)
-            except StopIteration as stop:
-                scan, found = stop.value
-                break
-            yield Progress(i, total, f"Session {i + 1}/{total}: {name}: {update.message}")
+        scan, found = yield from relay(
+            task, lambda u, i=i, name=name: Progress(i, total, f"Session {i + 1}/{total}: {name}: {u.message}"))
         scan.patient = folder.parent.name
         scan.state = session_state(folder)
         scan.source = name

@@ -28,7 +28,7 @@ from ... import atlas
 from ...errors import InputFileError
 from ...io.atomic import write_text_atomic
 from ...io.ica_folder import ICAComponents, component_label
-from ...progress import Progress, TaskGenerator
+from ...progress import Progress, TaskGenerator, relay
 from .cohort import Session, load_session
 from .features import ScanInputs
 from .matching import network_inputs, resample_to_grid
@@ -233,13 +233,7 @@ def _embeddings(model: Any, scans: list[ScanInputs]) -> dict[str, Any]:
 
 def _scaled(task: TaskGenerator[Session], index: int, what: str) -> TaskGenerator[Session]:
     """Run a session load as steps ``index*4 .. index*4 + 4`` of 10, saying which scan it is."""
-    try:
-        update = next(task)
-        while True:
-            yield Progress(index * 4 + int(4 * update.fraction), 10, f"{what}: {update.message}")
-            update = task.send(None)
-    except StopIteration as stop:
-        return stop.value
+    return (yield from relay(task, lambda u: Progress(index * 4 + int(4 * u.fraction), 10, f"{what}: {u.message}")))
 
 
 def write_comparison(result: Comparison, out: str | Path) -> Path:

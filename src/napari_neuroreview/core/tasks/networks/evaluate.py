@@ -36,7 +36,7 @@ import numpy as np
 
 from ...device import resolve_device
 from ...metrics.classification import binary_metrics, bootstrap_ci
-from ...progress import Progress, TaskGenerator
+from ...progress import Progress, TaskGenerator, relay
 from . import train as _train
 from .features import NetworkRows
 from .model import embed_rows, stage2_design
@@ -264,14 +264,9 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
     reference: tuple[np.ndarray, np.ndarray] | None = None  # (fold-1 test rows, their fold-1 embeddings)
     for f, (tr, te) in enumerate(folds):
         train_rows, test_rows = rows.subset(tr), rows.subset(te)
-        task = _train.train_stage1(train_rows, config.stage1, device)
-        while True:
-            try:
-                update = next(task)
-            except StopIteration as stop:
-                encoder, history = stop.value
-                break
-            yield Progress(int((f + update.fraction) * scale), total, f"Fold {f + 1}/{len(folds)}: {update.message}")
+        encoder, history = yield from relay(
+            _train.train_stage1(train_rows, config.stage1, device),
+            lambda u, f=f: Progress(int((f + u.fraction) * scale), total, f"Fold {f + 1}/{len(folds)}: {u.message}"))
         rep = config.stage2.representation
         emb_train = embed_rows(encoder, train_rows, choice.device, representation=rep)
         emb_test = embed_rows(encoder, test_rows, choice.device, representation=rep)
