@@ -39,3 +39,7 @@ class DeviceError(NeuroreviewError):
 
 class CancelledError(NeuroreviewError):
     """A long task was cancelled by the user before it finished."""
+
+
+class OutputPathError(NeuroreviewError):
+    """An output path cannot or must not be written (an input, a folder, unwritable)."""
