@@ -10,7 +10,8 @@ Three rules shape this module:
 
 * **Every write is one explicit transaction** (``BEGIN IMMEDIATE`` ... ``COMMIT``) that
   writes its rows *and* their audit rows, so the audit log can never disagree with the
-  data. The audit table refuses ``UPDATE`` and ``DELETE`` by trigger.
+  data. The audit table refuses ``UPDATE`` and ``DELETE`` by trigger, and each audit row
+  is hash-chained to the one before, so an edit made around the triggers is evident.
 * **Annotations are tied to voxel data, not to file names.** An image is identified by
   the sha256 of its voxel data; a re-acquired scan saved under the same name is a new
   image, and :meth:`CaseStore.check_image` refuses to show one scan's annotations on
@@ -29,6 +30,8 @@ submodules, which may move:
 * :mod:`.casestore` -- :class:`CaseStore` (opening, transactions, images, model versions,
   audit log) and :func:`default_store_path`.
 * :mod:`.findings` -- the findings and reviews half of :class:`CaseStore`, as a mixin.
+* :mod:`.audit` -- the audit log's hash chain (:class:`AuditReport`, checked by
+  :meth:`CaseStore.verify`).
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ from napari_neuroreview.core.store.records import (
     ImageRecord,
     ModelVersionRecord,
     Review,
+    ReviewConflictError,
 )
+from napari_neuroreview.core.store.audit import AuditReport
 from napari_neuroreview.core.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
+    "AuditReport",
     "FINDING_SOURCES",
     "MIGRATIONS",
     "REVIEW_ACTIONS",
@@ -54,5 +60,6 @@ __all__ = [
     "ImageRecord",
     "ModelVersionRecord",
     "Review",
+    "ReviewConflictError",
     "default_store_path",
 ]

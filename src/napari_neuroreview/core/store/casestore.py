@@ -12,8 +12,10 @@ import json
 import re
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 import platformdirs
 
 from napari_neuroreview.core.errors import ImageMismatchError, StoreError
+from napari_neuroreview.core.store.audit import CONTENT_COLUMNS, GENESIS, AuditReport, row_hash, verify_chain
 from napari_neuroreview.core.store.findings import FindingsMixin
 from napari_neuroreview.core.store.records import (
     ImageRecord,
@@ -30,7 +33,7 @@ from napari_neuroreview.core.store.records import (
     _now,
     _short,
 )
-from napari_neuroreview.core.store.schema import SCHEMA_VERSION, configure_and_migrate
+from napari_neuroreview.core.store.schema import SCHEMA_VERSION, configure_and_migrate, damaged_message
 
 __all__ = ["APP_NAME", "CaseStore", "default_store_path"]
 
@@ -40,8 +43,14 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
-def default_store_path() -> Path:
-    """Return the store used when the user names none, creating its folder.
+def default_store_path(create_folder: bool = True) -> Path:
+    """Return the store used when the user names none, creating its folder unless told not to.
+
+    Parameters
+    ----------
+    create_folder : bool
+        False when only an existing store will be opened (``neuroreview store``), so that
+        asking about a store creates nothing on disk.
 
     Returns
     -------
@@ -50,7 +59,8 @@ def default_store_path() -> Path:
         survives upgrades of the plugin, unlike anything inside the package.
     """
     folder = platformdirs.user_data_path(APP_NAME)
-    folder.mkdir(parents=True, exist_ok=True)
+    if create_folder:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder / "neuroreview.sqlite"
 
 
@@ -60,37 +70,40 @@ class CaseStore(FindingsMixin):
     Parameters
     ----------
     path : str or Path or None
-        The SQLite file; created (with its folder) if missing. ``None`` uses
-        :func:`default_store_path`.
+        The SQLite file. ``None`` uses :func:`default_store_path`.
+    create : bool
+        True (the default, what the review widget's "new store" needs): a missing file is
+        created, with its folder. False: only an existing store is opened, and a missing
+        one is refused with nothing created (see :meth:`open_existing`).
 
     Raises
     ------
     StoreError
-        If the file is not a SQLite database, was written by a newer version of the
-        plugin, or cannot be opened or migrated.
+        If the file is missing (``create=False``), not a SQLite database, damaged, was
+        written by a newer version of the plugin, or cannot be opened or migrated.
 
     Notes
     -----
     One instance may be shared between the GUI thread and a worker: every access takes
-    an internal lock. Use it as a context manager, or call :meth:`close`.
+    an internal lock. Use it as a context manager, or call :meth:`close`, which also moves
+    every committed write from the ``-wal`` file into the main file.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self._path = Path(path) if path is not None else default_store_path()
+    def __init__(self, path: str | Path | None = None, *, create: bool = True) -> None:
+        self._path = Path(path) if path is not None else default_store_path(create_folder=create)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._ready = False
         self._refuse_foreign_file()
+        if not create:
+            self._refuse_missing()
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                str(self._path), isolation_level=None, timeout=10.0, check_same_thread=False
-            )
-            self._configure_and_migrate()
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            raise StoreError(
-                f"The annotation store {self._path} cannot be opened: {exc}."
-            ) from exc
+            if create:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            with self._sqlite_errors("opened"):
+                self._conn = self._connect(create)
+                self._configure_and_migrate()
+            self._ready = True
         except OSError as exc:
             self.close()
             raise StoreError(
@@ -102,17 +115,39 @@ class CaseStore(FindingsMixin):
 
     # ----------------------------------------------------------------- lifecycle
 
+    @classmethod
+    def open_existing(cls, path: str | Path | None = None) -> CaseStore:
+        """Open a store that must already exist; a missing one is refused, nothing is created.
+
+        Why: a mistyped ``--store`` must not silently become a new, empty store (a summary
+        of nothing, a retraining on no reviews) nor leave a file, folder, ``-wal`` or
+        ``-shm`` behind. Only the review widget's explicit "new store" creates one.
+        """
+        return cls(path, create=False)
+
     @property
     def path(self) -> Path:
         """The SQLite file this store reads and writes."""
         return self._path
 
     def close(self) -> None:
-        """Close the connection; safe to call twice. Committed data is already on disk."""
+        """Checkpoint the write-ahead log into the main file and close; safe to call twice.
+
+        Why the checkpoint: committed reviews are safe in the ``-wal`` file, but a user who
+        copies or backs up the store file alone (or another open connection that keeps the
+        log alive) would otherwise miss them. ``TRUNCATE`` leaves the log empty.
+        """
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                if self._ready:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError:
+                pass  # busy or read-only: the data stays committed in the log; the next open checkpoints it
+            finally:
+                conn.close()
 
     def __enter__(self) -> CaseStore:
         return self
@@ -123,6 +158,40 @@ class CaseStore(FindingsMixin):
     def __repr__(self) -> str:
         state = "open" if self._conn is not None else "closed"
         return f"CaseStore({str(self._path)!r}, {state})"
+
+    def _refuse_missing(self) -> None:
+        """For :meth:`open_existing`: a missing or empty file is not a store (nothing is created)."""
+        if not self._path.exists():
+            raise StoreError(
+                f"There is no annotation store at {self._path}; check the path, or create a "
+                "store from the review widget."
+            )
+        if self._path.stat().st_size == 0:
+            raise StoreError(f"The annotation store {self._path} is an empty file, not a store.")
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        """Open the SQLite connection; without ``create``, SQLite itself may not create the file."""
+        target, uri = str(self._path), False
+        if not create:
+            target, uri = f"file:{urllib.parse.quote(str(self._path.absolute()))}?mode=rw", True
+        return sqlite3.connect(target, isolation_level=None, timeout=10.0, check_same_thread=False, uri=uri)
+
+    @contextmanager
+    def _sqlite_errors(self, doing: str) -> Iterator[None]:
+        """Turn SQLite's reports about the file into one-sentence :class:`StoreError`.
+
+        ``OperationalError`` (locked, read-only, disk full, I/O) is the environment; plain
+        ``DatabaseError`` (malformed page, not a database) is a damaged file. Integrity,
+        programming and interface errors are bugs in this code and keep their traceback.
+        """
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"The annotation store {self._path} cannot be {doing}: {exc}.") from exc
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.NotSupportedError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(damaged_message(self._path, exc)) from exc
 
     def _refuse_foreign_file(self) -> None:
         """Check the magic bytes *before* SQLite touches the file.
@@ -165,7 +234,7 @@ class CaseStore(FindingsMixin):
         """
         with self._lock:
             conn = self._connection()
-            try:
+            with self._sqlite_errors("written"):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn.cursor()
@@ -174,17 +243,13 @@ class CaseStore(FindingsMixin):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError as exc:
-                # Locked, read-only, disk full: the environment, not a bug.
-                raise StoreError(
-                    f"The annotation store {self._path} cannot be written: {exc}."
-                ) from exc
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._connection().cursor()
             cur.row_factory = sqlite3.Row
-            return cur.execute(sql, params).fetchall()
+            with self._sqlite_errors("read"):
+                return cur.execute(sql, params).fetchall()
 
     @staticmethod
     def _audit(
@@ -195,10 +260,19 @@ class CaseStore(FindingsMixin):
         entity_id: int | None,
         payload: Mapping[str, Any],
     ) -> None:
+        """Append one audit row, chained to the latest one (see :mod:`.audit`).
+
+        The id is chosen here (latest + 1) because it is part of the hashed content; the
+        caller's ``BEGIN IMMEDIATE`` holds the write lock, so no other writer can take it.
+        """
+        last = cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        row_id, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, last[1] or GENESIS)
+        content = (row_id, _now(), str(actor), action, entity, None if entity_id is None else int(entity_id),
+                   _dumps(dict(payload), "audit payload"))
         cur.execute(
-            "INSERT INTO audit (at, actor, action, entity, entity_id, payload) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (_now(), actor, action, entity, entity_id, _dumps(dict(payload), "audit payload")),
+            "INSERT INTO audit (id, at, actor, action, entity, entity_id, payload, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*content, prev, row_hash(prev, content)),
         )
 
     # ----------------------------------------------------------------- images
@@ -468,6 +542,20 @@ class CaseStore(FindingsMixin):
                 (int(limit),),
             )
         return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
+
+    def verify(self) -> AuditReport:
+        """Check the audit log's hash chain; the report names the first broken row, if any.
+
+        Read only. An edited, replaced, inserted or removed row breaks the chain at that
+        row; see :mod:`.audit` for what a chain kept in the same file cannot show.
+        """
+        columns = ", ".join((*CONTENT_COLUMNS, "prev_hash", "hash"))
+        with self._lock:
+            cur = self._connection().cursor()
+            with self._sqlite_errors("read"):
+                report = verify_chain(cur.execute(f"SELECT {columns} FROM audit ORDER BY id"))
+                total = cur.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        return replace(report, rows=int(total))
 
     def summary(self) -> dict[str, Any]:
         """Counts of what the store holds, for the Case widget and ``neuroreview store``."""

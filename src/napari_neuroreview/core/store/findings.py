@@ -29,6 +29,7 @@ from napari_neuroreview.core.store.records import (
     REVIEW_ACTIONS,
     Finding,
     Review,
+    ReviewConflictError,
     _chunks,
     _dumps,
     _now,
@@ -311,6 +312,7 @@ class FindingsMixin:
                 created_at=row["created_at"],
                 # 'reset' (an undone decision) reads back as never decided.
                 status="pending" if row["status"] in (None, "reset") else row["status"],
+                version=int(row["version"]),
             )
             for row in rows
         ]
@@ -325,6 +327,7 @@ class FindingsMixin:
         to_world: Sequence[float] | None = None,
         to_voxel: Sequence[float] | None = None,
         note: str | None = None,
+        expected_version: int | None = None,
     ) -> Review:
         """Record one reviewer decision about one finding.
 
@@ -342,6 +345,14 @@ class FindingsMixin:
             affine when omitted).
         note : str, optional
             Free text.
+        expected_version : int, optional
+            The finding's :attr:`Finding.version` as the caller last saw it. If the finding
+            has changed since, :class:`ReviewConflictError` is raised and nothing is written.
+
+        Raises
+        ------
+        ReviewConflictError
+            Another session reviewed the finding after ``expected_version``.
         """
         return self.review_many(
             [
@@ -352,6 +363,7 @@ class FindingsMixin:
                     "to_world": to_world,
                     "to_voxel": to_voxel,
                     "note": note,
+                    "expected_version": expected_version,
                 }
             ]
         )[0]
@@ -385,19 +397,22 @@ class FindingsMixin:
         to_world: Sequence[float] | None = None,
         to_voxel: Sequence[float] | None = None,
         note: str | None = None,
+        expected_version: int | None = None,
     ) -> int:
         if action not in REVIEW_ACTIONS:
             raise StoreError(
                 f"Review action {action!r} is not one of {', '.join(REVIEW_ACTIONS)}."
             )
         row = cur.execute(
-            "SELECT f.source, f.world_x, f.world_y, f.world_z, i.affine FROM findings f "
+            "SELECT f.source, f.world_x, f.world_y, f.world_z, i.affine, f.version FROM findings f "
             "JOIN images i ON i.id = f.image_id WHERE f.id = ?",
             (finding_id,),
         ).fetchone()
         if row is None:
             raise StoreError(f"The annotation store {self._path} has no finding {finding_id}.")
         source, current = row[0], (row[1], row[2], row[3])
+        if expected_version is not None and int(row[5]) != int(expected_version):
+            self._refuse_stale(cur, finding_id, int(row[5]), int(expected_version))
         if action == "added" and source != "user":
             raise StoreError(
                 f"Finding {finding_id} was found by a model, so it cannot be reviewed as 'added'."
@@ -432,6 +447,7 @@ class FindingsMixin:
             ),
         )
         review_id = int(cur.lastrowid)
+        cur.execute("UPDATE findings SET version = version + 1 WHERE id = ?", (finding_id,))
         self._audit(
             cur,
             reviewer,
@@ -446,6 +462,22 @@ class FindingsMixin:
             },
         )
         return review_id
+
+    def _refuse_stale(self, cur: sqlite3.Cursor, finding_id: int, current: int, seen: int) -> None:
+        """Raise :class:`ReviewConflictError` naming who changed the finding, and when.
+
+        Why: two sessions on one scan (two widgets, two processes) each hold a view of the
+        findings; a write from the stale one (an undo above all) would silently overwrite
+        the other reviewer's decision. The transaction is rolled back by the caller.
+        """
+        last = cur.execute(
+            "SELECT reviewer, at FROM reviews WHERE finding_id = ? ORDER BY id DESC LIMIT 1", (finding_id,)
+        ).fetchone()
+        who, when = (last[0], last[1]) if last is not None else ("someone", "an unknown time")
+        raise ReviewConflictError(
+            f"Finding {finding_id} was changed by {who} at {when} in another session "
+            f"(version {current}, this session saw {seen}); reload the review."
+        )
 
     def reviews_for(self, finding_id: int) -> list[Review]:
         """Every decision about one finding, oldest first (the last one is its status)."""

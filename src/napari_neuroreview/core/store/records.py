@@ -26,7 +26,16 @@ __all__ = [
     "ImageRecord",
     "ModelVersionRecord",
     "Review",
+    "ReviewConflictError",
 ]
+
+class ReviewConflictError(StoreError):
+    """A finding was changed by another session since this one read it; nothing was written.
+
+    Why a class of its own: the review widget answers it by offering to reload the review,
+    not just by showing the sentence.
+    """
+
 
 # Both must match the CHECK constraints in ``schema.MIGRATIONS``. ``'reset'`` (schema 2)
 # puts a finding back to pending: the append-only store's way to undo a decision.
@@ -72,7 +81,9 @@ class Finding:
 
     ``world`` is RAS+ mm; ``voxel`` is the matching file-order index (i, j, k).
     ``status`` is the action of the latest review, or ``'pending'`` if none (or if the
-    latest review is a ``'reset'``).
+    latest review is a ``'reset'``). ``version`` counts the reviews written about it: a
+    session names the version it last saw when it writes, so that it cannot overwrite a
+    decision it never saw (:class:`ReviewConflictError`).
     """
 
     id: int
@@ -87,6 +98,7 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     status: str = "pending"
+    version: int = 0
 
 
 @dataclass(frozen=True)

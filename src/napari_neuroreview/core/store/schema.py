@@ -18,12 +18,54 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from napari_neuroreview.core.errors import StoreError
+from napari_neuroreview.core.store.audit import CONTENT_COLUMNS, GENESIS, row_hash
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "configure_and_migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "configure_and_migrate", "damaged_message"]
+
+#: One migration: a SQL script, or a function of the migration's cursor when a step needs
+#: Python (hashing existing rows). Either runs inside the migration's single transaction.
+Migration = str | Callable[[sqlite3.Cursor], None]
+
+_AUDIT_NO_UPDATE = """
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN
+        SELECT RAISE(ABORT, 'audit log is append-only');
+    END;
+"""
+
+
+def _chain_audit_and_version_findings(cur: sqlite3.Cursor) -> None:
+    """2 -> 3: hash-chain the audit log (existing rows too) and give findings a row version.
+
+    Why: the append-only triggers can be dropped, and ``INSERT OR REPLACE`` rewrites a row
+    without firing them; a hash chain makes such edits evident (:mod:`.audit`). The
+    finding's ``version`` counts its reviews, so that a review session can tell that
+    another session changed a finding since it last read it (optimistic concurrency).
+    Existing rows are chained in id order; the update trigger is lifted only for that,
+    inside this migration's transaction.
+    """
+    cur.execute("ALTER TABLE audit ADD COLUMN prev_hash TEXT")
+    cur.execute("ALTER TABLE audit ADD COLUMN hash TEXT")
+    cur.execute("DROP TRIGGER audit_no_update")
+    prev = GENESIS
+    rows = cur.execute(f"SELECT {', '.join(CONTENT_COLUMNS)} FROM audit ORDER BY id").fetchall()
+    for row in rows:
+        digest = row_hash(prev, row)
+        cur.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", (prev, digest, row[0]))
+        prev = digest
+    cur.execute(_AUDIT_NO_UPDATE)
+    cur.execute(
+        "CREATE TRIGGER audit_needs_hash BEFORE INSERT ON audit "
+        "WHEN NEW.hash IS NULL OR NEW.prev_hash IS NULL "
+        "BEGIN SELECT RAISE(ABORT, 'audit rows are hash-chained'); END"
+    )
+    cur.execute("ALTER TABLE findings ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+    cur.execute("UPDATE findings SET version = "
+                "(SELECT COUNT(*) FROM reviews r WHERE r.finding_id = findings.id)")
 
 # Migration i takes a store from schema version i to i + 1. Never edit a released entry:
 # append a new one, so that every store in the field can be brought forward step by step.
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE images (
         id            INTEGER PRIMARY KEY,
@@ -116,6 +158,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE reviews_v2 RENAME TO reviews;
     CREATE INDEX reviews_by_finding ON reviews(finding_id, id);
     """,
+    # 2 -> 3: audit hash chain and finding row versions (a Python step: it hashes rows).
+    _chain_audit_and_version_findings,
 ]
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
@@ -133,6 +177,35 @@ def _split_sql(script: str) -> Iterator[str]:
             if statement.strip(" \t\r\n;"):
                 yield statement.strip()
             statement = ""
+
+
+def _run_migration(cur: sqlite3.Cursor, migration: Migration) -> None:
+    """Run one migration (SQL script or Python step) on the migration's cursor."""
+    if callable(migration):
+        migration(cur)
+        return
+    for statement in _split_sql(migration):
+        cur.execute(statement)
+
+
+def damaged_message(path: Path, detail: object) -> str:
+    """The one sentence for a store SQLite finds damaged (a bad page, a truncated file)."""
+    text = " ".join(str(detail).split()) or "unreadable"
+    return f"The annotation store {path} is damaged (sqlite: {text}); restore it from a backup."
+
+
+def _refuse_damaged(conn: sqlite3.Connection, path: Path) -> None:
+    """Run ``PRAGMA quick_check`` before anything could write to the file.
+
+    Why: a damaged page otherwise surfaces later as a raw ``sqlite3.DatabaseError`` in the
+    middle of a review; and switching a damaged file to WAL or migrating it would write
+    into it. Refusing here leaves the file exactly as it was for recovery from a backup.
+    """
+    found = [str(row[0]) for row in conn.execute("PRAGMA quick_check(1)").fetchall()]
+    if found != ["ok"]:
+        lines = [line for text in found for line in text.splitlines() if line.strip()]
+        detail = next((line for line in lines if not line.startswith("***")), "; ".join(lines))
+        raise StoreError(damaged_message(path, detail))
 
 
 def _refuse_newer(path: Path, version: int) -> None:
@@ -176,6 +249,7 @@ def configure_and_migrate(
     # release is left exactly as it was.
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     _refuse_newer(path, version)
+    _refuse_damaged(conn, path)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(
@@ -191,7 +265,6 @@ def configure_and_migrate(
             _refuse_newer(path, version)
             if version >= SCHEMA_VERSION:
                 break
-            for statement in _split_sql(MIGRATIONS[version]):
-                cur.execute(statement)
+            _run_migration(cur, MIGRATIONS[version])
             cur.execute(f"PRAGMA user_version = {version + 1:d}")
             version += 1
