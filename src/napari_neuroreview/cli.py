@@ -72,11 +72,18 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    """Summarise an annotation store: images, findings, reviews, model versions."""
+    """Summarise an existing annotation store, or (``--verify``) check its audit chain."""
+    from .core.errors import StoreError
     from .core.store import CaseStore
 
-    with CaseStore(args.store) as store:
-        print(json.dumps(store.summary(), indent=2))
+    with CaseStore.open_existing(args.store) as store:  # a mistyped --store creates nothing
+        if not args.verify:
+            print(json.dumps(store.summary(), indent=2))
+            return 0
+        report = store.verify()
+        print(json.dumps({"path": str(store.path), **report.as_dict()}, indent=2))
+    if not report.ok:
+        raise StoreError(f"The audit log of {store.path} fails verification: {report.problem}.")
     return 0
 
 
@@ -114,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("store", help="summary of an annotation store")
     p.add_argument("--store", default=None, help="SQLite file (default: the user data folder)")
+    p.add_argument("--verify", action="store_true", help="check the audit log's hash chain (exit 2 if broken)")
     p.set_defaults(func=cmd_store)
 
     from . import cli_cmb, cli_networks
