@@ -6,6 +6,13 @@ widget and in napari's activity dock) follows the task's :class:`Progress` yield
 Cancel stops it at the next yield (core tasks yield at least once a second), and a
 :class:`NeuroreviewError` becomes one notification sentence while any other exception
 is reported as a bug with its traceback in napari's console.
+
+Progress is coalesced: a task may yield thousands of updates a second, faster than the
+GUI can draw them, and napari's progress bar calls ``processEvents`` when its label
+changes, which would deliver the next queued update into the handler again (a
+re-entrant handler that ends in ``RecursionError``). So the handler only keeps the
+latest update, and a timer draws it at most every :data:`DRAW_INTERVAL_MS`; drawing is
+never re-entered.
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ from typing import Any
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import NeuroreviewError
 from ..core.progress import Progress
+
+#: Milliseconds between two progress redraws (the latest update wins; ~12 redraws a second).
+DRAW_INTERVAL_MS = 80
 
 
 class TaskRunner(QWidget):
@@ -50,6 +61,12 @@ class TaskRunner(QWidget):
         self.worker: GeneratorWorker | None = None
         self._pbar: progress | None = None
         self.last_error: BaseException | None = None
+        self._latest: Progress | None = None  # newest update not drawn yet
+        self._drawing = False
+        self._draw_timer = QTimer(self)
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.setInterval(DRAW_INTERVAL_MS)
+        self._draw_timer.timeout.connect(self._draw_progress)
 
         self.run_button = QPushButton(run_text)
         self.cancel_button = QPushButton("Cancel")
@@ -120,17 +137,34 @@ class TaskRunner(QWidget):
             self.worker.quit()
 
     def _on_progress(self, update: Any) -> None:
+        """Keep the newest update; a timer draws it (never re-entered, see the module doc)."""
         if not isinstance(update, Progress):
             return
-        value = int(round(update.fraction * 1000))
-        self.bar.setValue(value)
-        self.status.setText(update.message)
-        pbar = self._pbar  # napari's progress may process events, so finish can run meanwhile
-        if pbar is not None:
-            pbar.n = value
-            pbar.set_description(update.message or self.run_button.text())
+        self._latest = update
+        if not self._drawing and not self._draw_timer.isActive():
+            self._draw_timer.start()
+
+    def _draw_progress(self) -> None:
+        update, self._latest = self._latest, None
+        if update is None or self._drawing or self.worker is None:
+            return
+        self._drawing = True
+        try:
+            value = int(round(update.fraction * 1000))
+            self.bar.setValue(value)
+            self.status.setText(update.message)
+            pbar = self._pbar  # napari's progress processes events: updates that arrive meanwhile wait
+            if pbar is not None:
+                pbar.n = value
+                pbar.set_description(update.message or self.run_button.text())
+        finally:
+            self._drawing = False
+        if self._latest is not None and not self._draw_timer.isActive():
+            self._draw_timer.start()
 
     def _on_returned(self, value: Any) -> None:
+        self._draw_timer.stop()
+        self._latest = None
         self.bar.setValue(1000)
         self.status.setText("Done")
         self._on_result(value)
@@ -150,6 +184,8 @@ class TaskRunner(QWidget):
         show_info(f"{self.run_button.text()}: cancelled")
 
     def _on_finished(self) -> None:
+        self._draw_timer.stop()
+        self._latest = None
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
