@@ -1,4 +1,4 @@
-"""Tests of the model registry: safe loading, card integrity, immutability, ordering."""
+"""Tests of the model registry: safe loading, card integrity, immutability, ordering, the default, configs."""
 
 from __future__ import annotations
 
@@ -12,10 +12,21 @@ import torch
 from napari_neuroreview.core.errors import RegistryError
 from napari_neuroreview.core.registry import (
     CARD_FILE,
+    DEFAULT_FILE,
     DEMO_NOTE,
     SHIPPED_WEIGHTS_ROOT,
     WEIGHTS_FILE,
+    ConfigRule,
     ModelCard,
+    card_digest,
+    check_config,
+    check_new_version,
+    default_version,
+    find_version,
+    installed_versions,
+    next_version,
+    rollback_default,
+    set_default,
     latest,
     list_versions,
     load_state_dict,
@@ -132,14 +143,95 @@ def test_versions_sort_numerically(tmp_path: Path, linear: torch.nn.Linear) -> N
     assert list_versions(tmp_path, "other") == []
 
 
+def _rewrite_card(folder: Path, rehash: bool, **changes) -> None:
+    """Edit a saved card; ``rehash`` recomputes card_sha256 (a consistent card, e.g. in the wrong folder)."""
+    data = json.loads((folder / CARD_FILE).read_text())
+    data.update(changes)
+    if rehash:
+        data["card_sha256"] = card_digest(data)
+    (folder / CARD_FILE).write_text(json.dumps(data))
+
+
 def test_card_mismatching_its_folder_is_reported(tmp_path: Path, linear: torch.nn.Linear) -> None:
     folder = save_model(linear.state_dict(), make_card(), tmp_path)
-    data = json.loads((folder / CARD_FILE).read_text())
-    data["version"] = "3.0.0"
-    (folder / CARD_FILE).write_text(json.dumps(data))
+    _rewrite_card(folder, rehash=True, version="3.0.0")
     with pytest.raises(RegistryError, match="says cmb-det 3.0.0"):
         list_versions(tmp_path, "cmb-det")
     assert read_card(folder).version == "3.0.0"
+
+
+def test_card_edited_after_saving_is_refused(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    """A hand-edited threshold (1.5: nothing is ever detected) is caught like swapped weights."""
+    folder = save_model(linear.state_dict(), make_card(), tmp_path)
+    assert read_card(folder).card_sha256 == card_digest(json.loads((folder / CARD_FILE).read_text()))
+    _rewrite_card(folder, rehash=False, config={"in_channels": 1, "threshold": 1.5})
+    with pytest.raises(RegistryError, match="does not match its card_sha256.*changed after saving"):
+        load_state_dict(folder)
+    _rewrite_card(folder, rehash=False, card_sha256="")
+    with pytest.raises(RegistryError, match="has no card_sha256"):
+        read_card(folder)
+
+
+def test_shipped_cards_pass_their_own_check() -> None:
+    for card_path in SHIPPED_WEIGHTS_ROOT.glob("*/*/card.json"):
+        assert read_card(card_path.parent).card_sha256
+
+
+def test_a_version_in_two_roots_is_refused(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    save_model(linear.state_dict(), make_card("1.0.0"), tmp_path / "user")
+    save_model(linear.state_dict(), make_card("1.0.0"), tmp_path / "shipped")
+    roots = [tmp_path / "user", tmp_path / "shipped"]
+    with pytest.raises(RegistryError, match=r"installed twice, in .*user.*1\.0\.0 and in .*shipped.*1\.0\.0"):
+        installed_versions("cmb-det", roots)
+    with pytest.raises(RegistryError, match="installed twice"):
+        find_version("cmb-det", None, roots, "detector", "train")
+    with pytest.raises(RegistryError, match="already exists"):
+        check_new_version("cmb-det", "1.0.0", [tmp_path / "user"])
+    assert [c.version for _r, c in installed_versions("cmb-det", [tmp_path / "user", tmp_path / "user"])] == ["1.0.0"]
+
+
+def test_default_is_explicit_not_the_newest(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    user, shipped = tmp_path / "user", tmp_path / "shipped"
+    roots = [user, shipped]
+    save_model(linear.state_dict(), make_card("1.0.0"), shipped)
+    save_model(linear.state_dict(), make_card("1.1.0", "1.0.0"), user)
+    assert default_version("cmb-det", roots) == "1.0.0"  # no recorded default: the shipped newest
+    assert find_version("cmb-det", None, roots, "detector", "train")[1].version == "1.0.0"
+
+    assert set_default("cmb-det", "1.1.0", roots) == "1.0.0"
+    assert default_version("cmb-det", roots) == "1.1.0"
+    assert (user / "cmb-det" / DEFAULT_FILE).is_file() and not (shipped / "cmb-det" / DEFAULT_FILE).exists()
+    save_model(linear.state_dict(), make_card("1.2.0", "1.1.0"), user)
+    assert default_version("cmb-det", roots) == "1.1.0"  # a newer version does not take over
+    set_default("cmb-det", "1.2.0", roots)
+    assert rollback_default("cmb-det", roots) == "1.1.0"
+    assert rollback_default("cmb-det", roots) == "1.0.0"
+    with pytest.raises(RegistryError, match="no earlier default"):
+        rollback_default("cmb-det", roots)
+    with pytest.raises(RegistryError, match="9.9.9 is not installed"):
+        set_default("cmb-det", "9.9.9", roots)
+    assert next_version("cmb-det", roots) == "1.3.0"
+
+
+def test_flagged_version_is_never_the_fallback_default(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    save_model(linear.state_dict(), make_card("1.0.0"), tmp_path)
+    flagged = make_card("1.1.0", "1.0.0")
+    flagged.config = {**flagged.config, "not_default": "worse on held-out reviews"}
+    save_model(linear.state_dict(), flagged, tmp_path)
+    assert default_version("cmb-det", [tmp_path]) == "1.0.0"
+
+
+def test_check_config_refuses_out_of_bounds_and_unknown_keys() -> None:
+    rules = {"width": ConfigRule(int, 1, 64), "threshold": ConfigRule(float, 0.0, 1.0)}
+    check_config({"width": 8, "threshold": 0.3, "note": "x"}, rules, "card c", allowed={"note"})
+    for bad, match in [({"width": 100000}, "width=100000, which is not a int in \\[1, 64\\]"),
+                       ({"width": 8.0}, "width=8.0"), ({"width": True}, "width=true"),
+                       ({"threshold": 1.5}, "threshold=1.5"), ({"threshold": float("nan")}, "threshold=NaN"),
+                       ({"width": 8, "depth": 3}, "unknown key\\(s\\) depth")]:
+        with pytest.raises(RegistryError, match=match):
+            check_config(bad, rules, "card c", allowed={"note"})
+    with pytest.raises(RegistryError, match="not a JSON object"):
+        check_config([1], rules, "card c")
 
 
 def test_shipped_weights_root_is_in_the_package() -> None:

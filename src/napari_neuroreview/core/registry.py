@@ -10,9 +10,24 @@ Why this shape:
 * **Every weight file has a card** naming its task, version, parent, training data,
   metrics and date, and the sha256 of the weights, so a result can always be traced to
   the exact weights that made it and a swapped or truncated file is caught before use.
+* **The card is integrity-checked too.** ``card_sha256`` is the sha256 of the card's
+  own content (every other field, canonical JSON), checked on every read: a card edited
+  by hand (a threshold of 1.5 that silently finds nothing) is refused like swapped
+  weights.
+* **A version string is unique across roots.** The user's registry and the shipped
+  weights are searched together; the same version in both is refused on load (naming
+  both folders) instead of one silently shadowing the other.
 * **Versions are immutable and appear atomically.** A new version is written into a
   hidden temporary folder and renamed into place, so a crash during training's final
   save never leaves a half-written version that a widget would then offer.
+* **The default version is explicit state**, per model name, in ``default.json`` of
+  the first (user) root: the version ``cmb detect`` and the widgets use when none is
+  asked for. A new version never becomes the default by being the newest; retraining
+  sets it only when the new version is not worse, and the user can set it or roll it
+  back (``neuroreview models``). With no recorded default, the newest version of the
+  last root (the shipped weights) that is not flagged ``not_default`` is the default.
+* **Configs are validated before a network is built** (:func:`check_config`): a crafted
+  card cannot make the loader allocate gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -36,9 +52,19 @@ from napari_neuroreview.core.errors import RegistryError
 
 __all__ = [
     "CARD_FILE",
+    "DEFAULT_FILE",
     "DEMO_NOTE",
     "SHIPPED_WEIGHTS_ROOT",
+    "card_digest",
+    "check_config",
+    "check_new_version",
+    "default_version",
     "find_version",
+    "held_out_text",
+    "is_demo",
+    "next_version",
+    "rollback_default",
+    "set_default",
     "installed_versions",
     "WEIGHTS_FILE",
     "ModelCard",
@@ -54,6 +80,9 @@ __all__ = [
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
+DEFAULT_FILE = "default.json"
+#: How many earlier defaults ``rollback_default`` can go back through.
+_DEFAULT_HISTORY = 20
 DEMO_NOTE = "demo weights, trained on simulated data, not for clinical use"
 SHIPPED_WEIGHTS_ROOT: Path = Path(__file__).resolve().parents[1] / "weights"
 
@@ -115,6 +144,9 @@ class ModelCard:
         Architecture settings needed to rebuild the ``nn.Module`` before loading.
     weights_sha256 : str
         sha256 of ``model.safetensors``; filled in by :func:`save_model`.
+    card_sha256 : str
+        sha256 of the card's other fields (:func:`card_digest`); filled in by
+        :func:`save_model`, checked by :func:`read_card`.
     """
 
     name: str
@@ -128,6 +160,7 @@ class ModelCard:
     notes: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
+    card_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (as written to ``card.json`` and to the store)."""
@@ -154,6 +187,17 @@ class ModelCard:
         return card
 
 
+def card_digest(data: dict[str, Any]) -> str:
+    """sha256 of a card's content: every field but ``card_sha256``, as canonical JSON.
+
+    Canonical (sorted keys, no spaces, no NaN) so that re-indenting the file does not
+    change it but any changed value does.
+    """
+    body = {key: value for key, value in data.items() if key != "card_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def version_dir(root: str | Path, name: str, version: str) -> Path:
     """The folder of one version (whether or not it exists)."""
     return Path(root) / name / version
@@ -165,7 +209,8 @@ def read_card(path: str | Path) -> ModelCard:
     Raises
     ------
     RegistryError
-        If ``card.json`` is missing or is not a valid card.
+        If ``card.json`` is missing, is not a valid card, or its content does not match
+        its ``card_sha256`` (edited after saving).
     """
     path = Path(path)
     card_path = (path if path.is_dir() else path.parent) / CARD_FILE
@@ -177,7 +222,27 @@ def read_card(path: str | Path) -> ModelCard:
         raise RegistryError(f"The model card {card_path} is not readable JSON: {exc}.") from exc
     if not isinstance(data, dict):
         raise RegistryError(f"The model card {card_path} is not a JSON object.")
+    _check_card_digest(card_path, data)
     return ModelCard.from_dict(data, source=f"model card {card_path}")
+
+
+def _check_card_digest(card_path: Path, data: dict[str, Any]) -> None:
+    """Refuse a card whose content is not the content that was saved."""
+    stored = data.get("card_sha256")
+    if not isinstance(stored, str) or not stored:
+        raise RegistryError(
+            f"The model card {card_path} has no card_sha256 to check its content against; "
+            "it was written by hand or by an older release: retrain or reinstall that version."
+        )
+    try:
+        digest = card_digest(data)
+    except ValueError as exc:  # NaN/Infinity: not strict JSON, so not a card this program wrote
+        raise RegistryError(f"The model card {card_path} holds a value that is not strict JSON.") from exc
+    if digest != stored:
+        raise RegistryError(
+            f"The model card {card_path} does not match its card_sha256 (sha256 {digest[:12]} "
+            f"instead of {stored[:12]}); it was changed after saving."
+        )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -234,9 +299,12 @@ def save_model(state_dict: dict[str, torch.Tensor], card: ModelCard, root: str |
         weights = staging / WEIGHTS_FILE
         save_file(tensors, str(weights))
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        final = dataclasses.replace(card, weights_sha256=digest)
+        final = dataclasses.replace(card, weights_sha256=digest, card_sha256="")
+        # The JSON round trip makes the hashed content exactly what read_card will see.
+        data = json.loads(json.dumps(final.to_dict(), allow_nan=False))
+        data["card_sha256"] = card_digest(data)
         with (staging / CARD_FILE).open("w", encoding="utf-8") as fh:
-            json.dump(final.to_dict(), fh, indent=2, sort_keys=True, allow_nan=False)
+            json.dump(data, fh, indent=2, sort_keys=True, allow_nan=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -363,24 +431,162 @@ def latest(root: str | Path, name: str) -> ModelCard | None:
     return cards[-1] if cards else None
 
 
+def _default_roots(roots: list[Path] | None) -> list[Path]:
+    """The roots searched, user registry first, without repeats (one folder listed twice is not a clash)."""
+    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
+    unique: dict[Path, Path] = {}
+    for root in roots:
+        unique.setdefault(Path(root).expanduser().resolve(), Path(root))
+    return list(unique.values())
+
+
 def installed_versions(name: str, roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
     """Every installed version of ``name`` with the registry root it lives in, oldest first.
 
-    ``roots`` default to the user's registry, then the shipped weights; an earlier root
-    wins for the same version, so a user's own 1.0.0 shadows the shipped one.
+    ``roots`` default to the user's registry, then the shipped weights.
+
+    Raises
+    ------
+    RegistryError
+        If one version is installed in two roots: which one a result came from would be
+        ambiguous (a user's card could pose as the shipped 1.0.0), so neither is used.
     """
-    roots = roots if roots is not None else [default_registry_root(), SHIPPED_WEIGHTS_ROOT]
     found: dict[str, tuple[Path, ModelCard]] = {}
-    for root in reversed(roots):
+    for root in _default_roots(roots):
         for card in list_versions(root, name):
+            if card.version in found:
+                first = version_dir(found[card.version][0], name, card.version)
+                raise RegistryError(
+                    f"Model {name} version {card.version} is installed twice, in {first} and in "
+                    f"{version_dir(root, name, card.version)}; a version must be unique, so remove or "
+                    "rename the one you did not mean to use."
+                )
             found[card.version] = (Path(root), card)
     return [found[v] for v in sorted(found, key=version_key)]
+
+
+def check_new_version(name: str, version: str, roots: list[Path] | None = None) -> None:
+    """Refuse, before any training, a new version that is already installed in any root.
+
+    Raises
+    ------
+    RegistryError
+        If ``version`` is not dotted numbers or is installed already.
+    """
+    version_key(version)
+    for root, card in installed_versions(name, roots):
+        if card.version == version:
+            raise RegistryError(
+                f"Model {name} version {version} already exists in {version_dir(root, name, version)}; "
+                "choose a new version."
+            )
+
+
+def next_version(name: str, roots: list[Path] | None = None, base: str | None = None) -> str:
+    """The next minor version after every installed one (``1.0.0`` when none is)."""
+    versions = [card.version for _root, card in installed_versions(name, roots)] + ([base] if base else [])
+    if not versions:
+        return "1.0.0"
+    top = [*max(versions, key=version_key).split("."), "0", "0"][:3]
+    return ".".join([top[0], str(int(top[1]) + 1), "0"])
+
+
+# ----------------------------------------------------------------------------- default
+
+
+def _default_file(name: str, roots: list[Path] | None) -> Path:
+    """The default of ``name`` is kept in the first (user) root, never in the package."""
+    return Path(_default_roots(roots)[0]) / name / DEFAULT_FILE
+
+
+def _read_default_state(path: Path) -> dict[str, Any]:
+    """``{"default": version or None, "previous": [older defaults, oldest first]}``."""
+    if not path.is_file():
+        return {"default": None, "previous": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"The default-version file {path} is not readable JSON.") from exc
+    default, previous = (data.get("default"), data.get("previous", [])) if isinstance(data, dict) else (0, 0)
+    if not (default is None or isinstance(default, str)) or not (
+        isinstance(previous, list) and all(isinstance(v, str) for v in previous)
+    ):
+        raise RegistryError(f"The default-version file {path} does not hold a version and a list of earlier ones.")
+    return {"default": default, "previous": list(previous)}
+
+
+def _write_default_state(path: Path, default: str, previous: list[str]) -> None:
+    from napari_neuroreview.core.io.atomic import write_text_atomic
+
+    state = {"default": default, "previous": previous[-_DEFAULT_HISTORY:], "date": _now()}
+    write_text_atomic(path, json.dumps(state, indent=2) + "\n")
+
+
+def _fallback_default(name: str, roots: list[Path] | None, versions: list[tuple[Path, ModelCard]]) -> str | None:
+    """With no recorded default: the newest unflagged version of the last root that has one."""
+    for root in reversed(_default_roots(roots)):
+        here = [card.version for r, card in versions
+                if Path(r).resolve() == Path(root).resolve() and not card.config.get("not_default")]
+        if here:
+            return here[-1]
+    return None
+
+
+def default_version(name: str, roots: list[Path] | None = None) -> str | None:
+    """The version used when none is asked for (see the module notes), or None if none is installed."""
+    versions = installed_versions(name, roots)
+    state = _read_default_state(_default_file(name, roots))
+    if state["default"] in {card.version for _root, card in versions}:
+        return str(state["default"])
+    return _fallback_default(name, roots, versions)
+
+
+def set_default(name: str, version: str, roots: list[Path] | None = None) -> str | None:
+    """Make ``version`` the default; return the previous default (which a rollback restores).
+
+    Raises
+    ------
+    RegistryError
+        If ``version`` is not installed.
+    """
+    installed = [card.version for _root, card in installed_versions(name, roots)]
+    if version not in installed:
+        raise RegistryError(
+            f"Model {name} version {version} is not installed (installed: {', '.join(installed) or 'none'})."
+        )
+    path = _default_file(name, roots)
+    state = _read_default_state(path)
+    current = default_version(name, roots)
+    previous = [v for v in state["previous"] if v != version]
+    if current is not None and current != version:
+        previous.append(current)
+    _write_default_state(path, version, previous)
+    return current
+
+
+def rollback_default(name: str, roots: list[Path] | None = None) -> str:
+    """Go back to the default before the current one; return it.
+
+    Raises
+    ------
+    RegistryError
+        If there is no earlier default that is still installed.
+    """
+    installed = {card.version for _root, card in installed_versions(name, roots)}
+    path = _default_file(name, roots)
+    state = _read_default_state(path)
+    current = default_version(name, roots)
+    previous = [v for v in state["previous"] if v in installed and v != current]
+    if not previous:
+        raise RegistryError(f"Model {name} has no earlier default to roll back to (the default is {current}).")
+    _write_default_state(path, previous[-1], previous[:-1])
+    return previous[-1]
 
 
 def find_version(
     name: str, version: str | None, roots: list[Path] | None, what: str, train_command: str
 ) -> tuple[Path, ModelCard]:
-    """The root and card of ``version`` of ``name`` (the newest when None).
+    """The root and card of ``version`` of ``name`` (the default version when None).
 
     Raises
     ------
@@ -395,9 +601,114 @@ def find_version(
             "or reinstall napari-neuroreview (it ships demo weights)."
         )
     if version is None:
-        return versions[-1]
+        version = default_version(name, roots)
+        if version is None:
+            raise RegistryError(
+                f"No {what} version is the default (every installed one is flagged not default): "
+                f"choose one with `neuroreview models set-default {name} VERSION`."
+            )
     matches = [(r, c) for r, c in versions if c.version == version]
     if not matches:
         known = ", ".join(c.version for _, c in versions)
         raise RegistryError(f"The {what} version {version} is not installed (installed: {known}).")
     return matches[0]
+
+
+# ----------------------------------------------------------------------------- describing
+
+
+def is_demo(card: ModelCard) -> bool:
+    """Weights trained on simulated data (the shipped ones and anything fine-tuned from them)."""
+    return DEMO_NOTE in card.notes
+
+
+def held_out_text(card: ModelCard) -> str:
+    """One line of a card's figures on held-out reviews, or '' when it has none.
+
+    Cards made by retraining hold ``config["held_out"]``: the parent's and this
+    version's sensitivity and FP/scan, each at its own threshold, on the same scans.
+    """
+    held = card.config.get("held_out")
+    if not isinstance(held, dict) or not isinstance(held.get("after"), dict):
+        return ""
+
+    def figures(part: Any) -> str:
+        if not isinstance(part, dict):
+            return "?"
+        sens, fp, thr = (part.get(k) for k in ("sensitivity", "fp_per_subject", "threshold"))
+        return (f"sensitivity {_num(sens)}, FP/scan {_num(fp)} at threshold {_num(thr, 3)}")
+
+    text = f"held-out ({held.get('n_scans', '?')} reviewed scans): {figures(held['after'])}"
+    if isinstance(held.get("before"), dict):
+        text += f"; parent {held.get('parent', '?')}: {figures(held['before'])}"
+    return text
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return f"{float(value):.{digits}f}" if isinstance(value, (int, float)) else "n/a"
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class ConfigRule:
+    """What one architecture setting of a card may be: a type and an inclusive range."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+
+
+def check_config(config: Any, rules: dict[str, ConfigRule], where: str, allowed: set[str] | None = None,
+                 required: tuple[str, ...] = ()) -> None:
+    """Refuse a card config outside its task's schema, before any network is built.
+
+    Why: the config decides the size of the network; a crafted card (``width`` 100000)
+    would otherwise make the loader allocate gigabytes and die with a raw error.
+
+    Parameters
+    ----------
+    config : dict
+        The card's config (or a part of it, such as the encoder settings).
+    rules : dict
+        Setting -> :class:`ConfigRule`; each present setting must satisfy its rule.
+    where : str
+        Names the card in the message ("model card cmb-detector 1.1.0").
+    allowed : set of str, optional
+        Every key the config may hold (the rules' keys are always allowed); None allows
+        descriptive keys that the builder never reads.
+    required : tuple of str
+        Keys that must be present.
+
+    Raises
+    ------
+    RegistryError
+        One sentence naming the card, the key, its value and the allowed range.
+    """
+    if not isinstance(config, dict):
+        raise RegistryError(f"The {where} config is not a JSON object.")
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise RegistryError(f"The {where} config lacks {', '.join(missing)}.")
+    if allowed is not None:
+        unknown = sorted(set(config) - allowed - set(rules))
+        if unknown:
+            raise RegistryError(f"The {where} config has unknown key(s) {', '.join(unknown)}; refusing to build it.")
+    for key, rule in rules.items():
+        if key not in config:
+            continue
+        value = config[key]
+        if rule.kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, rule.kind) and not isinstance(value, bool) if rule.kind is int \
+                else isinstance(value, rule.kind)
+        in_range = ok and (rule.low is None or value >= rule.low) and (rule.high is None or value <= rule.high)
+        if not in_range:
+            bounds = f"a {rule.kind.__name__}" + (
+                f" in [{rule.low:g}, {rule.high:g}]" if rule.low is not None and rule.high is not None else "")
+            raise RegistryError(
+                f"The {where} config has {key}={json.dumps(value)[:60]}, which is not {bounds}; "
+                "refusing to build the network."
+            )

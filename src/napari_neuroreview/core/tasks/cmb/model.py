@@ -1,8 +1,11 @@
-"""Find and load a microbleed detector version: the user's newest, else the shipped one.
+"""Find and load a microbleed detector version: the registry's default unless one is named.
 
-Versions live in the registry (safetensors + model card). The user's registry (where
-retraining writes) is searched first, so a freshly fine-tuned model is used as soon as it
-exists; the shipped demo weights are the fallback.
+Versions live in the registry (safetensors + model card), in the user's registry (where
+retraining writes) and the shipped demo weights. Which one is used when none is named is
+the registry's explicit default (``core.registry.default_version``), never simply the
+newest: retraining makes a new version the default only when it is not worse on held-out
+reviews. A card's config is checked against :data:`CONFIG_RULES` before the network is
+built, so a crafted card cannot size the network.
 """
 
 from __future__ import annotations
@@ -13,11 +16,23 @@ from pathlib import Path
 import torch
 
 from ...device import resolve_device
+from ...errors import RegistryError
 from ...models.cmb_net import CMBPatchNet
-from ...registry import ModelCard, find_version, installed_versions, load_state_dict, version_dir
+from ...registry import ConfigRule, ModelCard, check_config, find_version, installed_versions, load_state_dict, version_dir
 
 MODEL_NAME = "cmb-detector"
 TASK = "cmb-detection"
+
+#: What builds or drives the network, with the bounds a real detector stays in.
+CONFIG_RULES = {
+    "width": ConfigRule(int, 1, 64),
+    "threshold": ConfigRule(float, 0.0, 1.0),
+}
+#: Descriptive keys the builder never reads (metrics, provenance, the retraining verdict).
+DESCRIPTIVE_KEYS = {
+    "metrics_on", "n_train_patches", "held_out", "n_reviewed_train_scans", "n_reviewed_held_out_scans",
+    "skipped_scans", "not_default", "reviewed_scans", "max_fp_per_subject",
+}
 
 
 @dataclass(frozen=True)
@@ -33,8 +48,14 @@ def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, Mode
     return installed_versions(MODEL_NAME, roots)
 
 
+def check_detector_config(card: ModelCard) -> None:
+    """Refuse a card whose config is outside the detector's schema (before building anything)."""
+    check_config(card.config, CONFIG_RULES, f"model card {card.name} {card.version}", allowed=DESCRIPTIVE_KEYS)
+
+
 def build_net(card: ModelCard) -> CMBPatchNet:
-    """An untrained network shaped as the card says."""
+    """An untrained network shaped as the card says (the config checked first)."""
+    check_detector_config(card)
     return CMBPatchNet(width=int(card.config.get("width", 8)))
 
 
@@ -43,12 +64,19 @@ def load_detector(
     device: str = "auto",
     roots: list[Path] | None = None,
 ) -> LoadedDetector:
-    """Load a detector version (the newest when None) onto a device."""
+    """Load a detector version (the registry's default when None) onto a device."""
     root, card = find_version(MODEL_NAME, version, roots, "microbleed detector", "neuroreview cmb train")
+    check_detector_config(card)  # before the weights are read or a network is built
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
     net = build_net(card)
-    net.load_state_dict(state)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:  # the card's shape and the weights disagree: the files, not the code
+        raise RegistryError(
+            f"The model card {MODEL_NAME} {card.version} in {root} does not describe its weights "
+            f"({str(exc).splitlines()[0]})."
+        ) from exc
     net.to(choice.device).eval()
     return LoadedDetector(net=net, card=card)
 

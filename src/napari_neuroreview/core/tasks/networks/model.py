@@ -29,7 +29,17 @@ import torch
 from ...device import resolve_device
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
-from ...registry import DEMO_NOTE, ModelCard, find_version, installed_versions, load_state_dict, save_model, version_dir
+from ...registry import (
+    DEMO_NOTE,
+    ConfigRule,
+    ModelCard,
+    check_config,
+    find_version,
+    installed_versions,
+    load_state_dict,
+    save_model,
+    version_dir,
+)
 from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build_rows, model_context
 
 __all__ = [
@@ -235,9 +245,86 @@ def _context_for(card: ModelCard) -> GridContext:
     return GridContext.for_grid(affine, shape)
 
 
+#: The encoder's constructor arguments and the bounds a real model stays in.
+ENCODER_RULES = {
+    "n_networks": ConfigRule(int, 1, 32),
+    "width": ConfigRule(int, 1, 64),
+    "embed_dim": ConfigRule(int, 1, 512),
+    "network_dim": ConfigRule(int, 0, 128),
+    "pool": ConfigRule(int, 1, 8),
+}
+#: Top-level settings the model reads, with their bounds (other keys are descriptive).
+CONFIG_RULES = {
+    "n_windows": ConfigRule(int, 1, 64),
+    "model_tr_s": ConfigRule(float, 0.1, 10.0),
+    "tc_length": ConfigRule(int, 8, 4096),
+    "representation": ConfigRule(str),
+    "networks": ConfigRule(list),
+    "grid": ConfigRule(dict),
+    "stage2": ConfigRule(dict),
+}
+_MAX_GRID_SIDE = 128
+_MAX_STAGE2_INPUTS = 4096
+
+
+def check_prepost_config(card: ModelCard) -> None:
+    """Refuse a card whose config is outside the pre/post model's schema, before building anything.
+
+    Why: the encoder settings and the grid size decide how much memory the model takes; a
+    crafted card must get one sentence, not a multi-gigabyte allocation.
+    """
+    where = f"model card {card.name} {card.version}"
+    config = card.config
+    check_config(config, CONFIG_RULES, where, required=("encoder", "stage2"))
+    encoder = config["encoder"]
+    check_config(encoder, ENCODER_RULES, f"{where} encoder", allowed=set(), required=tuple(ENCODER_RULES))
+
+    def refuse(what: str) -> RegistryError:
+        return RegistryError(f"The {where} config has {what}; refusing to build the model.")
+
+    if config.get("representation", "projection") not in REPRESENTATIONS:
+        raise refuse(f"representation {str(config.get('representation'))[:40]!r}, not one of {', '.join(REPRESENTATIONS)}")
+    networks = config.get("networks", [])
+    if not all(isinstance(n, str) for n in networks) or (networks and len(networks) != encoder["n_networks"]):
+        raise refuse(f"networks that are not {encoder['n_networks']} names")
+    grid = config.get("grid") or {}
+    shape, affine = grid.get("shape", []), grid.get("affine", [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    if shape and not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= _MAX_GRID_SIDE for n in shape)):
+        raise refuse(f"grid shape {str(shape)[:60]}, not three sides in [1, {_MAX_GRID_SIDE}]")
+    if not _finite_matrix(affine, 4, 4):
+        raise refuse("a grid affine that is not a finite 4x4 matrix")
+    for name, head in config["stage2"].items():
+        if not _valid_head(head):
+            raise refuse(f"a stage-2 head {str(name)[:40]!r} that is not a logistic model "
+                         f"(mean, scale, coef of one length up to {_MAX_STAGE2_INPUTS}, finite intercept)")
+
+
+def _finite_matrix(value: Any, rows: int, cols: int) -> bool:
+    try:
+        matrix = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return matrix.shape == (rows, cols) and bool(np.isfinite(matrix).all())
+
+
+def _valid_head(head: Any) -> bool:
+    """A stage-2 head's JSON: three equal-length finite vectors and a finite intercept."""
+    if not isinstance(head, dict):
+        return False
+    vectors = [head.get(key) for key in ("mean", "scale", "coef")]
+    if not all(isinstance(v, list) and 1 <= len(v) <= _MAX_STAGE2_INPUTS for v in vectors):
+        return False
+    if len({len(v) for v in vectors}) != 1:  # type: ignore[arg-type]
+        return False
+    numbers = [x for v in vectors for x in v] + [head.get("intercept"), head.get("C", 1.0)]  # type: ignore[union-attr]
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in numbers)
+
+
 def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str | torch.device = "cpu"
                     ) -> PrePostModel:
-    """Rebuild a :class:`PrePostModel` from its weights and card."""
+    """Rebuild a :class:`PrePostModel` from its weights and card (its config checked first)."""
+    check_prepost_config(card)
     config = card.config
     reference = _reference_from_tensors(state, list(config.get("networks", [])))
     state = {k: v for k, v in state.items() if not k.startswith(_REFERENCE_PREFIX)}
@@ -281,7 +368,7 @@ def _reference_from_tensors(state: Mapping[str, torch.Tensor], networks: Sequenc
 
 def load_prepost_model(version: str | None = None, device: str = "auto",
                        roots: list[Path] | None = None) -> PrePostModel:
-    """Load a version (the newest when None) from the user's registry or the shipped weights.
+    """Load a version (the registry's default when None) from the user's registry or the shipped weights.
 
     Raises
     ------
@@ -290,6 +377,7 @@ def load_prepost_model(version: str | None = None, device: str = "auto",
         or inconsistent (see :func:`core.registry.load_state_dict`).
     """
     root, card = find_version(MODEL_NAME, version, roots, "rs-fMRI pre/post model", "neuroreview networks train")
+    check_prepost_config(card)  # before the weights are read or a network is built
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
     return model_from_card(state, card, choice.device)
