@@ -1,10 +1,13 @@
-"""Retraining from reviews: a mimic that fools the base model is learnt from rejections.
+"""Retraining from reviews: what it learns, where its threshold comes from, when it becomes the default.
 
-The base detector was trained on labels that lumped calcifications (dark spheres with the
-opposite phase sign) in with microbleeds, as a magnitude-only reading does, so it calls
-them microbleeds. A radiologist (simulated from the truth) accepts the true
-microbleeds, rejects the calcifications and adds the missed ones; fine-tuning on those
-reviews must cut the false positives per scan on held-out reviewed scans.
+The slow test: the base detector was trained on labels that lumped calcifications (dark
+spheres with the opposite phase sign) in with microbleeds, as a magnitude-only reading
+does, so it calls them microbleeds. A radiologist (simulated from the truth) accepts the
+true microbleeds, rejects the calcifications and adds the missed ones; fine-tuning on
+those reviews must cut the false positives per scan on held-out reviewed scans.
+
+The fast tests: a store of small reviewed scans, the shipped weights as the parent, and
+either a faked training result (worse or better than the parent) or a one-step real one.
 """
 
 from __future__ import annotations
@@ -76,12 +79,283 @@ def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
                                           extra={"phase_path": phase_path})
                 store.review(added.id, "added", "sim")
 
-    card = run_to_completion(retrain.retrain_from_store(
-        store_path, root, base_version="1.0.0", config=FitConfig(epochs=3, lr=1e-3), device="cpu"))
-    before, after = card.config["held_out_before"], card.config["held_out_after"]
+    outcome = run_to_completion(retrain.retrain_from_store(
+        store_path, root, base_version="1.0.0", config=FitConfig(epochs=3, lr=1e-3), device="cpu", roots=[root]))
+    card = outcome.card
+    before, after = card.config["held_out"]["before"], card.config["held_out"]["after"]
     print(f"held-out reviewed scans: before {before}  after {after}")
     assert card.parent == "1.0.0" and card.version == "1.1.0"
     assert before["fp_per_subject"] >= 1.0, "the calcifications should fool the base model"
     assert after["fp_per_subject"] < 0.5 * before["fp_per_subject"]
     assert after["sensitivity"] >= before["sensitivity"] - 0.15
-    assert load_detector(device="cpu", roots=[root]).card.version == "1.1.0"  # offered next
+    assert outcome.made_default and load_detector(device="cpu", roots=[root]).card.version == "1.1.0"
+
+
+# ----------------------------------------------------------------------------- fast tests
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import getpass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from napari_neuroreview.cli import main  # noqa: E402
+from napari_neuroreview.core.errors import StoreError  # noqa: E402
+from napari_neuroreview.core.progress import Progress  # noqa: E402
+from napari_neuroreview.core.registry import (  # noqa: E402
+    SHIPPED_WEIGHTS_ROOT, ModelCard, default_version, installed_versions, read_card,
+)
+from napari_neuroreview.core.tasks.cmb import model as cmb_model  # noqa: E402
+from napari_neuroreview.core.tasks.cmb import train as cmb_train  # noqa: E402
+
+from cmb_synthetic import synthetic_swi  # noqa: E402
+
+
+def reviewed_store(folder: Path, n_each: int = 2) -> tuple[Path, set[str], set[str]]:
+    """A store with ``n_each`` training and ``n_each`` held-out scans, each microbleed 'added' by a reviewer."""
+    store_path = folder / "reviews.sqlite"
+    sides: dict[bool, set[str]] = {True: set(), False: set()}
+    with CaseStore(store_path) as store:
+        for seed in range(40):
+            if min(len(v) for v in sides.values()) >= n_each:
+                break
+            volume, truth = synthetic_swi(seed=seed, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
+            side = retrain.is_held_out(volume.sha256)
+            if len(sides[side]) >= n_each:
+                continue
+            path = _save(folder / f"swi-{seed}.nii.gz", volume)
+            magnitude = load_volume(path)
+            store.register_image(path, magnitude.sha256, list(magnitude.shape), magnitude.affine.tolist())
+            for label in [int(i) for i in np.unique(truth) if i]:
+                centre = np.argwhere(truth == label).mean(0)
+                world = centre @ magnitude.affine[:3, :3].T + magnitude.affine[:3, 3]
+                added = store.add_finding(magnitude.sha256, "cmb", world, None, source="user", actor="sim")
+                store.review(added.id, "added", "sim")
+            sides[side].add(Path(path).name)
+    return store_path, sides[False], sides[True]
+
+
+def shipped_as(root: Path, version: str, blind: bool = False) -> None:
+    """The shipped detector saved into ``root`` as ``version``; ``blind`` makes it score everything ~0."""
+    base = load_detector("1.0.0", device="cpu", roots=[SHIPPED_WEIGHTS_ROOT])
+    if blind:
+        with torch.no_grad():
+            base.net.cls[-1].bias.fill_(-30.0)
+    card = ModelCard(name=cmb_model.MODEL_NAME, version=version, task=cmb_model.TASK, notes=base.card.notes,
+                     config={"width": 8, "threshold": float(base.card.config["threshold"])})
+    save_model(state_dict_cpu(base.net), card, root)
+
+
+def fake_training(blind: bool):
+    """A training result without training: the parent's weights, blinded or the shipped ones."""
+
+    def train_detector(train, val, config, device="cpu", base=None, seed=0, **_):
+        yield Progress(0, 1, "fake training")
+        net = cmb_model.build_net(base.card)
+        net.load_state_dict(load_detector("1.0.0", "cpu", [SHIPPED_WEIGHTS_ROOT]).net.state_dict())
+        if blind:
+            with torch.no_grad():
+                net.cls[-1].bias.fill_(-30.0)
+        card = ModelCard(name=cmb_model.MODEL_NAME, version="0.0.0", task=cmb_model.TASK,
+                         parent=base.card.version, config={"width": 8, "threshold": 0.5})
+        return cmb_model.LoadedDetector(net=net.eval(), card=card), {}
+
+    return train_detector
+
+
+@pytest.fixture
+def reviewed(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
+    return reviewed_store(tmp_path_factory.mktemp("reviewed"))
+
+
+def test_a_worse_candidate_is_kept_but_not_made_default(reviewed, tmp_path, monkeypatch, one_torch_thread) -> None:
+    store_path, _train, held = reviewed
+    root = tmp_path / "registry"
+    shipped_as(root, "1.0.0")
+    monkeypatch.setattr(retrain, "train_detector", fake_training(blind=True))
+    outcome = run_to_completion(retrain.retrain_from_store(store_path, root, None, FitConfig(), device="cpu",
+                                                           roots=[root]))
+    print("\n".join([*outcome.comparison_lines(), outcome.verdict]))
+    assert outcome.before["sensitivity"] >= 0.5 and outcome.after["sensitivity"] == 0.0
+    assert not outcome.made_default
+    assert outcome.verdict.startswith("1.1.0 is kept but is not the default: worse than 1.0.0")
+    kept = read_card(root / cmb_model.MODEL_NAME / "1.1.0")
+    assert "worse on held-out reviews than 1.0.0: sensitivity" in kept.config["not_default"]
+    assert kept.config["held_out"]["n_scans"] == len(held)
+    assert default_version(cmb_model.MODEL_NAME, [root]) == "1.0.0"
+    assert load_detector(None, "cpu", [root]).card.version == "1.0.0"  # what cmb detect and the widget load
+
+
+def test_a_better_candidate_becomes_the_default(reviewed, tmp_path, monkeypatch, one_torch_thread) -> None:
+    store_path, _train, _held = reviewed
+    root = tmp_path / "registry"
+    shipped_as(root, "1.0.0", blind=True)
+    monkeypatch.setattr(retrain, "train_detector", fake_training(blind=False))
+    outcome = run_to_completion(retrain.retrain_from_store(store_path, root, None, FitConfig(), device="cpu",
+                                                           roots=[root]))
+    print("\n".join([*outcome.comparison_lines(), outcome.verdict]))
+    assert outcome.before["sensitivity"] == 0.0 and outcome.after["sensitivity"] >= 0.5
+    assert outcome.made_default and outcome.default == "1.1.0"
+    assert "not_default" not in outcome.card.config
+    assert load_detector(None, "cpu", [root]).card.version == "1.1.0"
+    # the parent and the new version on the same held-out scans, each at its own threshold
+    held_out = read_card(root / cmb_model.MODEL_NAME / "1.1.0").config["held_out"]
+    assert held_out["parent"] == "1.0.0" and held_out["before"]["threshold"] == pytest.approx(0.10114)
+    assert 0.05 <= held_out["after"]["threshold"] <= 1.0
+
+
+def test_threshold_is_chosen_on_held_out_scans_only(reviewed, tmp_path, monkeypatch, one_torch_thread) -> None:
+    """Real (one-step) fine-tuning: only held-out scans are ever scored, by the parent or the new version."""
+    store_path, train_names, held_names = reviewed
+    root = tmp_path / "registry"
+    shipped_as(root, "1.0.0")
+    scored: list[str] = []
+    real = cmb_train.score_scan
+
+    def recording(scan, detector, *args, **kwargs):
+        scored.append(scan.name)
+        return real(scan, detector, *args, **kwargs)
+
+    monkeypatch.setattr(cmb_train, "score_scan", recording)
+    monkeypatch.setattr(retrain, "score_scan", recording)
+    chosen_on: list[int] = []
+    real_choose = retrain.choose_threshold
+    monkeypatch.setattr(retrain, "choose_threshold",
+                        lambda cases, fp: chosen_on.append(len(cases)) or real_choose(cases, fp))
+    outcome = run_to_completion(retrain.retrain_from_store(
+        store_path, root, None, FitConfig(epochs=1, max_steps_per_epoch=2), device="cpu", roots=[root]))
+    assert set(scored) == held_names and not set(scored) & train_names
+    assert max(chosen_on) == len(held_names)  # the frozen threshold: on every held-out scan, nothing else
+    assert outcome.card.config["threshold"] == outcome.after["threshold"]
+    names = {s["file"]: s["held_out"] for s in outcome.card.config["reviewed_scans"]}
+    assert names == {**{n: False for n in train_names}, **{n: True for n in held_names}}
+
+
+def test_ties_go_to_the_lower_threshold() -> None:
+    from napari_neuroreview.core.metrics import evaluate_case
+
+    truth = np.array([[0.0, 0.0, 0.0]])
+    # one microbleed found at 0.9; no false positive until 0.3: every threshold in (0.3, 0.9] ties
+    case = evaluate_case(np.array([[0.0, 0.0, 0.0], [30.0, 0, 0], [60.0, 0, 0]]), [0.9, 0.6, 0.3], truth)
+    assert cmb_train.choose_threshold([case], max_fp_per_subject=1.0) == pytest.approx(0.6)
+    assert cmb_train.choose_threshold([case], max_fp_per_subject=0.0) == pytest.approx(0.9)
+
+
+def test_card_holds_no_path_and_no_user_name(reviewed, tmp_path, monkeypatch, one_torch_thread) -> None:
+    store_path, _train, _held = reviewed
+    root = tmp_path / "registry"
+    shipped_as(root, "1.0.0")
+    monkeypatch.setattr(retrain, "train_detector", fake_training(blind=False))
+    run_to_completion(retrain.retrain_from_store(store_path, root, None, FitConfig(), device="cpu", roots=[root]))
+    text = (root / cmb_model.MODEL_NAME / "1.1.0" / "card.json").read_text()
+    assert str(store_path.parent) not in text and str(tmp_path) not in text and "/tmp" not in text
+    assert f'"{getpass.getuser()}"' not in text and f"/{getpass.getuser()}/" not in text
+    assert store_path.name in json.loads(text)["training_data"]
+
+
+# ----------------------------------------------------------------------------- through the CLI
+
+
+@pytest.fixture
+def user_data(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    from napari_neuroreview.core.registry import default_registry_root
+
+    return default_registry_root()
+
+
+def _one_sentence(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+def test_cli_train_refuses_a_missing_store_and_creates_nothing(user_data, tmp_path, capsys) -> None:
+    missing = tmp_path / "nowhere" / "reviews.sqlite"
+    assert main(["cmb", "train", "--store", str(missing), "--quiet", "--device", "cpu"]) == 2
+    assert "no annotation store at" in _one_sentence(capsys)
+    assert not missing.exists() and not missing.parent.exists() and not user_data.exists()
+
+
+def test_cli_models_set_default_and_rollback(user_data, capsys) -> None:
+    shipped_as(user_data, "1.1.0")
+    assert main(["models", "list", "--task", "cmb-detector"]) == 0
+    out = capsys.readouterr().out
+    assert "default 1.0.0" in out and " * 1.0.0" in out and "demo weights" in out
+    assert main(["models", "set-default", "cmb-detector", "1.1.0"]) == 0
+    assert "default is now 1.1.0, was 1.0.0" in capsys.readouterr().out
+    assert load_detector(None, "cpu").card.version == "1.1.0"
+    assert main(["models", "rollback", "cmb-detector"]) == 0
+    assert load_detector(None, "cpu").card.version == "1.0.0"
+    assert main(["models", "rollback", "cmb-detector"]) == 2
+    assert "no earlier default" in _one_sentence(capsys)
+    assert main(["models", "set-default", "cmb-detector", "7.0.0"]) == 2
+    assert "7.0.0 is not installed" in _one_sentence(capsys)
+    assert main(["models", "set-default", "cmb-dtector", "1.0.0"]) == 2
+    assert "no model task 'cmb-dtector'" in _one_sentence(capsys)
+
+
+def _detect_args(tmp_path: Path) -> tuple[list[str], Path, bytes]:
+    volume, _ = synthetic_swi(seed=3, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
+    scan = Path(_save(tmp_path / "swi.nii.gz", volume))
+    out = tmp_path / "det.json"
+    return ["cmb", "detect", str(scan), "--out", str(out), "--device", "cpu", "--quiet"], out, scan.read_bytes()
+
+
+def test_cli_user_card_posing_as_the_shipped_version_is_refused(user_data, tmp_path, capsys) -> None:
+    """A user folder 1.0.0 with threshold 1.5 used to shadow the shipped 1.0.0 (0 detections, 'model 1.0.0')."""
+    args, out, scan_bytes = _detect_args(tmp_path)
+    shutil.copytree(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / "1.0.0", user_data / "cmb-detector" / "1.0.0")
+    card_path = user_data / "cmb-detector" / "1.0.0" / "card.json"
+    data = json.loads(card_path.read_text())
+    assert main(args) == 2
+    err = _one_sentence(capsys)
+    assert "installed twice" in err and str(user_data) in err and str(SHIPPED_WEIGHTS_ROOT) in err
+    assert not out.exists() and Path(args[2]).read_bytes() == scan_bytes
+
+    shutil.rmtree(user_data / "cmb-detector" / "1.0.0")  # the same edit as another version: integrity check
+    shutil.copytree(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / "1.0.0", user_data / "cmb-detector" / "1.2.0")
+    data.update(version="1.2.0", config={**data["config"], "threshold": 1.5})
+    (user_data / "cmb-detector" / "1.2.0" / "card.json").write_text(json.dumps(data))
+    assert main([*args, "--version", "1.2.0"]) == 2
+    assert "changed after saving" in _one_sentence(capsys)
+    assert not out.exists()
+
+
+def test_cli_crafted_config_is_refused_before_any_network(user_data, tmp_path, capsys, monkeypatch) -> None:
+    """A consistent (re-hashed) card whose config asks for a 7 GB network: one sentence, nothing built."""
+    from napari_neuroreview.core.registry import card_digest
+
+    args, out, scan_bytes = _detect_args(tmp_path)
+    folder = user_data / "cmb-detector" / "6.6.6"
+    shutil.copytree(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / "1.0.0", folder)
+    data = json.loads((folder / "card.json").read_text())
+    data.update(version="6.6.6", config={**data["config"], "width": 100_000})
+    data["card_sha256"] = card_digest(data)
+    (folder / "card.json").write_text(json.dumps(data))
+    built: list[int] = []
+    monkeypatch.setattr(cmb_model.CMBPatchNet, "__init__", lambda self, width=8: built.append(width))
+    assert main([*args, "--version", "6.6.6"]) == 2
+    err = _one_sentence(capsys)
+    assert "model card cmb-detector 6.6.6 config has width=100000, which is not a int in [1, 64]" in err
+    assert built == [] and not out.exists() and Path(args[2]).read_bytes() == scan_bytes
+
+
+def test_crafted_prepost_config_is_refused_before_any_network(tmp_path, monkeypatch) -> None:
+    from napari_neuroreview.core.errors import RegistryError
+    from napari_neuroreview.core.registry import card_digest
+    from napari_neuroreview.core.tasks.networks import model as net_model
+
+    for change in ({"encoder": {"n_networks": 5, "width": 4096, "embed_dim": 32, "network_dim": 8, "pool": 4}},
+                   {"grid": {"shape": [2000, 2000, 2000], "affine": np.eye(4).tolist()}},
+                   {"encoder": {"n_networks": 5, "width": 8, "embed_dim": 32, "network_dim": 8, "pool": 4,
+                                "extra": 1}}):
+        folder = tmp_path / "network-prepost" / "6.6.6"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(SHIPPED_WEIGHTS_ROOT / "network-prepost" / "1.0.0", folder)
+        data = json.loads((folder / "card.json").read_text())
+        data.update(version="6.6.6", config={**data["config"], **change})
+        data["card_sha256"] = card_digest(data)
+        (folder / "card.json").write_text(json.dumps(data))
+        monkeypatch.setattr(net_model, "NetworkPairEncoder", lambda **kw: pytest.fail("a network was built"))
+        with pytest.raises(RegistryError, match="model card network-prepost 6.6.6"):
+            net_model.load_prepost_model("6.6.6", device="cpu", roots=[tmp_path])

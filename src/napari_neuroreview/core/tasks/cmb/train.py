@@ -3,8 +3,10 @@
 One path for both sources of labels: phantom truth (how the shipped weights are made)
 and radiologists' reviews (how users improve them). Training scans and validation scans
 are different scans; the score threshold is chosen on the validation scans (the highest
-sensitivity at no more than ``max_fp_per_subject`` false positives per scan) and frozen
-in the model card, with the validation metrics beside it.
+sensitivity at no more than ``max_fp_per_subject`` false positives per scan, ties broken
+toward the LOWER threshold: the review is a screening, a missed microbleed costs more
+than a false alarm the radiologist rejects) and frozen in the model card, with the
+validation metrics beside it. Never on the scans the network was fitted on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from ...device import resolve_device
 from ...io.nifti import Volume
-from ...metrics import CaseResult, evaluate_case, operating_point, summarize
+from ...metrics import CaseResult, evaluate_case, froc, summarize
 from ...progress import Progress, TaskGenerator, run_to_completion
 from ...registry import DEMO_NOTE, ModelCard, save_model
 from ...train.loop import FitConfig, PatchSet, fit
@@ -80,18 +82,31 @@ def score_scan(scan: LabelledScan, detector: LoadedDetector, threshold: float = 
     return match_to_labels(scan, result), result
 
 
+def choose_threshold(cases: list[CaseResult], max_fp_per_subject: float) -> float:
+    """The lowest threshold reaching the highest sensitivity at most ``max_fp_per_subject`` FP/scan.
+
+    Ties go to the lower threshold (sensitivity first, as in a screening), unlike
+    ``metrics.operating_point``. 1.0 when no detection can be afforded.
+    """
+    curve = froc(cases, fp_per_subject=())
+    sens = np.nan_to_num(curve["sensitivity"], nan=0.0)
+    ok = np.flatnonzero(curve["fp_per_subject"] <= max_fp_per_subject)
+    best = ok[np.flatnonzero(sens[ok] == sens[ok].max())[-1]]  # thresholds decrease: last = lowest
+    threshold = float(curve["thresholds"][best])
+    return min(max(threshold, SWEEP_FLOOR), 1.0) if np.isfinite(threshold) else 1.0
+
+
 def validation_report(scans: list[LabelledScan], detector: LoadedDetector, max_fp_per_subject: float) -> dict[str, Any]:
     """Operating threshold chosen on these scans and the metrics at it."""
     swept = [score_scan(s, detector) for s in scans]
-    point = operating_point([c for c, _ in swept], max_fp_per_subject)
-    threshold = max(float(point["threshold"]), SWEEP_FLOOR) if np.isfinite(point["threshold"]) else 1.0
+    threshold = choose_threshold([c for c, _ in swept], max_fp_per_subject)
     at_point = [match_to_labels(scan, at_threshold(result, threshold)) for scan, (_, result) in zip(scans, swept)]
     return {"threshold": threshold, "summary": summarize(at_point), "cases": at_point}
 
 
 def train_detector(
     train_scans: list[LabelledScan],
-    val_scans: list[LabelledScan],
+    val_scans: list[LabelledScan] | None,
     config: FitConfig,
     device: str = "auto",
     base: LoadedDetector | None = None,
@@ -102,7 +117,8 @@ def train_detector(
     """Build patches, fit (from ``base`` when fine-tuning), choose the threshold on ``val_scans``.
 
     Returns the trained detector (card not yet saved: see :func:`save_detector`) and the
-    validation report.
+    validation report. With ``val_scans`` None the caller chooses the threshold (fine-tuning
+    does it on held-out reviewed scans) and the report holds no threshold or summary.
     """
     rng = np.random.default_rng(seed)
     # Progress units: one per training scan's patches, as many again for fitting, one for validation.
@@ -129,9 +145,11 @@ def train_detector(
         config={"width": int(net.width), "threshold": 0.5},
     )
     detector = LoadedDetector(net=net.eval(), card=card)
-    yield Progress(steps - 1, steps, "Choosing the operating point on validation scans")
-    report = validation_report(val_scans, detector, max_fp_per_subject)
-    card.config["threshold"] = report["threshold"]
+    report: dict[str, Any] = {}
+    if val_scans is not None:
+        yield Progress(steps - 1, steps, "Choosing the operating point on validation scans")
+        report = validation_report(val_scans, detector, max_fp_per_subject)
+        card.config["threshold"] = report["threshold"]
     report["history"] = {"train_loss": history.train_loss}
     report["n_train_patches"] = len(train)
     report["n_train_positive_patches"] = int(train.labels.sum())
