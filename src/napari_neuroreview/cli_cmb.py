@@ -82,22 +82,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train on phantoms (the shipped weights) or fine-tune from reviews in a store."""
-    from .core.registry import default_registry_root
+    """Train on phantoms (the shipped weights) or fine-tune from reviews in a store.
+
+    A fine-tuned version becomes the default only if it is not worse than its parent on
+    held-out reviews; both versions' held-out figures and the verdict are printed on stderr,
+    the new card's summary as JSON on stdout.
+    """
+    from .core.registry import SHIPPED_WEIGHTS_ROOT, check_new_version, default_registry_root, default_version, next_version
     from .core.tasks.cmb import retrain
+    from .core.tasks.cmb.model import MODEL_NAME
     from .core.train.loop import FitConfig
 
     root = Path(args.out) if args.out else default_registry_root()
+    roots = list(dict.fromkeys([root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
     config = FitConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, max_steps_per_epoch=args.steps_per_epoch)
     if args.store:
-        task = retrain.retrain_from_store(args.store, root, base_version=args.base, config=config,
-                                          version=args.version, device=args.device)
+        result = _drive(retrain.retrain_from_store(args.store, root, base_version=args.base, config=config,
+                                                   version=args.version, device=args.device, roots=roots), args.quiet)
+        card, made_default, default = result.card, result.made_default, result.default
+        for line in [*result.comparison_lines(), result.verdict, *(f"skipped: {s}" for s in result.skipped)]:
+            print(line, file=sys.stderr)
     else:
-        task = retrain.train_from_phantoms(root, n_train=args.phantoms, n_val=args.val, seed=args.seed,
-                                           config=config, version=args.version or "1.0.0", device=args.device)
-    card = _drive(task, args.quiet)
-    print(json.dumps({"name": card.name, "version": card.version, "parent": card.parent,
-                      "metrics": card.metrics, "threshold": card.config.get("threshold"), "root": str(root)}, indent=2))
+        version = args.version or next_version(MODEL_NAME, roots)
+        check_new_version(MODEL_NAME, version, roots)  # before hours of training, not after
+        card = _drive(retrain.train_from_phantoms(root, n_train=args.phantoms, n_val=args.val, seed=args.seed,
+                                                  config=config, version=version, device=args.device), args.quiet)
+        default = default_version(MODEL_NAME, roots)
+        made_default = default == card.version
+        if not made_default:
+            print(f"{card.version} is saved but the default stays {default}: "
+                  f"`neuroreview models set-default {MODEL_NAME} {card.version}` to use it.", file=sys.stderr)
+    print(json.dumps({"name": card.name, "version": card.version, "parent": card.parent, "metrics": card.metrics,
+                      "threshold": card.config.get("threshold"), "held_out": card.config.get("held_out"),
+                      "default": default, "made_default": made_default, "root": str(root)}, indent=2))
     return 0
 
 
@@ -136,14 +153,14 @@ def add_parser(sub: Any) -> None:
 
     p = cmb.add_parser("train", help="train on phantoms, or fine-tune from reviews (--store)")
     p.add_argument("--store", default=None, help="annotation store with reviewed scans")
-    p.add_argument("--base", default=None, help="version to fine-tune (default: newest)")
+    p.add_argument("--base", default=None, help="version to fine-tune (default: the registry's default)")
     p.add_argument("--phantoms", type=int, default=40, help="phantom training scans (without --store)")
     p.add_argument("--val", type=int, default=10, help="phantom validation scans")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=150, help="batches of 32 patches per epoch (cap)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--version", default=None)
+    p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
     p.add_argument("--out", default=None, help="registry folder (default: user data folder)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
