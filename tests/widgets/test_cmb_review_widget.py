@@ -247,23 +247,57 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
 
     calls = {}
 
-    def fake_retrain(store_path, root, base_version, config, version=None, device="auto"):
-        calls.update(store=Path(store_path), base=base_version, epochs=config.epochs)
-        yield Progress(1, 2, "Fine-tuning")
-        card = save_detector(Path(root), "0.2.0", threshold=0.25)
-        card.parent = "0.1.0"
-        card.config["held_out_before"] = {"sensitivity": 0.5, "fp_per_subject": 3.0, "f1": 0.4}
-        card.config["held_out_after"] = {"sensitivity": 0.75, "fp_per_subject": 2.0, "f1": 0.6}
-        return card
+    def fake_retrain(made_default: bool, version: str):
+        def retrain_from_store(store_path, root, base_version, config, version_=None, device="auto", roots=None):
+            from napari_neuroreview.core.registry import set_default
+            from napari_neuroreview.core.tasks.cmb.retrain import RetrainResult
 
-    monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain)
+            calls.update(store=Path(store_path), base=base_version, epochs=config.epochs)
+            yield Progress(1, 2, "Fine-tuning")
+            card = save_detector(Path(root), version, threshold=0.25)
+            card.parent = "0.1.0"
+            card.config["held_out"] = {"n_scans": 2, "parent": "0.1.0"}
+            before = {"threshold": 0.0, "sensitivity": 0.5, "fp_per_subject": 3.0}
+            after = {"threshold": 0.25, "sensitivity": 0.75 if made_default else 0.25, "fp_per_subject": 2.0}
+            if made_default:
+                set_default(model.MODEL_NAME, version, roots)
+            else:  # what the real one does: flag the card, keep the default as it is
+                card.config["not_default"] = "worse on held-out reviews than 0.1.0: sensitivity 0.50 \u2192 0.25"
+                set_default(model.MODEL_NAME, "0.1.0", roots)
+            verdict = (f"{version} is now the default: not worse than 0.1.0 on held-out reviews." if made_default
+                       else f"{version} is kept but is not the default: worse than 0.1.0 on held-out reviews "
+                            "(sensitivity 0.50 \u2192 0.25).")
+            return RetrainResult(card, before, after, made_default, verdict, version if made_default else "0.1.0")
+
+        return retrain_from_store
+
+    # A worse new version is kept, the user is told, and the review widget keeps the default.
+    monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain(False, "0.2.0"))
     trainer.epochs.setValue(3)
+    notifications.clear()
     trainer.runner.run_button.click()
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=30_000)
     assert calls == {"store": tmp_path / "reviews.sqlite", "base": None, "epochs": 3}
-    assert "0.2.0" in trainer.result.text() and "sensitivity 0.50 \u2192 0.75" in trainer.result.text()
-    assert review.version_combo.currentData()[0] == "0.2.0"
+    assert "0.2.0 is kept but is not the default" in trainer.result.text()
+    assert [m for m in notifications if "0.2.0 is kept but is not the default" in m]
+    assert review.version_combo.currentData()[0] == "0.1.0" and "(default)" in review.version_combo.currentText()
+
+    # A better one becomes the default; both versions' held-out figures are shown.
+    monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain(True, "0.3.0"))
+    trainer.runner.run_button.click()
+    qtbot.waitUntil(lambda: not trainer.runner.running, timeout=30_000)
+    text = trainer.result.text()
+    assert "sensitivity 0.50" in text and "sensitivity 0.75" in text and "0.3.0 is now the default" in text
+    assert review.version_combo.currentData()[0] == "0.3.0"
     assert review.threshold.value() == pytest.approx(0.25)
+
+    # Roll back and set the default from the retraining widget; the review widget follows.
+    trainer.rollback_button.click()
+    assert review.version_combo.currentData()[0] == "0.1.0"
+    trainer.version_combo.setCurrentIndex(trainer.version_combo.findData("0.2.0"))
+    trainer.set_default_button.click()
+    assert review.version_combo.currentData()[0] == "0.2.0" and model.load_detector(
+        None, "cpu", [tmp_path / "models"]).card.version == "0.2.0"
 
 
 def test_napari_point_tools_are_recorded_too(case, qtbot, tmp_path) -> None:
@@ -316,6 +350,8 @@ def test_oblique_scan_is_reviewed_and_exported_on_its_own_grid(make_napari_viewe
     points = viewer.layers["oblique CMBs"]
     findings = widget.session.findings
     assert findings and len(points.data) == len(findings)
+    for finding in findings:  # the labels export holds decided microbleeds (accepted, added, moved)
+        widget.session.accept(finding.id)
     written = widget.export_to(tmp_path / "out")
     labels = nib.load(str(written[0]))
     np.testing.assert_allclose(labels.affine, affine, atol=1e-6)
@@ -369,11 +405,12 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     assert trainer.base_combo.currentData() == "0.1.0"
     trainer.runner.run_button.click()
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=300_000)
-    card = trainer.last_card
-    assert card is not None and card.version == "0.2.0" and card.parent == "0.1.0"
-    assert {"sensitivity", "fp_per_subject", "f1"} <= set(card.config["held_out_before"]) == set(card.config["held_out_after"])
-    assert "Held-out reviewed scans: sensitivity" in trainer.result.text()
-    assert review.version_combo.currentData()[0] == "0.2.0"
+    card, result = trainer.last_card, trainer.last_result
+    assert card is not None and card.parent == "0.1.0"
+    held_out = card.config["held_out"]
+    assert {"sensitivity", "fp_per_subject", "threshold"} <= set(held_out["before"]) == set(held_out["after"])
+    assert "held-out reviewed scans" in trainer.result.text() and result.verdict in trainer.result.text()
+    assert review.version_combo.currentData()[0] == result.default
 
 
 def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_napari_viewer, qtbot, tmp_path) -> None:

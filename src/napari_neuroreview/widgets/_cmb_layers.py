@@ -22,7 +22,7 @@ from napari.layers import Image, Points
 from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer
 
-from ..core.io.layers import geometry_of
+from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import to_display
 from ..core.tasks.cmb.review import ReviewSession
 
@@ -39,6 +39,17 @@ STATUS_RGBA = {
 }
 
 
+def is_phase_name(name: str) -> bool:
+    """A layer whose name says phase ("swi_phase", "SWI Phase", "pha") is taken for the phase image."""
+    lowered = name.lower()
+    return "phase" in lowered or lowered.endswith("_pha") or lowered == "pha"
+
+
+def layer_key(layer: Any) -> tuple[Any, str]:
+    """What identifies a scan layer across napari's proxies: its unique id and its voxels' sha256."""
+    return (getattr(layer, "unique_id", None) or id(layer), str(layer.metadata.get(META_KEY, {}).get("sha256", "")))
+
+
 class ReviewLayersMixin:
     """Review layers of :class:`~napari_neuroreview.widgets.cmb_review.CMBReviewWidget`.
 
@@ -53,6 +64,7 @@ class ReviewLayersMixin:
     _order: list[int]
     _syncing: bool
     _removing: list[int]
+    _scan_key: tuple[Any, str] | None
 
     def _remove_review_layers(self, scan: Image | None = None) -> None:
         """Remove the masks and points of a review (ours, or left by a closed widget)."""
@@ -69,7 +81,7 @@ class ReviewLayersMixin:
 
     def _show_session(self, layer: Image, session: ReviewSession) -> None:
         geometry = geometry_of(layer.metadata)
-        self.scan_layer, self.session = layer, session
+        self.scan_layer, self.session, self._scan_key = layer, session, layer_key(layer)
         self._remove_review_layers(layer)
         common = {"scale": layer.scale[-3:], "translate": layer.translate[-3:], "metadata": dict(layer.metadata)}
         self.labels_layer = self.viewer.add_labels(
@@ -123,7 +135,9 @@ class ReviewLayersMixin:
 
     def _on_points_data(self, event: Any) -> None:
         """Moves, adds and deletes made with napari's own point tools, into the session."""
-        if self._syncing or self.session is None or event.source is not self.points_layer:
+        # Only our points layer is connected here. No identity test on event.source: napari hands
+        # plugins a proxy of the layer, so the emitting layer is never `is` our reference to it.
+        if self._syncing or self.session is None or self.points_layer is None:
             return
         action = str(getattr(event.action, "value", event.action))
         indices = [int(i) for i in (event.data_indices or ())]

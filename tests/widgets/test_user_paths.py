@@ -1,0 +1,237 @@
+"""What a new user hit in the first hour, replayed as they did it (issue 8, items 1-5).
+
+Every widget here is opened from the manifest (``add_plugin_dock_widget``: napari hands
+the widget a proxy of the viewer), in napari's real event loop, and driven with real mouse
+and key events on the canvas (``napari_user``). Each test failed on the code before the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from qtpy.QtCore import Qt
+
+import napari_user as user
+from napari_neuroreview.core.io.export import napari_world_to_ras
+from napari_neuroreview.core.progress import Progress
+from napari_neuroreview.core.registry import ModelCard, default_registry_root, save_model
+from napari_neuroreview.core.store import CaseStore
+from napari_neuroreview.core.tasks import mask as mask_task
+from napari_neuroreview.core.tasks.cmb import model
+
+from cmb_synthetic import synthetic_swi
+from synthetic import reorient_to, save_nifti
+
+
+@pytest.fixture(autouse=True)
+def user_data(tmp_path, monkeypatch) -> Path:
+    """The user's data folder (default store, model registry) inside the test's folder."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    """A shown napari window of a laptop's size (the canvas has real pixels to click)."""
+    v = make_napari_viewer(show=True)
+    v.window._qt_window.resize(1400, 900)
+    return v
+
+
+def install_detector(version: str = "0.1.0", threshold: float = 0.0) -> None:
+    """A small untrained detector in the user's registry, found by the widget as a user's would be."""
+    torch.manual_seed(0)
+    card = ModelCard(name=model.MODEL_NAME, version=version, task=model.TASK, config={"width": 8, "threshold": threshold})
+    save_model(model.state_dict_cpu(model.build_net(card)), card, default_registry_root())
+
+
+def swi_file(folder: Path, seed: int = 1, name: str = "swi.nii.gz") -> Path:
+    volume, _ = synthetic_swi(seed=seed, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
+    data, affine = reorient_to(volume.data, volume.affine, "LPS")
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_nifti(folder / name, data, affine)
+
+
+def use_store(widget, path: Path) -> None:
+    widget.store_path.setText(str(path))
+    widget.store_path.editingFinished.emit()
+
+
+def detect(widget, qtbot) -> None:
+    qtbot.mouseClick(widget.runner.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
+
+
+def stored(path: Path) -> dict[int, tuple[str, tuple[float, float, float]]]:
+    """What another process reads from the store: finding id -> (status, world RAS mm)."""
+    with CaseStore(path) as store:
+        out = {}
+        for image in store.images():
+            out.update({f.id: (f.status, f.world) for f in store.findings_for(image.sha256, task="cmb")})
+        return out
+
+
+def show_point(viewer, points, index: int) -> np.ndarray:
+    """Put the slice of a point under the view, fitted; return the point's world position."""
+    world = np.asarray(points.data_to_world(points.data[index]), dtype=float)
+    viewer.reset_view()
+    viewer.dims.set_point(0, world[0])
+    return world
+
+
+# ---------------------------------------------------------------- item 1
+def test_a_flood_of_progress_neither_recurses_nor_hangs(viewer, qtbot, tmp_path, monkeypatch) -> None:
+    """Item 1: a task that yields thousands of updates at once finishes; the bar ends full."""
+    path = swi_file(tmp_path)
+    viewer.open(str(path), plugin="napari-neuroreview")
+    case = user.dock(viewer, "Case")
+    real_run = mask_task.run
+
+    def flood(volume, *args, **kwargs):
+        for k in range(20_000):  # far faster than the GUI can draw
+            yield Progress(k, 20_000, f"Filling holes, slice {k} of 20000")
+        return (yield from real_run(volume, *args, **kwargs))
+
+    monkeypatch.setattr(mask_task, "run", flood)
+    errors: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: errors.append(exc[1]))
+    qtbot.mouseClick(case.mask_runner.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not case.mask_runner.running, timeout=30_000)
+    assert errors == []
+    assert case.mask_runner.status.text() == "Done" and case.mask_runner.bar.value() == 1000
+    assert "swi foreground mask" in viewer.layers
+    assert case.mask_runner.run_button.isEnabled() and not case.mask_runner.cancel_button.isEnabled()
+
+
+# ---------------------------------------------------------------- item 2
+@pytest.fixture
+def reviewed(viewer, qtbot, tmp_path):
+    """The review widget from the Plugins menu on a detected scan, its store in the test folder."""
+    install_detector()
+    viewer.open(str(swi_file(tmp_path)), plugin="napari-neuroreview")
+    widget = user.dock(viewer, "Microbleed review")
+    use_store(widget, tmp_path / "reviews.sqlite")
+    detect(widget, qtbot)
+    points = viewer.layers["swi CMBs"]
+    assert len(points.data) >= 3
+    return widget, points, tmp_path / "reviews.sqlite"
+
+
+def test_napari_tools_edits_reach_the_store(viewer, qtbot, reviewed) -> None:
+    """Item 2: drag (select tool), add tool, delete-selected: each is in the store at once."""
+    widget, points, store = reviewed
+    first = int(points.features["id"][0])
+    start = show_point(viewer, points, 0)
+    end = start + np.array([0.0, 3.0, -2.0])
+    qtbot.wait(50)
+    user.drag(viewer, start, end)
+    qtbot.waitUntil(lambda: stored(store)[first][0] == "moved", timeout=5_000)
+    np.testing.assert_allclose(stored(store)[first][1], napari_world_to_ras(end), atol=0.6)
+
+    # napari's add-point tool: a click on the canvas in add mode.
+    before = set(stored(store))
+    points.mode = "add"
+    target = start + np.array([0.0, -6.0, 6.0])
+    target[0] = viewer.dims.point[0]  # napari adds on the slice shown
+    user.click(viewer, target)
+    qtbot.waitUntil(lambda: len(set(stored(store)) - before) == 1, timeout=5_000)
+    (new,) = set(stored(store)) - before
+    assert stored(store)[new][0] == "added"
+    np.testing.assert_allclose(stored(store)[new][1], napari_world_to_ras(target), atol=0.6)
+
+    # napari's delete-selected: select the added point, its Delete key (napari's own binding)
+    points.mode = "select"
+    widget.jump_to(new)
+    points.remove_selected()
+    qtbot.waitUntil(lambda: stored(store)[new][0] == "rejected", timeout=5_000)
+    assert new not in [int(i) for i in points.features["id"]]
+
+
+def test_review_keys_and_buttons_reach_the_store(viewer, qtbot, reviewed) -> None:
+    """Item 2: the review keys on the canvas and the widget's buttons, through the plugin path."""
+    widget, points, store = reviewed
+    ids = [int(i) for i in points.features["id"]]
+    widget.table.selectRow(0)
+    user.key(viewer, Qt.Key.Key_A)
+    assert stored(store)[ids[0]][0] == "accepted"
+    widget.table.selectRow(1)
+    qtbot.mouseClick(widget.reject_button, Qt.MouseButton.LeftButton)
+    assert stored(store)[ids[1]][0] == "rejected"
+    user.key(viewer, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert stored(store)[ids[1]][0] == "pending"
+
+
+# ---------------------------------------------------------------- item 3
+def test_review_restored_when_the_widget_is_docked_first(viewer, qtbot, tmp_path) -> None:
+    """Item 3: dock, then open the scan (the natural order): the stored review comes back."""
+    install_detector()
+    store = tmp_path / "reviews.sqlite"
+    scan = swi_file(tmp_path)
+    layer = viewer.open(str(scan), plugin="napari-neuroreview")[0]
+    widget = user.dock(viewer, "Microbleed review")
+    use_store(widget, store)
+    detect(widget, qtbot)
+    widget.table.selectRow(0)
+    widget.accept_selected()
+    saved = stored(store)
+    widget.close()
+    viewer.window.remove_dock_widget(widget)
+    viewer.layers.clear()
+
+    again = user.dock(viewer, "Microbleed review")  # docked before any scan is open
+    use_store(again, store)
+    viewer.open(str(scan), plugin="napari-neuroreview")
+    assert "swi CMBs" in viewer.layers
+    restored = viewer.layers["swi CMBs"]
+    assert {int(i): s for i, s in zip(restored.features["id"], restored.features["status"])} == \
+        {fid: s for fid, (s, _) in saved.items()}
+    assert layer is not None
+
+
+def test_review_follows_a_new_subject_with_the_same_file_name(viewer, qtbot, tmp_path) -> None:
+    """Item 3: subject B's swi.nii.gz replaces subject A's: B's review (or none) is shown, not A's."""
+    install_detector()
+    store = tmp_path / "reviews.sqlite"
+    a, b = swi_file(tmp_path / "sub-A", seed=1), swi_file(tmp_path / "sub-B", seed=2)
+    widget = user.dock(viewer, "Microbleed review")
+    use_store(widget, store)
+    for scan in (b, a):  # both reviewed; A open last
+        viewer.layers.clear()
+        viewer.open(str(scan), plugin="napari-neuroreview")
+        detect(widget, qtbot)
+        widget.table.selectRow(0)
+        widget.accept_selected() if scan == a else widget.reject_selected()
+    a_status = sorted(str(s) for s in viewer.layers["swi CMBs"].features["status"])
+    viewer.layers.remove("swi")  # close subject A's scan; its review layers go with it
+    viewer.open(str(b), plugin="napari-neuroreview")  # same layer name "swi"
+    qtbot.wait(50)
+    shown = viewer.layers["swi CMBs"]
+    assert "rejected" in list(shown.features["status"]) and "accepted" not in list(shown.features["status"])
+    assert sorted(str(s) for s in shown.features["status"]) != a_status
+    assert widget.session is not None and widget.session.sha256 == viewer.layers["swi"].metadata["neuroreview"]["sha256"]
+
+
+# ---------------------------------------------------------------- item 5
+def test_phase_opened_after_the_magnitude_stays_under_it(viewer, qtbot, tmp_path) -> None:
+    """Item 5: SWI, then phase, opened as files: the magnitude stays the visible base image."""
+    scan = swi_file(tmp_path)
+    import nibabel as nib
+
+    img = nib.load(str(scan))
+    phase = np.random.default_rng(0).uniform(-np.pi, np.pi, img.shape).astype(np.float32)
+    phase_path = save_nifti(tmp_path / "swi_phase.nii.gz", phase, img.affine)
+    widget = user.dock(viewer, "Microbleed review")
+    viewer.open(str(scan), plugin="napari-neuroreview")
+    viewer.open(str(phase_path), plugin="napari-neuroreview")
+    qtbot.wait(50)
+    assert widget.swi_combo.currentText() == "swi" and widget.phase_combo.currentText() == "swi_phase"
+    images = [layer for layer in viewer.layers if layer.name in ("swi", "swi_phase")]
+    visible = [layer.name for layer in images if layer.visible]
+    assert visible[-1] == "swi", f"the top visible image is {visible[-1]}"  # napari draws the last layer on top
+    assert not viewer.layers["swi_phase"].visible
+    assert json.dumps(widget.summary.text())  # the widget says something, never raises
