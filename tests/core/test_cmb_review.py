@@ -219,10 +219,12 @@ def test_export_labels_on_the_source_grid_and_points_in_world_ras(session: Revie
     img = nib.load(str(paths[0]))
     np.testing.assert_allclose(img.affine, AFFINE)
     labels = np.asarray(img.dataobj)
-    assert labels.shape == SHAPE and set(np.unique(labels)) == {0, a, c, new}  # rejected left out
+    # Decided microbleeds only: pending (c) and rejected (b) are left out by default.
+    assert labels.shape == SHAPE and set(np.unique(labels)) == {0, a, new}
     assert labels[5, 6, 3] == a and (labels == a).sum() == 9 and labels[17, 3, 10] == new
     doc = json.loads(paths[1].read_text())
     assert doc["image_sha256"] == SHA_A and doc["space"] == "world RAS+ mm"
+    assert doc["label_statuses"] == ["accepted", "added", "moved"]
     by_id = {p["id"]: p for p in doc["points"]}
     np.testing.assert_allclose(by_id[a]["world_ras_mm"], world((5, 6, 3)))
     assert by_id[a]["status"] == "accepted" and by_id[b]["status"] == "rejected"

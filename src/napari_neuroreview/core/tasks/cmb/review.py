@@ -18,6 +18,13 @@ Rules
 * **Reopening** the same scan (same voxel-data sha256) restores every finding with its
   latest status and position; a detection file made on another scan is refused
   (:class:`ImageMismatchError`) before anything is written.
+* **Two sessions on one scan** (two widgets, two processes) never overwrite each other:
+  every write names the finding's row version this session last saw, and a finding
+  changed elsewhere since is refused (:class:`ReviewConflictError`, nothing written);
+  :meth:`ReviewSession.reload` then reads the store again.
+* **Exports** hold the scan's file name and voxel sha256, never its folder (a patient's
+  name is often in it) nor the OS login; the labels file holds only the statuses asked
+  for (accepted, added and moved by default) and the JSON says which.
 * Positions are world RAS+ mm; the store derives the file-order voxel from the affine.
   Each model detection keeps its mask (``extra['mask_ijk']``, file-order voxels) so that
   retraining can learn the mask of an accepted microbleed.
@@ -26,8 +33,8 @@ Rules
 from __future__ import annotations
 
 import getpass
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +43,14 @@ import numpy as np
 from scipy import ndimage
 
 from ...errors import GeometryError, ImageMismatchError, InputFileError, StoreError
-from ...io.atomic import write_with
 from ...io.export import save_points
+from ...io.outputs import Output, check_outputs, write_together
 from ...io.layers import META_KEY, geometry_of
 from ...io.nifti import Volume, load_volume, voxel_sha256
 from ...io.orientation import from_display
 from ...progress import Progress, TaskGenerator
 from ...registry import ModelCard
-from ...store import CaseStore, Finding, ImageRecord
+from ...store import CaseStore, Finding, ImageRecord, ReviewConflictError
 from .channels import GRID_TOLERANCE_MM
 from .detect import CMBResult
 from .detect import run as detect_run
@@ -55,6 +62,10 @@ TASK = "cmb"
 DELETED_NOTE = "deleted"
 #: What a finding can show: the store's latest action ('reset' reads as 'pending').
 STATUSES = ("pending", "accepted", "rejected", "added", "moved")
+#: What the exported labels hold unless asked otherwise: the decided microbleeds only.
+EXPORT_STATUSES = ("accepted", "added", "moved")
+#: The reviewer written into exports when the session's reviewer is the OS login name.
+UNNAMED_REVIEWER = "unnamed reviewer"
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,9 @@ class Edit:
     """One undoable edit: what it changed, so that undo and redo can write it again.
 
     ``kind`` is ``'status'`` (accept/reject), ``'delete'``, ``'move'`` or ``'add'``.
+    ``version`` is the finding's row version right after this session last wrote it
+    (by the edit, its undo or its redo): undo and redo require the store to still be
+    there, so that they never overwrite a decision made in another session.
     """
 
     kind: str
@@ -70,6 +84,7 @@ class Edit:
     after_status: str
     before_world: tuple[float, float, float] | None = None
     after_world: tuple[float, float, float] | None = None
+    version: int = 0
 
 
 class ReviewSession:
@@ -97,6 +112,9 @@ class ReviewSession:
         self._hidden: set[int] = set()
         self._undo: list[Edit] = []
         self._redo: list[Edit] = []
+        # Per finding, the row versions this session's own writes produced: an undo may
+        # only write over versions that are all its own (see _history_version).
+        self._own: dict[int, set[int]] = {}
         self._reload()
 
     # ----------------------------------------------------------------- opening
@@ -177,6 +195,17 @@ class ReviewSession:
     def can_redo(self) -> bool:
         """True when an undone edit can be redone."""
         return bool(self._redo)
+
+    def reload(self) -> None:
+        """Read the review again from the store and forget this session's undo history.
+
+        What to do after :class:`ReviewConflictError`: another session changed findings,
+        so this session's view is stale and its undo steps would overwrite that work.
+        """
+        self._reload()
+        self._undo.clear()
+        self._redo.clear()
+        self._own.clear()
 
     def _reload(self) -> None:
         """Read the findings back from the store: the store, not memory, is the truth."""
@@ -302,8 +331,8 @@ class ReviewSession:
         if finding.status == status and kind == "status":
             return finding  # nothing changes: no review row, no undo step
         note = DELETED_NOTE if kind == "delete" else None
-        self._write([self._status_review(finding, status, note)])
-        self._push(Edit(kind, finding.id, finding.status, status))
+        version = self._write(finding.version, [self._status_review(finding, status, note)])
+        self._push(Edit(kind, finding.id, finding.status, status, version=version))
         return self._findings[finding.id]
 
     def add(self, world_ras_mm: Sequence[float]) -> int:
@@ -314,10 +343,11 @@ class ReviewSession:
         """
         world = _triple(world_ras_mm)
         self._voxel_inside(world)
-        fid = self._insert_user_finding(world)
+        added = self.store.add_user_finding(self.sha256, TASK, world, self.reviewer)
         self._reload()
-        self._push(Edit("add", fid, "absent", "added", None, world))
-        return fid
+        self._own.setdefault(added.id, set()).update(range(1, added.version + 1))
+        self._push(Edit("add", added.id, "absent", "added", None, world, version=added.version))
+        return added.id
 
     def move(self, fid: int, world_ras_mm: Sequence[float]) -> Finding:
         """Move a finding to where the microbleed really is (the old place stays in the review)."""
@@ -326,54 +356,91 @@ class ReviewSession:
         self._voxel_inside(world)
         if np.allclose(world, finding.world, atol=1e-6):
             return finding
-        self._write([self._move_review(fid, world)])
-        self._push(Edit("move", fid, finding.status, "moved", tuple(finding.world), world))
+        version = self._write(finding.version, [self._move_review(fid, world)])
+        self._push(Edit("move", fid, finding.status, "moved", tuple(finding.world), world, version=version))
         return self._findings[fid]
 
     def undo(self) -> int | None:
-        """Undo this session's latest edit by writing its compensating review; its finding id."""
+        """Undo this session's latest edit by writing its compensating review; its finding id.
+
+        Raises
+        ------
+        ReviewConflictError
+            The finding was changed in another session since this session's edit; nothing
+            is written. :meth:`reload` shows that session's work (and clears this history).
+        """
         if not self._undo:
             return None
         edit = self._undo[-1]
-        self._apply(edit, forward=False)
-        self._redo.append(self._undo.pop())
+        self._redo.append(self._apply(edit, forward=False))
+        self._undo.pop()
         return edit.fid
 
     def redo(self) -> int | None:
-        """Write the latest undone edit again; its finding id."""
+        """Write the latest undone edit again; its finding id (refused like :meth:`undo`)."""
         if not self._redo:
             return None
         edit = self._redo[-1]
-        self._apply(edit, forward=True)
-        self._undo.append(self._redo.pop())
+        self._undo.append(self._apply(edit, forward=True))
+        self._redo.pop()
         return edit.fid
 
-    def _apply(self, edit: Edit, forward: bool) -> None:
+    def _apply(self, edit: Edit, forward: bool) -> Edit:
+        """Write an edit again (redo) or its compensation (undo); the edit with its new version."""
         finding = self._findings[edit.fid]
         tag = "redo" if forward else "undo"
         if edit.kind == "add":
-            review = (self._status_review(finding, "added", tag) if forward
-                      else self._status_review(finding, "rejected", f"{DELETED_NOTE} ({tag} of add)"))
-            self._write([review])
+            reviews = [self._status_review(finding, "added", tag) if forward
+                       else self._status_review(finding, "rejected", f"{DELETED_NOTE} ({tag} of add)")]
         elif edit.kind == "move":
             target = edit.after_world if forward else edit.before_world
             reviews = [self._move_review(edit.fid, target, tag)]
             if not forward and edit.before_status != "moved":
                 reviews.append(self._status_review(finding, edit.before_status, tag))
-            self._write(reviews)
         else:
             status = edit.after_status if forward else edit.before_status
             note = f"{DELETED_NOTE} ({tag})" if edit.kind == "delete" and forward else tag
-            self._write([self._status_review(finding, status, note)])
+            reviews = [self._status_review(finding, status, note)]
+        return replace(edit, version=self._write(self._history_version(edit), reviews))
+
+    def _history_version(self, edit: Edit) -> int:
+        """The version an undo/redo of ``edit`` must find: this session's latest write.
+
+        Every version between the edit and that write must be this session's own; one
+        written by another session (seen through a reload, since the store only checks
+        the latest) means undoing would overwrite that reviewer's decision.
+        """
+        own = self._own.get(edit.fid, set())
+        last = max(own, default=edit.version)
+        foreign = next((v for v in range(edit.version + 1, last + 1) if v not in own), None)
+        if foreign is not None:
+            reviews = self.store.reviews_for(edit.fid)  # version v was written by the finding's v-th review
+            who, when = ((reviews[foreign - 1].reviewer, reviews[foreign - 1].at) if len(reviews) >= foreign
+                         else ("someone", "an unknown time"))
+            raise ReviewConflictError(
+                f"Finding {edit.fid} was changed by {who} at {when} in another session "
+                f"(version {foreign}, after this session's edit); reload the review."
+            )
+        return last
 
     def _push(self, edit: Edit) -> None:
         self._undo.append(edit)
         self._redo.clear()
 
-    def _write(self, reviews: list[dict[str, Any]]) -> None:
-        """One transaction (reviews + audit rows), then read the truth back."""
-        self.store.review_many(reviews)
+    def _write(self, seen_version: int, reviews: list[dict[str, Any]]) -> int:
+        """One transaction (reviews + audit rows) on one finding, then read the truth back.
+
+        Each review names the row version it expects (``seen_version``, then one more per
+        review before it), so a finding changed in another session is refused whole.
+        Returns the finding's version after the write, computed rather than re-read, so
+        that a write from elsewhere right after it cannot slip into this session's history.
+        """
+        versioned = [{**review, "expected_version": seen_version + n} for n, review in enumerate(reviews)]
+        self.store.review_many(versioned)
         self._reload()
+        after = seen_version + len(reviews)
+        self._own.setdefault(int(reviews[0]["finding_id"]), set()).update(range(seen_version + 1, after + 1))
+        return after
 
     def _status_review(self, finding: Finding, status: str, note: str | None = None) -> dict[str, Any]:
         """The review that gives ``finding`` this status ('pending' is a 'reset')."""
@@ -390,9 +457,6 @@ class ReviewSession:
         return {"finding_id": fid, "action": "moved", "reviewer": self.reviewer, "to_world": tuple(world),
                 "note": note}
 
-    def _insert_user_finding(self, world: tuple[float, float, float]) -> int:
-        return self.store.add_user_finding(self.sha256, TASK, world, self.reviewer).id
-
     def _voxel_inside(self, world: Sequence[float]) -> np.ndarray:
         """File voxel of a world point; a point outside the scan is refused."""
         voxel = nib.affines.apply_affine(np.linalg.inv(self.affine), np.asarray(world, float))
@@ -404,14 +468,20 @@ class ReviewSession:
         return voxel
 
     # ----------------------------------------------------------------- results
-    def instances(self, include_rejected: bool = False) -> np.ndarray:
+    def instances(self, include_rejected: bool = False, statuses: Iterable[str] | None = None) -> np.ndarray:
         """Instance labels on the scan's file grid; value = finding id.
 
         A model detection keeps its mask (shifted with the finding when it was moved); a
         user-added microbleed, whose extent nobody drew, is its one voxel. Rejected
-        findings are left out unless ``include_rejected``. Higher scores win overlaps.
+        findings are left out unless ``include_rejected``; ``statuses``, when given,
+        names exactly which statuses are drawn (what an export holds). Higher scores win
+        overlaps.
         """
-        findings = [f for f in self.findings if include_rejected or f.status != "rejected"]
+        if statuses is not None:
+            wanted = set(_valid_statuses(statuses))
+            findings = [f for f in self.findings if f.status in wanted]
+        else:
+            findings = [f for f in self.findings if include_rejected or f.status != "rejected"]
         top = max((f.id for f in findings), default=0)
         out = np.zeros(self.shape, dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
         shape = np.asarray(self.shape)
@@ -447,24 +517,57 @@ class ReviewSession:
     def export(
         self, labels_path: str | Path | None = None, json_path: str | Path | None = None,
         tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
+        statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False,
     ) -> list[Path]:
         """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV.
 
-        Each file is written atomically. ``instances`` (file grid) replaces
-        :meth:`instances` in the labels file when given.
+        Parameters
+        ----------
+        labels_path, json_path, tsv_path : str or Path, optional
+            Where to write each file (``.nii``/``.nii.gz``, ``.json``, ``.tsv``). All are
+            checked before anything is computed (an export path that is the scan or the
+            store is refused) and written together: all of them land, or none changes.
+        instances : numpy.ndarray, optional
+            File-grid labels that replace :meth:`instances` in the labels file.
+        statuses : iterable of str
+            Which findings the labels hold (default accepted, added, moved: decided
+            microbleeds, not pending or rejected ones); the JSON records the choice. The
+            points files list every visible finding with its status.
+        include_paths : bool
+            Also write the scan's full path into the JSON. Off by default: a folder name
+            often holds the patient's name; the file name and voxel sha256 identify it.
+
+        Raises
+        ------
+        OutputPathError
+            A path that is an input, a folder, has the wrong suffix or cannot be written.
         """
-        written: list[Path] = []
+        chosen = _valid_statuses(statuses)
+        check_outputs(
+            [Output(labels_path, (".nii.gz", ".nii"), "labels"), Output(json_path, (".json",), "points JSON"),
+             Output(tsv_path, (".tsv",), "points TSV")],
+            inputs=[self.image.path, self.store.path],
+        )
+        writes: list[tuple[Path, Any]] = []
         if labels_path is not None:
-            labels = self.instances() if instances is None else np.asarray(instances)
+            labels = self.instances(statuses=chosen) if instances is None else np.asarray(instances)
             if tuple(labels.shape) != self.shape:
                 raise GeometryError(f"The instance labels {tuple(labels.shape)} are not on the scan's grid {self.shape}")
-            written.append(_save_labels(labels_path, labels, self.affine))
-        provenance = {"image": self.image.path, "image_sha256": self.sha256, "task": TASK,
-                      "reviewer": self.reviewer}
+            img = _labels_image(labels, self.affine)
+            writes.append((Path(labels_path), lambda tmp: nib.save(img, str(tmp))))
+        records, provenance = self.to_records(), self._provenance(chosen, include_paths)
         for path in (json_path, tsv_path):
             if path is not None:
-                written.append(save_points(path, self.to_records(), provenance))
-        return written
+                writes.append((Path(path), lambda tmp: save_points(tmp, records, provenance)))
+        return write_together(writes)
+
+    def _provenance(self, statuses: tuple[str, ...], include_paths: bool) -> dict[str, Any]:
+        """What an export says about its scan and review: no folder, no OS login by default."""
+        doc: dict[str, Any] = {"image": Path(self.image.path).name, "image_sha256": self.sha256, "task": TASK,
+                               "reviewer": export_reviewer(self.reviewer), "label_statuses": list(statuses)}
+        if include_paths:
+            doc["image_path"] = str(self.image.path)
+        return doc
 
 
 def scan_volume(display: Any, metadata: Mapping[str, Any], name: str = "layer") -> Volume:
@@ -549,16 +652,24 @@ def _masks_by_label(instances: np.ndarray) -> dict[int, list[list[int]]]:
     return masks
 
 
-def _save_labels(path: str | Path, labels: np.ndarray, affine: np.ndarray) -> Path:
-    path = Path(path)
-    if not path.name.endswith((".nii", ".nii.gz")):
-        raise InputFileError(f"{path}: labels are saved as NIfTI; use a .nii or .nii.gz name")
+def _valid_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
+    """The statuses an export may hold, each one known (a typo would silently export nothing)."""
+    chosen = tuple(dict.fromkeys(str(s) for s in ([statuses] if isinstance(statuses, str) else statuses)))
+    unknown = [s for s in chosen if s not in STATUSES]
+    if unknown or not chosen:
+        raise StoreError(f"The review cannot export status {', '.join(map(repr, unknown)) or '(none)'}; "
+                         f"choose among {', '.join(STATUSES)}")
+    return chosen
+
+
+def _labels_image(labels: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """The instance labels as a NIfTI on the scan's grid (sform and qform both the scan's affine)."""
     img = nib.Nifti1Image(labels, affine)
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
     img.header["descrip"] = b"napari-neuroreview CMB instances"
-    return write_with(path, lambda tmp: nib.save(img, str(tmp)))
+    return img
 
 
 def _triple(value: Sequence[float]) -> tuple[float, float, float]:
@@ -569,8 +680,25 @@ def _triple(value: Sequence[float]) -> tuple[float, float, float]:
 
 
 def default_reviewer() -> str:
-    """The OS user name: who is reviewing, unless the reviewer types a name."""
+    """The OS user name: who is reviewing, unless the reviewer types a name.
+
+    It stays in the local store's reviews and audit log (who did what, on this machine);
+    :func:`export_reviewer` keeps it out of files that leave the machine.
+    """
     try:
         return getpass.getuser()
     except Exception:  # no user database (some containers)
         return "unknown"
+
+
+def export_reviewer(reviewer: str) -> str:
+    """The reviewer as written into an export: a typed name as is, the OS login never.
+
+    Why: the login is filled in by default, not chosen as a name to publish, and often
+    identifies a person on a site's network; an export carries a generic
+    ``'unnamed reviewer'`` instead (type a name or a pseudonym to have it exported).
+    """
+    name = (reviewer or "").strip()
+    if not name or name in (default_reviewer(), "unknown"):
+        return UNNAMED_REVIEWER
+    return name
