@@ -1,21 +1,76 @@
 """``neuroreview``: the command-line twin of every GUI action.
 
-User mistakes (bad files, unavailable devices, mismatched scans) print one sentence on
-stderr and exit with status 2; anything else is a bug and keeps its traceback.
+User mistakes (bad files, unavailable devices, mismatched scans, bad arguments, output
+paths that cannot be written) print one sentence on stderr and exit with status 2, with
+nothing written; anything else is a bug and keeps its traceback. Output paths are checked
+before any input is read; JSON on stdout and in files is strict (no NaN).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from .core.errors import NeuroreviewError
+from .core.errors import DeviceError, InputFileError, NeuroreviewError, OutputPathError
 from .core.progress import Progress, run_to_completion
 
 EXIT_USER_ERROR = 2
+#: Exit status after the reader of stdout went away (``neuroreview info scan | head``): 128 + SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one sentence (the house rule for user mistakes), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def bounded_float(low: float, high: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in [low, high], else one sentence.
+
+    Why: ``float("nan")`` parses, and a NaN threshold keeps nothing or everything
+    without a word; a range check in the parser refuses it before any work.
+    """
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} between {low:g} and {high:g}")
+        return value
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def write_outputs(writes: Sequence[tuple[str | os.PathLike[str], Callable[[Path], object]]]) -> list[Path]:
+    """:func:`core.io.outputs.write_together`, with a failing disk said in one sentence.
+
+    Why: the output paths were checked before computing, so an OSError here is the disk
+    (full, gone, read-only since): a user's problem, not a bug, and nothing is left behind.
+    """
+    from .core.io.outputs import write_together
+
+    try:
+        return write_together(writes)
+    except OSError as exc:
+        target = exc.filename or ", ".join(str(t) for t, _w in writes)
+        raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
+
+
+def check_files_exist(paths: Sequence[str | None]) -> None:
+    """Refuse a missing input file before anything slow starts (napari, a model)."""
+    for path in paths:
+        if path is not None and not Path(path).is_file():
+            problem = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+            raise InputFileError(f"{path} {problem}")
 
 
 def _print_progress(update: Progress) -> None:
@@ -24,12 +79,16 @@ def _print_progress(update: Progress) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print shape, voxel size, orientation code and affine as JSON."""
-    from .core.io.nifti import load_volume, volume_info
+    from .core.io import strict_json
+    from .core.io.nifti import constant_value, load_volume, volume_info
 
     volume = load_volume(args.file)
+    value = constant_value(volume)
+    if value is not None:
+        volume.warnings.append(f"{volume.path.name}: every voxel is {value:g}; the image holds no contrast to analyse")
     for sentence in volume.warnings:
         print(f"warning: {sentence}", file=sys.stderr)
-    print(json.dumps(volume_info(volume), indent=2))
+    print(strict_json.dumps(volume_info(volume), indent=2))
     return 0
 
 
@@ -55,10 +114,12 @@ def cmd_mask(args: argparse.Namespace) -> int:
     import nibabel as nib
     import numpy as np
 
-    from .core.io.atomic import write_with
+    from .core.io import strict_json
     from .core.io.nifti import load_volume
+    from .core.io.outputs import Output, check_outputs
     from .core.tasks import mask
 
+    check_outputs([Output(args.out, (".nii.gz", ".nii"), "mask")], inputs=[args.file])
     volume = load_volume(args.file)
     result = run_to_completion(mask.run(volume), None if args.quiet else _print_progress)
     if not args.quiet:
@@ -66,8 +127,8 @@ def cmd_mask(args: argparse.Namespace) -> int:
     img = nib.Nifti1Image(result.mask.astype(np.uint8), volume.affine)
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)
-    write_with(args.out, lambda tmp: nib.save(img, str(tmp)))
-    print(json.dumps({"out": str(args.out), "volume_ml": round(result.volume_ml, 2), "threshold": result.threshold}))
+    write_outputs([(args.out, lambda tmp: nib.save(img, str(tmp)))])
+    print(strict_json.dumps({"out": str(args.out), "volume_ml": round(result.volume_ml, 2), "threshold": result.threshold}))
     return 0
 
 
@@ -88,16 +149,34 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    """Open napari with files (or a sample case) and the Case widget docked."""
+    """Open napari with files (or a sample case) and the Case widget docked.
+
+    The files and the display are checked first: napari takes seconds to start, and
+    without a display Qt's own message (about "xcb") does not say what to do.
+    """
+    check_files_exist(args.files)
+    check_display()
     from .viewer import open_viewer
 
     open_viewer(args.files, sample=args.sample, run=True)
     return 0
 
 
+def check_display() -> None:
+    """Refuse to start napari on Linux without a display (unless Qt is told to draw offscreen)."""
+    if not sys.platform.startswith("linux"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal"):
+        return
+    raise DeviceError("neuroreview view needs a display; run it in a desktop session or under "
+                           "xvfb-run (xvfb-run -a neuroreview view ...)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and for --help)."""
-    parser = argparse.ArgumentParser(prog="neuroreview", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="neuroreview", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="shape, voxel size, orientation and affine of a scan, as JSON")
@@ -138,13 +217,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``neuroreview`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``neuroreview`` console script.
+
+    Returns the exit status: 0, 2 for a user mistake (one sentence on stderr), 141 when
+    the reader of stdout went away (``| head``), quietly.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a bad argument (2, one sentence printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:
         return int(args.func(args) or 0)
     except NeuroreviewError as exc:
         print(f"neuroreview: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pytest's captured stdout has no real descriptor
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

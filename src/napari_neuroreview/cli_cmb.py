@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import bounded_float
 from .core.progress import Progress, run_to_completion
 
 
@@ -23,19 +24,29 @@ def _drive(task: Any, quiet: bool) -> Any:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    """Detect microbleeds on one SWI scan; write det.json (and labels)."""
+    """Detect microbleeds on one SWI scan; write det.json (and labels), both or neither.
+
+    The outputs are checked (not an input, writable, right suffix) before the scan is read.
+    """
+    from .cli import write_outputs
+    from .core.io import strict_json
     from .core.io.nifti import load_volume
+    from .core.io.outputs import check_outputs
     from .core.tasks.cmb.detect import run
-    from .core.tasks.cmb.io import write_detections
+    from .core.tasks.cmb.io import detection_outputs, detection_writes
     from .core.tasks.cmb.model import load_detector
 
+    check_outputs(detection_outputs(args.out, args.labels), inputs=[args.swi, args.phase])
     magnitude = load_volume(args.swi)
     phase = load_volume(args.phase) if args.phase else None
     detector = load_detector(args.version, device=args.device)
     result = _drive(run(magnitude, phase, detector, threshold=args.threshold, device=args.device), args.quiet)
-    write_detections(result, args.out, args.labels)
-    print(json.dumps({"detections": len(result.detections), "out": str(args.out), "model": result.model,
-                      "device": result.device}))
+    write_outputs(detection_writes(result, args.out, args.labels, with_paths=args.with_paths))
+    if not result.detections:
+        print(f"warning: {magnitude.path.name}: no microbleed scored at least {result.threshold:.3f} among "
+              f"{result.n_candidates} candidate dark spots", file=sys.stderr)
+    print(strict_json.dumps({"detections": len(result.detections), "out": str(args.out), "model": result.model,
+                             "device": result.device}))
     return 0
 
 
@@ -58,6 +69,9 @@ def evaluation_table(summary: dict[str, Any], froc: dict[str, Any] | None = None
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of the detector over a folder of labelled cases."""
+    from .cli import write_outputs
+    from .core.io import strict_json
+    from .core.io.outputs import Output, check_outputs
     from .core.metrics import froc, summarize
     from .core.tasks.cmb.dataset import load_cases
     from .core.tasks.cmb.evaluate import at_threshold
@@ -65,6 +79,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.tasks.cmb.train import SWEEP_FLOOR, match_to_labels
     from .core.tasks.cmb.detect import run
 
+    if args.json:
+        check_outputs([Output(args.json, (".json",), "metrics JSON")])
     detector = load_detector(args.version, device=args.device)
     threshold = detector.card.config.get("threshold", 0.5) if args.threshold is None else args.threshold
     swept, at_point = [], []
@@ -76,8 +92,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"model {detector.card.name} {detector.card.version}, threshold {threshold:.3f}")
     print(evaluation_table(summary, curve))
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "froc_sensitivity_at_fp": curve["at_fp"]},
-                                              indent=2, default=float))
+        text = strict_json.dumps({"summary": summary, "froc_sensitivity_at_fp": curve["at_fp"]}, indent=2) + "\n"
+        write_outputs([(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
     return 0
 
 
@@ -137,15 +153,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--labels", default=None)
     p.add_argument("--phase", default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--threshold", type=bounded_float(0.0, 1.0, "score threshold"), default=None)
     p.add_argument("--version", default=None, help="detector version (default: newest)")
+    p.add_argument("--with-paths", action="store_true",
+                   help="also write the scan's full path into det.json (default: its file name only)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_detect)
 
     p = cmb.add_parser("evaluate", help="metrics over a folder of labelled cases")
     p.add_argument("--data", required=True)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threshold", type=float, default=None)
+    p.add_argument("--threshold", type=bounded_float(0.0, 1.0, "score threshold"), default=None)
     p.add_argument("--version", default=None)
     p.add_argument("--json", default=None, help="also write the metrics here")
     p.add_argument("--quiet", action="store_true")

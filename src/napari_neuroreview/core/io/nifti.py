@@ -7,6 +7,19 @@ first, the data size it implies is compared with what the file really holds (wit
 allocating it), and only then are the voxels read. Voxels that are NaN or infinite are
 reported and set to 0 (a defined treatment) before any model or display sees them.
 
+Memory is bounded before anything is decompressed: the voxel count the raw header
+claims is checked against a ceiling (:func:`max_voxels`, ``NEUROREVIEW_MAX_VOXELS``), and a
+compressed stream is only ever read in chunks, never further than the header's promise
+plus :data:`TRAILING_MARGIN`; a stream that inflates beyond that is refused as a likely
+decompression bomb. A 1 MB ``.nii.gz`` can otherwise claim (and inflate to) gigabytes.
+
+Which affine wins follows the NIfTI rules (and nibabel): the sform when its code is > 0,
+else the qform when its code is > 0, else the voxel sizes alone. Before that the two are
+compared (:func:`_check_qform_sform`): a disagreement on left and right (or any axis
+direction) is refused, since a hemisphere could be shown on the wrong side; a shift or
+rotation between them is a warning naming both; a qform whose voxel size (pixdim) is 0 is
+refused when it is the only orientation (nibabel would silently make the voxels 1 mm).
+
 The data stay in the file's own voxel order here; :mod:`core.io.orientation` is the one
 place that maps them to the display order.
 """
@@ -16,6 +29,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -31,6 +45,20 @@ SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 #: Voxel sizes outside this range (mm) are treated as a broken header, not as a scan.
 PLAUSIBLE_VOXEL_MM = (1e-3, 50.0)
 _CHUNK = 1 << 22
+#: Environment variable that raises (or lowers) :data:`DEFAULT_MAX_VOXELS`.
+MAX_VOXELS_ENV = "NEUROREVIEW_MAX_VOXELS"
+#: Default ceiling on the voxels one file may hold: 2**28 voxels, 1 GiB once read as float32
+#: (what every command holds). A 1 mm brain is 1.7e7 voxels, a 0.5 mm SWI 512 x 512 x 320 is
+#: 8.4e7, a 4D BOLD of 64 x 64 x 36 x 1200 volumes is 1.8e8: all fit with room to spare,
+#: while the peak of the heaviest command (``mask``, a few float32 copies) stays within a
+#: laptop's memory. Longer multiband series (HCP's 104 x 90 x 72 x 1200 = 8.1e8) need the
+#: environment variable.
+DEFAULT_MAX_VOXELS = 1 << 28
+#: Bytes a compressed stream may inflate to beyond what its header promises (MGH footers, padding).
+TRAILING_MARGIN = 1 << 20
+#: Header extensions larger than this (bytes before the voxels) are refused, not read.
+MAX_HEADER_BYTES = 1 << 26
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -122,10 +150,12 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _gzip_payload_size(path: Path, needed: int) -> int:
-    """Bytes the gzip stream of ``path`` decompresses to, counting no further than ``needed``.
+    """Bytes the gzip stream of ``path`` decompresses to, counting no further than it may.
 
     Reads in chunks and discards them, so memory stays small whatever the header
-    claims. Raises InputFileError when the stream is cut short or corrupt.
+    claims. A stream that inflates beyond ``needed`` + :data:`TRAILING_MARGIN` is refused
+    as soon as it does (a decompression bomb, or a header that lies). Raises
+    InputFileError when the stream is cut short, corrupt or too long.
     """
     # Fast path: a complete single-member gzip file ends with the payload size mod 2**32.
     with open(path, "rb") as handle:
@@ -133,17 +163,92 @@ def _gzip_payload_size(path: Path, needed: int) -> int:
         (isize,) = struct.unpack("<I", handle.read(4))
     if isize == needed % (1 << 32):
         return needed
+    limit = needed + TRAILING_MARGIN
     count = 0
     try:
         with gzip.open(path, "rb") as stream:
-            while count < needed:
-                chunk = stream.read(_CHUNK)
+            while count <= limit:
+                chunk = stream.read(min(_CHUNK, limit + 1 - count))
                 if not chunk:
                     break
                 count += len(chunk)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise _fail(path, f"the compressed data is truncated or corrupt ({exc})") from None
+    if count > limit:
+        raise _fail(path, f"the compressed data inflates to more than the {needed:,} bytes its header "
+                          "describes (a decompression bomb or a wrong header); it was not read")
     return count
+
+
+def max_voxels() -> int:
+    """The ceiling on voxels per file: ``NEUROREVIEW_MAX_VOXELS`` or :data:`DEFAULT_MAX_VOXELS`."""
+    raw = os.environ.get(MAX_VOXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_VOXELS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 1:
+        raise InputFileError(f"{MAX_VOXELS_ENV}={raw!r} is not a positive number of voxels")
+    return int(value)
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the (possibly gzipped) file, decompressing no more."""
+    try:
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
+            return handle.read(size)
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise _fail(path, f"the compressed data is truncated or corrupt ({exc})") from None
+
+
+def _raw_nifti_header(block: bytes) -> np.void | None:
+    """The NIfTI-1 or NIfTI-2 header fields exactly as stored (nibabel 'fixes' some on load)."""
+    for dtype, size in ((nib.nifti1.header_dtype, 348), (nib.nifti2.header_dtype, 540)):
+        for order in "<>":
+            if len(block) >= size and struct.unpack(f"{order}i", block[:4])[0] == size:
+                return np.frombuffer(block[:size], dtype=dtype.newbyteorder(order))[0]
+    return None
+
+
+def _claimed_size(path: Path) -> tuple[tuple[int, ...], int, int, np.void | None]:
+    """(shape, bytes per voxel, data offset, raw NIfTI fields) from the raw header, or refuse.
+
+    Read before nibabel touches the file, so that neither a huge claimed volume nor huge
+    header extensions are ever read into memory. Unknown layouts return an empty shape
+    and are left to nibabel (which then fails with its own message).
+    """
+    block = _read_head(path, 540)
+    raw = _raw_nifti_header(block)
+    if raw is not None:
+        ndim = int(raw["dim"][0])
+        shape = tuple(int(d) for d in raw["dim"][1 : 1 + ndim]) if 0 < ndim <= 7 else ()
+        code = int(raw["datatype"])
+        try:
+            itemsize = int(nib.nifti1.data_type_codes.dtype[code].itemsize)
+        except KeyError:
+            itemsize = max(1, int(raw["bitpix"]) // 8)
+        offset = float(raw["vox_offset"])
+        if not math.isfinite(offset) or offset > MAX_HEADER_BYTES:
+            raise _fail(path, f"claims {offset:,.0f} bytes of header before its voxels; it is not a scan header")
+        return shape, itemsize, int(offset), raw
+    if path.name.lower().endswith((".mgz", ".mgh")) and len(block) >= 24:
+        _version, *dims, code = struct.unpack(">6i", block[:24])
+        itemsize = {0: 1, 1: 4, 3: 4, 4: 2}.get(code, 4)
+        return tuple(dims), itemsize, 284, None
+    return (), 1, 0, None
+
+
+def _check_ceiling(path: Path, shape: tuple[int, ...], itemsize: int) -> None:
+    """Refuse a header that claims more voxels than :func:`max_voxels` allows, before reading."""
+    if not shape or any(d < 1 for d in shape):
+        return  # left to the shape checks, which say what is wrong
+    voxels = math.prod(shape)
+    limit = max_voxels()
+    if voxels > limit:
+        raise _fail(path, f"its header claims {voxels:,} voxels (shape {shape}, {voxels * itemsize / 2**30:.1f} GiB "
+                          f"of data), more than the {limit:,} read by default; set {MAX_VOXELS_ENV} to read it")
 
 
 def _header_dict(header: Any) -> dict[str, Any]:
@@ -192,6 +297,90 @@ def _check_geometry(path: Path, img: Any) -> tuple[float, float, float]:
     return zooms  # type: ignore[return-value]
 
 
+def _xform_label(code: int) -> str:
+    try:
+        return f"code {code}, {nib.nifti1.xform_codes.label[code]}"
+    except KeyError:
+        return f"code {code}"
+
+
+def _check_qform_sform(path: Path, header: Any, raw: np.void | None) -> list[str]:
+    """Compare the sform and the qform; refuse or warn (see the module docstring).
+
+    Returns the warning sentences. Why here: nibabel silently prefers the sform, and
+    silently gives a zero-pixdim qform 1 mm voxels; a reader of the scan must know.
+    """
+    if raw is None:
+        return []
+    scode, qcode = int(raw["sform_code"]), int(raw["qform_code"])
+    pixdim = np.asarray(raw["pixdim"][1:4], dtype=float)
+    if qcode > 0 and not np.all(np.isfinite(pixdim) & (pixdim > 0)):
+        shown = ", ".join(f"{v:g}" for v in pixdim)
+        if scode == 0:
+            raise _fail(path, f"its only orientation, the qform ({_xform_label(qcode)}), has voxel size "
+                              f"(pixdim) {shown}; the voxel size is unknown, so distances and positions would be wrong")
+        return [f"{path.name}: the qform has voxel size (pixdim) {shown} and is ignored; the sform "
+                f"({_xform_label(scode)}) gives the geometry"]
+    if scode == 0 or qcode == 0:
+        return []
+    sform, qform = header.get_sform(), header.get_qform()
+    if not (np.all(np.isfinite(sform)) and np.all(np.isfinite(qform))):
+        return []  # the affine checks refuse a non-finite affine with their own sentence
+    shape = np.asarray(header.get_data_shape()[:3], dtype=float)
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    moved = float(np.max(np.linalg.norm((corners @ sform.T - corners @ qform.T)[:, :3], axis=1)))
+    tolerance = 0.5 * float(min(nib.affines.voxel_sizes(sform)))
+    if moved <= tolerance:
+        return []
+    s_codes, q_codes = "".join(nib.aff2axcodes(sform)), "".join(nib.aff2axcodes(qform))
+    s_det, q_det = np.linalg.det(sform[:3, :3]), np.linalg.det(qform[:3, :3])
+    both = f"the sform ({_xform_label(scode)}) says {s_codes} but the qform ({_xform_label(qcode)}) says {q_codes}"
+    if ("R" in s_codes) != ("R" in q_codes) or np.sign(s_det) != np.sign(q_det):
+        raise _fail(path, f"{both}: they disagree on left and right, so a hemisphere could be shown on the "
+                          "wrong side; fix the header (e.g. fslorient) before using this scan")
+    if s_codes != q_codes:
+        raise _fail(path, f"{both}: they disagree on the direction of the axes; fix the header before using this scan")
+    return [f"{path.name}: the sform ({_xform_label(scode)}) and the qform ({_xform_label(qcode)}) disagree by "
+            f"up to {moved:.1f} mm across the field of view; the sform is used, as the NIfTI rules say"]
+
+
+def _scaling(path: Path, header: Any, raw: np.void | None, dtype: np.dtype) -> bool:
+    """Whether the voxels are scaled; refuse a scale factor that overflows float32.
+
+    Why: a scl_slope of 1e38 turns every voxel into infinity (then 0 by the NaN
+    treatment): a blank scan with no word. Checked from the header for integer voxels,
+    where the largest value is known without reading.
+    """
+    if raw is not None:
+        slope, inter = float(raw["scl_slope"]), float(raw["scl_inter"])
+        if math.isinf(slope) or (slope not in (0.0,) and math.isfinite(slope) and not math.isfinite(inter)):
+            raise _fail(path, f"has an invalid scale factor (scl_slope {slope:g}, scl_inter {inter:g}) in its header")
+    try:
+        slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
+    except Exception as exc:  # noqa: BLE001 - nibabel's HeaderDataError for a bad intercept
+        raise _fail(path, f"has an invalid scale factor in its header ({exc})") from None
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    if scaled and dtype.kind in "biu":
+        info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
+        peak = abs(float(slope or 1.0)) * max(abs(int(info.min)), int(info.max)) + abs(float(inter or 0.0))
+        if peak > _FLOAT32_MAX:
+            raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter or 0:g}): its "
+                              f"{dtype} voxels would reach {peak:.3g}, beyond the float32 range")
+    return scaled
+
+
+def _check_scaled_overflow(path: Path, img: Any, data: np.ndarray) -> None:
+    """Refuse floating-point voxels that the scale factor pushed to infinity."""
+    inf = np.isinf(data)
+    if not inf.any():
+        return
+    unscaled = np.asanyarray(img.dataobj.get_unscaled())
+    if np.all(np.isfinite(unscaled[inf.reshape(unscaled.shape)])):
+        slope, inter = img.header.get_slope_inter()
+        raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter or 0:g}): "
+                          f"{int(inf.sum()):,} voxels overflow the float32 range")
+
+
 def _tr_seconds(header: Any) -> float | None:
     try:
         zooms = header.get_zooms()
@@ -236,6 +425,8 @@ def load_volume(path: str | Path) -> Volume:
         raise _fail(path, "is empty (0 bytes)")
     if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
         raise _fail(path, "is not a NIfTI (.nii, .nii.gz) or MGH (.mgz) file")
+    claimed, itemsize, _offset, raw = _claimed_size(path)
+    _check_ceiling(path, claimed, itemsize)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
@@ -245,10 +436,14 @@ def load_volume(path: str | Path) -> Volume:
 
     header = img.header
     shape = _spatial_shape(path, img.shape)
+    _check_ceiling(path, tuple(int(s) for s in img.shape), 1)
     dtype = np.dtype(header.get_data_dtype())
     if dtype.kind not in "biuf" or dtype.fields is not None:
         raise _fail(path, f"stores voxels as {dtype}, which is not a scalar intensity type")
+    is_nifti = isinstance(img, (nib.Nifti1Image, nib.Nifti2Image))
+    orientation_warnings = _check_qform_sform(path, header, raw if is_nifti else None)
     zooms = _check_geometry(path, img)
+    scaled = _scaling(path, header, raw if is_nifti else None, dtype)
 
     needed = int(header.get_data_offset()) + math.prod(int(s) for s in img.shape) * dtype.itemsize
     if _is_gzip(path):
@@ -263,14 +458,14 @@ def load_volume(path: str | Path) -> Volume:
         )
 
     try:
-        slope, inter = (header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None))
-        scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
         if dtype.kind in "biu" and not scaled:
             data = np.asarray(img.dataobj)
         else:
             data = img.get_fdata(dtype=np.float32)
     except Exception as exc:  # noqa: BLE001
         raise _fail(path, f"could not be read to the end ({type(exc).__name__}: {exc})") from None
+    if scaled and dtype.kind == "f":
+        _check_scaled_overflow(path, img, data)
     data = data.reshape(shape)
     if data.dtype == bool:
         data = data.astype(np.uint8)
@@ -283,8 +478,9 @@ def load_volume(path: str | Path) -> Volume:
         sha256=voxel_sha256(data),
         tr_s=_tr_seconds(header) if len(shape) == 4 else None,
         header=_header_dict(header),
+        warnings=orientation_warnings,
     )
-    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+    if is_nifti:
         if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
             volume.warnings.append(
                 f"{path.name}: the header has no orientation (qform and sform codes are 0); "
@@ -310,6 +506,19 @@ def _treat_nonfinite(volume: Volume) -> None:
         "before display and analysis"
     )
     volume.header["nonfinite_voxels"] = count
+
+
+def constant_value(volume: Volume) -> float | None:
+    """The value of every voxel when the image is constant, else None.
+
+    Why: a constant image (a blank export, a mask saved as a scan) gives every analysis
+    an empty result; the commands say so instead of reporting nothing found.
+    """
+    data = volume.data
+    if data.size == 0:
+        return None
+    first = data.flat[0]
+    return float(first) if not np.any(data != first) else None
 
 
 def volume_info(volume: Volume) -> dict[str, Any]:

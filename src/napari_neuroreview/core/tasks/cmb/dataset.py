@@ -16,6 +16,7 @@ import numpy as np
 
 from ...errors import GeometryError, InputFileError
 from ...io.nifti import load_volume
+from .evaluate import truth_labels
 from .train import LabelledScan, labelled_from_instances
 
 
@@ -27,7 +28,8 @@ def load_case(case_dir: Path) -> LabelledScan:
     truth = load_volume(case_dir / "truth_instances.nii.gz")
     if truth.spatial_shape != magnitude.spatial_shape or not np.allclose(truth.affine, magnitude.affine, atol=1e-3):
         raise GeometryError(f"{case_dir}: truth_instances.nii.gz is not on the grid of swi.nii.gz")
-    return labelled_from_instances(case_dir.name, magnitude, phase, np.asarray(truth.data).astype(np.int64))
+    instances = truth_labels(truth.data, case_dir / "truth_instances.nii.gz").astype(np.int64)
+    return labelled_from_instances(case_dir.name, magnitude, phase, instances)
 
 
 def load_cases(data_dir: str | Path) -> list[LabelledScan]:

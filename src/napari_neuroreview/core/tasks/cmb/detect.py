@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...io.nifti import Volume
+from ...errors import InputFileError
+from ...io.nifti import Volume, constant_value
 from ...progress import Progress, TaskGenerator
 from .channels import check_inputs, make_channels
 from .model import LoadedDetector, load_detector
-from .patches import patch_to_scan_mask, sample_patches
+from .patches import PATCH, PATCH_MM, patch_to_scan_mask, sample_patches
 
 #: Candidate patches per forward pass. With channels-last 3D tensors, 128 patches a batch
 #: scored a 300-candidate scan about twice as fast as 64 in the default layout on 2 CPU
@@ -27,6 +28,9 @@ from .patches import patch_to_scan_mask, sample_patches
 BATCH = 128
 #: A detection whose mask overlaps an earlier (higher-scored) one by this share is a duplicate.
 DUPLICATE_OVERLAP = 0.3
+#: Field of view (mm) the scan needs along every axis: one CNN patch (20 x 0.8 mm). A thinner
+#: scan (one slice, a 2 x 2 x 2 crop) holds no microbleed the detector could see in context.
+MIN_EXTENT_MM = PATCH * PATCH_MM
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,23 @@ class CMBResult:
     device: str
     n_candidates: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_scan_content(magnitude: Volume) -> None:
+    """Refuse, in one sentence, a scan on which detection would be empty by construction.
+
+    Why: a constant scan or one a few voxels thick gives zero detections, which reads as
+    "no microbleeds" to a clinician; it is a wrong input, and the user must be told.
+    """
+    value = constant_value(magnitude)
+    if value is not None:
+        raise InputFileError(f"{magnitude.name}: the SWI volume is constant (every voxel is {value:g}), so it "
+                             "holds no contrast to find microbleeds in")
+    for axis, (n, zoom) in enumerate(zip(magnitude.spatial_shape, magnitude.zooms)):
+        if n * zoom < MIN_EXTENT_MM:
+            raise InputFileError(
+                f"{magnitude.name}: has {n} slice{'s' if n != 1 else ''} along its axis {'ijk'[axis]} "
+                f"({n * zoom:g} mm); the detector needs at least {MIN_EXTENT_MM:g} mm of brain along each axis")
 
 
 def _batched_scores(
@@ -104,6 +125,7 @@ def run(
     total = 6
     yield Progress(0, total, "Checking inputs")
     check_inputs(magnitude, phase)
+    check_scan_content(magnitude)
     if detector is None:
         detector = load_detector(device=device)
     net, card = detector.net.to(memory_format=torch.channels_last_3d), detector.card  # see BATCH
