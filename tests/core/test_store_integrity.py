@@ -154,6 +154,28 @@ def test_edited_audit_row_breaks_the_chain_at_that_row(tmp_path: Path, capsys, t
     assert path.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("sql", "words"),
+    [("UPDATE reviews SET action = 'rejected' WHERE id = 2", "review 2 disagrees with its audit row"),
+     ("UPDATE reviews SET reviewer = 'dr.z' WHERE id = 2", "review 2 disagrees with its audit row"),
+     ("DELETE FROM reviews WHERE id = 2", "review 2 is recorded in audit row"),
+     ("INSERT INTO reviews (finding_id, action, reviewer, at) VALUES (1, 'accepted', 'x', 't')", "has no audit row")],
+    ids=["action-edited", "reviewer-edited", "review-removed", "review-added"],
+)
+def test_reviews_edited_outside_the_store_are_found(tmp_path: Path, capsys, sql: str, words: str) -> None:
+    """The reviews table has no triggers: its rows are checked against the chained audit."""
+    path = tmp_path / "cases.sqlite"
+    filled_store(path, n=5)
+    con = raw(path)
+    con.execute(sql)
+    con.close()
+    with CaseStore(path) as store:
+        report = store.verify()
+    assert not report.ok and report.table == "reviews" and words in report.problem
+    assert main(["store", "--store", str(path), "--verify"]) == 2
+    assert words in one_error_line(capsys)
+
+
 def test_audit_rows_without_a_hash_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "cases.sqlite"
     filled_store(path, n=2)
@@ -173,9 +195,12 @@ def test_migration_chains_the_existing_audit_rows(tmp_path: Path) -> None:
                 "created_at) VALUES (1, 1, 'cmb', 1, 1, 1, 1, 1, 1, 'model', 't1')")
     con.execute("INSERT INTO reviews VALUES (1, 1, 'accepted', 'dr.a', 't2', NULL, NULL, NULL)")
     con.execute("INSERT INTO reviews VALUES (2, 1, 'rejected', 'dr.a', 't3', NULL, NULL, NULL)")
-    for n in (1, 2, 3):
-        con.execute("INSERT INTO audit (id, at, actor, action, entity, entity_id) VALUES (?, 't', 'dr.a', 'x', 'y', ?)",
-                    (n, n))
+    con.execute("INSERT INTO audit (id, at, actor, action, entity, entity_id) VALUES (1, 't', 'tech', "
+                "'image.registered', 'image', 1)")
+    for n, action in ((1, "accepted"), (2, "rejected")):
+        payload = json.dumps({"finding_id": 1, "from_world": None, "note": None, "to_world": None})
+        con.execute("INSERT INTO audit (id, at, actor, action, entity, entity_id, payload) "
+                    "VALUES (?, 't', 'dr.a', ?, 'review', ?, ?)", (n + 1, f"review.{action}", n, payload))
     con.close()
     with CaseStore(path) as store:
         assert store.verify().ok and store.verify().rows == 3

@@ -6,9 +6,14 @@ deletes without firing delete triggers). Each row therefore carries ``prev_hash`
 previous row's hash) and ``hash`` = sha256 over ``prev_hash`` and the row's canonical
 content, so an edited, replaced, inserted or removed row breaks the chain at that row.
 
+Each review row is also checked against its audit row (action, reviewer, finding, note,
+positions), so the chained audit log vouches for the reviews too: an edited, removed or
+added review, or a removed latest audit row, shows up as a disagreement.
+
 Limits, stated plainly: the chain lives in the same file and has no secret, so someone
-who rewrites every later row with the right hashes, or removes the *latest* rows, is not
-caught by the chain alone; it makes casual or accidental edits evident, not impossible.
+who rewrites every later row with the right hashes (or removes a review together with
+the latest audit rows) is not caught; it makes casual or accidental edits evident, not
+impossible.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GENESIS", "AuditReport", "row_hash", "verify_chain"]
+__all__ = ["GENESIS", "REVIEW_CHECK_SQL", "AuditReport", "row_hash", "verify_chain", "verify_reviews"]
 
 #: ``prev_hash`` of the first row of the chain.
 GENESIS = "0" * 64
@@ -42,11 +47,12 @@ class AuditReport:
     rows: int
     first_bad_id: int | None = None
     problem: str | None = None
+    table: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, for ``neuroreview store --verify``."""
         return {"ok": self.ok, "audit_rows": self.rows, "first_bad_row": self.first_bad_id,
-                "problem": self.problem}
+                "table": self.table, "problem": self.problem}
 
 
 def row_hash(prev_hash: str, content: Iterable[Any]) -> str:
@@ -73,6 +79,47 @@ def verify_chain(rows: Iterable[tuple[Any, ...]]) -> AuditReport:
         elif row_hash(prev_hash, content) != stored:
             problem = f"audit row {row_id} was altered: its content no longer matches its hash"
         if problem is not None:
-            return AuditReport(False, count, int(row_id), problem)
+            return AuditReport(False, count, int(row_id), problem, "audit")
         expected_prev, previous_id = stored, row_id
     return AuditReport(True, count)
+
+
+#: Every review with its audit row, and every review audit row without its review, by review id.
+REVIEW_CHECK_SQL = """
+    SELECT r.id, r.finding_id, r.action, r.reviewer, r.note, r.from_world, r.to_world,
+           a.id, a.action, a.actor, a.payload
+    FROM reviews r LEFT JOIN audit a ON a.entity = 'review' AND a.entity_id = r.id
+    UNION ALL
+    SELECT a.entity_id, NULL, NULL, NULL, NULL, NULL, NULL, a.id, a.action, a.actor, a.payload
+    FROM audit a WHERE a.entity = 'review' AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.id = a.entity_id)
+    ORDER BY 1
+"""
+
+
+def verify_reviews(rows: Iterable[tuple[Any, ...]]) -> AuditReport | None:
+    """Check each review against its (chained) audit row; the first disagreement, or None.
+
+    Why: the chain protects the audit rows only; a review edited in place (a rejection
+    turned into an acceptance) would otherwise go unnoticed, and it is what retraining reads.
+    """
+    for rid, fid, action, reviewer, note, from_w, to_w, aid, a_action, actor, payload in rows:
+        if fid is None:
+            return _review_problem(rid, f"review {rid} is recorded in audit row {aid} but is missing")
+        if aid is None:
+            return _review_problem(rid, f"review {rid} has no audit row (it, or the latest audit rows, "
+                                        "were written or removed outside napari-neuroreview)")
+        recorded = json.loads(payload or "{}")
+        expected = {"finding_id": fid, "note": note, "from_world": _point(from_w), "to_world": _point(to_w)}
+        if a_action != f"review.{action}" or actor != reviewer or any(
+            recorded.get(key) != value for key, value in expected.items()
+        ):
+            return _review_problem(rid, f"review {rid} disagrees with its audit row {aid} (it was edited)")
+    return None
+
+
+def _point(text: str | None) -> list[float] | None:
+    return None if text is None else list(json.loads(text))
+
+
+def _review_problem(review_id: Any, problem: str) -> AuditReport:
+    return AuditReport(False, 0, int(review_id), problem, "reviews")

@@ -23,7 +23,15 @@ import numpy as np
 import platformdirs
 
 from napari_neuroreview.core.errors import ImageMismatchError, StoreError
-from napari_neuroreview.core.store.audit import CONTENT_COLUMNS, GENESIS, AuditReport, row_hash, verify_chain
+from napari_neuroreview.core.store.audit import (
+    CONTENT_COLUMNS,
+    GENESIS,
+    REVIEW_CHECK_SQL,
+    AuditReport,
+    row_hash,
+    verify_chain,
+    verify_reviews,
+)
 from napari_neuroreview.core.store.findings import FindingsMixin
 from napari_neuroreview.core.store.records import (
     ImageRecord,
@@ -544,17 +552,24 @@ class CaseStore(FindingsMixin):
         return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
 
     def verify(self) -> AuditReport:
-        """Check the audit log's hash chain; the report names the first broken row, if any.
+        """Check the audit log's hash chain, then each review against its audit row.
 
-        Read only. An edited, replaced, inserted or removed row breaks the chain at that
-        row; see :mod:`.audit` for what a chain kept in the same file cannot show.
+        Read only. An edited, replaced, inserted or removed audit row breaks the chain at
+        that row; an edited, added or removed review disagrees with the audit. The report
+        names the first bad row (and its table); see :mod:`.audit` for the limits.
         """
         columns = ", ".join((*CONTENT_COLUMNS, "prev_hash", "hash"))
         with self._lock:
             cur = self._connection().cursor()
             with self._sqlite_errors("read"):
-                report = verify_chain(cur.execute(f"SELECT {columns} FROM audit ORDER BY id"))
-                total = cur.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+                cur.execute("BEGIN")  # one snapshot for both checks, while others may write
+                try:
+                    report = verify_chain(cur.execute(f"SELECT {columns} FROM audit ORDER BY id"))
+                    if report.ok:
+                        report = verify_reviews(cur.execute(REVIEW_CHECK_SQL)) or report
+                    total = cur.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+                finally:
+                    cur.execute("COMMIT")
         return replace(report, rows=int(total))
 
     def summary(self) -> dict[str, Any]:
