@@ -238,3 +238,14 @@ def test_shipped_weights_root_is_in_the_package() -> None:
     import napari_neuroreview
 
     assert SHIPPED_WEIGHTS_ROOT == Path(napari_neuroreview.__file__).resolve().parent / "weights"
+
+
+def test_a_card_holding_a_folder_is_a_bug(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    """Cards travel with the weights: a folder can name a patient or the user, so saving one is refused."""
+    card = make_card()
+    card.training_data = f"reviews in {tmp_path / 'Doe_John' / 'reviews.sqlite'}"
+    with pytest.raises(ValueError, match="training_data holds a path"):
+        save_model(linear.state_dict(), card, tmp_path)
+    assert not (tmp_path / "cmb-det" / "1.0.0").exists()
+    card.training_data = "12 reviewed scans of reviews.sqlite (sha256 0123456789ab); FP/scan 0.5"
+    save_model(linear.state_dict(), card, tmp_path)

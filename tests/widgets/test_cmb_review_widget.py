@@ -57,8 +57,11 @@ def case(make_napari_viewer, tmp_path):
 def new_widget(viewer, root: Path | None, store: Path) -> CMBReviewWidget:
     widget = CMBReviewWidget(viewer, roots=[root] if root is not None else None)
     viewer.window.add_dock_widget(widget, name="Microbleed review")
-    widget.store_path.setText(str(store))
-    widget.store_path.editingFinished.emit()
+    if store.exists():
+        widget.store_path.setText(str(store))
+        widget.store_path.editingFinished.emit()
+    else:
+        widget.new_store(store)  # the "New store..." button with the file name chosen
     return widget
 
 
@@ -93,7 +96,7 @@ def test_detect_review_export_and_restore(case, qtbot, tmp_path) -> None:
     np.testing.assert_allclose(masks.translate, scan.translate)
     assert list(points.features.columns) == ["id", "score", "status", "source", "model_version"]
     assert set(points.features["status"]) == {"pending"} and set(points.features["model_version"]) == {"0.1.0"}
-    scores = [float(widget.table.item(r, 1).text()) for r in range(n)]
+    scores = [widget.table.item(r, 1).data(Qt.ItemDataRole.UserRole) for r in range(n)]
     assert scores == sorted(scores, reverse=True)
     for i, finding in enumerate(session.findings):  # points and masks sit where the store says
         np.testing.assert_allclose(napari_world_to_ras(points.data_to_world(points.data[i])), finding.world, atol=1e-6)
@@ -321,6 +324,7 @@ def test_napari_point_tools_are_recorded_too(case, qtbot, tmp_path) -> None:
 def test_shares_the_case_widgets_store(case, tmp_path) -> None:
     viewer, _, _, _ = case
     _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    CaseStore(tmp_path / "shared.sqlite").close()
     case_widget.store_path.setText(str(tmp_path / "shared.sqlite"))
     case_widget.open_store()
     review = CMBReviewWidget(viewer, roots=[tmp_path / "models"])

@@ -76,6 +76,7 @@ __all__ = [
     "save_model",
     "version_dir",
     "version_key",
+    "version_label",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -302,6 +303,7 @@ def save_model(state_dict: dict[str, torch.Tensor], card: ModelCard, root: str |
         final = dataclasses.replace(card, weights_sha256=digest, card_sha256="")
         # The JSON round trip makes the hashed content exactly what read_card will see.
         data = json.loads(json.dumps(final.to_dict(), allow_nan=False))
+        _refuse_paths(data, card)
         data["card_sha256"] = card_digest(data)
         with (staging / CARD_FILE).open("w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, allow_nan=False)
@@ -323,6 +325,24 @@ def save_model(state_dict: dict[str, torch.Tensor], card: ModelCard, root: str |
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _refuse_paths(value: Any, card: ModelCard, key: str = "card") -> None:
+    """A card travels with the weights (e-mailed, shared): no folder, which can name a patient or a user.
+
+    Raises ValueError, not RegistryError: a caller that puts a path into a card is a bug.
+    """
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_paths(v, card, f"{key}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_paths(v, card, f"{key}[{i}]")
+    elif isinstance(value, str) and (
+        re.search(r"(^|[\s(='\"])(/|~/|[A-Za-z]:[\\/]|\\\\)[^\s]*[\\/]", value) or str(Path.home()) in value
+    ):
+        raise ValueError(f"model card {card.name} {card.version}: {key} holds a path ({value[:80]!r}); "
+                         "describe training data by file names, sha256 and counts")
 
 
 def _refuse_non_safetensors(path: Path, head: bytes, size: int) -> None:
@@ -642,6 +662,26 @@ def held_out_text(card: ModelCard) -> str:
     if isinstance(held.get("before"), dict):
         text += f"; parent {held.get('parent', '?')}: {figures(held['before'])}"
     return text
+
+
+def version_label(card: ModelCard, default: str | None) -> str:
+    """A version as a picker shows it: default mark, demo flag, held-out figures, refusal flag.
+
+    One place, so the review widget, the retraining widget and ``models list`` agree.
+    """
+    parts = [card.version + (" (default)" if card.version == default else "")]
+    if is_demo(card):
+        parts.append("demo weights")
+    held = card.config.get("held_out")
+    after = held.get("after") if isinstance(held, dict) else None
+    if isinstance(after, dict):
+        parts.append(f"held-out sensitivity {_num(after.get('sensitivity'))}, FP/scan {_num(after.get('fp_per_subject'))}"
+                     f" ({held.get('n_scans', '?')} scans)")
+    else:
+        parts.append("no held-out reviews")
+    if card.config.get("not_default"):
+        parts.append("not default: worse on held-out reviews")
+    return " \u00b7 ".join(parts)
 
 
 def _num(value: Any, digits: int = 2) -> str:

@@ -3,9 +3,12 @@
 The GUI twin of ``neuroreview cmb train --store DB [--base VERSION]``. It runs
 :func:`~napari_neuroreview.core.tasks.cmb.retrain.retrain_from_store` through the shared
 task rails (worker, progress bar, Cancel), saves the new version into the user's model
-registry, shows its metrics on reviewed scans held out from training next to the parent
-version's, and makes the review widget offer it at once. Why a separate widget: training
-takes minutes and is done now and then, reviewing is done all day.
+registry, and shows the parent's and the new version's figures on the same held-out
+reviewed scans, each at its own threshold. The new version becomes the default (what the
+review widget selects and ``cmb detect`` uses) only if it is not worse there; otherwise
+it is kept and flagged, and the user is told in one sentence. The default can be set or
+rolled back here too (the twin of ``neuroreview models set-default / rollback``). Why a
+separate widget: training takes minutes and is done now and then, reviewing all day.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QVBoxLayout, QWidget
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
+                            QVBoxLayout, QWidget)
 
 from ..core.device import available_devices
 from ..core.errors import InputFileError, NeuroreviewError
-from ..core.registry import ModelCard, default_registry_root
+from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, default_version, rollback_default,
+                             set_default, version_label)
 from ..core.store import default_store_path
-from ..core.tasks.cmb.model import available_versions
-from ..core.tasks.cmb.retrain import retrain_from_store
+from ..core.tasks.cmb.model import MODEL_NAME, available_versions
+from ..core.tasks.cmb.retrain import RetrainResult, retrain_from_store
 from ..core.train.loop import FitConfig
 from ._worker import TaskRunner
 from .cmb_review import CMBReviewWidget, find_docked
@@ -29,18 +35,7 @@ from .cmb_review import CMBReviewWidget, find_docked
 if TYPE_CHECKING:
     import napari
 
-NEWEST = "newest"
-
-
-def held_out_text(card: ModelCard) -> str:
-    """'sensitivity 0.61 -> 0.72, FP/scan ...' from a fine-tuned card's held-out metrics."""
-    before, after = card.config.get("held_out_before") or {}, card.config.get("held_out_after") or {}
-    parts = []
-    for key, label in (("sensitivity", "sensitivity"), ("precision", "precision"), ("fp_per_subject", "FP/scan"),
-                       ("f1", "F1")):
-        if key in before and key in after:
-            parts.append(f"{label} {float(before[key]):.2f} \u2192 {float(after[key]):.2f}")
-    return ", ".join(parts) or "no held-out metrics in the model card"
+DEFAULT = "the default"
 
 
 class CMBTrainWidget(QWidget):
@@ -51,14 +46,17 @@ class CMBTrainWidget(QWidget):
     napari_viewer : napari.Viewer
     root : Path, optional
         Registry folder the new version is saved into (default: the user's registry,
-        which the review widget and ``load_detector`` search first).
+        which the review widget and ``load_detector`` search first); the default version
+        is kept there too.
     """
 
     def __init__(self, napari_viewer: napari.Viewer, root: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
         self.root = Path(root) if root is not None else default_registry_root()
+        self.roots = list(dict.fromkeys([self.root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
         self.last_card: ModelCard | None = None
+        self.last_result: RetrainResult | None = None
         reviewers = find_docked(napari_viewer, CMBReviewWidget)
         self.store_path = QLineEdit(reviewers[0].store_path.text() if reviewers else str(default_store_path()))
         self.base_combo = QComboBox()
@@ -68,9 +66,18 @@ class CMBTrainWidget(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
         self.runner = TaskRunner("Fine-tune from reviews", self._start, self._show_result)
-        self.result = QLabel("Reviewed scans are split into training and held-out scans by their voxel data, "
-                             "so the metrics below are on scans the new version never saw.")
+        self.result = QLabel("Reviewed scans are split into training and held-out scans by their voxel data; "
+                             "the new version's threshold is chosen on the held-out ones and it becomes the "
+                             "default only if it is not worse there than its parent.")
         self.result.setWordWrap(True)
+        self.version_combo = QComboBox()
+        self.set_default_button = QPushButton("Set as default")
+        self.set_default_button.clicked.connect(self.set_default)
+        self.rollback_button = QPushButton("Roll back default")
+        self.rollback_button.clicked.connect(self.rollback)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.set_default_button)
+        buttons.addWidget(self.rollback_button)
         form = QFormLayout()
         form.addRow("Store", self.store_path)
         form.addRow("Base version", self.base_combo)
@@ -80,20 +87,52 @@ class CMBTrainWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.runner)
         layout.addWidget(self.result)
+        versions = QFormLayout()
+        versions.addRow("Versions", self.version_combo)
+        layout.addLayout(versions)
+        layout.addLayout(buttons)
         layout.addStretch(1)
         self.refresh_versions()
 
     def refresh_versions(self) -> None:
-        """List the versions to fine-tune from (those ``load_detector`` can find)."""
+        """List the versions (to fine-tune from, and to make the default), the default marked."""
         self.base_combo.clear()
-        self.base_combo.addItem(NEWEST, None)
+        self.base_combo.addItem(DEFAULT, None)
+        self.version_combo.clear()
         try:
-            versions = available_versions()
+            versions = available_versions(self.roots)
+            default = default_version(MODEL_NAME, self.roots)
         except NeuroreviewError as exc:
             self.result.setText(str(exc))
             return
         for _root, card in reversed(versions):
             self.base_combo.addItem(card.version, card.version)
+            self.version_combo.addItem(version_label(card, default), card.version)
+        self.version_combo.setCurrentIndex(max(self.version_combo.findData(default), 0))
+
+    def set_default(self) -> None:
+        """Make the picked version the default (what the review widget and ``cmb detect`` use)."""
+        version = self.version_combo.currentData()
+        if version is not None:
+            self._change_default(lambda: (set_default(MODEL_NAME, version, self.roots), version)[1])
+
+    def rollback(self) -> None:
+        """Go back to the previous default."""
+        self._change_default(lambda: rollback_default(MODEL_NAME, self.roots))
+
+    def _change_default(self, change: Any) -> None:
+        try:
+            version = change()
+        except NeuroreviewError as exc:
+            show_error(str(exc))
+            return
+        self._refresh_all()
+        show_info(f"Microbleed detector {version} is now the default")
+
+    def _refresh_all(self) -> None:
+        self.refresh_versions()
+        for widget in find_docked(self.viewer, CMBReviewWidget):
+            widget.refresh_versions()
 
     def _start(self) -> Any:
         store = Path(self.store_path.text()).expanduser()
@@ -101,17 +140,16 @@ class CMBTrainWidget(QWidget):
             raise InputFileError(f"{store}: no annotation store here; review some scans first")
         config = FitConfig(epochs=int(self.epochs.value()))
         return retrain_from_store(store, self.root, self.base_combo.currentData(), config,
-                                  device=self.device_combo.currentText())
+                                  device=self.device_combo.currentText(), roots=self.roots)
 
-    def _show_result(self, card: ModelCard) -> None:
-        self.last_card = card
-        text = (f"New version {card.version} (from {card.parent or 'scratch'}), saved in {self.root}.\n"
-                f"Held-out reviewed scans: {held_out_text(card)}")
-        skipped = card.config.get("skipped_scans") or []
-        if skipped:
-            text += f"\n{len(skipped)} scan(s) skipped: " + "; ".join(skipped)
-        self.result.setText(text)
-        self.refresh_versions()
-        for widget in find_docked(self.viewer, CMBReviewWidget):
-            widget.refresh_versions(select=card.version)
-        show_info(f"Microbleed detector {card.version} is ready and offered in the review widget")
+    def _show_result(self, result: RetrainResult) -> None:
+        """Both versions on the same held-out reviews, then the verdict (also as a notification)."""
+        card = result.card
+        self.last_result, self.last_card = result, card
+        lines = [f"New version {card.version} (from {card.parent or 'scratch'}), saved in {self.root}.",
+                 *result.comparison_lines(), result.verdict]
+        if result.skipped:
+            lines.append(f"{len(result.skipped)} scan(s) skipped: " + "; ".join(result.skipped))
+        self.result.setText("\n".join(lines))
+        self._refresh_all()
+        show_info(result.verdict)

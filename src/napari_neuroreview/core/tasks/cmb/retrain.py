@@ -320,6 +320,7 @@ def retrain_from_store(
     threshold, after = candidate_operating_point(_sweep(held_out, detector))
     detector.card.config["threshold"] = threshold
     ok, problems = not_worse(before, after)
+    current_default = default_version(MODEL_NAME, roots)
     card = save_detector(detector, {**report, "summary": after}, root, version,
                          _description(base.card, train, held_out, store_path), notes=base.card.notes,
                          extra_config=_card_extra(base.card, before, after, train, held_out, skipped, ok, problems))
@@ -327,6 +328,8 @@ def retrain_from_store(
         set_default(MODEL_NAME, card.version, roots)
         verdict = f"{card.version} is now the default: not worse than {base.card.version} on held-out reviews."
     else:
+        if current_default is not None:  # recorded explicitly: the newcomer must never become it by fallback
+            set_default(MODEL_NAME, current_default, roots)
         verdict = (f"{card.version} is kept but is not the default: worse than {base.card.version} on held-out "
                    f"reviews ({problems}).")
     yield Progress(4, 4, "Done")
