@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
                             QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
@@ -39,7 +40,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import available_versions
 from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, on_display_grid, scan_volume
-from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
 from .case import CaseWidget
@@ -87,6 +88,9 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self._syncing = False
         self._removing: list[int] = []
         self._run_inputs: tuple[Image, str | None] | None = None
+        self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of scan_layer
+        self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
+        self._placed_phases: set[tuple[Any, str]] = set()
 
         self.swi_combo, self.phase_combo = QComboBox(), QComboBox()
         self.version_combo, self.device_combo = QComboBox(), QComboBox()
@@ -172,6 +176,13 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         return next((layer for layer in self._scan_layers() if layer.name == name), None)
 
     def _refresh_layers(self, *_: Any) -> None:
+        """Follow the viewer's layers: combos, the review of the picked scan, the phase's place.
+
+        Called on every insert, removal and reorder, so it must be idempotent: the review
+        is (re)opened only when the picked scan is a different layer or different voxels
+        (``_on_scan_changed`` compares layer ids and sha256, never Python identity: napari
+        hands plugins proxies of its layers).
+        """
         if self.labels_layer is not None and self.labels_layer not in self.viewer.layers:
             self.labels_layer = None
         if self.points_layer is not None and self.points_layer not in self.viewer.layers:
@@ -180,10 +191,10 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             self._show_table()
         names = [layer.name for layer in self._scan_layers()]
         swi, phase = self.swi_combo.currentText(), self.phase_combo.currentText()
-        if phase in ("", NO_PHASE):  # a layer called "phase" is the phase until the user says otherwise
-            phase = next((n for n in names if "phase" in n.lower()), NO_PHASE)
-        if swi == "":  # and the magnitude is the first scan that is not a phase image
-            swi = next((n for n in names if "phase" not in n.lower()), "")
+        if phase in ("", NO_PHASE) or phase not in names:  # a layer called "phase" is the phase until the user says otherwise
+            phase = next((n for n in names if is_phase_name(n)), NO_PHASE)
+        if swi == "" or swi not in names:  # and the magnitude is the first scan that is not a phase image
+            swi = next((n for n in names if not is_phase_name(n)), "")
         for combo, items, keep in ((self.swi_combo, names, swi), (self.phase_combo, [NO_PHASE, *names], phase)):
             combo.blockSignals(True)
             combo.clear()
@@ -191,8 +202,24 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             if keep in items:
                 combo.setCurrentText(keep)
             combo.blockSignals(False)
-        if self.swi_combo.currentText() != swi or (self.scan_layer is not None and self.scan_layer.name not in names):
-            self._on_scan_changed()
+        self._on_scan_changed()
+        QTimer.singleShot(0, self._place_phase)  # after napari has finished inserting
+
+    def _place_phase(self) -> None:
+        """Put a newly picked phase layer under the magnitude, hidden: the review is read on the magnitude.
+
+        Done once per phase layer, so the user can show it again (its eye) to compare.
+        """
+        phase, swi = self._layer(self.phase_combo.currentText()), self._layer(self.swi_combo.currentText())
+        if phase is None or swi is None or phase == swi or layer_key(phase) in self._placed_phases:
+            return
+        self._placed_phases.add(layer_key(phase))
+        layers = self.viewer.layers
+        if layers.index(phase) > layers.index(swi):
+            layers.move(layers.index(phase), layers.index(swi))
+        phase.visible = False
+        show_info(f"{phase.name} is the phase: hidden under {swi.name}, where the review is read "
+                  "(tick its eye in the layer list to compare)")
 
     def refresh_versions(self, select: str | None = None) -> None:
         """List the installed detector versions, each with its held-out figures and demo flag.
@@ -239,6 +266,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         if self.store is None or Path(self.store_path.text()).expanduser() != self.store.path:
             self._remove_review_layers()
             self._close_store()
+            self._scan_key = self._looked_up = None
             self._on_scan_changed()
 
     def open_store(self) -> CaseStore:
@@ -306,15 +334,25 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         return self.session
 
     def _on_scan_changed(self, *_: Any) -> None:
-        """Restore the stored review of the picked scan (matched by voxel-data sha256)."""
+        """Restore the stored review of the picked scan (matched by voxel-data sha256).
+
+        Whatever the order: the widget docked before the scan opens, a scan replaced by
+        another with the same layer name, a store picked after the scan. A scan already
+        looked up in this store is not looked up again.
+        """
         layer = self._layer(self.swi_combo.currentText())
-        if layer is self.scan_layer and (layer is None or self.session is not None):
+        key = None if layer is None else layer_key(layer)
+        store_path = self.store_path.text()
+        if key is not None and key == self._scan_key and (self.session is not None or self._looked_up == (key, store_path)):
             return
-        self.session, self.scan_layer = None, layer  # first: removing layers below re-enters _refresh_layers
+        if key is None and self.scan_layer is None and self.session is None:
+            return
+        self.session, self.scan_layer, self._scan_key = None, layer, key  # first: removing layers re-enters here
         self._remove_review_layers()  # the old scan's review stays in the store; picking it restores it
         self._show_table()
         if layer is None or layer.ndim != 3:
             return
+        self._looked_up = (key, store_path)
 
         def restore() -> None:
             info = layer.metadata[META_KEY]
@@ -425,6 +463,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         written: list[Path] = []
 
         def export() -> None:
+            folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
             written.extend(self.session.export(folder / f"{stem}_desc-cmb_dseg.nii.gz",
                                                folder / f"{stem}_desc-cmb_points.json",
                                                folder / f"{stem}_desc-cmb_points.tsv"))
