@@ -43,9 +43,9 @@ def test_write_together_all_or_nothing(tmp_path: Path) -> None:
     a.write_text("old a")
 
     def fail(tmp: Path) -> None:
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device", str(tmp))
 
-    with pytest.raises(OSError):
+    with pytest.raises(OutputPathError, match="No space left on device"):
         write_together([(a, lambda tmp: tmp.write_text("new a")), (b, fail)])
     assert a.read_text() == "old a" and not b.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no temporary left behind

@@ -123,7 +123,21 @@ def write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]]) 
     -------
     list of Path
         The targets, in order.
+
+    Raises
+    ------
+    OutputPathError
+        When the disk fails (full, gone, read-only since the check): the paths were
+        checked before computing, so this is the user's disk, not a bug; nothing changed.
     """
+    try:
+        return _write_together(writes)
+    except OSError as exc:
+        target = ", ".join(str(t) for t, _w in writes)  # not exc.filename: that is the temporary file
+        raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
+
+
+def _write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]]) -> list[Path]:
     targets = [Path(t) for t, _w in writes]
     temps: list[Path] = []
     backups: list[tuple[Path, Path | None]] = []
