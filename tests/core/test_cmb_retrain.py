@@ -336,7 +336,7 @@ def test_cli_crafted_config_is_refused_before_any_network(user_data, tmp_path, c
     monkeypatch.setattr(cmb_model.CMBPatchNet, "__init__", lambda self, width=8: built.append(width))
     assert main([*args, "--version", "6.6.6"]) == 2
     err = _one_sentence(capsys)
-    assert "model card cmb-detector 6.6.6 config has width=100000, which is not a int in [1, 64]" in err
+    assert "model card cmb-detector 6.6.6 config has width=100000, which is not an integer in [1, 64]" in err
     assert built == [] and not out.exists() and Path(args[2]).read_bytes() == scan_bytes
 
 

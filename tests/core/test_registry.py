@@ -224,7 +224,7 @@ def test_flagged_version_is_never_the_fallback_default(tmp_path: Path, linear: t
 def test_check_config_refuses_out_of_bounds_and_unknown_keys() -> None:
     rules = {"width": ConfigRule(int, 1, 64), "threshold": ConfigRule(float, 0.0, 1.0)}
     check_config({"width": 8, "threshold": 0.3, "note": "x"}, rules, "card c", allowed={"note"})
-    for bad, match in [({"width": 100000}, "width=100000, which is not a int in \\[1, 64\\]"),
+    for bad, match in [({"width": 100000}, "width=100000, which is not an integer in \\[1, 64\\]"),
                        ({"width": 8.0}, "width=8.0"), ({"width": True}, "width=true"),
                        ({"threshold": 1.5}, "threshold=1.5"), ({"threshold": float("nan")}, "threshold=NaN"),
                        ({"width": 8, "depth": 3}, "unknown key\\(s\\) depth")]:

@@ -691,6 +691,9 @@ def _num(value: Any, digits: int = 2) -> str:
 # ----------------------------------------------------------------------------- config
 
 
+_KIND_WORDS = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+
+
 @dataclass(frozen=True)
 class ConfigRule:
     """What one architecture setting of a card may be: a type and an inclusive range."""
@@ -746,7 +749,7 @@ def check_config(config: Any, rules: dict[str, ConfigRule], where: str, allowed:
                 else isinstance(value, rule.kind)
         in_range = ok and (rule.low is None or value >= rule.low) and (rule.high is None or value <= rule.high)
         if not in_range:
-            bounds = f"a {rule.kind.__name__}" + (
+            bounds = _KIND_WORDS.get(rule.kind, rule.kind.__name__) + (
                 f" in [{rule.low:g}, {rule.high:g}]" if rule.low is not None and rule.high is not None else "")
             raise RegistryError(
                 f"The {where} config has {key}={json.dumps(value)[:60]}, which is not {bounds}; "
