@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/neuroreview view --sample t1
+	$(VENV)/bin/neuroreview view --sample cmb
 
 test: $(STAMP)
 	@command -v xvfb-run >/dev/null || { echo "make test needs Xvfb: sudo apt-get install xvfb xauth libgl1-mesa-dri"; exit 1; }

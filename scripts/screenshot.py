@@ -1,13 +1,17 @@
-"""Screenshot the demo window (napari + Case widget + sample case) to a PNG.
+"""Screenshot the demo window (napari + the plugin's widgets + a sample case) to a PNG.
 
 Run under Xvfb: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python
-scripts/screenshot.py out.png [--neurological] [--mask]``. Used to look at what
-``make demo`` shows, as a user would see it.
+scripts/screenshot.py out.png [--sample cmb] [--neurological] [--mask] [--store FILE]``.
+Used to look at what ``make demo`` shows, as a user would see it. Reviews go to a
+temporary store unless ``--store`` names one: a screenshot never writes into the user's
+real annotation store.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 
 from qtpy.QtWidgets import QApplication
 
@@ -24,8 +28,11 @@ def main() -> None:
     parser.add_argument("--detect", action="store_true", help="run the microbleed review widget's detector")
     parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
     parser.add_argument("--network", default=None, help="rsfmri sample: the network to show")
+    parser.add_argument("--store", default=None, help="annotation store to use (default: a temporary one)")
     args = parser.parse_args()
-    viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False)
+    if args.store is None:  # the default store lives in the user data folder: point that at a temporary one
+        os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="neuroreview-screenshot-")
+    viewer, widget = open_viewer(args.files, sample=args.sample or None, run=False, store=args.store)
     viewer.window.resize(1900, 1150)
     for _ in range(20):
         QApplication.processEvents()
@@ -36,8 +43,13 @@ def main() -> None:
         while widget.mask_runner.running:
             QApplication.processEvents()
     if args.detect:
-        _, review = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Microbleed review")
-        review.runner.run()
+        from napari_neuroreview.widgets.cmb_review import CMBReviewWidget, find_docked
+
+        docked = find_docked(viewer, CMBReviewWidget)
+        review = docked[0] if docked else viewer.window.add_plugin_dock_widget("napari-neuroreview",
+                                                                               "Microbleed review")[1]
+        if review.session is None and not review.runner.running:
+            review.runner.run()
         while review.runner.running:
             QApplication.processEvents()
         findings = review.session.findings if review.session else []
@@ -58,6 +70,9 @@ def main() -> None:
         if args.network:
             networks.network_combo.setCurrentText(args.network)
     for _ in range(20):
+        QApplication.processEvents()
+    viewer.reset_view()
+    for _ in range(5):
         QApplication.processEvents()
     viewer.screenshot(args.out, canvas_only=False)
     print(args.out)

@@ -101,6 +101,9 @@ def test_foreground_mask_runs_in_a_worker_and_adds_labels(case, qtbot) -> None:
 def test_store_opens_and_registers_the_scan(case, tmp_path) -> None:
     viewer, widget, _, _ = case
     widget.store_path.setText(str(tmp_path / "reviews.sqlite"))
+    widget.store_button.click()  # a path that is no store: refused, nothing created
+    assert "no annotation store" in widget.store_label.text() and not (tmp_path / "reviews.sqlite").exists()
+    CaseStore(tmp_path / "reviews.sqlite").close()
     widget.store_button.click()
     assert "1 scans" in widget.store_label.text()
     with CaseStore(tmp_path / "reviews.sqlite") as store:

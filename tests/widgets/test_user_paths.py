@@ -58,8 +58,12 @@ def swi_file(folder: Path, seed: int = 1, name: str = "swi.nii.gz") -> Path:
 
 
 def use_store(widget, path: Path) -> None:
-    widget.store_path.setText(str(path))
-    widget.store_path.editingFinished.emit()
+    """Pick a store as the user does: type an existing one, or "New store..." for a new file."""
+    if path.exists():
+        widget.store_path.setText(str(path))
+        widget.store_path.editingFinished.emit()
+    else:
+        widget.new_store(path)
 
 
 def detect(widget, qtbot) -> None:
@@ -235,3 +239,53 @@ def test_phase_opened_after_the_magnitude_stays_under_it(viewer, qtbot, tmp_path
     assert visible[-1] == "swi", f"the top visible image is {visible[-1]}"  # napari draws the last layer on top
     assert not viewer.layers["swi_phase"].visible
     assert json.dumps(widget.summary.text())  # the widget says something, never raises
+
+
+# ---------------------------------------------------------------- item 6 (store) and class 18
+def test_quitting_leaves_every_review_in_the_store_file(viewer, qtbot, reviewed, tmp_path) -> None:
+    """Closing napari's last window quits: the write-ahead log is folded into the store file."""
+    from qtpy.QtWidgets import QApplication
+    import shutil
+
+    widget, points, store = reviewed
+    widget.table.selectRow(0)
+    widget.accept_selected()
+    expected = stored(store)
+    QApplication.instance().aboutToQuit.emit()
+    wal = store.with_name(store.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    copy = tmp_path / "copy" / "reviews.sqlite"
+    copy.parent.mkdir()
+    shutil.copy(store, copy)  # the file alone, as a user backs it up
+    assert stored(copy) == expected
+
+
+def test_a_mistyped_store_path_is_refused_not_created(viewer, qtbot, tmp_path, notifications) -> None:
+    """Class 18: only "New store..." creates a store; a path that is none gives one message."""
+    widget = user.dock(viewer, "Microbleed review")
+    viewer.open(str(swi_file(tmp_path)), plugin="napari-neuroreview")
+    typo = tmp_path / "reviewz.sqlite"
+    widget.store_path.setText(str(typo))
+    widget.store_path.editingFinished.emit()
+    assert not typo.exists() and not typo.with_name(typo.name + "-wal").exists()
+    assert any("no annotation store" in m for m in notifications)
+    assert widget.new_store(typo) is not None and typo.exists()
+
+
+# ---------------------------------------------------------------- class 13 in the widget
+def test_a_conflict_with_another_reviewer_is_said_and_reloaded(viewer, qtbot, reviewed, notifications) -> None:
+    """Another session decides a finding; this reviewer's stale edit is refused and the screen catches up."""
+    from napari_neuroreview.core.tasks.cmb.review import ReviewSession
+
+    widget, points, store = reviewed
+    fid = int(points.features["id"][0])
+    image = widget.session.image
+    with CaseStore(store) as other_store:
+        other = ReviewSession.open(other_store, image.path, image.sha256, image.shape, image.affine, "dr.other")
+        other.accept(fid)
+    widget.table.selectRow(0)
+    notifications.clear()
+    user.key(viewer, Qt.Key.Key_R)  # reject, from a view that still says pending
+    assert stored(store)[fid][0] == "accepted"  # the other decision stands
+    assert any("another session" in m for m in notifications)
+    qtbot.waitUntil(lambda: str(points.features["status"][0]) == "accepted", timeout=5_000)

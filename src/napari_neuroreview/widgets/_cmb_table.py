@@ -12,17 +12,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from napari.layers import Points
-from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem
 
 from ..core.io.export import ras_to_napari_world
 from ..core.tasks.cmb.review import ReviewSession
 from ._cmb_layers import STATUS_RGBA
+from .case import camera_of
 
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("id", "score", "status", "source", "volume mm³")
+COLUMNS = ("id", "score", "status", "slice", "RAS mm", "source", "volume mm³")
+#: Scores at or above this are shown as their distance to 1 (a detector's top scores all read 1.000 at 3 decimals).
+NEAR_ONE = 0.995
+
+
+def format_score(score: float | None) -> str:
+    """A score that still separates findings near 1: ``0.871``, ``1 − 3.2e-05``.
+
+    Why: a confident detector gives many findings 0.9999..., which 3 decimals all show
+    as 1.000; the distance to 1 keeps their order readable.
+    """
+    if score is None or not np.isfinite(score):
+        return ""
+    if score >= NEAR_ONE:
+        return "1" if score >= 1.0 else f"1 − {1.0 - score:.1e}"
+    return f"{score:.3f}"
+
+
+def slice_text(viewer: napari.Viewer, napari_world: np.ndarray) -> str:
+    """The axial slice as napari's slider numbers it, and its S position in mm (``42 (S 12.5)``)."""
+    axis = viewer.dims.ndim - 3
+    start, _stop, step = (float(v) for v in viewer.dims.range[axis])
+    index = int(round((float(napari_world[0]) - start) / step)) if step > 0 else 0
+    return f"{index} (S {float(napari_world[0]):.1f})"
 
 
 def make_findings_table() -> QTableWidget:
@@ -32,6 +58,9 @@ def make_findings_table() -> QTableWidget:
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setVisible(False)  # the id column numbers the rows
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     return table
 
 
@@ -55,10 +84,16 @@ class FindingsTableMixin:
         try:
             self.table.setRowCount(len(findings))
             for row, f in enumerate(findings):
-                values = (f.id, "" if f.score is None else f"{f.score:.3f}", f.status, f.source,
+                world = ras_to_napari_world(f.world)
+                values = (f.id, format_score(f.score), f.status, slice_text(self.viewer, world),
+                          "{:.1f}, {:.1f}, {:.1f}".format(*f.world), f.source,
                           "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}")
                 for col, value in enumerate(values):
-                    self.table.setItem(row, col, QTableWidgetItem(str(value)))
+                    item = QTableWidgetItem(str(value))
+                    if COLUMNS[col] == "score" and f.score is not None:
+                        item.setData(Qt.ItemDataRole.UserRole, float(f.score))  # the exact score, for sorting and tests
+                        item.setToolTip(f"score {f.score:.8f}")
+                    self.table.setItem(row, col, item)
             if select is not None and select in [f.id for f in findings]:
                 self.table.selectRow([f.id for f in findings].index(select))
         finally:
@@ -85,7 +120,7 @@ class FindingsTableMixin:
         offset = self.viewer.dims.ndim - 3
         for axis in range(3):
             self.viewer.dims.set_point(offset + axis, float(world[axis]))
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
+        camera = camera_of(self.viewer)
         camera.center = tuple(float(v) for v in world)
         self.points_layer.selected_data = {self._order.index(fid)}
         self.viewer.layers.selection.active = self.points_layer

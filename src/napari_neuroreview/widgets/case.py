@@ -18,6 +18,7 @@ import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
+    QApplication,
     QButtonGroup,
     QComboBox,
     QFileDialog,
@@ -56,12 +57,18 @@ def set_convention(viewer: napari.Viewer, convention: str) -> None:
     napari's default horizontal direction and neurological its mirror image.
     """
     horizontal = "right" if convention == RADIOLOGICAL else "left"
-    viewer.camera.orientation2d = ("down", horizontal)
+    camera_of(viewer).orientation2d = ("down", horizontal)
     left = "R" if convention == RADIOLOGICAL else "L"
     overlay = text_overlay(viewer)
     overlay.text = f"axial, {convention}: patient {left} on screen left | anterior up"
     overlay.position = "top_center"
     overlay.visible = True
+
+
+def camera_of(viewer: napari.Viewer) -> Any:
+    """The 2D/3D camera (``viewer.scene.camera`` since napari 0.9, where ``viewer.camera`` is deprecated)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 def text_overlay(viewer: napari.Viewer) -> Any:
@@ -164,6 +171,9 @@ class CaseWidget(QWidget):
         self.viewer.layers.events.reordered.connect(self._refresh_images)
 
         self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
+        app = QApplication.instance()
+        if app is not None:  # closing napari's last window quits: checkpoint and close the store then
+            app.aboutToQuit.connect(self.close_store)
 
         set_convention(self.viewer, RADIOLOGICAL)
         self._on_device(self.device_combo.currentText())
@@ -243,12 +253,21 @@ class CaseWidget(QWidget):
             self.store_path.setText(path)
             self.open_store()
 
+    def close_store(self) -> None:
+        """Close the store (its write-ahead log checkpointed into the file); safe to call twice."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
     def open_store(self) -> CaseStore | None:
         """Open (or create) the SQLite store at the path in the field."""
         try:
             if self.store is not None:
                 self.store.close()
-            self.store = CaseStore(self.store_path.text())
+            path = Path(self.store_path.text()).expanduser()
+            # The default store is the plugin's own; any other must exist (the review widget's
+            # "New store..." creates one): a mistyped path never becomes an empty store.
+            self.store = CaseStore(path) if path == default_store_path() else CaseStore.open_existing(path)
         except NeuroreviewError as exc:
             self.store = None
             self.store_label.setText(str(exc))

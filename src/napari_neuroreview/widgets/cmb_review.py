@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
                             QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from ..core.device import available_devices, resolve_device
@@ -35,7 +35,7 @@ from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import from_display
 from ..core.registry import DEMO_NOTE
-from ..core.store import CaseStore, default_store_path
+from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import available_versions
@@ -91,6 +91,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of scan_layer
         self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
         self._placed_phases: set[tuple[Any, str]] = set()
+        self._new_store_path: Path | None = None  # the store "New store..." asked to create
 
         self.swi_combo, self.phase_combo = QComboBox(), QComboBox()
         self.version_combo, self.device_combo = QComboBox(), QComboBox()
@@ -112,6 +113,8 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self.runner = TaskRunner("Detect microbleeds", self._start_detection, self._show_result)
         self.import_button = QPushButton("Open detections (det.json)...")
         form.addRow(self.runner)
+        self.new_store_button = QPushButton("New store...")
+        form.addRow("", self.new_store_button)
         form.addRow(self.import_button)
 
         self.table = make_findings_table()
@@ -139,8 +142,14 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         content_layout.setContentsMargins(0, 0, 0, 0)
         content_layout.addWidget(inputs)
         content_layout.addWidget(review)
+        for combo in (self.swi_combo, self.phase_combo, self.version_combo, self.device_combo):
+            # a long layer name or version label must not widen the dock past the screen: elide instead
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        self.store_path.setMinimumWidth(60)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # rows wrap to the dock's width
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(content)
         scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)  # the inputs, Run and a few table rows stay in view
@@ -152,7 +161,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.version_combo.currentIndexChanged,
             self._on_version), (self.device_combo.currentTextChanged, self._on_device),
             (self.reviewer.editingFinished, self._on_reviewer), (self.store_path.editingFinished, self._on_store_path),
-            (self.import_button.clicked, self._browse_detections), (self.table.itemSelectionChanged,
+            (self.import_button.clicked, self._browse_detections), (self.new_store_button.clicked, self.new_store), (self.table.itemSelectionChanged,
             self._on_table_selection), (self.accept_button.clicked, self.accept_selected),
             (self.reject_button.clicked, self.reject_selected), (self.delete_button.clicked, self.delete_selected),
             (self.add_button.clicked, self.add_at_cursor), (self.undo_button.clicked, self.undo),
@@ -163,6 +172,9 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
                       self.viewer.layers.events.reordered):
             event.connect(self._refresh_layers)
 
+        app = QApplication.instance()
+        if app is not None:  # closing napari's last window quits: the store is checkpointed and closed then
+            app.aboutToQuit.connect(self.cleanup)
         self._on_device(self.device_combo.currentText())
         self.refresh_versions()
         self._refresh_layers()
@@ -218,8 +230,8 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         if layers.index(phase) > layers.index(swi):
             layers.move(layers.index(phase), layers.index(swi))
         phase.visible = False
-        show_info(f"{phase.name} is the phase: hidden under {swi.name}, where the review is read "
-                  "(tick its eye in the layer list to compare)")
+        show_info(f"Phase image '{phase.name}' hidden under '{swi.name}': the review is read on the magnitude "
+                  "(tick the phase's eye in the layer list to compare)")
 
     def refresh_versions(self, select: str | None = None) -> None:
         """List the installed detector versions, each with its held-out figures and demo flag.
@@ -277,7 +289,27 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self._close_store()
         shared = [w.store for w in find_docked(self.viewer, CaseWidget)
                   if w.store is not None and w.store.path == path]
-        self.store, self._own_store = (shared[0], False) if shared else (CaseStore(path), True)
+        if shared:
+            self.store, self._own_store = shared[0], False
+        else:  # only the default store and "New store..." create one: a mistyped path is refused
+            create = path == default_store_path() or path == self._new_store_path
+            self.store = CaseStore(path) if create else CaseStore.open_existing(path)
+            self._own_store = True
+        return self.store
+
+    def new_store(self, path: str | Path | None = None) -> CaseStore | None:
+        """Create an empty annotation store (asked for a file name) and use it for the reviews."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "New annotation store", "", "SQLite store (*.sqlite)")
+            if not path:
+                return None
+        target = Path(path).expanduser()
+        if target.exists():
+            show_error(f"{target} exists already; pick it in the Store field to open it, or choose a new name")
+            return None
+        self._new_store_path = target
+        self.store_path.setText(str(target))
+        self._on_store_path()
         return self.store
 
     def _close_store(self) -> None:
@@ -478,11 +510,21 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             self.export_to(folder)
 
     # ----------------------------------------------------------------- plumbing
-    @staticmethod
-    def _guard(call: Callable[[], Any]) -> bool:
-        """A user mistake from a synchronous step: one notification, False."""
+    def _guard(self, call: Callable[[], Any]) -> bool:
+        """A user mistake from a synchronous step: one notification, False.
+
+        A conflict with another session (another widget or reviewer changed the finding)
+        wrote nothing; the review is read again from the store so the screen shows the
+        other decision, and the user can redo theirs on it.
+        """
         try:
             call()
+        except ReviewConflictError as exc:
+            if self.session is not None:
+                self.session.reload()
+                QTimer.singleShot(0, self._sync)
+            show_error(f"{exc} The review was reloaded from the store; undo history cleared.")
+            return False
         except NeuroreviewError as exc:
             show_error(str(exc))
             return False
@@ -490,6 +532,12 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
 
     def cleanup(self) -> None:
         """Disconnect from the viewer and close our own store (safe to call twice)."""
+        app = QApplication.instance()
+        if app is not None:
+            try:
+                app.aboutToQuit.disconnect(self.cleanup)
+            except (TypeError, RuntimeError):  # already disconnected
+                pass
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.reordered):
             event.disconnect(self._refresh_layers)
