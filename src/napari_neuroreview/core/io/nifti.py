@@ -344,29 +344,34 @@ def _check_qform_sform(path: Path, header: Any, raw: np.void | None) -> list[str
             f"up to {moved:.1f} mm across the field of view; the sform is used, as the NIfTI rules say"]
 
 
-def _scaling(path: Path, header: Any, raw: np.void | None, dtype: np.dtype) -> bool:
+def _scaling(path: Path, img: Any, raw: np.void | None, dtype: np.dtype) -> bool:
     """Whether the voxels are scaled; refuse a scale factor that overflows float32.
 
     Why: a scl_slope of 1e38 turns every voxel into infinity (then 0 by the NaN
     treatment): a blank scan with no word. Checked from the header for integer voxels,
-    where the largest value is known without reading.
+    where the largest value is known without reading. The scaling in force is the data
+    proxy's: nibabel moves it there on load and leaves NaN in the header.
     """
     if raw is not None:
         slope, inter = float(raw["scl_slope"]), float(raw["scl_inter"])
         if math.isinf(slope) or (slope not in (0.0,) and math.isfinite(slope) and not math.isfinite(inter)):
             raise _fail(path, f"has an invalid scale factor (scl_slope {slope:g}, scl_inter {inter:g}) in its header")
-    try:
-        slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
-    except Exception as exc:  # noqa: BLE001 - nibabel's HeaderDataError for a bad intercept
-        raise _fail(path, f"has an invalid scale factor in its header ({exc})") from None
-    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    slope, inter = _proxy_scaling(img)
+    scaled = slope != 1.0 or inter != 0.0
     if scaled and dtype.kind in "biu":
         info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
-        peak = abs(float(slope or 1.0)) * max(abs(int(info.min)), int(info.max)) + abs(float(inter or 0.0))
-        if peak > _FLOAT32_MAX:
-            raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter or 0:g}): its "
+        peak = abs(slope) * max(abs(int(info.min)), int(info.max)) + abs(inter)
+        if not peak <= _FLOAT32_MAX:
+            raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): its "
                               f"{dtype} voxels would reach {peak:.3g}, beyond the float32 range")
     return scaled
+
+
+def _proxy_scaling(img: Any) -> tuple[float, float]:
+    """(slope, intercept) that reading the voxels will apply; (1, 0) when none."""
+    slope = float(np.asarray(getattr(img.dataobj, "slope", 1.0)).item())
+    inter = float(np.asarray(getattr(img.dataobj, "inter", 0.0)).item())
+    return slope, inter
 
 
 def _check_scaled_overflow(path: Path, img: Any, data: np.ndarray) -> None:
@@ -376,8 +381,8 @@ def _check_scaled_overflow(path: Path, img: Any, data: np.ndarray) -> None:
         return
     unscaled = np.asanyarray(img.dataobj.get_unscaled())
     if np.all(np.isfinite(unscaled[inf.reshape(unscaled.shape)])):
-        slope, inter = img.header.get_slope_inter()
-        raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter or 0:g}): "
+        slope, inter = _proxy_scaling(img)
+        raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): "
                           f"{int(inf.sum()):,} voxels overflow the float32 range")
 
 
@@ -443,7 +448,7 @@ def load_volume(path: str | Path) -> Volume:
     is_nifti = isinstance(img, (nib.Nifti1Image, nib.Nifti2Image))
     orientation_warnings = _check_qform_sform(path, header, raw if is_nifti else None)
     zooms = _check_geometry(path, img)
-    scaled = _scaling(path, header, raw if is_nifti else None, dtype)
+    scaled = _scaling(path, img, raw if is_nifti else None, dtype)
 
     needed = int(header.get_data_offset()) + math.prod(int(s) for s in img.shape) * dtype.itemsize
     if _is_gzip(path):
