@@ -1,5 +1,8 @@
 """npe2 writers: Labels -> NIfTI on the source grid; Points -> JSON/TSV in world RAS mm.
 
+Points files name their scan by file name and voxel sha256, never by its full path (a
+folder is often named after the patient).
+
 Thin wrappers over :mod:`core.io.export`. A Labels layer must carry the source scan's
 geometry in its metadata (layers made by this plugin do); without it the file would
 not be aligned with the scan, so the writer refuses with one sentence.
@@ -7,6 +10,7 @@ not be aligned with the scan, so the writer refuses with one sentence.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .core.errors import GeometryError
@@ -46,6 +50,8 @@ def write_points(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
         _features_dict(attributes.get("features")),
     )
     info = metadata.get(META_KEY) or {}
-    image = {"image": info.get("source_path"), "image_sha256": info.get("sha256")}
+    source = info.get("source_path")
+    # The file name and the voxel sha256 identify the scan; its folder may be a patient's name.
+    image = {"image": Path(source).name if source else None, "image_sha256": info.get("sha256")}
     save_points(path, records, image)
     return [path]

@@ -87,3 +87,24 @@ def test_labels_must_be_integers(tmp_path: Path, ras_image) -> None:
     with pytest.raises(GeometryError):
         save_labels(tmp_path / "bad.nii.gz", display.astype(np.float32), geometry)
     assert not (tmp_path / "bad.nii.gz").exists()
+
+
+def test_points_file_names_the_scan_by_file_name_and_sha_not_its_folder(tmp_path: Path, ras_image) -> None:
+    """Issue 8 class 10: a folder named after the patient must not travel in an export."""
+    from napari_neuroreview._writer import write_points
+
+    data, affine = ras_image
+    patient = tmp_path / "Doe_Jane_1950"
+    patient.mkdir()
+    volume = load_volume(save_nifti(patient / "swi.nii.gz", data, affine))
+    _, kwargs, _, _ = image_layer_data(volume)
+    out = tmp_path / "points.json"
+    write_points(str(out), np.array([[5.0, 6.0, 7.0]]), {
+        "metadata": kwargs["metadata"], "scale": kwargs["scale"], "translate": kwargs["translate"],
+        "features": {"score": [float("nan")]},
+    })
+    text = out.read_text()
+    doc = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert doc["image"] == "swi.nii.gz" and doc["image_sha256"] == volume.sha256
+    assert "Doe_Jane" not in text and str(tmp_path) not in text
+    assert doc["points"][0]["score"] is None

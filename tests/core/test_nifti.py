@@ -155,3 +155,65 @@ def test_cli_info_bad_file_exits_2_with_one_line(tmp_path: Path, case: str, caps
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and words in lines[0]
+
+
+def _raw_nifti(path: Path, header: nib.Nifti1Header, data: np.ndarray) -> Path:
+    """Header fields exactly as set (nibabel's writer would recompute scaling and pixdim)."""
+    header["vox_offset"] = 352
+    blob = header.binaryblock + b"\x00" * 4 + np.asarray(data, header.get_data_dtype()).tobytes(order="F")
+    path.write_bytes(gzip.compress(blob, mtime=0))
+    return path
+
+
+def _both_forms(sform: np.ndarray, qform: np.ndarray) -> nib.Nifti1Header:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape((20, 20, 20))
+    header.set_sform(sform, code=2)
+    header.set_qform(qform, code=1)
+    return header
+
+
+def test_sform_and_qform_shifted_50_mm_is_a_warning_naming_both(tmp_path: Path, capsys) -> None:
+    """Issue 8 class 5: the sform wins (NIfTI rules) and the disagreement is said."""
+    shifted = np.eye(4)
+    shifted[:3, 3] = [50.0, 0.0, 0.0]
+    path = _raw_nifti(tmp_path / "shift.nii.gz", _both_forms(np.eye(4), shifted), np.ones((20, 20, 20)))
+    volume = load_volume(path)
+    np.testing.assert_allclose(volume.affine, np.eye(4))
+    [warning] = volume.warnings
+    assert "sform (code 2, aligned)" in warning and "qform (code 1, scanner)" in warning and "50.0 mm" in warning
+    assert main(["info", str(path)]) == 0
+    assert "50.0 mm" in capsys.readouterr().err
+
+
+def test_qform_with_zero_pixdim_beside_a_valid_sform_is_a_warning(tmp_path: Path) -> None:
+    header = _both_forms(np.diag([2.0, 2.0, 2.0, 1.0]), np.eye(4))
+    header["pixdim"][1:4] = 0.0
+    volume = load_volume(_raw_nifti(tmp_path / "pix.nii.gz", header, np.ones((20, 20, 20))))
+    assert volume.zooms == (2.0, 2.0, 2.0)
+    assert any("pixdim" in w and "sform" in w for w in volume.warnings)
+
+
+def test_scaled_integer_voxels_are_read_scaled(tmp_path: Path) -> None:
+    """nibabel moves scl_slope/scl_inter onto the data proxy and leaves NaN in the header."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape((4, 4, 4))
+    header.set_sform(np.eye(4), code=1)
+    header["scl_slope"], header["scl_inter"] = 0.5, 10.0
+    volume = load_volume(_raw_nifti(tmp_path / "scaled.nii.gz", header, np.full((4, 4, 4), 100)))
+    assert volume.data.dtype == np.float32
+    np.testing.assert_allclose(volume.data, 60.0)
+
+
+def test_voxel_ceiling_is_configurable(tmp_path: Path, monkeypatch) -> None:
+    path = _valid_file(tmp_path)  # 8,000 voxels
+    monkeypatch.setenv("NEUROREVIEW_MAX_VOXELS", "7999")
+    with pytest.raises(InputFileError, match="NEUROREVIEW_MAX_VOXELS"):
+        load_volume(path)
+    monkeypatch.setenv("NEUROREVIEW_MAX_VOXELS", "8000")
+    assert load_volume(path).shape == (20, 20, 20)
+    monkeypatch.setenv("NEUROREVIEW_MAX_VOXELS", "lots")
+    with pytest.raises(InputFileError, match="not a positive number"):
+        load_volume(path)

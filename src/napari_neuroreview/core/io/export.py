@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import GeometryError, InputFileError
+from . import strict_json
 from .atomic import write_text_atomic, write_with
 from .orientation import FRAME, DisplayGeometry, from_display
 
@@ -140,7 +140,7 @@ def save_points(path: str | Path, records: list[dict[str, Any]], image: Mapping[
     path = Path(path)
     if path.suffix == ".json":
         doc = {"format": POINTS_FORMAT, "space": "world RAS+ mm", **dict(image or {}), "points": records}
-        return write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+        return write_text_atomic(path, strict_json.dumps(doc, indent=2) + "\n")
     if path.suffix == ".tsv":
         return write_text_atomic(path, _records_to_tsv(records))
     raise InputFileError(f"{path}: points are saved as .json or .tsv")
@@ -166,7 +166,7 @@ def load_points(path: str | Path) -> tuple[np.ndarray, list[dict[str, Any]]]:
     path = Path(path)
     try:
         if path.suffix == ".json":
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = strict_json.loads(path.read_text(encoding="utf-8"))
             records = list(doc["points"])
         elif path.suffix == ".tsv":
             rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
