@@ -25,15 +25,9 @@ PAIRED_SAMPLES = ("rsfmri",)
 
 
 def _open_paired_sample(viewer: Any, sample: str) -> Any:
-    """Dock the Networks widget with the sample's pre and post sessions filled in, and compare them."""
-    from ._sample_data import sample_cache_dir, sample_case_paths
-
-    sample_case_paths(sample)  # writes the sample into the cache on first use
-    subject = sample_cache_dir() / sample / "sub-001"
+    """Dock the Networks widget and compare its sample pair (its own button does the same)."""
     _, widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Networks (pre vs post)")
-    widget.pre_path.setText(str(subject / "ses-pre"))
-    widget.post_path.setText(str(subject / "ses-post"))
-    widget.runner.run()
+    widget.open_sample_pair()
     return widget
 
 

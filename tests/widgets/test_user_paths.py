@@ -289,3 +289,37 @@ def test_a_conflict_with_another_reviewer_is_said_and_reloaded(viewer, qtbot, re
     assert stored(store)[fid][0] == "accepted"  # the other decision stands
     assert any("another session" in m for m in notifications)
     qtbot.waitUntil(lambda: str(points.features["status"][0]) == "accepted", timeout=5_000)
+
+
+# ---------------------------------------------------------------- item 7
+def test_make_demo_shows_the_microbleeds_ready_to_review(qtbot) -> None:
+    """``make demo``: the microbleed sample, its detections on screen, the review widget in front."""
+    from napari_neuroreview._sample_data import sample_cache_dir
+    from napari_neuroreview.viewer import MIN_WINDOW, open_viewer
+    from napari_neuroreview.widgets.cmb_review import CMBReviewWidget, find_docked
+
+    viewer, _case = open_viewer(sample="cmb", run=False)
+    try:
+        (review,) = find_docked(viewer, CMBReviewWidget)
+        qtbot.waitUntil(lambda: not review.runner.running and review.session is not None, timeout=180_000)
+        points = viewer.layers["SWI CMBs"]
+        truth = json.loads(next((sample_cache_dir() / "cmb").glob("*_truth.json")).read_text())
+        centres = np.array([c["world_ras_mm"] for c in truth["cmbs"]])
+        found = np.array([napari_world_to_ras(points.data_to_world(p)) for p in points.data])
+        nearest = np.linalg.norm(centres[:, None, :] - found[None, :, :], axis=2).min(axis=1)
+        assert (nearest < 2.0).sum() >= len(centres) - 1, nearest
+        assert review.table.rowCount() == len(points.data) and review.accept_button.isEnabled()
+        assert review.isVisible()  # tabbed in front of the Case widget
+        shown = [layer.name for layer in viewer.layers if layer.visible and layer.name in ("SWI", "phase")]
+        assert shown == ["SWI"]
+        window = viewer.window._qt_window
+        assert window.width() >= MIN_WINDOW[0] and window.height() >= MIN_WINDOW[1]
+        qtbot.wait(400)  # the view is fitted again once the window has its size
+        canvas = viewer.window._qt_viewer.canvas
+        corners = [user.to_canvas(viewer, c) for c in (viewer.layers["SWI"].extent.world[0],
+                                                        viewer.layers["SWI"].extent.world[1])]
+        width, height = canvas.native.width(), canvas.native.height()
+        for corner in corners:  # the whole slab is on the canvas: nothing cut at its edges
+            assert -2 <= corner.x() <= width + 2 and -2 <= corner.y() <= height + 2, (corner, width, height)
+    finally:
+        viewer.close()

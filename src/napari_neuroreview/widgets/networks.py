@@ -111,6 +111,8 @@ class NetworksWidget(QWidget):
         form.addRow("Device", self.device_combo)
         self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_compared)
         form.addRow(self.runner)
+        self.sample_button = QPushButton("Open the sample pair (simulated pre/post)")
+        form.addRow(self.sample_button)
 
         self.network_combo = QComboBox()
         self.network_combo.addItems(list(atlas.NETWORKS))
@@ -164,6 +166,7 @@ class NetworksWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
 
+        self.sample_button.clicked.connect(self.open_sample_pair)
         self.pre_file.clicked.connect(lambda: self._browse(self.pre_path, folder=False))
         self.pre_dir.clicked.connect(lambda: self._browse(self.pre_path, folder=True))
         self.post_file.clicked.connect(lambda: self._browse(self.post_path, folder=False))
@@ -179,6 +182,20 @@ class NetworksWidget(QWidget):
         self._update_controls()
 
     # ------------------------------------------------------------------ inputs
+    def open_sample_pair(self) -> None:
+        """Fill in the simulated sample's pre and post sessions and compare them.
+
+        Why here: napari's sample menu opens layers, not a pair of sessions for this widget;
+        this button puts the Networks sample one menu (Plugins) and one click away.
+        """
+        from .._sample_data import sample_cache_dir, sample_case_paths
+
+        sample_case_paths("rsfmri")  # writes the sample into the cache on first use
+        subject = sample_cache_dir() / "rsfmri" / "sub-001"
+        self.pre_path.setText(str(subject / "ses-pre"))
+        self.post_path.setText(str(subject / "ses-post"))
+        self.runner.run()
+
     def _browse(self, line: QLineEdit, folder: bool) -> None:
         if folder:
             path = QFileDialog.getExistingDirectory(self, "ICA, MELODIC or session folder")
