@@ -69,7 +69,8 @@ class Volume:
     ----------
     data : numpy.ndarray
         Voxels, shape ``(i, j, k)`` or ``(i, j, k, t)`` in the file's order. Float32
-        when the file is scaled or floating point, the file's integer type otherwise.
+        for floating-point files, float64 for scaled integer files (nibabel's choice,
+        kept because the voxel sha256 depends on it), the file's integer type otherwise.
     affine : numpy.ndarray
         4 x 4 map from voxel indices (i, j, k, 1) to world RAS+ millimetres.
     zooms : tuple of float
@@ -463,7 +464,9 @@ def load_volume(path: str | Path) -> Volume:
         )
 
     try:
-        if dtype.kind in "biu" and not scaled:
+        if dtype.kind in "biu":
+            # The proxy applies any scaling itself (to float64 for scaled integers): kept as it
+            # always was, because the voxel sha256 that stored reviews are keyed on depends on it.
             data = np.asarray(img.dataobj)
         else:
             data = img.get_fdata(dtype=np.float32)
