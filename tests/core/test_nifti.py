@@ -216,3 +216,32 @@ def test_voxel_ceiling_is_configurable(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NEUROREVIEW_MAX_VOXELS", "lots")
     with pytest.raises(InputFileError, match="not a positive number"):
         load_volume(path)
+
+
+def test_float_voxels_scaled_past_float32_are_refused(tmp_path: Path) -> None:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.float32)
+    header.set_data_shape((4, 4, 4))
+    header.set_sform(np.eye(4), code=1)
+    header["scl_slope"] = 1e38
+    path = _raw_nifti(tmp_path / "fscaled.nii.gz", header, np.full((4, 4, 4), 10.0))
+    with pytest.raises(InputFileError, match="absurd scale factor"):
+        load_volume(path)
+
+
+def test_huge_header_extensions_are_refused_before_reading(tmp_path: Path) -> None:
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape((4, 4, 4))
+    header.set_sform(np.eye(4), code=1)
+    blob = header.binaryblock
+    path = tmp_path / "ext.nii.gz"
+    patched = bytearray(blob)
+    patched[108:112] = np.float32(3e9).tobytes()  # vox_offset: 3 GB of "extensions"
+    path.write_bytes(gzip.compress(bytes(patched) + b"\x01\x00\x00\x00" + b"\x00" * 200, mtime=0))
+    tracemalloc.start()
+    with pytest.raises(InputFileError, match="bytes of header"):
+        load_volume(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 16 * 2**20

@@ -469,7 +469,8 @@ def load_volume(path: str | Path) -> Volume:
             # always was, because the voxel sha256 that stored reviews are keyed on depends on it.
             data = np.asarray(img.dataobj)
         else:
-            data = img.get_fdata(dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+                data = img.get_fdata(dtype=np.float32)
     except Exception as exc:  # noqa: BLE001
         raise _fail(path, f"could not be read to the end ({type(exc).__name__}: {exc})") from None
     if scaled and dtype.kind == "f":
