@@ -359,3 +359,21 @@ def test_crafted_prepost_config_is_refused_before_any_network(tmp_path, monkeypa
         monkeypatch.setattr(net_model, "NetworkPairEncoder", lambda **kw: pytest.fail("a network was built"))
         with pytest.raises(RegistryError, match="model card network-prepost 6.6.6"):
             net_model.load_prepost_model("6.6.6", device="cpu", roots=[tmp_path])
+
+
+def test_cli_train_prints_both_versions_and_the_verdict(reviewed, user_data, monkeypatch, capsys,
+                                                        one_torch_thread) -> None:
+    store_path, _train, _held = reviewed
+    monkeypatch.setattr(retrain, "train_detector", fake_training(blind=True))
+    before = store_path.read_bytes()
+    assert main(["cmb", "train", "--store", str(store_path), "--device", "cpu", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines[0].startswith("held-out reviewed scans (") and "each version at its own threshold" in lines[0]
+    assert lines[1].split()[:3] == ["1.0.0", "threshold", "0.101"] and "sensitivity" in lines[1] and "FP/scan" in lines[1]
+    assert lines[2].split()[:1] == ["1.1.0"] and "sensitivity 0.00" in lines[2]
+    assert lines[3].startswith("1.1.0 is kept but is not the default: worse than 1.0.0 on held-out reviews")
+    summary = json.loads(captured.out)
+    assert (summary["made_default"], summary["default"]) == (False, "1.0.0")
+    assert load_detector(None, "cpu").card.version == "1.0.0"  # what `cmb detect` uses next
+    assert store_path.read_bytes() == before

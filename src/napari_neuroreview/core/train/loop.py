@@ -152,6 +152,18 @@ def evaluate_loss(net: nn.Module, data: PatchSet, device: torch.device, config: 
     return total / max(count, 1)
 
 
+#: Fewer steps than this get a constant learning rate: OneCycleLR's warm-up needs
+#: ``0.2 * steps > 1`` (at exactly 5 steps it divides by zero) and means little on so few.
+MIN_ONE_CYCLE_STEPS = 10
+
+
+def _schedule(optimiser: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle learning rate over ``steps``; constant when a run is too short for a cycle."""
+    if steps < MIN_ONE_CYCLE_STEPS:
+        return torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps, pct_start=0.2)
+
+
 def fit(
     net: nn.Module,
     train: PatchSet,
@@ -174,9 +186,7 @@ def fit(
     negatives = np.flatnonzero(train.labels <= 0.5)
     per_epoch = max(1, int(np.ceil(2 * max(len(negatives), len(positives)) / config.batch_size)))
     per_epoch = min(per_epoch, config.max_steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.lr, total_steps=config.epochs * per_epoch, pct_start=0.2
-    )
+    schedule = _schedule(optimiser, config.lr, config.epochs * per_epoch)
     history = FitHistory()
     best_state, best_val = copy.deepcopy(net.state_dict()), float("inf")
     total = config.epochs * per_epoch
