@@ -176,7 +176,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--val", type=int, default=10, help="phantom validation scans")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--steps-per-epoch", type=int, default=150, help="batches of 32 patches per epoch (cap)")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
     p.add_argument("--out", default=None, help="registry folder (default: user data folder)")
