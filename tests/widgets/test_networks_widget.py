@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import napari_user as user
 from napari_neuroreview.core import atlas
 from napari_neuroreview.core.io.ica_folder import load_networks_json
 from napari_neuroreview.core.registry import default_registry_root
@@ -51,8 +52,7 @@ def _compare(widget, qtbot, pre, post) -> None:
 def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_napari_viewer, qtbot, tmp_path,
                                                                          installed_model, scans) -> None:
     viewer = make_napari_viewer()
-    widget = NetworksWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Networks")
+    widget = user.dock(viewer, "Networks (pre vs post)")  # as the Plugins menu opens it
     _compare(widget, qtbot, scans["pre"], scans["post"])
     assert widget.runner.last_error is None, widget.runner.last_error
     comparison = widget.comparison
@@ -103,8 +103,7 @@ def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer
         folders[state] = tmp_path / f"{state}-ica"
         assert main(["networks", "extract", str(scans[state]), "--out", str(folders[state]), "--quiet"]) == 0
     viewer = make_napari_viewer()
-    widget = NetworksWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Networks")
+    widget = user.dock(viewer, "Networks (pre vs post)")  # as the Plugins menu opens it
     _compare(widget, qtbot, folders["pre"], folders["post"])
     assert widget.comparison is not None
     widget.network_combo.setCurrentText("language")
@@ -127,8 +126,7 @@ def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtb
     save_bold(make_synthetic_bold(seed=1, n_volumes=100), pre)
     save_bold(make_synthetic_bold(seed=2, n_volumes=90), post)
     viewer = make_napari_viewer()
-    widget = NetworksWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Networks")
+    widget = user.dock(viewer, "Networks (pre vs post)")  # as the Plugins menu opens it
     layers_before = len(viewer.layers)
     _compare(widget, qtbot, pre, post)
     assert "volumes" in str(widget.runner.last_error)
