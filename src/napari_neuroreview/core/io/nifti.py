@@ -526,8 +526,8 @@ def constant_value(volume: Volume) -> float | None:
     data = volume.data
     if data.size == 0:
         return None
-    first = data.flat[0]
-    return float(first) if not np.any(data != first) else None
+    low, high = data.min(), data.max()  # two passes, no temporary the size of the volume
+    return float(low) if low == high else None
 
 
 def volume_info(volume: Volume) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def run(volume: Volume, smoothing_mm: float = 2.0) -> TaskGenerator[MaskResult]:
     data = np.asarray(data, dtype=np.float32)
     if not np.any(data):
         raise InputFileError(f"{volume.name}: the image is all zero, so there is nothing to mask")
-    if not np.any(data != data.flat[0]):
+    if data.min() == data.max():  # (of the mean over time for a series)
         raise InputFileError(f"{volume.name}: the image is constant (every voxel is {float(data.flat[0]):g}), "
                              "so there is no foreground to tell from background")
     n_slices = data.shape[2]
