@@ -201,7 +201,7 @@ def _read_head(path: Path, size: int) -> bytes:
         with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
             return handle.read(size)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise _fail(path, f"the compressed data is truncated or corrupt ({exc})") from None
+        raise _fail(path, f"could not be read: the compressed data is truncated or corrupt ({exc})") from None
 
 
 def _raw_nifti_header(block: bytes) -> np.void | None:
