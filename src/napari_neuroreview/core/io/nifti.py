@@ -324,7 +324,12 @@ def _check_qform_sform(path: Path, header: Any, raw: np.void | None) -> list[str
                 f"({_xform_label(scode)}) gives the geometry"]
     if scode == 0 or qcode == 0:
         return []
-    sform, qform = header.get_sform(), header.get_qform()
+    sform = header.get_sform()
+    try:
+        qform = header.get_qform()
+    except Exception:  # noqa: BLE001 - nibabel raises ValueError for an impossible quaternion
+        return [f"{path.name}: the qform ({_xform_label(qcode)}) holds an impossible rotation and is ignored; "
+                f"the sform ({_xform_label(scode)}) gives the geometry"]
     if not (np.all(np.isfinite(sform)) and np.all(np.isfinite(qform))):
         return []  # the affine checks refuse a non-finite affine with their own sentence
     shape = np.asarray(header.get_data_shape()[:3], dtype=float)
