@@ -387,3 +387,15 @@ def test_view_without_a_display_says_use_xvfb(tmp_path, monkeypatch, capsys) -> 
 
 def _must_not_start(*args, **kwargs):
     raise AssertionError("napari was started")
+
+
+# --------------------------------------------------------------------------- class 9: strict JSON
+
+
+def test_strict_json_writes_null_for_nan_and_refuses_to_read_nan() -> None:
+    from napari_neuroreview.core.io import strict_json
+
+    text = strict_json.dumps({"precision": float("nan"), "n": np.int64(3), "xs": np.array([1.5, np.inf])})
+    assert json.loads(text) == {"precision": None, "n": 3, "xs": [1.5, None]}
+    with pytest.raises(ValueError, match="NaN"):
+        strict_json.loads('{"score": NaN}')
