@@ -13,14 +13,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .core.errors import InputFileError
+from .cli import bounded_float, bounded_int, write_outputs
+from .core.errors import InputFileError, OutputPathError
 from .core.progress import Progress, run_to_completion
+
+#: Bounds of the numeric options, refused by the parser before any work. Why each:
+#: components: one per network at least; beyond 100, single-scan ICA splits networks
+#: into fragments (MELODIC's own estimates stay below) and the maps grow K-fold.
+N_COMPONENTS_RANGE = (5, 100)
+#: smoothing FWHM, mm (0: none): networks are centimetre-sized; wider kernels merge
+#: neighbouring networks, and the cost grows with the kernel (1e6 mm ran for > 600 s).
+SMOOTHING_RANGE_MM = (0.0, 20.0)
+SEED_RANGE = (0, 2**32 - 1)  # numpy's seed range
 
 
 def _progress(prefix: str = "") -> Any:
@@ -49,13 +61,15 @@ def _summary(assignment: Any) -> dict[str, Any]:
 def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, smoothing_mm: float | None,
                 quiet: bool, prefix: str = "") -> dict[str, Any]:
     """ICA + matching of one scan into ``out_dir``; returns the summary printed as JSON."""
-    from .core.io.ica_folder import check_output_folder, write_ica
+    from .core.io.ica_folder import check_output_folder, check_tr, write_ica
     from .core.io.nifti import load_volume
     from .core.tasks.networks.ica import provenance, run_ica
     from .core.tasks.networks.matching import match_networks
 
-    check_output_folder(out_dir)  # refuse before an ICA is spent on a folder we will not write
+    check_output_folder(out_dir, inputs=[bold_path])  # refuse before an ICA is spent on a folder we will not write
     volume = load_volume(bold_path)
+    if volume.tr_s is not None:
+        check_tr(volume.tr_s, str(bold_path))  # it goes into networks.json; an absent TR stays null
     start = time.perf_counter()
     comps = _drive(run_ica(volume, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_mm),
                    quiet, prefix)
@@ -63,11 +77,26 @@ def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, sm
     seconds = time.perf_counter() - start
     for sentence in comps.warnings:
         print(f"warning: {sentence}", file=sys.stderr)
-    extra = {"source": str(bold_path), "source_sha256": volume.sha256, "tr_s": volume.tr_s,
+    extra = {"source": bold_path.name, "source_sha256": volume.sha256, "tr_s": volume.tr_s,
              **provenance(n_components, seed, **comps.info)}
-    write_ica(out_dir, comps, assignment, extra)
+    with _disk(out_dir):
+        write_ica(out_dir, comps, assignment, extra)
     return {"bold": str(bold_path), "out": str(out_dir), "n_components": n_components,
             "seconds": round(seconds, 2), "networks": _summary(assignment)}
+
+
+@contextlib.contextmanager
+def _disk(target: Path) -> Iterator[None]:
+    """A failing disk while writing ``target`` (a folder) as one sentence, like ``cli.write_outputs``.
+
+    Why: the output was checked before computing, so an OSError now is the disk (full,
+    gone, read-only since), not a bug; the ICA writer leaves nothing half-written.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise OutputPathError(f"{exc.filename or target} could not be written ({exc.strerror or exc}); "
+                              "nothing was written") from None
 
 
 def cohort_sessions(cohort: Path) -> list[Path]:
@@ -82,12 +111,10 @@ def cohort_sessions(cohort: Path) -> list[Path]:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """ICA of one scan (BOLD --out DIR) or of every unfinished session of a cohort (--cohort DIR)."""
-    from .core.io.ica_folder import NETWORKS_FILE
+    from .core.io.ica_folder import NETWORKS_FILE, check_output_folder
 
     if (args.bold is None) == (args.cohort is None):
         raise InputFileError("networks extract: give either one BOLD file with --out DIR, or --cohort DIR")
-    if args.n_components < 5:
-        raise InputFileError(f"--n-components {args.n_components}: at least 5 are needed, one per network")
     smoothing = args.smoothing if args.smoothing > 0 else None
     if args.bold is not None:
         if args.out is None:
@@ -97,6 +124,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
         return 0
     cohort = Path(args.cohort)
     sessions = cohort_sessions(cohort)
+    for session in sessions:  # every output folder checked before the first ICA
+        if not (session / "ica" / NETWORKS_FILE).exists():
+            check_output_folder(session / "ica", inputs=[session / "bold.nii.gz"])
     done, skipped = [], []
     for n, session in enumerate(sessions, start=1):
         if (session / "ica" / NETWORKS_FILE).exists():
@@ -115,23 +145,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     """Match a folder's components to the networks and store overrides in its networks.json."""
     from .core import atlas
-    from .core.io.ica_folder import NETWORKS_FILE, load_ica, load_networks_json, parse_component, store_assignment
+    from .core.io.ica_folder import NETWORKS_FILE, load_ica, load_ica_folder, parse_component, store_assignment
+    from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks.matching import match_networks
 
     folder = Path(args.folder)
     if folder.exists() and not folder.is_dir():
         raise InputFileError(f"{folder}: networks match needs the ICA folder (networks.json is stored in it)")
-    comps = load_ica(folder)
-    automatic = match_networks(comps)
+    if folder.is_dir():  # networks.json is updated in place, by design: only writability is checked
+        check_outputs([Output(folder / NETWORKS_FILE, (".json",), NETWORKS_FILE)])
     if (folder / NETWORKS_FILE).exists() and not args.rematch:
-        assignment = load_networks_json(folder)
-        if assignment.n_components != comps.n_components:
-            raise InputFileError(
-                f"{folder / NETWORKS_FILE}: is for {assignment.n_components} components but the folder's maps have "
-                f"{comps.n_components}; rerun with --rematch"
-            )
+        comps, assignment = load_ica_folder(folder)  # the checks compare and the cohort loader make too
     else:
-        assignment = automatic
+        comps = load_ica(folder)
+        assignment = None
+    automatic = match_networks(comps)
+    assignment = assignment or automatic
     for item in args.set or []:
         network, sep, component = item.partition("=")
         network = network.strip()
@@ -144,7 +173,8 @@ def cmd_match(args: argparse.Namespace) -> int:
         else:
             index = parse_component(component, comps.n_components, where=f"--set {item}")
             assignment = assignment.override(network, index)
-    store_assignment(folder, assignment, comps)
+    with _disk(folder):
+        store_assignment(folder, assignment, comps)
     shared = assignment.shared_components()
     for k, names in shared.items():
         print(f"warning: component IC{k + 1:02d} is assigned to {' and '.join(names)}", file=sys.stderr)
@@ -154,61 +184,80 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
     """Write a simulated pre/post cohort (BOLD + ground truth per session)."""
+    from .core.io.outputs import Output, check_outputs
     from .core.phantoms.rsfmri import write_bold_cohort
 
-    paths = _drive(write_bold_cohort(args.out, n_patients=args.n, seed=args.seed, effect_size=args.effect_size,
-                                     n_volumes=args.n_volumes, voxel_mm=args.voxel_mm), args.quiet)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: is a file; the cohort is written into a folder")
+    check_outputs([Output(out / "cohort.json", what="cohort.json")] if out.is_dir()
+                  else [Output(out, what="cohort folder")])
+    with _disk(out):
+        paths = _drive(write_bold_cohort(out, n_patients=args.n, seed=args.seed, effect_size=args.effect_size,
+                                         n_volumes=args.n_volumes, voxel_mm=args.voxel_mm), args.quiet)
     print(json.dumps({"out": str(args.out), "patients": args.n, "files": len(paths)}))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """P(post) of every network of one patient's pre and post scans, as JSON."""
+    from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks.compare import compare, write_comparison
 
+    inputs = [Path(args.pre), Path(args.post)]
+    check_outputs([Output(args.out, (".json",), "comparison JSON")], inputs=inputs,
+                  protected_folders=[p for p in inputs if p.is_dir()])  # an ICA folder's networks.json is an input
     result = _drive(compare(args.pre, args.post, version=args.version, device=args.device, tr_s=args.tr,
                             with_tsne=False), args.quiet)
     for sentence in result.messages:
         print(f"warning: {sentence}", file=sys.stderr)
-    write_comparison(result, args.out)
+    write_outputs([(args.out, lambda tmp: write_comparison(result, tmp))])
     table = {name: {state: round(result.probabilities[state][name], 3) for state in ("pre", "post")}
              for name in result.probabilities["pre"]}
-    print(json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2))
+    print(json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2, allow_nan=False))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Patient-grouped cross-validation of the two-stage model and the baseline on a cohort."""
-    from .core.io.atomic import write_text_atomic
-    from .core.tasks.networks.evaluate import EvaluationConfig, evaluate_cohort, save_tsne_png
+    from .core.io import strict_json
+    from .core.io.outputs import Output, check_outputs
+    from .core.tasks.networks import evaluate
     from .core.tasks.networks.train import Stage1Config
 
-    for target in (args.json, args.tsne):
-        if target and Path(target).is_dir():
-            raise InputFileError(f"{target}: is a folder; give a file name")
-    config = EvaluationConfig(folds=args.folds, seed=args.seed, n_boot=args.n_boot, tsne=bool(args.tsne),
+    check_outputs([Output(args.json, (".json",), "evaluation JSON"), Output(args.tsne, (".png",), "t-SNE PNG")],
+                  protected_folders=[args.data])
+    config = evaluate.EvaluationConfig(folds=args.folds, seed=args.seed, n_boot=args.n_boot, tsne=bool(args.tsne),
                               stage1=Stage1Config(epochs=args.epochs, seed=args.seed))
     try:
-        result, warnings = _drive(evaluate_cohort(Path(args.data), config, args.device), args.quiet)
+        result, warnings = _drive(evaluate.evaluate_cohort(Path(args.data), config, args.device), args.quiet)
     except ValueError as exc:  # fewer patients than folds
         raise InputFileError(f"{args.data}: {exc}") from None
     for sentence in warnings:
         print(f"warning: {sentence}", file=sys.stderr)
     print(result.table())
     print(f"{config.folds}-fold cross-validation by patient; {result.seconds:.0f} s on {result.device}")
-    if args.json:
-        write_text_atomic(args.json, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    writes = []
+    if args.json:  # NaN (an undefined metric) becomes null in to_json; strict_json refuses any other
+        writes.append((args.json, lambda tmp: tmp.write_text(strict_json.dumps(result.to_json(), indent=2) + "\n",
+                                                             encoding="utf-8")))
     if args.tsne:
-        save_tsne_png(result, args.tsne)
+        writes.append((args.tsne, lambda tmp: evaluate.save_tsne_png(result, tmp)))
+    write_outputs(writes)  # both or neither
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train both stages on a cohort and save a version (card metrics from --cv folds)."""
+    from .core.io.outputs import Output, check_outputs
     from .core.registry import default_registry_root
     from .core.tasks.networks.train import Stage1Config, train_on_cohort
 
     root = Path(args.out) if args.out else default_registry_root()
+    if root.exists() and not root.is_dir():
+        raise OutputPathError(f"{root}: is a file; --out is the registry folder the version is saved in")
+    check_outputs([Output(root / "network-prepost" if root.is_dir() else root, what="registry folder")],
+                  protected_folders=[args.data])
     try:
         card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
                                               stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
@@ -224,6 +273,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview networks`` and its subcommands."""
+    from .core.io.ica_folder import TR_RANGE_S
     from .core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 
     networks = sub.add_parser("networks", help="rs-fMRI: ICA, the five networks, overrides").add_subparsers(
@@ -233,9 +283,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("bold", nargs="?", default=None, help="4D BOLD NIfTI in MNI space")
     p.add_argument("--out", default=None, help="output folder (components.nii.gz, timecourses.tsv, networks.json)")
     p.add_argument("--cohort", default=None, help="cohort folder: every sub-*/ses-*/bold.nii.gz lacking ica/")
-    p.add_argument("--n-components", type=int, default=DEFAULT_N_COMPONENTS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--smoothing", type=float, default=DEFAULT_SMOOTHING_FWHM_MM, help="Gaussian FWHM in mm before ICA (0: none)")
+    p.add_argument("--n-components", type=bounded_int(*N_COMPONENTS_RANGE, "number of components"),
+                   default=DEFAULT_N_COMPONENTS)
+    p.add_argument("--seed", type=bounded_int(*SEED_RANGE, "seed"), default=0)
+    p.add_argument("--smoothing", type=bounded_float(*SMOOTHING_RANGE_MM, "smoothing FWHM (mm)"),
+                   default=DEFAULT_SMOOTHING_FWHM_MM, help="Gaussian FWHM in mm before ICA (0: none)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_extract)
 
@@ -252,37 +304,43 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="res.json")
     p.add_argument("--version", default=None, help="pre/post model version (default: the newest installed)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tr", type=float, default=None, help="repetition time (s) for inputs that do not say it")
+    p.add_argument("--tr", type=bounded_float(*TR_RANGE_S, "repetition time (s)"), default=None,
+                   help="repetition time (s) for inputs that do not say it")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_compare)
 
     def model_args(name: str, helptext: str, func: Any) -> argparse.ArgumentParser:
         p = networks.add_parser(name, help=helptext)
         p.add_argument("--data", required=True, help="cohort folder: sub-*/ses-pre|ses-post/ (bold.nii.gz or ica/)")
-        p.add_argument("--epochs", type=int, default=30, help="stage-1 epochs")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--epochs", type=bounded_int(1, 1000, "number of epochs"), default=30, help="stage-1 epochs")
+        p.add_argument("--seed", type=bounded_int(*SEED_RANGE, "seed"), default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(func=func)
         return p
 
     p = model_args("evaluate", "cross-validation by patient of the pre/post model and the baseline", cmd_evaluate)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--n-boot", type=int, default=1000, help="patient-bootstrap resamples per CI")
+    p.add_argument("--folds", type=bounded_int(2, 50, "number of folds"), default=5)
+    p.add_argument("--n-boot", type=bounded_int(0, 100_000, "number of resamples"), default=1000,
+                   help="patient-bootstrap resamples per CI")
     p.add_argument("--tsne", default=None, help="PNG of the t-SNE of held-out embeddings")
     p.add_argument("--json", default=None, help="the full result as JSON")
 
     p = model_args("train", "train the pre/post model on a cohort and save a version", cmd_train)
     p.add_argument("--out", default=None, help="registry folder (default: the user data folder)")
     p.add_argument("--version", required=True)
-    p.add_argument("--cv", type=int, default=5, help="folds of the CV whose held-out metrics go into the card (0: none)")
+    p.add_argument("--cv", type=bounded_int(0, 50, "number of folds"), default=5,
+                   help="folds of the CV whose held-out metrics go into the card (0: none)")
 
     p = networks.add_parser("phantoms", help="simulated pre/post rs-fMRI cohort with ground truth")
     p.add_argument("--out", required=True, help="cohort folder (sub-*/ses-pre|ses-post/bold.nii.gz + truth)")
-    p.add_argument("--n", type=int, default=56, help="patients (each scanned pre and post)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--effect-size", type=float, default=1.0, help="strength of the simulated surgery effect")
-    p.add_argument("--n-volumes", type=int, default=150)
-    p.add_argument("--voxel-mm", type=float, default=3.0)
+    # Bounds: one phantom session at 2 mm (91 x 109 x 91) and 1000 volumes is 3.6 GB as float32.
+    p.add_argument("--n", type=bounded_int(1, 1000, "number of patients"), default=56,
+                   help="patients (each scanned pre and post)")
+    p.add_argument("--seed", type=bounded_int(*SEED_RANGE, "seed"), default=0)
+    p.add_argument("--effect-size", type=bounded_float(0.0, 10.0, "effect size"), default=1.0,
+                   help="strength of the simulated surgery effect")
+    p.add_argument("--n-volumes", type=bounded_int(10, 1000, "number of volumes"), default=150)
+    p.add_argument("--voxel-mm", type=bounded_float(2.0, 8.0, "voxel size (mm)"), default=3.0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_phantoms)

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_neuroreview.core.errors import GeometryError, InputFileError
+from napari_neuroreview.core.errors import GeometryError, InputFileError, OutputPathError
 from napari_neuroreview.core.io.ica_folder import (
     ICAComponents,
     check_output_folder,
@@ -65,7 +65,7 @@ def test_write_then_load_round_trip(tmp_path: Path) -> None:
     header = (tmp_path / "ica" / "timecourses.tsv").read_text().splitlines()[0]
     assert header.split("\t") == [f"IC{i:02d}" for i in range(1, 7)]
     doc = json.loads((tmp_path / "ica" / "networks.json").read_text())
-    assert doc["source"] == "/data/bold.nii.gz" and doc["source_sha256"] == "ab" * 32 and doc["seed"] == 3
+    assert doc["source"] == "bold.nii.gz" and doc["source_sha256"] == "ab" * 32 and doc["seed"] == 3  # no path
     assert doc["n_components"] == 6 and doc["tr_s"] == 2.0 and doc["method"]
     assert set(doc["networks"]) == set(NETS)
     assert doc["networks"]["language"] == {**doc["networks"]["language"], "component": 2, "label": "IC03", "automatic": True}
@@ -172,13 +172,13 @@ def test_write_refuses_a_foreign_folder_and_writes_nothing(tmp_path: Path) -> No
     scans = tmp_path / "scans"
     scans.mkdir()
     (scans / "t1.nii.gz").write_bytes(b"precious")
-    with pytest.raises(InputFileError, match="not ICA output"):
+    with pytest.raises(OutputPathError, match="not ICA output"):
         write_ica(scans, _comps(), _assignment(), {})
     assert sorted(p.name for p in scans.iterdir()) == ["t1.nii.gz"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     afile = tmp_path / "file"
     afile.write_text("x")
-    with pytest.raises(InputFileError, match="is a file"):
+    with pytest.raises(OutputPathError, match="is a file"):
         check_output_folder(afile)
 
 
@@ -214,7 +214,7 @@ def test_networks_json_errors(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not valid JSON"):
         load_networks_json(tmp_path)
     (tmp_path / "networks.json").write_text(json.dumps({"networks": {}}))
-    with pytest.raises(InputFileError, match="not a networks.json"):
+    with pytest.raises(InputFileError, match="not a valid networks.json"):
         load_networks_json(tmp_path)
 
 
@@ -228,6 +228,6 @@ def test_store_assignment_keeps_provenance(tmp_path: Path) -> None:
     bare = tmp_path / "melodic"
     bare.mkdir()
     store_assignment(bare, _assignment(), _comps())
-    assert json.loads((bare / "networks.json").read_text())["source"] == "/data/bold.nii.gz"
+    assert json.loads((bare / "networks.json").read_text())["source"] == "bold.nii.gz"  # a name, never a path
     with pytest.raises(GeometryError, match="for 6 components but the maps have 4"):
         store_assignment(bare, _assignment(), _comps(k=4))

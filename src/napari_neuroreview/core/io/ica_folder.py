@@ -30,6 +30,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import nibabel as nib
 import numpy as np
 
-from ..errors import GeometryError, InputFileError
+from ..errors import GeometryError, InputFileError, OutputPathError
 from .nifti import load_volume
 
 if TYPE_CHECKING:  # pragma: no cover - the runtime import is lazy (io must not need tasks)
@@ -217,10 +218,10 @@ def _load_pair(maps_path: Path, table_path: Path, kind: str, source: Path) -> IC
             f"{table_path}: has {table.shape[0]} time points for {k_table} components; ICA cannot "
             "give more components than volumes, so this is not an ICA time-course table"
         )
-    return ICAComponents(
+    return check_components(ICAComponents(
         maps=maps, affine=volume.affine, timecourses=table, tr_s=None, source=str(source), kind=kind,
         warnings=list(volume.warnings),
-    )
+    ))
 
 
 def read_timecourse_table(path: str | Path) -> np.ndarray:
@@ -274,20 +275,44 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+#: Plausible repetition times, seconds. Why these bounds: the fastest whole-brain EPI
+#: (magnetic resonance encephalography, multiband) samples at about 0.1 s; above 10 s the
+#: Nyquist frequency (0.05 Hz) falls inside the 0.01-0.1 Hz band that carries resting-state
+#: networks, so their time courses cannot be resolved. A value outside is a broken header.
+TR_RANGE_S: tuple[float, float] = (0.1, 10.0)
+
+
+def check_tr(tr_s: Any, where: str) -> float:
+    """``tr_s`` as a float when it is a plausible repetition time (:data:`TR_RANGE_S`).
+
+    Raises InputFileError naming ``where`` (a file or an option) for NaN, infinite,
+    negative, zero or implausible values: one would otherwise flow into the spectral
+    features and into JSON as ``NaN``.
+    """
+    low, high = TR_RANGE_S
+    try:
+        value = float(tr_s)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(tr_s, bool) or not (math.isfinite(value) and low <= value <= high):
+        raise InputFileError(
+            f"{where}: the repetition time {tr_s!r} s is not plausible; a BOLD TR lies between {low:g} and {high:g} s"
+        )
+    return value
+
+
 def _tr_from_networks_json(path: Path) -> float | None:
     if not path.exists():
         return None
-    try:
-        tr = json.loads(path.read_text(encoding="utf-8")).get("tr_s")
-    except (json.JSONDecodeError, OSError, AttributeError):
-        return None
-    return float(tr) if isinstance(tr, (int, float)) and tr > 0 else None
+    tr = _read_json_object(path).get("tr_s")
+    return None if tr is None else check_tr(tr, str(path))
 
 
 def load_networks_json(folder: str | Path) -> Assignment:
     """The network assignment stored in ``folder/networks.json`` (overrides included).
 
-    Raises InputFileError when the file is missing or not a networks.json.
+    Raises InputFileError naming the file when it is missing or not a valid networks.json
+    (see :meth:`Assignment.from_json` for what is checked).
     """
     from ..tasks.networks.matching import Assignment
 
@@ -295,46 +320,115 @@ def load_networks_json(folder: str | Path) -> Assignment:
     path = folder / NETWORKS_FILE if folder.is_dir() or not folder.suffix else folder
     if not path.exists():
         raise InputFileError(f"{path}: does not exist; run `neuroreview networks extract` or `match` first")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: is not valid JSON ({exc})") from None
+    doc = _read_json_object(path)
     try:
         return Assignment.from_json(doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputFileError(f"{path}: is not a networks.json written by neuroreview ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise InputFileError(f"{path}: is not a valid networks.json ({detail})") from None
 
 
 def read_networks_doc(folder: str | Path) -> dict[str, Any]:
-    """The whole networks.json document (provenance included), as a dict."""
-    path = Path(folder) / NETWORKS_FILE
+    """The whole networks.json document (provenance included), as a dict.
+
+    The one reader of the file: UTF-8, strict JSON (no NaN or Infinity), an object.
+    Anything else is one sentence naming the file, whichever command read it.
+    """
+    return _read_json_object(Path(folder) / NETWORKS_FILE)
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    from .strict_json import loads
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputFileError(f"{path}: does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a folder, not a networks.json") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: is not UTF-8 text, so it is not a networks.json") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
         raise InputFileError(f"{path}: is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{path}: holds a JSON {type(doc).__name__}, not the object a networks.json is")
+    return doc
+
+
+def check_components(comps: ICAComponents) -> ICAComponents:
+    """Refuse component maps that hold (almost) nothing: nothing could be matched or compared.
+
+    Why here: every reader of an ICA folder (match, compare, the cohort loader, the
+    widget) goes through :func:`load_ica`, so one check gives one sentence everywhere.
+    """
+    if int(comps.brain_mask.sum()) < 10:
+        raise InputFileError(
+            f"{comps.source}: the component maps are zero almost everywhere, so nothing can be matched or compared"
+        )
+    return comps
+
+
+def check_assignment(assignment: Assignment, comps: ICAComponents, where: str | Path) -> Assignment:
+    """Refuse an assignment that does not fit the components it names (``where``: its file).
+
+    It must be for as many components as the maps hold, and every network's component
+    must have a map that is not all zero and a time course that is not constant: a model
+    fed a blank network would still return a confident-looking P(post).
+    """
+    if assignment.n_components != comps.n_components:
+        raise InputFileError(
+            f"{where}: is for {assignment.n_components} components but the folder's maps have {comps.n_components}; "
+            "match it again with `neuroreview networks match --rematch`"
+        )
+    for name, match in assignment.matches.items():
+        k = match.component
+        if not np.any(comps.maps[..., k]):
+            raise InputFileError(f"{where}: {name} is assigned {component_label(k)}, whose map is all zero")
+        if not np.ptp(comps.timecourses[:, k]) > 0:
+            raise InputFileError(f"{where}: {name} is assigned {component_label(k)}, whose time course is constant")
+    return assignment
+
+
+def load_ica_folder(folder: str | Path) -> tuple[ICAComponents, Assignment]:
+    """Components and stored assignment of a folder with a networks.json, both checked.
+
+    The one way in for every consumer of a matched folder (``networks match``,
+    ``networks compare``, the cohort loader, the widget): the same broken folder gets
+    the same sentence whichever of them reads it.
+    """
+    folder = Path(folder)
+    comps = load_ica(folder)
+    assignment = load_networks_json(folder)
+    return comps, check_assignment(assignment, comps, folder / NETWORKS_FILE)
 
 
 # --------------------------------------------------------------------------- writing
 
 
-def check_output_folder(out_dir: str | Path) -> Path:
-    """Refuse an output path that is a file, or a folder holding anything but our ICA files.
+def check_output_folder(out_dir: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Refuse an ICA output folder we must not or cannot write, before any work.
 
     Why: ``--out`` pointed by mistake at a folder of scans must not get ICA files mixed
-    into it, let alone overwrite something. A folder we wrote before is fine (rewritten).
+    into it, let alone overwrite something; and an ICA must not be spent on a folder that
+    cannot be written. Refused: a file, a folder holding anything but our ICA files, a
+    folder whose ICA files include an input of the command (``inputs``), a missing or
+    unwritable parent folder. A folder we wrote before is fine (rewritten).
     """
+    from .outputs import Output, check_outputs
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(f"{out_dir}: is a file; the ICA output must be a folder")
+        raise OutputPathError(f"{out_dir}: is a file; the ICA output must be a folder")
     if out_dir.is_dir():
         foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OUR_FILES and not p.name.startswith("."))
         if foreign:
             shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-            raise InputFileError(
+            raise OutputPathError(
                 f"{out_dir}: already holds files that are not ICA output ({shown}); choose an empty or new folder"
             )
+        check_outputs([Output(out_dir / name, what=f"ICA {name}") for name in OUR_FILES], inputs=inputs)
+    else:
+        check_outputs([Output(out_dir, what="ICA folder")], inputs=inputs)
     return out_dir
 
 
@@ -379,7 +473,7 @@ def write_ica(
         names = [COMPONENTS_FILE, TIMECOURSES_FILE]
         if assignment is not None:
             doc = networks_document(comps, assignment, extra)
-            (staging / NETWORKS_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            (staging / NETWORKS_FILE).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
             names.append(NETWORKS_FILE)
         for name in names:
             with open(staging / name, "rb+") as handle:
@@ -407,17 +501,21 @@ def timecourse_tsv(timecourses: np.ndarray) -> str:
 
 def networks_document(comps: ICAComponents, assignment: Assignment, extra: dict[str, Any] | None) -> dict[str, Any]:
     """networks.json as a dict: provenance first, then the assignment's own JSON."""
-    doc: dict[str, Any] = {
-        "source": comps.source,
-        "source_sha256": "",
-        "tr_s": comps.tr_s,
-        "n_components": comps.n_components,
-        "n_volumes": comps.n_volumes,
-        "method": comps.kind,
-    }
+    doc = provenance_of(comps)
     doc.update(extra or {})
     doc.update(assignment.to_json())
     return doc
+
+
+def provenance_of(comps: ICAComponents) -> dict[str, Any]:
+    """What networks.json says about where ``comps`` came from, before any ``extra``.
+
+    The source is named by its file name only, never its path: a folder name often
+    holds a patient's name, and a home folder the user's login; the voxel sha256
+    (``source_sha256``, filled by ``extract``) identifies the scan without either.
+    """
+    return {"source": Path(comps.source).name, "source_sha256": "", "tr_s": comps.tr_s,
+            "n_components": comps.n_components, "n_volumes": comps.n_volumes, "method": comps.kind}
 
 
 def write_networks_json(folder: str | Path, assignment: Assignment, keep: dict[str, Any] | None = None) -> Path:
@@ -426,7 +524,7 @@ def write_networks_json(folder: str | Path, assignment: Assignment, keep: dict[s
 
     doc = dict(keep or {})
     doc.update(assignment.to_json())
-    return write_text_atomic(Path(folder) / NETWORKS_FILE, json.dumps(doc, indent=2) + "\n")
+    return write_text_atomic(Path(folder) / NETWORKS_FILE, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def store_assignment(folder: str | Path, assignment: Assignment, comps: ICAComponents | None = None) -> Path:
@@ -447,8 +545,7 @@ def store_assignment(folder: str | Path, assignment: Assignment, comps: ICACompo
     if (folder / NETWORKS_FILE).exists():
         keep = read_networks_doc(folder)
     elif comps is not None:
-        keep = {"source": comps.source, "source_sha256": "", "tr_s": comps.tr_s, "n_components": comps.n_components,
-                "n_volumes": comps.n_volumes, "method": comps.kind}
+        keep = provenance_of(comps)
     else:
         keep = {"n_components": assignment.n_components}
     return write_networks_json(folder, assignment, keep)

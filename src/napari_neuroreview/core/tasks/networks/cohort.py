@@ -143,7 +143,7 @@ def load_session(
     ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and matching run in memory;
     nothing is written).
     """
-    from ...io.ica_folder import MELODIC_MAPS, load_ica, load_networks_json
+    from ...io.ica_folder import MELODIC_MAPS, check_tr, load_ica, load_ica_folder
     from ...io.nifti import load_volume
     from .ica import run_ica
     from .matching import match_networks
@@ -154,16 +154,16 @@ def load_session(
     folder = _ica_folder(path) if path.is_dir() else None
     if folder is not None:
         yield Progress(0, 1, f"Reading the ICA of {path.name}")
-        comps = load_ica(folder)
-        assignment = load_networks_json(folder)
+        comps, assignment = load_ica_folder(folder)
         tr = tr_s or comps.tr_s
+        where = f"{folder / 'networks.json'}"
         if tr is None and (path / BOLD_FILE).is_file():
-            tr = load_volume(path / BOLD_FILE).tr_s
+            tr, where = load_volume(path / BOLD_FILE).tr_s, str(path / BOLD_FILE)
     elif path.is_dir() and (path / MELODIC_MAPS).is_file():
         yield Progress(0, 1, f"Reading the MELODIC output {path.name}")
         comps = load_ica(path)
         assignment = match_networks(comps)
-        tr = tr_s or comps.tr_s
+        tr, where = tr_s or comps.tr_s, str(path)
         folder = path  # an override is stored beside MELODIC's files, in networks.json
     else:
         bold_path = path / BOLD_FILE if path.is_dir() else path
@@ -173,13 +173,18 @@ def load_session(
                 "nor bold.nii.gz"
             )
         bold = load_volume(bold_path)
+        if tr_s is None and bold.tr_s is not None:
+            check_tr(bold.tr_s, str(bold_path))  # before the ICA is spent on a broken header
         comps = yield from run_ica(bold, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
         assignment = match_networks(comps)
-        tr = tr_s or bold.tr_s
-    if not tr or tr <= 0:
+        tr, where = tr_s or bold.tr_s, str(bold_path)
+    if tr_s is not None:
+        tr, where = tr_s, "--tr"
+    if tr is None:
         raise InputFileError(
             f"{path}: the repetition time is unknown (MELODIC folders and TSVs do not say it); give it with --tr"
         )
+    tr = check_tr(tr, where)
     warnings = list(comps.warnings)
     unconfident = [name for name, m in assignment.matches.items() if not m.confident]
     if unconfident:

@@ -88,7 +88,11 @@ class Comparison:
         return data, self.pre.comps.affine
 
     def to_json(self) -> dict[str, Any]:
-        """The ``res.json`` of ``neuroreview networks compare``."""
+        """The ``res.json`` of ``neuroreview networks compare``.
+
+        The scans are named by file or folder name only: a full path often holds a
+        patient's name or the user's login, and the JSON travels further than the scans.
+        """
         networks: dict[str, Any] = {}
         for name in atlas.NETWORKS:
             entry: dict[str, Any] = {}
@@ -101,7 +105,7 @@ class Comparison:
                 }
             networks[name] = entry
         return {
-            "pre": self.pre.path, "post": self.post.path, "model": dict(self.model),
+            "pre": Path(self.pre.path).name, "post": Path(self.post.path).name, "model": dict(self.model),
             "tr_s": self.pre.tr_s, "n_volumes": self.pre.comps.n_volumes,
             "networks": networks, "messages": list(self.messages),
         }
@@ -237,10 +241,14 @@ def _scaled(task: TaskGenerator[Session], index: int, what: str) -> TaskGenerato
 
 
 def write_comparison(result: Comparison, out: str | Path) -> Path:
-    """``res.json`` (atomic): per network, P(post) of each scan and the matched components."""
+    """``res.json`` (atomic, strict JSON): per network, P(post) of each scan and the matched components.
+
+    ``allow_nan=False``: the inputs are checked, so a NaN here is a bug and must not
+    reach the file as ``NaN`` (not JSON).
+    """
     import json
 
-    return write_text_atomic(out, json.dumps(result.to_json(), indent=2))
+    return write_text_atomic(out, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
 
 
 def assignment_table(session: Session) -> list[dict[str, Any]]:

@@ -123,8 +123,10 @@ class EvaluationResult:
     device: str = "cpu"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN -> None) without the raw embeddings."""
-        return _clean({
+        """A JSON-ready dict (NaN -> None: an undefined metric) without the raw embeddings."""
+        from ...io.strict_json import plain
+
+        return plain({
             "networks": list(self.networks), "metrics": self.metrics, "rows": self.rows,
             "tsne": None if self.tsne is None else self.tsne.tolist(), "folds": self.folds,
             "config": self.config, "seconds": self.seconds, "device": self.device,
@@ -146,20 +148,6 @@ class EvaluationResult:
                      f"{self.metrics['model'][self.networks[0]]['prevalence']['value']:.2f}; "
                      "95 % CI by patient bootstrap")
         return "\n".join(lines)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -40,7 +40,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ... import atlas
 from ...errors import GeometryError, InputFileError
-from ...io.ica_folder import ICAComponents, component_label
+from ...io.ica_folder import ICAComponents, check_components, component_label
 
 #: Lowest score (|r|) a confident match may have.
 MIN_SCORE: float = 0.2
@@ -171,24 +171,66 @@ class Assignment:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Assignment:
-        """Rebuild from :meth:`to_json` output (a whole networks.json is fine)."""
+        """Rebuild from :meth:`to_json` output (a whole networks.json is fine).
+
+        Every field is checked, because the file may have been edited by hand or by
+        another tool: all five networks, each on an existing component (an integer),
+        sign +1 or -1, scores finite and within [0, 1], a score matrix of the right shape.
+
+        Raises
+        ------
+        ValueError, KeyError, TypeError
+            Naming the field; :func:`~napari_neuroreview.core.io.ica_folder.load_networks_json`
+            turns them into one sentence naming the file.
+        """
         names = list(doc["scores"]["networks"])
-        scores = np.asarray(doc["scores"]["matrix"], dtype=np.float64)
-        signs = np.asarray(doc["scores"]["signs"], dtype=np.int64)
+        if sorted(names) != sorted(atlas.NETWORKS):
+            raise ValueError(f"scores.networks is {names}, not the five networks {list(atlas.NETWORKS)}")
+        scores = _finite_array(doc["scores"]["matrix"], "scores.matrix")
+        signs = np.asarray(doc["scores"]["signs"])
         if scores.ndim != 2 or scores.shape != signs.shape or scores.shape[0] != len(names):
             raise ValueError(f"score matrix {scores.shape} and signs {signs.shape} do not fit {len(names)} networks")
+        if np.any((scores < 0) | (scores > 1 + 1e-9)):
+            raise ValueError("scores.matrix holds a value outside [0, 1] (scores are |correlations|)")
+        if not np.all(np.isin(signs, (-1, 1))):
+            raise ValueError("scores.signs holds a value other than +1 or -1")
         matches = {}
-        for name in names:
+        for name in atlas.NETWORKS:
             entry = doc["networks"][name]
-            component = int(entry["component"])
+            component = _integer(entry["component"], f"{name}.component")
             if not 0 <= component < scores.shape[1]:
                 raise ValueError(f"{name} points at component {component} of {scores.shape[1]}")
-            matches[name] = NetworkMatch(
-                network=name, component=component, score=float(entry["score"]),
-                second_score=float(entry["second_score"]), sign=int(entry["sign"]),
-                automatic=bool(entry["automatic"]), confident=bool(entry["confident"]),
-            )
-        return cls(matches=matches, scores=scores, signs=signs)
+            sign = _integer(entry["sign"], f"{name}.sign")
+            if sign not in (-1, 1):
+                raise ValueError(f"{name}.sign is {entry['sign']!r}; a sign is +1 or -1")
+            score, second = (float(_finite_array(entry[key], f"{name}.{key}")) for key in ("score", "second_score"))
+            if not (0 <= score <= 1 + 1e-9 and 0 <= second <= 1 + 1e-9):
+                raise ValueError(f"{name}: score {score} or second_score {second} is outside [0, 1]")
+            flags = [entry[key] for key in ("automatic", "confident")]
+            if not all(isinstance(flag, bool) for flag in flags):
+                raise ValueError(f"{name}: automatic and confident must be true or false, not {flags}")
+            matches[name] = NetworkMatch(network=name, component=component, score=score, second_score=second,
+                                         sign=sign, automatic=flags[0], confident=flags[1])
+        rows = [names.index(name) for name in atlas.NETWORKS]
+        return cls(matches=matches, scores=scores[rows], signs=signs[rows].astype(np.int64))
+
+
+def _finite_array(value: Any, field: str) -> np.ndarray:
+    """``value`` as a float array; ValueError naming ``field`` unless every entry is a finite number."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} is not a number or a table of numbers") from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{field} holds a value that is not a finite number")
+    return array
+
+
+def _integer(value: Any, field: str) -> int:
+    """``value`` if it is a JSON integer (not a bool, not 2.5); ValueError naming ``field`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field} is {value!r}, not an integer")
+    return value
 
 
 def is_confident(score: float, second_score: float) -> bool:
@@ -209,9 +251,7 @@ def score_matrix(comps: ICAComponents) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(abs_scores, signs)``. Computed inside ``comps.brain_mask`` on the
     component grid.
     """
-    mask = comps.brain_mask
-    if mask.sum() < 10:
-        raise InputFileError(f"{comps.source}: the component maps are zero almost everywhere, so nothing can be matched")
+    mask = check_components(comps).brain_mask
     templates = atlas.template_maps(comps.affine, comps.spatial_shape)[:, mask].astype(np.float64)  # (5, V)
     if np.any(templates.std(axis=1) == 0):
         raise GeometryError(
