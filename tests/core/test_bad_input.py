@@ -399,3 +399,14 @@ def test_strict_json_writes_null_for_nan_and_refuses_to_read_nan() -> None:
     assert json.loads(text) == {"precision": None, "n": 3, "xs": [1.5, None]}
     with pytest.raises(ValueError, match="NaN"):
         strict_json.loads('{"score": NaN}')
+
+
+# --------------------------------------------------------------------------- class 15: an empty result is said
+
+
+def test_detect_with_nothing_above_threshold_says_so(scans, user_dirs, capsys) -> None:
+    det = user_dirs / "det.json"
+    assert main(_detect(scans["swi"], det, "--threshold", "1")) == 0
+    captured = capsys.readouterr()
+    assert json.loads(det.read_text())["detections"] == []
+    assert "no microbleed scored at least 1.000" in captured.err and "candidate" in captured.err

@@ -73,5 +73,6 @@ def test_evaluate_prints_the_papers_metrics(user_dirs, cohort, capsys) -> None:
     text = capsys.readouterr().out
     for words in ("sensitivity", "FP/subject", "F1", "IoU", "Dice", "FROC"):
         assert words in text
-    metrics = json.loads((user_dirs / "m.json").read_text())
+    strict = {"parse_constant": lambda name: pytest.fail(f"{name} is not JSON")}  # issue 8 class 9
+    metrics = json.loads((user_dirs / "m.json").read_text(), **strict)
     assert metrics["summary"]["n_subjects"] == 2
