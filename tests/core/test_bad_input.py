@@ -325,6 +325,7 @@ MALFORMED = {
     "detection is a number": (_broken(lambda d: d.update(detections=[3])), "detections[0]"),
     "wrong sha": (_broken(lambda d: d.update(image_sha256="xyz")), "image_sha256"),
     "model not an object": (_broken(lambda d: d.update(model="v1")), "model"),
+    "model missing": (_broken(lambda d: d.pop("model")), "model is missing"),
     "huge list": (_broken(lambda d: d.update(detections=[d["detections"][0]] * 100_001)), "detections"),
 }
 

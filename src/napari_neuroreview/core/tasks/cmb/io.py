@@ -136,7 +136,9 @@ def validate_detections(path: Path, doc: Any) -> dict[str, Any]:
     sha = doc.get("image_sha256")
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise _field_error(path, "image_sha256", f"must be 64 hexadecimal digits, not {_short(sha)}")
-    model = doc.get("model", {"name": "unknown", "version": "0"})
+    model = doc.get("model")
+    if model is None:
+        raise _field_error(path, "model", "is missing (the detector's name and version)")
     if not isinstance(model, dict) or not all(isinstance(model.get(k), str) and model.get(k) for k in ("name", "version")):
         raise _field_error(path, "model", f"must be an object with a name and a version, not {_short(model)}")
     if doc.get("threshold") is not None:
