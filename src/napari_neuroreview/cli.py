@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .core.errors import DeviceError, InputFileError, NeuroreviewError, OutputPathError
+from .core.errors import DeviceError, InputFileError, NeuroreviewError
 from .core.progress import Progress, run_to_completion
 
 EXIT_USER_ERROR = 2
@@ -50,19 +50,33 @@ def bounded_float(low: float, high: float, what: str) -> Callable[[str], float]:
     return parse
 
 
-def write_outputs(writes: Sequence[tuple[str | os.PathLike[str], Callable[[Path], object]]]) -> list[Path]:
-    """:func:`core.io.outputs.write_together`, with a failing disk said in one sentence.
+def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [low, high], else one sentence (like :func:`bounded_float`).
 
-    Why: the output paths were checked before computing, so an OSError here is the disk
-    (full, gone, read-only since): a user's problem, not a bug, and nothing is left behind.
+    Why: a count (components, volumes, folds) out of range either fails deep inside a
+    library with a traceback or runs for hours; the parser refuses it before any work.
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole {what}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} between {low} and {high}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def write_outputs(writes: Sequence[tuple[str | os.PathLike[str], Callable[[Path], object]]]) -> list[Path]:
+    """Write a command's outputs all together or none (:func:`core.io.outputs.write_together`).
+
+    A failing disk (full, gone, read-only since the check) comes out of write_together as
+    one OutputPathError naming the targets, with nothing left behind.
     """
     from .core.io.outputs import write_together
 
-    try:
-        return write_together(writes)
-    except OSError as exc:
-        target = exc.filename or ", ".join(str(t) for t, _w in writes)
-        raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
+    return write_together(writes)
 
 
 def check_files_exist(paths: Sequence[str | None]) -> None:
