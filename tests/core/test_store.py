@@ -311,3 +311,15 @@ def test_same_file_name_different_voxels_is_refused(store: CaseStore) -> None:
     assert b.id != a.id
     assert [r.sha256 for r in store.images_at_path(path)] == [SHA_A, SHA_B]
     assert store.findings_for(SHA_B) == [] and len(store.findings_for(SHA_A)) == 1
+
+
+def test_a_card_recorded_before_card_hashes_is_the_same_model(tmp_path) -> None:
+    """A store that recorded the shipped card before cards carried card_sha256 still accepts it."""
+    card = {"name": "cmb-detector", "version": "1.0.0", "task": "cmb", "config": {"threshold": 0.1},
+            "weights_sha256": "ab" * 32}
+    with CaseStore(tmp_path / "s.sqlite") as store:
+        first = store.register_model_version("cmb-detector", "1.0.0", "cmb", card)
+        again = store.register_model_version("cmb-detector", "1.0.0", "cmb", {**card, "card_sha256": "cd" * 32})
+        assert again.id == first.id
+        with pytest.raises(StoreError, match="different task or model card"):
+            store.register_model_version("cmb-detector", "1.0.0", "cmb", {**card, "config": {"threshold": 1.5}})

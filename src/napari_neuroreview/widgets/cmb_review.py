@@ -34,7 +34,6 @@ from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import from_display
-from ..core.registry import DEMO_NOTE
 from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections

@@ -72,6 +72,19 @@ def default_store_path(create_folder: bool = True) -> Path:
     return folder / "neuroreview.sqlite"
 
 
+#: Card keys that describe the card itself, not the model: a card recorded before they existed is the same model.
+_CARD_BOOKKEEPING = ("card_sha256",)
+
+
+def _card_content(card: Mapping[str, Any]) -> dict[str, Any]:
+    """A model card without its own integrity hash (added to cards in schema 3 of the registry).
+
+    Why: a store that recorded the shipped 1.0.0 before cards carried ``card_sha256``
+    must still accept the same model; anything else that differs is another model.
+    """
+    return {k: v for k, v in dict(card).items() if k not in _CARD_BOOKKEEPING}
+
+
 class CaseStore(FindingsMixin):
     """An open annotation store (one SQLite file).
 
@@ -491,7 +504,7 @@ class CaseStore(FindingsMixin):
                 (name, version),
             ).fetchone()
             if row is not None:
-                if row[1] != task or json.loads(row[2]) != json.loads(card_json):
+                if row[1] != task or _card_content(json.loads(row[2])) != _card_content(json.loads(card_json)):
                     raise StoreError(
                         f"The annotation store {self._path} already has model {name} "
                         f"version {version} with a different task or model card."
