@@ -12,15 +12,15 @@ import torch
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
+import napari_user as user
 from napari_neuroreview.core.io.export import napari_world_to_ras, ras_to_napari_world
 from napari_neuroreview.core.progress import Progress
-from napari_neuroreview.core.registry import ModelCard, save_model
+from napari_neuroreview.core.registry import ModelCard, default_registry_root, save_model, set_default
 from napari_neuroreview.core.store import CaseStore
 from napari_neuroreview.core.tasks.cmb import model
 from napari_neuroreview.core.tasks.cmb.io import write_detections
 from napari_neuroreview.widgets import cmb_train
 from napari_neuroreview.widgets.cmb_review import STATUS_RGBA, CMBReviewWidget
-from napari_neuroreview.widgets.cmb_train import CMBTrainWidget
 
 from cmb_synthetic import synthetic_swi
 from synthetic import reorient_to, save_nifti
@@ -46,17 +46,17 @@ def case(make_napari_viewer, tmp_path):
     volume, _ = synthetic_swi(seed=1, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
     data, affine = reorient_to(volume.data, volume.affine, "LPS")
     path = save_nifti(tmp_path / "swi.nii.gz", data, affine)
-    root = tmp_path / "models"
-    save_detector(root, "0.1.0")
+    save_detector(default_registry_root(), "0.1.0")  # the user's model folder, where the plugin looks
+    set_default(model.MODEL_NAME, "0.1.0")
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-neuroreview")
-    widget = new_widget(viewer, root, tmp_path / "reviews.sqlite")
+    widget = new_widget(viewer, tmp_path / "reviews.sqlite")
     return viewer, widget, affine, tmp_path
 
 
-def new_widget(viewer, root: Path | None, store: Path) -> CMBReviewWidget:
-    widget = CMBReviewWidget(viewer, roots=[root] if root is not None else None)
-    viewer.window.add_dock_widget(widget, name="Microbleed review")
+def new_widget(viewer, store: Path) -> CMBReviewWidget:
+    """The review widget as the Plugins menu opens it, on a store (typed, or made with New store...)."""
+    widget = user.dock(viewer, "Microbleed review")
     if store.exists():
         widget.store_path.setText(str(store))
         widget.store_path.editingFinished.emit()
@@ -225,7 +225,7 @@ def test_detections_of_another_scan_are_refused(case, qtbot, notifications, tmp_
     from napari_neuroreview.core.progress import run_to_completion
     from napari_neuroreview.core.tasks.cmb.detect import run
 
-    detector = model.load_detector(None, "cpu", [tmp_path / "models"])
+    detector = model.load_detector(None, "cpu", None)
     det = tmp_path / "other_det.json"
     write_detections(run_to_completion(run(other, None, detector, threshold=0.0, device="cpu")), det)
     notifications.clear()
@@ -238,8 +238,7 @@ def test_detections_of_another_scan_are_refused(case, qtbot, notifications, tmp_
 
 def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path, monkeypatch) -> None:
     viewer, review, _, _ = case
-    trainer = CMBTrainWidget(viewer, root=tmp_path / "models")
-    viewer.window.add_dock_widget(trainer, name="Microbleed retraining")
+    trainer = user.dock(viewer, "Microbleed retraining")
     assert trainer.store_path.text() == str(tmp_path / "reviews.sqlite")  # the review widget's store
 
     notifications.clear()
@@ -300,7 +299,7 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
     trainer.version_combo.setCurrentIndex(trainer.version_combo.findData("0.2.0"))
     trainer.set_default_button.click()
     assert review.version_combo.currentData()[0] == "0.2.0" and model.load_detector(
-        None, "cpu", [tmp_path / "models"]).card.version == "0.2.0"
+        None, "cpu", None).card.version == "0.2.0"
 
 
 def test_napari_point_tools_are_recorded_too(case, qtbot, tmp_path) -> None:
@@ -327,7 +326,7 @@ def test_shares_the_case_widgets_store(case, tmp_path) -> None:
     CaseStore(tmp_path / "shared.sqlite").close()
     case_widget.store_path.setText(str(tmp_path / "shared.sqlite"))
     case_widget.open_store()
-    review = CMBReviewWidget(viewer, roots=[tmp_path / "models"])
+    review = CMBReviewWidget(viewer)  # a second review widget (the Plugins menu opens one)
     viewer.window.add_dock_widget(review, name="Review 2")
     assert review.store_path.text() == str(tmp_path / "shared.sqlite")
     assert review.open_store() is case_widget.store
@@ -344,10 +343,11 @@ def test_oblique_scan_is_reviewed_and_exported_on_its_own_grid(make_napari_viewe
     affine = volume.affine.copy()
     affine[:3, :3] = Rotation.from_euler("x", 20, degrees=True).as_matrix() @ affine[:3, :3]
     path = save_nifti(tmp_path / "oblique.nii.gz", volume.data, affine)
-    save_detector(tmp_path / "models", "0.1.0")
+    save_detector(default_registry_root(), "0.1.0")
+    set_default(model.MODEL_NAME, "0.1.0")
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-neuroreview")
-    widget = new_widget(viewer, tmp_path / "models", tmp_path / "reviews.sqlite")
+    widget = new_widget(viewer, tmp_path / "reviews.sqlite")
     if not file_kept:
         path.rename(tmp_path / "moved.nii.gz")
     run_detection(widget, qtbot)
@@ -399,9 +399,8 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
                 break
     assert sides == {True, False}
     viewer = make_napari_viewer()
-    review = new_widget(viewer, None, tmp_path / "reviews.sqlite")  # the user's registry + shipped weights
-    trainer = CMBTrainWidget(viewer)
-    viewer.window.add_dock_widget(trainer, name="Microbleed retraining")
+    review = new_widget(viewer, tmp_path / "reviews.sqlite")  # the user's registry + shipped weights
+    trainer = user.dock(viewer, "Microbleed retraining")
     trainer.epochs.setValue(1)
     trainer.device_combo.setCurrentText("cpu")
     # The shipped 1.0.0 is newer than this test's 0.1.0: fine-tune the one the reviews came from.
@@ -427,7 +426,7 @@ def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_
     viewer = make_napari_viewer()
     viewer.open(str(sample / "sub-demo_swi.nii.gz"), plugin="napari-neuroreview")
     viewer.open(str(sample / "sub-demo_phase.nii.gz"), plugin="napari-neuroreview")
-    widget = new_widget(viewer, None, tmp_path / "reviews.sqlite")
+    widget = new_widget(viewer, tmp_path / "reviews.sqlite")
     widget.swi_combo.setCurrentText("sub-demo_swi")
     widget.phase_combo.setCurrentText("sub-demo_phase")
     widget.device_combo.setCurrentText("cpu")
