@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -249,15 +250,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train both stages on a cohort and save a version (card metrics from --cv folds)."""
-    from .core.io.outputs import Output, check_outputs
     from .core.registry import default_registry_root
     from .core.tasks.networks.train import Stage1Config, train_on_cohort
 
     root = Path(args.out) if args.out else default_registry_root()
-    if root.exists() and not root.is_dir():
-        raise OutputPathError(f"{root}: is a file; --out is the registry folder the version is saved in")
-    check_outputs([Output(root / "network-prepost" if root.is_dir() else root, what="registry folder")],
-                  protected_folders=[args.data])
+    check_registry_root(root, Path(args.data), args.version)
     try:
         card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
                                               stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
@@ -269,6 +266,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps({"name": card.name, "version": card.version, "root": str(root),
                       "auc_mean": card.metrics.get("auc_mean"), "seconds": report["seconds"]}, indent=2))
     return 0
+
+
+def check_registry_root(root: Path, data: Path, version: str) -> None:
+    """Refuse, before training, a registry folder that is inside the cohort or cannot be written.
+
+    The version folder is created by the registry (parents included), so the nearest
+    folder that exists must be a writable folder. That the version is new is the
+    registry's own check when it saves.
+    """
+    from .core.registry import version_dir
+    from .core.tasks.networks.model import MODEL_NAME
+
+    if root.resolve().is_relative_to(data.resolve()):
+        raise OutputPathError(f"{root} is inside the input folder {data}; save the model elsewhere "
+                              "(input folders are never written)")
+    existing = next(p for p in (version_dir(root, MODEL_NAME, version), *version_dir(root, MODEL_NAME, version).parents)
+                    if p.exists())
+    if not existing.is_dir():
+        raise OutputPathError(f"{existing} is a file; --out is the registry folder the version is saved in")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"the folder {existing} is not writable (for model version {version})")
 
 
 def add_parser(sub: Any) -> None:

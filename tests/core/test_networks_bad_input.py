@@ -139,6 +139,37 @@ def test_compare_never_overwrites_an_input_file(scans, tmp_path, capsys) -> None
     assert str(bold) in message
 
 
+def test_extract_never_overwrites_its_input_in_the_out_folder(pre_ica, capsys) -> None:
+    """The 4D components file is a valid BOLD-shaped input; --out its own folder would overwrite it."""
+    bold = pre_ica / "components.nii.gz"
+    message = _refused(["networks", "extract", str(bold), "--out", str(pre_ica), "--n-components", "5", "--quiet"],
+                       capsys, [pre_ica])
+    assert str(bold) in message and "input" in message
+
+
+def _not_called(*_a, **_k):
+    raise AssertionError("computed before the output was checked")
+
+
+def test_evaluate_and_train_never_write_into_the_cohort(tmp_path, capsys, monkeypatch) -> None:
+    from napari_neuroreview.core.tasks.networks import evaluate as evaluate_module
+    from napari_neuroreview.core.tasks.networks import train as train_module
+
+    monkeypatch.setattr(evaluate_module, "evaluate_cohort", _not_called)
+    monkeypatch.setattr(train_module, "train_on_cohort", _not_called)
+    cohort = tmp_path / "cohort"
+    (cohort / "sub-001" / "ses-pre" / "ica").mkdir(parents=True)
+    (cohort / "sub-001" / "ses-pre" / "ica" / "networks.json").write_text("{}")
+    out = cohort / "sub-001" / "ses-pre" / "ica" / "networks.json"
+    message = _refused(["networks", "evaluate", "--data", str(cohort), "--json", str(out), "--quiet"], capsys,
+                       [cohort])
+    assert "input folder" in message
+    models = cohort / "models"
+    message = _refused(["networks", "train", "--data", str(cohort), "--out", str(models), "--version", "9.0.0",
+                        "--quiet"], capsys, [cohort], [models])
+    assert "input folder" in message
+
+
 # --------------------------------------------------------------------------- class 7
 
 
