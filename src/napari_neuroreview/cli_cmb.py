@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float
+from .cli import bounded_float, bounded_int
 from .core.progress import Progress, run_to_completion
 
 
@@ -154,7 +154,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--phase", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--threshold", type=bounded_float(0.0, 1.0, "score threshold"), default=None)
-    p.add_argument("--version", default=None, help="detector version (default: newest)")
+    p.add_argument("--version", default=None, help="detector version (default: the registry's default)")
     p.add_argument("--with-paths", action="store_true",
                    help="also write the scan's full path into det.json (default: its file name only)")
     p.add_argument("--quiet", action="store_true")
@@ -172,10 +172,13 @@ def add_parser(sub: Any) -> None:
     p = cmb.add_parser("train", help="train on phantoms, or fine-tune from reviews (--store)")
     p.add_argument("--store", default=None, help="annotation store with reviewed scans")
     p.add_argument("--base", default=None, help="version to fine-tune (default: the registry's default)")
-    p.add_argument("--phantoms", type=int, default=40, help="phantom training scans (without --store)")
-    p.add_argument("--val", type=int, default=10, help="phantom validation scans")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--steps-per-epoch", type=int, default=150, help="batches of 32 patches per epoch (cap)")
+    p.add_argument("--phantoms", type=bounded_int(1, 10_000, "phantom training scans"), default=40,
+                   help="phantom training scans (without --store)")
+    p.add_argument("--val", type=bounded_int(1, 10_000, "phantom validation scans"), default=10,
+                   help="phantom validation scans")
+    p.add_argument("--epochs", type=bounded_int(1, 1_000, "epochs"), default=8)
+    p.add_argument("--steps-per-epoch", type=bounded_int(1, 100_000, "steps per epoch"), default=150,
+                   help="batches of 32 patches per epoch (cap)")
     p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
@@ -186,6 +189,6 @@ def add_parser(sub: Any) -> None:
 
     p = cmb.add_parser("phantoms", help="write simulated SWI cases with ground truth")
     p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--n", type=bounded_int(1, 10_000, "number of cases"), default=10)
     p.add_argument("--seed", type=int, default=1000)
     p.set_defaults(func=cmd_phantoms)

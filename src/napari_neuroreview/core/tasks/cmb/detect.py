@@ -114,7 +114,7 @@ def run(
     phase : Volume, optional
         Filtered phase on the same grid (helps to reject calcifications).
     detector : LoadedDetector, optional
-        Network and model card; the newest installed version when None.
+        Network and model card; the registry's default version when None.
     threshold : float, optional
         Score threshold; the model card's operating point when None.
     device : str
