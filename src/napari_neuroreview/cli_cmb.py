@@ -172,12 +172,12 @@ def add_parser(sub: Any) -> None:
     p = cmb.add_parser("train", help="train on phantoms, or fine-tune from reviews (--store)")
     p.add_argument("--store", default=None, help="annotation store with reviewed scans")
     p.add_argument("--base", default=None, help="version to fine-tune (default: the registry's default)")
-    p.add_argument("--phantoms", type=bounded_int(1, 10_000, "phantom training scans"), default=40,
+    p.add_argument("--phantoms", type=bounded_int(1, 10_000, "number of phantom training scans"), default=40,
                    help="phantom training scans (without --store)")
-    p.add_argument("--val", type=bounded_int(1, 10_000, "phantom validation scans"), default=10,
+    p.add_argument("--val", type=bounded_int(1, 10_000, "number of phantom validation scans"), default=10,
                    help="phantom validation scans")
-    p.add_argument("--epochs", type=bounded_int(1, 1_000, "epochs"), default=8)
-    p.add_argument("--steps-per-epoch", type=bounded_int(1, 100_000, "steps per epoch"), default=150,
+    p.add_argument("--epochs", type=bounded_int(1, 1_000, "number of epochs"), default=8)
+    p.add_argument("--steps-per-epoch", type=bounded_int(1, 100_000, "number of steps per epoch"), default=150,
                    help="batches of 32 patches per epoch (cap)")
     p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=2e-3)
     p.add_argument("--seed", type=int, default=0)
