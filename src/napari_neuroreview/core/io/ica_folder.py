@@ -12,12 +12,18 @@ Our folder (the contract every reader relies on)::
     DIR/components.nii.gz   4D float32 (X, Y, Z, K) on the BOLD's grid, z-scored in the brain
     DIR/timecourses.tsv     T rows, K columns, header IC01 .. ICK (tab separated)
     DIR/networks.json       which component is which network, with its score (see
-                            :mod:`core.tasks.networks.matching`), plus source, its voxel
-                            sha256, TR, number of components and method
+                            :mod:`core.tasks.networks.matching`), plus the source's file
+                            name (never its path), its voxel sha256, TR, number of
+                            components and method
 
 Component numbering: ``component`` in JSON and every index in code is 0-based (the index
 of the 4th axis of the map and of the TSV's columns); the TSV header and what a person
 reads are the 1-based labels ``IC01`` .. (:func:`component_label`).
+
+Reading is checked once for every consumer (:func:`load_ica_folder`: match, compare, the
+cohort loader, the widget): strict UTF-8 JSON, every field of the assignment, maps that are
+not blank, a plausible TR (:func:`check_tr`); a broken folder gets one sentence naming
+the file, the same whichever command read it.
 
 Writing is atomic per file and networks.json (the file that says the folder is complete)
 is written last, so an interrupted write never leaves a folder that claims to be whole.
