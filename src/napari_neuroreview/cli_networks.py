@@ -96,8 +96,8 @@ def _disk(target: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputPathError(f"{exc.filename or target} could not be written ({exc.strerror or exc}); "
-                              "nothing was written") from None
+        # not exc.filename: that is a file in the hidden staging folder, which is gone
+        raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
 
 
 def cohort_sessions(cohort: Path) -> list[Path]:

@@ -233,6 +233,10 @@ def test_a_full_disk_is_one_sentence_and_leaves_nothing(scans, tmp_path, capsys,
     message = _refused(_compare(scans["pre_ica"], scans["post_ica"], out), capsys,
                        [scans["pre_ica"], scans["post_ica"]], [out])
     assert "res.json" in message and "No space left" in message
+    ica = tmp_path / "ica"
+    message = _refused(["networks", "extract", str(scans["pre"]), "--out", str(ica), "--n-components", K, "--quiet"],
+                       capsys, [scans["pre"]], [ica])
+    assert str(ica) in message and "No space left" in message
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
