@@ -315,6 +315,9 @@ def test_no_absolute_path_goes_into_networks_json_or_the_compare_json(scans, tmp
         assert "Doe_Jane" not in text and str(tmp_path) not in text, written
     doc = json.loads((ica / "networks.json").read_text())
     assert doc["source"] == "bold.nii.gz" and len(doc["source_sha256"]) == 64
+    res = json.loads(out.read_text())  # the scans named by folder name and voxel sha256
+    assert (res["pre"], res["pre_sha256"]) == ("ica", doc["source_sha256"])
+    assert res["post_sha256"] == json.loads((scans["post_ica"] / "networks.json").read_text())["source_sha256"]
 
 
 # --------------------------------------------------------------------------- class 11

@@ -105,6 +105,10 @@ class Session:
         where an override can be stored.
     warnings : list of str
         Sentences the user must see (unconfident matches, NaN voxels set to 0, ...).
+    source_sha256 : str
+        The voxel sha256 of the BOLD the components came from (as networks.json records
+        it; empty when unknown, e.g. a MELODIC folder): names the scan in exports
+        without its path.
     """
 
     path: str
@@ -113,6 +117,7 @@ class Session:
     tr_s: float
     ica_folder: str | None = None
     warnings: list[str] = field(default_factory=list)
+    source_sha256: str = ""
 
     def network_map(self, network: str) -> np.ndarray:
         """The network's component map on the scan's grid, sign-applied (network positive)."""
@@ -128,7 +133,8 @@ class Session:
 
     def with_assignment(self, assignment: Assignment) -> Session:
         """A copy with another assignment (after a radiologist's override)."""
-        return Session(self.path, self.comps, assignment, self.tr_s, self.ica_folder, list(self.warnings))
+        return Session(self.path, self.comps, assignment, self.tr_s, self.ica_folder, list(self.warnings),
+                       self.source_sha256)
 
 
 def load_session(
@@ -143,7 +149,7 @@ def load_session(
     ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and matching run in memory;
     nothing is written).
     """
-    from ...io.ica_folder import MELODIC_MAPS, check_tr, load_ica, load_ica_folder
+    from ...io.ica_folder import MELODIC_MAPS, check_tr, load_ica, load_ica_folder, read_networks_doc
     from ...io.nifti import load_volume
     from .ica import run_ica
     from .matching import match_networks
@@ -155,6 +161,7 @@ def load_session(
     if folder is not None:
         yield Progress(0, 1, f"Reading the ICA of {path.name}")
         comps, assignment = load_ica_folder(folder)
+        sha256 = str(read_networks_doc(folder).get("source_sha256") or "")
         tr = tr_s or comps.tr_s
         where = f"{folder / 'networks.json'}"
         if tr is None and (path / BOLD_FILE).is_file():
@@ -164,6 +171,7 @@ def load_session(
         comps = load_ica(path)
         assignment = match_networks(comps)
         tr, where = tr_s or comps.tr_s, str(path)
+        sha256 = ""
         folder = path  # an override is stored beside MELODIC's files, in networks.json
     else:
         bold_path = path / BOLD_FILE if path.is_dir() else path
@@ -178,6 +186,7 @@ def load_session(
         comps = yield from run_ica(bold, n_components=n_components, seed=seed, smoothing_fwhm_mm=smoothing_fwhm_mm)
         assignment = match_networks(comps)
         tr, where = tr_s or bold.tr_s, str(bold_path)
+        sha256 = bold.sha256
     if tr_s is not None:
         tr, where = tr_s, "--tr"
     if tr is None:
@@ -189,7 +198,7 @@ def load_session(
     unconfident = [name for name, m in assignment.matches.items() if not m.confident]
     if unconfident:
         warnings.append(f"{path.name}: the match of {', '.join(unconfident)} is not confident; check it")
-    return Session(str(path), comps, assignment, float(tr), str(folder) if folder else None, warnings)
+    return Session(str(path), comps, assignment, float(tr), str(folder) if folder else None, warnings, sha256)
 
 
 def load_scan(path: str | Path, *, n_components: int = DEFAULT_N_COMPONENTS, seed: int = 0,

@@ -90,8 +90,9 @@ class Comparison:
     def to_json(self) -> dict[str, Any]:
         """The ``res.json`` of ``neuroreview networks compare``.
 
-        The scans are named by file or folder name only: a full path often holds a
-        patient's name or the user's login, and the JSON travels further than the scans.
+        The scans are named by file or folder name and their BOLD's voxel sha256 only
+        (empty when unknown): a full path often holds a patient's name or the user's
+        login, and the JSON travels further than the scans.
         """
         networks: dict[str, Any] = {}
         for name in atlas.NETWORKS:
@@ -105,7 +106,8 @@ class Comparison:
                 }
             networks[name] = entry
         return {
-            "pre": Path(self.pre.path).name, "post": Path(self.post.path).name, "model": dict(self.model),
+            "pre": Path(self.pre.path).name, "post": Path(self.post.path).name,
+            "pre_sha256": self.pre.source_sha256, "post_sha256": self.post.source_sha256, "model": dict(self.model),
             "tr_s": self.pre.tr_s, "n_volumes": self.pre.comps.n_volumes,
             "networks": networks, "messages": list(self.messages),
         }
