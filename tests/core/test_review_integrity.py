@@ -216,7 +216,7 @@ def test_export_writes_all_files_or_none(tmp_path: Path, scan: Path, monkeypatch
             return real(path, records, image)
 
         monkeypatch.setattr(review_module, "save_points", full_disk)
-        with pytest.raises(OSError):
+        with pytest.raises(OutputPathError, match="No space left on device"):  # one sentence, nothing changed
             session.export(*paths)
         assert {p: p.read_bytes() for p in paths} == old  # the earlier export, intact
         assert sorted(p.name for p in out.iterdir()) == ["l.nii.gz", "p.json", "p.tsv"]  # no temporaries
