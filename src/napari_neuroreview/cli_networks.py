@@ -320,7 +320,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pre", required=True, help="pre-operative: BOLD, ICA folder, MELODIC folder or session folder")
     p.add_argument("--post", required=True, help="post-operative: the same kinds")
     p.add_argument("--out", required=True, help="res.json")
-    p.add_argument("--version", default=None, help="pre/post model version (default: the newest installed)")
+    p.add_argument("--version", default=None, help="pre/post model version (default: the registry's default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--tr", type=bounded_float(*TR_RANGE_S, "repetition time (s)"), default=None,
                    help="repetition time (s) for inputs that do not say it")

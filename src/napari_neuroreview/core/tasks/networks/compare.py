@@ -153,7 +153,7 @@ def compare(
     pre_path, post_path : str or Path
         Each an ICA folder, MELODIC folder, session folder or 4D BOLD (see :func:`load_session`).
     version : str, optional
-        Pre/post model version (the newest when None); ignored when ``model`` is given.
+        Pre/post model version (the registry's default when None); ignored when ``model`` is given.
     tr_s : float, optional
         Repetition time for inputs that do not say it (MELODIC folders).
     with_tsne : bool
