@@ -32,7 +32,7 @@ def _open_paired_sample(viewer: Any, sample: str) -> Any:
 
 
 def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool = True,
-                store: str | None = None) -> tuple[Any, Any]:
+                store: str | None = None, viewer: Any = None) -> tuple[Any, Any]:
     """Create a napari viewer with the plugin's Case widget and the given data.
 
     Parameters
@@ -45,6 +45,8 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
         Enter the Qt event loop (False for tests and screenshots).
     store : str, optional
         An existing annotation store for the widgets (default: the user's default store).
+    viewer : napari.Viewer, optional
+        Fill this viewer instead of creating one (tests pass napari's test viewer).
 
     Returns
     -------
@@ -53,7 +55,7 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
     """
     import napari
 
-    viewer = napari.Viewer(title="napari-neuroreview")
+    viewer = viewer if viewer is not None else napari.Viewer(title="napari-neuroreview")
     size_window(viewer)
     if sample in PAIRED_SAMPLES:
         _open_paired_sample(viewer, sample)

@@ -34,10 +34,10 @@ def test_shows_the_scan_and_switches_convention(case) -> None:
     text = widget.info.text()
     assert "LPS" in text and "1 x 1.25 x 2.5 mm" in text and "40 x 48 x 24" in text
     assert not widget.warning.isVisible()
-    assert viewer.camera.orientation2d[1] == "right"  # radiological by default
+    assert viewer.scene.camera.orientation2d[1] == "right"  # radiological by default
     assert "radiological" in text_overlay(viewer).text
     widget.neurological.setChecked(True)
-    assert viewer.camera.orientation2d[1] == "left"
+    assert viewer.scene.camera.orientation2d[1] == "left"
     assert "neurological" in text_overlay(viewer).text
     assert viewer.layers["scan"].data[0, 0, 0] == viewer.layers["scan"].data[0, 0, 0]  # data untouched
     assert "CPU" in widget.device_label.text() or "CUDA" in widget.device_label.text()

@@ -292,13 +292,13 @@ def test_a_conflict_with_another_reviewer_is_said_and_reloaded(viewer, qtbot, re
 
 
 # ---------------------------------------------------------------- item 7
-def test_make_demo_shows_the_microbleeds_ready_to_review(qtbot) -> None:
+def test_make_demo_shows_the_microbleeds_ready_to_review(make_napari_viewer, qtbot) -> None:
     """``make demo``: the microbleed sample, its detections on screen, the review widget in front."""
     from napari_neuroreview._sample_data import sample_cache_dir
     from napari_neuroreview.viewer import MIN_WINDOW, open_viewer
     from napari_neuroreview.widgets.cmb_review import CMBReviewWidget, find_docked
 
-    viewer, _case = open_viewer(sample="cmb", run=False)
+    viewer, _case = open_viewer(sample="cmb", run=False, viewer=make_napari_viewer(show=True))
     try:
         (review,) = find_docked(viewer, CMBReviewWidget)
         qtbot.waitUntil(lambda: not review.runner.running and review.session is not None, timeout=180_000)
@@ -322,4 +322,5 @@ def test_make_demo_shows_the_microbleeds_ready_to_review(qtbot) -> None:
         for corner in corners:  # the whole slab is on the canvas: nothing cut at its edges
             assert -2 <= corner.x() <= width + 2 and -2 <= corner.y() <= height + 2, (corner, width, height)
     finally:
-        viewer.close()
+        for widget in find_docked(viewer, CMBReviewWidget):
+            widget.cleanup()
