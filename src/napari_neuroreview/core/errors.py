@@ -4,6 +4,10 @@ Every error that stems from user input (a bad file, a mismatched scan, a missing
 device) is a :class:`NeuroreviewError`. The CLI turns one into exit code 2 and a single
 line on stderr; the widgets turn one into a napari notification. Anything else is a bug
 and keeps its traceback.
+
+Cancel is not an error and has no class: a widget's worker closes the task generator at
+its next yield (``GeneratorExit`` inside the task, the worker's ``aborted`` signal
+outside), and the CLI has no Cancel (Ctrl-C is ``KeyboardInterrupt``).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ class DeviceError(NeuroreviewError):
     """The requested compute device is not available on this machine."""
 
 
-class CancelledError(NeuroreviewError):
-    """A long task was cancelled by the user before it finished."""
-
-
 class OutputPathError(NeuroreviewError):
     """An output path cannot or must not be written (an input, a folder, unwritable)."""
+
+
+class InsufficientDataError(NeuroreviewError):
+    """Too few patients or labels for the requested evaluation (folds, classes, bootstrap)."""

@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-__all__ = ["binary_metrics", "bootstrap_ci", "weighted_auc", "youden_threshold"]
+__all__ = [
+    "binary_metrics",
+    "bootstrap_ci",
+    "bootstrap_distribution",
+    "group_members",
+    "weighted_auc",
+    "youden_threshold",
+]
 
 
 def _binary(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +109,59 @@ def youden_threshold(y_true: Any, y_score: Any) -> float:
     return float(thr[finite][int(np.argmax(j))])
 
 
+def group_members(groups: Any) -> list[np.ndarray]:
+    """Row indices of each group (sorted group order); the unit a patient bootstrap draws."""
+    g = np.asarray(groups).reshape(-1)
+    _, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))
+    return [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+
+
+def bootstrap_distribution(
+    metric_fn: Callable[[np.ndarray, np.ndarray], float],
+    y_true: Any,
+    y_score: Any,
+    groups: Any,
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    require_both_classes: bool = True,
+) -> tuple[float, np.ndarray]:
+    """Point estimate and the usable values of a cluster (patient) bootstrap.
+
+    The resampling of :func:`bootstrap_ci` (see there), exposed so that callers that need
+    more than a percentile interval (a paired difference and its p-value,
+    ``core.metrics.cohort.paired_bootstrap``) draw the same resamples for the same seed.
+    Skipped resamples (one class only when ``require_both_classes``, or a non-finite
+    metric) are left out of the returned values.
+    """
+    y = np.asarray(y_true)
+    s = np.asarray(y_score)
+    g = np.asarray(groups).reshape(-1)
+    if not (y.shape[0] == s.shape[0] == g.shape[0]):
+        raise ValueError("y_true, y_score and groups must have the same number of rows")
+    if g.size == 0:
+        raise ValueError("bootstrap_ci needs at least one row")
+    point = float(metric_fn(y, s))
+    members = group_members(g)
+    n_groups = len(members)
+    rng = np.random.default_rng(seed)
+    values: list[float] = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, n_groups, size=n_groups)
+        idx = np.concatenate([members[k] for k in pick])
+        yb = y[idx]
+        if require_both_classes and np.unique(yb).size < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined-metric warnings: handled below
+            v = float(metric_fn(yb, s[idx]))
+        if np.isfinite(v):
+            values.append(v)
+    return point, np.asarray(values, dtype=float)
+
+
 def bootstrap_ci(
     metric_fn: Callable[[np.ndarray, np.ndarray], float],
     y_true: Any,
@@ -151,42 +211,18 @@ def bootstrap_ci(
         ``point`` is ``metric_fn`` on all rows; ``low``/``high`` are NaN when no resample
         was usable.
     """
-    y = np.asarray(y_true)
-    s = np.asarray(y_score)
-    g = np.asarray(groups).reshape(-1)
-    if not (y.shape[0] == s.shape[0] == g.shape[0]):
-        raise ValueError("y_true, y_score and groups must have the same number of rows")
-    if g.size == 0:
-        raise ValueError("bootstrap_ci needs at least one row")
     if not 0 < alpha < 1:
         raise ValueError("alpha must lie in (0, 1)")
-    point = float(metric_fn(y, s))
-    _, inverse = np.unique(g, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(inverse.max() + 2))
-    members = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
-    n_groups = len(members)
-    rng = np.random.default_rng(seed)
-    values: list[float] = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, n_groups, size=n_groups)
-        idx = np.concatenate([members[k] for k in pick])
-        yb = y[idx]
-        if require_both_classes and np.unique(yb).size < 2:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # undefined-metric warnings: handled below
-            v = float(metric_fn(yb, s[idx]))
-        if np.isfinite(v):
-            values.append(v)
-    if len(values) < n_boot / 2:
+    point, values = bootstrap_distribution(
+        metric_fn, y_true, y_score, groups, n_boot, seed, require_both_classes=require_both_classes)
+    if values.size < n_boot / 2:
         warnings.warn(
-            f"bootstrap_ci: only {len(values)} of {n_boot} resamples were usable; "
+            f"bootstrap_ci: only {values.size} of {n_boot} resamples were usable; "
             "the interval is unreliable (too few patients or one class is rare)",
             RuntimeWarning,
             stacklevel=2,
         )
-    if not values:
+    if not values.size:
         return point, float("nan"), float("nan")
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return point, float(low), float(high)
