@@ -19,7 +19,8 @@ somewhere in the literature:
 
 Binary and multi-class targets share one metric set (per-class one-vs-rest AUC, macro
 and prevalence-weighted AUC, balanced accuracy, weighted precision and F1, confusion
-matrix); binary ones add sensitivity and specificity at a threshold. Hierarchical
+matrix); binary ones add AUC, accuracy, sensitivity, specificity and F1 of class 1 at a
+threshold (as :func:`core.metrics.classification.binary_metrics`). Hierarchical
 targets (:class:`Node`, a tree of binary decisions) are evaluated per node on the
 patients that reach it, and as leaves whose probabilities are products along the path.
 
@@ -60,10 +61,10 @@ __all__ = [
     "patient_folds",
 ]
 
-#: Metrics of every target (binary targets add ``auc``, ``sensitivity``, ``specificity``).
+#: Metrics of every target (binary targets add :data:`BINARY_METRICS`, of class 1 vs class 0).
 SUMMARY_METRICS: tuple[str, ...] = (
     "auc_macro", "auc_weighted", "balanced_accuracy", "precision_weighted", "f1_weighted")
-BINARY_METRICS: tuple[str, ...] = ("auc", "sensitivity", "specificity")
+BINARY_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "f1")
 
 
 class Estimator(Protocol):
@@ -289,6 +290,8 @@ def metric_function(name: str, classes: Sequence[Any], threshold: float = 0.5
         recall = np.divide(tp, support, out=np.full(k, np.nan), where=support > 0)
         if name == "balanced_accuracy":
             return float(np.nanmean(recall)) if (support > 0).any() else float("nan")
+        if name == "accuracy":
+            return float(tp.sum() / support.sum()) if support.sum() else float("nan")
         if name == "sensitivity":
             return float(recall[1])
         if name == "specificity":
@@ -296,6 +299,9 @@ def metric_function(name: str, classes: Sequence[Any], threshold: float = 0.5
         if name == "precision_weighted":
             precision = np.divide(tp, called, out=np.zeros(k), where=called > 0)
             return _weighted(precision, support)
+        if name == "f1":
+            den1 = support[1] + called[1]
+            return float(2 * tp[1] / den1) if den1 else float("nan")
         if name == "f1_weighted":
             den = support + called
             return _weighted(np.divide(2 * tp, den, out=np.zeros(k), where=den > 0), support)

@@ -153,14 +153,17 @@ class EvaluationResult:
 def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train row indices, test row indices) per fold; a patient's rows are all on one side.
 
-    Stratified by state over scans (``StratifiedGroupKFold``, shuffled by ``seed``).
+    The cohort evaluation's split (``core.metrics.cohort.patient_folds``:
+    ``StratifiedGroupKFold``, shuffled by ``seed``) over scans, stratified by state and
+    grouped by patient; each scan's network rows follow their scan.
 
     Raises
     ------
     ValueError
         If there are fewer patients than folds, or a scan is unlabelled.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
+    from ...metrics.cohort import Cohort
+    from ...metrics.cohort import patient_folds as cohort_folds
 
     if (rows.labels < 0).any():
         raise ValueError("every scan needs a pre/post label for cross-validation")
@@ -169,9 +172,8 @@ def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[
     n_patients = np.unique(patients).size
     if n_patients < n_folds:
         raise ValueError(f"{n_patients} patients cannot fill {n_folds} folds")
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     out = []
-    for _, test_scans in splitter.split(scan_ids, rows.labels[first], patients):
+    for _, test_scans in cohort_folds(Cohort(scan_ids, rows.labels[first], patients), n_folds, seed):
         test = np.isin(rows.scans, scan_ids[test_scans])
         out.append((np.flatnonzero(~test), np.flatnonzero(test)))
     return out
@@ -180,26 +182,17 @@ def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[
 def _fast_metric(name: str, threshold: float) -> Any:
     """One metric of ``binary_metrics`` without the others (the bootstrap calls it 10^4 times).
 
-    AUC by the Mann-Whitney rank formula (average ranks for ties), which equals
-    scikit-learn's ``roc_auc_score``; the threshold metrics as in ``binary_metrics``.
+    The cohort evaluation's metric (``core.metrics.cohort.metric_function``) on P(post):
+    AUC by the Mann-Whitney rank formula (equals ``roc_auc_score``), the threshold metrics
+    as in ``binary_metrics``.
     """
-    from scipy.stats import rankdata
+    from ...metrics.cohort import metric_function
+
+    fn = metric_function(name, (0, 1), threshold)
 
     def metric(y: np.ndarray, s: np.ndarray) -> float:
-        y = np.asarray(y).astype(bool)
-        s = np.asarray(s, dtype=float)
-        if name == "auc":
-            n_pos = int(y.sum())
-            n_neg = y.size - n_pos
-            if n_pos == 0 or n_neg == 0:
-                return float("nan")
-            return float((rankdata(s)[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-        pred = s >= threshold
-        tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
-        tn, fn = int((~pred & ~y).sum()), int((~pred & y).sum())
-        num, den = {"accuracy": (tp + tn, y.size), "sensitivity": (tp, tp + fn),
-                    "specificity": (tn, tn + fp), "f1": (2 * tp, 2 * tp + fp + fn)}[name]
-        return num / den if den else float("nan")
+        p = np.asarray(s, dtype=float)
+        return fn(np.asarray(y).astype(int), np.column_stack([1.0 - p, p]))
 
     return metric
 
