@@ -9,8 +9,6 @@ fails every localisation assertion here.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -33,6 +31,8 @@ from napari_neuroreview.core.explain import (
 SIZE = 16
 BLOB = (slice(3, 7), slice(9, 13), slice(4, 8))
 LAYER = "2"  # the second convolution (8^3 feature grid): the map must be upsampled
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blob_mask(shape: tuple[int, ...] = (SIZE,) * 3) -> np.ndarray:
@@ -58,16 +58,7 @@ def _toy_model(inplace: bool = True) -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """One thread: the toy is tiny and thread start-up dominates on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def toy(one_thread: None) -> tuple[nn.Module, torch.Tensor, float]:
+def toy(one_torch_thread: None) -> tuple[nn.Module, torch.Tensor, float]:
     """(trained model in eval mode, one blob volume (1, 1, 16, 16, 16), held-out accuracy)."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
@@ -140,7 +131,7 @@ def test_weight_randomisation_moves_the_energy_out_of_the_blob(toy, mode: str) -
     assert repr(again) == repr(check)  # seeded (repr: NaN != NaN in ==)
 
 
-def test_map_is_on_the_input_grid_and_hooks_are_removed(one_thread: None) -> None:
+def test_map_is_on_the_input_grid_and_hooks_are_removed() -> None:
     torch.manual_seed(1)
     model = _toy_model().eval()
     x = torch.randn(2, 1, 13, 16, 11)  # odd, non-cubic: the layer grid is 7 x 8 x 6
@@ -156,7 +147,7 @@ def test_map_is_on_the_input_grid_and_hooks_are_removed(one_thread: None) -> Non
             assert m.max() == pytest.approx(1.0) and np.argmax(m) == np.argmax(raw)
 
 
-def test_hooks_are_removed_when_the_forward_pass_fails(one_thread: None) -> None:
+def test_hooks_are_removed_when_the_forward_pass_fails() -> None:
     model = _toy_model()
 
     def bad_score(output: torch.Tensor, target: int) -> torch.Tensor:
@@ -183,7 +174,7 @@ def test_constant_map_normalises_to_zeros_not_nan() -> None:
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
-def test_raw_map_equals_monai_without_its_normaliser(one_thread: None, method: str) -> None:
+def test_raw_map_equals_monai_without_its_normaliser(method: str) -> None:
     visualize = pytest.importorskip("monai.visualize")
     torch.manual_seed(2)
     model = _toy_model(inplace=False).eval()  # MONAI's module backward hook forbids in-place ReLU

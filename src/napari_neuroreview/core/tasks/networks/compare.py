@@ -126,7 +126,7 @@ def patient_tsne(model: Any, embeddings: dict[str, np.ndarray], seed: int = 0) -
     ships; the map shows where the patient's networks fall among the reference scans.
     None when the model has no reference set.
     """
-    from .evaluate import tsne_coordinates
+    from ...explain.embeddings import tsne_coordinates
 
     reference = getattr(model, "reference", None)
     if not reference:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ...device import resolve_device
+from ...explain.embeddings import tsne_coordinates
 from ...metrics.classification import binary_metrics, bootstrap_ci
 from ...progress import Progress, TaskGenerator, relay
 from . import train as _train
@@ -303,14 +304,6 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
     )
     yield Progress(total, total, "Done")
     return result
-
-
-def tsne_coordinates(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE (scikit-learn, PCA start, perplexity up to 30) of the rows of ``embeddings``."""
-    from sklearn.manifold import TSNE
-
-    perplexity = float(min(30.0, max(2.0, (len(embeddings) - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(embeddings)
 
 
 def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -> Path:
