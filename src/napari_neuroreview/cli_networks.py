@@ -224,16 +224,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks import evaluate
+    from .core.tasks.networks.cohort import check_trainable
     from .core.tasks.networks.train import Stage1Config
 
     check_outputs([Output(args.json, (".json",), "evaluation JSON"), Output(args.tsne, (".png",), "t-SNE PNG")],
                   protected_folders=[args.data])
     config = evaluate.EvaluationConfig(folds=args.folds, seed=args.seed, n_boot=args.n_boot, tsne=bool(args.tsne),
                               stage1=Stage1Config(epochs=args.epochs, seed=args.seed))
-    try:
-        result, warnings = _drive(evaluate.evaluate_cohort(Path(args.data), config, args.device), args.quiet)
-    except ValueError as exc:  # fewer patients than folds
-        raise InputFileError(f"{args.data}: {exc}") from None
+    check_trainable(Path(args.data), args.folds)  # before minutes of loading: a bug in what follows keeps its traceback
+    result, warnings = _drive(evaluate.evaluate_cohort(Path(args.data), config, args.device), args.quiet)
     for sentence in warnings:
         print(f"warning: {sentence}", file=sys.stderr)
     print(result.table())
@@ -255,12 +254,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     root = Path(args.out) if args.out else default_registry_root()
     check_registry_root(root, Path(args.data), args.version)
-    try:
-        card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
-                                              stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
-                                              cv_folds=args.cv), args.quiet)
-    except ValueError as exc:
-        raise InputFileError(f"{args.data}: {exc}") from None
+    card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
+                                          stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
+                                          cv_folds=args.cv), args.quiet)
     if report.get("cv_table"):
         print(report["cv_table"])
     print(json.dumps({"name": card.name, "version": card.version, "root": str(root),

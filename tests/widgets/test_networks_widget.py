@@ -149,3 +149,19 @@ def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_p
         assert view_grid(viewer).enabled and LAYER_NAMES["pre"][1] in viewer.layers
     finally:
         viewer.close()
+
+
+def test_the_model_line_reads_the_demo_flag_from_the_card() -> None:
+    """A version the user trained on real scans is not called demo weights (it used to be, always)."""
+    from types import SimpleNamespace
+
+    from napari_neuroreview.core.registry import DEMO_NOTE, ModelCard
+    from napari_neuroreview.widgets.networks import model_text
+
+    def text(notes: str) -> str:
+        card = ModelCard(name="network-prepost", version="2.0.0", task="rsfmri-prepost", notes=notes)
+        return model_text(SimpleNamespace(predictor=SimpleNamespace(card=card),
+                                          model={"name": card.name, "version": card.version}))
+
+    assert DEMO_NOTE in text(DEMO_NOTE)
+    assert "demo weights" not in text("") and "own weights" in text("")

@@ -39,6 +39,7 @@ from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.ica_folder import component_label
 from ..core.io.layers import image_layer_data
 from ..core.io.nifti import volume_from_image
+from ..core.registry import DEMO_NOTE, is_demo
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
 from ._network_plots import NETWORK_COLORS, NetworkPlots
 from ._worker import TaskRunner
@@ -249,10 +250,7 @@ class NetworksWidget(QWidget):
         self._show_layers()
         self._fill_table()
         self._fill_component_choices()
-        self.model_label.setText(
-            f"Model {comparison.model['name']} {comparison.model['version']} (demo weights, trained on simulated "
-            "data, not for clinical use)"
-        )
+        self.model_label.setText(model_text(comparison))
         self.messages.setText("\n".join(f"\u26a0 {m}" for m in comparison.messages))
         for message in comparison.messages:
             show_warning(message)
@@ -415,6 +413,17 @@ class NetworksWidget(QWidget):
         ready = self.comparison is not None
         for widget in (self.pre_component, self.post_component, self.threshold):
             widget.setEnabled(ready)
+
+
+def model_text(comparison: Comparison) -> str:
+    """Which model gave the probabilities, with the demo flag its card carries (``registry.is_demo``).
+
+    Why from the card: a version the user trained on their own scans is not demo weights;
+    a comparison without its model (never from :func:`compare`) is flagged as demo, the safe side.
+    """
+    card = getattr(comparison.predictor, "card", None)
+    tag = DEMO_NOTE if card is None or is_demo(card) else "own weights"
+    return f"Model {comparison.model['name']} {comparison.model['version']} ({tag})"
 
 
 def _mni_anatomy() -> dict[str, Any]:

@@ -329,9 +329,8 @@ def load_networks_json(folder: str | Path) -> Assignment:
     doc = _read_json_object(path)
     try:
         return Assignment.from_json(doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise InputFileError(f"{path}: is not a valid networks.json ({detail})") from None
+    except InputFileError as exc:  # a field named by from_json; any other exception is a bug
+        raise InputFileError(f"{path}: is not a valid networks.json ({exc})") from None
 
 
 def read_networks_doc(folder: str | Path) -> dict[str, Any]:

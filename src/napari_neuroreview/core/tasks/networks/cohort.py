@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import InputFileError
+from ...errors import InputFileError, InsufficientDataError
 from ...io.ica_folder import ICAComponents
 from ...progress import Progress, TaskGenerator, relay
 from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 from .features import ScanInputs
 from .matching import Assignment
 
-__all__ = ["STATES", "Session", "cohort_sessions", "describe_cohort", "load_cohort", "load_scan", "load_session",
-           "session_state"]
+__all__ = ["STATES", "Session", "check_trainable", "cohort_sessions", "describe_cohort", "is_simulated", "load_cohort",
+           "load_scan", "load_session", "session_state"]
 
 #: Session folder name -> state.
 STATES: dict[str, str] = {"ses-pre": "pre", "ses-post": "post"}
@@ -76,6 +76,32 @@ def cohort_sessions(cohort: str | Path) -> list[Path]:
     if not sessions:
         raise InputFileError(f"{cohort}: holds no sub-*/ses-*/ with {BOLD_FILE} or {ICA_FOLDER}/networks.json")
     return sessions
+
+
+def check_trainable(cohort: str | Path, folds: int = 0) -> None:
+    """Refuse a cohort too small to train or cross-validate on, from its folder names alone.
+
+    Why here and first: loading a cohort runs an ICA per unfinished session (minutes);
+    the labels and patients are the folder names, so a cohort with only ``ses-pre``
+    sessions, or fewer patients than ``folds``, can be refused before any of that.
+
+    Raises
+    ------
+    InputFileError
+        If the cohort is not a cohort (see :func:`cohort_sessions`, :func:`session_state`).
+    InsufficientDataError
+        If it lacks pre or post sessions, or holds fewer patients than ``folds`` (when >= 2).
+    """
+    sessions = cohort_sessions(cohort)
+    states = {session_state(s) for s in sessions}
+    missing = [state for state in STATES.values() if state not in states]
+    if missing:
+        raise InsufficientDataError(
+            f"{cohort}: holds no ses-{missing[0]} session; a pre/post model needs both pre and post scans")
+    n_patients = len({s.parent.name for s in sessions})
+    if folds >= 2 and n_patients < folds:
+        raise InsufficientDataError(
+            f"{cohort}: {n_patients} patients cannot fill {folds} folds; use at most {n_patients} folds")
 
 
 def _ica_folder(path: Path) -> Path | None:
@@ -254,14 +280,27 @@ def describe_cohort(cohort: str | Path, scans: Sequence[Any] = ()) -> str:
     volumes, voxel size), which holds no per-scan truth; falls back to counting ``scans``.
     """
     cohort = Path(cohort)
-    settings: dict[str, Any] = {}
-    try:
-        loaded = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))
-        settings = loaded if isinstance(loaded, dict) else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        pass
+    settings = _phantom_settings(cohort)
     n_patients = len({getattr(s, "patient", "") for s in scans}) or settings.get("n_patients", "?")
     keys = ("seed", "effect_size", "n_volumes", "tr_s", "voxel_mm")
     detail = ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
     kind = "simulated rs-fMRI phantoms (core.phantoms.rsfmri)" if settings else "rs-fMRI scans"
     return f"{kind} from {cohort.name}: {n_patients} patients, pre and post" + (f" ({detail})" if detail else "")
+
+
+def is_simulated(cohort: str | Path) -> bool:
+    """Whether a cohort was written by the phantom generator (its ``cohort.json`` of settings).
+
+    Why: a model trained on it is demo weights (``registry.DEMO_NOTE`` in its card), one
+    trained on real scans is not; the widgets read that flag from the card.
+    """
+    return bool(_phantom_settings(Path(cohort)))
+
+
+def _phantom_settings(cohort: Path) -> dict[str, Any]:
+    """The phantom writer's ``cohort.json`` (no per-scan truth), or {} for a cohort of real scans."""
+    try:
+        loaded = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}

@@ -179,57 +179,75 @@ class Assignment:
 
         Raises
         ------
-        ValueError, KeyError, TypeError
-            Naming the field; :func:`~napari_neuroreview.core.io.ica_folder.load_networks_json`
-            turns them into one sentence naming the file.
+        InputFileError
+            Naming the field (not the file, which this does not know);
+            :func:`~napari_neuroreview.core.io.ica_folder.load_networks_json` prefixes the
+            file. Any other exception is a bug and keeps its traceback.
         """
-        names = list(doc["scores"]["networks"])
-        if sorted(names) != sorted(atlas.NETWORKS):
-            raise ValueError(f"scores.networks is {names}, not the five networks {list(atlas.NETWORKS)}")
-        scores = _finite_array(doc["scores"]["matrix"], "scores.matrix")
-        signs = np.asarray(doc["scores"]["signs"])
+        names = _field(doc, "scores", "networks")
+        if not isinstance(names, list) or sorted(map(str, names)) != sorted(atlas.NETWORKS):
+            raise _bad(f"scores.networks is {str(names)[:80]}, not the five networks {list(atlas.NETWORKS)}")
+        scores = _finite_array(_field(doc, "scores", "matrix"), "scores.matrix")
+        signs = _finite_array(_field(doc, "scores", "signs"), "scores.signs")
         if scores.ndim != 2 or scores.shape != signs.shape or scores.shape[0] != len(names):
-            raise ValueError(f"score matrix {scores.shape} and signs {signs.shape} do not fit {len(names)} networks")
+            raise _bad(f"score matrix {scores.shape} and signs {signs.shape} do not fit {len(names)} networks")
         if np.any((scores < 0) | (scores > 1 + 1e-9)):
-            raise ValueError("scores.matrix holds a value outside [0, 1] (scores are |correlations|)")
+            raise _bad("scores.matrix holds a value outside [0, 1] (scores are |correlations|)")
         if not np.all(np.isin(signs, (-1, 1))):
-            raise ValueError("scores.signs holds a value other than +1 or -1")
+            raise _bad("scores.signs holds a value other than +1 or -1")
         matches = {}
         for name in atlas.NETWORKS:
-            entry = doc["networks"][name]
-            component = _integer(entry["component"], f"{name}.component")
+            component = _integer(_field(doc, "networks", name, "component"), f"{name}.component")
             if not 0 <= component < scores.shape[1]:
-                raise ValueError(f"{name} points at component {component} of {scores.shape[1]}")
-            sign = _integer(entry["sign"], f"{name}.sign")
+                raise _bad(f"{name} points at component {component} of {scores.shape[1]}")
+            sign = _integer(_field(doc, "networks", name, "sign"), f"{name}.sign")
             if sign not in (-1, 1):
-                raise ValueError(f"{name}.sign is {entry['sign']!r}; a sign is +1 or -1")
-            score, second = (float(_finite_array(entry[key], f"{name}.{key}")) for key in ("score", "second_score"))
+                raise _bad(f"{name}.sign is {sign!r}; a sign is +1 or -1")
+            score, second = (float(_finite_array(_field(doc, "networks", name, key), f"{name}.{key}"))
+                             for key in ("score", "second_score"))
             if not (0 <= score <= 1 + 1e-9 and 0 <= second <= 1 + 1e-9):
-                raise ValueError(f"{name}: score {score} or second_score {second} is outside [0, 1]")
-            flags = [entry[key] for key in ("automatic", "confident")]
+                raise _bad(f"{name}: score {score} or second_score {second} is outside [0, 1]")
+            flags = [_field(doc, "networks", name, key) for key in ("automatic", "confident")]
             if not all(isinstance(flag, bool) for flag in flags):
-                raise ValueError(f"{name}: automatic and confident must be true or false, not {flags}")
+                raise _bad(f"{name}: automatic and confident must be true or false, not {flags}")
             matches[name] = NetworkMatch(network=name, component=component, score=score, second_score=second,
                                          sign=sign, automatic=flags[0], confident=flags[1])
         rows = [names.index(name) for name in atlas.NETWORKS]
         return cls(matches=matches, scores=scores[rows], signs=signs[rows].astype(np.int64))
 
 
+def _bad(detail: str) -> InputFileError:
+    """A field of a networks.json is wrong (the loader names the file)."""
+    return InputFileError(detail)
+
+
+def _field(doc: Any, *keys: str) -> Any:
+    """``doc[k1][k2]...`` of a networks.json; InputFileError naming the first missing or misshapen level."""
+    value = doc
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise _bad(f"no {'.'.join(keys[:depth + 1])}")
+        value = value[key]
+    return value
+
+
 def _finite_array(value: Any, field: str) -> np.ndarray:
-    """``value`` as a float array; ValueError naming ``field`` unless every entry is a finite number."""
+    """``value`` as a float array; InputFileError naming ``field`` unless every entry is a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+        raise _bad(f"{field} is not a number or a table of numbers")
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{field} is not a number or a table of numbers") from None
+    except (TypeError, ValueError):  # ragged or non-numeric lists: the file, not the code
+        raise _bad(f"{field} is not a number or a table of numbers") from None
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"{field} holds a value that is not a finite number")
+        raise _bad(f"{field} holds a value that is not a finite number")
     return array
 
 
 def _integer(value: Any, field: str) -> int:
-    """``value`` if it is a JSON integer (not a bool, not 2.5); ValueError naming ``field`` otherwise."""
+    """``value`` if it is a JSON integer (not a bool, not 2.5); InputFileError naming ``field`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{field} is {value!r}, not an integer")
+        raise _bad(f"{field} is {value!r}, not an integer")
     return value
 
 

@@ -43,9 +43,10 @@ import torch
 from torch.nn import functional as F
 
 from ...device import resolve_device
+from ...errors import InsufficientDataError
 from ...models.network_encoder import TC_LENGTH, NetworkPairEncoder
 from ...progress import Progress, TaskGenerator
-from ...registry import ModelCard
+from ...registry import DEMO_NOTE, ModelCard
 from ...train.loop import FitHistory
 from .features import GridContext, NetworkRows, model_context
 from .model import MODEL_NAME, TASK, LogisticModel, PrePostModel, embed_rows, stage2_design
@@ -173,10 +174,19 @@ def _shift_maps(maps: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
 
 
 def _check_labels(rows: NetworkRows) -> None:
+    """Refuse rows a model cannot learn pre/post from, before any epoch is spent.
+
+    Too few rows or only one state is the user's data (InsufficientDataError); an
+    unlabelled row is the caller's bug (the cohort loader labels every row from its
+    folder name), so it stays a ValueError with its traceback.
+    """
     if len(rows) == 0:
-        raise ValueError("no training rows")
+        raise InsufficientDataError("There are no scans to train on.")
     if (rows.labels < 0).any():
         raise ValueError("every training row needs a pre/post label")
+    if np.unique(rows.labels).size < 2:
+        state = "post" if rows.labels[0] else "pre"
+        raise InsufficientDataError(f"Every training scan is a {state} scan; a pre/post model needs both.")
 
 
 def train_stage1(
@@ -263,7 +273,7 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: Stage
     y = np.asarray(y).astype(int)
     groups = np.asarray(groups)
     if np.unique(y).size < 2:
-        raise ValueError("stage 2 needs pre and post rows to fit")
+        raise InsufficientDataError("Stage 2 needs both pre and post scans of a network to fit, and got one state.")
 
     def make(C: float) -> Any:
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, solver="newton-cholesky", max_iter=200))
@@ -391,12 +401,13 @@ def train_on_cohort(
     """
     import time
 
-    from .cohort import describe_cohort, load_cohort
+    from .cohort import check_trainable, describe_cohort, is_simulated, load_cohort
     from .evaluate import EvaluationConfig, cross_validate
     from .features import build_rows
     from .model import save_prepost_model
 
     stage1, stage2 = stage1 or Stage1Config(), stage2 or Stage2Config()
+    check_trainable(cohort, cv_folds)  # before minutes of loading
     started = time.perf_counter()
     span = 100
     total = 3 * span
@@ -433,7 +444,8 @@ def train_on_cohort(
     extra["train_loss"] = train_report["train_loss"]
     extra["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     card = save_prepost_model(model, root, version, training_data=describe_cohort(cohort, scans),
-                              metrics=metrics, parent=parent, extra_config=extra)
+                              metrics=metrics, parent=parent, extra_config=extra,
+                              notes=DEMO_NOTE if is_simulated(cohort) else "")
     report.update({"train_loss": train_report["train_loss"], "seconds": extra["seconds"], "C": train_report["C"]})
     yield Progress(total, total, f"Saved {card.name} {card.version}")
     return card, report
