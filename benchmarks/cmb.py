@@ -769,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_neuroreview.core.models.cmb_net import CMBPatchNet
-    from napari_neuroreview.core.tasks.cmb.model import available_versions
+    from napari_neuroreview.core.registry import installed_versions
+    from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
 
     import monai
     import skimage
@@ -777,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "
                                       f"scikit-image {skimage.__version__}")
 
-    versions = [c for _, c in available_versions([args.weights])]
+    versions = [c for _, c in installed_versions(MODEL_NAME, [args.weights])]
     if args.version:
         versions = [c for c in versions if c.version == args.version]
     if not versions:

@@ -313,10 +313,11 @@ def w_cv(spec: dict[str, Any]) -> dict[str, Any]:
     shipped = None
     if spec.get("shipped", True):
         from napari_neuroreview.core.errors import RegistryError
-        from napari_neuroreview.core.tasks.networks.model import available_versions, load_prepost_model
+        from napari_neuroreview.core.registry import installed_versions
+        from napari_neuroreview.core.tasks.networks.model import MODEL_NAME, load_prepost_model
 
         roots = [Path(r) for r in spec["weights_roots"]]
-        versions = available_versions(roots)
+        versions = installed_versions(MODEL_NAME, roots)
         if versions:
             try:
                 model = load_prepost_model(spec.get("version"), device=spec["device"], roots=roots)

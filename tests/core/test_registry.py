@@ -249,3 +249,48 @@ def test_a_card_holding_a_folder_is_a_bug(tmp_path: Path, linear: torch.nn.Linea
     assert not (tmp_path / "cmb-det" / "1.0.0").exists()
     card.training_data = "12 reviewed scans of reviews.sqlite (sha256 0123456789ab); FP/scan 0.5"
     save_model(linear.state_dict(), card, tmp_path)
+
+
+def test_load_version_is_the_one_lookup(tmp_path: Path, linear: torch.nn.Linear) -> None:
+    """Default when None, the card checked before the weights are read, built on the resolved device."""
+    from napari_neuroreview.core.registry import load_version
+
+    user, shipped = tmp_path / "user", tmp_path / "shipped"
+    roots = [user, shipped]
+    save_model(linear.state_dict(), make_card("1.0.0"), shipped)
+    save_model(linear.state_dict(), make_card("1.1.0", "1.0.0"), user)
+
+    def build(state, card, device):
+        return card.version, device, sorted(state)
+
+    assert load_version("cmb-det", None, build, device="cpu", roots=roots) == (
+        "1.0.0", torch.device("cpu"), ["bias", "weight"])  # the default, not the newest
+    set_default("cmb-det", "1.1.0", roots)
+    assert load_version("cmb-det", None, build, device="cpu", roots=roots)[0] == "1.1.0"
+    assert load_version("cmb-det", "1.0.0", build, device="cpu", roots=roots)[0] == "1.0.0"
+
+    (user / "cmb-det" / "1.1.0" / WEIGHTS_FILE).write_bytes(b"\x80 a pickle")  # never read: the check refuses first
+
+    def refuse(card):
+        raise RegistryError(f"card {card.version} refused")
+
+    with pytest.raises(RegistryError, match="card 1.1.0 refused"):
+        load_version("cmb-det", None, build, device="cpu", roots=roots, check=refuse)
+    with pytest.raises(RegistryError, match="No detector is installed: train one with `train`"):
+        load_version("cmb-det", None, build, roots=[tmp_path / "empty"], what="detector", train_command="train")
+
+
+def test_every_system_loads_through_the_one_lookup(monkeypatch) -> None:
+    """The detector and the pre/post model have no lookup of their own (issue 9: nine copies before)."""
+    from napari_neuroreview.core import registry
+    from napari_neuroreview.core.tasks.cmb import model as cmb_model
+    from napari_neuroreview.core.tasks.networks import model as net_model
+
+    calls = []
+    monkeypatch.setattr(cmb_model, "load_version", lambda name, version, build, **kw: calls.append(name) or "cmb")
+    monkeypatch.setattr(net_model, "load_version", lambda name, version, build, **kw: calls.append(name) or "net")
+    assert cmb_model.load_detector("1.0.0", "cpu") == "cmb" and net_model.load_prepost_model("1.0.0", "cpu") == "net"
+    assert calls == [cmb_model.MODEL_NAME, net_model.MODEL_NAME]
+    for module in (cmb_model, net_model):
+        assert not hasattr(module, "available_versions") and not hasattr(module, "find_version")
+    assert registry.load_version.__module__ == registry.__name__

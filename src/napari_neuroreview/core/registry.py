@@ -43,7 +43,8 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import platformdirs
 import torch
@@ -72,6 +73,7 @@ __all__ = [
     "latest",
     "list_versions",
     "load_state_dict",
+    "load_version",
     "read_card",
     "save_model",
     "version_dir",
@@ -90,6 +92,7 @@ SHIPPED_WEIGHTS_ROOT: Path = Path(__file__).resolve().parents[1] / "weights"
 _PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VERSION_RE = re.compile(r"\d+(\.\d+)*")
+M = TypeVar("M")
 
 
 def default_registry_root() -> Path:
@@ -632,6 +635,47 @@ def find_version(
         known = ", ".join(c.version for _, c in versions)
         raise RegistryError(f"The {what} version {version} is not installed (installed: {known}).")
     return matches[0]
+
+
+def load_version(
+    name: str, version: str | None, build: Callable[[dict[str, torch.Tensor], ModelCard, torch.device], M], *,
+    device: str = "auto", roots: list[Path] | None = None, check: Callable[[ModelCard], None] | None = None,
+    what: str | None = None, train_command: str = "neuroreview ... train",
+) -> M:
+    """The one model lookup: find ``version`` (the default when None), verify it, build it on a device.
+
+    Why one: every system used to repeat find -> check the card -> pick the device ->
+    read verified weights -> build; a fix to one copy (a check before the weights are
+    read) missed the others.
+
+    Parameters
+    ----------
+    name : str
+        Model family (``cmb-detector``, ``network-prepost``).
+    version : str or None
+        None: the registry's default (:func:`default_version`), never simply the newest.
+    build : callable
+        ``build(state_dict on CPU, card, torch.device) -> model``; its own errors about
+        weights that do not fit the card should be RegistryError.
+    check : callable, optional
+        Validates the card's config before the weights are read or a network is built.
+    what, train_command : str
+        Name the model and the way out in the "not installed" sentence.
+
+    Raises
+    ------
+    RegistryError, DeviceError
+        Nothing installed, that version not installed, unsafe or inconsistent files, or
+        an unavailable device: one sentence each.
+    """
+    from .device import resolve_device
+
+    root, card = find_version(name, version, roots, what or name, train_command)
+    if check is not None:
+        check(card)
+    choice = resolve_device(device)
+    state, card = load_state_dict(version_dir(root, name, card.version), device="cpu")
+    return build(state, card, choice.device)
 
 
 # ----------------------------------------------------------------------------- describing

@@ -34,10 +34,11 @@ from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import from_display
+from ..core.registry import installed_versions
 from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
-from ..core.tasks.cmb.model import available_versions
+from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, on_display_grid, scan_volume
 from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
@@ -239,12 +240,11 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         or ``select``. Item data stays ``(version, threshold)``.
         """
         from ..core.registry import default_version, version_label
-        from ..core.tasks.cmb.model import MODEL_NAME
 
         self.version_combo.blockSignals(True)
         self.version_combo.clear()
         try:
-            versions = available_versions(self.roots)
+            versions = installed_versions(MODEL_NAME, self.roots)
             default = default_version(MODEL_NAME, self.roots)
         except NeuroreviewError as exc:
             show_error(str(exc))
@@ -410,7 +410,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             if layer is None:
                 raise InputFileError("no SWI layer is selected: open the scan the detections were made on")
             doc = read_detections(det_json, expected_sha256=layer.metadata[META_KEY]["sha256"])  # before any write
-            cards = [c.to_dict() for _r, c in available_versions(self.roots)
+            cards = [c.to_dict() for _r, c in installed_versions(MODEL_NAME, self.roots)
                      if (c.name, c.version) == (doc["model"].get("name"), doc["model"].get("version"))]
             session = self._open_session(layer)
             added = session.import_detections(det_json, labels, cards[0] if cards else None)

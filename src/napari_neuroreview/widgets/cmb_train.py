@@ -22,10 +22,10 @@ from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEd
 
 from ..core.device import available_devices
 from ..core.errors import InputFileError, NeuroreviewError
-from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, default_version, rollback_default,
-                             set_default, version_label)
+from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, default_version,
+                             installed_versions, rollback_default, set_default, version_label)
 from ..core.store import default_store_path
-from ..core.tasks.cmb.model import MODEL_NAME, available_versions
+from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.retrain import RetrainResult, retrain_from_store
 from ..core.train.loop import FitConfig
 from ._worker import TaskRunner
@@ -99,7 +99,7 @@ class CMBTrainWidget(QWidget):
         self.base_combo.addItem(DEFAULT, None)
         self.version_combo.clear()
         try:
-            versions = available_versions(self.roots)
+            versions = installed_versions(MODEL_NAME, self.roots)
             default = default_version(MODEL_NAME, self.roots)
         except NeuroreviewError as exc:
             self.result.setText(str(exc))

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ...device import resolve_device
 from ...errors import RegistryError
 from ...models.cmb_net import CMBPatchNet
-from ...registry import ConfigRule, ModelCard, check_config, find_version, installed_versions, load_state_dict, version_dir
+from ...registry import ConfigRule, ModelCard, check_config, load_version
 
 MODEL_NAME = "cmb-detector"
 TASK = "cmb-detection"
@@ -43,11 +42,6 @@ class LoadedDetector:
     card: ModelCard
 
 
-def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
-    """Every installed version with the registry root it lives in, oldest first."""
-    return installed_versions(MODEL_NAME, roots)
-
-
 def check_detector_config(card: ModelCard) -> None:
     """Refuse a card whose config is outside the detector's schema (before building anything)."""
     check_config(card.config, CONFIG_RULES, f"model card {card.name} {card.version}", allowed=DESCRIPTIVE_KEYS)
@@ -64,20 +58,22 @@ def load_detector(
     device: str = "auto",
     roots: list[Path] | None = None,
 ) -> LoadedDetector:
-    """Load a detector version (the registry's default when None) onto a device."""
-    root, card = find_version(MODEL_NAME, version, roots, "microbleed detector", "neuroreview cmb train")
-    check_detector_config(card)  # before the weights are read or a network is built
-    choice = resolve_device(device)
-    state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
+    """Load a detector version (the registry's default when None) onto a device (:func:`registry.load_version`)."""
+    return load_version(MODEL_NAME, version, _build_loaded, device=device, roots=roots, check=check_detector_config,
+                        what="microbleed detector", train_command="neuroreview cmb train")
+
+
+def _build_loaded(state: dict[str, torch.Tensor], card: ModelCard, device: torch.device) -> LoadedDetector:
+    """The network of ``card`` with verified weights ``state``, in eval mode on ``device``."""
     net = build_net(card)
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:  # the card's shape and the weights disagree: the files, not the code
         raise RegistryError(
-            f"The model card {MODEL_NAME} {card.version} in {root} does not describe its weights "
+            f"The model card {MODEL_NAME} {card.version} does not describe its weights "
             f"({str(exc).splitlines()[0]})."
         ) from exc
-    net.to(choice.device).eval()
+    net.to(device).eval()
     return LoadedDetector(net=net, card=card)
 
 

@@ -7,9 +7,9 @@
   scaler's means and scales, the coefficients, the intercept, the chosen C), so a
   version stays two files and nothing is unpickled.
 
-Versions are searched like the microbleed detector's (``core.tasks.cmb.model``): the
-user's registry first (where ``neuroreview networks train`` writes), then the shipped
-demo weights.
+Versions are found by the one model lookup, ``core.registry.load_version``: the user's
+registry first (where ``neuroreview networks train`` writes), then the shipped demo
+weights; the registry's default when no version is named.
 
 What stage 2 reads (:func:`stage2_design`): the map embedding and the time-course
 embedding of stage 1 (each unit length, ``embed_dim`` long) and the summary features of
@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...device import resolve_device
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
 from ...registry import (
@@ -34,11 +33,8 @@ from ...registry import (
     ConfigRule,
     ModelCard,
     check_config,
-    find_version,
-    installed_versions,
-    load_state_dict,
+    load_version,
     save_model,
-    version_dir,
 )
 from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build_rows, model_context
 
@@ -48,7 +44,6 @@ __all__ = [
     "TASK",
     "LogisticModel",
     "PrePostModel",
-    "available_versions",
     "embed_rows",
     "load_prepost_model",
     "save_prepost_model",
@@ -230,11 +225,6 @@ class PrePostModel:
         return out
 
 
-def available_versions(roots: list[Path] | None = None) -> list[tuple[Path, ModelCard]]:
-    """Every installed version with the registry root it lives in, oldest first."""
-    return installed_versions(MODEL_NAME, roots)
-
-
 def _context_for(card: ModelCard) -> GridContext:
     grid = card.config.get("grid") or {}
     shape = tuple(int(n) for n in grid.get("shape", ()))
@@ -374,13 +364,10 @@ def load_prepost_model(version: str | None = None, device: str = "auto",
     ------
     RegistryError
         If no version (or not the one asked for) is installed, or its files are unsafe
-        or inconsistent (see :func:`core.registry.load_state_dict`).
+        or inconsistent (see :func:`core.registry.load_version`).
     """
-    root, card = find_version(MODEL_NAME, version, roots, "rs-fMRI pre/post model", "neuroreview networks train")
-    check_prepost_config(card)  # before the weights are read or a network is built
-    choice = resolve_device(device)
-    state, card = load_state_dict(version_dir(root, MODEL_NAME, card.version), device="cpu")
-    return model_from_card(state, card, choice.device)
+    return load_version(MODEL_NAME, version, model_from_card, device=device, roots=roots, check=check_prepost_config,
+                        what="rs-fMRI pre/post model", train_command="neuroreview networks train")
 
 
 def card_config(model: PrePostModel, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
