@@ -199,3 +199,24 @@ def test_shipped_weights_load_and_predict():
     scans = synthetic_scans(1, seed=4, n_volumes=150, context=F.model_context())
     p = model.predict_scans(scans)
     assert all(set(d) == set(model.networks) and all(0 <= v <= 1 for v in d.values()) for d in p)
+
+
+def test_a_head_that_does_not_fit_the_encoder_is_a_registry_error(tmp_path):
+    """A consistent card whose stage-2 head reads 3 inputs: one sentence on load, not a shape error at predict."""
+    import json
+    import shutil
+
+    from napari_neuroreview.core.errors import RegistryError
+    from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT, card_digest
+
+    folder = tmp_path / M.MODEL_NAME / "6.6.6"
+    shutil.copytree(SHIPPED_WEIGHTS_ROOT / M.MODEL_NAME / "1.0.0", folder)
+    data = json.loads((folder / "card.json").read_text())
+    stage2 = dict(data["config"]["stage2"])
+    stage2["motor"] = {"mean": [0.0] * 3, "scale": [1.0] * 3, "coef": [0.5] * 3, "intercept": 0.0}
+    data.update(version="6.6.6", config={**data["config"], "stage2": stage2})
+    data["card_sha256"] = card_digest(data)
+    (folder / "card.json").write_text(json.dumps(data))
+    with pytest.raises(RegistryError, match="stage-2 head 'motor' for 3 inputs"):
+        M.load_prepost_model("6.6.6", device="cpu", roots=[tmp_path])
+    assert M.load_prepost_model("1.0.0", device="cpu", roots=[SHIPPED_WEIGHTS_ROOT]).card.version == "1.0.0"

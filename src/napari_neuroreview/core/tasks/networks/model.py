@@ -318,19 +318,24 @@ def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str
     config = card.config
     reference = _reference_from_tensors(state, list(config.get("networks", [])))
     state = {k: v for k, v in state.items() if not k.startswith(_REFERENCE_PREFIX)}
+    encoder = NetworkPairEncoder(**config["encoder"])  # the config was checked: an error here is a bug
     try:
-        encoder = NetworkPairEncoder(**config["encoder"])
         encoder.load_state_dict(state)
-        heads = {name: LogisticModel.from_json(head) for name, head in config["stage2"].items()}
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except RuntimeError as exc:  # missing keys or other shapes: the files disagree, not the code
         raise RegistryError(
-            f"The {MODEL_NAME} model card {card.version} does not describe its weights: {exc}."
+            f"The {MODEL_NAME} model card {card.version} does not describe its weights: {str(exc).splitlines()[0]}."
         ) from exc
+    heads = {name: LogisticModel.from_json(head) for name, head in config["stage2"].items()}
+    representation = str(config.get("representation", "projection"))
+    width = 2 * (encoder.map_encoder.out_dim if representation == "encoder" else encoder.embed_dim) + len(FEATURE_NAMES)
+    for name, head in heads.items():
+        if head.coef.size != width:  # else every prediction would fail on the shape, as a bug
+            raise RegistryError(f"The {MODEL_NAME} model card {card.version} has a stage-2 head {name[:40]!r} "
+                                f"for {head.coef.size} inputs, but its encoder and features give {width}.")
     device = torch.device(device)
     encoder.to(device).eval()
     return PrePostModel(encoder, heads, card, device, _context_for(card),
-                        int(config.get("n_windows", N_WINDOWS)), str(config.get("representation", "projection")),
-                        reference)
+                        int(config.get("n_windows", N_WINDOWS)), representation, reference)
 
 
 _REFERENCE_PREFIX = "reference."
