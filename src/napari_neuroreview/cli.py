@@ -68,17 +68,6 @@ def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
     return parse
 
 
-def write_outputs(writes: Sequence[tuple[str | os.PathLike[str], Callable[[Path], object]]]) -> list[Path]:
-    """Write a command's outputs all together or none (:func:`core.io.outputs.write_together`).
-
-    A failing disk (full, gone, read-only since the check) comes out of write_together as
-    one OutputPathError naming the targets, with nothing left behind.
-    """
-    from .core.io.outputs import write_together
-
-    return write_together(writes)
-
-
 def check_files_exist(paths: Sequence[str | None]) -> None:
     """Refuse a missing input file before anything slow starts (napari, a model)."""
     for path in paths:
@@ -130,7 +119,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
     from .core.io import strict_json
     from .core.io.nifti import load_volume
-    from .core.io.outputs import Output, check_outputs
+    from .core.io.outputs import Output, check_outputs, write_together
     from .core.tasks import mask
 
     check_outputs([Output(args.out, (".nii.gz", ".nii"), "mask")], inputs=[args.file])
@@ -141,7 +130,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
     img = nib.Nifti1Image(result.mask.astype(np.uint8), volume.affine)
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)
-    write_outputs([(args.out, lambda tmp: nib.save(img, str(tmp)))])
+    write_together([(args.out, lambda tmp: nib.save(img, str(tmp)))])
     print(strict_json.dumps({"out": str(args.out), "volume_ml": round(result.volume_ml, 2), "threshold": result.threshold}))
     return 0
 

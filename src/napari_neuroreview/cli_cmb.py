@@ -28,7 +28,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     The outputs are checked (not an input, writable, right suffix) before the scan is read.
     """
-    from .cli import write_outputs
+    from .core.io.outputs import write_together
     from .core.io import strict_json
     from .core.io.nifti import load_volume
     from .core.io.outputs import check_outputs
@@ -41,7 +41,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     phase = load_volume(args.phase) if args.phase else None
     detector = load_detector(args.version, device=args.device)
     result = _drive(run(magnitude, phase, detector, threshold=args.threshold, device=args.device), args.quiet)
-    write_outputs(detection_writes(result, args.out, args.labels, with_paths=args.with_paths))
+    write_together(detection_writes(result, args.out, args.labels, with_paths=args.with_paths))
     if not result.detections:
         print(f"warning: {magnitude.path.name}: no microbleed scored at least {result.threshold:.3f} among "
               f"{result.n_candidates} candidate dark spots", file=sys.stderr)
@@ -69,7 +69,7 @@ def evaluation_table(summary: dict[str, Any], froc: dict[str, Any] | None = None
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics of the detector over a folder of labelled cases."""
-    from .cli import write_outputs
+    from .core.io.outputs import write_together
     from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs
     from .core.metrics import froc, summarize
@@ -93,7 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(evaluation_table(summary, curve))
     if args.json:
         text = strict_json.dumps({"summary": summary, "froc_sensitivity_at_fp": curve["at_fp"]}, indent=2) + "\n"
-        write_outputs([(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
+        write_together([(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
     return 0
 
 

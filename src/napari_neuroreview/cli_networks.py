@@ -13,16 +13,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int, write_outputs
+from .cli import bounded_float, bounded_int
+from .core.io.outputs import disk_errors, write_together
 from .core.errors import InputFileError, OutputPathError
 from .core.progress import Progress, run_to_completion
 
@@ -80,24 +79,10 @@ def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, sm
         print(f"warning: {sentence}", file=sys.stderr)
     extra = {"source": bold_path.name, "source_sha256": volume.sha256, "tr_s": volume.tr_s,
              **provenance(n_components, seed, **comps.info)}
-    with _disk(out_dir):
+    with disk_errors([out_dir]):
         write_ica(out_dir, comps, assignment, extra)
     return {"bold": str(bold_path), "out": str(out_dir), "n_components": n_components,
             "seconds": round(seconds, 2), "networks": _summary(assignment)}
-
-
-@contextlib.contextmanager
-def _disk(target: Path) -> Iterator[None]:
-    """A failing disk while writing ``target`` (a folder) as one sentence, like ``cli.write_outputs``.
-
-    Why: the output was checked before computing, so an OSError now is the disk (full,
-    gone, read-only since), not a bug; the ICA writer leaves nothing half-written.
-    """
-    try:
-        yield
-    except OSError as exc:
-        # not exc.filename: that is a file in the hidden staging folder, which is gone
-        raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
 
 
 def cohort_sessions(cohort: Path) -> list[Path]:
@@ -174,7 +159,7 @@ def cmd_match(args: argparse.Namespace) -> int:
         else:
             index = parse_component(component, comps.n_components, where=f"--set {item}")
             assignment = assignment.override(network, index)
-    with _disk(folder):
+    with disk_errors([folder]):
         store_assignment(folder, assignment, comps)
     shared = assignment.shared_components()
     for k, names in shared.items():
@@ -193,7 +178,7 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
         raise OutputPathError(f"{out}: is a file; the cohort is written into a folder")
     check_outputs([Output(out / "cohort.json", what="cohort.json")] if out.is_dir()
                   else [Output(out, what="cohort folder")])
-    with _disk(out):
+    with disk_errors([out]):
         paths = _drive(write_bold_cohort(out, n_patients=args.n, seed=args.seed, effect_size=args.effect_size,
                                          n_volumes=args.n_volumes, voxel_mm=args.voxel_mm), args.quiet)
     print(json.dumps({"out": str(args.out), "patients": args.n, "files": len(paths)}))
@@ -212,7 +197,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                             with_tsne=False), args.quiet)
     for sentence in result.messages:
         print(f"warning: {sentence}", file=sys.stderr)
-    write_outputs([(args.out, lambda tmp: write_comparison(result, tmp))])
+    write_together([(args.out, lambda tmp: write_comparison(result, tmp))])
     table = {name: {state: round(result.probabilities[state][name], 3) for state in ("pre", "post")}
              for name in result.probabilities["pre"]}
     print(json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2, allow_nan=False))
@@ -243,7 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                                              encoding="utf-8")))
     if args.tsne:
         writes.append((args.tsne, lambda tmp: evaluate.save_tsne_png(result, tmp)))
-    write_outputs(writes)  # both or neither
+    write_together(writes)  # both or neither
     return 0
 
 

@@ -11,9 +11,10 @@ the previous files intact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,22 @@ def write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]]) 
         When the disk fails (full, gone, read-only since the check): the paths were
         checked before computing, so this is the user's disk, not a bug; nothing changed.
     """
-    try:
+    with disk_errors([t for t, _w in writes]):
         return _write_together(writes)
+
+
+@contextlib.contextmanager
+def disk_errors(targets: Sequence[PathLike]) -> Iterator[None]:
+    """An OSError while writing ``targets`` becomes one OutputPathError naming them.
+
+    Why: outputs are checked before computing, so an OSError while writing is the user's
+    disk (full, gone, read-only since), not a bug. The message names the targets, not
+    ``exc.filename``: that is a temporary or staging file the user never chose.
+    """
+    try:
+        yield
     except OSError as exc:
-        target = ", ".join(str(t) for t, _w in writes)  # not exc.filename: that is the temporary file
+        target = ", ".join(str(t) for t in targets)
         raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
 
 
