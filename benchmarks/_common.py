@@ -215,17 +215,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 def clean_json(obj: Any) -> Any:
-    """Replace NaN/inf by None and numpy by Python, recursively (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean_json(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
+    """Strict-JSON-ready ``obj``: the package's sanitiser (``core.io.strict_json.plain``), paths as text.
+
+    Benchmark results name their own temporary files and weight folders, so paths are kept
+    here (unlike in the plugin's exports).
+    """
+    from napari_neuroreview.core.io.strict_json import plain
+
+    return json.loads(json.dumps(plain(obj), default=str))
