@@ -31,7 +31,8 @@ def _task(name: str) -> str:
 
 def version_rows(name: str, roots: list[Path]) -> list[str]:
     """One line per installed version: default mark, version, demo flag, parent, date, held-out figures."""
-    from .core.registry import default_version, held_out_text, installed_versions, is_demo
+    from .core.model_labels import held_out_text, is_demo
+    from .core.registry import default_version, installed_versions
 
     versions = installed_versions(name, roots)
     default = default_version(name, roots)

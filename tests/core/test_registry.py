@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from napari_neuroreview.core.errors import RegistryError
+from napari_neuroreview.core.model_config import ConfigRule, check_config
 from napari_neuroreview.core.registry import (
     CARD_FILE,
     DEFAULT_FILE,
     DEMO_NOTE,
     SHIPPED_WEIGHTS_ROOT,
     WEIGHTS_FILE,
-    ConfigRule,
     ModelCard,
     card_digest,
-    check_config,
     check_new_version,
     default_version,
     find_version,

@@ -26,7 +26,7 @@ Why this shape:
   sets it only when the new version is not worse, and the user can set it or roll it
   back (``neuroreview models``). With no recorded default, the newest version of the
   last root (the shipped weights) that is not flagged ``not_default`` is the default.
-* **Configs are validated before a network is built** (:func:`check_config`): a crafted
+* **Configs are validated before a network is built** (:func:`core.model_config.check_config`): a crafted
   card cannot make the loader allocate gigabytes.
 """
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -57,12 +56,9 @@ __all__ = [
     "DEMO_NOTE",
     "SHIPPED_WEIGHTS_ROOT",
     "card_digest",
-    "check_config",
     "check_new_version",
     "default_version",
     "find_version",
-    "held_out_text",
-    "is_demo",
     "next_version",
     "rollback_default",
     "set_default",
@@ -78,7 +74,6 @@ __all__ = [
     "save_model",
     "version_dir",
     "version_key",
-    "version_label",
 ]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -676,126 +671,3 @@ def load_version(
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, name, card.version), device="cpu")
     return build(state, card, choice.device)
-
-
-# ----------------------------------------------------------------------------- describing
-
-
-def is_demo(card: ModelCard) -> bool:
-    """Weights trained on simulated data (the shipped ones and anything fine-tuned from them)."""
-    return DEMO_NOTE in card.notes
-
-
-def held_out_text(card: ModelCard) -> str:
-    """One line of a card's figures on held-out reviews, or '' when it has none.
-
-    Cards made by retraining hold ``config["held_out"]``: the parent's and this
-    version's sensitivity and FP/scan, each at its own threshold, on the same scans.
-    """
-    held = card.config.get("held_out")
-    if not isinstance(held, dict) or not isinstance(held.get("after"), dict):
-        return ""
-
-    def figures(part: Any) -> str:
-        if not isinstance(part, dict):
-            return "?"
-        sens, fp, thr = (part.get(k) for k in ("sensitivity", "fp_per_subject", "threshold"))
-        return (f"sensitivity {_num(sens)}, FP/scan {_num(fp)} at threshold {_num(thr, 3)}")
-
-    text = f"held-out ({held.get('n_scans', '?')} reviewed scans): {figures(held['after'])}"
-    if isinstance(held.get("before"), dict):
-        text += f"; parent {held.get('parent', '?')}: {figures(held['before'])}"
-    return text
-
-
-def version_label(card: ModelCard, default: str | None) -> str:
-    """A version as a picker shows it: default mark, demo flag, held-out figures, refusal flag.
-
-    One place, so the review widget, the retraining widget and ``models list`` agree.
-    """
-    parts = [card.version + (" (default)" if card.version == default else "")]
-    if is_demo(card):
-        parts.append("demo weights")
-    held = card.config.get("held_out")
-    after = held.get("after") if isinstance(held, dict) else None
-    if isinstance(after, dict):
-        parts.append(f"held-out sensitivity {_num(after.get('sensitivity'))}, FP/scan {_num(after.get('fp_per_subject'))}"
-                     f" ({held.get('n_scans', '?')} scans)")
-    else:
-        parts.append("no held-out reviews")
-    if card.config.get("not_default"):
-        parts.append("not default: worse on held-out reviews")
-    return " \u00b7 ".join(parts)
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    return f"{float(value):.{digits}f}" if isinstance(value, (int, float)) else "n/a"
-
-
-# ----------------------------------------------------------------------------- config
-
-
-_KIND_WORDS = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
-
-
-@dataclass(frozen=True)
-class ConfigRule:
-    """What one architecture setting of a card may be: a type and an inclusive range."""
-
-    kind: type
-    low: float | None = None
-    high: float | None = None
-
-
-def check_config(config: Any, rules: dict[str, ConfigRule], where: str, allowed: set[str] | None = None,
-                 required: tuple[str, ...] = ()) -> None:
-    """Refuse a card config outside its task's schema, before any network is built.
-
-    Why: the config decides the size of the network; a crafted card (``width`` 100000)
-    would otherwise make the loader allocate gigabytes and die with a raw error.
-
-    Parameters
-    ----------
-    config : dict
-        The card's config (or a part of it, such as the encoder settings).
-    rules : dict
-        Setting -> :class:`ConfigRule`; each present setting must satisfy its rule.
-    where : str
-        Names the card in the message ("model card cmb-detector 1.1.0").
-    allowed : set of str, optional
-        Every key the config may hold (the rules' keys are always allowed); None allows
-        descriptive keys that the builder never reads.
-    required : tuple of str
-        Keys that must be present.
-
-    Raises
-    ------
-    RegistryError
-        One sentence naming the card, the key, its value and the allowed range.
-    """
-    if not isinstance(config, dict):
-        raise RegistryError(f"The {where} config is not a JSON object.")
-    missing = [key for key in required if key not in config]
-    if missing:
-        raise RegistryError(f"The {where} config lacks {', '.join(missing)}.")
-    if allowed is not None:
-        unknown = sorted(set(config) - allowed - set(rules))
-        if unknown:
-            raise RegistryError(f"The {where} config has unknown key(s) {', '.join(unknown)}; refusing to build it.")
-    for key, rule in rules.items():
-        if key not in config:
-            continue
-        value = config[key]
-        if rule.kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        else:
-            ok = isinstance(value, rule.kind) and not isinstance(value, bool) if rule.kind is int \
-                else isinstance(value, rule.kind)
-        in_range = ok and (rule.low is None or value >= rule.low) and (rule.high is None or value <= rule.high)
-        if not in_range:
-            bounds = _KIND_WORDS.get(rule.kind, rule.kind.__name__) + (
-                f" in [{rule.low:g}, {rule.high:g}]" if rule.low is not None and rule.high is not None else "")
-            raise RegistryError(
-                f"The {where} config has {key}={json.dumps(value)[:60]}, which is not {bounds}; "
-                "refusing to build the network."
-            )

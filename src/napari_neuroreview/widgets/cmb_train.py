@@ -22,8 +22,9 @@ from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEd
 
 from ..core.device import available_devices
 from ..core.errors import InputFileError, NeuroreviewError
+from ..core.model_labels import version_label
 from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, default_version,
-                             installed_versions, rollback_default, set_default, version_label)
+                             installed_versions, rollback_default, set_default)
 from ..core.store import default_store_path
 from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.retrain import RetrainResult, retrain_from_store

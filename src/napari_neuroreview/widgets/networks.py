@@ -39,7 +39,8 @@ from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.ica_folder import component_label
 from ..core.io.layers import image_layer_data
 from ..core.io.nifti import volume_from_image
-from ..core.registry import DEMO_NOTE, is_demo
+from ..core.model_labels import is_demo
+from ..core.registry import DEMO_NOTE
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
 from ._network_plots import NETWORK_COLORS, NetworkPlots
 from ._worker import TaskRunner
@@ -416,7 +417,7 @@ class NetworksWidget(QWidget):
 
 
 def model_text(comparison: Comparison) -> str:
-    """Which model gave the probabilities, with the demo flag its card carries (``registry.is_demo``).
+    """Which model gave the probabilities, with the demo flag its card carries (``model_labels.is_demo``).
 
     Why from the card: a version the user trained on their own scans is not demo weights;
     a comparison without its model (never from :func:`compare`) is flagged as demo, the safe side.

@@ -17,7 +17,8 @@ import torch
 
 from ...errors import RegistryError
 from ...models.cmb_net import CMBPatchNet
-from ...registry import ConfigRule, ModelCard, check_config, load_version
+from ...model_config import ConfigRule, check_config
+from ...registry import ModelCard, load_version
 
 MODEL_NAME = "cmb-detector"
 TASK = "cmb-detection"

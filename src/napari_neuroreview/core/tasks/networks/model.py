@@ -28,11 +28,10 @@ import torch
 
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
+from ...model_config import ConfigRule, check_config
 from ...registry import (
     DEMO_NOTE,
-    ConfigRule,
     ModelCard,
-    check_config,
     load_version,
     save_model,
 )
