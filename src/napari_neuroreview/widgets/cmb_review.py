@@ -39,7 +39,8 @@ from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME
-from ..core.tasks.cmb.review import ReviewSession, default_reviewer, detect_for_review, on_display_grid, scan_volume
+from ..core.tasks.cmb.review import ReviewSession, default_reviewer
+from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid, scan_volume
 from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
@@ -239,7 +240,8 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         The registry's default is selected (not the newest: a newer version may be worse),
         or ``select``. Item data stays ``(version, threshold)``.
         """
-        from ..core.registry import default_version, version_label
+        from ..core.model_labels import version_label
+        from ..core.registry import default_version
 
         self.version_combo.blockSignals(True)
         self.version_combo.clear()
