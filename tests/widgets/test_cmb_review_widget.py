@@ -12,6 +12,7 @@ import torch
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
+import napari_user
 import napari_user as user
 from napari_neuroreview.core.io.export import napari_world_to_ras, ras_to_napari_world
 from napari_neuroreview.core.progress import Progress
@@ -170,7 +171,7 @@ def test_detect_review_export_and_restore(case, qtbot, tmp_path) -> None:
     before = {fid: (s, w) for fid, (s, w, _) in stored(store_path).items()}
     widget.close()
     viewer.window.remove_dock_widget(widget)
-    _, again = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Microbleed review")  # the manifest entry
+    again = napari_user.dock(viewer, "Microbleed review")  # the manifest entry (`user` is a list here)
     assert again.session is None  # the default store (empty) knows nothing of this scan
     again.store_path.setText(str(store_path))
     again.store_path.editingFinished.emit()
@@ -321,13 +322,14 @@ def test_napari_point_tools_are_recorded_too(case, qtbot, tmp_path) -> None:
 
 
 def test_shares_the_case_widgets_store(case, tmp_path) -> None:
-    viewer, _, _, _ = case
-    _, case_widget = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Case")
+    viewer, first, _, _ = case
+    first.close()  # the review dock closed, then opened again from the Plugins menu once Case has a store
+    viewer.window.remove_dock_widget(first)
+    case_widget = user.dock(viewer, "Case")
     CaseStore(tmp_path / "shared.sqlite").close()
     case_widget.store_path.setText(str(tmp_path / "shared.sqlite"))
     case_widget.open_store()
-    review = CMBReviewWidget(viewer)  # a second review widget (the Plugins menu opens one)
-    viewer.window.add_dock_widget(review, name="Review 2")
+    review = user.dock(viewer, "Microbleed review")
     assert review.store_path.text() == str(tmp_path / "shared.sqlite")
     assert review.open_store() is case_widget.store
     review.close()
