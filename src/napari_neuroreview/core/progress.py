@@ -83,3 +83,17 @@ def relay(task: Generator[Progress, None, R], restate: Callable[[Progress], Prog
         except StopIteration as stop:
             return stop.value
         yield restate(update)
+
+
+def within(task: TaskGenerator[R], start: int, span: int, total: int, what: str) -> TaskGenerator[R]:
+    """Run a sub-task as units ``start .. start + span`` of ``total``, prefixing its messages.
+
+    Why: a long task made of stages (load, cross-validate, train) shows one progress bar
+    that moves through each stage in turn, and Cancel reaches whichever stage runs.
+    """
+    while True:
+        try:
+            update = next(task)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(start + int(span * update.fraction), total, f"{what}: {update.message}")

@@ -37,7 +37,7 @@ import numpy as np
 from ...device import resolve_device
 from ...explain.embeddings import tsne_coordinates
 from ...metrics.classification import binary_metrics, bootstrap_ci
-from ...progress import Progress, TaskGenerator, relay
+from ...progress import Progress, TaskGenerator, relay, within
 from . import train as _train
 from .features import NetworkRows
 from .model import embed_rows, stage2_design
@@ -352,7 +352,7 @@ def evaluate_cohort(cohort: str | Path, config: EvaluationConfig | None = None, 
     from .cohort import load_cohort
     from .features import build_rows
 
-    scans, warnings = yield from _train._within(load_cohort(cohort), 0, 100, 300, "Loading the cohort")
+    scans, warnings = yield from within(load_cohort(cohort), 0, 100, 300, "Loading the cohort")
     rows = build_rows(scans)
-    result = yield from _train._within(cross_validate(rows, config, device), 100, 200, 300, "Cross-validation")
+    result = yield from within(cross_validate(rows, config, device), 100, 200, 300, "Cross-validation")
     return result, warnings

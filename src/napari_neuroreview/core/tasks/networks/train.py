@@ -45,7 +45,7 @@ from torch.nn import functional as F
 from ...device import resolve_device
 from ...errors import InsufficientDataError
 from ...models.network_encoder import TC_LENGTH, NetworkPairEncoder
-from ...progress import Progress, TaskGenerator
+from ...progress import Progress, TaskGenerator, within
 from ...registry import DEMO_NOTE, ModelCard
 from ...train.loop import FitHistory
 from .features import GridContext, NetworkRows, model_context
@@ -411,7 +411,7 @@ def train_on_cohort(
     started = time.perf_counter()
     span = 100
     total = 3 * span
-    scans, warnings = yield from _within(load_cohort(cohort), 0, span, total, "Loading the cohort")
+    scans, warnings = yield from within(load_cohort(cohort), 0, span, total, "Loading the cohort")
     rows = build_rows(scans)
     seconds = {"load": time.perf_counter() - started}
     metrics: dict[str, float] = {}
@@ -421,7 +421,7 @@ def train_on_cohort(
         t0 = time.perf_counter()
         config = EvaluationConfig(folds=cv_folds, seed=stage1.seed, n_boot=n_boot, stage1=stage1, stage2=stage2,
                                   tsne=False)
-        evaluation = yield from _within(cross_validate(rows, config, device), span, span, total, "Cross-validation")
+        evaluation = yield from within(cross_validate(rows, config, device), span, span, total, "Cross-validation")
         for name in evaluation.networks:
             for metric in CARD_METRICS:
                 metrics[f"{metric}_{name}"] = evaluation.metrics["model"][name][metric]["value"]
@@ -438,7 +438,7 @@ def train_on_cohort(
         seconds["cross_validation"] = evaluation.seconds
         seconds["cross_validation_wall"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model, train_report = yield from _within(train_prepost(rows, stage1, stage2, device), 2 * span, span, total,
+    model, train_report = yield from within(train_prepost(rows, stage1, stage2, device), 2 * span, span, total,
                                              "Training on all patients")
     seconds["final_training"] = time.perf_counter() - t0
     extra["train_loss"] = train_report["train_loss"]
@@ -450,12 +450,3 @@ def train_on_cohort(
     yield Progress(total, total, f"Saved {card.name} {card.version}")
     return card, report
 
-
-def _within(task: TaskGenerator[Any], start: int, span: int, total: int, what: str) -> TaskGenerator[Any]:
-    """Run a sub-task as units ``start .. start + span`` of ``total``, prefixing its messages."""
-    while True:
-        try:
-            update = next(task)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(start + int(span * update.fraction), total, f"{what}: {update.message}")
