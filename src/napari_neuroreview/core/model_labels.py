@@ -57,5 +57,15 @@ def version_label(card: ModelCard, default: str | None) -> str:
     return " \u00b7 ".join(parts)
 
 
+def tag_label(card: ModelCard, default: str | None) -> str:
+    """A version with its default mark and its card's tag only: demo or own weights.
+
+    For models whose cards carry no held-out reviews (the networks model), where
+    :func:`version_label`'s "no held-out reviews" would say nothing useful.
+    """
+    mark = " (default)" if card.version == default else ""
+    return f"{card.version}{mark} \u00b7 {'demo weights' if is_demo(card) else 'own weights'}"
+
+
 def _num(value: Any, digits: int = 2) -> str:
     return f"{float(value):.{digits}f}" if isinstance(value, (int, float)) else "n/a"

@@ -1,0 +1,318 @@
+"""The parts every model widget is built from: layers, device, version, settings, run.
+
+A model widget does the same five things; each is one part here (composition, no base
+class), so every system's widget looks and behaves alike:
+
+1. :class:`LayerPicker` - a combo of the viewer's layers that a predicate accepts, kept in
+   step with the viewer (inserted, removed, reordered); ``layer()`` is the chosen one.
+   Task rules (which layer is a phase, which grid) stay in the task, not here.
+2. :class:`DevicePicker` - ``auto | cpu | cuda | mps`` and a VISIBLE label of what will
+   run (``core.device``), so a CPU fallback is never silent.
+3. :class:`VersionPicker` - the installed versions of one model with each card's tag
+   (demo or own weights, held-out figures; ``core.model_labels``), the default selected.
+4. :class:`ConfigForm` - spin boxes / check boxes for chosen fields of the task's config
+   dataclass: defaults from the dataclass, ranges from ``core.config_fields`` (the CLI reads
+   the same), so widget, CLI and core share one set of defaults.
+5. :class:`~._worker.TaskRunner` - Run / Cancel / progress around the task generator; a
+   ``NeuroreviewError`` is one sentence.
+
+A new system's widget (the pattern of ``case.py``, ``networks.py``, ``cmb_train.py``)::
+
+    class StrokeWidget(QWidget):
+        def __init__(self, napari_viewer, parent=None):
+            super().__init__(parent)
+            self.viewer = napari_viewer
+            self.scan = LayerPicker(napari_viewer, is_scan)
+            self.device = DevicePicker()
+            self.versions = VersionPicker(MODEL_NAME)
+            form = QFormLayout(self)
+            form.addRow("Scan", self.scan)
+            form.addRow("Model", self.versions)
+            self.settings = ConfigForm(StrokeConfig, ("epochs",), form)  # rows go into `form`
+            form.addRow("Device", self.device)
+            self.runner = TaskRunner("Predict stroke risk", self._start, self._show)
+            form.addRow(self.runner)
+
+        def _start(self):            # GUI thread: read the inputs, raise NeuroreviewError if missing
+            layer = require_layer(self.scan, "open a scan first")
+            return stroke.run(volume_from_layer(layer), version=self.versions.version(),
+                              config=self.settings.config(), device=self.device.requested())
+
+        def _show(self, result):     # GUI thread: layers, table, notification
+            ...
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+
+from ..core.config_fields import config_default, field_range
+from ..core.device import DeviceChoice, available_devices, resolve_device
+from ..core.errors import InputFileError, NeuroreviewError
+from ..core.model_labels import version_label
+from ..core.registry import ModelCard, default_version, installed_versions
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "require_layer"]
+
+
+def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
+    """A long layer name or version label must not widen the dock past the screen: elide it."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    return combo
+
+
+class LayerPicker(QComboBox):
+    """The viewer's layers that ``accept`` takes, by name, following the viewer.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (napari hands plugins a proxy: layers are found by name, never by ``is``).
+    accept : callable
+        ``accept(layer) -> bool``: which layers are offered.
+    leading : sequence of str
+        Choices listed before the layers (e.g. "(no phase)", "MNI152 template"); ``layer()``
+        is None for them.
+
+    Signals
+    -------
+    changed
+        After the user picks another item and after every refresh (the chosen layer's data
+        may have been replaced under the same name), so the host updates what it shows.
+    """
+
+    changed = Signal()
+
+    def __init__(self, viewer: napari.Viewer, accept: Callable[[Any], bool], leading: Sequence[str] = (),
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.accept = accept
+        self.leading = list(leading)
+        elide(self)
+        self.currentIndexChanged.connect(lambda _index: self.changed.emit())
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            event.connect(self.refresh)
+        self.refresh()
+
+    def layers(self) -> list[Any]:
+        """The layers offered, in the viewer's order."""
+        return [layer for layer in self.viewer.layers if self.accept(layer)]
+
+    def layer(self) -> Any | None:
+        """The chosen layer, or None (nothing chosen, or a leading choice)."""
+        name = self.currentText()
+        if name in self.leading:
+            return None
+        return next((layer for layer in self.layers() if layer.name == name), None)
+
+    def refresh(self, *_: Any) -> None:
+        """List the layers again, keeping the choice when it is still there."""
+        keep = self.currentText()
+        items = [*self.leading, *(layer.name for layer in self.layers())]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(items)
+        if keep in items:
+            self.setCurrentText(keep)
+        self.blockSignals(False)
+        self.changed.emit()
+
+
+def require_layer(picker: LayerPicker, missing: str) -> Any:
+    """The chosen layer, or the user mistake ``missing`` as one sentence (``InputFileError``)."""
+    layer = picker.layer()
+    if layer is None:
+        raise InputFileError(missing)
+    return layer
+
+
+class DevicePicker(QWidget):
+    """The device combo and, under it, the label of what will run ("Using CPU (requested)").
+
+    Why visible: a silent CPU fallback turns seconds into minutes; the label says it before Run.
+    A device asked for by name that is missing is said in the label (and a notification).
+    """
+
+    changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.combo = elide(QComboBox())
+        self.combo.addItems(available_devices())
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.label)
+        self.combo.currentTextChanged.connect(self._update)
+        self._update(self.combo.currentText())
+
+    def requested(self) -> str:
+        """What the user asked for (``'auto'``, ``'cpu'``, ...): what core tasks take."""
+        return self.combo.currentText()
+
+    def choice(self) -> DeviceChoice:
+        """The resolved device (raises ``DeviceError`` for a missing GPU asked for by name)."""
+        return resolve_device(self.requested())
+
+    def _update(self, requested: str) -> None:
+        try:
+            self.label.setText(f"Using {resolve_device(requested).label}")
+        except NeuroreviewError as exc:
+            self.label.setText(str(exc))
+            show_error(str(exc))
+        self.changed.emit(requested)
+
+
+class VersionPicker(QWidget):
+    """The installed versions of one model, each with its card's tag; the default selected.
+
+    Parameters
+    ----------
+    model_name : str
+        Registry name (e.g. ``cmb-detector``).
+    roots : list of Path, optional
+        Registry roots searched (default: the user's, then the shipped weights).
+    describe : callable
+        ``describe(card, default_version) -> str``, the item text; default
+        ``model_labels.version_label`` (default mark, demo flag, held-out figures).
+    default_item : str, optional
+        A first item meaning "the registry's default" (``version()`` is None for it).
+    newest_first : bool
+        List the newest version at the top.
+
+    Item data is the version string (None for ``default_item``).
+    """
+
+    changed = Signal()
+
+    def __init__(self, model_name: str, roots: list[Path] | None = None,
+                 describe: Callable[[ModelCard, str | None], str] = version_label, default_item: str | None = None,
+                 newest_first: bool = False, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model_name = model_name
+        self.roots = roots
+        self.describe = describe
+        self.default_item = default_item
+        self.newest_first = newest_first
+        self.cards: dict[str, ModelCard] = {}
+        self.error: str | None = None
+        self.combo = elide(QComboBox())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        self.combo.currentIndexChanged.connect(lambda _index: self.changed.emit())
+        self.refresh()
+
+    def refresh(self, select: str | None = None) -> str | None:
+        """List the versions again; select ``select``, else the default item or the default version.
+
+        Returns the registry's refusal as one sentence (the list is then empty), or None.
+        """
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        if self.default_item is not None:
+            self.combo.addItem(self.default_item, None)
+        self.cards, self.error = {}, None
+        try:
+            versions = installed_versions(self.model_name, self.roots)
+            default = default_version(self.model_name, self.roots)
+        except NeuroreviewError as exc:
+            versions, default, self.error = [], None, str(exc)
+        for _root, card in (reversed(versions) if self.newest_first else versions):
+            self.cards[card.version] = card
+            self.combo.addItem(self.describe(card, default), card.version)
+        wanted = select if select is not None else (None if self.default_item is not None else default)
+        index = self.combo.findData(wanted) if wanted is not None else 0
+        self.combo.setCurrentIndex(index if index >= 0 else self.combo.count() - 1)
+        self.combo.blockSignals(False)
+        self.changed.emit()
+        return self.error
+
+    def version(self) -> str | None:
+        """The chosen version (None: the registry's default, or nothing installed)."""
+        return self.combo.currentData()
+
+    def card(self) -> ModelCard | None:
+        """The chosen version's card (None for the default item)."""
+        version = self.version()
+        return self.cards.get(version) if version is not None else None
+
+
+class ConfigForm(QWidget):
+    """Inputs for chosen fields of a task's config dataclass, defaults and ranges from one place.
+
+    Parameters
+    ----------
+    config : type
+        The config dataclass (e.g. the microbleed training config).
+    fields : sequence of str
+        Its fields to offer: ints become spin boxes, floats double spin boxes (range from
+        ``core.config_fields.field_range``), bools check boxes; the value shown first is the
+        dataclass default (``config_default``), the same one the CLI uses.
+    form : QFormLayout, optional
+        Put the rows into the host's form (aligned with its other rows) rather than into
+        this widget's own.
+    """
+
+    def __init__(self, config: type, fields: Sequence[str], form: QFormLayout | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent if parent is not None or form is None else form.parentWidget())
+        self.config_class = config
+        self.inputs: dict[str, QWidget] = {}
+        own = QFormLayout(self)
+        own.setContentsMargins(0, 0, 0, 0)
+        target = form if form is not None else own
+        for name in fields:
+            label, widget = self._input(name)
+            self.inputs[name] = widget
+            target.addRow(label, widget)
+        if form is not None:
+            self.setVisible(False)  # its rows live in the host's form
+
+    def _input(self, name: str) -> tuple[str, QWidget]:
+        default = config_default(self.config_class, name)
+        if isinstance(default, bool):
+            box = QCheckBox()
+            box.setChecked(default)
+            return name.replace("_", " ").capitalize(), box
+        if not isinstance(default, (int, float)):
+            raise TypeError(f"{self.config_class.__name__}.{name}: a form offers int, float and bool fields only")
+        bounds = field_range(self.config_class, name)
+        if isinstance(default, int):
+            spin: QSpinBox | QDoubleSpinBox = QSpinBox()
+            spin.setRange(int(bounds.low), int(bounds.high))
+        else:
+            spin = QDoubleSpinBox()
+            spin.setDecimals(max(2, math.ceil(-math.log10(bounds.low))) if 0 < bounds.low < 1 else 2)
+            spin.setRange(bounds.low, bounds.high)
+        spin.setValue(default)
+        return bounds.label, spin
+
+    def widget(self, name: str) -> QWidget:
+        """The input of one field."""
+        return self.inputs[name]
+
+    def values(self) -> dict[str, Any]:
+        """The values shown, by field name."""
+        out: dict[str, Any] = {}
+        for name, widget in self.inputs.items():
+            out[name] = widget.isChecked() if isinstance(widget, QCheckBox) else widget.value()
+        return out
+
+    def config(self, **others: Any) -> Any:
+        """The config dataclass with the form's values (and ``others``); the rest keep their defaults."""
+        return self.config_class(**self.values(), **others)
