@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from napari_neuroreview.core.device import resolve_device
 from napari_neuroreview.core.io.layers import geometry_of
 from napari_neuroreview.core.store import CaseStore
 from napari_neuroreview.widgets.case import cursor_text, text_overlay
@@ -30,7 +31,7 @@ def case(make_napari_viewer, tmp_path, ras_image):
 
 def test_shows_the_scan_and_switches_convention(case) -> None:
     viewer, widget, _, _ = case
-    assert widget.image_combo.currentText() == "scan"
+    assert widget.scan.currentText() == "scan"
     text = widget.info.text()
     assert "LPS" in text and "1 x 1.25 x 2.5 mm" in text and "40 x 48 x 24" in text
     assert not widget.warning.isVisible()
@@ -40,7 +41,8 @@ def test_shows_the_scan_and_switches_convention(case) -> None:
     assert viewer.scene.camera.orientation2d[1] == "left"
     assert "neurological" in text_overlay(viewer).text
     assert viewer.layers["scan"].data[0, 0, 0] == viewer.layers["scan"].data[0, 0, 0]  # data untouched
-    assert "CPU" in widget.device_label.text() or "CUDA" in widget.device_label.text()
+    assert widget.device.label.isVisibleTo(widget)  # what will run is said before anything runs
+    assert widget.device.label.text() == f"Using {resolve_device('auto').label}"
 
 
 def test_oblique_warning_stays_visible(make_napari_viewer, tmp_path) -> None:

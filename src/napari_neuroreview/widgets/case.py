@@ -17,29 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QApplication,
-    QButtonGroup,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPushButton,
-    QRadioButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import (QApplication, QButtonGroup, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QLineEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
 
-from ..core.device import available_devices, resolve_device
-from ..core.errors import InputFileError, NeuroreviewError
+from ..core.errors import NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.nifti import Volume
 from ..core.store import CaseStore, default_store_path
 from ..core.tasks import mask as mask_task
+from ._base import DevicePicker, LayerPicker, require_layer
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
@@ -88,6 +75,11 @@ def cursor_text(napari_world: np.ndarray, geometry: Any) -> str:
     return text
 
 
+def is_scan(layer: Any) -> bool:
+    """An Image layer made by this plugin's reader (it carries the file's geometry)."""
+    return isinstance(layer, Image) and META_KEY in layer.metadata
+
+
 class CaseWidget(QWidget):
     """Dock widget for the open case (see the module docstring)."""
 
@@ -96,7 +88,7 @@ class CaseWidget(QWidget):
         self.viewer = napari_viewer
         self.store: CaseStore | None = None
 
-        self.image_combo = QComboBox()
+        self.scan = LayerPicker(napari_viewer, is_scan)
         self.info = QLabel("No scan loaded. File > Open a NIfTI/MGH scan, or File > Open Sample.")
         self.info.setWordWrap(True)
         self.warning = QLabel("")
@@ -106,7 +98,7 @@ class CaseWidget(QWidget):
 
         scan_box = QGroupBox("Scan")
         scan_layout = QVBoxLayout(scan_box)
-        scan_layout.addWidget(self.image_combo)
+        scan_layout.addWidget(self.scan)
         scan_layout.addWidget(self.info)
         scan_layout.addWidget(self.warning)
         self.cursor = QLabel("Cursor: move over the image")
@@ -123,10 +115,7 @@ class CaseWidget(QWidget):
         view_layout.addWidget(self.radiological)
         view_layout.addWidget(self.neurological)
 
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
-        self.device_label = QLabel("")
-        self.device_label.setWordWrap(True)
+        self.device = DevicePicker()
         self.store_path = QLineEdit(str(default_store_path()))
         self.store_button = QPushButton("Open store")
         self.store_browse = QPushButton("...")
@@ -138,8 +127,7 @@ class CaseWidget(QWidget):
         store_row.addWidget(self.store_button)
         setup_box = QGroupBox("Compute and store")
         setup_form = QFormLayout(setup_box)
-        setup_form.addRow("Device", self.device_combo)
-        setup_form.addRow("", self.device_label)
+        setup_form.addRow("Device", self.device)
         setup_form.addRow("Store", store_row)
         setup_form.addRow("", self.store_label)
 
@@ -160,15 +148,11 @@ class CaseWidget(QWidget):
         layout.addStretch(1)
 
         self.radiological.toggled.connect(self._on_convention)
-        self.device_combo.currentTextChanged.connect(self._on_device)
         self.store_button.clicked.connect(self.open_store)
         self.store_browse.clicked.connect(self._browse_store)
-        self.image_combo.currentIndexChanged.connect(self._show_scan)
+        self.scan.changed.connect(self._show_scan)
         self.new_labels_button.clicked.connect(self.new_labels)
         self.new_points_button.clicked.connect(self.new_points)
-        self.viewer.layers.events.inserted.connect(self._refresh_images)
-        self.viewer.layers.events.removed.connect(self._refresh_images)
-        self.viewer.layers.events.reordered.connect(self._refresh_images)
 
         self.viewer.mouse_move_callbacks.append(self._on_mouse_move)
         app = QApplication.instance()
@@ -176,31 +160,12 @@ class CaseWidget(QWidget):
             app.aboutToQuit.connect(self.close_store)
 
         set_convention(self.viewer, RADIOLOGICAL)
-        self._on_device(self.device_combo.currentText())
-        self._refresh_images()
+        self._show_scan()
 
     # ----------------------------------------------------------------- scan
-    def _scan_layers(self) -> list[Image]:
-        return [lyr for lyr in self.viewer.layers if isinstance(lyr, Image) and META_KEY in lyr.metadata]
-
     def selected_image(self) -> Image | None:
         """The scan chosen in the combo box (an Image layer made by this plugin's reader)."""
-        name = self.image_combo.currentText()
-        for layer in self._scan_layers():
-            if layer.name == name:
-                return layer
-        return None
-
-    def _refresh_images(self, *_: Any) -> None:
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self._scan_layers()]
-        self.image_combo.blockSignals(True)
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
-        self.image_combo.blockSignals(False)
-        self._show_scan()
+        return self.scan.layer()
 
     def _show_scan(self, *_: Any) -> None:
         layer = self.selected_image()
@@ -232,19 +197,6 @@ class CaseWidget(QWidget):
     # ----------------------------------------------------------------- view
     def _on_convention(self, *_: Any) -> None:
         set_convention(self.viewer, RADIOLOGICAL if self.radiological.isChecked() else NEUROLOGICAL)
-
-    def _on_device(self, requested: str) -> None:
-        try:
-            choice = resolve_device(requested)
-        except NeuroreviewError as exc:
-            self.device_label.setText(str(exc))
-            show_error(str(exc))
-            return
-        self.device_label.setText(f"Using {choice.label}")
-
-    def device(self) -> Any:
-        """The torch device the tasks of this case run on."""
-        return resolve_device(self.device_combo.currentText()).device
 
     # ----------------------------------------------------------------- store
     def _browse_store(self) -> None:
@@ -287,10 +239,7 @@ class CaseWidget(QWidget):
 
     # ----------------------------------------------------------------- annotate
     def _require_scan(self) -> Image:
-        layer = self.selected_image()
-        if layer is None:
-            raise InputFileError("no scan is selected: open a NIfTI/MGH scan first")
-        return layer
+        return require_layer(self.scan, "no scan is selected: open a NIfTI/MGH scan first")
 
     def new_labels(self) -> Labels | None:
         """An empty Labels layer on the selected scan's grid, saved aligned by the writer."""
