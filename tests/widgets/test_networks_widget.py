@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import napari_user as user
 from napari_neuroreview.core import atlas
 from napari_neuroreview.core.io.ica_folder import load_networks_json
+from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.registry import default_registry_root
 from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget, view_grid
 
@@ -44,7 +46,7 @@ def scans(tmp_path):
 def _compare(widget, qtbot, pre, post) -> None:
     widget.pre_path.setText(str(pre))
     widget.post_path.setText(str(post))
-    widget.device_combo.setCurrentText("cpu")
+    widget.device.combo.setCurrentText("cpu")
     widget.runner.run_button.click()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=120_000)
 
@@ -165,3 +167,39 @@ def test_the_model_line_reads_the_demo_flag_from_the_card() -> None:
 
     assert DEMO_NOTE in text(DEMO_NOTE)
     assert "demo weights" not in text("") and "own weights" in text("")
+
+
+def test_device_label_and_model_versions_with_their_tags_before_compare(make_napari_viewer, qtbot, installed_model,
+                                                                        monkeypatch) -> None:
+    """What will run is on screen before Run: the device, and the model version with its card's tag."""
+    from napari_neuroreview.core.device import resolve_device
+    from napari_neuroreview.core.errors import InputFileError
+    from napari_neuroreview.core.registry import ModelCard, save_model
+    from napari_neuroreview.widgets import networks
+
+    own = ModelCard(name="network-prepost", version="3.0.0", task="rsfmri-prepost", notes="trained on our scans")
+    save_model({"w": torch.zeros(1)}, own, default_registry_root())
+    viewer = make_napari_viewer()
+    widget = user.dock(viewer, "Networks (pre vs post)")
+    assert widget.device.label.isVisibleTo(widget)
+    assert widget.device.label.text() == f"Using {resolve_device('auto').label}"
+    items = {widget.versions.combo.itemData(i): widget.versions.combo.itemText(i)
+             for i in range(widget.versions.combo.count())}
+    assert items["0.1.0"].endswith("demo weights") and items["3.0.0"].endswith("own weights")
+    assert "(default)" in widget.versions.combo.currentText()
+
+    asked = {}
+
+    def fake_compare(pre, post, *, version=None, device="auto", **_):
+        asked.update(version=version, device=device)
+        yield Progress(0, 1, "loading")
+        raise InputFileError("stop here")
+
+    monkeypatch.setattr(networks, "compare", fake_compare)
+    widget.versions.combo.setCurrentIndex(widget.versions.combo.findData("0.1.0"))
+    widget.device.combo.setCurrentText("cpu")
+    widget.pre_path.setText("pre")
+    widget.post_path.setText("post")
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=10_000)
+    assert asked == {"version": "0.1.0", "device": "cpu"}  # the picked version runs, not only the default

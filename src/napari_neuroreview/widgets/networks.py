@@ -34,14 +34,15 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                             QVBoxLayout, QWidget)
 
 from ..core import atlas
-from ..core.device import available_devices
 from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.ica_folder import component_label
 from ..core.io.layers import image_layer_data
 from ..core.io.nifti import volume_from_image
-from ..core.model_labels import is_demo
+from ..core.model_labels import is_demo, tag_label
 from ..core.registry import DEMO_NOTE
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
+from ..core.tasks.networks.model import MODEL_NAME
+from ._base import DevicePicker, LayerPicker, VersionPicker
 from ._network_plots import NETWORK_COLORS, NetworkPlots
 from ._worker import TaskRunner
 
@@ -100,17 +101,18 @@ class NetworksWidget(QWidget):
             line.setPlaceholderText(f"{what}-operative BOLD .nii.gz, ICA folder or MELODIC folder")
         self.pre_file, self.pre_dir = QPushButton("File..."), QPushButton("Folder...")
         self.post_file, self.post_dir = QPushButton("File..."), QPushButton("Folder...")
-        self.anatomy_combo = QComboBox()
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.anatomy = LayerPicker(napari_viewer, self._is_anatomy, leading=(MNI_TEMPLATE,))
+        self.versions = VersionPicker(MODEL_NAME, describe=tag_label)
+        self.device = DevicePicker()
         inputs = QGroupBox("Scans")
         form = QFormLayout(inputs)
         for label, line, file_button, dir_button in (("Pre", self.pre_path, self.pre_file, self.pre_dir),
                                                      ("Post", self.post_path, self.post_file, self.post_dir)):
             form.addRow(label, line)
             form.addRow("", _path_row(file_button, dir_button))
-        form.addRow("Anatomy", self.anatomy_combo)
-        form.addRow("Device", self.device_combo)
+        form.addRow("Anatomy", self.anatomy)
+        form.addRow("Model", self.versions)
+        form.addRow("Device", self.device)
         self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_compared)
         form.addRow(self.runner)
         self.sample_button = QPushButton("Open the sample pair (simulated pre/post)")
@@ -178,9 +180,6 @@ class NetworksWidget(QWidget):
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         self.pre_component.activated.connect(lambda _: self._on_override("pre"))
         self.post_component.activated.connect(lambda _: self._on_override("post"))
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(self._refresh_anatomy_choices)
-        self._refresh_anatomy_choices()
         self._update_controls()
 
     # ------------------------------------------------------------------ inputs
@@ -206,27 +205,21 @@ class NetworksWidget(QWidget):
         if path:
             line.setText(path)
 
-    def _refresh_anatomy_choices(self, *_: Any) -> None:
+    @staticmethod
+    def _is_anatomy(layer: Any) -> bool:
+        """A 3D image the user opened (not one of the widget's own pre/post layers)."""
         own = {name for pair in LAYER_NAMES.values() for name in pair}
-        names = [layer.name for layer in self.viewer.layers
-                 if layer.__class__.__name__ == "Image" and layer.name not in own and layer.ndim == 3]
-        keep = self.anatomy_combo.currentText()
-        self.anatomy_combo.blockSignals(True)
-        self.anatomy_combo.clear()
-        self.anatomy_combo.addItems([MNI_TEMPLATE, *names])
-        if keep in names or keep == MNI_TEMPLATE:
-            self.anatomy_combo.setCurrentText(keep)
-        self.anatomy_combo.blockSignals(False)
+        return layer.__class__.__name__ == "Image" and layer.name not in own and layer.ndim == 3
 
     def _start_compare(self) -> Any:
         pre, post = self.pre_path.text().strip(), self.post_path.text().strip()
         if not pre or not post:
             raise InputFileError("give both scans: the pre-operative and the post-operative one")
         chosen = self._chosen_anatomy()  # read on the GUI thread: the layer is in memory
-        device = self.device_combo.currentText()
+        version, device = self.versions.version(), self.device.requested()
 
         def task() -> Any:
-            comparison = yield from compare(pre, post, device=device)
+            comparison = yield from compare(pre, post, version=version, device=device)
             anatomy = chosen if chosen is not None else _mni_anatomy()  # the template is read in the worker
             return comparison, anatomy
 
@@ -234,12 +227,12 @@ class NetworksWidget(QWidget):
 
     def _chosen_anatomy(self) -> dict[str, Any] | None:
         """The anatomy layer's data and placement, or None for the MNI152 template."""
-        choice = self.anatomy_combo.currentText()
-        if not choice or choice == MNI_TEMPLATE or choice not in self.viewer.layers:
+        layer = self.anatomy.layer()
+        if layer is None:
             return None
-        layer = self.viewer.layers[choice]
         return {"data": layer.data, "scale": list(layer.scale), "translate": list(layer.translate),
-                "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata), "source": choice}
+                "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata),
+                "source": layer.name}
 
     def _show_compared(self, value: tuple[Comparison, dict[str, Any]]) -> None:
         self._anatomy = value[1]
