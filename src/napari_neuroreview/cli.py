@@ -15,11 +15,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
+from .core.config_fields import RANGES
 from .core.errors import DeviceError, InputFileError, NeuroreviewError
 from .core.progress import Progress, run_to_completion
 
+T = TypeVar("T")
 EXIT_USER_ERROR = 2
 #: Exit status after the reader of stdout went away (``neuroreview info scan | head``): 128 + SIGPIPE.
 EXIT_BROKEN_PIPE = 141
@@ -66,6 +68,28 @@ def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
         return value
     parse.__name__ = what
     return parse
+
+
+def config_type(name: str) -> Callable[[str], float]:
+    """An argparse ``type`` for a config setting, in the range the widgets' forms use.
+
+    The range is ``core.config_fields.RANGES[name]``; the option's ``default`` is None, so
+    :func:`config_from_args` leaves the config dataclass's own default in place (read here,
+    the dataclass would import torch for every command, ``--help`` included).
+    """
+    bounds = RANGES[name]
+    if isinstance(bounds.low, int) and isinstance(bounds.high, int):
+        return bounded_int(bounds.low, bounds.high, bounds.what)
+    return bounded_float(bounds.low, bounds.high, bounds.what)
+
+
+def config_from_args(config: type[T], args: argparse.Namespace, **options: str) -> T:
+    """The task's config dataclass from the options given (``field="dest"``); the others keep its defaults.
+
+    Why: the dataclass states each default once, for the CLI, the widgets and the core.
+    """
+    given = {name: getattr(args, dest) for name, dest in options.items() if getattr(args, dest) is not None}
+    return config(**given)
 
 
 def check_files_exist(paths: Sequence[str | None]) -> None:

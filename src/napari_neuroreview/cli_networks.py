@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int
+from .cli import bounded_float, bounded_int, config_from_args, config_type
 from .core.io.outputs import disk_errors, write_together
 from .core.errors import InputFileError, OutputPathError
 from .core.progress import Progress, run_to_completion
@@ -204,18 +204,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def stage1_config(args: argparse.Namespace) -> Any:
+    """Stage-1 settings of ``networks evaluate / train``: the options given, the rest ``Stage1Config``'s defaults."""
+    from .core.tasks.networks.train import Stage1Config
+
+    return config_from_args(Stage1Config, args, epochs="epochs", seed="seed")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Patient-grouped cross-validation of the two-stage model and the baseline on a cohort."""
     from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks import evaluate
     from .core.tasks.networks.cohort import check_trainable
-    from .core.tasks.networks.train import Stage1Config
 
     check_outputs([Output(args.json, (".json",), "evaluation JSON"), Output(args.tsne, (".png",), "t-SNE PNG")],
                   protected_folders=[args.data])
     config = evaluate.EvaluationConfig(folds=args.folds, seed=args.seed, n_boot=args.n_boot, tsne=bool(args.tsne),
-                              stage1=Stage1Config(epochs=args.epochs, seed=args.seed))
+                              stage1=stage1_config(args))
     check_trainable(Path(args.data), args.folds)  # before minutes of loading: a bug in what follows keeps its traceback
     result, warnings = _drive(evaluate.evaluate_cohort(Path(args.data), config, args.device), args.quiet)
     for sentence in warnings:
@@ -235,12 +241,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train both stages on a cohort and save a version (card metrics from --cv folds)."""
     from .core.registry import default_registry_root
-    from .core.tasks.networks.train import Stage1Config, train_on_cohort
+    from .core.tasks.networks.train import train_on_cohort
 
     root = Path(args.out) if args.out else default_registry_root()
     check_registry_root(root, Path(args.data), args.version)
     card, report = _drive(train_on_cohort(Path(args.data), root, args.version, device=args.device,
-                                          stage1=Stage1Config(epochs=args.epochs, seed=args.seed),
+                                          stage1=stage1_config(args),
                                           cv_folds=args.cv), args.quiet)
     if report.get("cv_table"):
         print(report["cv_table"])
@@ -311,7 +317,8 @@ def add_parser(sub: Any) -> None:
     def model_args(name: str, helptext: str, func: Any) -> argparse.ArgumentParser:
         p = networks.add_parser(name, help=helptext)
         p.add_argument("--data", required=True, help="cohort folder: sub-*/ses-pre|ses-post/ (bold.nii.gz or ica/)")
-        p.add_argument("--epochs", type=bounded_int(1, 1000, "number of epochs"), default=30, help="stage-1 epochs")
+        p.add_argument("--epochs", type=config_type("epochs"), default=None,
+                       help="stage-1 epochs (default: the stage-1 config's)")
         p.add_argument("--seed", type=bounded_int(*SEED_RANGE, "seed"), default=0)
         p.add_argument("--device", default="auto")
         p.add_argument("--quiet", action="store_true")

@@ -203,3 +203,17 @@ def test_device_label_and_model_versions_with_their_tags_before_compare(make_nap
     widget.runner.run_button.click()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=10_000)
     assert asked == {"version": "0.1.0", "device": "cpu"}  # the picked version runs, not only the default
+
+
+def test_stage1_epochs_default_is_stated_once_in_the_dataclass() -> None:
+    """``networks evaluate / train`` take stage-1 epochs from ``Stage1Config`` (the value users got: 30)."""
+    from napari_neuroreview import cli_networks
+    from napari_neuroreview.cli import build_parser
+    from napari_neuroreview.core.config_fields import config_default
+    from napari_neuroreview.core.tasks.networks.train import Stage1Config
+
+    for command in (["evaluate"], ["train", "--version", "1.1.0"]):
+        args = build_parser().parse_args(["networks", *command, "--data", "cohort"])
+        assert cli_networks.stage1_config(args).epochs == config_default(Stage1Config, "epochs") == 30
+        args = build_parser().parse_args(["networks", *command, "--data", "cohort", "--epochs", "5", "--seed", "3"])
+        assert (cli_networks.stage1_config(args).epochs, cli_networks.stage1_config(args).seed) == (5, 3)
