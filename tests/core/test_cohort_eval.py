@@ -20,6 +20,8 @@ from napari_neuroreview.core.errors import InsufficientDataError, NeuroreviewErr
 from napari_neuroreview.core.io import strict_json
 from napari_neuroreview.core.metrics import classification as C
 from napari_neuroreview.core.metrics import cohort as CE
+from napari_neuroreview.core.metrics import hierarchy as H
+from napari_neuroreview.core.progress import Progress, run_to_completion
 
 
 class Logistic:
@@ -177,7 +179,7 @@ def test_binary_metrics_agree_with_binary_metrics_and_bootstrap_unchanged():
     assert (res.metrics["auc"]["low"], res.metrics["auc"]["high"]) == pytest.approx((low, high))
 
 
-TREE = CE.Node("vascular", "none", CE.Node("subtype", "caa", "htn"))
+TREE = H.Node("vascular", "none", H.Node("subtype", "caa", "htn"))
 
 
 def test_hierarchical_leaves_sum_to_one_and_nodes_see_their_patients():
@@ -195,13 +197,13 @@ def test_hierarchical_leaves_sum_to_one_and_nodes_see_their_patients():
             fitted[self.name].append(len(labels))
             super().fit(items, labels)
 
-    pred = CE.cross_validate_hierarchy(renamed, TREE, NodeModel, n_folds=3)
+    pred = H.cross_validate_hierarchy(renamed, TREE, NodeModel, n_folds=3)
     assert pred.leaves.classes == ("none", "caa", "htn")
     assert np.allclose(pred.leaves.proba.sum(1), 1.0)
     assert len(fitted["vascular"]) == len(fitted["subtype"]) == 3
     # the subtype node trains only on rows that reach it (caa or htn): about 2/3 of the training rows
     assert all(s < v for s, v in zip(fitted["subtype"], fitted["vascular"]))
-    res = CE.evaluate_hierarchy(pred, n_boot=100)
+    res = H.evaluate_hierarchy(pred, n_boot=100)
     assert res.nodes["subtype"].counts["rows"] == int(np.isin(renamed.labels, ["caa", "htn"]).sum())
     assert res.nodes["vascular"].counts["rows"] == renamed.labels.size
     assert res.leaves.metrics["auc_macro"]["low"] > 0.5
@@ -219,3 +221,92 @@ def test_paired_bootstrap_model_against_itself_and_a_worse_model():
     better = CE.compare(a, noise, "auc", n_boot=300)
     assert better["difference"] == pytest.approx(better["a"] - better["b"])
     assert better["low"] > 0 and better["p"] < 0.05
+
+
+class Table:
+    """A table of rows with ``subset`` (as networks' NetworkRows): handed to estimators as a table."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def subset(self, rows):
+        return Table(self.X[rows])
+
+
+class SlowLogistic(Logistic):
+    """A fit written as a task (a network's epochs): yields progress, then fits."""
+
+    def fit(self, items, labels):
+        for epoch in range(4):
+            yield Progress(epoch + 1, 4, f"epoch {epoch + 1}/4")
+        self.model.fit(items.X, labels)
+
+    def predict_proba(self, items):
+        return self.model.predict_proba(items.X)
+
+
+class TableLogistic(Logistic):
+    def fit(self, items, labels):
+        self.model.fit(items.X, labels)
+
+    def predict_proba(self, items):
+        return self.model.predict_proba(items.X)
+
+
+def test_task_fits_several_estimators_in_the_same_folds_with_progress_and_a_fold_hook():
+    plain = _cohort(30, 2.0, 9)
+    cohort = CE.Cohort(Table(plain.items), plain.labels, plain.groups)
+    hooked = []
+
+    def on_fold(f, train, test, fitted):
+        hooked.append((f, set(cohort.groups[test]), sorted(fitted)))
+        return {"coef": fitted["slow"].model.coef_.ravel().tolist()}
+
+    updates: list[Progress] = []
+    task = CE.cross_validate_task(cohort, {"slow": SlowLogistic, "fast": TableLogistic}, 3, seed=1,
+                                  on_fold=on_fold)
+    pred = run_to_completion(task, updates.append)
+    # both estimators see the same folds, and give what the plain cross_validate gives for each
+    assert set(pred) == {"slow", "fast"}
+    np.testing.assert_array_equal(pred["slow"].fold, pred["fast"].fold)
+    np.testing.assert_allclose(pred["slow"].proba, CE.cross_validate(plain, Logistic, 3, seed=1).proba)
+    # the task fit's progress is relayed inside its fold and never goes back
+    steps = [u.step for u in updates]
+    assert steps == sorted(steps) and updates[-1].step == updates[-1].total == 3000
+    assert "Fold 2/3: epoch 3/4" in [u.message for u in updates]
+    # the hook ran once per fold after fitting, and its extras are in the fold records
+    assert [h[0] for h in hooked] == [0, 1, 2]
+    for (f, test_patients, names), record in zip(hooked, pred["fast"].folds):
+        assert record["fold"] == f and set(record["test_patients"]) == test_patients
+        assert names == ["fast", "slow"] and len(record["coef"]) == 5
+
+
+def test_given_folds_are_used_and_subsets_score_one_group_with_chosen_metrics():
+    cohort = _cohort(24, 2.0, 10)
+    folds = CE.patient_folds(cohort, 4, seed=5)
+    pred = run_to_completion(CE.cross_validate_task(cohort, {"m": Logistic}, folds=folds))["m"]
+    for f, (_, test) in enumerate(folds):
+        assert (pred.fold[test] == f).all()
+    first = np.isin(pred.groups, np.unique(pred.groups)[:12])
+    sub = pred.subset(first)
+    assert sub.labels.size == int(first.sum()) and sub.folds is pred.folds
+    res = CE.evaluate_predictions(sub, n_boot=50, metrics=("auc", "f1"))
+    assert list(res.metrics) == ["auc", "f1"]
+    assert res.metrics["auc"] == CE.evaluate_predictions(sub, n_boot=50).metrics["auc"]
+    assert res.counts["rows"] == sub.labels.size
+
+
+def test_a_fit_returning_a_task_without_being_a_generator_is_refused():
+    class Hidden(Logistic):
+        def fit(self, items, labels):
+            return iter_fit(self, items, labels)
+
+    def iter_fit(est, items, labels):
+        yield Progress(1, 1)
+        est.model.fit(np.asarray(items), labels)
+
+    with pytest.raises(TypeError, match="generator function"):
+        CE.cross_validate(_cohort(12, 1.0, 11), Hidden, 3)

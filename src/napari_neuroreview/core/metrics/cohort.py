@@ -21,41 +21,43 @@ Binary and multi-class targets share one metric set (per-class one-vs-rest AUC, 
 and prevalence-weighted AUC, balanced accuracy, weighted precision and F1, confusion
 matrix); binary ones add AUC, accuracy, sensitivity, specificity and F1 of class 1 at a
 threshold (as :func:`core.metrics.classification.binary_metrics`). Hierarchical
-targets (:class:`Node`, a tree of binary decisions) are evaluated per node on the
-patients that reach it, and as leaves whose probabilities are products along the path.
+targets (a tree of binary decisions) are in :mod:`.hierarchy`.
 
 The estimator protocol: ``fit(items, labels)`` with ``labels`` the class *indices*
 (column ``k`` of the probabilities is ``classes[k]``), then ``predict_proba(items)`` of
 shape (n, K), or (n,) for P(class 1) in a binary task. ``items`` is whatever the system
-uses for a row (a feature vector, a scan path, a dataclass); the harness only indexes it.
+uses for a row (a feature vector, a scan path, a table of rows with ``subset``); the
+harness only indexes it. A ``fit`` that trains for minutes (a network) is written as a
+task generator (``core.progress``): :func:`cross_validate_task` relays its progress, so
+the bar moves and Cancel is felt inside a fold.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import InsufficientDataError
+from ..progress import Progress, TaskGenerator, relay, run_to_completion
 from .classification import bootstrap_ci, bootstrap_distribution
 
 __all__ = [
+    "CVPredictions",
     "Cohort",
     "CohortResult",
-    "CVPredictions",
     "Estimator",
-    "HierarchyPredictions",
-    "HierarchyResult",
-    "Node",
+    "as_proba",
     "compare",
     "cross_validate",
-    "cross_validate_hierarchy",
+    "cross_validate_task",
     "evaluate",
-    "evaluate_hierarchy",
     "evaluate_predictions",
+    "fold_record",
     "metric_function",
     "paired_bootstrap",
     "patient_folds",
@@ -68,9 +70,9 @@ BINARY_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificit
 
 
 class Estimator(Protocol):
-    """What the harness fits and scores; see the module docstring."""
+    """What the harness fits and scores; see the module docstring (``fit`` may be a task)."""
 
-    def fit(self, items: Sequence[Any], labels: np.ndarray) -> None: ...
+    def fit(self, items: Sequence[Any], labels: np.ndarray) -> TaskGenerator[None] | None: ...
 
     def predict_proba(self, items: Sequence[Any]) -> np.ndarray: ...
 
@@ -81,7 +83,7 @@ class Cohort:
 
     Attributes
     ----------
-    items : sequence or numpy.ndarray
+    items : sequence, numpy.ndarray or a table with ``subset(rows)`` and ``len``
         One entry per row, handed to the estimator (indexed by row numbers).
     labels : array
         Class of each row.
@@ -117,9 +119,11 @@ class Cohort:
         return np.array([lookup[v] for v in self.labels.tolist()], dtype=int)
 
     def take(self, rows: np.ndarray) -> Any:
-        """The items of ``rows`` (an array is indexed, any other sequence listed)."""
+        """The items of ``rows`` (an array is indexed, a table subset, any other sequence listed)."""
         if isinstance(self.items, np.ndarray):
             return self.items[rows]
+        if hasattr(self.items, "subset"):  # a table of rows (e.g. networks' NetworkRows) stays a table
+            return self.items.subset(rows)
         return [self.items[int(i)] for i in rows]
 
 
@@ -177,7 +181,8 @@ class CVPredictions:
     fold : numpy.ndarray
         Fold of each row (0-based).
     folds : list of dict
-        Per fold: ``train_patients`` and ``test_patients``.
+        Per fold: ``fold``, ``train_patients``, ``test_patients`` and what ``on_fold`` added
+        (:func:`cross_validate_task`).
     """
 
     classes: tuple[Any, ...]
@@ -191,8 +196,13 @@ class CVPredictions:
     def codes(self) -> np.ndarray:
         return Cohort(np.zeros(self.labels.size), self.labels, self.groups, self.classes).codes
 
+    def subset(self, rows: np.ndarray) -> CVPredictions:
+        """The predictions of ``rows`` (integer or boolean), e.g. one network or one site."""
+        return CVPredictions(self.classes, self.labels[rows], self.groups[rows], self.proba[rows],
+                             self.fold[rows], self.folds)
 
-def _as_proba(raw: Any, n_rows: int, n_classes: int) -> np.ndarray:
+
+def as_proba(raw: Any, n_rows: int, n_classes: int) -> np.ndarray:
     """(n, K) probabilities from an estimator's output; (n,) means P(class 1) of a binary task."""
     p = np.asarray(raw, dtype=float)
     if p.ndim == 1 and n_classes == 2:
@@ -202,8 +212,9 @@ def _as_proba(raw: Any, n_rows: int, n_classes: int) -> np.ndarray:
     return p
 
 
-def _fold_record(cohort: Cohort, train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
-    return {"train_patients": sorted(set(cohort.groups[train].tolist())),
+def fold_record(cohort: Cohort, fold: int, train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """What a fold reports of itself: its number and who was trained and tested (patient ids)."""
+    return {"fold": fold, "train_patients": sorted(set(cohort.groups[train].tolist())),
             "test_patients": sorted(set(cohort.groups[test].tolist()))}
 
 
@@ -214,18 +225,74 @@ def cross_validate(cohort: Cohort, factory: Callable[[], Estimator], n_folds: in
     ``factory()`` is called once per fold, so nothing fitted in one fold (or on the whole
     cohort) reaches another fold's test patients.
     """
-    folds = patient_folds(cohort, n_folds, seed)
+    return run_to_completion(cross_validate_task(cohort, {"model": factory}, n_folds, seed))["model"]
+
+
+#: What ``on_fold`` is called with: fold number, train rows, test rows, the fitted estimators by name.
+FoldHook = Callable[[int, np.ndarray, np.ndarray, Mapping[str, Estimator]], "Mapping[str, Any] | None"]
+
+
+def _is_task(estimator: Estimator) -> bool:
+    return inspect.isgeneratorfunction(getattr(type(estimator), "fit", None))
+
+
+def cross_validate_task(cohort: Cohort, factories: Mapping[str, Callable[[], Estimator]], n_folds: int = 5,
+                        seed: int = 0, *, folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                        on_fold: FoldHook | None = None) -> TaskGenerator[dict[str, CVPredictions]]:
+    """Several estimators in the same folds, as a task; returns their pooled held-out predictions.
+
+    Why several at once: "model vs baseline" is only a fair comparison when both see the
+    same training patients, and the paired bootstrap (:func:`compare`) needs the same rows.
+    In each fold every factory is called once, then the estimators are fitted in the
+    order of ``factories`` and each predicts the test rows.
+
+    Parameters
+    ----------
+    cohort : Cohort
+    factories : mapping of name to factory
+        A fresh estimator per fold for each name.
+    n_folds, seed : int
+        The split (:func:`patient_folds`) unless ``folds`` is given.
+    folds : sequence of (train rows, test rows), optional
+        A system's own patient split (e.g. stratified over scans rather than rows); the
+        caller vouches that no patient is on both sides.
+    on_fold : callable, optional
+        ``on_fold(f, train, test, fitted)`` after fold ``f`` has predicted: a system's
+        per-fold extras (held-out embeddings, the loss history); a mapping it returns is
+        added to the fold's record.
+
+    Yields :class:`Progress` with ``step`` in ``[0, 1000 x folds]``: a fold's span is shared
+    equally by the estimators whose ``fit`` is a task (relayed with "Fold f/K: "), and
+    the end of each fold is reported.
+    """
+    folds = list(patient_folds(cohort, n_folds, seed) if folds is None else folds)
     codes, k = cohort.codes, len(cohort.classes or ())
-    proba = np.full((codes.size, k), np.nan)
+    proba = {name: np.full((codes.size, k), np.nan) for name in factories}
     fold_of = np.full(codes.size, -1)
-    records = []
+    records: list[dict[str, Any]] = []
+    scale, n = 1000, len(folds)
     for f, (train, test) in enumerate(folds):
-        model = factory()
-        model.fit(cohort.take(train), codes[train])
-        proba[test] = _as_proba(model.predict_proba(cohort.take(test)), test.size, k)
+        fitted = {name: factory() for name, factory in factories.items()}
+        tasks = [name for name, est in fitted.items() if _is_task(est)]
+        for name, est in fitted.items():
+            out = est.fit(cohort.take(train), codes[train])
+            if inspect.isgenerator(out) and name not in tasks:
+                raise TypeError(f"{type(est).__name__}.fit returned a task: write it as a generator function")
+            if name in tasks:
+                start, span = f + tasks.index(name) / len(tasks), 1 / len(tasks)
+                yield from relay(out, lambda u, f=f, start=start, span=span: Progress(
+                    int((start + span * u.fraction) * scale), n * scale, f"Fold {f + 1}/{n}: {u.message}"))
+            proba[name][test] = as_proba(est.predict_proba(cohort.take(test)), test.size, k)
         fold_of[test] = f
-        records.append(_fold_record(cohort, train, test))
-    return CVPredictions(tuple(cohort.classes or ()), cohort.labels, cohort.groups, proba, fold_of, records)
+        record = fold_record(cohort, f, train, test)
+        extra = on_fold(f, train, test, fitted) if on_fold is not None else None
+        record.update(extra or {})
+        records.append(record)
+        yield Progress((f + 1) * scale, n * scale, f"Fold {f + 1}/{n} done")
+    classes = tuple(cohort.classes or ())
+    return {name: CVPredictions(classes, cohort.labels, cohort.groups, p, fold_of, records)
+            for name, p in proba.items()}
+
 
 
 # --------------------------------------------------------------------------- metrics
@@ -365,9 +432,9 @@ class CohortResult:
             lines.append(f"{name:<22} {_fmt(c['value']):>6}  [{_fmt(c['low'])}, {_fmt(c['high'])}]")
         width = max(6, *(len(str(c)) for c in self.classes))
         lines.append("confusion (rows true, columns predicted):")
-        lines.append(" " * (width + 1) + " ".join(f"{str(c):>{width}}" for c in self.classes))
+        lines.append(" " * (width + 1) + " ".join(f"{c!s:>{width}}" for c in self.classes))
         for c, row in zip(self.classes, self.confusion):
-            lines.append(f"{str(c):>{width}} " + " ".join(f"{v:>{width}}" for v in row))
+            lines.append(f"{c!s:>{width}} " + " ".join(f"{v:>{width}}" for v in row))
         lines.append(f"{self.counts['rows']} rows from {self.counts['patients']} patients; "
                      "95 % CI by patient bootstrap")
         return "\n".join(lines)
@@ -377,20 +444,24 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.2f}"
 
 
-def evaluate_predictions(pred: CVPredictions, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5
-                         ) -> CohortResult:
-    """Metrics and patient-bootstrap CIs of pooled held-out predictions."""
+def evaluate_predictions(pred: CVPredictions, n_boot: int = 1000, seed: int = 0, threshold: float = 0.5,
+                         metrics: Sequence[str] | None = None) -> CohortResult:
+    """Metrics and patient-bootstrap CIs of pooled held-out predictions.
+
+    ``metrics`` (default :func:`metric_names`) narrows the set: each CI costs ``n_boot``
+    evaluations, and a system that reports five metrics per subgroup need not pay for twelve.
+    """
     codes, classes, k = pred.codes, pred.classes, len(pred.classes)
-    metrics: dict[str, dict[str, float]] = {}
-    for name in metric_names(classes):
+    table: dict[str, dict[str, float]] = {}
+    for name in metric_names(classes) if metrics is None else metrics:
         value, low, high = bootstrap_ci(metric_function(name, classes, threshold), codes, pred.proba,
                                         pred.groups, n_boot=n_boot, seed=seed)
-        metrics[name] = {"value": value, "low": low, "high": high}
+        table[name] = {"value": value, "low": low, "high": high}
     support = np.bincount(codes, minlength=k)
     counts = {"rows": int(codes.size), "patients": int(np.unique(pred.groups).size),
               "prevalence": {str(c): float(support[i] / codes.size) for i, c in enumerate(classes)}}
     confusion = _confusion(codes, _predict(pred.proba, threshold), k).tolist()
-    return CohortResult(classes, metrics, confusion, counts, pred,
+    return CohortResult(classes, table, confusion, counts, pred,
                         {"n_boot": n_boot, "seed": seed, "threshold": threshold})
 
 
@@ -415,8 +486,8 @@ def paired_bootstrap(metric: str, labels: Any, proba_a: Any, proba_b: Any, group
     cohort = Cohort(np.zeros(np.asarray(labels).reshape(-1).size), labels, groups,
                     None if classes is None else tuple(classes))
     k = len(cohort.classes or ())
-    a = _as_proba(proba_a, cohort.labels.size, k)
-    b = _as_proba(proba_b, cohort.labels.size, k)
+    a = as_proba(proba_a, cohort.labels.size, k)
+    b = as_proba(proba_b, cohort.labels.size, k)
     fn = metric_function(metric, cohort.classes or (), threshold)
 
     def difference(y: np.ndarray, ab: np.ndarray) -> float:
@@ -439,126 +510,3 @@ def compare(a: CVPredictions, b: CVPredictions, metric: str = "auc_macro", n_boo
     if a.classes != b.classes or not (np.array_equal(a.labels, b.labels) and np.array_equal(a.groups, b.groups)):
         raise ValueError("compare needs predictions of the same rows, labels, patients and classes")
     return paired_bootstrap(metric, a.labels, a.proba, b.proba, a.groups, a.classes, n_boot, seed, threshold)
-
-
-# --------------------------------------------------------------------------- hierarchical targets
-
-
-@dataclass(frozen=True)
-class Node:
-    """A binary decision of a hierarchical target: ``negative`` or ``positive`` branch.
-
-    Each branch is a leaf (a class label) or another :class:`Node`. A row *reaches* a
-    node when its class is one of the node's leaves; the node's estimator learns
-    P(positive branch) from the training rows that reach it.
-    """
-
-    name: str
-    negative: Node | Any
-    positive: Node | Any
-
-    def leaves(self) -> tuple[Any, ...]:
-        """Class labels under this node, negative branch first."""
-        return tuple(_leaves(self.negative) + _leaves(self.positive))
-
-    def nodes(self) -> tuple[Node, ...]:
-        """This node and every node below it, depth first."""
-        out: tuple[Node, ...] = (self,)
-        for child in (self.negative, self.positive):
-            if isinstance(child, Node):
-                out += child.nodes()
-        return out
-
-
-def _leaves(branch: Node | Any) -> list[Any]:
-    return list(branch.leaves()) if isinstance(branch, Node) else [branch]
-
-
-@dataclass
-class HierarchyPredictions:
-    """Held-out P(positive branch) per node for every row, and leaf probabilities (products)."""
-
-    tree: Node
-    leaves: CVPredictions
-    node_proba: dict[str, np.ndarray]
-
-
-def _leaf_products(tree: Node, node_proba: dict[str, np.ndarray], n: int) -> np.ndarray:
-    """(n, K) leaf probabilities: the product of the branch probabilities on each leaf's path."""
-    columns: list[np.ndarray] = []
-
-    def walk(branch: Node | Any, reach: np.ndarray) -> None:
-        if not isinstance(branch, Node):
-            columns.append(reach)
-            return
-        p = node_proba[branch.name]
-        walk(branch.negative, reach * (1.0 - p))
-        walk(branch.positive, reach * p)
-
-    walk(tree, np.ones(n))
-    return np.column_stack(columns)
-
-
-def cross_validate_hierarchy(cohort: Cohort, tree: Node, factory: Callable[[str], Estimator],
-                             n_folds: int = 5, seed: int = 0) -> HierarchyPredictions:
-    """Per fold, one fresh binary estimator per node (``factory(node.name)``), fitted on the
-    training rows that reach that node; every test row gets every node's probability.
-
-    Folds are stratified by leaf class, so each node's training side sees each leaf.
-    """
-    leaves = tree.leaves()
-    names = [node.name for node in tree.nodes()]
-    if len(set(names)) != len(names) or len(set(leaves)) != len(leaves):
-        raise ValueError("node names and leaf labels must be unique in the tree")
-    cohort = Cohort(cohort.items, cohort.labels, cohort.groups, leaves)
-    folds = patient_folds(cohort, n_folds, seed)
-    n = cohort.labels.size
-    node_proba = {name: np.full(n, np.nan) for name in names}
-    fold_of = np.full(n, -1)
-    records = []
-    for f, (train, test) in enumerate(folds):
-        for node in tree.nodes():
-            reach = train[np.isin(cohort.labels[train], node.leaves())]
-            y = np.isin(cohort.labels[reach], _leaves(node.positive)).astype(int)
-            if np.unique(y).size < 2:
-                raise InsufficientDataError(f"node {node.name!r} has training rows of one branch only in fold "
-                                            f"{f + 1} of {n_folds}; each branch needs patients in every fold")
-            model = factory(node.name)
-            model.fit(cohort.take(reach), y)
-            node_proba[node.name][test] = _as_proba(model.predict_proba(cohort.take(test)), test.size, 2)[:, 1]
-        fold_of[test] = f
-        records.append(_fold_record(cohort, train, test))
-    proba = _leaf_products(tree, node_proba, n)
-    leaf_pred = CVPredictions(leaves, cohort.labels, cohort.groups, proba, fold_of, records)
-    return HierarchyPredictions(tree, leaf_pred, node_proba)
-
-
-@dataclass
-class HierarchyResult:
-    """Leaf-level metrics and, per node, binary metrics on the rows that reach it."""
-
-    leaves: CohortResult
-    nodes: dict[str, CohortResult]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"leaves": self.leaves.to_json(), "nodes": {k: v.to_json() for k, v in self.nodes.items()}}
-
-    def table(self) -> str:
-        parts = [self.leaves.table("leaves")]
-        parts += [v.table(f"node {k}") for k, v in self.nodes.items()]
-        return "\n\n".join(parts)
-
-
-def evaluate_hierarchy(pred: HierarchyPredictions, n_boot: int = 1000, seed: int = 0,
-                       threshold: float = 0.5) -> HierarchyResult:
-    """Leaves as a multi-class target; each node on its own patients (negative vs positive)."""
-    leaves = pred.leaves
-    nodes: dict[str, CohortResult] = {}
-    for node in pred.tree.nodes():
-        reach = np.isin(leaves.labels, node.leaves())
-        y = np.where(np.isin(leaves.labels[reach], _leaves(node.positive)), "positive", "negative")
-        p = pred.node_proba[node.name][reach]
-        sub = CVPredictions(("negative", "positive"), y, leaves.groups[reach], np.column_stack([1 - p, p]),
-                            leaves.fold[reach], leaves.folds)
-        nodes[node.name] = evaluate_predictions(sub, n_boot, seed, threshold)
-    return HierarchyResult(evaluate_predictions(leaves, n_boot, seed, threshold), nodes)

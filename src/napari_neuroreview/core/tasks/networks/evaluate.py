@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,13 @@ import numpy as np
 
 from ...device import resolve_device
 from ...explain.embeddings import tsne_coordinates
-from ...metrics.classification import binary_metrics, bootstrap_ci
+from ...metrics.cohort import (
+    Cohort,
+    CVPredictions,
+    cross_validate_task,
+    evaluate_predictions,
+)
+from ...metrics.cohort import patient_folds as cohort_folds
 from ...progress import Progress, TaskGenerator, relay, within
 from . import train as _train
 from .features import NetworkRows
@@ -163,9 +170,6 @@ def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[
     ValueError
         If there are fewer patients than folds, or a scan is unlabelled.
     """
-    from ...metrics.cohort import Cohort
-    from ...metrics.cohort import patient_folds as cohort_folds
-
     if (rows.labels < 0).any():
         raise ValueError("every scan needs a pre/post label for cross-validation")
     scan_ids, first = np.unique(rows.scans, return_index=True)
@@ -180,34 +184,59 @@ def patient_folds(rows: NetworkRows, n_folds: int, seed: int = 0) -> list[tuple[
     return out
 
 
-def _fast_metric(name: str, threshold: float) -> Any:
-    """One metric of ``binary_metrics`` without the others (the bootstrap calls it 10^4 times).
+class _ModelEstimator:
+    """Stage 1 then stage 2 on a fold's training rows: the cohort harness's "model" estimator.
 
-    The cohort evaluation's metric (``core.metrics.cohort.metric_function``) on P(post):
-    AUC by the Mann-Whitney rank formula (equals ``roc_auc_score``), the threshold metrics
-    as in ``binary_metrics``.
+    ``fit`` is a task (stage 1's epochs are the fold's progress). It keeps the encoder and
+    the heads for :func:`cross_validate`'s fold hook (t-SNE embeddings, C, loss history).
     """
-    from ...metrics.cohort import metric_function
 
-    fn = metric_function(name, (0, 1), threshold)
+    def __init__(self, config: EvaluationConfig, device: str, torch_device: Any) -> None:
+        self.config, self.device, self.torch_device = config, device, torch_device
 
-    def metric(y: np.ndarray, s: np.ndarray) -> float:
-        p = np.asarray(s, dtype=float)
-        return fn(np.asarray(y).astype(int), np.column_stack([1.0 - p, p]))
+    def fit(self, rows: NetworkRows, labels: np.ndarray) -> TaskGenerator[None]:
+        self.encoder, self.history = yield from _train.train_stage1(rows, self.config.stage1, self.device)
+        embedded = embed_rows(self.encoder, rows, self.torch_device, representation=self.config.stage2.representation)
+        self.heads = _train.train_stage2(rows, embedded, self.config.stage2)
 
-    return metric
+    def predict_proba(self, rows: NetworkRows) -> np.ndarray:
+        stage2 = self.config.stage2
+        embedded = embed_rows(self.encoder, rows, self.torch_device, representation=stage2.representation)
+        X = stage2_design(embedded if stage2.use_embeddings else None, rows.features if stage2.use_features else None)
+        return _per_network_proba(self.heads, rows, X)
 
 
-def _metric_table(y: np.ndarray, p: np.ndarray, groups: np.ndarray, threshold: float, n_boot: int, seed: int
-                  ) -> dict[str, dict[str, float]]:
-    point = binary_metrics(y, p, threshold)
-    table: dict[str, dict[str, float]] = {}
-    for name in CI_METRICS:
-        _, low, high = bootstrap_ci(_fast_metric(name, threshold), y, p, groups, n_boot=n_boot, seed=seed)
-        table[name] = {"value": float(point[name]), "low": low, "high": high}
-    for name in ("n", "prevalence", "tp", "fp", "tn", "fn"):
-        table[name] = {"value": float(point[name])}
-    return table
+class _BaselineEstimator:
+    """Per network, logistic regression on the summary features (``train.fit_baseline``)."""
+
+    def __init__(self, config: EvaluationConfig) -> None:
+        self.config = config
+
+    def fit(self, rows: NetworkRows, labels: np.ndarray) -> None:
+        self.heads = _train.fit_baseline(rows, self.config.stage2)
+
+    def predict_proba(self, rows: NetworkRows) -> np.ndarray:
+        return _per_network_proba(self.heads, rows, rows.features)
+
+
+def _per_network_proba(heads: dict[str, Any], rows: NetworkRows, X: np.ndarray) -> np.ndarray:
+    """P(post) of each row from its own network's head."""
+    p = np.full(len(rows), np.nan)
+    for k, name in enumerate(rows.network_names):
+        sel = rows.networks == k
+        if sel.any():
+            p[sel] = heads[name].predict_proba(X[sel])
+    return p
+
+
+def _metric_table(pred: CVPredictions, config: EvaluationConfig) -> dict[str, dict[str, float]]:
+    """One network's row of the table: the cohort metrics with CIs, the counts without."""
+    res = evaluate_predictions(pred, config.n_boot, config.seed, config.threshold, metrics=CI_METRICS)
+    table = {name: res.metrics[name] for name in CI_METRICS}
+    (tn, fp), (fn, tp) = res.confusion
+    counts = {"n": res.counts["rows"], "prevalence": res.counts["prevalence"]["1"], "tp": tp, "fp": fp, "tn": tn,
+              "fn": fn}
+    return {**table, **{name: {"value": float(v)} for name, v in counts.items()}}
 
 
 def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -220,6 +249,12 @@ def _procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, device: str = "auto"
                    ) -> TaskGenerator[EvaluationResult]:
     """Patient-grouped K-fold evaluation of the model and the baseline (see the module docstring).
+
+    An adapter over ``core.metrics.cohort``: the rows are the cohort, the model (stage 1 +
+    stage 2) and the baseline are its estimators, fitted in the same folds
+    (:func:`patient_folds`) by ``cross_validate_task``; a fold hook keeps each fold's
+    held-out embeddings, rotated onto fold 1's, for the t-SNE; the CIs are
+    ``evaluate_predictions``' per network.
 
     Parameters
     ----------
@@ -237,44 +272,29 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
     choice = resolve_device(device)
     folds = patient_folds(rows, config.folds, config.seed)
     n = len(rows)
-    p_model, p_base = np.full(n, np.nan), np.full(n, np.nan)
-    fold_of = np.full(n, -1)
     embeddings = np.zeros((n, 2 * config.stage1.embed_dim))
-    fold_records: list[dict[str, Any]] = []
+    reference: list[tuple[np.ndarray, np.ndarray]] = []  # (fold-1 test rows, their fold-1 embeddings)
+
+    def on_fold(f: int, train: np.ndarray, test: np.ndarray, fitted: Mapping[str, Any]) -> dict[str, Any]:
+        model, base = fitted["model"], fitted["baseline"]
+        shown = embed_rows(model.encoder, rows.subset(test), choice.device)
+        if not reference:
+            reference.append((test, shown))
+            embeddings[test] = shown
+        else:
+            ref_rows, ref_emb = reference[0]
+            embeddings[test] = shown @ _procrustes(embed_rows(model.encoder, rows.subset(ref_rows), choice.device),
+                                                   ref_emb)
+        return {"stage1_loss": model.history.train_loss, "C_model": {k: h.C for k, h in model.heads.items()},
+                "C_baseline": {k: h.C for k, h in base.heads.items()}}
+
+    cohort = Cohort(rows, rows.labels, rows.groups, (0, 1))
+    factories = {"model": lambda: _ModelEstimator(config, device, choice.device),
+                 "baseline": lambda: _BaselineEstimator(config)}
     scale = 1000
     total = (len(folds) + 1) * scale
-    reference: tuple[np.ndarray, np.ndarray] | None = None  # (fold-1 test rows, their fold-1 embeddings)
-    for f, (tr, te) in enumerate(folds):
-        train_rows, test_rows = rows.subset(tr), rows.subset(te)
-        encoder, history = yield from relay(
-            _train.train_stage1(train_rows, config.stage1, device),
-            lambda u, f=f: Progress(int((f + u.fraction) * scale), total, f"Fold {f + 1}/{len(folds)}: {u.message}"))
-        rep = config.stage2.representation
-        emb_train = embed_rows(encoder, train_rows, choice.device, representation=rep)
-        emb_test = embed_rows(encoder, test_rows, choice.device, representation=rep)
-        heads = _train.train_stage2(train_rows, emb_train, config.stage2)
-        base = _train.fit_baseline(train_rows, config.stage2)
-        X_test = stage2_design(emb_test if config.stage2.use_embeddings else None,
-                               test_rows.features if config.stage2.use_features else None)
-        for k, name in enumerate(rows.network_names):
-            sel = test_rows.networks == k
-            if sel.any():
-                p_model[te[sel]] = heads[name].predict_proba(X_test[sel])
-                p_base[te[sel]] = base[name].predict_proba(test_rows.features[sel])
-        shown = emb_test if rep == "projection" else embed_rows(encoder, test_rows, choice.device)
-        if reference is None:
-            reference = (te, shown)
-            aligned = shown
-        else:
-            ref_rows, ref_emb = reference
-            aligned = shown @ _procrustes(embed_rows(encoder, rows.subset(ref_rows), choice.device), ref_emb)
-        embeddings[te] = aligned
-        fold_of[te] = f
-        fold_records.append({
-            "fold": f, "train_patients": sorted(set(train_rows.groups.tolist())),
-            "test_patients": sorted(set(test_rows.groups.tolist())), "stage1_loss": history.train_loss,
-            "C_model": {k: h.C for k, h in heads.items()}, "C_baseline": {k: h.C for k, h in base.items()},
-        })
+    pred = yield from relay(cross_validate_task(cohort, factories, folds=folds, on_fold=on_fold),
+                            lambda u: Progress(u.step, total, u.message))
     yield Progress(len(folds) * scale, total, "Bootstrap confidence intervals")
     metrics: dict[str, dict[str, dict[str, dict[str, float]]]] = {m: {} for m in METHODS}
     for k, name in enumerate(rows.network_names):
@@ -283,9 +303,8 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
             continue
         yield Progress(len(folds) * scale + k * scale // (2 * len(rows.network_names)), total,
                        f"Bootstrap confidence intervals: {name}")
-        for method, p in (("model", p_model), ("baseline", p_base)):
-            metrics[method][name] = _metric_table(rows.labels[sel], p[sel], rows.groups[sel],
-                                                  config.threshold, config.n_boot, config.seed)
+        for method in METHODS:
+            metrics[method][name] = _metric_table(pred[method].subset(sel), config)
     tsne = None
     if config.tsne and n >= 5:
         yield Progress(len(folds) * scale + scale // 2, total, "t-SNE of held-out embeddings")
@@ -295,8 +314,9 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
         networks=networks, metrics=metrics,
         rows={"patient": rows.groups.tolist(), "scan": rows.scans.tolist(),
               "network": [rows.network_names[int(k)] for k in rows.networks], "label": rows.labels.tolist(),
-              "fold": fold_of.tolist(), "p_model": p_model.tolist(), "p_baseline": p_base.tolist()},
-        embeddings=embeddings, tsne=tsne, folds=fold_records,
+              "fold": pred["model"].fold.tolist(), "p_model": pred["model"].proba[:, 1].tolist(),
+              "p_baseline": pred["baseline"].proba[:, 1].tolist()},
+        embeddings=embeddings, tsne=tsne, folds=pred["model"].folds,
         config={"folds": config.folds, "seed": config.seed, "n_boot": config.n_boot, "threshold": config.threshold,
                 "stage1": asdict(config.stage1), "stage2": asdict(config.stage2),
                 "n_patients": int(np.unique(rows.groups).size), "n_rows": n},
