@@ -77,3 +77,22 @@ def test_a_user_error_becomes_one_notification(qtbot, notifications) -> None:
     assert isinstance(runner.last_error, InputFileError)
     assert notifications == ["scan.nii.gz: is truncated"]
     assert runner.status.text() == "scan.nii.gz: is truncated" and runner.run_button.isEnabled()
+
+
+def test_cancel_closes_the_task_at_once(qtbot) -> None:
+    """The task's cleanup runs when Cancel stops it, not whenever the generator is collected."""
+    cleaned: list[str] = []
+
+    def task():
+        try:
+            yield from busy_task(20.0)
+        finally:
+            cleaned.append("closed")
+
+    runner = TaskRunner("Busy", task, lambda _: None)
+    qtbot.addWidget(runner)
+    runner.run_button.click()
+    qtbot.wait(300)
+    runner.cancel_button.click()
+    qtbot.waitUntil(lambda: not runner.running, timeout=5_000)
+    assert cleaned == ["closed"] and runner.status.text() == "Cancelled" and runner.last_error is None

@@ -237,7 +237,9 @@ class VersionPicker(QWidget):
             self.combo.addItem(self.describe(card, default), card.version)
         wanted = select if select is not None else (None if self.default_item is not None else default)
         index = self.combo.findData(wanted) if wanted is not None else 0
-        self.combo.setCurrentIndex(index if index >= 0 else self.combo.count() - 1)
+        if index < 0:  # the wanted version is not installed: the newest
+            index = int(self.default_item is not None) if self.newest_first else self.combo.count() - 1
+        self.combo.setCurrentIndex(index)
         self.combo.blockSignals(False)
         self.changed.emit()
         return self.error

@@ -3,8 +3,9 @@
 Every long operation in every widget goes through :class:`TaskRunner`, so they all
 behave the same: the Run button is disabled while the task runs, a progress bar (in the
 widget and in napari's activity dock) follows the task's :class:`Progress` yields,
-Cancel stops it at the next yield (core tasks yield at least once a second), and a
-:class:`NeuroreviewError` becomes one notification sentence while any other exception
+Cancel stops it at the next yield (core tasks yield at least once a second) and closes
+the generator at once (its ``finally`` blocks run then, not whenever it is collected), and
+a :class:`NeuroreviewError` becomes one notification sentence while any other exception
 is reported as a bug with its traceback in napari's console.
 
 Progress is coalesced: a task may yield thousands of updates a second, faster than the
@@ -59,6 +60,7 @@ class TaskRunner(QWidget):
         self._start = start
         self._on_result = on_result
         self.worker: GeneratorWorker | None = None
+        self._task: Generator[Progress, None, Any] | None = None
         self._pbar: progress | None = None
         self.last_error: BaseException | None = None
         self._latest: Progress | None = None  # newest update not drawn yet
@@ -120,7 +122,7 @@ class TaskRunner(QWidget):
             },
         )
         assert isinstance(worker, GeneratorWorker)
-        self.worker = worker
+        self.worker, self._task = worker, task
         self._pbar = progress(total=1000, desc=self.run_button.text())
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -180,6 +182,14 @@ class TaskRunner(QWidget):
             show_error(f"{self.run_button.text()} failed unexpectedly: {type(exc).__name__}: {exc}")
 
     def _on_aborted(self) -> None:
+        # The worker thread has left the generator (superqt checks abort between two steps):
+        # close it here so the task's cleanup (files, partial results) runs now.
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                task.close()
+            except Exception as exc:  # a task that yields or fails in its cleanup: a bug, with its traceback
+                self._report_error(exc)
         self.status.setText("Cancelled")
         show_info(f"{self.run_button.text()}: cancelled")
 
@@ -189,6 +199,6 @@ class TaskRunner(QWidget):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
-        self.worker = None
+        self.worker, self._task = None, None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
