@@ -72,14 +72,14 @@ def test_sqlite_errors_become_one_sentence_and_bugs_keep_their_traceback(tmp_pat
     """What SQLite reports about the file (damage, locks, I/O) is a StoreError; misuse is a bug."""
     with CaseStore(tmp_path / "cases.sqlite") as store:
         with pytest.raises(StoreError, match=r"is damaged \(sqlite: database disk image is malformed\)"):
-            with store._sqlite_errors("read"):
+            with store._db.sqlite_errors("read"):
                 raise sqlite3.DatabaseError("database disk image is malformed")
         with pytest.raises(StoreError, match="cannot be written: database is locked"):
-            with store._sqlite_errors("written"):
+            with store._db.sqlite_errors("written"):
                 raise sqlite3.OperationalError("database is locked")
         for bug in (sqlite3.IntegrityError("x"), sqlite3.ProgrammingError("x"), sqlite3.InterfaceError("x")):
             with pytest.raises(type(bug)):
-                with store._sqlite_errors("read"):
+                with store._db.sqlite_errors("read"):
                     raise bug
 
 
@@ -89,7 +89,7 @@ def test_a_locked_store_is_a_store_error_on_write(tmp_path: Path) -> None:
         holder = raw(path)
         holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         try:
-            store._conn.execute("PRAGMA busy_timeout = 50")
+            store._db.connection().execute("PRAGMA busy_timeout = 50")
             with pytest.raises(StoreError, match="cannot be written: database is locked"):
                 store.register_image("/scans/a.nii.gz", SHA, (4, 4, 4), AFFINE)
         finally:

@@ -27,11 +27,14 @@ submodules, which may move:
   migration runner.
 * :mod:`.records` -- the frozen row records (:class:`ImageRecord`, :class:`Finding`,
   :class:`Review`, :class:`ModelVersionRecord`) and the JSON/validation helpers.
-* :mod:`.casestore` -- :class:`CaseStore` (opening, transactions, images, model versions,
-  audit log) and :func:`default_store_path`.
-* :mod:`.findings` -- the findings and reviews half of :class:`CaseStore`, as a mixin.
-* :mod:`.audit` -- the audit log's hash chain (:class:`AuditReport`, checked by
-  :meth:`CaseStore.verify`).
+* :mod:`.casestore` -- :class:`CaseStore`, the façade callers hold (it only delegates), and
+  :func:`default_store_path`.
+* :mod:`.database` -- :class:`~.database.Database`: the connection, its lock, the one write
+  transaction, reads, and the WAL checkpoint on close; every repository below receives it.
+* :mod:`.images`, :mod:`.model_versions`, :mod:`.findings`, :mod:`.reviews` -- one
+  repository class per table (findings receive images, model versions and reviews).
+* :mod:`.audit` -- the audit log: the chained append every write makes, and
+  :class:`~.audit.AuditLog` (read, :meth:`CaseStore.verify`, :class:`AuditReport`).
 """
 
 from __future__ import annotations

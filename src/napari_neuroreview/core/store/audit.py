@@ -20,11 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["GENESIS", "REVIEW_CHECK_SQL", "AuditReport", "row_hash", "verify_chain", "verify_reviews"]
+from napari_neuroreview.core.store.records import _dumps, _now
+
+if TYPE_CHECKING:  # the database imports the schema, which imports this module
+    from napari_neuroreview.core.store.database import Database
+
+__all__ = [
+    "GENESIS", "REVIEW_CHECK_SQL", "AuditLog", "AuditReport", "append", "row_hash", "verify_chain",
+    "verify_reviews",
+]
 
 #: ``prev_hash`` of the first row of the chain.
 GENESIS = "0" * 64
@@ -36,7 +45,7 @@ CONTENT_COLUMNS: tuple[str, ...] = ("id", "at", "actor", "action", "entity", "en
 
 @dataclass(frozen=True)
 class AuditReport:
-    """What :meth:`CaseStore.verify` found.
+    """What :meth:`AuditLog.verify` (``CaseStore.verify``) found.
 
     ``ok`` is True when every row's hash matches its content and follows the row before;
     otherwise ``first_bad_id`` names the first row where the chain breaks and ``problem``
@@ -59,6 +68,30 @@ def row_hash(prev_hash: str, content: Iterable[Any]) -> str:
     """sha256 of the previous hash and the row's content (canonical JSON, stored payload text)."""
     text = json.dumps(list(content), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{prev_hash}\n{text}".encode("utf-8")).hexdigest()
+
+
+def append(
+    cur: sqlite3.Cursor,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: int | None,
+    payload: Mapping[str, Any],
+) -> None:
+    """Append one audit row, chained to the latest one, inside the caller's write transaction.
+
+    The id is chosen here (latest + 1) because it is part of the hashed content; the
+    caller's ``BEGIN IMMEDIATE`` holds the write lock, so no other writer can take it.
+    """
+    last = cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    row_id, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, last[1] or GENESIS)
+    content = (row_id, _now(), str(actor), action, entity, None if entity_id is None else int(entity_id),
+               _dumps(dict(payload), "audit payload"))
+    cur.execute(
+        "INSERT INTO audit (id, at, actor, action, entity, entity_id, payload, prev_hash, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*content, prev, row_hash(prev, content)),
+    )
 
 
 def verify_chain(rows: Iterable[tuple[Any, ...]]) -> AuditReport:
@@ -123,3 +156,46 @@ def _point(text: str | None) -> list[float] | None:
 
 def _review_problem(review_id: Any, problem: str) -> AuditReport:
     return AuditReport(False, 0, int(review_id), problem, "reviews")
+
+
+class AuditLog:
+    """Reading and checking a store's audit log (writes go through :func:`append`).
+
+    Parameters
+    ----------
+    db : Database
+        The store's connection.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def entries(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The audit log, oldest first; with ``limit``, only the latest ``limit`` entries.
+
+        Each entry has ``id, at, actor, action, entity, entity_id`` and the decoded
+        ``payload`` dict.
+        """
+        if limit is None:
+            rows = self._db.read("SELECT * FROM audit ORDER BY id")
+        else:
+            rows = self._db.read(
+                "SELECT * FROM (SELECT * FROM audit ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (int(limit),),
+            )
+        return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
+
+    def verify(self) -> AuditReport:
+        """Check the audit log's hash chain, then each review against its audit row.
+
+        Read only, in one snapshot while others may write. An edited, replaced, inserted or
+        removed audit row breaks the chain at that row; an edited, added or removed review
+        disagrees with the audit. The report names the first bad row (and its table).
+        """
+        columns = ", ".join((*CONTENT_COLUMNS, "prev_hash", "hash"))
+        with self._db.snapshot() as cur:
+            report = verify_chain(cur.execute(f"SELECT {columns} FROM audit ORDER BY id"))
+            if report.ok:
+                report = verify_reviews(cur.execute(REVIEW_CHECK_SQL)) or report
+            total = cur.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        return replace(report, rows=int(total))

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from napari_neuroreview.core.errors import StoreError
+from napari_neuroreview.core.errors import GeometryError, StoreError
 
 __all__ = [
     "FINDING_SOURCES",
@@ -167,6 +167,34 @@ def _triple(value: Any, what: str) -> tuple[float, float, float]:
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
         raise StoreError(f"The {what} must be three finite numbers, got {value!r}.")
     return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+# A stored voxel index may be rounded, but it must name the voxel that contains the world
+# point; an axis swap or flip almost always breaks this by more than half a voxel.
+_VOXEL_TOLERANCE = 0.5 + 1e-6
+
+
+def _world_and_voxel(
+    affine: np.ndarray, world: Sequence[float], voxel: Sequence[float] | None
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Validate a world position and its voxel index against each other.
+
+    Why: the classic bug is a voxel index in display order (or flipped) stored next to
+    a correct world position; the two then disagree by more than half a voxel. Findings
+    (where they are added) and reviews (where they are moved) check the same way.
+    """
+    world_t = _triple(world, "world position (RAS+ mm)")
+    expected = (np.linalg.inv(affine) @ np.array([*world_t, 1.0]))[:3]
+    if voxel is None:
+        return world_t, (float(expected[0]), float(expected[1]), float(expected[2]))
+    voxel_t = _triple(voxel, "voxel index (i, j, k)")
+    gap = float(np.max(np.abs(np.array(voxel_t) - expected)))
+    if gap > _VOXEL_TOLERANCE:
+        raise GeometryError(
+            f"The voxel index {voxel_t} is {gap:.2f} voxels away from world position "
+            f"{world_t} mm under the image affine (is it in display order, not file order?)."
+        )
+    return world_t, voxel_t
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
