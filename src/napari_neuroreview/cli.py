@@ -138,11 +138,10 @@ def cmd_device(args: argparse.Namespace) -> int:
 
 def cmd_mask(args: argparse.Namespace) -> int:
     """Foreground mask of a scan, saved as NIfTI on the scan's grid."""
-    import nibabel as nib
     import numpy as np
 
     from .core.io import strict_json
-    from .core.io.nifti import load_volume
+    from .core.io.nifti import load_volume, volume_writer
     from .core.io.outputs import Output, check_outputs, write_together
     from .core.tasks import mask
 
@@ -151,10 +150,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
     result = run_to_completion(mask.run(volume), None if args.quiet else _print_progress)
     if not args.quiet:
         print(file=sys.stderr)
-    img = nib.Nifti1Image(result.mask.astype(np.uint8), volume.affine)
-    img.set_sform(volume.affine, code=1)
-    img.set_qform(volume.affine, code=1)
-    write_together([(args.out, lambda tmp: nib.save(img, str(tmp)))])
+    write_together([(args.out, volume_writer(result.mask, volume.affine, dtype=np.uint8, descrip="napari-neuroreview mask"))])
     print(strict_json.dumps({"out": str(args.out), "volume_ml": round(result.volume_ml, 2), "threshold": result.threshold}))
     return 0
 

@@ -1,4 +1,4 @@
-"""load_volume: what it returns for good files and the one sentence it gives for bad ones."""
+"""load_volume: what it returns for good files and the one sentence it gives for bad ones; save_volume."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from napari_neuroreview.cli import main
-from napari_neuroreview.core.errors import InputFileError
-from napari_neuroreview.core.io.nifti import load_volume, voxel_sha256
+from napari_neuroreview.core.errors import InputFileError, OutputPathError
+from napari_neuroreview.core.io.nifti import load_volume, save_volume, volume_writer, voxel_sha256
+from napari_neuroreview.core.io.outputs import write_together
 
 from synthetic import reorient_to, save_nifti
 
@@ -245,3 +246,88 @@ def test_huge_header_extensions_are_refused_before_reading(tmp_path: Path) -> No
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 16 * 2**20
+
+
+def _oblique_lps_affine() -> np.ndarray:
+    """LPS voxel axes, 0.9 x 1.1 x 2.5 mm, tilted 20 degrees about x and 10 about z, shifted."""
+    a, b = np.deg2rad(20.0), np.deg2rad(10.0)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rz = np.array([[np.cos(b), -np.sin(b), 0], [np.sin(b), np.cos(b), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rz @ rx @ np.diag([-1.0, -1.0, 1.0]) @ np.diag([0.9, 1.1, 2.5])
+    affine[:3, 3] = [91.0, 120.5, -60.25]
+    return affine
+
+
+def test_save_volume_round_trips_on_the_same_grid_in_nibabel_and_simpleitk(tmp_path: Path) -> None:
+    """Tools that read the qform (SimpleITK, Slicer, ITK-SNAP) and the sform (FSL, nibabel) agree."""
+    sitk = pytest.importorskip("SimpleITK")
+    affine = _oblique_lps_affine()
+    labels = np.zeros((12, 10, 8), np.uint16)
+    labels[3, 7, 5] = 700
+    path = save_volume(tmp_path / "labels.nii.gz", labels, affine, dtype=np.uint16)
+    volume = load_volume(path)
+    assert volume.orientation == "LPS" and volume.data.dtype == np.uint16
+    np.testing.assert_array_equal(volume.data, labels)
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+    np.testing.assert_allclose(volume.zooms, (0.9, 1.1, 2.5), atol=1e-6)
+    image = sitk.ReadImage(str(path))
+    ijk = [(0, 0, 0), (3, 7, 5), (11, 9, 7)]
+    for index in ijk:
+        lps = np.array(image.TransformIndexToPhysicalPoint(index))
+        ras = (affine @ [*index, 1.0])[:3]
+        np.testing.assert_allclose(lps * [-1, -1, 1], ras, atol=1e-3)
+    assert sitk.GetArrayFromImage(image)[5, 7, 3] == 700  # SimpleITK arrays are k, j, i
+
+
+def test_save_volume_sets_both_forms_units_and_the_chosen_type(tmp_path: Path) -> None:
+    affine = _oblique_lps_affine()
+    save_volume(tmp_path / "mask.nii", np.ones((4, 5, 6), bool), affine, dtype=np.uint8, descrip="a mask")
+    header = nib.load(str(tmp_path / "mask.nii")).header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (1, 1)
+    assert header.get_xyzt_units() == ("mm", "sec")
+    assert header.get_data_dtype() == np.uint8 and header["descrip"].item() == b"a mask"
+    np.testing.assert_allclose(header.get_qform(), header.get_sform(), atol=1e-5)
+    np.testing.assert_allclose(header.get_zooms(), nib.affines.voxel_sizes(affine), atol=1e-6)
+    maps = np.zeros((4, 5, 6, 3))
+    save_volume(tmp_path / "maps.nii.gz", maps, affine, dtype=np.float32, space="aligned")
+    header = nib.load(str(tmp_path / "maps.nii.gz")).header
+    assert (int(header["sform_code"]), int(header["qform_code"])) == (2, 2)
+    assert header.get_data_dtype() == np.float32 and header.get_data_shape() == (4, 5, 6, 3)
+
+
+def test_save_volume_refuses_its_input_and_keeps_it(tmp_path: Path, ras_image) -> None:
+    data, affine = ras_image
+    path = save_nifti(tmp_path / "scan.nii.gz", data, affine)
+    before = path.read_bytes()
+    volume = load_volume(path)
+    with pytest.raises(OutputPathError, match="is an input"):
+        save_volume(path, volume, dtype=np.float32)
+    with pytest.raises(OutputPathError, match="is an input"):
+        save_volume(tmp_path / "scan.nii.gz", volume.data, affine, dtype=np.float32, inputs=[path])
+    assert path.read_bytes() == before
+
+
+def test_save_volume_never_wraps_labels_that_do_not_fit(tmp_path: Path) -> None:
+    """70 000 instances written as uint16 would silently become 4 464: refused as the bug it is."""
+    labels = np.zeros((3, 3, 3), np.int64)
+    labels[1, 1, 1] = 70_000
+    with pytest.raises(ValueError, match="do not fit uint16"):
+        save_volume(tmp_path / "labels.nii.gz", labels, np.eye(4), dtype=np.uint16)
+    with pytest.raises(ValueError, match="fractions"):
+        volume_writer(np.full((2, 2, 2), 0.5), np.eye(4), dtype=np.uint8)
+    assert not list(tmp_path.iterdir())
+
+
+def test_volume_writer_lands_with_the_other_outputs(tmp_path: Path) -> None:
+    """The write_together callback style: a failing second output leaves no NIfTI behind."""
+
+    def broken(_tmp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    writer = volume_writer(np.ones((2, 3, 4), np.uint8), np.eye(4), dtype=np.uint8)
+    with pytest.raises(OutputPathError, match="could not be written"):
+        write_together([(tmp_path / "mask.nii.gz", writer), (tmp_path / "det.json", broken)])
+    assert not list(tmp_path.iterdir())
+    write_together([(tmp_path / "mask.nii.gz", writer)])
+    assert load_volume(tmp_path / "mask.nii.gz").data.sum() == 24

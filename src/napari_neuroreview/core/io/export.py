@@ -15,22 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ..errors import GeometryError, InputFileError
 from . import strict_json
-from .atomic import write_text_atomic, write_with
+from .atomic import write_text_atomic
+from .nifti import label_dtype, save_volume
 from .orientation import FRAME, DisplayGeometry, from_display
 
 POINTS_FORMAT = "napari-neuroreview points 1"
-
-
-def _label_dtype(max_value: int) -> np.dtype:
-    for dtype in (np.uint8, np.uint16, np.int32):
-        if max_value <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise GeometryError(f"label value {max_value} is too large for a NIfTI label image")
 
 
 def save_labels(
@@ -61,14 +54,10 @@ def save_labels(
     if labels.size and labels.min() < 0:
         raise GeometryError(f"{path.name}: labels must not be negative")
     source = from_display(labels, geometry, order=0)
-    source = source.astype(_label_dtype(int(source.max()) if source.size else 0))
-    img = nib.Nifti1Image(source, geometry.source_affine)
     header = dict(source_header or {})
-    img.set_sform(geometry.source_affine, code=int(header.get("sform_code", 1) or 1))
-    img.set_qform(geometry.source_affine, code=int(header.get("qform_code", 1) or 1))
-    img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = b"napari-neuroreview labels"
-    return write_with(path, lambda tmp: nib.save(img, str(tmp)))
+    codes = (int(header.get("sform_code", 1) or 1), int(header.get("qform_code", 1) or 1))
+    return save_volume(path, source, geometry.source_affine, dtype=label_dtype(int(source.max()) if source.size else 0),
+                       space=codes, descrip="napari-neuroreview labels", what="labels")
 
 
 def napari_world_to_ras(points: np.ndarray) -> np.ndarray:

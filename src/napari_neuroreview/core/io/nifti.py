@@ -1,4 +1,4 @@
-"""Load NIfTI and MGH volumes safely into a :class:`Volume`.
+"""Load NIfTI and MGH volumes safely into a :class:`Volume`, and save NIfTI the one way.
 
 Why so much checking before reading: a scan's header can claim anything. A truncated
 download, a header that claims 10^12 voxels or a 5D vector image must end in one clear
@@ -7,11 +7,8 @@ first, the data size it implies is compared with what the file really holds (wit
 allocating it), and only then are the voxels read. Voxels that are NaN or infinite are
 reported and set to 0 (a defined treatment) before any model or display sees them.
 
-Memory is bounded before anything is decompressed: the voxel count the raw header
-claims is checked against a ceiling (:func:`max_voxels`, ``NEUROREVIEW_MAX_VOXELS``), and a
-compressed stream is only ever read in chunks, never further than the header's promise
-plus :data:`TRAILING_MARGIN`; a stream that inflates beyond that is refused as a likely
-decompression bomb. A 1 MB ``.nii.gz`` can otherwise claim (and inflate to) gigabytes.
+Memory is bounded before anything is decompressed (:mod:`core.io.nifti_bounds`): a 1 MB
+``.nii.gz`` can otherwise claim (and inflate to) gigabytes.
 
 Which affine wins follows the NIfTI rules (and nibabel): the sform when its code is > 0,
 else the qform when its code is > 0, else the voxel sizes alone. Before that the two are
@@ -20,18 +17,20 @@ direction) is refused, since a hemisphere could be shown on the wrong side; a sh
 rotation between them is a warning naming both; a qform whose voxel size (pixdim) is 0 is
 refused when it is the only orientation (nibabel would silently make the voxels 1 mm).
 
+Writing has one rule too (:func:`save_volume`, :func:`volume_writer`): a chosen voxel type,
+the sform AND the qform set from the affine with the same code, and units in mm and
+seconds, so that tools which read the qform (SimpleITK, ITK-SNAP, 3D Slicer) and those which
+read the sform (FSL, nibabel) put the voxels at the same place.
+
 The data stay in the file's own voxel order here; :mod:`core.io.orientation` is the one
 place that maps them to the display order.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import math
-import os
-import struct
-import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,26 +38,19 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import GeometryError
+from .nifti_bounds import check_ceiling, claimed_size, fail, gzip_payload_size, is_gzip
+from .outputs import Output, check_outputs, write_together
 
 SUPPORTED_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 #: Voxel sizes outside this range (mm) are treated as a broken header, not as a scan.
 PLAUSIBLE_VOXEL_MM = (1e-3, 50.0)
-_CHUNK = 1 << 22
-#: Environment variable that raises (or lowers) :data:`DEFAULT_MAX_VOXELS`.
-MAX_VOXELS_ENV = "NEUROREVIEW_MAX_VOXELS"
-#: Default ceiling on the voxels one file may hold: 2**28 voxels, 1 GiB once read as float32
-#: (what every command holds). A 1 mm brain is 1.7e7 voxels, a 0.5 mm SWI 512 x 512 x 320 is
-#: 8.4e7, a 4D BOLD of 64 x 64 x 36 x 1200 volumes is 1.8e8: all fit with room to spare,
-#: while the peak of the heaviest command (``mask``, a few float32 copies) stays within a
-#: laptop's memory. Longer multiband series (HCP's 104 x 90 x 72 x 1200 = 8.1e8) need the
-#: environment variable.
-DEFAULT_MAX_VOXELS = 1 << 28
-#: Bytes a compressed stream may inflate to beyond what its header promises (MGH footers, padding).
-TRAILING_MARGIN = 1 << 20
-#: Header extensions larger than this (bytes before the voxels) are refused, not read.
-MAX_HEADER_BYTES = 1 << 26
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: NIfTI xform codes by name: a file on a scan's own grid is "scanner" (1); one on a grid
+#: registered to another image is "aligned" (2); a template's grid is "mni" (4).
+XFORM_CODES = {"scanner": 1, "aligned": 2, "talairach": 3, "mni": 4}
+#: Voxel types :func:`save_volume` writes: uint8 masks, uint8/uint16/int32 labels, float32 maps.
+SAVE_DTYPES = tuple(np.dtype(d) for d in (np.uint8, np.uint16, np.int16, np.int32, np.float32))
 
 
 @dataclass
@@ -141,116 +133,6 @@ def voxel_sha256(data: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _fail(path: Path, problem: str) -> InputFileError:
-    return InputFileError(f"{path}: {problem}")
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-def _gzip_payload_size(path: Path, needed: int) -> int:
-    """Bytes the gzip stream of ``path`` decompresses to, counting no further than it may.
-
-    Reads in chunks and discards them, so memory stays small whatever the header
-    claims. A stream that inflates beyond ``needed`` + :data:`TRAILING_MARGIN` is refused
-    as soon as it does (a decompression bomb, or a header that lies). Raises
-    InputFileError when the stream is cut short, corrupt or too long.
-    """
-    # Fast path: a complete single-member gzip file ends with the payload size mod 2**32.
-    with open(path, "rb") as handle:
-        handle.seek(-4, 2)
-        (isize,) = struct.unpack("<I", handle.read(4))
-    if isize == needed % (1 << 32):
-        return needed
-    limit = needed + TRAILING_MARGIN
-    count = 0
-    try:
-        with gzip.open(path, "rb") as stream:
-            while count <= limit:
-                chunk = stream.read(min(_CHUNK, limit + 1 - count))
-                if not chunk:
-                    break
-                count += len(chunk)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise _fail(path, f"the compressed data is truncated or corrupt ({exc})") from None
-    if count > limit:
-        raise _fail(path, f"the compressed data inflates to more than the {needed:,} bytes its header "
-                          "describes (a decompression bomb or a wrong header); it was not read")
-    return count
-
-
-def max_voxels() -> int:
-    """The ceiling on voxels per file: ``NEUROREVIEW_MAX_VOXELS`` or :data:`DEFAULT_MAX_VOXELS`."""
-    raw = os.environ.get(MAX_VOXELS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_VOXELS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value < 1:
-        raise InputFileError(f"{MAX_VOXELS_ENV}={raw!r} is not a positive number of voxels")
-    return int(value)
-
-
-def _read_head(path: Path, size: int) -> bytes:
-    """The first ``size`` bytes of the (possibly gzipped) file, decompressing no more."""
-    try:
-        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as handle:
-            return handle.read(size)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise _fail(path, f"could not be read: the compressed data is truncated or corrupt ({exc})") from None
-
-
-def _raw_nifti_header(block: bytes) -> np.void | None:
-    """The NIfTI-1 or NIfTI-2 header fields exactly as stored (nibabel 'fixes' some on load)."""
-    for dtype, size in ((nib.nifti1.header_dtype, 348), (nib.nifti2.header_dtype, 540)):
-        for order in "<>":
-            if len(block) >= size and struct.unpack(f"{order}i", block[:4])[0] == size:
-                return np.frombuffer(block[:size], dtype=dtype.newbyteorder(order))[0]
-    return None
-
-
-def _claimed_size(path: Path) -> tuple[tuple[int, ...], int, int, np.void | None]:
-    """(shape, bytes per voxel, data offset, raw NIfTI fields) from the raw header, or refuse.
-
-    Read before nibabel touches the file, so that neither a huge claimed volume nor huge
-    header extensions are ever read into memory. Unknown layouts return an empty shape
-    and are left to nibabel (which then fails with its own message).
-    """
-    block = _read_head(path, 540)
-    raw = _raw_nifti_header(block)
-    if raw is not None:
-        ndim = int(raw["dim"][0])
-        shape = tuple(int(d) for d in raw["dim"][1 : 1 + ndim]) if 0 < ndim <= 7 else ()
-        code = int(raw["datatype"])
-        try:
-            itemsize = int(nib.nifti1.data_type_codes.dtype[code].itemsize)
-        except KeyError:
-            itemsize = max(1, int(raw["bitpix"]) // 8)
-        offset = float(raw["vox_offset"])
-        if not math.isfinite(offset) or offset > MAX_HEADER_BYTES:
-            raise _fail(path, f"claims {offset:,.0f} bytes of header before its voxels; it is not a scan header")
-        return shape, itemsize, int(offset), raw
-    if path.name.lower().endswith((".mgz", ".mgh")) and len(block) >= 24:
-        _version, *dims, code = struct.unpack(">6i", block[:24])
-        itemsize = {0: 1, 1: 4, 3: 4, 4: 2}.get(code, 4)
-        return tuple(dims), itemsize, 284, None
-    return (), 1, 0, None
-
-
-def _check_ceiling(path: Path, shape: tuple[int, ...], itemsize: int) -> None:
-    """Refuse a header that claims more voxels than :func:`max_voxels` allows, before reading."""
-    if not shape or any(d < 1 for d in shape):
-        return  # left to the shape checks, which say what is wrong
-    voxels = math.prod(shape)
-    limit = max_voxels()
-    if voxels > limit:
-        raise _fail(path, f"its header claims {voxels:,} voxels (shape {shape}, {voxels * itemsize / 2**30:.1f} GiB "
-                          f"of data), more than the {limit:,} read by default; set {MAX_VOXELS_ENV} to read it")
-
 
 def _header_dict(header: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -276,25 +158,25 @@ def _spatial_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, ...]:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) < 3:
-        raise _fail(path, f"is a {len(shape)}D image (shape {shape}); a 3D or 4D volume is needed")
+        raise fail(path, f"is a {len(shape)}D image (shape {shape}); a 3D or 4D volume is needed")
     if len(shape) > 4:
-        raise _fail(path, f"is a {len(shape)}D image (shape {shape}); a 3D or 4D volume is needed")
+        raise fail(path, f"is a {len(shape)}D image (shape {shape}); a 3D or 4D volume is needed")
     if any(s < 1 for s in shape):
-        raise _fail(path, f"has an impossible shape {shape} in its header")
+        raise fail(path, f"has an impossible shape {shape} in its header")
     return shape
 
 
 def _check_geometry(path: Path, img: Any) -> tuple[float, float, float]:
     affine = np.asarray(img.affine, dtype=float)
     if not np.all(np.isfinite(affine)):
-        raise _fail(path, "has a header affine with NaN or infinite entries")
+        raise fail(path, "has a header affine with NaN or infinite entries")
     zooms = tuple(float(z) for z in nib.affines.voxel_sizes(affine))
     low, high = PLAUSIBLE_VOXEL_MM
     if not all(math.isfinite(z) and low <= z <= high for z in zooms):
         shown = ", ".join(f"{z:g}" for z in zooms)
-        raise _fail(path, f"has an implausible voxel size ({shown} mm) in its header")
+        raise fail(path, f"has an implausible voxel size ({shown} mm) in its header")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise _fail(path, "has a singular header affine (its voxel axes are not independent)")
+        raise fail(path, "has a singular header affine (its voxel axes are not independent)")
     return zooms  # type: ignore[return-value]
 
 
@@ -318,7 +200,7 @@ def _check_qform_sform(path: Path, header: Any, raw: np.void | None) -> list[str
     if qcode > 0 and not np.all(np.isfinite(pixdim) & (pixdim > 0)):
         shown = ", ".join(f"{v:g}" for v in pixdim)
         if scode == 0:
-            raise _fail(path, f"its only orientation, the qform ({_xform_label(qcode)}), has voxel size "
+            raise fail(path, f"its only orientation, the qform ({_xform_label(qcode)}), has voxel size "
                               f"(pixdim) {shown}; the voxel size is unknown, so distances and positions would be wrong")
         return [f"{path.name}: the qform has voxel size (pixdim) {shown} and is ignored; the sform "
                 f"({_xform_label(scode)}) gives the geometry"]
@@ -342,10 +224,10 @@ def _check_qform_sform(path: Path, header: Any, raw: np.void | None) -> list[str
     s_det, q_det = np.linalg.det(sform[:3, :3]), np.linalg.det(qform[:3, :3])
     both = f"the sform ({_xform_label(scode)}) says {s_codes} but the qform ({_xform_label(qcode)}) says {q_codes}"
     if ("R" in s_codes) != ("R" in q_codes) or np.sign(s_det) != np.sign(q_det):
-        raise _fail(path, f"{both}: they disagree on left and right, so a hemisphere could be shown on the "
+        raise fail(path, f"{both}: they disagree on left and right, so a hemisphere could be shown on the "
                           "wrong side; fix the header (e.g. fslorient) before using this scan")
     if s_codes != q_codes:
-        raise _fail(path, f"{both}: they disagree on the direction of the axes; fix the header before using this scan")
+        raise fail(path, f"{both}: they disagree on the direction of the axes; fix the header before using this scan")
     return [f"{path.name}: the sform ({_xform_label(scode)}) and the qform ({_xform_label(qcode)}) disagree by "
             f"up to {moved:.1f} mm across the field of view; the sform is used, as the NIfTI rules say"]
 
@@ -361,14 +243,14 @@ def _scaling(path: Path, img: Any, raw: np.void | None, dtype: np.dtype) -> bool
     if raw is not None:
         slope, inter = float(raw["scl_slope"]), float(raw["scl_inter"])
         if math.isinf(slope) or (slope not in (0.0,) and math.isfinite(slope) and not math.isfinite(inter)):
-            raise _fail(path, f"has an invalid scale factor (scl_slope {slope:g}, scl_inter {inter:g}) in its header")
+            raise fail(path, f"has an invalid scale factor (scl_slope {slope:g}, scl_inter {inter:g}) in its header")
     slope, inter = _proxy_scaling(img)
     scaled = slope != 1.0 or inter != 0.0
     if scaled and dtype.kind in "biu":
         info = np.iinfo(dtype) if dtype.kind != "b" else np.iinfo(np.uint8)
         peak = abs(slope) * max(abs(int(info.min)), int(info.max)) + abs(inter)
         if not peak <= _FLOAT32_MAX:
-            raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): its "
+            raise fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): its "
                               f"{dtype} voxels would reach {peak:.3g}, beyond the float32 range")
     return scaled
 
@@ -388,7 +270,7 @@ def _check_scaled_overflow(path: Path, img: Any, data: np.ndarray) -> None:
     unscaled = np.asanyarray(img.dataobj.get_unscaled())
     if np.all(np.isfinite(unscaled[inf.reshape(unscaled.shape)])):
         slope, inter = _proxy_scaling(img)
-        raise _fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): "
+        raise fail(path, f"has an absurd scale factor (scl_slope {slope:g}, scl_inter {inter:g}): "
                           f"{int(inf.sum()):,} voxels overflow the float32 range")
 
 
@@ -429,40 +311,40 @@ def load_volume(path: str | Path) -> Volume:
     """
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "does not exist")
+        raise fail(path, "does not exist")
     if path.is_dir():
-        raise _fail(path, "is a folder, not an image file")
+        raise fail(path, "is a folder, not an image file")
     if path.stat().st_size == 0:
-        raise _fail(path, "is empty (0 bytes)")
+        raise fail(path, "is empty (0 bytes)")
     if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
-        raise _fail(path, "is not a NIfTI (.nii, .nii.gz) or MGH (.mgz) file")
-    claimed, itemsize, _offset, raw = _claimed_size(path)
-    _check_ceiling(path, claimed, itemsize)
+        raise fail(path, "is not a NIfTI (.nii, .nii.gz) or MGH (.mgz) file")
+    claimed, itemsize, _offset, raw = claimed_size(path)
+    check_ceiling(path, claimed, itemsize)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
-        raise _fail(path, f"could not be read as a NIfTI/MGH image ({type(exc).__name__}: {exc})") from None
+        raise fail(path, f"could not be read as a NIfTI/MGH image ({type(exc).__name__}: {exc})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image, nib.MGHImage)):
-        raise _fail(path, f"is a {type(img).__name__}, not a NIfTI or MGH image")
+        raise fail(path, f"is a {type(img).__name__}, not a NIfTI or MGH image")
 
     header = img.header
     shape = _spatial_shape(path, img.shape)
-    _check_ceiling(path, tuple(int(s) for s in img.shape), 1)
+    check_ceiling(path, tuple(int(s) for s in img.shape), 1)
     dtype = np.dtype(header.get_data_dtype())
     if dtype.kind not in "biuf" or dtype.fields is not None:
-        raise _fail(path, f"stores voxels as {dtype}, which is not a scalar intensity type")
+        raise fail(path, f"stores voxels as {dtype}, which is not a scalar intensity type")
     is_nifti = isinstance(img, (nib.Nifti1Image, nib.Nifti2Image))
     orientation_warnings = _check_qform_sform(path, header, raw if is_nifti else None)
     zooms = _check_geometry(path, img)
     scaled = _scaling(path, img, raw if is_nifti else None, dtype)
 
     needed = int(header.get_data_offset()) + math.prod(int(s) for s in img.shape) * dtype.itemsize
-    if _is_gzip(path):
-        held = _gzip_payload_size(path, needed)
+    if is_gzip(path):
+        held = gzip_payload_size(path, needed)
     else:
         held = path.stat().st_size
     if held < needed:
-        raise _fail(
+        raise fail(
             path,
             f"is truncated or its header is wrong: the header claims {needed:,} bytes "
             f"(shape {tuple(img.shape)}, {dtype}) but the file holds {held:,}",
@@ -477,7 +359,7 @@ def load_volume(path: str | Path) -> Volume:
             with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
                 data = img.get_fdata(dtype=np.float32)
     except Exception as exc:  # noqa: BLE001
-        raise _fail(path, f"could not be read to the end ({type(exc).__name__}: {exc})") from None
+        raise fail(path, f"could not be read to the end ({type(exc).__name__}: {exc})") from None
     if scaled and dtype.kind == "f":
         _check_scaled_overflow(path, img, data)
     data = data.reshape(shape)
@@ -569,3 +451,112 @@ def volume_from_image(img: Any, path: str | Path | None = None) -> Volume:
     )
     _treat_nonfinite(volume)
     return volume
+
+
+def label_dtype(max_value: int, smallest: Any = np.uint8) -> np.dtype:
+    """The smallest label type, from ``smallest`` up (uint8, uint16, int32), that holds ``max_value``.
+
+    Why: other tools open int32 labels but not every one opens uint32 or int64 (nibabel
+    refuses to write int64 without being told).
+    """
+    for dtype in (np.uint8, np.uint16, np.int32):
+        if np.dtype(dtype).itemsize >= np.dtype(smallest).itemsize and max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise GeometryError(f"label value {max_value} is too large for a NIfTI label image")
+
+
+def _xform_codes(space: str | tuple[int, int]) -> tuple[int, int]:
+    """(sform code, qform code) of a space name or an explicit pair (a source header's codes)."""
+    if isinstance(space, str):
+        if space not in XFORM_CODES:
+            raise ValueError(f"unknown NIfTI space {space!r}; choose among {', '.join(XFORM_CODES)}")
+        return XFORM_CODES[space], XFORM_CODES[space]
+    sform, qform = (int(c) for c in space)
+    if not (1 <= sform <= 4 and 1 <= qform <= 4):
+        raise ValueError(f"NIfTI xform codes must be 1 to 4, not {space!r}")
+    return sform, qform
+
+
+def _nifti_image(data: np.ndarray, affine: np.ndarray, dtype: Any, space: str | tuple[int, int],
+                 descrip: str, tr_s: float | None) -> nib.Nifti1Image:
+    """The NIfTI-1 image :func:`volume_writer` saves; a wrong argument is a bug (ValueError)."""
+    arr, target = np.asarray(data), np.dtype(dtype)
+    affine = np.asarray(affine, dtype=float)
+    if target not in SAVE_DTYPES:
+        raise ValueError(f"save_volume writes {', '.join(map(str, SAVE_DTYPES))}, not {target}")
+    if arr.ndim not in (3, 4) or affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise ValueError(f"save_volume needs 3D/4D data and a finite 4 x 4 affine, not {arr.shape} and {affine.shape}")
+    if target.kind in "iu" and arr.size:
+        # A silent wrap-around (70 000 labels cast to uint16) would corrupt the file.
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"save_volume: {arr.dtype} voxels with fractions cannot be written as {target}")
+        info = np.iinfo(target)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise ValueError(f"save_volume: values {arr.min()}..{arr.max()} do not fit {target}")
+    img = nib.Nifti1Image(arr.astype(target, copy=False), affine)
+    sform_code, qform_code = _xform_codes(space)
+    img.set_sform(affine, code=sform_code)
+    img.set_qform(affine, code=qform_code)  # rotation + zooms (pixdim) from the affine
+    img.header.set_xyzt_units("mm", "sec")
+    if arr.ndim == 4 and tr_s:
+        img.header.set_zooms((*img.header.get_zooms()[:3], float(tr_s)))
+    img.header["descrip"] = descrip.encode("ascii", "replace")[:79]
+    return img
+
+
+def volume_writer(data: np.ndarray, affine: np.ndarray, *, dtype: Any, space: str | tuple[int, int] = "scanner",
+                  descrip: str = "", tr_s: float | None = None) -> Callable[[Path], None]:
+    """A ``write(tmp)`` that saves ``data`` as NIfTI, for :func:`core.io.outputs.write_together`.
+
+    Why a callback: a command writing a NIfTI beside other outputs (det.json and its labels)
+    lands them together; the image is built (and checked) now, before any file is touched.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        3D or 4D voxels in the file's voxel order (the order of ``affine``).
+    affine : numpy.ndarray
+        4 x 4 voxel -> world RAS+ mm map; written as the sform AND the qform.
+    dtype : numpy dtype
+        One of :data:`SAVE_DTYPES`: uint8 masks, uint16 labels, float32 maps. Integer values
+        that do not fit are refused (ValueError), never wrapped.
+    space : str or (int, int)
+        A name in :data:`XFORM_CODES` for both forms, or the (sform, qform) codes of a source.
+    descrip : str
+        The header's description (79 ASCII characters kept).
+    tr_s : float, optional
+        Repetition time of a 4D series, written as the fourth zoom.
+    """
+    img = _nifti_image(data, affine, dtype, space, descrip, tr_s)
+
+    def write(tmp: Path) -> None:
+        nib.save(img, str(tmp))
+
+    return write
+
+
+def save_volume(path: str | Path, volume: Volume | np.ndarray, affine: np.ndarray | None = None, *, dtype: Any,
+                space: str | tuple[int, int] = "scanner", descrip: str = "",
+                inputs: Iterable[str | Path | None] = (), what: str = "image") -> Path:
+    """Save a :class:`Volume` (or data + affine) as NIfTI, atomically: the one NIfTI writer.
+
+    The path is checked first (:func:`core.io.outputs.check_outputs`): a ``.nii``/``.nii.gz``
+    name, not an input (``inputs``, and the Volume's own file), a writable folder. See
+    :func:`volume_writer` for the header written.
+
+    Raises
+    ------
+    OutputPathError
+        The path cannot or must not be written, or the disk failed; the target is unchanged.
+    """
+    tr_s = None
+    if isinstance(volume, Volume):
+        data, affine, tr_s = volume.data, volume.affine, volume.tr_s
+        inputs = [*inputs, volume.path]
+    else:
+        data = volume
+    if affine is None:
+        raise ValueError("save_volume needs an affine with plain voxel data")
+    writer = volume_writer(data, affine, dtype=dtype, space=space, descrip=descrip, tr_s=tr_s)
+    check_outputs([Output(path, (".nii.gz", ".nii"), what)], inputs=inputs)
+    return write_together([(path, writer)])[0]

@@ -25,11 +25,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from ...errors import ImageMismatchError, InputFileError
 from ...io import strict_json
+from ...io.nifti import volume_writer
 from ...io.outputs import Output, check_outputs, write_together
 from .detect import CMBResult
 
@@ -76,10 +76,8 @@ def detection_writes(result: CMBResult, out_json: str | Path, labels: str | Path
     writes: list[tuple[Path, Callable[[Path], object]]] = [
         (Path(out_json), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))]
     if labels is not None:
-        img = nib.Nifti1Image(result.instances.astype(np.uint16), result.affine)
-        img.set_sform(result.affine, code=1)
-        img.set_qform(result.affine, code=1)
-        writes.append((Path(labels), lambda tmp: nib.save(img, str(tmp))))
+        writes.append((Path(labels), volume_writer(result.instances, result.affine, dtype=np.uint16,
+                                                   descrip="napari-neuroreview CMB instances")))
     return writes
 
 

@@ -45,7 +45,7 @@ from scipy import ndimage
 from ...errors import GeometryError, ImageMismatchError, InputFileError, StoreError
 from ...io.export import save_points
 from ...io.outputs import Output, check_outputs, write_together
-from ...io.nifti import load_volume
+from ...io.nifti import label_dtype, load_volume, volume_writer
 from ...store import CaseStore, Finding, ImageRecord, ReviewConflictError
 from .channels import GRID_TOLERANCE_MM
 from .detect import CMBResult
@@ -547,8 +547,9 @@ class ReviewSession:
             labels = self.instances(statuses=chosen) if instances is None else np.asarray(instances)
             if tuple(labels.shape) != self.shape:
                 raise GeometryError(f"The instance labels {tuple(labels.shape)} are not on the scan's grid {self.shape}")
-            img = _labels_image(labels, self.affine)
-            writes.append((Path(labels_path), lambda tmp: nib.save(img, str(tmp))))
+            writes.append((Path(labels_path), volume_writer(
+                labels, self.affine, dtype=label_dtype(int(labels.max()) if labels.size else 0, smallest=np.uint16),
+                descrip="napari-neuroreview CMB instances")))
         records, provenance = self.to_records(), self._provenance(chosen, include_paths)
         for path in (json_path, tsv_path):
             if path is not None:
@@ -584,16 +585,6 @@ def _valid_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
         raise StoreError(f"The review cannot export status {', '.join(map(repr, unknown)) or '(none)'}; "
                          f"choose among {', '.join(STATUSES)}")
     return chosen
-
-
-def _labels_image(labels: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    """The instance labels as a NIfTI on the scan's grid (sform and qform both the scan's affine)."""
-    img = nib.Nifti1Image(labels, affine)
-    img.set_sform(affine, code=1)
-    img.set_qform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = b"napari-neuroreview CMB instances"
-    return img
 
 
 def _triple(value: Sequence[float]) -> tuple[float, float, float]:
