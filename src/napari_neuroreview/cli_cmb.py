@@ -97,6 +97,39 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version: str) -> Any:
+    """``cmb train`` without ``--store``: simulate the scans here, then train and save in the task.
+
+    The simulators are the CLI's to call (lazily, like ``cmb phantoms``), so that nothing
+    in ``core.tasks`` imports ``core.phantoms``.
+    """
+    import numpy as np
+
+    from .core.io.nifti import volume_from_image
+    from .core.phantoms.swi import make_swi_case
+    from .core.tasks.cmb.retrain import train_from_scans
+    from .core.tasks.cmb.train import labelled_from_instances
+
+    def scans(n: int, seed: int) -> Any:
+        made = []
+        for index in range(n):
+            yield Progress(index, n, f"Simulating scan {index + 1} of {n}")
+            case = make_swi_case(seed=seed + index)
+            magnitude = volume_from_image(case.magnitude)
+            phase = volume_from_image(case.phase) if case.phase is not None else None
+            instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
+            made.append(labelled_from_instances(f"phantom-{seed + index}", magnitude, phase, instances))
+        return made
+
+    train = yield from scans(args.phantoms, args.seed)
+    val = yield from scans(args.val, args.seed + 100_000)
+    description = (
+        f"{args.phantoms} simulated SWI scans (core.phantoms.swi, seeds {args.seed}..{args.seed + args.phantoms - 1}); "
+        f"threshold and metrics on {args.val} other simulated scans"
+    )
+    return (yield from train_from_scans(root, train, val, config, version, description, device=args.device))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on phantoms (the shipped weights) or fine-tune from reviews in a store.
 
@@ -107,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.registry import SHIPPED_WEIGHTS_ROOT, check_new_version, default_registry_root, default_version, next_version
     from .core.tasks.cmb import retrain
     from .core.tasks.cmb.model import MODEL_NAME
-    from .core.train.loop import FitConfig
+    from .core.tasks.cmb.training import FitConfig
 
     root = Path(args.out) if args.out else default_registry_root()
     roots = list(dict.fromkeys([root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
@@ -121,8 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         version = args.version or next_version(MODEL_NAME, roots)
         check_new_version(MODEL_NAME, version, roots)  # before hours of training, not after
-        card = _drive(retrain.train_from_phantoms(root, n_train=args.phantoms, n_val=args.val, seed=args.seed,
-                                                  config=config, version=version, device=args.device), args.quiet)
+        card = _drive(_phantom_training(args, root, config, version), args.quiet)
         default = default_version(MODEL_NAME, roots)
         made_default = default == card.version
         if not made_default:

@@ -17,7 +17,7 @@ from napari_neuroreview.core.tasks.cmb.detect import run
 from napari_neuroreview.core.tasks.cmb.io import read_detections, write_detections
 from napari_neuroreview.core.tasks.cmb.model import LoadedDetector, build_net
 from napari_neuroreview.core.tasks.cmb.train import labelled_from_instances, train_detector
-from napari_neuroreview.core.train.loop import FitConfig
+from napari_neuroreview.core.tasks.cmb.training import FitConfig
 
 from cmb_synthetic import synthetic_swi
 

@@ -34,7 +34,7 @@ from napari_neuroreview.core.tasks.cmb import train as cmb_train
 from napari_neuroreview.core.tasks.cmb.detect import run as detect
 from napari_neuroreview.core.tasks.cmb.model import load_detector, state_dict_cpu
 from napari_neuroreview.core.tasks.cmb.train import labelled_from_instances, train_detector
-from napari_neuroreview.core.train.loop import FitConfig
+from napari_neuroreview.core.tasks.cmb.training import FitConfig
 
 from cmb_synthetic import synthetic_swi, synthetic_swi_with_calcifications
 
@@ -372,3 +372,18 @@ def test_cli_train_prints_both_versions_and_the_verdict(reviewed, user_data, mon
     assert (summary["made_default"], summary["default"]) == (False, "1.0.0")
     assert load_detector(None, "cpu").card.version == "1.0.0"  # what `cmb detect` uses next
     assert store_path.read_bytes() == before
+
+
+def test_no_task_imports_the_simulators() -> None:
+    """Simulated scans are the CLI's to build (``cmb train`` on phantoms): ``core.tasks`` never imports ``core.phantoms``."""
+    import ast
+
+    import napari_neuroreview.core.tasks as tasks
+
+    offenders = []
+    for path in Path(tasks.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            offenders += [f"{path.name}: {n}" for n in names if "phantoms" in n.split(".")]
+    assert offenders == []

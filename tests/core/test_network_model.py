@@ -15,6 +15,7 @@ from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.networks import features as F
 from napari_neuroreview.core.tasks.networks import model as M
 from napari_neuroreview.core.tasks.networks import train as T
+from napari_neuroreview.core.train import losses as L
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,12 +99,12 @@ def test_losses_reward_the_right_structure():
     torch.manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
     shuffled = z[torch.randperm(16)]
-    assert T.clip_loss(z, z, 0.1) < 0.5 * T.clip_loss(z, shuffled, 0.1)
+    assert L.clip_loss(z, z, 0.1) < 0.5 * L.clip_loss(z, shuffled, 0.1)
     labels = torch.arange(16) % 4
     centres = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
     clustered = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(16, 8), dim=1)
-    assert T.supcon_loss(clustered, labels, 0.1) < T.supcon_loss(z, labels, 0.1)
-    assert float(T.supcon_loss(z, torch.arange(16), 0.1)) == 0.0  # no positives anywhere
+    assert L.supcon_loss(clustered, labels, 0.1) < L.supcon_loss(z, labels, 0.1)
+    assert float(L.supcon_loss(z, torch.arange(16), 0.1)) == 0.0  # no positives anywhere
 
 
 def test_stage1_loss_decreases_and_is_reproducible(planted_rows):

@@ -28,7 +28,7 @@ from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_r
 from ..core.store import default_store_path
 from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.retrain import RetrainResult, retrain_from_store
-from ..core.train.loop import FitConfig
+from ..core.tasks.cmb.training import FitConfig
 from ._worker import TaskRunner
 from .cmb_review import CMBReviewWidget, find_docked
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import NeuroreviewError, StoreError
-from ...io.nifti import load_volume, volume_from_image
+from ...io.nifti import load_volume
 from ...metrics import summarize
 from ...progress import Progress, TaskGenerator, relay
 from ...registry import (
@@ -45,18 +45,17 @@ from ...registry import (
     set_default,
 )
 from ...store import CaseStore
-from ...train.loop import FitConfig
 from .evaluate import at_threshold
 from .model import MODEL_NAME, LoadedDetector, load_detector
 from .train import (
     LabelledScan,
     choose_threshold,
-    labelled_from_instances,
     match_to_labels,
     save_detector,
     score_scan,
     train_detector,
 )
+from .training import FitConfig
 
 TASK_NAME = "cmb"
 HELD_OUT_SHARE = 0.3
@@ -75,38 +74,19 @@ def is_held_out(sha256: str, share: float = HELD_OUT_SHARE) -> bool:
     return (int(sha256[:8], 16) % 1000) < share * 1000
 
 
-def phantom_scans(n: int, seed: int, **case_kwargs: Any) -> TaskGenerator[list[LabelledScan]]:
-    """Simulated SWI scans with their truth, made in memory."""
-    from ...phantoms.swi import make_swi_case
-
-    scans = []
-    for index in range(n):
-        yield Progress(index, n, f"Simulating scan {index + 1} of {n}")
-        case = make_swi_case(seed=seed + index, **case_kwargs)
-        magnitude = volume_from_image(case.magnitude)
-        phase = volume_from_image(case.phase) if case.phase is not None else None
-        instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
-        scans.append(labelled_from_instances(f"phantom-{seed + index}", magnitude, phase, instances))
-    return scans
-
-
-def train_from_phantoms(
-    root: str | Path, n_train: int, n_val: int, seed: int, config: FitConfig, version: str = "1.0.0",
-    device: str = "auto", **case_kwargs: Any,
+def train_from_scans(
+    root: str | Path, train: list[LabelledScan], val: list[LabelledScan], config: FitConfig, version: str,
+    training_data: str, device: str = "auto",
 ) -> TaskGenerator[ModelCard]:
-    """Train a detector from scratch on simulated scans and save it (how demo weights are made).
+    """Train a detector from scratch on labelled scans and save it (how demo weights are made).
 
-    It does not become the default by itself (``neuroreview models set-default``), unless
-    it is saved into the shipped weights, whose newest version is the fallback default.
+    ``training_data`` describes the scans in the card (the CLI builds phantom scans and
+    says which). The threshold and the card's metrics come from ``val``. The new version
+    does not become the default by itself (``neuroreview models set-default``), unless it
+    is saved into the shipped weights, whose newest version is the fallback default.
     """
-    train = yield from phantom_scans(n_train, seed, **case_kwargs)
-    val = yield from phantom_scans(n_val, seed + 100_000, **case_kwargs)
-    detector, report = yield from train_detector(train, val, config, device=device, seed=seed)
-    description = (
-        f"{n_train} simulated SWI scans (core.phantoms.swi, seeds {seed}..{seed + n_train - 1}); "
-        f"threshold and metrics on {n_val} other simulated scans"
-    )
-    return save_detector(detector, report, root, version, description)
+    detector, report = yield from train_detector(train, val, config, device=device, seed=config.seed)
+    return save_detector(detector, report, root, version, training_data)
 
 
 def reviewed_scans(store_path: str | Path) -> tuple[list[LabelledScan], list[str]]:

@@ -20,12 +20,13 @@ import torch
 from ...device import resolve_device
 from ...io.nifti import Volume
 from ...metrics import CaseResult, evaluate_case, froc, summarize
-from ...progress import Progress, TaskGenerator, run_to_completion
+from ...progress import Progress, TaskGenerator, relay, run_to_completion
 from ...registry import DEMO_NOTE, ModelCard, save_model
-from ...train.loop import FitConfig, PatchSet, fit
+from ...train.loop import fit
 from .detect import run as detect
 from .evaluate import at_threshold, evaluate_result
 from .model import MODEL_NAME, TASK, LoadedDetector, build_net, state_dict_cpu
+from .training import FitConfig, PatchSet, PatchTrainable
 from .training_data import build_patch_set
 
 #: Detections below this score are never kept (they only matter for the FROC sweep).
@@ -139,7 +140,8 @@ def train_detector(
     else:
         net = build_net(ModelCard(name=MODEL_NAME, version="0.0.0", task=TASK, config={"width": width}))
         parent_card = None
-    history = yield from _scaled(fit(net, train, config, choice.device), start=n, span=n, total=steps)
+    history = yield from relay(fit(net, PatchTrainable(train, config), config.loop_config(), choice.device),
+                               lambda update: Progress(int((n + n * update.fraction) * 100), steps * 100, update.message))
     card = ModelCard(
         name=MODEL_NAME, version="0.0.0", task=TASK, parent=parent_card.version if parent_card else None,
         config={"width": int(net.width), "threshold": 0.5},
@@ -155,17 +157,6 @@ def train_detector(
     report["n_train_positive_patches"] = int(train.labels.sum())
     yield Progress(steps, steps, "Done")
     return detector, report
-
-
-def _scaled(task: TaskGenerator[Any], start: float, span: float, total: int) -> TaskGenerator[Any]:
-    """Map a sub-task's progress onto [start, start + span] of an outer task of ``total`` units."""
-    scale = 100
-    while True:
-        try:
-            update = next(task)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(int((start + span * update.fraction) * scale), total * scale, update.message)
 
 
 def save_detector(

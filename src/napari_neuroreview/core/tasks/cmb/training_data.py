@@ -16,9 +16,9 @@ import numpy as np
 from scipy import ndimage
 
 from ...io.nifti import Volume
-from ...train.loop import PatchSet
 from .channels import make_channels
 from .patches import PATCH, sample_patches
+from .training import PatchSet
 
 #: Candidates closer than this to a known microbleed are neither positive nor negative.
 EXCLUSION_MM = 3.0

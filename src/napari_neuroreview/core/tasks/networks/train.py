@@ -5,10 +5,10 @@ on every (scan, network) row with
 
 * a **cross-modal InfoNCE** (CLIP, symmetric): in a batch, each map embedding must pick
   its own time course's embedding out of all the batch's time courses and vice versa
-  (:func:`clip_loss`). It asks the two encoders to agree on what a map and its time
+  (:func:`~...train.losses.clip_loss`). It asks the two encoders to agree on what a map and its time
   course share: the network, and how this network behaves in this scan;
 * a **supervised contrastive** term (Khosla et al. 2020) over the ten (network, state)
-  classes on the pooled map and time-course embeddings (:func:`supcon_loss`): same
+  classes on the pooled map and time-course embeddings (:func:`~...train.losses.supcon_loss`): same
   network and state together, the rest apart. This term uses the pre/post labels, so it
   (and therefore all of stage 1) must be fitted inside each cross-validation fold.
 
@@ -18,14 +18,13 @@ the baseline (:func:`fit_baseline`) is the same regression on the summary featur
 alone. Both choose their L2 strength C by an inner cross-validation grouped by patient,
 on the training rows only (:func:`fit_logistic`).
 
-Why not ``core.train.loop.fit``: that loop is built around the microbleed patches
-(``PatchSet``, positives oversampled to half a batch, a BCE + Dice loss, best-epoch
-selection on a validation set). A contrastive loss needs different batches (every row
-once per epoch, both views of a row in the same batch, in-batch negatives) and no
-validation split (56 patients are too few to spare one inside a fold; the epoch count
-is fixed instead). What is shared: the progress/cancel protocol (a generator yielding
-:class:`Progress` every batch), the history record :class:`~...train.loop.FitHistory`,
-the OneCycle schedule and AdamW settings, and the device choice (``core.device``).
+Stage 1 runs on the one training loop (``core.train.loop.fit``): :class:`Stage1Batches`
+gives it every row once per epoch in shuffled batches (both views of a row in the same
+batch, in-batch negatives) and the loss; the loop owns AdamW, the one-cycle schedule,
+progress, the device and ``torchrun``. No validation split (56 patients are too few to
+spare one inside a fold; the epoch count is fixed instead). Under ``torchrun`` the
+embeddings are gathered across ranks (``core.train.distributed.gather_with_grad``), so
+the contrastive terms see the whole global batch's negatives.
 
 Reproducibility: the initial weights, the batch order, the map shifts and the
 time-course windows all come from ``config.seed``; on a CPU two runs give the same
@@ -34,30 +33,32 @@ weights bit for bit (on CUDA, up to the GPU's non-deterministic reductions).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
+from torch import nn
 
 from ...device import resolve_device
 from ...errors import InsufficientDataError
 from ...models.network_encoder import TC_LENGTH, NetworkPairEncoder
 from ...progress import Progress, TaskGenerator, within
 from ...registry import DEMO_NOTE, ModelCard
-from ...train.loop import FitHistory
+from ...train.distributed import gather_with_grad
+from ...train.loop import FitHistory, LoopConfig, fit
+from ...train.losses import clip_loss, supcon_loss
 from .features import GridContext, NetworkRows, model_context
 from .model import MODEL_NAME, TASK, LogisticModel, PrePostModel, embed_rows, stage2_design
 
 __all__ = [
+    "Stage1Batches",
     "Stage1Config",
     "Stage2Config",
-    "clip_loss",
     "fit_baseline",
     "fit_logistic",
-    "supcon_loss",
     "train_on_cohort",
     "train_prepost",
     "train_stage1",
@@ -139,33 +140,6 @@ class Stage2Config:
     representation: str = "projection"
 
 
-def clip_loss(z_map: torch.Tensor, z_tc: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE: row i's map matches row i's time course, not the others'."""
-    logits = z_map @ z_tc.T / temperature
-    target = torch.arange(z_map.shape[0], device=z_map.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-
-
-def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al. 2020, "L_out"), mean over anchors with a positive.
-
-    For anchor i, the positives are the other rows with the same label; the denominator
-    runs over every row but i.
-    """
-    n = z.shape[0]
-    sim = z @ z.T / temperature
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    positive = (labels[:, None] == labels[None, :]) & ~self_mask
-    counts = positive.sum(dim=1)
-    has = counts > 0
-    if not bool(has.any()):
-        return z.sum() * 0.0
-    mean_log_prob = log_prob.masked_fill(~positive, 0.0).sum(dim=1)[has] / counts[has]
-    return -mean_log_prob.mean()
-
-
 def _shift_maps(maps: torch.Tensor, shifts: np.ndarray) -> torch.Tensor:
     """Roll each map by its own (dx, dy, dz) voxels (the grid border is background)."""
     if not shifts.any():
@@ -189,6 +163,48 @@ def _check_labels(rows: NetworkRows) -> None:
         raise InsufficientDataError(f"Every training scan is a {state} scan; a pre/post model needs both.")
 
 
+class Stage1Batches:
+    """Stage 1 as a ``core.train.loop.Trainable``: shuffled rows, augmented, and the two-term loss.
+
+    Each epoch is a permutation of the rows split into ``ceil(n / batch_size)`` batches;
+    every row brings its map (randomly shifted, scaled and noised) and a random window of
+    its time course, from a numpy generator seeded with ``config.seed``.
+    """
+
+    def __init__(self, rows: NetworkRows, config: Stage1Config) -> None:
+        self.rows, self.config = rows, config
+        self.rng = np.random.default_rng(config.seed)
+        self.maps = torch.from_numpy(rows.maps)
+        self.networks = torch.from_numpy(rows.networks)
+        self.classes = torch.from_numpy(rows.networks * 2 + rows.labels)
+        self.steps_per_epoch = max(1, int(np.ceil(len(rows) / config.batch_size)))
+
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch's batches (on the CPU; the loop moves them)."""
+        config, rng = self.config, self.rng
+        for idx in np.array_split(rng.permutation(len(self.rows)), self.steps_per_epoch):
+            shifts = rng.integers(-config.map_shift, config.map_shift + 1, size=(idx.size, 3))
+            windows = np.stack([self.rows.windows(int(i), 1, TC_LENGTH, rng)[0] for i in idx])
+            scale = rng.uniform(0.9, 1.1, size=(idx.size, 1, 1, 1)).astype(np.float32)
+            noise = rng.standard_normal((idx.size, *self.rows.maps.shape[1:])).astype(np.float32) * config.map_noise
+            idx_t = torch.from_numpy(idx)
+            maps = _shift_maps(self.maps[idx_t], shifts) * torch.from_numpy(scale)
+            maps = maps + torch.from_numpy(noise)
+            yield {"maps": maps, "tcs": torch.from_numpy(windows), "networks": self.networks[idx_t],
+                   "classes": self.classes[idx_t]}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-modal InfoNCE + SupCon over the (network, state) classes, on the global batch."""
+        config = self.config
+        z_map, z_tc = model(batch["maps"], batch["tcs"], batch["networks"])
+        z_map, z_tc, classes = gather_with_grad(z_map), gather_with_grad(z_tc), gather_with_grad(batch["classes"])
+        loss = config.clip_weight * clip_loss(z_map, z_tc, config.temperature)
+        if config.supcon_weight:
+            loss = loss + config.supcon_weight * supcon_loss(
+                torch.cat([z_map, z_tc]), torch.cat([classes, classes]), config.sup_temperature)
+        return loss
+
+
 def train_stage1(
     rows: NetworkRows, config: Stage1Config | None = None, device: str = "auto",
 ) -> TaskGenerator[tuple[NetworkPairEncoder, FitHistory]]:
@@ -210,46 +226,12 @@ def train_stage1(
     config = config or Stage1Config()
     _check_labels(rows)
     dev = resolve_device(device).device
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)  # the initial weights and the dropout masks
+    batches = Stage1Batches(rows, config)
     encoder = NetworkPairEncoder(len(rows.network_names) or 5, config.width, config.embed_dim,
                                  config.network_dim, config.pool).to(dev)
-    maps_all = torch.from_numpy(rows.maps).to(dev)
-    nets_all = torch.from_numpy(rows.networks).to(dev)
-    classes_all = torch.from_numpy(rows.networks * 2 + rows.labels).to(dev)
-    n = len(rows)
-    n_batches = max(1, int(np.ceil(n / config.batch_size)))
-    total = config.epochs * n_batches
-    optimiser = torch.optim.AdamW(encoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=total, pct_start=0.2)
-    history = FitHistory()
-    for epoch in range(config.epochs):
-        encoder.train()
-        losses = []
-        for b, idx in enumerate(np.array_split(rng.permutation(n), n_batches)):
-            shifts = rng.integers(-config.map_shift, config.map_shift + 1, size=(idx.size, 3))
-            windows = np.stack([rows.windows(int(i), 1, TC_LENGTH, rng)[0] for i in idx])
-            scale = rng.uniform(0.9, 1.1, size=(idx.size, 1, 1, 1)).astype(np.float32)
-            noise = rng.standard_normal((idx.size, *rows.maps.shape[1:])).astype(np.float32) * config.map_noise
-            idx_t = torch.from_numpy(idx).to(dev)
-            maps = _shift_maps(maps_all[idx_t], shifts) * torch.from_numpy(scale).to(dev)
-            maps = maps + torch.from_numpy(noise).to(dev)
-            tcs = torch.from_numpy(windows).to(dev)
-            z_map, z_tc = encoder(maps, tcs, nets_all[idx_t])
-            classes = classes_all[idx_t]
-            loss = config.clip_weight * clip_loss(z_map, z_tc, config.temperature)
-            if config.supcon_weight:
-                loss = loss + config.supcon_weight * supcon_loss(
-                    torch.cat([z_map, z_tc]), torch.cat([classes, classes]), config.sup_temperature)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses.append(float(loss.detach()))
-            yield Progress(epoch * n_batches + b + 1, total,
-                           f"Stage 1, epoch {epoch + 1}/{config.epochs}, loss {np.mean(losses):.3f}")
-        history.train_loss.append(float(np.mean(losses)))
-    encoder.eval()
+    loop = LoopConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, seed=config.seed)
+    history = yield from fit(encoder, batches, loop, dev, what="Stage 1, epoch")
     return encoder, history
 
 

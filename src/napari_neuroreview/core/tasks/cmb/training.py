@@ -1,0 +1,191 @@
+"""The microbleed patch network on the one training loop: patches, sampler, augmentation, loss.
+
+What is the microbleed system's own (and so lives here, not in ``core.train``): the
+:class:`PatchSet` of candidate-centred patches, positives oversampled to half of every
+batch (a few dozen microbleeds are not drowned by thousands of negatives), the
+augmentations that keep the phase dipole physically right, and the weighted BCE on the
+class logit plus BCE + Dice on the masks that are known. :class:`PatchTrainable` hands
+these to ``core.train.loop.fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...train.loop import LoopConfig
+from ...train.losses import soft_dice_loss
+
+__all__ = ["FitConfig", "PatchSet", "PatchTrainable", "augment_batch", "patch_loss"]
+
+#: Patches per batch when measuring the validation loss.
+VAL_BATCH = 128
+
+
+@dataclass
+class PatchSet:
+    """Training patches with their targets.
+
+    Attributes
+    ----------
+    patches : numpy.ndarray
+        (N, C, D, D, D) float32 inputs.
+    labels : numpy.ndarray
+        (N,) 1 for the positive class, 0 otherwise.
+    seg : numpy.ndarray
+        (N, D, D, D) soft segmentation targets (ignored where ``has_seg`` is False).
+    has_seg : numpy.ndarray
+        (N,) bool: a mask is known for this patch (positives with a drawn/true mask).
+    weight : numpy.ndarray
+        (N,) per-patch loss weight (hard negatives from reviews weigh more).
+    groups : numpy.ndarray
+        (N,) case/patient index, so that splits never share a scan.
+    """
+
+    patches: np.ndarray
+    labels: np.ndarray
+    seg: np.ndarray
+    has_seg: np.ndarray
+    weight: np.ndarray
+    groups: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @staticmethod
+    def concat(sets: list[PatchSet]) -> PatchSet:
+        """One set from many (e.g. one per case)."""
+        sets = [s for s in sets if len(s)]
+        if not sets:
+            raise ValueError("no patches to train on")
+        return PatchSet(*(np.concatenate([getattr(s, f) for s in sets]) for f in PatchSet.__dataclass_fields__))
+
+    def subset(self, index: np.ndarray) -> PatchSet:
+        """The patches at ``index``."""
+        return PatchSet(*(getattr(self, f)[index] for f in PatchSet.__dataclass_fields__))
+
+
+@dataclass
+class FitConfig:
+    """Settings of a microbleed training run: the one place their defaults are stated.
+
+    The CLI (``cmb train``) and the retraining widget read their defaults from here.
+    ``epochs``, ``lr``, ``weight_decay`` and ``seed`` go to the loop
+    (:meth:`loop_config`); the rest shape the batches and the loss.
+    """
+
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    phase_dropout: float = 0.3
+    seg_weight: float = 1.0
+    augment: bool = True
+    max_steps_per_epoch: int = 150
+
+    def loop_config(self) -> LoopConfig:
+        """The optimiser and schedule settings for ``core.train.loop.fit`` (AdamW, one-cycle)."""
+        return LoopConfig(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay, seed=self.seed)
+
+
+def augment_batch(x: torch.Tensor, y_seg: torch.Tensor, generator: torch.Generator, phase_dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flips and in-plane quarter turns (B0 stays along patch axis z), contrast jitter, phase dropout.
+
+    Patch axes are (R, A, S); rotating in the R-A plane and flipping any axis keep the
+    phase dipole's symmetry about B0, so the augmented patch is still physically right.
+    On the CPU (where ``generator`` lives): the loop moves the batch to the device after.
+    """
+    for dim in (2, 3, 4):
+        if torch.rand((), generator=generator) < 0.5:
+            x, y_seg = x.flip(dim), y_seg.flip(dim - 1)
+    turns = int(torch.randint(0, 4, (), generator=generator))
+    if turns:
+        x, y_seg = torch.rot90(x, turns, dims=(2, 3)), torch.rot90(y_seg, turns, dims=(1, 2))
+    scale = 1.0 + 0.15 * (torch.rand((x.shape[0], 1, 1, 1), generator=generator) - 0.5)
+    x = x.clone()
+    x[:, 0] = (x[:, 0] - 1.0) * scale + 1.0
+    drop = torch.rand(x.shape[0], generator=generator) < phase_dropout
+    x[drop, 1:] = 0.0
+    return x, y_seg
+
+
+def patch_loss(
+    net: nn.Module, x: torch.Tensor, labels: torch.Tensor, seg: torch.Tensor, has_seg: torch.Tensor,
+    weight: torch.Tensor, seg_weight: float,
+) -> torch.Tensor:
+    """Weighted BCE on the class logit + (BCE + Dice) on the masks that are known."""
+    logit, seg_logit = net(x)
+    loss = (F.binary_cross_entropy_with_logits(logit, labels, reduction="none") * weight).sum() / weight.sum()
+    if bool(has_seg.any()):
+        s_logit, s_target = seg_logit[has_seg], seg[has_seg]
+        loss = loss + seg_weight * (
+            F.binary_cross_entropy_with_logits(s_logit, s_target) + soft_dice_loss(s_logit, s_target)
+        )
+    return loss
+
+
+def _tensors(data: PatchSet, index: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """Inputs and targets of the patches at ``index``, as CPU tensors."""
+    return (
+        torch.from_numpy(data.patches[index]),
+        torch.from_numpy(data.labels[index].astype(np.float32)),
+        torch.from_numpy(data.seg[index]),
+        torch.from_numpy(data.has_seg[index]),
+        torch.from_numpy(data.weight[index].astype(np.float32)),
+    )
+
+
+class PatchTrainable:
+    """Microbleed patches as a ``core.train.loop.Trainable``.
+
+    Every batch is half positives and half negatives, drawn with replacement from a numpy
+    generator seeded with ``config.seed``; an epoch is enough batches to see the larger
+    class about twice, capped at ``config.max_steps_per_epoch``. With ``val``, the loop
+    keeps the weights of the epoch with the lowest validation loss.
+    """
+
+    def __init__(self, train: PatchSet, config: FitConfig, val: PatchSet | None = None) -> None:
+        self.train, self.config, self.val = train, config, val
+        self.rng = np.random.default_rng(config.seed)
+        self.positives = np.flatnonzero(train.labels > 0.5)
+        self.negatives = np.flatnonzero(train.labels <= 0.5)
+        per_epoch = max(1, int(np.ceil(2 * max(len(self.negatives), len(self.positives)) / config.batch_size)))
+        self.steps_per_epoch = min(per_epoch, config.max_steps_per_epoch)
+
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+        """``steps_per_epoch`` oversampled, augmented batches (on the CPU)."""
+        half = self.config.batch_size // 2
+        for _ in range(self.steps_per_epoch):
+            chosen = np.concatenate([
+                self.rng.choice(self.positives, half) if len(self.positives) else np.zeros(0, int),
+                self.rng.choice(self.negatives, self.config.batch_size - half) if len(self.negatives) else np.zeros(0, int),
+            ])
+            x, labels, seg, has_seg, weight = _tensors(self.train, chosen)
+            if self.config.augment:
+                x, seg = augment_batch(x, seg, generator, self.config.phase_dropout)
+            yield x, labels, seg, has_seg, weight
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """:func:`patch_loss` of a batch."""
+        return patch_loss(model, *batch, self.config.seg_weight)
+
+    def val_loss(self, model: nn.Module) -> float | None:
+        """Mean loss on the validation patches without augmentation (None without any)."""
+        if self.val is None or not len(self.val):
+            return None
+        device = next(model.parameters()).device
+        model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(self.val), VAL_BATCH):
+                index = np.arange(start, min(start + VAL_BATCH, len(self.val)))
+                batch = tuple(t.to(device) for t in _tensors(self.val, index))
+                total += float(patch_loss(model, *batch, self.config.seg_weight)) * len(index)
+                count += len(index)
+        return total / max(count, 1)
