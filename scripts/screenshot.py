@@ -1,7 +1,8 @@
 """Screenshot the demo window (napari + the plugin's widgets + a sample case) to a PNG.
 
 Run under Xvfb: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python
-scripts/screenshot.py out.png [--sample cmb] [--neurological] [--mask] [--store FILE]``.
+scripts/screenshot.py out.png [--sample cmb] [--neurological] [--mask] [--store FILE]
+[--dock "Microbleed retraining"]``.
 Used to look at what ``make demo`` shows, as a user would see it. Reviews go to a
 temporary store unless ``--store`` names one: a screenshot never writes into the user's
 real annotation store.
@@ -29,6 +30,8 @@ def main() -> None:
     parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
     parser.add_argument("--network", default=None, help="rsfmri sample: the network to show")
     parser.add_argument("--store", default=None, help="annotation store to use (default: a temporary one)")
+    parser.add_argument("--dock", action="append", default=[],
+                        help="also open this plugin widget (its Plugins-menu name), e.g. 'Microbleed retraining'")
     args = parser.parse_args()
     if args.store is None:  # the default store lives in the user data folder: point that at a temporary one
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="neuroreview-screenshot-")
@@ -36,6 +39,8 @@ def main() -> None:
     viewer.window.resize(1900, 1150)
     for _ in range(20):
         QApplication.processEvents()
+    for name in args.dock:
+        viewer.window.add_plugin_dock_widget("napari-neuroreview", name)
     if args.neurological:
         widget.neurological.setChecked(True)
     if args.mask:
