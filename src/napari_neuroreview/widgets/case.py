@@ -22,8 +22,7 @@ from qtpy.QtWidgets import (QApplication, QButtonGroup, QFileDialog, QFormLayout
 
 from ..core.errors import NeuroreviewError
 from ..core.io.export import napari_world_to_ras
-from ..core.io.layers import META_KEY, geometry_of
-from ..core.io.nifti import Volume
+from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.store import CaseStore, default_store_path
 from ..core.tasks import mask as mask_task
 from ._base import DevicePicker, LayerPicker, require_layer
@@ -269,17 +268,8 @@ class CaseWidget(QWidget):
 
     def _start_mask(self) -> Any:
         layer = self._require_scan()
-        geometry = geometry_of(layer.metadata)
-        info = layer.metadata[META_KEY]
-        display = np.asarray(layer.data)
-        if display.ndim == 4:
-            display = display.mean(axis=0)
-        # The display array with its exact display affine is a faithful volume: masking it
-        # needs no round trip through the file grid (which would resample oblique scans twice).
-        volume = Volume(
-            data=display, affine=geometry.display_affine, zooms=geometry.scale,
-            path=Path(info["source_path"]) if info["source_path"] else None, sha256=info["sha256"],
-        )
+        # The mask is shown over the layer: it is computed on the display grid (mean over time for 4D).
+        volume = volume_from_layer(layer.data, layer.metadata, layer.name, grid="display")
         self._mask_source = layer
         return mask_task.run(volume)
 

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog
 from ..core.device import available_devices, resolve_device
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
-from ..core.io.layers import META_KEY, geometry_of
+from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.io.orientation import from_display
 from ..core.registry import installed_versions
 from ..core.store import CaseStore, ReviewConflictError, default_store_path
@@ -40,7 +40,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.review import ReviewSession, default_reviewer
-from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid, scan_volume
+from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
 from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
@@ -323,9 +323,9 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         layer = self._layer(self.swi_combo.currentText())
         if layer is None:
             raise InputFileError("no SWI layer is selected: open the SWI magnitude NIfTI first")
-        magnitude = scan_volume(layer.data, layer.metadata, layer.name)
+        magnitude = volume_from_layer(layer.data, layer.metadata, layer.name, grid="source")
         phase_layer = self._layer(self.phase_combo.currentText())
-        phase = scan_volume(phase_layer.data, phase_layer.metadata, phase_layer.name) if phase_layer else None
+        phase = volume_from_layer(phase_layer.data, phase_layer.metadata, phase_layer.name, grid="source") if phase_layer else None
         check_inputs(magnitude, phase)  # bad input: one sentence, nothing run, nothing written
         self.open_store()  # a store that cannot be opened is reported now, not after the run
         data = self.version_combo.currentData()

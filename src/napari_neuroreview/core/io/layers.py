@@ -7,13 +7,15 @@ Computing them once keeps every layer of a case aligned.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .nifti import Volume
-from .orientation import DisplayGeometry, plan_display, to_display
+from ..errors import ImageMismatchError, InputFileError
+from .nifti import Volume, load_volume, voxel_sha256
+from .orientation import DisplayGeometry, from_display, plan_display, to_display
 
 #: Key under which a layer's provenance and geometry live in ``layer.metadata``.
 META_KEY = "neuroreview"
@@ -87,6 +89,76 @@ def image_layer_data(
         return display, kwargs, "labels", geometry
     kwargs.update(contrast_limits=robust_contrast(display), colormap="gray", interpolation2d="nearest")
     return display, kwargs, "image", geometry
+
+
+def volume_from_layer(display: Any, metadata: Mapping[str, Any], name: str = "layer",
+                      grid: Literal["source", "display"] = "source") -> Volume:
+    """The voxels a task sees for a layer made by this plugin's reader: the one rule.
+
+    Parameters
+    ----------
+    display : array-like
+        The layer's data (display order; time first for 4D).
+    metadata : mapping
+        The layer's metadata (:func:`layer_metadata`).
+    name : str
+        The layer's name, for messages.
+    grid : {"source", "display"}
+        ``"source"`` for a model: the file's own voxels and affine (scanner voxels, what it
+        was trained on), put back in file order exactly and required to hash to the file's
+        sha256, since a layer edited in napari is not the scan the store knows. An oblique
+        scan shown resampled is read again from its file (linear resampling smooths the noise
+        a detector learnt and leaves zero wedges at a tilted slab's faces); only when the file
+        is gone or changed is the display grid used. ``"display"`` for a result shown as a
+        layer over this one (a mask): the array as shown with its exact display affine, no
+        round trip through the file grid (which would resample an oblique scan twice).
+
+    Returns
+    -------
+    Volume
+        Its ``sha256`` is the file's voxel hash (the scan's identity) on either grid.
+
+    Raises
+    ------
+    InputFileError
+        The layer was not opened by this plugin (no geometry in its metadata).
+    ImageMismatchError
+        ``grid="source"`` and the layer's voxels were changed in napari.
+    """
+    if grid not in ("source", "display"):
+        raise ValueError(f"grid must be 'source' or 'display', not {grid!r}")
+    geometry = geometry_of(dict(metadata))
+    if geometry is None:
+        raise InputFileError(f"{name}: was not opened by napari-neuroreview; open the NIfTI/MGH file with File > Open")
+    info = metadata[META_KEY]
+    path = Path(info["source_path"]) if info.get("source_path") else None
+    data = np.asarray(display)
+    if grid == "source" and geometry.resampled:
+        source = _unchanged_file(path, info["sha256"])
+        if source is not None:
+            return source
+    if grid == "display" or geometry.resampled:
+        data = np.moveaxis(data, 0, 3) if data.ndim == 4 else data  # Volume keeps time last
+        return Volume(data, geometry.display_affine, tuple(geometry.scale), path, info["sha256"], info.get("tr_s"))
+    data = from_display(data, geometry, order=1)
+    if voxel_sha256(data) != info["sha256"]:
+        raise ImageMismatchError(
+            f"{name}: the layer's voxels were changed in napari and no longer match "
+            f"{path.name if path else 'the file'}; reopen the file to review it"
+        )
+    zooms = tuple(float(z) for z in info["zooms"][:3])
+    return Volume(data, geometry.source_affine, zooms, path, info["sha256"], info.get("tr_s"))  # type: ignore[arg-type]
+
+
+def _unchanged_file(path: Path | None, sha256: str) -> Volume | None:
+    """The scan file at ``path`` if it still holds the voxels hashed ``sha256``, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        volume = load_volume(path)
+    except InputFileError:
+        return None
+    return volume if volume.sha256 == sha256 else None
 
 
 def looks_like_labels(volume: Volume) -> bool:
