@@ -272,8 +272,9 @@ def w_time_canica(spec: dict[str, Any]) -> dict[str, Any]:
 
 def w_truth(spec: dict[str, Any]) -> dict[str, Any]:
     """Worker: truth scores of the cached ICA folders (our extraction) of a list of sessions."""
-    from napari_neuroreview.core.io.ica_folder import load_ica, load_networks_json
+    from napari_neuroreview.core.io.ica_folder import load_ica
     from napari_neuroreview.core.phantoms.rsfmri import load_bold_truth
+    from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
 
     out = {}
     for session in spec["sessions"]:

@@ -61,8 +61,9 @@ def _summary(assignment: Any) -> dict[str, Any]:
 def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, smoothing_mm: float | None,
                 quiet: bool, prefix: str = "") -> dict[str, Any]:
     """ICA + matching of one scan into ``out_dir``; returns the summary printed as JSON."""
-    from .core.io.ica_folder import check_output_folder, check_tr, write_ica
+    from .core.io.ica_folder import check_output_folder, check_tr
     from .core.io.nifti import load_volume
+    from .core.tasks.networks.assignment_io import write_ica_folder
     from .core.tasks.networks.ica import provenance, run_ica
     from .core.tasks.networks.matching import match_networks
 
@@ -80,7 +81,7 @@ def extract_one(bold_path: Path, out_dir: Path, n_components: int, seed: int, sm
     extra = {"source": bold_path.name, "source_sha256": volume.sha256, "tr_s": volume.tr_s,
              **provenance(n_components, seed, **comps.info)}
     with disk_errors([out_dir]):
-        write_ica(out_dir, comps, assignment, extra)
+        write_ica_folder(out_dir, comps, assignment, extra)
     return {"bold": str(bold_path), "out": str(out_dir), "n_components": n_components,
             "seconds": round(seconds, 2), "networks": _summary(assignment)}
 
@@ -131,8 +132,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_match(args: argparse.Namespace) -> int:
     """Match a folder's components to the networks and store overrides in its networks.json."""
     from .core import atlas
-    from .core.io.ica_folder import NETWORKS_FILE, load_ica, load_ica_folder, parse_component, store_assignment
+    from .core.io.ica_folder import NETWORKS_FILE, load_ica, parse_component
     from .core.io.outputs import Output, check_outputs
+    from .core.tasks.networks.assignment_io import load_ica_folder, store_assignment
     from .core.tasks.networks.matching import match_networks
 
     folder = Path(args.folder)

@@ -127,7 +127,7 @@ def test_only_a_phantom_cohort_makes_demo_weights(tmp_path) -> None:
 
 def test_a_bug_while_reading_networks_json_is_not_blamed_on_the_file(tmp_path, monkeypatch) -> None:
     """The reader names the file for a wrong field only; a KeyError in the code stays a KeyError."""
-    from napari_neuroreview.core.io.ica_folder import load_networks_json
+    from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
     from napari_neuroreview.core.tasks.networks.matching import Assignment
 
     (tmp_path / "networks.json").write_text('{"networks": {"motor": 3}}', encoding="utf-8")

@@ -14,11 +14,13 @@ from napari_neuroreview.core.io.ica_folder import (
     ICAComponents,
     check_output_folder,
     load_ica,
-    load_networks_json,
     parse_component,
     read_timecourse_table,
+)
+from napari_neuroreview.core.tasks.networks.assignment_io import (
+    load_networks_json,
     store_assignment,
-    write_ica,
+    write_ica_folder,
 )
 from napari_neuroreview.core.tasks.networks.matching import Assignment, NetworkMatch
 
@@ -53,7 +55,7 @@ def _save(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
 
 def test_write_then_load_round_trip(tmp_path: Path) -> None:
     comps, assignment = _comps(), _assignment()
-    written = write_ica(tmp_path / "ica", comps, assignment, {"source_sha256": "ab" * 32, "seed": 3})
+    written = write_ica_folder(tmp_path / "ica", comps, assignment, {"source_sha256": "ab" * 32, "seed": 3})
     assert [p.name for p in written] == ["components.nii.gz", "timecourses.tsv", "networks.json"]
     assert sorted(p.name for p in (tmp_path / "ica").iterdir()) == sorted(p.name for p in written)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # staging folder removed
@@ -81,7 +83,7 @@ def test_override_round_trips_and_marks_manual(tmp_path: Path) -> None:
     assert match.component == 3 and match.automatic is False and match.sign == -1
     assert match.second_score == pytest.approx(float(np.delete(assignment.scores[2], 3).max()))
     assert assignment.matches["motor"].automatic is True
-    write_ica(tmp_path / "ica", _comps(), assignment, {})
+    write_ica_folder(tmp_path / "ica", _comps(), assignment, {})
     assert load_networks_json(tmp_path / "ica").matches["language"] == match
 
 
@@ -173,7 +175,7 @@ def test_write_refuses_a_foreign_folder_and_writes_nothing(tmp_path: Path) -> No
     scans.mkdir()
     (scans / "t1.nii.gz").write_bytes(b"precious")
     with pytest.raises(OutputPathError, match="not ICA output"):
-        write_ica(scans, _comps(), _assignment(), {})
+        write_ica_folder(scans, _comps(), _assignment(), {})
     assert sorted(p.name for p in scans.iterdir()) == ["t1.nii.gz"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     afile = tmp_path / "file"
@@ -184,15 +186,15 @@ def test_write_refuses_a_foreign_folder_and_writes_nothing(tmp_path: Path) -> No
 
 def test_rewrite_is_whole_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "ica"
-    write_ica(out, _comps(seed=0), _assignment(), {})
+    write_ica_folder(out, _comps(seed=0), _assignment(), {})
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def broken_dumps(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("napari_neuroreview.core.io.ica_folder.json.dumps", broken_dumps)
+    monkeypatch.setattr("napari_neuroreview.core.io.strict_json.json.dumps", broken_dumps)
     with pytest.raises(OSError, match="disk full"):
-        write_ica(out, _comps(seed=1), _assignment(), {})
+        write_ica_folder(out, _comps(seed=1), _assignment(), {})
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -220,7 +222,7 @@ def test_networks_json_errors(tmp_path: Path) -> None:
 
 def test_store_assignment_keeps_provenance(tmp_path: Path) -> None:
     out = tmp_path / "ica"
-    write_ica(out, _comps(), _assignment(), {"source_sha256": "cd" * 32, "seed": 7})
+    write_ica_folder(out, _comps(), _assignment(), {"source_sha256": "cd" * 32, "seed": 7})
     store_assignment(out, _assignment().override("motor", 5), _comps())
     doc = json.loads((out / "networks.json").read_text())
     assert doc["source_sha256"] == "cd" * 32 and doc["seed"] == 7
@@ -231,3 +233,19 @@ def test_store_assignment_keeps_provenance(tmp_path: Path) -> None:
     assert json.loads((bare / "networks.json").read_text())["source"] == "bold.nii.gz"  # a name, never a path
     with pytest.raises(GeometryError, match="for 6 components but the maps have 4"):
         store_assignment(bare, _assignment(), _comps(k=4))
+
+
+def test_core_io_never_imports_a_task() -> None:
+    """core.io is below the tasks: networks.json's assignment is read and written by the networks task."""
+    import ast
+
+    import napari_neuroreview.core.io as io_package
+
+    offenders = []
+    for path in sorted(Path(io_package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and "tasks" in (node.module or "").split("."):
+                offenders.append(f"{path.name}: from {'.' * node.level}{node.module}")
+            if isinstance(node, ast.Import):
+                offenders += [f"{path.name}: import {a.name}" for a in node.names if ".tasks" in a.name]
+    assert offenders == []

@@ -111,7 +111,7 @@ def test_planted_signal_is_found_with_cis_tsne_and_json(tmp_path):
 def test_load_cohort_labels_from_folders_never_truth(tmp_path):
     from networks_synthetic import make_synthetic_bold, save_bold
 
-    from napari_neuroreview.core.io.ica_folder import write_ica
+    from napari_neuroreview.core.tasks.networks.assignment_io import write_ica_folder
     from napari_neuroreview.core.tasks.networks.cohort import load_cohort, load_scan
     from napari_neuroreview.core.tasks.networks.ica import run_ica
     from napari_neuroreview.core.tasks.networks.matching import match_networks
@@ -125,7 +125,7 @@ def test_load_cohort_labels_from_folders_never_truth(tmp_path):
         (folder / "truth_maps.nii.gz").mkdir()
         if (p, state) == (1, "pre"):  # one session with its ICA done beforehand
             comps = run_to_completion(run_ica(case.bold, n_components=8))
-            write_ica(folder / "ica", comps, match_networks(comps), {"tr_s": 2.0})
+            write_ica_folder(folder / "ica", comps, match_networks(comps), {"tr_s": 2.0})
     scans, warnings = run_to_completion(load_cohort(tmp_path / "cohort", n_components=8))
     assert [(s.patient, s.state, s.label) for s in scans] == [
         ("sub-001", "post", 1), ("sub-001", "pre", 0), ("sub-002", "post", 1), ("sub-002", "pre", 0)]

@@ -13,8 +13,9 @@ import pytest
 
 from napari_neuroreview.cli import main
 from napari_neuroreview.core import atlas
-from napari_neuroreview.core.io.ica_folder import load_ica, load_networks_json
+from napari_neuroreview.core.io.ica_folder import load_ica
 from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from networks_synthetic import make_synthetic_bold, save_bold  # noqa: E402

@@ -11,9 +11,9 @@ import torch
 
 import napari_user as user
 from napari_neuroreview.core import atlas
-from napari_neuroreview.core.io.ica_folder import load_networks_json
 from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.registry import default_registry_root
+from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
 from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget, view_grid
 
 from networks_synthetic import make_synthetic_bold, save_bold

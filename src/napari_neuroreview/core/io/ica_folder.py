@@ -11,19 +11,20 @@ Our folder (the contract every reader relies on)::
 
     DIR/components.nii.gz   4D float32 (X, Y, Z, K) on the BOLD's grid, z-scored in the brain
     DIR/timecourses.tsv     T rows, K columns, header IC01 .. ICK (tab separated)
-    DIR/networks.json       which component is which network, with its score (see
-                            :mod:`core.tasks.networks.matching`), plus the source's file
-                            name (never its path), its voxel sha256, TR, number of
-                            components and method
+    DIR/networks.json       which component is which network, with its score, plus the
+                            source's file name (never its path), its voxel sha256, TR,
+                            number of components and method: the networks task's document,
+                            read and written by ``core.tasks.networks.assignment_io``
 
 Component numbering: ``component`` in JSON and every index in code is 0-based (the index
 of the 4th axis of the map and of the TSV's columns); the TSV header and what a person
 reads are the 1-based labels ``IC01`` .. (:func:`component_label`).
 
-Reading is checked once for every consumer (:func:`load_ica_folder`: match, compare, the
-cohort loader, the widget): strict UTF-8 JSON, every field of the assignment, maps that are
-not blank, a plausible TR (:func:`check_tr`); a broken folder gets one sentence naming
-the file, the same whichever command read it.
+Reading is checked once for every consumer (:func:`load_ica`: match, compare, the cohort
+loader, the widget): maps that are not blank, time courses that fit them, a plausible TR
+(:func:`check_tr`, from networks.json); a broken folder gets one sentence naming the file,
+the same whichever command read it. This module reads networks.json only for the TR and
+never imports a task (the assignment is the networks task's: ``assignment_io``).
 
 Writing is atomic per file and networks.json (the file that says the folder is complete)
 is written last, so an interrupted write never leaves a folder that claims to be whole.
@@ -31,7 +32,6 @@ is written last, so an interrupted write never leaves a folder that claims to be
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -39,15 +39,13 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import GeometryError, InputFileError, OutputPathError
 from .nifti import load_volume, volume_writer
-
-if TYPE_CHECKING:  # pragma: no cover - the runtime import is lazy (io must not need tasks)
-    from ..tasks.networks.matching import Assignment
+from .strict_json import read_object
 
 COMPONENTS_FILE = "components.nii.gz"
 TIMECOURSES_FILE = "timecourses.tsv"
@@ -309,54 +307,8 @@ def check_tr(tr_s: Any, where: str) -> float:
 def _tr_from_networks_json(path: Path) -> float | None:
     if not path.exists():
         return None
-    tr = _read_json_object(path).get("tr_s")
+    tr = read_object(path, NETWORKS_FILE).get("tr_s")
     return None if tr is None else check_tr(tr, str(path))
-
-
-def load_networks_json(folder: str | Path) -> Assignment:
-    """The network assignment stored in ``folder/networks.json`` (overrides included).
-
-    Raises InputFileError naming the file when it is missing or not a valid networks.json
-    (see :meth:`Assignment.from_json` for what is checked).
-    """
-    from ..tasks.networks.matching import Assignment
-
-    folder = Path(folder)
-    path = folder / NETWORKS_FILE if folder.is_dir() or not folder.suffix else folder
-    if not path.exists():
-        raise InputFileError(f"{path}: does not exist; run `neuroreview networks extract` or `match` first")
-    doc = _read_json_object(path)
-    try:
-        return Assignment.from_json(doc)
-    except InputFileError as exc:  # a field named by from_json; any other exception is a bug
-        raise InputFileError(f"{path}: is not a valid networks.json ({exc})") from None
-
-
-def read_networks_doc(folder: str | Path) -> dict[str, Any]:
-    """The whole networks.json document (provenance included), as a dict.
-
-    The one reader of the file: UTF-8, strict JSON (no NaN or Infinity), an object.
-    Anything else is one sentence naming the file, whichever command read it.
-    """
-    return _read_json_object(Path(folder) / NETWORKS_FILE)
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    from .strict_json import loads
-
-    try:
-        doc = loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: does not exist") from None
-    except IsADirectoryError:
-        raise InputFileError(f"{path}: is a folder, not a networks.json") from None
-    except UnicodeDecodeError:
-        raise InputFileError(f"{path}: is not UTF-8 text, so it is not a networks.json") from None
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
-        raise InputFileError(f"{path}: is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise InputFileError(f"{path}: holds a JSON {type(doc).__name__}, not the object a networks.json is")
-    return doc
 
 
 def check_components(comps: ICAComponents) -> ICAComponents:
@@ -370,40 +322,6 @@ def check_components(comps: ICAComponents) -> ICAComponents:
             f"{comps.source}: the component maps are zero almost everywhere, so nothing can be matched or compared"
         )
     return comps
-
-
-def check_assignment(assignment: Assignment, comps: ICAComponents, where: str | Path) -> Assignment:
-    """Refuse an assignment that does not fit the components it names (``where``: its file).
-
-    It must be for as many components as the maps hold, and every network's component
-    must have a map that is not all zero and a time course that is not constant: a model
-    fed a blank network would still return a confident-looking P(post).
-    """
-    if assignment.n_components != comps.n_components:
-        raise InputFileError(
-            f"{where}: is for {assignment.n_components} components but the folder's maps have {comps.n_components}; "
-            "match it again with `neuroreview networks match --rematch`"
-        )
-    for name, match in assignment.matches.items():
-        k = match.component
-        if not np.any(comps.maps[..., k]):
-            raise InputFileError(f"{where}: {name} is assigned {component_label(k)}, whose map is all zero")
-        if not np.ptp(comps.timecourses[:, k]) > 0:
-            raise InputFileError(f"{where}: {name} is assigned {component_label(k)}, whose time course is constant")
-    return assignment
-
-
-def load_ica_folder(folder: str | Path) -> tuple[ICAComponents, Assignment]:
-    """Components and stored assignment of a folder with a networks.json, both checked.
-
-    The one way in for every consumer of a matched folder (``networks match``,
-    ``networks compare``, the cohort loader, the widget): the same broken folder gets
-    the same sentence whichever of them reads it.
-    """
-    folder = Path(folder)
-    comps = load_ica(folder)
-    assignment = load_networks_json(folder)
-    return comps, check_assignment(assignment, comps, folder / NETWORKS_FILE)
 
 
 # --------------------------------------------------------------------------- writing
@@ -436,9 +354,7 @@ def check_output_folder(out_dir: str | Path, inputs: Iterable[str | Path | None]
     return out_dir
 
 
-def write_ica(
-    out_dir: str | Path, comps: ICAComponents, assignment: Assignment | None, extra: dict[str, Any] | None = None
-) -> list[Path]:
+def write_ica(out_dir: str | Path, comps: ICAComponents, networks_json: str | None = None) -> list[Path]:
     """Write components.nii.gz, timecourses.tsv and networks.json into ``out_dir``.
 
     Everything is first written into a hidden temporary folder next to ``out_dir`` and
@@ -451,10 +367,9 @@ def write_ica(
     out_dir : str or Path
         Created if missing; refused if it holds files other than ours.
     comps : ICAComponents
-    assignment : Assignment or None
-        The network matching; ``None`` writes maps and time courses only (no networks.json).
-    extra : dict, optional
-        Provenance merged into networks.json (``source``, ``source_sha256``, ``method`` ...).
+    networks_json : str or None
+        The text of networks.json (``core.tasks.networks.assignment_io.write_ica_folder``
+        makes it); ``None`` writes maps and time courses only (and removes a stale one).
 
     Returns
     -------
@@ -472,9 +387,8 @@ def write_ica(
         volume_writer(comps.maps, comps.affine, dtype=np.float32)(staging / COMPONENTS_FILE)
         (staging / TIMECOURSES_FILE).write_text(timecourse_tsv(comps.timecourses), encoding="utf-8")
         names = [COMPONENTS_FILE, TIMECOURSES_FILE]
-        if assignment is not None:
-            doc = networks_document(comps, assignment, extra)
-            (staging / NETWORKS_FILE).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        if networks_json is not None:
+            (staging / NETWORKS_FILE).write_text(networks_json, encoding="utf-8")
             names.append(NETWORKS_FILE)
         for name in names:
             with open(staging / name, "rb+") as handle:
@@ -498,55 +412,3 @@ def timecourse_tsv(timecourses: np.ndarray) -> str:
     header = "\t".join(component_label(k) for k in range(timecourses.shape[1]))
     body = "\n".join("\t".join(f"{v:.7g}" for v in row) for row in timecourses)
     return f"{header}\n{body}\n"
-
-
-def networks_document(comps: ICAComponents, assignment: Assignment, extra: dict[str, Any] | None) -> dict[str, Any]:
-    """networks.json as a dict: provenance first, then the assignment's own JSON."""
-    doc = provenance_of(comps)
-    doc.update(extra or {})
-    doc.update(assignment.to_json())
-    return doc
-
-
-def provenance_of(comps: ICAComponents) -> dict[str, Any]:
-    """What networks.json says about where ``comps`` came from, before any ``extra``.
-
-    The source is named by its file name only, never its path: a folder name often
-    holds a patient's name, and a home folder the user's login; the voxel sha256
-    (``source_sha256``, filled by ``extract``) identifies the scan without either.
-    """
-    return {"source": Path(comps.source).name, "source_sha256": "", "tr_s": comps.tr_s,
-            "n_components": comps.n_components, "n_volumes": comps.n_volumes, "method": comps.kind}
-
-
-def write_networks_json(folder: str | Path, assignment: Assignment, keep: dict[str, Any] | None = None) -> Path:
-    """Rewrite ``folder/networks.json`` atomically with ``assignment``, keeping provenance ``keep``."""
-    from .atomic import write_text_atomic
-
-    doc = dict(keep or {})
-    doc.update(assignment.to_json())
-    return write_text_atomic(Path(folder) / NETWORKS_FILE, json.dumps(doc, indent=2, allow_nan=False) + "\n")
-
-
-def store_assignment(folder: str | Path, assignment: Assignment, comps: ICAComponents | None = None) -> Path:
-    """Save a (possibly overridden) assignment into ``folder/networks.json``, atomically.
-
-    The provenance already in networks.json (source, its sha256, method, seed ...) is
-    kept; a folder without one (an FSL MELODIC folder) gets the provenance ``comps``
-    gives. This is what the widget's override and ``neuroreview networks match --set``
-    both call.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputFileError(f"{folder}: is not a folder; networks.json is stored in the ICA folder")
-    if comps is not None and assignment.n_components != comps.n_components:
-        raise GeometryError(
-            f"{folder}: the assignment is for {assignment.n_components} components but the maps have {comps.n_components}"
-        )
-    if (folder / NETWORKS_FILE).exists():
-        keep = read_networks_doc(folder)
-    elif comps is not None:
-        keep = provenance_of(comps)
-    else:
-        keep = {"n_components": assignment.n_components}
-    return write_networks_json(folder, assignment, keep)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..errors import InputFileError
 
 
 def plain(value: Any) -> Any:
@@ -44,3 +47,25 @@ def _refuse_constant(name: str) -> Any:
 def loads(text: str) -> Any:
     """Parse JSON, refusing the non-standard ``NaN``, ``Infinity`` and ``-Infinity``."""
     return json.loads(text, parse_constant=_refuse_constant)
+
+
+def read_object(path: str | Path, what: str) -> dict[str, Any]:
+    """The JSON object in the file ``path`` (a ``what``, e.g. "networks.json"), read strictly.
+
+    Why: a user's file that is missing, a folder, not UTF-8, not JSON (NaN included) or
+    not an object is one sentence naming the file, the same whichever command read it.
+    """
+    path = Path(path)
+    try:
+        doc = loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: does not exist") from None
+    except IsADirectoryError:
+        raise InputFileError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(f"{path}: is not UTF-8 text, so it is not a {what}") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity
+        raise InputFileError(f"{path}: is not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise InputFileError(f"{path}: holds a JSON {type(doc).__name__}, not the object a {what} is")
+    return doc

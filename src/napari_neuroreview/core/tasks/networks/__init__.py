@@ -10,7 +10,8 @@ not pull in torch or scikit-learn):
 * ``features``, ``model``, ``train``, ``evaluate``, ``cohort``: the two-stage pre/post model.
 
 The ICA folder on disk (components.nii.gz, timecourses.tsv, networks.json) is read and
-written by :mod:`napari_neuroreview.core.io.ica_folder`.
+written by :mod:`napari_neuroreview.core.io.ica_folder`; networks.json itself (the
+assignment) by :mod:`.assignment_io`.
 """
 
 #: ICA defaults shared by ``run_ica``, ``neuroreview networks extract`` and every caller

@@ -175,8 +175,9 @@ def load_session(
     ``ica/`` or ``bold.nii.gz``, or a 4D BOLD file (ICA and matching run in memory;
     nothing is written).
     """
-    from ...io.ica_folder import MELODIC_MAPS, check_tr, load_ica, load_ica_folder, read_networks_doc
+    from ...io.ica_folder import MELODIC_MAPS, check_tr, load_ica
     from ...io.nifti import load_volume
+    from .assignment_io import load_ica_folder, read_networks_doc
     from .ica import run_ica
     from .matching import match_networks
 

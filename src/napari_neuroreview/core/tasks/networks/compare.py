@@ -197,7 +197,7 @@ def override(comparison: Comparison, state: str, network: str, component: int) -
     computed in memory keeps it for this comparison only, and the returned path is None.
     The probabilities are stale until :func:`repredict` runs.
     """
-    from ...io.ica_folder import store_assignment
+    from .assignment_io import store_assignment
 
     if state not in ("pre", "post"):
         raise InputFileError(f"{state!r}: the scan is 'pre' or 'post'")

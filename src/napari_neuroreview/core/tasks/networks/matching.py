@@ -181,7 +181,7 @@ class Assignment:
         ------
         InputFileError
             Naming the field (not the file, which this does not know);
-            :func:`~napari_neuroreview.core.io.ica_folder.load_networks_json` prefixes the
+            :func:`~napari_neuroreview.core.tasks.networks.assignment_io.load_networks_json` prefixes the
             file. Any other exception is a bug and keeps its traceback.
         """
         names = _field(doc, "scores", "networks")
