@@ -11,6 +11,7 @@ import torch
 
 from napari_neuroreview.core.errors import RegistryError
 from napari_neuroreview.core.model_config import ConfigRule, check_config
+from napari_neuroreview.core.model_loading import load_state_dict
 from napari_neuroreview.core.registry import (
     CARD_FILE,
     DEFAULT_FILE,
@@ -28,7 +29,6 @@ from napari_neuroreview.core.registry import (
     set_default,
     latest,
     list_versions,
-    load_state_dict,
     read_card,
     save_model,
     version_key,
@@ -252,7 +252,7 @@ def test_a_card_holding_a_folder_is_a_bug(tmp_path: Path, linear: torch.nn.Linea
 
 def test_load_version_is_the_one_lookup(tmp_path: Path, linear: torch.nn.Linear) -> None:
     """Default when None, the card checked before the weights are read, built on the resolved device."""
-    from napari_neuroreview.core.registry import load_version
+    from napari_neuroreview.core.model_loading import load_version
 
     user, shipped = tmp_path / "user", tmp_path / "shipped"
     roots = [user, shipped]
@@ -281,7 +281,7 @@ def test_load_version_is_the_one_lookup(tmp_path: Path, linear: torch.nn.Linear)
 
 def test_every_system_loads_through_the_one_lookup(monkeypatch) -> None:
     """The detector and the pre/post model have no lookup of their own (issue 9: nine copies before)."""
-    from napari_neuroreview.core import registry
+    from napari_neuroreview.core import model_loading
     from napari_neuroreview.core.tasks.cmb import model as cmb_model
     from napari_neuroreview.core.tasks.networks import model as net_model
 
@@ -292,4 +292,4 @@ def test_every_system_loads_through_the_one_lookup(monkeypatch) -> None:
     assert calls == [cmb_model.MODEL_NAME, net_model.MODEL_NAME]
     for module in (cmb_model, net_model):
         assert not hasattr(module, "available_versions") and not hasattr(module, "find_version")
-    assert registry.load_version.__module__ == registry.__name__
+    assert model_loading.load_version.__module__ == model_loading.__name__

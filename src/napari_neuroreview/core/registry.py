@@ -28,6 +28,10 @@ Why this shape:
   last root (the shipped weights) that is not flagged ``not_default`` is the default.
 * **Configs are validated before a network is built** (:func:`core.model_config.check_config`): a crafted
   card cannot make the loader allocate gigabytes.
+
+This module writes versions, lists them and keeps the default; reading one back (the
+safetensors gate, verified weights, the one lookup ``load_version``) is
+:mod:`core.model_loading`, so each file reads in one sitting.
 """
 
 from __future__ import annotations
@@ -42,8 +46,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import platformdirs
 import torch
@@ -68,8 +71,6 @@ __all__ = [
     "default_registry_root",
     "latest",
     "list_versions",
-    "load_state_dict",
-    "load_version",
     "read_card",
     "save_model",
     "version_dir",
@@ -84,10 +85,8 @@ _DEFAULT_HISTORY = 20
 DEMO_NOTE = "demo weights, trained on simulated data, not for clinical use"
 SHIPPED_WEIGHTS_ROOT: Path = Path(__file__).resolve().parents[1] / "weights"
 
-_PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _VERSION_RE = re.compile(r"\d+(\.\d+)*")
-M = TypeVar("M")
 
 
 def default_registry_root() -> Path:
@@ -343,77 +342,6 @@ def _refuse_paths(value: Any, card: ModelCard, key: str = "card") -> None:
                          "describe training data by file names, sha256 and counts")
 
 
-def _refuse_non_safetensors(path: Path, head: bytes, size: int) -> None:
-    """Reject pickles and anything else that is not a safetensors file, before parsing."""
-    # torch.save writes a zip (PK\x03\x04); a bare pickle starts with its protocol byte.
-    looks_pickled = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-    if path.suffix.lower() in _PICKLE_SUFFIXES or looks_pickled:
-        raise RegistryError(
-            f"Refusing to unpickle {path}: it is a pickle/PyTorch checkpoint, which can run "
-            "code when loaded; convert it to safetensors."
-        )
-    # safetensors: 8-byte little-endian header length, then a JSON header starting '{'.
-    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-    if header_len <= 0 or header_len > size - 8 or head[8:9] != b"{":
-        raise RegistryError(f"The weight file {path} is not a safetensors file.")
-
-
-def load_state_dict(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[dict[str, torch.Tensor], ModelCard]:
-    """Load verified weights and their card.
-
-    Parameters
-    ----------
-    path : str or Path
-        A version folder, or the ``model.safetensors`` inside one (``card.json`` must sit
-        beside it).
-    device : str or torch.device
-        Where the tensors go.
-
-    Returns
-    -------
-    state_dict : dict of str to Tensor
-    card : ModelCard
-
-    Raises
-    ------
-    RegistryError
-        If the file is a pickle or otherwise not safetensors, the card is missing, or the
-        weights' sha256 differs from the card (changed or truncated after saving).
-
-    Notes
-    -----
-    The bytes are hashed and parsed from one read, so the file checked is the file used.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
-    path = Path(path)
-    weights = path / WEIGHTS_FILE if path.is_dir() else path
-    if not weights.is_file():
-        raise RegistryError(f"No weight file at {weights}.")
-    try:
-        data = weights.read_bytes()
-    except OSError as exc:
-        raise RegistryError(f"The weight file {weights} cannot be read: {exc.strerror}.") from exc
-    _refuse_non_safetensors(weights, data[:9], len(data))
-    card = read_card(weights)
-    digest = hashlib.sha256(data).hexdigest()
-    if not card.weights_sha256:
-        raise RegistryError(f"The model card beside {weights} has no weights_sha256 to check.")
-    if digest != card.weights_sha256:
-        raise RegistryError(
-            f"The weight file {weights} does not match its model card (sha256 "
-            f"{digest[:12]} instead of {card.weights_sha256[:12]}); it was changed after saving."
-        )
-    try:
-        tensors = load_bytes(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise RegistryError(f"The weight file {weights} is not a valid safetensors file.") from exc
-    return {key: value.to(device) for key, value in tensors.items()}, card
-
-
 def list_versions(root: str | Path, name: str) -> list[ModelCard]:
     """Cards of every saved version of ``name``, oldest version first.
 
@@ -630,44 +558,3 @@ def find_version(
         known = ", ".join(c.version for _, c in versions)
         raise RegistryError(f"The {what} version {version} is not installed (installed: {known}).")
     return matches[0]
-
-
-def load_version(
-    name: str, version: str | None, build: Callable[[dict[str, torch.Tensor], ModelCard, torch.device], M], *,
-    device: str = "auto", roots: list[Path] | None = None, check: Callable[[ModelCard], None] | None = None,
-    what: str | None = None, train_command: str = "neuroreview ... train",
-) -> M:
-    """The one model lookup: find ``version`` (the default when None), verify it, build it on a device.
-
-    Why one: every system used to repeat find -> check the card -> pick the device ->
-    read verified weights -> build; a fix to one copy (a check before the weights are
-    read) missed the others.
-
-    Parameters
-    ----------
-    name : str
-        Model family (``cmb-detector``, ``network-prepost``).
-    version : str or None
-        None: the registry's default (:func:`default_version`), never simply the newest.
-    build : callable
-        ``build(state_dict on CPU, card, torch.device) -> model``; its own errors about
-        weights that do not fit the card should be RegistryError.
-    check : callable, optional
-        Validates the card's config before the weights are read or a network is built.
-    what, train_command : str
-        Name the model and the way out in the "not installed" sentence.
-
-    Raises
-    ------
-    RegistryError, DeviceError
-        Nothing installed, that version not installed, unsafe or inconsistent files, or
-        an unavailable device: one sentence each.
-    """
-    from .device import resolve_device
-
-    root, card = find_version(name, version, roots, what or name, train_command)
-    if check is not None:
-        check(card)
-    choice = resolve_device(device)
-    state, card = load_state_dict(version_dir(root, name, card.version), device="cpu")
-    return build(state, card, choice.device)

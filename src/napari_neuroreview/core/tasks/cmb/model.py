@@ -18,7 +18,8 @@ import torch
 from ...errors import RegistryError
 from ...models.cmb_net import CMBPatchNet
 from ...model_config import ConfigRule, check_config
-from ...registry import ModelCard, load_version
+from ...model_loading import load_version
+from ...registry import ModelCard
 
 MODEL_NAME = "cmb-detector"
 TASK = "cmb-detection"
@@ -59,7 +60,7 @@ def load_detector(
     device: str = "auto",
     roots: list[Path] | None = None,
 ) -> LoadedDetector:
-    """Load a detector version (the registry's default when None) onto a device (:func:`registry.load_version`)."""
+    """Load a detector version (the registry's default when None) onto a device (:func:`model_loading.load_version`)."""
     return load_version(MODEL_NAME, version, _build_loaded, device=device, roots=roots, check=check_detector_config,
                         what="microbleed detector", train_command="neuroreview cmb train")
 

@@ -7,7 +7,7 @@
   scaler's means and scales, the coefficients, the intercept, the chosen C), so a
   version stays two files and nothing is unpickled.
 
-Versions are found by the one model lookup, ``core.registry.load_version``: the user's
+Versions are found by the one model lookup, ``core.model_loading.load_version``: the user's
 registry first (where ``neuroreview networks train`` writes), then the shipped demo
 weights; the registry's default when no version is named.
 
@@ -29,10 +29,10 @@ import torch
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
 from ...model_config import ConfigRule, check_config
+from ...model_loading import load_version
 from ...registry import (
     DEMO_NOTE,
     ModelCard,
-    load_version,
     save_model,
 )
 from .features import FEATURE_NAMES, GridContext, NetworkRows, ScanInputs, build_rows, model_context
@@ -368,7 +368,7 @@ def load_prepost_model(version: str | None = None, device: str = "auto",
     ------
     RegistryError
         If no version (or not the one asked for) is installed, or its files are unsafe
-        or inconsistent (see :func:`core.registry.load_version`).
+        or inconsistent (see :func:`core.model_loading.load_version`).
     """
     return load_version(MODEL_NAME, version, model_from_card, device=device, roots=roots, check=check_prepost_config,
                         what="rs-fMRI pre/post model", train_command="neuroreview networks train")
