@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int
+from .cli import bounded_float, bounded_int, config_from_args, config_type
 from .core.progress import Progress, run_to_completion
 
 
@@ -130,6 +130,14 @@ def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version
     return (yield from train_from_scans(root, train, val, config, version, description, device=args.device))
 
 
+def train_config(args: argparse.Namespace) -> Any:
+    """The training config of ``cmb train``: the options given, the rest the dataclass's defaults."""
+    from .core.tasks.cmb.training import FitConfig
+
+    return config_from_args(FitConfig, args, epochs="epochs", seed="seed", lr="lr",
+                            max_steps_per_epoch="steps_per_epoch")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on phantoms (the shipped weights) or fine-tune from reviews in a store.
 
@@ -140,11 +148,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.registry import SHIPPED_WEIGHTS_ROOT, check_new_version, default_registry_root, default_version, next_version
     from .core.tasks.cmb import retrain
     from .core.tasks.cmb.model import MODEL_NAME
-    from .core.tasks.cmb.training import FitConfig
 
     root = Path(args.out) if args.out else default_registry_root()
     roots = list(dict.fromkeys([root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
-    config = FitConfig(epochs=args.epochs, seed=args.seed, lr=args.lr, max_steps_per_epoch=args.steps_per_epoch)
+    config = train_config(args)
     if args.store:
         result = _drive(retrain.retrain_from_store(args.store, root, base_version=args.base, config=config,
                                                    version=args.version, device=args.device, roots=roots), args.quiet)
@@ -208,10 +215,10 @@ def add_parser(sub: Any) -> None:
                    help="phantom training scans (without --store)")
     p.add_argument("--val", type=bounded_int(1, 10_000, "number of phantom validation scans"), default=10,
                    help="phantom validation scans")
-    p.add_argument("--epochs", type=bounded_int(1, 1_000, "number of epochs"), default=8)
-    p.add_argument("--steps-per-epoch", type=bounded_int(1, 100_000, "number of steps per epoch"), default=150,
-                   help="batches of 32 patches per epoch (cap)")
-    p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=2e-3)
+    p.add_argument("--epochs", type=config_type("epochs"), default=None, help="(default: the training config's)")
+    p.add_argument("--steps-per-epoch", type=config_type("max_steps_per_epoch"), default=None,
+                   help="batches per epoch, a cap (default: the training config's)")
+    p.add_argument("--lr", type=config_type("lr"), default=None, help="peak learning rate (default: the training config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
     p.add_argument("--out", default=None, help="registry folder (default: user data folder)")

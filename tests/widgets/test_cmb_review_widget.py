@@ -276,14 +276,14 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
 
     # A worse new version is kept, the user is told, and the review widget keeps the default.
     monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain(False, "0.2.0"))
-    trainer.epochs.setValue(3)
+    trainer.settings.widget("epochs").setValue(3)
     notifications.clear()
     trainer.runner.run_button.click()
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=30_000)
     assert calls == {"store": tmp_path / "reviews.sqlite", "base": None, "epochs": 3}
     assert "0.2.0 is kept but is not the default" in trainer.result.text()
     assert [m for m in notifications if "0.2.0 is kept but is not the default" in m]
-    assert review.version_combo.currentData()[0] == "0.1.0" and "(default)" in review.version_combo.currentText()
+    assert review.versions.version() == "0.1.0" and "(default)" in review.versions.combo.currentText()
 
     # A better one becomes the default; both versions' held-out figures are shown.
     monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain(True, "0.3.0"))
@@ -291,15 +291,15 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=30_000)
     text = trainer.result.text()
     assert "sensitivity 0.50" in text and "sensitivity 0.75" in text and "0.3.0 is now the default" in text
-    assert review.version_combo.currentData()[0] == "0.3.0"
+    assert review.versions.version() == "0.3.0"
     assert review.threshold.value() == pytest.approx(0.25)
 
     # Roll back and set the default from the retraining widget; the review widget follows.
     trainer.rollback_button.click()
-    assert review.version_combo.currentData()[0] == "0.1.0"
-    trainer.version_combo.setCurrentIndex(trainer.version_combo.findData("0.2.0"))
+    assert review.versions.version() == "0.1.0"
+    trainer.versions.combo.setCurrentIndex(trainer.versions.combo.findData("0.2.0"))
     trainer.set_default_button.click()
-    assert review.version_combo.currentData()[0] == "0.2.0" and model.load_detector(
+    assert review.versions.version() == "0.2.0" and model.load_detector(
         None, "cpu", None).card.version == "0.2.0"
 
 
@@ -403,11 +403,11 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     viewer = make_napari_viewer()
     review = new_widget(viewer, tmp_path / "reviews.sqlite")  # the user's registry + shipped weights
     trainer = user.dock(viewer, "Microbleed retraining")
-    trainer.epochs.setValue(1)
-    trainer.device_combo.setCurrentText("cpu")
+    trainer.settings.widget("epochs").setValue(1)
+    trainer.device.combo.setCurrentText("cpu")
     # The shipped 1.0.0 is newer than this test's 0.1.0: fine-tune the one the reviews came from.
-    trainer.base_combo.setCurrentIndex(trainer.base_combo.findData("0.1.0"))
-    assert trainer.base_combo.currentData() == "0.1.0"
+    trainer.base.combo.setCurrentIndex(trainer.base.combo.findData("0.1.0"))
+    assert trainer.base.version() == "0.1.0"
     trainer.runner.run_button.click()
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=300_000)
     card, result = trainer.last_card, trainer.last_result
@@ -415,7 +415,7 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     held_out = card.config["held_out"]
     assert {"sensitivity", "fp_per_subject", "threshold"} <= set(held_out["before"]) == set(held_out["after"])
     assert "held-out reviewed scans" in trainer.result.text() and result.verdict in trainer.result.text()
-    assert review.version_combo.currentData()[0] == result.default
+    assert review.versions.version() == result.default
 
 
 def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_napari_viewer, qtbot, tmp_path) -> None:
@@ -431,7 +431,7 @@ def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_
     widget = new_widget(viewer, tmp_path / "reviews.sqlite")
     widget.swi_combo.setCurrentText("sub-demo_swi")
     widget.phase_combo.setCurrentText("sub-demo_phase")
-    widget.device_combo.setCurrentText("cpu")
+    widget.device.combo.setCurrentText("cpu")
     run_detection(widget, qtbot)
     found = np.array([f.world for f in widget.session.findings]).reshape(-1, 3)
     centres = np.array([c["world_ras_mm"] for c in truth["cmbs"]])

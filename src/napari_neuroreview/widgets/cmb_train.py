@@ -17,18 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from ..core.device import available_devices
 from ..core.errors import InputFileError, NeuroreviewError
-from ..core.model_labels import version_label
-from ..core.registry import (SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, default_version,
-                             installed_versions, rollback_default, set_default)
+from ..core.registry import SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, rollback_default, set_default
 from ..core.store import default_store_path
 from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.retrain import RetrainResult, retrain_from_store
 from ..core.tasks.cmb.training import FitConfig
+from ._base import ConfigForm, DevicePicker, VersionPicker
 from ._worker import TaskRunner
 from .cmb_review import CMBReviewWidget, find_docked
 
@@ -59,18 +56,15 @@ class CMBTrainWidget(QWidget):
         self.last_result: RetrainResult | None = None
         reviewers = find_docked(napari_viewer, CMBReviewWidget)
         self.store_path = QLineEdit(reviewers[0].store_path.text() if reviewers else str(default_store_path()))
-        self.base_combo = QComboBox()
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
-        self.epochs.setValue(8)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(available_devices())
+        self.base = VersionPicker(MODEL_NAME, self.roots, describe=lambda card, _default: card.version,
+                                  default_item=DEFAULT, newest_first=True)
+        self.device = DevicePicker()
         self.runner = TaskRunner("Fine-tune from reviews", self._start, self._show_result)
         self.result = QLabel("Reviewed scans are split into training and held-out scans by their voxel data; "
                              "the new version's threshold is chosen on the held-out ones and it becomes the "
                              "default only if it is not worse there than its parent.")
         self.result.setWordWrap(True)
-        self.version_combo = QComboBox()
+        self.versions = VersionPicker(MODEL_NAME, self.roots, newest_first=True)
         self.set_default_button = QPushButton("Set as default")
         self.set_default_button.clicked.connect(self.set_default)
         self.rollback_button = QPushButton("Roll back default")
@@ -78,17 +72,17 @@ class CMBTrainWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.set_default_button)
         buttons.addWidget(self.rollback_button)
+        layout = QVBoxLayout(self)
         form = QFormLayout()
         form.addRow("Store", self.store_path)
-        form.addRow("Base version", self.base_combo)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Device", self.device_combo)
-        layout = QVBoxLayout(self)
+        form.addRow("Base version", self.base)
+        self.settings = ConfigForm(FitConfig, ("epochs",), form, parent=self)  # default and range: FitConfig's
+        form.addRow("Device", self.device)
         layout.addLayout(form)
         layout.addWidget(self.runner)
         layout.addWidget(self.result)
         versions = QFormLayout()
-        versions.addRow("Versions", self.version_combo)
+        versions.addRow("Versions", self.versions)
         layout.addLayout(versions)
         layout.addLayout(buttons)
         layout.addStretch(1)
@@ -96,23 +90,13 @@ class CMBTrainWidget(QWidget):
 
     def refresh_versions(self) -> None:
         """List the versions (to fine-tune from, and to make the default), the default marked."""
-        self.base_combo.clear()
-        self.base_combo.addItem(DEFAULT, None)
-        self.version_combo.clear()
-        try:
-            versions = installed_versions(MODEL_NAME, self.roots)
-            default = default_version(MODEL_NAME, self.roots)
-        except NeuroreviewError as exc:
-            self.result.setText(str(exc))
-            return
-        for _root, card in reversed(versions):
-            self.base_combo.addItem(card.version, card.version)
-            self.version_combo.addItem(version_label(card, default), card.version)
-        self.version_combo.setCurrentIndex(max(self.version_combo.findData(default), 0))
+        errors = [self.base.refresh(), self.versions.refresh()]
+        if errors[0]:
+            self.result.setText(errors[0])
 
     def set_default(self) -> None:
         """Make the picked version the default (what the review widget and ``cmb detect`` use)."""
-        version = self.version_combo.currentData()
+        version = self.versions.version()
         if version is not None:
             self._change_default(lambda: (set_default(MODEL_NAME, version, self.roots), version)[1])
 
@@ -138,9 +122,8 @@ class CMBTrainWidget(QWidget):
         store = Path(self.store_path.text()).expanduser()
         if not store.is_file():
             raise InputFileError(f"{store}: no annotation store here; review some scans first")
-        config = FitConfig(epochs=int(self.epochs.value()))
-        return retrain_from_store(store, self.root, self.base_combo.currentData(), config,
-                                  device=self.device_combo.currentText(), roots=self.roots)
+        return retrain_from_store(store, self.root, self.base.version(), self.settings.config(),
+                                  device=self.device.requested(), roots=self.roots)
 
     def _show_result(self, result: RetrainResult) -> None:
         """Both versions on the same held-out reviews, then the verdict (also as a notification)."""
