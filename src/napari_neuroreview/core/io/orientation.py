@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import GeometryError
+from .resample import resample_to_grid
 
 #: The display array's axis codes (nibabel convention: the direction each axis increases).
 DISPLAY_AXCODES: tuple[str, str, str] = ("S", "P", "L")
@@ -244,8 +245,7 @@ def to_display(data: np.ndarray, geometry: DisplayGeometry, order: int = 1) -> n
     if geometry.ornt is not None:
         out = nib.orientations.apply_orientation(data, geometry.ornt)
     else:
-        matrix = np.linalg.inv(geometry.source_affine) @ geometry.display_affine
-        out = _resample(data, matrix, geometry.display_shape, order)
+        out = resample_to_grid(data, geometry.source_affine, geometry.display_affine, geometry.display_shape, order)
     return np.moveaxis(out, 3, 0) if out.ndim == 4 else out
 
 
@@ -263,8 +263,7 @@ def from_display(data: np.ndarray, geometry: DisplayGeometry, order: int = 0) ->
             nib.orientations.axcodes2ornt(DISPLAY_AXCODES), nib.orientations.io_orientation(geometry.source_affine)
         )
         return np.ascontiguousarray(nib.orientations.apply_orientation(data, inverse))
-    matrix = np.linalg.inv(geometry.display_affine) @ geometry.source_affine
-    out = _resample(data, matrix, geometry.source_shape, order)
+    out = resample_to_grid(data, geometry.display_affine, geometry.source_affine, geometry.source_shape, order)
     if order == 0 and data.ndim == 3:
         _reseat_lost_labels(data, out, geometry)
     return out
@@ -294,16 +293,3 @@ def _check_shape(data: np.ndarray, expected: tuple[int, ...], what: str) -> None
         raise GeometryError(
             f"an array of shape {tuple(data.shape)} does not fit the {what} grid {tuple(expected)}"
         )
-
-
-def _resample(data: np.ndarray, matrix: np.ndarray, out_shape: tuple[int, ...], order: int) -> np.ndarray:
-    """Pull ``data`` onto a grid; ``matrix`` maps output indices to input indices."""
-    dtype = data.dtype if order == 0 else np.float32
-    def one(vol: np.ndarray) -> np.ndarray:
-        return ndimage.affine_transform(
-            vol, matrix[:3, :3], offset=matrix[:3, 3], output_shape=tuple(out_shape), order=order,
-            mode="constant", cval=0, output=dtype,
-        )
-    if data.ndim == 3:
-        return one(data)
-    return np.stack([one(data[..., t]) for t in range(data.shape[3])], axis=-1)

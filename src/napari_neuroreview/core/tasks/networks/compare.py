@@ -28,10 +28,11 @@ from ... import atlas
 from ...errors import InputFileError
 from ...io.atomic import write_text_atomic
 from ...io.ica_folder import ICAComponents, component_label
+from ...io.resample import resample_to_grid
 from ...progress import Progress, TaskGenerator, relay
 from .cohort import Session, load_session
 from .features import ScanInputs
-from .matching import network_inputs, resample_to_grid
+from .matching import network_inputs
 
 #: Grids whose affines differ by less than this (mm) are the same grid.
 GRID_TOLERANCE_MM = 1e-3
@@ -84,7 +85,8 @@ class Comparison:
         data = data / np.float32(sd) if sd > 0 else data
         if state == "pre" or not self.post_maps_on_pre_grid:
             return data, session.comps.affine
-        data = resample_to_grid(data, self.post.comps.affine, self.pre.comps.affine, self.pre.comps.spatial_shape)
+        data = resample_to_grid(data, self.post.comps.affine, self.pre.comps.affine, self.pre.comps.spatial_shape,
+                                antialias=True)
         return data, self.pre.comps.affine
 
     def to_json(self) -> dict[str, Any]:

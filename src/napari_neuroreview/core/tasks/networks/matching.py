@@ -30,17 +30,16 @@ a map grid that does not overlap the templates is refused.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from ... import atlas
 from ...errors import GeometryError, InputFileError
 from ...io.ica_folder import ICAComponents, check_components, component_label
+from ...io.resample import resample_to_grid
 
 #: Lowest score (|r|) a confident match may have.
 MIN_SCORE: float = 0.2
@@ -306,31 +305,6 @@ def match_networks(comps: ICAComponents) -> Assignment:
     return Assignment(matches={name: matches[name] for name in atlas.NETWORKS}, scores=scores, signs=signs)
 
 
-def resample_to_grid(
-    volume: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray, dst_shape: tuple[int, int, int]
-) -> np.ndarray:
-    """Linear resampling of a 3D map onto another grid by world coordinates (0 outside).
-
-    When the target voxels are larger, the map is first blurred with a Gaussian whose
-    FWHM makes up the difference (per source axis), so that downsampling averages
-    instead of picking every other voxel (aliasing).
-    """
-    src_affine = np.asarray(src_affine, dtype=np.float64)
-    dst_affine = np.asarray(dst_affine, dtype=np.float64)
-    src_zooms = np.sqrt((src_affine[:3, :3] ** 2).sum(axis=0))
-    dst_zoom = float(np.cbrt(abs(np.linalg.det(dst_affine[:3, :3]))))
-    fwhm_mm = np.sqrt(np.maximum(dst_zoom**2 - src_zooms**2, 0.0))
-    data = np.asarray(volume, dtype=np.float32)
-    if np.any(fwhm_mm > 0):
-        sigma = fwhm_mm / (math.sqrt(8 * math.log(2)) * src_zooms)
-        data = ndimage.gaussian_filter(data, sigma, mode="constant")
-    vox = np.linalg.solve(src_affine, dst_affine)  # dst voxel -> src voxel
-    return ndimage.affine_transform(
-        data, vox[:3, :3], offset=vox[:3, 3], output_shape=tuple(int(s) for s in dst_shape), order=1,
-        mode="constant", cval=0.0,
-    ).astype(np.float32)
-
-
 def network_inputs(comps: ICAComponents, assignment: Assignment) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The per-network (map, time course) pair a model reads.
 
@@ -356,7 +330,7 @@ def network_inputs(comps: ICAComponents, assignment: Assignment) -> dict[str, tu
         raw = comps.maps[..., k].astype(np.float32) * match.sign
         sd = float(raw[mask].std()) if mask.any() else 0.0
         scaled = raw / sd if sd > 0 else raw
-        grid_map = resample_to_grid(scaled, comps.affine, grid_affine, grid_shape)
+        grid_map = resample_to_grid(scaled, comps.affine, grid_affine, grid_shape, antialias=True)
         tc = comps.timecourses[:, k].astype(np.float64) * match.sign
         tc_sd = tc.std()
         tc = (tc - tc.mean()) / tc_sd if tc_sd > 0 else tc - tc.mean()
