@@ -323,3 +323,18 @@ def test_a_card_recorded_before_card_hashes_is_the_same_model(tmp_path) -> None:
         assert again.id == first.id
         with pytest.raises(StoreError, match="different task or model card"):
             store.register_model_version("cmb-detector", "1.0.0", "cmb", {**card, "config": {"threshold": 1.5}})
+
+
+def test_the_store_is_a_facade_over_repositories_that_share_one_database(tmp_path: Path) -> None:
+    """Issue 9: cohesive classes with explicit collaborators, not a mixin that redeclares its host's attributes."""
+    import napari_neuroreview.core.store as store_package
+
+    assert CaseStore.__mro__ == (CaseStore, object)
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        parts = (store._images, store._models, store._findings, store._reviews, store._audit)
+        assert all(part._db is store._db for part in parts)
+        assert store._findings._reviews is store._reviews and store._findings._images is store._images
+    folder = Path(store_package.__file__).parent
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in folder.glob("*.py")}
+    assert max(sizes.values()) < 600, sizes
+    assert not any("TYPE_CHECKING:  # provided by" in p.read_text(encoding="utf-8") for p in folder.glob("*.py"))

@@ -34,6 +34,22 @@ def user_data(tmp_path, monkeypatch) -> Path:
     return tmp_path / "xdg"
 
 
+def test_the_review_widget_composes_its_parts_rather_than_mixing_them_in(case) -> None:
+    """Issue 9: layers, table, device and version are parts the widget owns and wires, not mixins."""
+    from qtpy.QtWidgets import QWidget
+
+    from napari_neuroreview.widgets import _cmb_layers, _cmb_table, cmb_review
+    from napari_neuroreview.widgets._base import DevicePicker, VersionPicker
+
+    _viewer, widget, _affine, _tmp = case
+    assert CMBReviewWidget.__bases__ == (QWidget,)
+    assert isinstance(widget.layers, _cmb_layers.ReviewLayers) and isinstance(widget.table, _cmb_table.FindingsTable)
+    assert isinstance(widget.device, DevicePicker) and widget.device.label.text().startswith("Using ")
+    assert isinstance(widget.versions, VersionPicker) and widget.versions.version() == "0.1.0"
+    for module in (cmb_review, _cmb_layers, _cmb_table):
+        assert len(Path(module.__file__).read_text(encoding="utf-8").splitlines()) < 600
+
+
 def save_detector(root: Path, version: str, threshold: float = 0.0) -> ModelCard:
     torch.manual_seed(0)
     card = ModelCard(name=model.MODEL_NAME, version=version, task=model.TASK, config={"width": 8, "threshold": threshold})
@@ -283,7 +299,7 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
     assert calls == {"store": tmp_path / "reviews.sqlite", "base": None, "epochs": 3}
     assert "0.2.0 is kept but is not the default" in trainer.result.text()
     assert [m for m in notifications if "0.2.0 is kept but is not the default" in m]
-    assert review.version_combo.currentData()[0] == "0.1.0" and "(default)" in review.version_combo.currentText()
+    assert review.versions.version() == "0.1.0" and "(default)" in review.versions.combo.currentText()
 
     # A better one becomes the default; both versions' held-out figures are shown.
     monkeypatch.setattr(cmb_train, "retrain_from_store", fake_retrain(True, "0.3.0"))
@@ -291,15 +307,15 @@ def test_retraining_offers_the_new_version(case, qtbot, notifications, tmp_path,
     qtbot.waitUntil(lambda: not trainer.runner.running, timeout=30_000)
     text = trainer.result.text()
     assert "sensitivity 0.50" in text and "sensitivity 0.75" in text and "0.3.0 is now the default" in text
-    assert review.version_combo.currentData()[0] == "0.3.0"
+    assert review.versions.version() == "0.3.0"
     assert review.threshold.value() == pytest.approx(0.25)
 
     # Roll back and set the default from the retraining widget; the review widget follows.
     trainer.rollback_button.click()
-    assert review.version_combo.currentData()[0] == "0.1.0"
+    assert review.versions.version() == "0.1.0"
     trainer.versions.combo.setCurrentIndex(trainer.versions.combo.findData("0.2.0"))
     trainer.set_default_button.click()
-    assert review.version_combo.currentData()[0] == "0.2.0" and model.load_detector(
+    assert review.versions.version() == "0.2.0" and model.load_detector(
         None, "cpu", None).card.version == "0.2.0"
 
 
@@ -415,7 +431,7 @@ def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qt
     held_out = card.config["held_out"]
     assert {"sensitivity", "fp_per_subject", "threshold"} <= set(held_out["before"]) == set(held_out["after"])
     assert "held-out reviewed scans" in trainer.result.text() and result.verdict in trainer.result.text()
-    assert review.version_combo.currentData()[0] == result.default
+    assert review.versions.version() == result.default
 
 
 def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_napari_viewer, qtbot, tmp_path) -> None:
@@ -431,7 +447,7 @@ def test_tilted_sample_case_finds_its_microbleeds_with_the_shipped_weights(make_
     widget = new_widget(viewer, tmp_path / "reviews.sqlite")
     widget.swi_combo.setCurrentText("sub-demo_swi")
     widget.phase_combo.setCurrentText("sub-demo_phase")
-    widget.device_combo.setCurrentText("cpu")
+    widget.device.combo.setCurrentText("cpu")
     run_detection(widget, qtbot)
     found = np.array([f.world for f in widget.session.findings]).reshape(-1, 3)
     centres = np.array([c["world_ras_mm"] for c in truth["cmbs"]])

@@ -1,20 +1,17 @@
 """The on-screen side of a microbleed review: mask and point layers, keys, point-tool edits.
 
-:class:`ReviewLayersMixin` holds the methods of
-:class:`~napari_neuroreview.widgets.cmb_review.CMBReviewWidget` that build a review's
-layers (a Labels layer of instance masks, a Points layer coloured by review status, with
-the review keys bound), redraw them from the session (the store's truth), and turn
-edits made with napari's own point tools into session edits. They are kept apart from
-the widget's controls so each file reads on its own; they use the widget's state
-(``viewer``, ``session``, ``scan_layer``, ``points_layer``, ``labels_layer``,
-``_order``, ``_syncing``, ``_removing``) and its actions (``accept_selected`` ...
-``redo``, ``_show_table``, ``_guard``). No numerics here: coordinates go through the
-scan's DisplayGeometry.
+:class:`ReviewLayers` owns the layers of the review on screen (a Labels layer of instance
+masks, a Points layer coloured by review status, with the review keys bound), redraws
+them from the session (the store's truth), navigates to a finding, and turns edits made
+with napari's own point tools into session edits. The review widget composes it and
+hands it its collaborators explicitly (the session, the key actions, the guard that
+reports refused edits, the redraw). No numerics here: coordinates go through the scan's
+DisplayGeometry and ``core.io.export``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,9 +19,11 @@ from napari.layers import Image, Points
 from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer
 
+from ..core.io.export import ras_to_napari_world
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import to_display
 from ..core.tasks.cmb.review import ReviewSession
+from .case import camera_of
 
 if TYPE_CHECKING:
     import napari
@@ -50,117 +49,179 @@ def layer_key(layer: Any) -> tuple[Any, str]:
     return (getattr(layer, "unique_id", None) or id(layer), str(layer.metadata.get(META_KEY, {}).get("sha256", "")))
 
 
-class ReviewLayersMixin:
-    """Review layers of :class:`~napari_neuroreview.widgets.cmb_review.CMBReviewWidget`.
+class ReviewLayers:
+    """The masks and points layers of the review on screen, kept in step with the session.
 
-    Attributes are the widget's (set in its ``__init__``); see the module docstring.
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    session : callable
+        Returns the widget's current :class:`ReviewSession` (or None): the store's truth
+        the layers are drawn from and point-tool edits are written to.
+    keys : mapping of str to callable
+        napari key -> review action, bound on the points layer (``"a"`` accept, ...).
+    guard : callable
+        Runs one session edit; False when it was refused (the user was told).
+    redraw : callable
+        Redraws the whole review (layers, table, buttons) after point-tool edits.
+
+    Attributes
+    ----------
+    scan : Image or None
+        The scan layer the review is drawn over (its DisplayGeometry places the points).
+    points, labels : napari layers or None
+        The review's layers while they are in the viewer.
+    order : list of int
+        Finding id of each point, in the session's order.
     """
 
-    viewer: napari.Viewer
-    session: ReviewSession | None
-    scan_layer: Image | None
-    points_layer: Points | None
-    labels_layer: Any
-    _order: list[int]
-    _syncing: bool
-    _removing: list[int]
-    _scan_key: tuple[Any, str] | None
+    def __init__(self, viewer: napari.Viewer, session: Callable[[], ReviewSession | None],
+                 keys: Mapping[str, Callable[[], Any]], guard: Callable[[Callable[[], Any]], bool],
+                 redraw: Callable[[], None]) -> None:
+        self.viewer = viewer
+        self._session = session
+        self._keys = dict(keys)
+        self._guard = guard
+        self._redraw = redraw
+        self.scan: Image | None = None
+        self.points: Points | None = None
+        self.labels: Any = None
+        self.order: list[int] = []
+        self._syncing = False
+        self._removing: list[int] = []
 
-    def _remove_review_layers(self, scan: Image | None = None) -> None:
+    def remove(self, scan: Image | None = None) -> None:
         """Remove the masks and points of a review (ours, or left by a closed widget)."""
-        if self.points_layer is not None:
-            self.points_layer.events.data.disconnect(self._on_points_data)
+        if self.points is not None:
+            self.points.events.data.disconnect(self._on_points_data)
         names = [f"{scan.name} CMB masks", f"{scan.name} CMBs"] if scan is not None else []
-        for layer in (self.labels_layer, self.points_layer):
+        for layer in (self.labels, self.points):
             if layer is not None:
                 names.append(layer.name)
-        self.points_layer = self.labels_layer = None
+        self.points = self.labels = None
         for name in dict.fromkeys(names):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
 
-    def _show_session(self, layer: Image, session: ReviewSession) -> None:
+    def forget_closed(self) -> bool:
+        """Let go of layers the user closed; True when the points went (the review is no longer shown).
+
+        The review stays in the store; picking the scan again restores it.
+        """
+        if self.labels is not None and self.labels not in self.viewer.layers:
+            self.labels = None
+        if self.points is not None and self.points not in self.viewer.layers:
+            self.points.events.data.disconnect(self._on_points_data)
+            self.points = None
+            return True
+        return False
+
+    def build(self, layer: Image, session: ReviewSession) -> None:
+        """Replace any review layers of ``layer`` with new masks and points, keys bound (drawn by :meth:`sync`)."""
         geometry = geometry_of(layer.metadata)
-        self.scan_layer, self.session, self._scan_key = layer, session, layer_key(layer)
-        self._remove_review_layers(layer)
+        self.scan = layer
+        self.remove(layer)
         common = {"scale": layer.scale[-3:], "translate": layer.translate[-3:], "metadata": dict(layer.metadata)}
-        self.labels_layer = self.viewer.add_labels(
+        self.labels = self.viewer.add_labels(
             to_display(session.instances(include_rejected=True), geometry, order=0),
             name=f"{layer.name} CMB masks", opacity=0.5, **common,
         )
         points = self.viewer.add_points(np.empty((0, 3)), name=f"{layer.name} CMBs", ndim=3, size=4,
                                         border_color="black", **common)
-        self.points_layer = points
+        self.points = points
         points.events.data.connect(self._on_points_data)
-        bindings: dict[str, Callable[[], Any]] = {
-            "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
-            "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
-            "Control-Shift-Z": self.redo,
-        }
-        for key, action in bindings.items():
+        for key, action in self._keys.items():
             points.bind_key(key, _key_handler(action), overwrite=True)
         points.mode = "select"
-        self._sync()
-        self.viewer.layers.selection.active = points
 
-    def _sync(self, select: int | None = None) -> None:
-        """Points, mask colours, table and buttons from the session (the store's truth)."""
-        session, points = self.session, self.points_layer
-        if session is None or points is None:
-            self._show_table()
+    def activate(self) -> None:
+        """Make the points the active layer, so the review keys reach them."""
+        if self.points is not None:
+            self.viewer.layers.selection.active = self.points
+
+    def sync(self, select: int | None = None) -> None:
+        """Points and mask colours from the session (the store's truth); ``select`` a finding's point."""
+        session, points = self._session(), self.points
+        if session is None or points is None or self.scan is None:
             return
-        geometry = geometry_of(self.scan_layer.metadata)
+        geometry = geometry_of(self.scan.metadata)
         findings = session.findings
-        self._order = [f.id for f in findings]
+        self.order = [f.id for f in findings]
         self._syncing = True
         try:
             points.selected_data = set()
             points.data = geometry.world_to_display(np.array([f.world for f in findings]).reshape(-1, 3)).reshape(-1, 3)
             points.features = {
-                "id": self._order, "score": [np.nan if f.score is None else f.score for f in findings],
+                "id": self.order, "score": [np.nan if f.score is None else f.score for f in findings],
                 "status": [f.status for f in findings], "source": [f.source for f in findings],
                 "model_version": [f.model[1] if f.model else "" for f in findings],
             }
             if findings:
                 points.face_color = np.array([STATUS_RGBA[f.status] for f in findings])
-            if select in self._order:
-                points.selected_data = {self._order.index(select)}
-            if self.labels_layer is not None:
+            if select in self.order:
+                points.selected_data = {self.order.index(select)}
+            if self.labels is not None:
                 colors: dict[int | None, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
                 colors.update({f.id: STATUS_RGBA[f.status] for f in findings})
-                self.labels_layer.colormap = DirectLabelColormap(color_dict=colors)
+                self.labels.colormap = DirectLabelColormap(color_dict=colors)
         finally:
             self._syncing = False
-        self._show_table(select)
+
+    def jump_to(self, fid: int, world_ras: Sequence[float]) -> None:
+        """Show a finding: its slice, the camera centred on it, its point selected."""
+        if self.points is None or fid not in self.order:
+            return
+        world = ras_to_napari_world(world_ras)
+        offset = self.viewer.dims.ndim - 3
+        for axis in range(3):
+            self.viewer.dims.set_point(offset + axis, float(world[axis]))
+        camera = camera_of(self.viewer)
+        camera.center = tuple(float(v) for v in world)
+        self.points.selected_data = {self.order.index(fid)}
+        self.viewer.layers.selection.active = self.points
+
+    def selected_ids(self) -> list[int]:
+        """Findings whose points are selected."""
+        if self.points is None:
+            return []
+        return [self.order[i] for i in sorted(self.points.selected_data) if i < len(self.order)]
+
+    def disconnect(self) -> None:
+        """Stop following the points and let go of the layers (they stay in the viewer)."""
+        if self.points is not None:
+            self.points.events.data.disconnect(self._on_points_data)
+        self.points = self.labels = None
+        self.scan = None
 
     def _on_points_data(self, event: Any) -> None:
         """Moves, adds and deletes made with napari's own point tools, into the session."""
         # Only our points layer is connected here. No identity test on event.source: napari hands
         # plugins a proxy of the layer, so the emitting layer is never `is` our reference to it.
-        if self._syncing or self.session is None or self.points_layer is None:
+        session = self._session()
+        if self._syncing or session is None or self.points is None or self.scan is None:
             return
         action = str(getattr(event.action, "value", event.action))
         indices = [int(i) for i in (event.data_indices or ())]
-        data = np.asarray(self.points_layer.data)
-        geometry = geometry_of(self.scan_layer.metadata)
+        data = np.asarray(self.points.data)
+        geometry = geometry_of(self.scan.metadata)
         if action == "removing":
-            self._removing = [self._order[i] for i in indices if i < len(self._order)]
+            self._removing = [self.order[i] for i in indices if i < len(self.order)]
             return
         edits: list[Callable[[], Any]] = []
         if action == "removed":
-            edits = [lambda fid=fid: self.session.delete(fid) for fid in self._removing]
+            edits = [lambda fid=fid: session.delete(fid) for fid in self._removing]
             self._removing = []
         elif action == "added":
-            edits = [lambda i=i: self.session.add(geometry.display_to_world(data[i])) for i in indices]
+            edits = [lambda i=i: session.add(geometry.display_to_world(data[i])) for i in indices]
         elif action == "changed":
-            edits = [lambda i=i: self.session.move(self._order[i], geometry.display_to_world(data[i]))
-                     for i in indices if i < len(self._order)]
+            edits = [lambda i=i: session.move(self.order[i], geometry.display_to_world(data[i]))
+                     for i in indices if i < len(self.order)]
         if not edits:
             return
         for edit in edits:
             if not self._guard(edit):
                 break
-        QTimer.singleShot(0, self._sync)  # redraw after napari has finished its own update
+        QTimer.singleShot(0, self._redraw)  # redraw after napari has finished its own update
 
 
 def _key_handler(action: Callable[[], Any]) -> Callable[[Any], None]:

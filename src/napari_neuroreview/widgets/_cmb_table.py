@@ -1,26 +1,23 @@
-"""The findings table of a microbleed review, and navigating from it to a finding.
+"""The findings table of a microbleed review: one read-only row per finding, by score.
 
-:func:`make_findings_table` builds the table (one read-only row per finding, in the
-session's order: by score, highest first); :class:`FindingsTableMixin` holds the methods
-of :class:`~napari_neuroreview.widgets.cmb_review.CMBReviewWidget` that fill it from the
-session, jump to a finding when its row is clicked, and say which findings are
-selected. They use the widget's state (``viewer``, ``session``, ``points_layer``,
-``table``, ``summary``, ``_order``, ``_syncing``) and ``_update_buttons``.
+:class:`FindingsTable` owns its rows (which finding each row shows) and says when the
+user picks one (:attr:`FindingsTable.picked`); the review widget answers by jumping to
+the finding. Filling the table never counts as a pick. No numerics here: positions are
+shown through ``core.io.export``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from napari.layers import Points
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from ..core.io.export import ras_to_napari_world
-from ..core.tasks.cmb.review import ReviewSession
+from ..core.store import Finding
 from ._cmb_layers import STATUS_RGBA
-from .case import camera_of
 
 if TYPE_CHECKING:
     import napari
@@ -51,41 +48,47 @@ def slice_text(viewer: napari.Viewer, napari_world: np.ndarray) -> str:
     return f"{index} (S {float(napari_world[0]):.1f})"
 
 
-def make_findings_table() -> QTableWidget:
-    """An empty findings table: whole rows, one at a time, not editable."""
-    table = QTableWidget(0, len(COLUMNS))
-    table.setHorizontalHeaderLabels(COLUMNS)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.verticalHeader().setVisible(False)  # the id column numbers the rows
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    return table
+def summary_text(findings: Sequence[Finding], review_open: bool) -> str:
+    """The line above the table: counts by status, or why there is nothing to show."""
+    if findings:
+        counts = {s: sum(f.status == s for f in findings) for s in STATUS_RGBA}
+        return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return ("No microbleeds on this scan" if review_open
+            else "No review open: run the detector or pick a reviewed scan")
 
 
-class FindingsTableMixin:
-    """Findings table and navigation of :class:`~napari_neuroreview.widgets.cmb_review.CMBReviewWidget`.
+class FindingsTable(QTableWidget):
+    """Whole rows, one at a time, not editable; the id column numbers the rows.
 
-    Attributes are the widget's (set in its ``__init__``); see the module docstring.
+    Signals
+    -------
+    picked(int)
+        The id of the finding whose row the user selected (not emitted while filling).
     """
 
-    viewer: napari.Viewer
-    session: ReviewSession | None
-    points_layer: Points | None
-    table: QTableWidget
-    summary: QLabel
-    _order: list[int]
-    _syncing: bool
+    picked = Signal(int)
 
-    def _show_table(self, select: int | None = None) -> None:
-        findings = self.session.findings if self.session is not None and self.points_layer is not None else []
-        self._syncing = True
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.verticalHeader().setVisible(False)  # the id column numbers the rows
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self._ids: list[int] = []
+        self._filling = False
+        self.itemSelectionChanged.connect(self._on_selection)
+
+    def show_findings(self, viewer: napari.Viewer, findings: Sequence[Finding], select: int | None = None) -> None:
+        """One row per finding (in the given order), then select the row of ``select``."""
+        self._filling = True
         try:
-            self.table.setRowCount(len(findings))
+            self._ids = [f.id for f in findings]
+            self.setRowCount(len(findings))
             for row, f in enumerate(findings):
                 world = ras_to_napari_world(f.world)
-                values = (f.id, format_score(f.score), f.status, slice_text(self.viewer, world),
+                values = (f.id, format_score(f.score), f.status, slice_text(viewer, world),
                           "{:.1f}, {:.1f}, {:.1f}".format(*f.world), f.source,
                           "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}")
                 for col, value in enumerate(values):
@@ -93,41 +96,21 @@ class FindingsTableMixin:
                     if COLUMNS[col] == "score" and f.score is not None:
                         item.setData(Qt.ItemDataRole.UserRole, float(f.score))  # the exact score, for sorting and tests
                         item.setToolTip(f"score {f.score:.8f}")
-                    self.table.setItem(row, col, item)
-            if select is not None and select in [f.id for f in findings]:
-                self.table.selectRow([f.id for f in findings].index(select))
+                    self.setItem(row, col, item)
+            if select is not None and select in self._ids:
+                self.selectRow(self._ids.index(select))
         finally:
-            self._syncing = False
-        counts = {s: sum(f.status == s for f in findings) for s in STATUS_RGBA}
-        self.summary.setText(
-            ", ".join(f"{n} {s}" for s, n in counts.items() if n) if findings else
-            ("No microbleeds on this scan" if self.session is not None and self.points_layer is not None
-             else "No review open: run the detector or pick a reviewed scan")
-        )
-        self._update_buttons()
-
-    def _on_table_selection(self) -> None:
-        rows = {index.row() for index in self.table.selectedIndexes()}
-        if self._syncing or len(rows) != 1:
-            return
-        self.jump_to(self._order[rows.pop()])
-
-    def jump_to(self, fid: int) -> None:
-        """Show a finding: its slice, the camera centred on it, its point selected."""
-        if self.session is None or self.points_layer is None or fid not in self._order:
-            return
-        world = ras_to_napari_world(self.session.finding(fid).world)
-        offset = self.viewer.dims.ndim - 3
-        for axis in range(3):
-            self.viewer.dims.set_point(offset + axis, float(world[axis]))
-        camera = camera_of(self.viewer)
-        camera.center = tuple(float(v) for v in world)
-        self.points_layer.selected_data = {self._order.index(fid)}
-        self.viewer.layers.selection.active = self.points_layer
+            self._filling = False
 
     def selected_ids(self) -> list[int]:
-        """Findings selected on the points layer, else the table's row."""
-        if self.points_layer is not None and self.points_layer.selected_data:
-            return [self._order[i] for i in sorted(self.points_layer.selected_data) if i < len(self._order)]
-        rows = sorted({index.row() for index in self.table.selectedIndexes()})
-        return [self._order[r] for r in rows if r < len(self._order)]
+        """The finding of the selected row (empty when none)."""
+        rows = sorted({index.row() for index in self.selectedIndexes()})
+        return [self._ids[r] for r in rows if r < len(self._ids)]
+
+    def _on_selection(self) -> None:
+        rows = {index.row() for index in self.selectedIndexes()}
+        if self._filling or len(rows) != 1:
+            return
+        row = rows.pop()
+        if row < len(self._ids):
+            self.picked.emit(self._ids[row])

@@ -12,8 +12,12 @@ Keys on the points layer: a accept, r reject, Delete/Backspace delete, n add at 
 cursor, Ctrl-Z undo, Ctrl-Shift-Z redo; dragging a point (select mode) moves it. No
 numerics here: coordinates go through the scan's DisplayGeometry and core.io.export.
 
-The review's layers (and napari point-tool edits) are in :mod:`._cmb_layers`, the
-findings table and navigation from it in :mod:`._cmb_table`; the widget mixes them in.
+The widget composes cohesive parts that own their state: :class:`._cmb_layers.ReviewLayers`
+(the review's layers, their sync with the session, napari point-tool edits, navigation),
+:class:`._cmb_table.FindingsTable` (rows, the user's pick), and from :mod:`._base` the
+:class:`DevicePicker` (with its visible label) and the :class:`VersionPicker` (each
+card's tag). It wires them with callbacks and signals and keeps the review rules'
+entry points (accept, reject, delete, add, undo, redo, export).
 """
 
 from __future__ import annotations
@@ -23,13 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.layers import Image, Points
+from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
                             QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
-from ..core.device import available_devices, resolve_device
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
@@ -41,8 +44,9 @@ from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME
 from ..core.tasks.cmb.review import ReviewSession, default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
-from ._cmb_layers import STATUS_RGBA, ReviewLayersMixin, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
-from ._cmb_table import COLUMNS, FindingsTableMixin, make_findings_table  # noqa: F401 (COLUMNS: importable here)
+from ._base import DevicePicker, VersionPicker, elide
+from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_table import COLUMNS, FindingsTable, summary_text  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
 from .case import CaseWidget
 
@@ -65,7 +69,7 @@ def find_docked(viewer: Any, kind: type) -> list[Any]:
     return [w for w in widgets if isinstance(w, kind)]
 
 
-class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
+class CMBReviewWidget(QWidget):
     """Dock widget for microbleed detection and review (see the module docstring).
 
     Parameters
@@ -82,22 +86,20 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self.store: CaseStore | None = None
         self._own_store = False
         self.session: ReviewSession | None = None
-        self.scan_layer: Image | None = None
-        self.points_layer: Points | None = None
-        self.labels_layer: Any = None
-        self._order: list[int] = []
-        self._syncing = False
-        self._removing: list[int] = []
+        self.layers = ReviewLayers(napari_viewer, lambda: self.session, {
+            "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
+            "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
+            "Control-Shift-Z": self.redo,
+        }, self._guard, self._sync)
         self._run_inputs: tuple[Image, str | None] | None = None
-        self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of scan_layer
+        self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of layers.scan
         self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
         self._placed_phases: set[tuple[Any, str]] = set()
         self._new_store_path: Path | None = None  # the store "New store..." asked to create
 
-        self.swi_combo, self.phase_combo = QComboBox(), QComboBox()
-        self.version_combo, self.device_combo = QComboBox(), QComboBox()
-        self.device_combo.addItems(available_devices())
-        self.device_label = QLabel("")
+        self.swi_combo, self.phase_combo = elide(QComboBox()), elide(QComboBox())
+        self.versions = VersionPicker(MODEL_NAME, roots)
+        self.device = DevicePicker()
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
@@ -107,8 +109,8 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         self.store_path = QLineEdit(str(shared[0].path if shared else default_store_path()))
         inputs = QGroupBox("Detect")
         form = QFormLayout(inputs)
-        for label, field in (("SWI", self.swi_combo), ("Phase", self.phase_combo), ("Model", self.version_combo),
-                             ("Threshold", self.threshold), ("Device", self.device_combo), ("", self.device_label),
+        for label, field in (("SWI", self.swi_combo), ("Phase", self.phase_combo), ("Model", self.versions),
+                             ("Threshold", self.threshold), ("Device", self.device),
                              ("Reviewer", self.reviewer), ("Store", self.store_path)):
             form.addRow(label, field)
         self.runner = TaskRunner("Detect microbleeds", self._start_detection, self._show_result)
@@ -118,7 +120,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         form.addRow("", self.new_store_button)
         form.addRow(self.import_button)
 
-        self.table = make_findings_table()
+        self.table = FindingsTable()
         self.summary = QLabel("No review open")
         self.summary.setWordWrap(True)
         self.accept_button, self.reject_button = QPushButton("Accept (a)"), QPushButton("Reject (r)")
@@ -143,10 +145,6 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         content_layout.setContentsMargins(0, 0, 0, 0)
         content_layout.addWidget(inputs)
         content_layout.addWidget(review)
-        for combo in (self.swi_combo, self.phase_combo, self.version_combo, self.device_combo):
-            # a long layer name or version label must not widen the dock past the screen: elide instead
-            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(12)
         self.store_path.setMinimumWidth(60)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -159,11 +157,9 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         layout.addWidget(scroll)
 
         for signal, slot in (
-            (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.version_combo.currentIndexChanged,
-            self._on_version), (self.device_combo.currentTextChanged, self._on_device),
+            (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.versions.changed, self._on_version),
             (self.reviewer.editingFinished, self._on_reviewer), (self.store_path.editingFinished, self._on_store_path),
-            (self.import_button.clicked, self._browse_detections), (self.new_store_button.clicked, self.new_store), (self.table.itemSelectionChanged,
-            self._on_table_selection), (self.accept_button.clicked, self.accept_selected),
+            (self.import_button.clicked, self._browse_detections), (self.new_store_button.clicked, self.new_store), (self.table.picked, self.jump_to), (self.accept_button.clicked, self.accept_selected),
             (self.reject_button.clicked, self.reject_selected), (self.delete_button.clicked, self.delete_selected),
             (self.add_button.clicked, self.add_at_cursor), (self.undo_button.clicked, self.undo),
             (self.redo_button.clicked, self.redo), (self.export_button.clicked, self._browse_export),
@@ -176,7 +172,6 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         app = QApplication.instance()
         if app is not None:  # closing napari's last window quits: the store is checkpointed and closed then
             app.aboutToQuit.connect(self.cleanup)
-        self._on_device(self.device_combo.currentText())
         self.refresh_versions()
         self._refresh_layers()
         self._update_buttons()
@@ -196,11 +191,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         (``_on_scan_changed`` compares layer ids and sha256, never Python identity: napari
         hands plugins proxies of its layers).
         """
-        if self.labels_layer is not None and self.labels_layer not in self.viewer.layers:
-            self.labels_layer = None
-        if self.points_layer is not None and self.points_layer not in self.viewer.layers:
-            self.points_layer.events.data.disconnect(self._on_points_data)
-            self.points_layer = None  # the review stays in the store; picking the scan again restores it
+        if self.layers.forget_closed():  # the review stays in the store; picking the scan again restores it
             self._show_table()
         names = [layer.name for layer in self._scan_layers()]
         swi, phase = self.swi_combo.currentText(), self.phase_combo.currentText()
@@ -235,41 +226,19 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
                   "(tick the phase's eye in the layer list to compare)")
 
     def refresh_versions(self, select: str | None = None) -> None:
-        """List the installed detector versions, each with its held-out figures and demo flag.
+        """List the installed detector versions, each with its card's tag (held-out figures, demo flag).
 
         The registry's default is selected (not the newest: a newer version may be worse),
-        or ``select``. Item data stays ``(version, threshold)``.
+        or ``select``; the threshold follows the selected card.
         """
-        from ..core.model_labels import version_label
-        from ..core.registry import default_version
-
-        self.version_combo.blockSignals(True)
-        self.version_combo.clear()
-        try:
-            versions = installed_versions(MODEL_NAME, self.roots)
-            default = default_version(MODEL_NAME, self.roots)
-        except NeuroreviewError as exc:
-            show_error(str(exc))
-            versions, default = [], None
-        for _root, card in versions:
-            self.version_combo.addItem(version_label(card, default), (card.version, card.config.get("threshold", 0.5)))
-        wanted = select or default
-        index = next((i for i, (_r, c) in enumerate(versions) if c.version == wanted), len(versions) - 1)
-        self.version_combo.setCurrentIndex(index)
-        self.version_combo.blockSignals(False)
-        self._on_version()
+        error = self.versions.refresh(select)
+        if error is not None:
+            show_error(error)
 
     def _on_version(self, *_: Any) -> None:
-        data = self.version_combo.currentData()
-        if data is not None:
-            self.threshold.setValue(float(data[1]))
-
-    def _on_device(self, requested: str) -> None:
-        try:
-            self.device_label.setText(f"Using {resolve_device(requested).label}")
-        except NeuroreviewError as exc:
-            self.device_label.setText(str(exc))
-            show_error(str(exc))
+        card = self.versions.card()
+        if card is not None:
+            self.threshold.setValue(float(card.config.get("threshold", 0.5)))
 
     def _on_reviewer(self) -> None:
         if self.session is not None:
@@ -277,7 +246,7 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
 
     def _on_store_path(self) -> None:
         if self.store is None or Path(self.store_path.text()).expanduser() != self.store.path:
-            self._remove_review_layers()
+            self.layers.remove()
             self._close_store()
             self._scan_key = self._looked_up = None
             self._on_scan_changed()
@@ -328,10 +297,9 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         phase = volume_from_layer(phase_layer.data, phase_layer.metadata, phase_layer.name, grid="source") if phase_layer else None
         check_inputs(magnitude, phase)  # bad input: one sentence, nothing run, nothing written
         self.open_store()  # a store that cannot be opened is reported now, not after the run
-        data = self.version_combo.currentData()
         phase_path = phase_layer.metadata[META_KEY].get("source_path") if phase_layer is not None else None
         self._run_inputs = (layer, phase_path)
-        return detect_for_review(magnitude, phase, data[0] if data else None, self.device_combo.currentText(),
+        return detect_for_review(magnitude, phase, self.versions.version(), self.device.requested(),
                                  float(self.threshold.value()), self.roots)
 
     def _show_result(self, value: Any) -> None:
@@ -378,10 +346,10 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         store_path = self.store_path.text()
         if key is not None and key == self._scan_key and (self.session is not None or self._looked_up == (key, store_path)):
             return
-        if key is None and self.scan_layer is None and self.session is None:
+        if key is None and self.layers.scan is None and self.session is None:
             return
-        self.session, self.scan_layer, self._scan_key = None, layer, key  # first: removing layers re-enters here
-        self._remove_review_layers()  # the old scan's review stays in the store; picking it restores it
+        self.session, self.layers.scan, self._scan_key = None, layer, key  # first: removing layers re-enters here
+        self.layers.remove()  # the old scan's review stays in the store; picking it restores it
         self._show_table()
         if layer is None or layer.ndim != 3:
             return
@@ -427,9 +395,36 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             self.import_detections_from(path)
 
     # ----------------------------------------------------------------- review display
-    # (layers, points and keys: _cmb_layers.ReviewLayersMixin; table: _cmb_table.FindingsTableMixin)
+    def _show_session(self, layer: Image, session: ReviewSession) -> None:
+        """Draw ``session``'s review over ``layer``: new layers, points, table, keys active."""
+        self.session, self._scan_key = session, layer_key(layer)  # first: removing layers re-enters here
+        self.layers.build(layer, session)
+        self._sync()
+        self.layers.activate()
+
+    def _sync(self, select: int | None = None) -> None:
+        """Points, mask colours, table and buttons from the session (the store's truth)."""
+        self.layers.sync(select)
+        self._show_table(select)
+
+    def _show_table(self, select: int | None = None) -> None:
+        review_open = self.session is not None and self.layers.points is not None
+        findings = self.session.findings if review_open else []
+        self.table.show_findings(self.viewer, findings, select)
+        self.summary.setText(summary_text(findings, review_open))
+        self._update_buttons()
+
+    def jump_to(self, fid: int) -> None:
+        """Show a finding: its slice, the camera centred on it, its point selected."""
+        if self.session is not None and fid in self.layers.order:
+            self.layers.jump_to(fid, self.session.finding(fid).world)
+
+    def selected_ids(self) -> list[int]:
+        """Findings selected on the points layer, else the table's row."""
+        return self.layers.selected_ids() or self.table.selected_ids()
+
     def _update_buttons(self) -> None:
-        active = self.session is not None and self.points_layer is not None
+        active = self.session is not None and self.layers.points is not None
         for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
             button.setEnabled(active)
         self.undo_button.setEnabled(active and self.session.can_undo)
@@ -454,11 +449,12 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
             show_info("Select a microbleed first (click its point or its row)")
             return
         self._edit(lambda: [decide(fid) for fid in ids][-1].id)
-        if advance and len(ids) == 1 and ids[0] in self._order:  # on to the next finding
-            index = self._order.index(ids[0]) + 1
-            if index < len(self._order):
-                self.jump_to(self._order[index])
-                self._show_table(self._order[index])
+        order = self.layers.order
+        if advance and len(ids) == 1 and ids[0] in order:  # on to the next finding
+            index = order.index(ids[0]) + 1
+            if index < len(order):
+                self.jump_to(order[index])
+                self._show_table(order[index])
 
     def accept_selected(self) -> None:
         """Accept the selected microbleed(s)."""
@@ -542,11 +538,8 @@ class CMBReviewWidget(ReviewLayersMixin, FindingsTableMixin, QWidget):
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.reordered):
             event.disconnect(self._refresh_layers)
-        if self.points_layer is not None:
-            self.points_layer.events.data.disconnect(self._on_points_data)
-        self.points_layer = self.labels_layer = None
+        self.layers.disconnect()
         self._close_store()
-        self.scan_layer = None
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
         """Let go of the viewer and the store when the dock is closed."""
