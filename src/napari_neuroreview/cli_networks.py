@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -98,6 +97,7 @@ def cohort_sessions(cohort: Path) -> list[Path]:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """ICA of one scan (BOLD --out DIR) or of every unfinished session of a cohort (--cohort DIR)."""
+    from .core.io import strict_json
     from .core.io.ica_folder import NETWORKS_FILE, check_output_folder
 
     if (args.bold is None) == (args.cohort is None):
@@ -107,7 +107,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if args.out is None:
             raise InputFileError(f"{args.bold}: --out DIR is needed (the folder the ICA is written to)")
         summary = extract_one(Path(args.bold), Path(args.out), args.n_components, args.seed, smoothing, args.quiet)
-        print(json.dumps(summary, indent=2))
+        print(strict_json.dumps(summary, indent=2))
         return 0
     cohort = Path(args.cohort)
     sessions = cohort_sessions(cohort)
@@ -125,13 +125,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
         done.append({"session": name, "seconds": summary["seconds"],
                      "networks": {k: v["component"] for k, v in summary["networks"].items()},
                      "unconfident": [k for k, v in summary["networks"].items() if not v["confident"]]})
-    print(json.dumps({"cohort": str(cohort), "extracted": done, "already_done": len(skipped)}, indent=2))
+    print(strict_json.dumps({"cohort": str(cohort), "extracted": done, "already_done": len(skipped)}, indent=2))
     return 0
 
 
 def cmd_match(args: argparse.Namespace) -> int:
     """Match a folder's components to the networks and store overrides in its networks.json."""
     from .core import atlas
+    from .core.io import strict_json
     from .core.io.ica_folder import NETWORKS_FILE, load_ica, parse_component
     from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks.assignment_io import load_ica_folder, store_assignment
@@ -166,12 +167,13 @@ def cmd_match(args: argparse.Namespace) -> int:
     shared = assignment.shared_components()
     for k, names in shared.items():
         print(f"warning: component IC{k + 1:02d} is assigned to {' and '.join(names)}", file=sys.stderr)
-    print(json.dumps({"folder": str(folder), "networks": _summary(assignment)}, indent=2))
+    print(strict_json.dumps({"folder": str(folder), "networks": _summary(assignment)}, indent=2))
     return 0
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
     """Write a simulated pre/post cohort (BOLD + ground truth per session)."""
+    from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs
     from .core.phantoms.rsfmri import write_bold_cohort
 
@@ -183,12 +185,13 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     with disk_errors([out]):
         paths = _drive(write_bold_cohort(out, n_patients=args.n, seed=args.seed, effect_size=args.effect_size,
                                          n_volumes=args.n_volumes, voxel_mm=args.voxel_mm), args.quiet)
-    print(json.dumps({"out": str(args.out), "patients": args.n, "files": len(paths)}))
+    print(strict_json.dumps({"out": str(args.out), "patients": args.n, "files": len(paths)}))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """P(post) of every network of one patient's pre and post scans, as JSON."""
+    from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs
     from .core.tasks.networks.compare import compare, write_comparison
 
@@ -202,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     write_together([(args.out, lambda tmp: write_comparison(result, tmp))])
     table = {name: {state: round(result.probabilities[state][name], 3) for state in ("pre", "post")}
              for name in result.probabilities["pre"]}
-    print(json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2, allow_nan=False))
+    print(strict_json.dumps({"out": str(args.out), "model": result.model, "p_post": table}, indent=2))
     return 0
 
 
@@ -242,6 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train both stages on a cohort and save a version (card metrics from --cv folds)."""
+    from .core.io import strict_json
     from .core.registry import default_registry_root
     from .core.tasks.networks.train import train_on_cohort
 
@@ -252,8 +256,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           cv_folds=args.cv), args.quiet)
     if report.get("cv_table"):
         print(report["cv_table"])
-    print(json.dumps({"name": card.name, "version": card.version, "root": str(root),
-                      "auc_mean": card.metrics.get("auc_mean"), "seconds": report["seconds"]}, indent=2))
+    print(strict_json.dumps({"name": card.name, "version": card.version, "root": str(root),
+                             "auc_mean": card.metrics.get("auc_mean"), "seconds": report["seconds"]}, indent=2))
     return 0
 
 

@@ -154,3 +154,14 @@ def test_load_cohort_labels_from_folders_never_truth(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputFileError, match="no sub-"):
         run_to_completion(load_cohort(tmp_path / "empty"))
+
+
+def test_cohort_json_is_read_strictly(tmp_path):
+    """The demo flag comes from the phantom writer's cohort.json, read as strict JSON (NaN is not JSON)."""
+    from napari_neuroreview.core.tasks.networks.cohort import is_simulated
+
+    assert not is_simulated(tmp_path)
+    (tmp_path / "cohort.json").write_text('{"seed": NaN}')
+    assert not is_simulated(tmp_path)
+    (tmp_path / "cohort.json").write_text('{"seed": 0}')
+    assert is_simulated(tmp_path)

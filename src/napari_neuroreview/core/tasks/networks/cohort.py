@@ -18,7 +18,6 @@ never read, so a model under evaluation cannot see the answer.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputFileError, InsufficientDataError
+from ...io import strict_json
 from ...io.ica_folder import ICAComponents
 from ...progress import Progress, TaskGenerator, relay
 from . import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
@@ -301,7 +301,7 @@ def is_simulated(cohort: str | Path) -> bool:
 def _phantom_settings(cohort: Path) -> dict[str, Any]:
     """The phantom writer's ``cohort.json`` (no per-scan truth), or {} for a cohort of real scans."""
     try:
-        loaded = json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        loaded = strict_json.loads((cohort / "cohort.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):  # JSONDecodeError, NaN: not the phantom writer's
         return {}
     return loaded if isinstance(loaded, dict) else {}
