@@ -133,7 +133,7 @@ def truth_scores(maps: np.ndarray, affine: np.ndarray, assignment: Any, truth_im
     ``maps`` (X, Y, Z, K) and the truth maps (X, Y, Z, 5 in ``atlas.NETWORKS`` order) must
     share a grid; ``assignment`` is the automatic matching (``matching.match_networks``).
     """
-    from napari_neuroreview.core import atlas
+    from napari_neuroreview.core.anatomy import atlas
 
     truth = np.asarray(truth_img.dataobj, dtype=np.float64)
     if truth.shape[:3] != maps.shape[:3] or not np.allclose(truth_img.affine, affine, atol=1e-3):
@@ -383,7 +383,7 @@ def worker_main(spec_path: str) -> None:
 
 def summarise_truth(per_session: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Medians of matched r (pooled and per network), share matched right, share of scans all right."""
-    from napari_neuroreview.core import atlas
+    from napari_neuroreview.core.anatomy import atlas
 
     pooled = [v["r"] for s in per_session.values() for v in s["networks"].values()]
     out: dict[str, Any] = {
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     import sklearn
     import torch
 
-    from napari_neuroreview.core import atlas
+    from napari_neuroreview.core.anatomy import atlas
     from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
     from napari_neuroreview.core.tasks.networks import DEFAULT_N_COMPONENTS, DEFAULT_SMOOTHING_FWHM_MM
 

@@ -15,9 +15,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage, signal
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas, make_affine
 from napari_neuroreview.core.io.nifti import Volume, volume_from_image
-from napari_neuroreview.core.phantoms.anatomy import make_affine
 
 
 @dataclass

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.tasks.networks.features import GridContext, ScanInputs
 
 

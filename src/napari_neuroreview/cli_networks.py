@@ -131,7 +131,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_match(args: argparse.Namespace) -> int:
     """Match a folder's components to the networks and store overrides in its networks.json."""
-    from .core import atlas
+    from .core.anatomy import atlas
     from .core.io import strict_json
     from .core.io.ica_folder import NETWORKS_FILE, load_ica, parse_component
     from .core.io.outputs import Output, check_outputs

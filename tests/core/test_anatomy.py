@@ -15,16 +15,15 @@ import pytest
 from nibabel.affines import obliquity, voxel_sizes
 from scipy import ndimage
 
-from napari_neuroreview.core.phantoms.anatomy import (
+from napari_neuroreview.core.anatomy import (
     LANDMARKS_MNI,
-    TISSUE_LABELS,
     load_mni_anatomy,
     make_affine,
-    make_t1_case,
     resample_to_grid,
     voxel_to_world,
     world_to_voxel,
 )
+from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from nibabel.affines import apply_affine
 
-from napari_neuroreview.core import atlas
-from napari_neuroreview.core.phantoms.anatomy import make_affine
+from napari_neuroreview.core.anatomy import atlas
+from napari_neuroreview.core.anatomy import make_affine
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from napari_neuroreview.cli import main
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.io.ica_folder import load_ica
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json

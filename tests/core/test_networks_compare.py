@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_neuroreview.cli import main
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.registry import default_registry_root
 from napari_neuroreview.core.tasks.networks.compare import compare

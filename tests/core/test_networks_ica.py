@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.errors import GeometryError, InputFileError
 from napari_neuroreview.core.io.ica_folder import ICAComponents
 from napari_neuroreview.core.io.nifti import Volume

@@ -12,7 +12,7 @@ from nibabel.affines import apply_affine
 from scipy.signal import detrend
 from sklearn.metrics import roc_auc_score
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.errors import InputFileError, NeuroreviewError
 from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.phantoms.rsfmri import (

@@ -16,7 +16,7 @@ import pytest
 from nibabel.affines import apply_affine, obliquity
 from scipy import ndimage
 
-from napari_neuroreview.core.phantoms.anatomy import load_mni_anatomy, world_to_voxel
+from napari_neuroreview.core.anatomy import load_mni_anatomy, world_to_voxel
 from napari_neuroreview.core.phantoms.swi import (
     CMB_SAMPLE,
     MIMIC_LABELS,

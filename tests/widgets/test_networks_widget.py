@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import napari_user as user
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.registry import default_registry_root
 from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json

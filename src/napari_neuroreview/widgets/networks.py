@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                             QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
                             QVBoxLayout, QWidget)
 
-from ..core import atlas
+from ..core.anatomy import atlas
 from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.ica_folder import component_label
 from ..core.io.layers import image_layer_data
@@ -422,7 +422,7 @@ def model_text(comparison: Comparison) -> str:
 
 def _mni_anatomy() -> dict[str, Any]:
     """The MNI152 T1 template nilearn ships, as layer data and placement (the phantoms' space)."""
-    from ..core.phantoms.anatomy import load_mni_anatomy
+    from ..core.anatomy import load_mni_anatomy
 
     mni = load_mni_anatomy()
     display, kwargs, _, _ = image_layer_data(volume_from_image(nib.Nifti1Image(mni.t1, mni.affine)), MNI_TEMPLATE)

@@ -1,7 +1,7 @@
 """Stage 1 of the pre/post model: encoders for an ICA network's spatial map and time course.
 
 A (scan, network) pair is seen twice: as a 3D spatial map on the fixed MNI model grid
-(``core.atlas.model_grid()``, 6 mm) and as its 1D time course resampled to TR 2 s. Each
+(``core.anatomy.atlas.model_grid()``, 6 mm) and as its 1D time course resampled to TR 2 s. Each
 modality has its own small encoder and projection head; both heads end on the same unit
 sphere (``embed_dim``, 32 by default), where the training loss
 (``core.tasks.networks.train``) pulls a map towards its own time course (cross-modal
@@ -171,7 +171,7 @@ class NetworkPairEncoder(nn.Module):
     Parameters
     ----------
     n_networks : int
-        Number of networks (5: ``core.atlas.NETWORKS``); network indices are inputs.
+        Number of networks (5: ``core.anatomy.atlas.NETWORKS``); network indices are inputs.
     width : int
         Width of both encoders (see :class:`MapEncoder3D`, :class:`TimecourseEncoder1D`).
     embed_dim : int

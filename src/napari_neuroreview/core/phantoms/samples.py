@@ -31,7 +31,8 @@ import nibabel as nib
 
 from napari_neuroreview.core.errors import NeuroreviewError
 from napari_neuroreview.core.io.atomic import write_with
-from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case, world_to_voxel
+from napari_neuroreview.core.anatomy import world_to_voxel
+from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case
 from napari_neuroreview.core.phantoms.rsfmri import write_rsfmri_sample
 from napari_neuroreview.core.phantoms.swi import write_cmb_sample
 

@@ -1,11 +1,12 @@
 """Simulated T1-weighted head scans built on the MNI152 2009 template.
 
 No patient data can be downloaded here, so every model in the plugin is trained and tested
-on phantoms. This package supplies the anatomy they all share: the MNI152 ICBM 2009
-(nonlinear symmetric, 1 mm) T1 template and its grey/white-matter probability maps, which
-nilearn ships offline, and a way to "scan" that anatomy on any image grid a real scanner
-could produce: anisotropic voxels, any voxel-axis order and sign (RAS, LPS, LAS, PIR ...),
-and oblique slice prescriptions.
+on phantoms. They all share one anatomy, the MNI152 ICBM 2009 (nonlinear symmetric, 1 mm)
+T1 template and its grey/white-matter probability maps, which nilearn ships offline
+(:mod:`napari_neuroreview.core.anatomy`, where the run-time code reads it too); this
+package "scans" that anatomy on any image grid a real scanner could produce: anisotropic
+voxels, any voxel-axis order and sign (RAS, LPS, LAS, PIR ...), and oblique slice
+prescriptions.
 
 The physics imitated by :func:`make_t1_case`, step by step:
 
@@ -40,41 +41,25 @@ phantom is a "brain in air": there is no skull or scalp, which real T1 scans hav
 
 Where things are
 ----------------
-:mod:`.mni`
-    :func:`load_mni_anatomy` (the template and tissue maps) and :data:`LANDMARKS_MNI`.
-:mod:`.grids`
-    :func:`make_affine` (scanner grids), :func:`resample_to_grid`, voxel/world mapping.
-:mod:`.sampling`
-    Partial-volume sampling of template maps onto a grid (step 1).
+:mod:`napari_neuroreview.core.anatomy`
+    The template and tissue maps (:func:`load_mni_anatomy`), scanner grids
+    (:func:`make_affine`), voxel/world mapping and partial-volume sampling (step 1).
 :mod:`.scanner`
     Bias field and complex noise (steps 3 and 4).
 :mod:`.t1`
     :func:`make_t1_case` (steps 2 and 5, and the truth) and :class:`AnatomyCase`.
-
-Everything public is importable from this package, as before it was split.
 """
 
 from __future__ import annotations
 
-from .grids import make_affine, resample_to_grid, voxel_to_world, world_to_voxel
-from .mni import LANDMARKS_MNI, MNIAnatomy, load_mni_anatomy
-from .sampling import sample_template_maps
 from .scanner import complex_noise, random_bias_field
 from .t1 import INTENSITY_SCALE, TISSUE_LABELS, AnatomyCase, make_t1_case
 
 __all__ = [
     "INTENSITY_SCALE",
-    "LANDMARKS_MNI",
     "TISSUE_LABELS",
     "AnatomyCase",
-    "MNIAnatomy",
-    "load_mni_anatomy",
-    "make_affine",
     "make_t1_case",
     "random_bias_field",
     "complex_noise",
-    "resample_to_grid",
-    "sample_template_maps",
-    "voxel_to_world",
-    "world_to_voxel",
 ]

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from .grids import resample_to_grid, voxel_to_world
-from .mni import _brain_bbox_mm, load_mni_anatomy
+from ...anatomy.grids import resample_to_grid, voxel_to_world
+from ...anatomy.mni import _brain_bbox_mm, load_mni_anatomy
 
 _BIAS_DEGREE = 3
 _BIAS_EXPONENTS: tuple[tuple[int, int, int], ...] = tuple(

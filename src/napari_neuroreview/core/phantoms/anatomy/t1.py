@@ -12,9 +12,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .grids import _DEFAULT_MARGIN_MM, make_affine
-from .mni import LANDMARKS_MNI, load_mni_anatomy
-from .sampling import _sample_maps
+from ...anatomy.grids import _DEFAULT_MARGIN_MM, make_affine
+from ...anatomy.mni import LANDMARKS_MNI, load_mni_anatomy
+from ...anatomy.sampling import _sample_maps
 from .scanner import _BIAS_DEGREE, _bias_coefficients, _bias_field
 
 #: Stored value per unit of normalised signal: white matter lands near 850, as in the

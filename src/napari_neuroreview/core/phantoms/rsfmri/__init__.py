@@ -5,7 +5,7 @@ patients scanned at rest before and six months after, five networks (motor, visi
 language, frontal, temporal) recovered by ICA and classified pre or post. No such data can
 be downloaded here, so :func:`make_bold_case` simulates a 4D BOLD scan from what nilearn
 ships offline: the MNI152 2009 tissue maps (the anatomy, as for the T1 and SWI phantoms)
-and the Seitzman 2018 ROI table (the networks, :mod:`napari_neuroreview.core.atlas`).
+and the Seitzman 2018 ROI table (the networks, :mod:`napari_neuroreview.core.anatomy.atlas`).
 
 What a scan is made of, voxel ``v`` and volume ``t`` (``S0`` the baseline):
 

@@ -9,15 +9,15 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_neuroreview.core import atlas
-from napari_neuroreview.core.phantoms.anatomy import (
+from napari_neuroreview.core.anatomy import (
+    atlas,
     load_mni_anatomy,
     make_affine,
-    random_bias_field,
     sample_template_maps,
     voxel_to_world,
 )
-from napari_neuroreview.core.phantoms.anatomy.mni import _brain_bbox_mm
+from napari_neuroreview.core.anatomy.mni import _brain_bbox_mm
+from napari_neuroreview.core.phantoms.anatomy import random_bias_field
 
 from . import signals
 from .effect import NODE_CHANGE, SLOW_DIRECTION, SLOW_SHIFT, apply_effect
@@ -154,7 +154,7 @@ def make_bold_case(
         Thermal noise sd (% of the grey-matter baseline); 1.4 gives a grey-matter
         temporal SNR near 70 before physiological noise, typical at 3 T and 3 mm.
     orientation, margin_mm
-        The grid (:func:`napari_neuroreview.core.phantoms.anatomy.make_affine`); LAS is
+        The grid (:func:`napari_neuroreview.core.anatomy.make_affine`); LAS is
         how FSL stores images.
     intensity_scale : float
         Stored value of the grey-matter baseline (arbitrary units).

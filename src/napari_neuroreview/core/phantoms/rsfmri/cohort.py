@@ -26,7 +26,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.errors import InputFileError, NeuroreviewError
 from napari_neuroreview.core.io.atomic import write_with
 from napari_neuroreview.core.progress import Progress

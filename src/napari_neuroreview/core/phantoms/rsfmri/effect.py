@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 
 from .networks import PatientNetworks
 

@@ -1,6 +1,6 @@
 """One person's resting-state networks: where their nodes are and how strongly each loads.
 
-A group template (:mod:`napari_neuroreview.core.atlas`) is an average over people; any one
+A group template (:mod:`napari_neuroreview.core.anatomy.atlas`) is an average over people; any one
 person's network differs from it. :func:`draw_patient_networks` draws that individual
 variation from the patient's seed, the same draw for the pre- and the post-operative scan
 (the same person): every node (ROI) is displaced by a few millimetres (a shared shift,
@@ -16,7 +16,7 @@ meets the competition it meets in real data. Nodes a target network already uses
 used again by a nuisance network.
 
 :func:`individual_map` turns a network's nodes into a map on a grid: weighted ROI balls
-blurred by :data:`MAP_SMOOTHING_MM` (:func:`napari_neuroreview.core.atlas.roi_map`), times
+blurred by :data:`MAP_SMOOTHING_MM` (:func:`napari_neuroreview.core.anatomy.atlas.roi_map`), times
 the soft grey-matter mask the templates use.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_neuroreview.core import atlas
+from napari_neuroreview.core.anatomy import atlas
 
 #: Non-target networks simulated beside the five (Seitzman 2018 labels, cortical ROIs).
 NUISANCE_NETWORKS: tuple[str, ...] = ("DefaultMode", "DorsalAttention", "CinguloOpercular")

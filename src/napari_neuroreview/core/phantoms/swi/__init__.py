@@ -20,7 +20,7 @@ slightly darker than cortex. The nuclei are placed as soft-edged ellipsoids at d
 MNI coordinates (:data:`NUCLEI_MNI`); the same parameters are used on both sides, so the
 iron is bilateral and symmetric, one of the ways a reader tells it from microbleeds. The
 tissue signal is made on the 1 mm template from its grey/white/CSF maps and sampled onto
-the scanner grid with partial volume (:func:`~.anatomy.sample_template_maps`). Contrast
+the scanner grid with partial volume (:func:`~napari_neuroreview.core.anatomy.sample_template_maps`). Contrast
 therefore depends on ``te_ms`` the way a real GRE's does.
 
 *Microbleeds.* Haemosiderin deposits: round, sharply hypointense (the voxel signal drops
@@ -115,16 +115,6 @@ Everything public is importable from this package, as before it was split.
 
 from __future__ import annotations
 
-# Helpers of the shared anatomy, importable from here as they were before the split.
-from napari_neuroreview.core.phantoms.anatomy import (  # noqa: F401
-    complex_noise,
-    load_mni_anatomy,
-    make_affine,
-    random_bias_field,
-    sample_template_maps,
-    voxel_to_world,
-    world_to_voxel,
-)
 from napari_neuroreview.core.io.atomic import write_with  # noqa: F401
 
 from .case import SWICase, make_swi_case

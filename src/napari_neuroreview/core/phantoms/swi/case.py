@@ -14,13 +14,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from napari_neuroreview.core.phantoms.anatomy import (
-    complex_noise,
-    load_mni_anatomy,
-    make_affine,
-    random_bias_field,
-    sample_template_maps,
-)
+from napari_neuroreview.core.anatomy import load_mni_anatomy, make_affine, sample_template_maps
+from napari_neuroreview.core.phantoms.anatomy import complex_noise, random_bias_field
 
 from .contrast import _template_signal
 from .lesions import LOCATIONS, add_calcifications, add_microbleeds

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_neuroreview.core.phantoms.anatomy import load_mni_anatomy, voxel_to_world, world_to_voxel
+from napari_neuroreview.core.anatomy import load_mni_anatomy, voxel_to_world, world_to_voxel
 
 #: Deep grey nuclei (right-hemisphere centre, mirrored to the left; MNI152 2009 mm),
 #: soft-edged axis-aligned ellipsoids with approximate 3 T T2* (ms) and effective

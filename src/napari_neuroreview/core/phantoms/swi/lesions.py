@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from napari_neuroreview.core.phantoms.anatomy import load_mni_anatomy, voxel_to_world
+from napari_neuroreview.core.anatomy import load_mni_anatomy, voxel_to_world
 
 from .mimics import _MIMIC_LABEL_OF
 from .scene import _Grid, _Layers, _r, _Scene

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from napari_neuroreview.core.phantoms.anatomy import load_mni_anatomy, voxel_to_world, world_to_voxel
+from napari_neuroreview.core.anatomy import load_mni_anatomy, voxel_to_world, world_to_voxel
 
 from .contrast import NUCLEI_MNI, _ellipsoid_weight
 from .scene import _Grid, _Layers, _r, _Scene, _segments_closest

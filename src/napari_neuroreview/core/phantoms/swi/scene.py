@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_neuroreview.core.phantoms.anatomy import world_to_voxel
+from napari_neuroreview.core.anatomy import world_to_voxel
 
 from .contrast import _EDGE_MM
 from .susceptibility import _bloom, _rad_per_ppm

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import atlas
+from ...anatomy import atlas
 from ...errors import InputFileError
 from ...io.atomic import write_text_atomic
 from ...io.ica_folder import ICAComponents, component_label

@@ -1,7 +1,7 @@
 """What the pre/post model sees of a (scan, network) pair: tensors and summary features.
 
 Input: ``network_inputs(comps, assignment)`` (``core.tasks.networks.matching``) gives, per
-network, the matched ICA map resampled onto ``core.atlas.model_grid()`` (sign applied)
+network, the matched ICA map resampled onto ``core.anatomy.atlas.model_grid()`` (sign applied)
 and its z-scored time course. This module turns that into
 
 * **tensors for the stage-1 encoders** (``core.models.network_encoder``): the map scaled
@@ -104,7 +104,7 @@ class GridContext:
     shape : tuple of int
         Grid shape; every map must have it.
     templates : numpy.ndarray
-        (n_networks, *shape) template maps, max 1 (``core.atlas.template_maps``).
+        (n_networks, *shape) template maps, max 1 (``core.anatomy.atlas.template_maps``).
     mask : numpy.ndarray
         Boolean brain mask (grey-matter probability above 1 %, which at 6 mm covers the
         cortex and deep grey matter with their partial-volume rim).
@@ -120,8 +120,8 @@ class GridContext:
 
     @classmethod
     def for_grid(cls, affine: np.ndarray, shape: tuple[int, int, int]) -> GridContext:
-        """Templates and brain mask of ``core.atlas`` on any grid (tests use tiny ones)."""
-        from ... import atlas
+        """Templates and brain mask of ``core.anatomy.atlas`` on any grid (tests use tiny ones)."""
+        from ...anatomy import atlas
 
         shape = tuple(int(n) for n in shape)
         return cls(np.asarray(affine, float), shape, atlas.template_maps(affine, shape),
@@ -139,8 +139,8 @@ class GridContext:
 
 @functools.lru_cache(maxsize=1)
 def model_context() -> GridContext:
-    """The :class:`GridContext` of ``core.atlas.model_grid()`` (computed once)."""
-    from ... import atlas
+    """The :class:`GridContext` of ``core.anatomy.atlas.model_grid()`` (computed once)."""
+    from ...anatomy import atlas
 
     return GridContext.for_grid(*atlas.model_grid())
 

@@ -3,7 +3,7 @@
 Score. For every component k and network n, the score is the absolute Pearson
 correlation, over the brain mask (the voxels where any component map is non-zero, i.e.
 the ICA's own mask), between the component map and the network's template
-(:func:`napari_neuroreview.core.atlas.template_maps`, made on the component grid, so no
+(:func:`napari_neuroreview.core.anatomy.atlas.template_maps`, made on the component grid, so no
 map is resampled for scoring). The sign of the correlation is kept: a component that
 matches with a negative correlation is used flipped (MELODIC does not fix signs; our
 own ICA flips to positive skew, so its signs are normally +1). The raw map is used, not
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ... import atlas
+from ...anatomy import atlas
 from ...errors import GeometryError, InputFileError
 from ...io.ica_folder import ICAComponents, check_components, component_label
 from ...io.resample import resample_to_grid
@@ -54,7 +54,7 @@ class NetworkMatch:
     Attributes
     ----------
     network : str
-        One of :data:`napari_neuroreview.core.atlas.NETWORKS`.
+        One of :data:`napari_neuroreview.core.anatomy.atlas.NETWORKS`.
     component : int
         0-based component index (the label a person reads is ``IC{component + 1:02d}``).
     score : float
@@ -98,7 +98,7 @@ class Assignment:
     Attributes
     ----------
     matches : dict of str -> NetworkMatch
-        Keyed by network, in :data:`~napari_neuroreview.core.atlas.NETWORKS` order.
+        Keyed by network, in :data:`~napari_neuroreview.core.anatomy.atlas.NETWORKS` order.
     scores : numpy.ndarray
         ``(5, K)`` |correlation| of every network template with every component.
     signs : numpy.ndarray
@@ -314,7 +314,7 @@ def network_inputs(comps: ICAComponents, assignment: Assignment) -> dict[str, tu
         For each network of the assignment: the component map times its sign, divided by
         its standard deviation over the brain mask (so maps from MELODIC and from our ICA
         share a scale; ours already have unit SD), resampled onto
-        :func:`~napari_neuroreview.core.atlas.model_grid` as float32; and the time course
+        :func:`~napari_neuroreview.core.anatomy.atlas.model_grid` as float32; and the time course
         ``(T,)`` times its sign, z-scored (float32).
     """
     if assignment.n_components != comps.n_components:

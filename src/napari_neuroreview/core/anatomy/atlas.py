@@ -60,13 +60,9 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
-from napari_neuroreview.core.phantoms.anatomy import (
-    load_mni_anatomy,
-    make_affine,
-    sample_template_maps,
-    voxel_to_world,
-    world_to_voxel,
-)
+from .grids import make_affine, voxel_to_world, world_to_voxel
+from .mni import load_mni_anatomy
+from .sampling import sample_template_maps
 
 __all__ = [
     "NETWORKS",
@@ -333,7 +329,7 @@ def _gm_cached(key: tuple[bytes, tuple[int, int, int]]) -> np.ndarray:
 def grey_matter_probability(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """The MNI152 2009 grey-matter probability, partial-volume sampled onto a grid.
 
-    Made by :func:`napari_neuroreview.core.phantoms.anatomy.sample_template_maps` (each
+    Made by :func:`napari_neuroreview.core.anatomy.sample_template_maps` (each
     voxel is the average over its extent). Cached per grid; returns a writable copy.
     """
     return _gm_cached(_grid_key(affine, shape)).copy()
