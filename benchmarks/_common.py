@@ -57,7 +57,7 @@ def start_worker(script: Path, spec: dict[str, Any], workdir: Path, name: str) -
     spec_path = workdir / f"{name}.spec.json"
     out_path = workdir / f"{name}.out.pkl"
     spec = dict(spec, out=str(out_path))
-    spec_path.write_text(json.dumps(spec, indent=1, default=_jsonable))
+    spec_path.write_text(json.dumps(clean_json(spec), indent=1))
     err = open(workdir / f"{name}.stderr.txt", "w")  # noqa: SIM115 - closed in finish_worker
     proc = subprocess.Popen([sys.executable, str(script), "--worker", str(spec_path)],
                             stdout=err, stderr=subprocess.STDOUT)
@@ -200,18 +200,6 @@ def fmt(value: Any, digits: int = 3) -> str:
     if not math.isfinite(v):
         return "-"
     return f"{v:.{digits}f}"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
 def clean_json(obj: Any) -> Any:

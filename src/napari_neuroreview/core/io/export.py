@@ -111,17 +111,9 @@ def points_to_records(
         if data.shape[1] == 4:
             record["volume_index"] = int(round(data[n, 0]))
         for key, values in columns.items():
-            record[key] = _plain(values[n])
+            record[key] = strict_json.plain(values[n])
         records.append(record)
     return records
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def save_points(path: str | Path, records: list[dict[str, Any]], image: Mapping[str, Any] | None = None) -> Path:

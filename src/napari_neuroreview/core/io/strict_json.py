@@ -13,24 +13,29 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import InputFileError
 
 
-def plain(value: Any) -> Any:
-    """``value`` with numpy types made Python types and non-finite floats made ``None``."""
+def plain(value: Any, nonfinite: Literal["null", "keep"] = "null") -> Any:
+    """``value`` with numpy types made Python types and non-finite floats made ``None``.
+
+    ``nonfinite="keep"`` leaves NaN and infinity in place for a writer that must refuse
+    them (``json.dumps(..., allow_nan=False)``): the store, where a NaN is a bug, not
+    "undefined".
+    """
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, nonfinite) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
+        return [plain(v, nonfinite) for v in value]
     if isinstance(value, np.ndarray):
-        return plain(value.tolist())
+        return plain(value.tolist(), nonfinite)
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) and nonfinite == "null":
         return None
     return value
 

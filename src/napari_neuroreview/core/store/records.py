@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_neuroreview.core.errors import GeometryError, StoreError
+from napari_neuroreview.core.io import strict_json
 
 __all__ = [
     "FINDING_SOURCES",
@@ -135,21 +136,11 @@ def _default_actor() -> str:
         return "unknown"
 
 
-def _json_default(value: Any) -> Any:
-    """Let numpy scalars and arrays into JSON, since task outputs are usually numpy."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, set, frozenset)):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _dumps(value: Any, what: str) -> str:
     """JSON text without NaN/Infinity, which standard JSON readers reject."""
     try:
-        return json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True)
+        # Task outputs are usually numpy; NaN is kept so that it is refused here.
+        return json.dumps(strict_json.plain(value, nonfinite="keep"), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"The {what} cannot be stored as JSON: {exc}.") from exc
 
