@@ -18,8 +18,6 @@ PACKAGE = Path(napari_neuroreview.__file__).resolve().parent
 SIMULATORS = "napari_neuroreview.core.phantoms"
 #: Modules whose commands make phantoms or sample data: they may import the simulators in a function.
 LAZY_ALLOWED = {"cli.py", "cli_cmb.py", "cli_networks.py", "_sample_data.py"}
-#: Temporary: helper A is moving ``phantom_scans`` out of retrain.py (issue 9); empty once landed.
-KNOWN_EXCEPTIONS: set[str] = {"core/tasks/cmb/retrain.py"}
 
 
 def _module_name(path: Path) -> str:
@@ -53,7 +51,7 @@ def _violations() -> list[str]:
     problems = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel.startswith("core/phantoms/") or rel in KNOWN_EXCEPTIONS:
+        if rel.startswith("core/phantoms/"):
             continue
         for module, line, lazy in _imports(path):
             if module == SIMULATORS or module.startswith(SIMULATORS + "."):
