@@ -13,7 +13,7 @@ import pytest
 
 from napari_neuroreview.core.errors import OutputPathError, StoreError
 from napari_neuroreview.core.store import CaseStore, ReviewConflictError
-from napari_neuroreview.core.tasks.cmb import review as review_module
+from napari_neuroreview.core.tasks.cmb import review_export as review_module
 from napari_neuroreview.core.tasks.cmb.review import ReviewSession
 
 from test_cmb_review import AFFINE, CARD, SHA_A, SHAPE, fake_result, world

@@ -42,7 +42,8 @@ from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME
-from ..core.tasks.cmb.review import ReviewSession, default_reviewer
+from ..core.tasks.cmb.review import ReviewSession
+from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
 from ._base import DevicePicker, VersionPicker, elide
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)

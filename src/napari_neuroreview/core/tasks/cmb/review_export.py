@@ -1,0 +1,185 @@
+"""What a microbleed review puts on disk: instance labels, point records, and the reviewer's name.
+
+Why apart from :mod:`.review` (the session that writes each edit to the store): an export
+leaves the machine, so its rules are privacy rules (the scan's file name and voxel
+sha256, never its folder nor the OS login; :func:`export_reviewer`), and it is written
+through the package's output contract (``check_outputs`` first, ``write_together``: all
+files or none, the labels through the one NIfTI writer). :class:`~.review.ReviewSession`
+keeps ``instances``, ``to_records`` and ``export`` as its entry points and calls these.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import GeometryError, StoreError
+from ...io.export import save_points
+from ...io.nifti import label_dtype, volume_writer
+from ...io.outputs import Output, check_outputs, write_together
+from ...store import Finding
+
+if TYPE_CHECKING:  # the session calls this module
+    from .review import ReviewSession
+
+__all__ = [
+    "EXPORT_STATUSES", "STATUSES", "UNNAMED_REVIEWER", "default_reviewer", "draw_instances", "export_review",
+    "export_reviewer", "finding_records",
+]
+
+#: The store's task name of a microbleed finding (and what exports record).
+TASK = "cmb"
+#: What a finding can show: the store's latest action ('reset' reads as 'pending').
+STATUSES = ("pending", "accepted", "rejected", "added", "moved")
+#: What the exported labels hold unless asked otherwise: the decided microbleeds only.
+EXPORT_STATUSES = ("accepted", "added", "moved")
+#: The reviewer written into exports when the session's reviewer is the OS login name.
+UNNAMED_REVIEWER = "unnamed reviewer"
+
+
+def draw_instances(findings: Sequence[Finding], shape: tuple[int, int, int], include_rejected: bool = False,
+                   statuses: Iterable[str] | None = None) -> np.ndarray:
+    """Instance labels on the scan's file grid; value = finding id.
+
+    A model detection keeps its mask (shifted with the finding when it was moved); a
+    user-added microbleed, whose extent nobody drew, is its one voxel. Rejected
+    findings are left out unless ``include_rejected``; ``statuses``, when given,
+    names exactly which statuses are drawn (what an export holds). Higher scores win
+    overlaps.
+    """
+    if statuses is not None:
+        wanted = set(_valid_statuses(statuses))
+        findings = [f for f in findings if f.status in wanted]
+    else:
+        findings = [f for f in findings if include_rejected or f.status != "rejected"]
+    top = max((f.id for f in findings), default=0)
+    out = np.zeros(shape, dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+    bounds = np.asarray(shape)
+    for f in findings:
+        ijk = np.asarray(f.extra.get("mask_ijk") or [], dtype=int).reshape(-1, 3)
+        detected = f.extra.get("detected_voxel")
+        if len(ijk) and detected is not None:
+            ijk = ijk + np.rint(np.asarray(f.voxel) - np.asarray(detected)).astype(int)
+        if not len(ijk):
+            ijk = np.rint(np.asarray(f.voxel, float)).astype(int).reshape(1, 3)
+        ijk = ijk[np.all((ijk >= 0) & (ijk < bounds), axis=1)]
+        free = out[tuple(ijk.T)] == 0
+        out[tuple(ijk[free].T)] = f.id
+    return out
+
+
+def finding_records(findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """One record per visible finding, for JSON/TSV export (world RAS+ mm first)."""
+    return [
+        {
+            "world_ras_mm": [round(float(v), 4) for v in f.world],
+            "voxel_ijk": [round(float(v), 4) for v in f.voxel],
+            "id": f.id,
+            "score": f.score,
+            "status": f.status,
+            "source": f.source,
+            "model": f.model[0] if f.model else None,
+            "model_version": f.model[1] if f.model else None,
+            "volume_mm3": f.extra.get("volume_mm3"),
+        }
+        for f in findings
+    ]
+
+
+def export_review(
+    session: ReviewSession, labels_path: str | Path | None = None, json_path: str | Path | None = None,
+    tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
+    statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False,
+) -> list[Path]:
+    """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV.
+
+    Parameters
+    ----------
+    session : ReviewSession
+        The review written (its scan, store, findings and reviewer).
+    labels_path, json_path, tsv_path : str or Path, optional
+        Where to write each file (``.nii``/``.nii.gz``, ``.json``, ``.tsv``). All are
+        checked before anything is computed (an export path that is the scan or the
+        store is refused) and written together: all of them land, or none changes.
+    instances : numpy.ndarray, optional
+        File-grid labels that replace :func:`draw_instances` in the labels file.
+    statuses : iterable of str
+        Which findings the labels hold (default accepted, added, moved: decided
+        microbleeds, not pending or rejected ones); the JSON records the choice. The
+        points files list every visible finding with its status.
+    include_paths : bool
+        Also write the scan's full path into the JSON. Off by default: a folder name
+        often holds the patient's name; the file name and voxel sha256 identify it.
+
+    Raises
+    ------
+    OutputPathError
+        A path that is an input, a folder, has the wrong suffix or cannot be written.
+    """
+    chosen = _valid_statuses(statuses)
+    check_outputs(
+        [Output(labels_path, (".nii.gz", ".nii"), "labels"), Output(json_path, (".json",), "points JSON"),
+         Output(tsv_path, (".tsv",), "points TSV")],
+        inputs=[session.image.path, session.store.path],
+    )
+    writes: list[tuple[Path, Any]] = []
+    if labels_path is not None:
+        labels = draw_instances(session.findings, session.shape, statuses=chosen) if instances is None else np.asarray(instances)
+        if tuple(labels.shape) != session.shape:
+            raise GeometryError(f"The instance labels {tuple(labels.shape)} are not on the scan's grid {session.shape}")
+        writes.append((Path(labels_path), volume_writer(
+            labels, session.affine, dtype=label_dtype(int(labels.max()) if labels.size else 0, smallest=np.uint16),
+            descrip="napari-neuroreview CMB instances")))
+    records, provenance = finding_records(session.findings), _provenance(session, chosen, include_paths)
+    for path in (json_path, tsv_path):
+        if path is not None:
+            writes.append((Path(path), lambda tmp: save_points(tmp, records, provenance)))
+    return write_together(writes)
+
+
+def _provenance(session: ReviewSession, statuses: tuple[str, ...], include_paths: bool) -> dict[str, Any]:
+    """What an export says about its scan and review: no folder, no OS login by default."""
+    doc: dict[str, Any] = {"image": Path(session.image.path).name, "image_sha256": session.sha256, "task": TASK,
+                           "reviewer": export_reviewer(session.reviewer), "label_statuses": list(statuses)}
+    if include_paths:
+        doc["image_path"] = str(session.image.path)
+    return doc
+
+
+def _valid_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
+    """The statuses an export may hold, each one known (a typo would silently export nothing)."""
+    chosen = tuple(dict.fromkeys(str(s) for s in ([statuses] if isinstance(statuses, str) else statuses)))
+    unknown = [s for s in chosen if s not in STATUSES]
+    if unknown or not chosen:
+        raise StoreError(f"The review cannot export status {', '.join(map(repr, unknown)) or '(none)'}; "
+                         f"choose among {', '.join(STATUSES)}")
+    return chosen
+
+
+def default_reviewer() -> str:
+    """The OS user name: who is reviewing, unless the reviewer types a name.
+
+    It stays in the local store's reviews and audit log (who did what, on this machine);
+    :func:`export_reviewer` keeps it out of files that leave the machine.
+    """
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database (some containers)
+        return "unknown"
+
+
+def export_reviewer(reviewer: str) -> str:
+    """The reviewer as written into an export: a typed name as is, the OS login never.
+
+    Why: the login is filled in by default, not chosen as a name to publish, and often
+    identifies a person on a site's network; an export carries a generic
+    ``'unnamed reviewer'`` instead (type a name or a pseudonym to have it exported).
+    """
+    name = (reviewer or "").strip()
+    if not name or name in (default_reviewer(), "unknown"):
+        return UNNAMED_REVIEWER
+    return name
