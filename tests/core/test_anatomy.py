@@ -19,10 +19,10 @@ from napari_neuroreview.core.anatomy import (
     LANDMARKS_MNI,
     load_mni_anatomy,
     make_affine,
-    resample_to_grid,
     voxel_to_world,
     world_to_voxel,
 )
+from napari_neuroreview.core.io.resample import resample_to_grid
 from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case
 
 
@@ -138,16 +138,16 @@ def test_resample_identity_and_flip(anat):
     affine = anat.affine.copy()
     affine[:3, 3] = voxel_to_world(anat.affine, lo)
     shape = gm.shape
-    out = resample_to_grid(gm, affine, affine, shape, order=1)
+    out = resample_to_grid(gm, affine, affine, shape, order=1, edge="blend")
     np.testing.assert_array_equal(out, gm)
     # The same voxels stored LPS: i and j reversed.
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
     flip[:3, 3] = [shape[0] - 1, shape[1] - 1, 0]
     lps = affine @ flip
     assert nib.aff2axcodes(lps) == ("L", "P", "S")
-    out = resample_to_grid(gm, affine, lps, shape, order=1)
+    out = resample_to_grid(gm, affine, lps, shape, order=1, edge="blend")
     np.testing.assert_array_equal(out, gm[::-1, ::-1, :])
-    out = resample_to_grid(labels, affine, lps, shape, order=0)
+    out = resample_to_grid(labels, affine, lps, shape, order=0, edge="blend")
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, labels[::-1, ::-1, :])
     # Stored PIR (a sagittal acquisition): a transpose plus flips, by the general path too.
@@ -156,11 +156,11 @@ def test_resample_identity_and_flip(anat):
     )
     assert nib.aff2axcodes(pir) == ("P", "I", "R")
     expected = np.transpose(gm[:, ::-1, ::-1], (1, 2, 0))  # expected[a, b, c] = gm[c, -a, -b]
-    out = resample_to_grid(gm, affine, pir, expected.shape, order=1)
+    out = resample_to_grid(gm, affine, pir, expected.shape, order=1, edge="blend")
     np.testing.assert_allclose(out, expected, atol=1e-6)
     tiny = pir.copy()
     tiny[:3, :3] = pir[:3, :3] @ _rot_z(1e-4)  # forces scipy's general affine path
-    out = resample_to_grid(gm, affine, tiny, expected.shape, order=1)
+    out = resample_to_grid(gm, affine, tiny, expected.shape, order=1, edge="blend")
     np.testing.assert_allclose(out, expected, atol=0.02)
 
 
@@ -186,11 +186,11 @@ def test_resampled_asymmetric_blob_stays_in_world(anat, voxel_size, orientation,
     i, j, k = np.ogrid[: anat.shape[0], : anat.shape[1], : anat.shape[2]]
     blob = (((i - c[0]) ** 2 + (j - c[1]) ** 2 + (k - c[2]) ** 2) <= 12.0**2).astype(np.float32)
     affine, shape = make_affine(voxel_size, orientation, rotation)
-    out = resample_to_grid(blob, anat.affine, affine, shape, order=1)
+    out = resample_to_grid(blob, anat.affine, affine, shape, order=1, edge="blend")
     assert out.sum() * np.prod(voxel_size) == pytest.approx(blob.sum(), rel=0.03)
     got = _centroid_world(out > 0, affine, weights=out)
     np.testing.assert_allclose(got, centre, atol=0.25 * max(voxel_size))
-    labels = resample_to_grid(blob.astype(np.uint8), anat.affine, affine, shape, order=0)
+    labels = resample_to_grid(blob.astype(np.uint8), anat.affine, affine, shape, order=0, edge="blend")
     assert set(np.unique(labels)) == {0, 1}
     np.testing.assert_allclose(_centroid_world(labels > 0, affine), centre, atol=0.5 * max(voxel_size))
 

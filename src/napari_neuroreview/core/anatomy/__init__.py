@@ -12,7 +12,8 @@ Where things are
     :func:`load_mni_anatomy` (the template and tissue maps nilearn ships) and
     :data:`LANDMARKS_MNI`.
 :mod:`.grids`
-    :func:`make_affine` (scanner-like grids), :func:`resample_to_grid`, voxel/world mapping.
+    :func:`make_affine` (scanner-like grids), voxel/world mapping (moving an array between
+    grids is ``core.io.resample.resample_to_grid``).
 :mod:`.sampling`
     :func:`sample_template_maps`: partial-volume sampling of the 1 mm maps onto a grid.
 :mod:`.atlas`
@@ -22,7 +23,7 @@ Where things are
 
 from __future__ import annotations
 
-from .grids import make_affine, resample_to_grid, voxel_to_world, world_to_voxel
+from .grids import make_affine, voxel_to_world, world_to_voxel
 from .mni import LANDMARKS_MNI, MNIAnatomy, load_mni_anatomy
 from .sampling import sample_template_maps
 
@@ -31,7 +32,6 @@ __all__ = [
     "MNIAnatomy",
     "load_mni_anatomy",
     "make_affine",
-    "resample_to_grid",
     "sample_template_maps",
     "voxel_to_world",
     "world_to_voxel",

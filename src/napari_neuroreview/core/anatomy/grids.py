@@ -1,9 +1,9 @@
 """Scanner-like image grids over the MNI brain, and moving between grids and world mm.
 
 :func:`make_affine` builds the grid a scanner would use (anisotropic voxels, any axis
-order and sign, oblique prescriptions); :func:`resample_to_grid` moves an array from one
-grid onto another of the same world space; :func:`voxel_to_world` and
-:func:`world_to_voxel` map points through an affine.
+order and sign, oblique prescriptions); :func:`voxel_to_world` and :func:`world_to_voxel`
+map points through an affine. Moving an array between grids is
+``core.io.resample.resample_to_grid`` (``edge="blend"`` for the anatomy's partial volume).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from nibabel.affines import apply_affine
 from nibabel.orientations import axcodes2ornt
-from scipy import ndimage
 
 from .mni import _brain_bbox_mm, load_mni_anatomy
 
@@ -123,94 +122,3 @@ def make_affine(
     affine[:3, :3] = linear
     affine[:3, 3] = center - linear @ centre_vox
     return affine, shape  # type: ignore[return-value]
-
-
-def resample_to_grid(
-    data: np.ndarray,
-    src_affine: np.ndarray,
-    dst_affine: np.ndarray,
-    dst_shape: tuple[int, int, int],
-    order: int = 1,
-) -> np.ndarray:
-    """Resample ``data`` from its grid onto another grid of the same world space.
-
-    Parameters
-    ----------
-    data : np.ndarray
-        3D array on the source grid.
-    src_affine, dst_affine : np.ndarray
-        (4, 4) voxel -> world affines of the source and destination grids.
-    dst_shape : tuple of 3 ints
-        Destination grid shape.
-    order : int
-        Spline order: 1 (trilinear) for intensities and probabilities, 0 (nearest) for
-        labels, which must not be blended.
-
-    Returns
-    -------
-    np.ndarray
-        The resampled array; points outside the source volume are 0 (scipy's
-        ``mode="grid-constant"``, ``cval=0``: within one voxel of the edge, a linear
-        sample blends the edge voxel with 0, as a voxel half outside would). Labels
-        (order 0) keep the input dtype, everything else is float32.
-    """
-    src_affine = np.asarray(src_affine, dtype=np.float64)
-    dst_affine = np.asarray(dst_affine, dtype=np.float64)
-    # dst voxel -> world -> src voxel
-    mapping = np.linalg.inv(src_affine) @ dst_affine
-    matrix, offset = mapping[:3, :3], mapping[:3, 3]
-    if order == 0:
-        src = data
-        out_dtype = data.dtype
-    else:
-        src = data if data.dtype in (np.float32, np.float64) else data.astype(np.float32)
-        out_dtype = np.dtype(np.float32)
-    nonzero = np.abs(matrix) > 1e-9 * np.abs(matrix).max()
-    if np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1):
-        # Grids differ by a permutation, flips and zooms (no obliquity): transpose the
-        # source so the mapping is diagonal, which scipy resamples much faster.
-        perm = np.argmax(nonzero, axis=0)  # dst axis i reads src axis perm[i]
-        src = np.transpose(src, perm)
-        matrix_arg: np.ndarray = matrix[perm, np.arange(3)]
-        offset = offset[perm]
-        if order == 1:
-            return _separable_linear(src, matrix_arg, offset, dst_shape).astype(out_dtype, copy=False)
-    else:
-        matrix_arg = matrix
-    return ndimage.affine_transform(
-        src,
-        matrix_arg,
-        offset=offset,
-        output_shape=tuple(int(n) for n in dst_shape),
-        order=order,
-        mode="grid-constant",
-        cval=0.0,
-        prefilter=order > 1,
-        output=out_dtype,
-    )
-
-
-def _separable_linear(
-    src: np.ndarray, scale: np.ndarray, offset: np.ndarray, dst_shape: tuple[int, int, int]
-) -> np.ndarray:
-    """Trilinear resampling for a diagonal mapping ``src = scale * dst + offset``.
-
-    Linear interpolation is separable, so it is done one axis at a time with vectorised
-    gathers, several times faster than scipy's generic (single-threaded) code. Samples
-    beyond the source's edge blend towards 0 over one voxel and are 0 further out, the
-    same as scipy's ``mode="grid-constant"`` with ``cval=0`` used for the general case.
-    """
-    out = np.asarray(src, dtype=np.float32)
-    for axis in range(3):
-        n_src = out.shape[axis]
-        coords = scale[axis] * np.arange(int(dst_shape[axis]), dtype=np.float64) + offset[axis]
-        # Pad one zero sample on each side; clip far-outside samples onto the padding.
-        padded = np.pad(out, [(1, 1) if a == axis else (0, 0) for a in range(3)])
-        c = np.clip(coords + 1.0, 0.0, n_src + 1.0)
-        i0 = np.clip(np.floor(c).astype(np.intp), 0, n_src)
-        w = (c - i0).astype(np.float32)
-        bshape = [1, 1, 1]
-        bshape[axis] = -1
-        w = w.reshape(bshape)
-        out = np.take(padded, i0, axis=axis) * (1.0 - w) + np.take(padded, i0 + 1, axis=axis) * w
-    return out

@@ -13,7 +13,8 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from .grids import resample_to_grid, voxel_to_world, world_to_voxel
+from ..io.resample import resample_to_grid
+from .grids import voxel_to_world, world_to_voxel
 from .mni import MNIAnatomy, load_mni_anatomy
 
 
@@ -111,7 +112,7 @@ def sample_template_maps(
         src = np.asarray(data)[crop].astype(np.float32)
         if blur:
             src = ndimage.gaussian_filter(src, sigma=sigma_vox, mode="constant", cval=0.0, truncate=3.0)
-        return np.clip(resample_to_grid(src, crop_affine, dst_affine, dst_shape, order=1), 0.0, 1.0)
+        return np.clip(resample_to_grid(src, crop_affine, dst_affine, dst_shape, order=1, edge="blend"), 0.0, 1.0)
 
     names = list(maps)
     if max_workers > 1 and len(names) > 1:

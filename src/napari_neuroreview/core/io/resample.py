@@ -1,11 +1,18 @@
 """The one grid-to-grid resampler: an array on one voxel grid pulled onto another by world mm.
 
 Why one: showing an oblique scan (``orientation``), putting an ICA map on the model grid
-and a post-operative map on the pre-operative grid (``tasks.networks``) are the same
-operation, and each copy had to get the same three things right: the direction of the
-mapping (each *output* voxel reads the input at ``inv(src_affine) @ dst_affine``),
-zero outside the input rather than a smeared edge, and labels kept as labels
-(``order=0`` keeps the input's dtype; any other order gives float32).
+and a post-operative map on the pre-operative grid (``tasks.networks``), and sampling the
+MNI anatomy onto a scanner's grid (``anatomy``) are the same operation, and each copy had
+to get the same three things right: the direction of the mapping (each *output* voxel
+reads the input at ``inv(src_affine) @ dst_affine``), 0 outside the input, and labels
+kept as labels (``order=0`` keeps the input's dtype; any other order gives float32).
+
+What "outside" means is the one choice a caller makes (``edge``): ``"zero"`` (0 beyond
+the input's outermost voxel centres: a scan or a map shows nothing it did not measure)
+or ``"blend"`` (within one voxel of the edge a linear sample blends the edge voxel with
+0, as a voxel half outside would: partial volume, for the anatomy's tissue maps). With
+``"blend"``, grids that differ only by axis order, flips and zooms take a separable
+linear path several times faster than scipy's generic one, with the same values.
 
 Downsampling a smooth map (``antialias=True``) first blurs it with a Gaussian whose FWHM
 makes up the difference between the target and source voxel sizes, per source axis, so
@@ -22,7 +29,10 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["resample_to_grid"]
+__all__ = ["EDGES", "resample_to_grid"]
+
+#: What lies outside the input (see the module docstring): scipy's mode for each.
+EDGES: dict[str, str] = {"zero": "constant", "blend": "grid-constant"}
 
 
 def _antialiased(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
@@ -40,7 +50,8 @@ def _antialiased(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarra
 
 
 def resample_to_grid(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray,
-                     dst_shape: tuple[int, ...], order: int = 1, *, antialias: bool = False) -> np.ndarray:
+                     dst_shape: tuple[int, ...], order: int = 1, *, antialias: bool = False,
+                     edge: str = "zero") -> np.ndarray:
     """``data`` (on ``src_affine``) resampled onto the grid ``(dst_affine, dst_shape)``; 0 outside.
 
     Parameters
@@ -56,23 +67,61 @@ def resample_to_grid(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.nd
     antialias : bool
         Blur first when the output voxels are larger (see the module docstring); the
         input is then read as float32.
+    edge : {"zero", "blend"}
+        What lies outside the input (see the module docstring).
 
     Returns
     -------
     numpy.ndarray
         ``dst_shape`` (+ the time axis); float32, or the input's dtype for ``order=0``.
     """
+    if edge not in EDGES:
+        raise ValueError(f"edge must be one of {sorted(EDGES)}, not {edge!r}")
     src_affine = np.asarray(src_affine, dtype=np.float64)
     dst_affine = np.asarray(dst_affine, dtype=np.float64)
     data = _antialiased(data, src_affine, dst_affine) if antialias else np.asarray(data)
+    if data.ndim == 4:
+        return np.stack([resample_to_grid(data[..., t], src_affine, dst_affine, dst_shape, order, edge=edge)
+                         for t in range(data.shape[3])], axis=-1)
     matrix = np.linalg.solve(src_affine, dst_affine)  # output voxel -> input voxel
-    dtype = data.dtype if order == 0 else np.dtype(np.float32)
+    linear, offset = matrix[:3, :3], matrix[:3, 3]
     shape = tuple(int(s) for s in dst_shape[:3])
+    dtype = data.dtype if order == 0 else np.dtype(np.float32)
+    if edge == "blend":
+        if order != 0 and data.dtype not in (np.float32, np.float64):
+            data = data.astype(np.float32)
+        nonzero = np.abs(linear) > 1e-9 * np.abs(linear).max()
+        if np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1):
+            # Axis order, flips and zooms only: transpose the input so the mapping is
+            # diagonal, which scipy resamples much faster (and linear is separable).
+            perm = np.argmax(nonzero, axis=0)  # output axis i reads input axis perm[i]
+            data, linear, offset = np.transpose(data, perm), linear[perm, np.arange(3)], offset[perm]
+            if order == 1:
+                return _separable_linear(data, linear, offset, shape).astype(dtype, copy=False)
+    return ndimage.affine_transform(data, linear, offset=offset, output_shape=shape, order=order,
+                                    mode=EDGES[edge], cval=0.0, output=dtype)
 
-    def one(volume: np.ndarray) -> np.ndarray:
-        return ndimage.affine_transform(volume, matrix[:3, :3], offset=matrix[:3, 3], output_shape=shape,
-                                        order=order, mode="constant", cval=0.0, output=dtype)
 
-    if data.ndim == 3:
-        return one(data)
-    return np.stack([one(data[..., t]) for t in range(data.shape[3])], axis=-1)
+def _separable_linear(src: np.ndarray, scale: np.ndarray, offset: np.ndarray, dst_shape: tuple[int, ...]
+                      ) -> np.ndarray:
+    """Linear resampling for a diagonal mapping ``src = scale * dst + offset``, ``edge="blend"``.
+
+    Linear interpolation is separable, so it is done one axis at a time with vectorised
+    gathers, several times faster than scipy's generic (single-threaded) code. Samples
+    beyond the source's edge blend towards 0 over one voxel and are 0 further out, the
+    same as scipy's ``mode="grid-constant"`` with ``cval=0`` used for the general case.
+    """
+    out = np.asarray(src, dtype=np.float32)
+    for axis in range(3):
+        n_src = out.shape[axis]
+        coords = scale[axis] * np.arange(int(dst_shape[axis]), dtype=np.float64) + offset[axis]
+        # Pad one zero sample on each side; clip far-outside samples onto the padding.
+        padded = np.pad(out, [(1, 1) if a == axis else (0, 0) for a in range(3)])
+        c = np.clip(coords + 1.0, 0.0, n_src + 1.0)
+        i0 = np.clip(np.floor(c).astype(np.intp), 0, n_src)
+        w = (c - i0).astype(np.float32)
+        bshape = [1, 1, 1]
+        bshape[axis] = -1
+        w = w.reshape(bshape)
+        out = np.take(padded, i0, axis=axis) * (1.0 - w) + np.take(padded, i0 + 1, axis=axis) * w
+    return out

@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-from ...anatomy.grids import resample_to_grid, voxel_to_world
+from ...anatomy.grids import voxel_to_world
 from ...anatomy.mni import _brain_bbox_mm, load_mni_anatomy
+from ...io.resample import resample_to_grid
 
 _BIAS_DEGREE = 3
 _BIAS_EXPONENTS: tuple[tuple[int, int, int], ...] = tuple(
@@ -106,7 +107,7 @@ def random_bias_field(
     coarse_shape = tuple(int(math.ceil((n - 1) / s)) + 2 for n, s in zip(shape, step))
     coarse_affine = affine @ np.diag([*step.astype(float), 1.0])
     coarse = _bias_field(coeffs, float(strength), coarse_affine, coarse_shape)  # type: ignore[arg-type]
-    field = resample_to_grid(coarse, coarse_affine, affine, shape, order=1)
+    field = resample_to_grid(coarse, coarse_affine, affine, shape, order=1, edge="blend")
     return field.astype(np.float32, copy=False), coeffs
 
 
