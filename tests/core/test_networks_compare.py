@@ -83,3 +83,21 @@ def test_melodic_folder_without_its_mix_is_refused(pair, tmp_path, capsys) -> No
                  "--out", str(tmp_path / "res.json"), "--quiet"])
     assert code == 2 and "melodic_mix" in capsys.readouterr().err
     assert not (tmp_path / "res.json").exists()
+
+
+def test_res_json_goes_through_the_sanitiser_and_refuses_nan(tmp_path) -> None:
+    """numpy values are written as JSON numbers; a NaN (a bug here) is refused and nothing is written."""
+    from napari_neuroreview.core.tasks.networks.compare import write_comparison
+
+    class Result:
+        def __init__(self, p: float) -> None:
+            self.p = p
+
+        def to_json(self) -> dict:
+            return {"networks": {"motor": {"pre": {"p_post": self.p}}}, "n_volumes": np.int64(60)}
+
+    out = write_comparison(Result(np.float32(0.25)), tmp_path / "res.json")
+    assert json.loads(out.read_text()) == {"networks": {"motor": {"pre": {"p_post": 0.25}}}, "n_volumes": 60}
+    with pytest.raises(ValueError):
+        write_comparison(Result(np.float32("nan")), tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()

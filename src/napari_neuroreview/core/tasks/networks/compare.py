@@ -247,12 +247,16 @@ def _scaled(task: TaskGenerator[Session], index: int, what: str) -> TaskGenerato
 def write_comparison(result: Comparison, out: str | Path) -> Path:
     """``res.json`` (atomic, strict JSON): per network, P(post) of each scan and the matched components.
 
-    ``allow_nan=False``: the inputs are checked, so a NaN here is a bug and must not
-    reach the file as ``NaN`` (not JSON).
+    Through the one sanitiser (``strict_json.plain``: numpy values made Python ones) with
+    ``nonfinite="keep"`` and ``allow_nan=False``: the inputs are checked, so a NaN here is
+    a bug and is refused rather than written (as ``NaN``, not JSON, or as ``null``).
     """
     import json
 
-    return write_text_atomic(out, json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    from ...io.strict_json import plain
+
+    text = json.dumps(plain(result.to_json(), nonfinite="keep"), indent=2, allow_nan=False)
+    return write_text_atomic(out, text + "\n")
 
 
 def assignment_table(session: Session) -> list[dict[str, Any]]:
