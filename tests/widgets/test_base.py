@@ -74,6 +74,15 @@ def test_version_picker_shows_each_card_tag_and_selects_the_default(qtbot, tmp_p
     assert newest_first.card().notes.startswith(DEMO_NOTE[:10])
 
 
+
+def test_version_picker_without_a_default_selects_the_newest(qtbot, tmp_path, monkeypatch) -> None:
+    name = "network-prepost"
+    save_model({"w": torch.zeros(2)}, ModelCard(name=name, version="2.0.0", task="rsfmri-prepost"), tmp_path)
+    monkeypatch.setattr("napari_neuroreview.widgets._base.default_version", lambda *_args: None)
+    picker = VersionPicker(name, [tmp_path, SHIPPED_WEIGHTS_ROOT], describe=tag_label)
+    qtbot.addWidget(picker)
+    assert picker.version() == "2.0.0"  # not the oldest, which the list shows first
+
 def test_layer_picker_follows_the_viewer_in_a_docked_widget(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     case = user.dock(viewer, "Case")  # napari hands the dock a viewer proxy

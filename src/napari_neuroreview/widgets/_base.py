@@ -236,8 +236,9 @@ class VersionPicker(QWidget):
             self.cards[card.version] = card
             self.combo.addItem(self.describe(card, default), card.version)
         wanted = select if select is not None else (None if self.default_item is not None else default)
-        index = self.combo.findData(wanted) if wanted is not None else 0
-        if index < 0:  # the wanted version is not installed: the newest
+        # No default item and no default version (none installed may be made default): the newest.
+        index = self.combo.findData(wanted) if wanted is not None else (0 if self.default_item is not None else -1)
+        if index < 0:  # the wanted version is not installed (or none is wanted): the newest
             index = int(self.default_item is not None) if self.newest_first else self.combo.count() - 1
         self.combo.setCurrentIndex(index)
         self.combo.blockSignals(False)
