@@ -33,6 +33,7 @@ import numpy as np
 
 from ...errors import NeuroreviewError, StoreError
 from ...io.nifti import load_volume
+from ...io.strict_json import plain
 from ...metrics import summarize
 from ...progress import Progress, TaskGenerator, relay
 from ...registry import (
@@ -332,7 +333,7 @@ def _card_extra(base: ModelCard, before: dict[str, Any], after: dict[str, Any], 
         "metrics_on": "held-out reviewed scans (not used for fitting), cross-validated threshold",
         "max_fp_per_subject": MAX_FP_PER_SCAN,
         "held_out": {"parent": base.version, "n_scans": len(held_out),
-                     "before": _json_ready(before), "after": _json_ready(after)},
+                     "before": plain(before), "after": plain(after)},
         "reviewed_scans": [{"file": s.name, "voxel_sha256": s.magnitude.sha256, "held_out": is_held_out(s.magnitude.sha256)}
                            for s in [*train, *held_out]],
         "n_reviewed_train_scans": len(train), "n_reviewed_held_out_scans": len(held_out),
@@ -342,7 +343,3 @@ def _card_extra(base: ModelCard, before: dict[str, Any], after: dict[str, Any], 
         extra["not_default"] = f"worse on held-out reviews than {base.version}: {problems}"
     return extra
 
-
-def _json_ready(figures: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN: an undefined metric (precision with no detections) is stored as null."""
-    return {k: (float(v) if np.isfinite(v) else None) if isinstance(v, float) else v for k, v in figures.items()}
