@@ -577,14 +577,14 @@ def choose_threshold(thresholds: list[float], cases_at: Any) -> dict[str, Any]:
     for t in sorted(set(float(x) for x in thresholds)):
         s = summarize(cases_at(t))
         rows.append({"threshold": t, "sensitivity": s["sensitivity"], "fp_per_subject": s["fp_per_subject"],
-                     "f1": s["f1"]})
+                     "f1_pooled": s["f1_pooled"]})
     num = lambda v: v if v is not None and math.isfinite(v) else -1.0  # noqa: E731
     ok = [r for r in rows if r["fp_per_subject"] <= TARGETS["max_fp_per_subject"] and num(r["sensitivity"]) > 0]
     if ok:
         best = max(ok, key=lambda r: (num(r["sensitivity"]), r["threshold"]))
         rule = "best sensitivity at <= 1 FP/subject on the tuning set"
     else:
-        best = max(rows, key=lambda r: (num(r["f1"]), r["threshold"]))
+        best = max(rows, key=lambda r: (num(r["f1_pooled"]), r["threshold"]))
         rule = "best F1 on the tuning set (no threshold reached <= 1 FP/subject)"
     return {"threshold": best["threshold"], "rule": rule, "at_choice": best, "grid": rows}
 
@@ -657,13 +657,19 @@ def section_rows(title: str, reports: dict[str, dict[str, Any]], sources: dict[s
     get = lambda m, k: reports[m]["summary"][k] if m in reports else None  # noqa: E731
     rows.append(["  score threshold"] + [f"{common.fmt(reports[m]['threshold'])} ({sources[m]})" if m in reports
                                          else "-" for m in METHODS])
-    for label, key, digits in (("  sensitivity", "sensitivity", 3), ("  FP / subject", "fp_per_subject", 2),
-                               ("  precision", "precision", 3), ("  F1", "f1", 3)):
+    for label, key, digits in (("  sensitivity, pooled over CMBs", "sensitivity", 3),
+                               ("  FP / subject, mean", "fp_per_subject", 2),
+                               ("  precision, pooled over detections", "precision", 3), ("  F1, pooled", "f1_pooled", 3),
+                               ("  F1 per subject, median", "f1_per_subject_median", 3),
+                               ("  count difference (pred - true) per subject, median",
+                                "count_difference_per_subject_median", 1)):
         rows.append([label] + [common.fmt(get(m, key), digits) for m in METHODS])
-    rows.append(["  Dice per matched CMB, mean ± SD"] + [_mean_sd(reports[m]["summary"], "dice") if m in reports
+    rows.append(["  Dice per matched CMB, mean ± SD"] + [_mean_sd(reports[m]["summary"], "dice_per_cmb") if m in reports
                                                         else "-" for m in METHODS])
-    rows.append(["  IoU per matched CMB, mean ± SD"] + [_mean_sd(reports[m]["summary"], "iou") if m in reports
+    rows.append(["  IoU per matched CMB, mean ± SD"] + [_mean_sd(reports[m]["summary"], "iou_per_cmb") if m in reports
                                                        else "-" for m in METHODS])
+    rows.append(["  Dice per subject (whole masks), mean ± SD"] + [
+        _mean_sd(reports[m]["summary"], "dice_per_subject") if m in reports else "-" for m in METHODS])
     rows.append(["  FROC sensitivity @ 0.5 / 1 / 2 FP/subj"] + [
         " / ".join(common.fmt(reports[m]["froc_at_fp"][str(float(k))], 2) for k in FROC_POINTS) if m in reports
         else "-" for m in METHODS])
@@ -693,11 +699,11 @@ def target_lines(results: dict[str, Any]) -> list[str]:
                    f"{s['fp_per_subject']:.2f} FP/subject" + peers(
                        {m: f"{common.fmt(held[m]['summary']['sensitivity'])} at "
                            f"{held[m]['summary']['fp_per_subject']:.2f}" for m in held}))
-        dice = s["dice_mean"]
+        dice = s["dice_per_cmb_mean"]
         ok = dice is not None and math.isfinite(dice) and dice >= TARGETS["dice"]
         out.append(f"{'PASS' if ok else 'FAIL'}  mean Dice of matched CMBs >= {TARGETS['dice']:.2f}: "
                    f"{common.fmt(dice)} (n={s['n_matched_with_masks']})"
-                   + peers({m: common.fmt(held[m]['summary']['dice_mean']) for m in held}))
+                   + peers({m: common.fmt(held[m]['summary']['dice_per_cmb_mean']) for m in held}))
     speed = results.get("speed", {}).get("cpu", {})
     if "ours" in speed:
         best = speed["ours"]["best"]

@@ -41,13 +41,13 @@ def test_perfect_detection() -> None:
     assert (case.tp, case.fp, case.fn) == (2, 0, 0)
     s = summarize([case])
     # every CMB found, nothing else: recall 1, FP 0, each pair identical so IoU = Dice = 1
-    assert s["sensitivity"] == 1.0 and s["precision"] == 1.0 and s["f1"] == 1.0
+    assert s["sensitivity"] == 1.0 and s["precision"] == 1.0 and s["f1_pooled"] == 1.0
     assert s["fp_per_subject"] == 0.0
-    assert s["dice_mean"] == 1.0 and s["iou_mean"] == 1.0 and s["case_dice_mean"] == 1.0
-    assert s["count_difference"] == 0.0 and s["abs_volume_difference_mm3"] == 0.0
+    assert s["dice_per_cmb_mean"] == 1.0 and s["iou_per_cmb_mean"] == 1.0 and s["dice_per_subject_mean"] == 1.0
+    assert s["abs_count_difference_per_subject_mean"] == 0.0 and s["abs_volume_difference_per_subject_mean_mm3"] == 0.0
     # volume: 2 CMBs x 27 voxels x 0.5 mm^3 = 27 mm^3
     assert case.truth_volume_mm3 == pytest.approx(27.0)
-    assert s["averaging"] == "per matched CMB"
+    assert s["averaging"]["dice_per_cmb_mean"].startswith("per matched CMB")
 
 
 def test_mask_match_beyond_distance() -> None:
@@ -162,7 +162,6 @@ def test_froc_known_curve() -> None:
 def test_summarize_mean_sd_and_averagings() -> None:
     # three matched CMBs with Dice 0.2, 0.5 (subject 1) and 0.8 (subject 2)
     # per CMB: mean 0.5, SD (ddof=1) = sqrt((0.09 + 0 + 0.09) / 2) = 0.3
-    # per subject: mean(0.35, 0.8) = 0.575
     c1 = CaseResult(n_truth=3, n_pred=3, tp=2, fp=1, fn=1, iou=[0.1, 0.4], dice=[0.2, 0.5],
                     tp_scores=[0.9, 0.8], fp_scores=[0.5],
                     pred_volume_mm3=10.0, truth_volume_mm3=14.0)
@@ -171,22 +170,75 @@ def test_summarize_mean_sd_and_averagings() -> None:
     c3 = CaseResult(n_truth=0, n_pred=2, tp=0, fp=2, fn=0, fp_scores=[0.3, 0.2],
                     pred_volume_mm3=2.0, truth_volume_mm3=0.0)
     s = summarize([c1, c2, c3])
-    assert s["dice_mean"] == pytest.approx(0.5) and s["dice_sd"] == pytest.approx(0.3)
-    assert s["iou_mean"] == pytest.approx(0.4) and s["iou_sd"] == pytest.approx(0.3)
-    assert s["dice_per_subject_mean"] == pytest.approx(0.575)
+    assert s["dice_per_cmb_mean"] == pytest.approx(0.5) and s["dice_per_cmb_sd"] == pytest.approx(0.3)
+    assert s["iou_per_cmb_mean"] == pytest.approx(0.4) and s["iou_per_cmb_sd"] == pytest.approx(0.3)
     # missed CMB counted as 0: (0.2 + 0.5 + 0.8) / 4
-    assert s["dice_mean_missed_as_zero"] == pytest.approx(0.375)
+    assert s["dice_per_cmb_mean_misses_as_zero"] == pytest.approx(0.375)
     # pooled: TP 3, FN 1, FP 3 -> recall 3/4, precision 1/2, F1 6/10
     assert s["sensitivity"] == pytest.approx(0.75) and s["precision"] == pytest.approx(0.5)
-    assert s["f1"] == pytest.approx(0.6)
+    assert s["f1_pooled"] == pytest.approx(0.6)
     assert s["fp_per_subject"] == pytest.approx(1.0)  # (1 + 0 + 2) / 3
     # per-subject recall over subjects with >= 1 CMB: 2/3 and 1 -> mean 5/6,
     # SD = |1 - 2/3| / sqrt(2)
     assert s["recall_per_subject_mean"] == pytest.approx(5 / 6)
     assert s["recall_per_subject_sd"] == pytest.approx((1 / 3) / np.sqrt(2))
-    assert s["count_difference"] == pytest.approx((0 + 0 + 2) / 3)
-    assert s["abs_volume_difference_mm3"] == pytest.approx((4 + 1 + 2) / 3)
+    assert s["abs_count_difference_per_subject_mean"] == pytest.approx((0 + 0 + 2) / 3)
+    assert s["abs_volume_difference_per_subject_mean_mm3"] == pytest.approx((4 + 1 + 2) / 3)
     assert s["n_subjects_with_cmb"] == 2
+
+
+def test_summarize_names_each_averaging_and_they_differ() -> None:
+    # Four subjects, chosen so that every averaging gives a different number (a swap fails):
+    # s1: 3 CMBs, 2 found (Dice 0.2, 0.5; IoU 0.1, 0.5), 1 missed, no FP; whole masks Dice 0.3, IoU 0.2
+    # s2: 1 CMB found (Dice 0.8, IoU 0.7) + 1 FP; whole masks Dice 0.75, IoU 0.6
+    # s3: no CMB, 3 FPs; whole masks Dice 0, IoU 0
+    # s4: nothing at all: no F1 and no whole-mask overlap (left out of those means)
+    s1 = CaseResult(n_truth=3, n_pred=2, tp=2, fp=0, fn=1, iou=[0.1, 0.5], dice=[0.2, 0.5],
+                    tp_scores=[0.9, 0.8], case_dice=0.3, case_iou=0.2)
+    s2 = CaseResult(n_truth=1, n_pred=2, tp=1, fp=1, fn=0, iou=[0.7], dice=[0.8],
+                    tp_scores=[0.7], fp_scores=[0.6], case_dice=0.75, case_iou=0.6)
+    s3 = CaseResult(n_truth=0, n_pred=3, tp=0, fp=3, fn=0, fp_scores=[0.5, 0.4, 0.3], case_dice=0.0, case_iou=0.0)
+    s4 = CaseResult(n_truth=0, n_pred=0, tp=0, fp=0, fn=0)
+    s = summarize([s1, s2, s3, s4])
+    # per matched CMB (VALDO's Dice): (0.2 + 0.5 + 0.8) / 3; IoU (0.1 + 0.5 + 0.7) / 3
+    assert s["dice_per_cmb_mean"] == pytest.approx(0.5)
+    assert s["iou_per_cmb_mean"] == pytest.approx(1.3 / 3)
+    # per true CMB, the missed one counting 0: 1.5 / 4 and 1.3 / 4
+    assert s["dice_per_cmb_mean_misses_as_zero"] == pytest.approx(0.375)
+    assert s["iou_per_cmb_mean_misses_as_zero"] == pytest.approx(0.325)
+    # whole masks pooled per subject, then over s1..s3: (0.3 + 0.75 + 0) / 3, (0.2 + 0.6 + 0) / 3
+    assert s["dice_per_subject_mean"] == pytest.approx(0.35)
+    assert s["iou_per_subject_mean"] == pytest.approx(0.8 / 3)
+    assert s["dice_per_subject_sd"] == pytest.approx(np.std([0.3, 0.75, 0.0], ddof=1))
+    # per subject over its true CMBs, misses as 0, over s1, s2: Dice (0.7/3 + 0.8) / 2, IoU (0.6/3 + 0.7) / 2
+    assert s["dice_per_subject_cmb_mean_misses_as_zero"] == pytest.approx((0.7 / 3 + 0.8) / 2)
+    assert s["iou_per_subject_cmb_mean_misses_as_zero"] == pytest.approx(0.45)
+    # F1: pooled TP 3, FP 4, FN 1 -> 6/11; per subject 4/5, 2/3, 0 (s4 has none): median 2/3, mean 22/45
+    assert s["f1_pooled"] == pytest.approx(6 / 11)
+    assert s["f1_per_subject_median"] == pytest.approx(2 / 3)
+    assert s["f1_per_subject_mean"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
+    # count difference pred - true per subject: -1, +1, +3, 0 -> median 0.5; |.| mean 5/4
+    assert s["count_difference_per_subject_median"] == pytest.approx(0.5)
+    assert s["abs_count_difference_per_subject_mean"] == pytest.approx(1.25)
+    # every figure carries what it averages over
+    figures = {k for k, v in s.items() if isinstance(v, float) and "_sd" not in k}  # SDs go with their mean
+    assert figures <= set(s["averaging"]), figures - set(s["averaging"])
+
+
+def test_whole_mask_overlap_per_subject_counts_misses_and_false_positives() -> None:
+    # truth: two 27-voxel cubes; detections: the first cube exactly and a 27-voxel false
+    # positive. Per matched CMB Dice = IoU = 1; whole masks: 27 shared of 54 + 54 voxels ->
+    # Dice 0.5, IoU 27 / 81 = 1/3.
+    lab, centres = _two_cmb_volume()
+    pred = np.where(lab == 1, 1, 0).astype(np.int32)
+    pred[0:3, 15:18, 0:3] = 2
+    case = evaluate_case([[5.0, 5, 5], [1.0, 16, 1]], [0.9, 0.8], centres, pred_instances=pred,
+                         truth_instances=lab)
+    assert (case.tp, case.fp, case.fn) == (1, 1, 1)
+    assert case.dice == [1.0] and case.case_dice == pytest.approx(0.5) and case.case_iou == pytest.approx(1 / 3)
+    s = summarize([case])
+    assert s["dice_per_cmb_mean"] == 1.0 and s["dice_per_cmb_mean_misses_as_zero"] == pytest.approx(0.5)
+    assert s["iou_per_subject_mean"] == pytest.approx(1 / 3) and s["dice_per_subject_mean"] == pytest.approx(0.5)
 
 
 def test_case_result_rejects_inconsistent_counts() -> None:

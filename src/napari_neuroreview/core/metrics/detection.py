@@ -13,8 +13,20 @@ them from one matching step:
    (counts, per-CMB IoU/Dice, scores of true and false positives, volumes).
 3. :func:`summarize`, :func:`froc` and :func:`operating_point` pool subjects.
 
-Averaging is always named in the output: per-CMB IoU 0.523 and Dice 0.627 of the SWI
-paper are per-lesion means; pooled (voxel-summed) IoU and Dice would not agree with them.
+Every figure names its averaging unit in its key (``_pooled``, ``_per_cmb``,
+``_per_subject``), because pooled, per-lesion and per-subject means of the same quantity
+differ. What the references average (``shared/REFERENCES.md``; Sudre et al., "Where is
+VALDO?", Med Image Anal 2024, and the VALDO 2021 evaluation code):
+
+- VALDO's code averages Dice per lesion over the matched lesions (``dice_per_cmb_mean``
+  here), F1 per subject (``f1_per_subject_mean``/``_median``) and the absolute count
+  difference per subject (``abs_count_difference_per_subject_mean``). The Dice of a
+  subject's whole predicted mask against its whole true mask
+  (``dice_per_subject_mean``) is not VALDO's figure.
+- The published SWI system reports IoU 0.523 ± 0.319 and Dice 0.627 ± 0.296 as means
+  per lesion or per subject (REFERENCES.md: pooled over voxels they would not agree with
+  each other); compare them with ``iou_per_cmb_mean``/``dice_per_cmb_mean`` and the
+  per-subject figures, never with one pooled number.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from scipy.spatial.distance import cdist
 from napari_neuroreview.core.errors import GeometryError
 
 __all__ = [
+    "AVERAGING",
     "CaseResult",
     "Matching",
     "evaluate_case",
@@ -84,9 +97,10 @@ class CaseResult:
         be swept without re-matching.
     pred_volume_mm3, truth_volume_mm3 : float
         Total predicted and true CMB volume (NaN when the masks were not given).
-    case_dice : float
-        Dice of the union of all predicted against all true CMB voxels (VALDO's per-subject
-        Dice); NaN when masks are missing or both are empty.
+    case_dice, case_iou : float
+        Dice and IoU of the subject's whole predicted mask (every detection) against its
+        whole true mask (every CMB): voxels pooled per subject, so missed CMBs and false
+        positives weigh by their size. NaN when masks are missing or both are empty.
     matching : Matching or None
         The matching itself, for showing FPs and FNs to a reviewer.
     """
@@ -103,6 +117,7 @@ class CaseResult:
     pred_volume_mm3: float = float("nan")
     truth_volume_mm3: float = float("nan")
     case_dice: float = float("nan")
+    case_iou: float = float("nan")
     matching: Matching | None = None
 
     def __post_init__(self) -> None:
@@ -320,7 +335,7 @@ def evaluate_case(
     )
     iou: list[float] = []
     dice: list[float] = []
-    pvol = tvol = cdice = float("nan")
+    pvol = tvol = cdice = ciou = float("nan")
     if pred_instances is not None:
         pl = np.asarray(pred_instances)
         pmask = np.isin(pl, pids[pids != 0])
@@ -330,7 +345,7 @@ def evaluate_case(
         tmask = np.isin(tl, tids[tids != 0])
         tvol = float(np.count_nonzero(tmask)) * voxel_volume_mm3
     if pred_instances is not None and truth_instances is not None:
-        cdice = instance_overlap(pmask, tmask)[1]
+        ciou, cdice = instance_overlap(pmask, tmask)
         pboxes, tboxes = _boxes(pl, pids), _boxes(tl, tids)
         for pi, ti in match.pairs:
             a, d = _pair_overlap(pl, int(pids[pi]), pboxes[pi], tl, int(tids[ti]), tboxes[ti])
@@ -342,7 +357,8 @@ def evaluate_case(
         fn=len(match.unmatched_truth), iou=iou, dice=dice,
         tp_scores=[float(scores[p]) for p, _ in match.pairs],
         fp_scores=[float(scores[p]) for p in match.unmatched_pred],
-        pred_volume_mm3=pvol, truth_volume_mm3=tvol, case_dice=cdice, matching=match,
+        pred_volume_mm3=pvol, truth_volume_mm3=tvol, case_dice=cdice, case_iou=ciou,
+        matching=match,
     )
 
 
@@ -358,72 +374,104 @@ def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else float("nan")
 
 
+#: What each figure of :func:`summarize` averages over; carried with the figures (JSON, tables).
+AVERAGING: dict[str, str] = {
+    "sensitivity": "pooled: matched CMBs / all true CMBs of all subjects",
+    "precision": "pooled: matched detections / all detections of all subjects",
+    "f1_pooled": "pooled: 2 TP / (2 TP + FP + FN) over all subjects' CMBs and detections",
+    "fp_per_subject": "mean over subjects of the unmatched detections",
+    "f1_per_subject_mean": "per subject F1, mean over subjects with a CMB or a detection (VALDO)",
+    "f1_per_subject_median": "per subject F1, median over subjects with a CMB or a detection",
+    "recall_per_subject_mean": "per subject recall, mean over subjects with >= 1 CMB",
+    "abs_count_difference_per_subject_mean": "per subject |n_pred - n_true|, mean over subjects (VALDO)",
+    "count_difference_per_subject_median": "per subject n_pred - n_true, median over subjects",
+    "abs_volume_difference_per_subject_mean_mm3": "per subject |V_pred - V_true| in mm3, mean over subjects",
+    "iou_per_cmb_mean": "per matched CMB (both masks known), mean over matched CMBs",
+    "dice_per_cmb_mean": "per matched CMB (both masks known), mean over matched CMBs (VALDO's Dice)",
+    "iou_per_cmb_mean_misses_as_zero": "per true CMB, a missed CMB counting 0, mean over CMBs",
+    "dice_per_cmb_mean_misses_as_zero": "per true CMB, a missed CMB counting 0, mean over CMBs",
+    "iou_per_subject_mean": "whole predicted vs whole true mask pooled per subject, mean over subjects",
+    "dice_per_subject_mean": "whole predicted vs whole true mask pooled per subject, mean over subjects",
+    "iou_per_subject_cmb_mean_misses_as_zero":
+        "per subject mean over its true CMBs (a missed CMB counting 0), mean over subjects with >= 1 CMB",
+    "dice_per_subject_cmb_mean_misses_as_zero":
+        "per subject mean over its true CMBs (a missed CMB counting 0), mean over subjects with >= 1 CMB",
+}
+
+
+def _median(values: Sequence[float]) -> float:
+    """Median of the finite values; NaN when there are none, never a warning."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    return float(np.median(v)) if v.size else float("nan")
+
+
 def summarize(cases: Sequence[CaseResult]) -> dict[str, Any]:
     """Pool subjects into the metrics the CMB literature and VALDO 2021 report.
 
-    Every averaging is named, because pooled, per-lesion and per-subject means of the
-    same quantity differ:
-
-    - ``sensitivity`` (recall), ``precision``, ``f1``: pooled over all CMBs/detections.
-    - ``fp_per_subject``: mean over subjects.
-    - ``iou_mean/iou_sd``, ``dice_mean/dice_sd``: per matched CMB (``averaging``), the
-      style of the SWI paper (IoU 0.523 ± 0.319, Dice 0.627 ± 0.296); missed CMBs are
-      not in them, so ``dice_mean_missed_as_zero`` is given beside.
-    - ``dice_per_subject_mean/sd``: mean of each subject's per-CMB mean.
-    - ``case_dice_mean``: mean of whole-mask per-subject Dice (VALDO).
-    - ``recall_per_subject_mean/sd``: over subjects with at least one CMB (paper style,
-      recall 0.706 ± 0.365).
-    - ``count_difference``: mean ``|n_pred - n_truth|``; ``abs_volume_difference_mm3``:
-      mean ``|V_pred - V_truth|``.
-
-    SDs are sample SDs (ddof=1); a metric with no defined value is NaN.
+    Each key names its averaging unit, and ``averaging`` (:data:`AVERAGING`) spells it out,
+    because pooled, per-lesion and per-subject means of the same quantity differ; see the
+    module docstring for which one VALDO's code and the SWI paper use. ``_sd`` keys are
+    sample SDs (ddof=1) of the same averaging. Overlap figures need both instance masks:
+    a matched pair without them is not in the per-CMB means (``n_matched_with_masks``)
+    and the misses-as-zero means are only meaningful when every pair has masks. Subjects
+    where a per-subject figure is undefined (no CMB and no detection for F1 or the pooled
+    masks; no CMB for recall) are left out of its mean; a figure with no defined value is
+    NaN.
     """
     if len(cases) == 0:
         raise ValueError("summarize needs at least one case")
     tp = sum(c.tp for c in cases)
     fp = sum(c.fp for c in cases)
     fn = sum(c.fn for c in cases)
-    n_truth = sum(c.n_truth for c in cases)
-    sens = _ratio(tp, tp + fn)
-    prec = _ratio(tp, tp + fp)
-    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
     ious = [x for c in cases for x in c.iou]
     dices = [x for c in cases for x in c.dice]
     iou_m, iou_s = _mean_sd(ious)
     dice_m, dice_s = _mean_sd(dices)
-    subj_dice = [float(np.mean(c.dice)) for c in cases if c.dice]
-    sd_m, sd_s = _mean_sd(subj_dice)
-    recalls = [c.tp / c.n_truth for c in cases if c.n_truth > 0]
-    rec_m, rec_s = _mean_sd(recalls)
-    vol_diff = [abs(c.pred_volume_mm3 - c.truth_volume_mm3) for c in cases]
-    missed_as_zero = _ratio(sum(dices), len(dices) + fn)
+    subj_iou_m, subj_iou_s = _mean_sd([c.case_iou for c in cases])
+    subj_dice_m, subj_dice_s = _mean_sd([c.case_dice for c in cases])
+    with_cmb = [c for c in cases if c.n_truth > 0]
+    # per subject over its true CMBs: matched ones by their overlap, missed ones as 0
+    miou_m, miou_s = _mean_sd([_ratio(sum(c.iou), len(c.iou) + c.fn) for c in with_cmb])
+    mdice_m, mdice_s = _mean_sd([_ratio(sum(c.dice), len(c.dice) + c.fn) for c in with_cmb])
+    f1_subject = [_ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn) for c in cases]
+    rec_m, rec_s = _mean_sd([c.tp / c.n_truth for c in with_cmb])
     return {
         "n_subjects": len(cases),
-        "n_subjects_with_cmb": sum(1 for c in cases if c.n_truth > 0),
-        "n_truth": n_truth,
+        "n_subjects_with_cmb": len(with_cmb),
+        "n_truth": sum(c.n_truth for c in cases),
         "n_pred": sum(c.n_pred for c in cases),
         "tp": tp,
         "fp": fp,
         "fn": fn,
-        "sensitivity": sens,
-        "precision": prec,
-        "f1": f1,
+        "sensitivity": _ratio(tp, tp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "f1_pooled": _ratio(2 * tp, 2 * tp + fp + fn),
         "fp_per_subject": fp / len(cases),
-        "averaging": "per matched CMB",
-        "n_matched_with_masks": len(dices),
-        "iou_mean": iou_m,
-        "iou_sd": iou_s,
-        "dice_mean": dice_m,
-        "dice_sd": dice_s,
-        "dice_mean_missed_as_zero": missed_as_zero,
-        "dice_per_subject_mean": sd_m,
-        "dice_per_subject_sd": sd_s,
-        "case_dice_mean": _mean_sd([c.case_dice for c in cases])[0],
+        "f1_per_subject_mean": _mean_sd(f1_subject)[0],
+        "f1_per_subject_median": _median(f1_subject),
         "recall_per_subject_mean": rec_m,
         "recall_per_subject_sd": rec_s,
-        "count_difference": float(np.mean([abs(c.n_pred - c.n_truth) for c in cases])),
-        "abs_volume_difference_mm3": _mean_sd(vol_diff)[0],
+        "abs_count_difference_per_subject_mean": float(np.mean([abs(c.n_pred - c.n_truth) for c in cases])),
+        "count_difference_per_subject_median": float(np.median([c.n_pred - c.n_truth for c in cases])),
+        "abs_volume_difference_per_subject_mean_mm3":
+            _mean_sd([abs(c.pred_volume_mm3 - c.truth_volume_mm3) for c in cases])[0],
+        "n_matched_with_masks": len(dices),
+        "iou_per_cmb_mean": iou_m,
+        "iou_per_cmb_sd": iou_s,
+        "dice_per_cmb_mean": dice_m,
+        "dice_per_cmb_sd": dice_s,
+        "iou_per_cmb_mean_misses_as_zero": _ratio(sum(ious), len(ious) + fn),
+        "dice_per_cmb_mean_misses_as_zero": _ratio(sum(dices), len(dices) + fn),
+        "iou_per_subject_mean": subj_iou_m,
+        "iou_per_subject_sd": subj_iou_s,
+        "dice_per_subject_mean": subj_dice_m,
+        "dice_per_subject_sd": subj_dice_s,
+        "iou_per_subject_cmb_mean_misses_as_zero": miou_m,
+        "iou_per_subject_cmb_sd_misses_as_zero": miou_s,
+        "dice_per_subject_cmb_mean_misses_as_zero": mdice_m,
+        "dice_per_subject_cmb_sd_misses_as_zero": mdice_s,
         "sd_ddof": 1,
+        "averaging": dict(AVERAGING),
     }
 
 

@@ -203,7 +203,7 @@ def not_worse(before: dict[str, Any], after: dict[str, Any]) -> tuple[bool, str]
 
 def _figures(cases: list[Any], threshold: float, how: str) -> dict[str, Any]:
     summary = summarize(cases)
-    keys = ("sensitivity", "fp_per_subject", "precision", "f1")
+    keys = ("sensitivity", "fp_per_subject", "precision", "f1_pooled")
     return {"threshold": float(threshold), **{k: float(summary[k]) for k in keys}, "how": how}
 
 

@@ -165,8 +165,9 @@ def save_detector(
 ) -> ModelCard:
     """Write the detector and its card (metrics on the validation scans) to a registry."""
     summary = report["summary"]
+    keys = ("sensitivity", "precision", "f1_pooled", "fp_per_subject", "dice_per_cmb_mean", "iou_per_cmb_mean")
     metrics = {
-        key: float(summary[key]) for key in ("sensitivity", "precision", "f1", "fp_per_subject", "dice_mean", "iou_mean")
+        key: float(summary[key]) for key in keys
         if key in summary and summary[key] is not None and np.isfinite(summary[key])
     }
     card = ModelCard(
