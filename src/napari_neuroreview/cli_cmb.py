@@ -192,10 +192,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
-    """Write a cohort of simulated SWI cases with truth (for evaluate and benchmarks)."""
-    from .core.phantoms.swi import write_swi_cohort
+    """Write a cohort of simulated SWI cases with truth (for evaluate and benchmarks).
 
-    for path in write_swi_cohort(Path(args.out), args.n, args.seed):
+    ``--simulator physics`` uses the susceptibility-physics simulator
+    (core.phantoms.swi_physics), an independent generator with the same folder layout.
+    """
+    if args.simulator == "physics":
+        from .core.phantoms.swi_physics import write_physics_cohort as write_cohort
+    else:
+        from .core.phantoms.swi import write_swi_cohort as write_cohort
+
+    for path in write_cohort(Path(args.out), args.n, args.seed):
         print(path)
     return 0
 
@@ -248,4 +255,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=bounded_int(1, 10_000, "number of cases"), default=10)
     p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--simulator", choices=("phenomenological", "physics"), default="phenomenological",
+                   help="phenomenological (core.phantoms.swi, the default) or physics (core.phantoms.swi_physics)")
     p.set_defaults(func=cmd_phantoms)
