@@ -31,7 +31,7 @@ from napari_neuroreview.core.anatomy import load_mni_anatomy, sample_template_ma
 
 from .dipole import field_ppm
 from .sources import (
-    air_fraction,
+    air_cavities,
     ellipsoid_weight,
     large_vein_paths,
     nuclei_sides,
@@ -98,18 +98,25 @@ def macro_field(grid: AcqGrid, brain_far_mm: float, macro_mm: float, vein_chi: f
     chi = (CHI_TISSUE_PPM["gm"] * maps["gm"] + CHI_TISSUE_PPM["wm"] * maps["wm"]).astype(np.float32)
     axes = [lo[a] + macro_mm / 2 + macro_mm * np.arange(shape[a]) for a in range(3)]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).astype(np.float32)
+
+    def box(lo_w: np.ndarray, hi_w: np.ndarray) -> tuple[slice, ...]:
+        return tuple(slice(int(np.searchsorted(ax, a)), int(np.searchsorted(ax, b))) for ax, a, b in zip(axes, lo_w, hi_w))
+
     if with_iron:
         parenchyma = maps["gm"] + maps["wm"]
         for name, _side, c, semi in nuclei_sides():
-            w = ellipsoid_weight(pts, c, semi)
-            chi += (iron_scale * CHI_IRON_PPM[name]) * w * parenchyma
+            sl = box(c - semi - 3.0, c + semi + 3.0)
+            chi[sl] += (iron_scale * CHI_IRON_PPM[name]) * ellipsoid_weight(pts[sl], c, semi) * parenchyma[sl]
     for _name, path, r in large_vein_paths():
-        d = _tube_distance(pts, path, r + 2 * macro_mm)
-        chi += vein_chi * np.clip(0.5 - (d - r) / macro_mm, 0.0, 1.0)
+        sl = box(path.min(0) - r - 3.0, path.max(0) + r + 3.0)
+        d = polyline_distance(pts[sl].astype(np.float64), path)
+        chi[sl] += vein_chi * np.clip(0.5 - (d - r) / macro_mm, 0.0, 1.0).astype(np.float32)
     air = np.zeros(shape, np.float32)
     if with_air:
-        far = ndimage.distance_transform_edt(maps["brain"] < 0.5, sampling=macro_mm) > brain_far_mm
-        air = air_fraction(pts, far)
+        for _name, c, semi, frac in air_cavities():
+            sl = box(c - semi - 3.0, c + semi + 3.0)
+            air[sl] = np.maximum(air[sl], frac * ellipsoid_weight(pts[sl], c, semi, 2.0))
+        air *= ndimage.distance_transform_edt(maps["brain"] < 0.5, sampling=macro_mm) > brain_far_mm
         chi += CHI_AIR_PPM * air
     del pts
     field = field_ppm(chi, (macro_mm,) * 3, grid.b_world, pad=tuple(n // 2 for n in shape))
@@ -121,16 +128,6 @@ def macro_field(grid: AcqGrid, brain_far_mm: float, macro_mm: float, vein_chi: f
     g = np.stack([ndimage.map_coordinates(grad[a], coords, order=1, mode="nearest") for a in range(3)], -1)
     steps = (g @ grid.linear).reshape(*grid.shape, 3).astype(np.float32)  # ppm across each voxel axis
     return f.astype(np.float32), steps, {"air": air, "macro_affine": aff}
-
-
-def _tube_distance(pts: np.ndarray, path: np.ndarray, reach: float) -> np.ndarray:
-    """Distance to a polyline, computed only in its bounding box (``inf`` elsewhere)."""
-    out = np.full(pts.shape[:-1], np.inf, np.float32)
-    lo, hi = path.min(0) - reach, path.max(0) + reach
-    inside = np.all((pts >= lo) & (pts <= hi), axis=-1)
-    if inside.any():
-        out[inside] = polyline_distance(pts[inside].astype(np.float64), path)
-    return out
 
 
 def tube_fraction(grid: AcqGrid, path: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ EDGE_MM: float = 1.5  # soft edge of the nuclei ellipsoids
 #: front of the frontal poles, the ethmoid cells under the gyri recti, the sphenoid
 #: sinus under the sella, the mastoid air cells behind the petrous bone. After standard
 #: CT anatomy registered to MNI space; approximate. Air is never put within 2 mm of the
-#: brain mask (:func:`air_fraction`): it lies in bone, outside the brain. ``air``: the
+#: brain mask (the whole-head field keeps it 4 mm away): it lies in bone, outside the brain. ``air``: the
 #: air fraction of the space (ethmoid and mastoid cells are a honeycomb of bone and air).
 AIR_MNI: dict[str, dict[str, Any]] = {
     "frontal_sinus": {"centre": (0.0, 76.0, 2.0), "semi_axes": (12.0, 5.0, 8.0), "mirror": False, "air": 1.0},
@@ -98,15 +98,14 @@ def nuclei_sides() -> list[tuple[str, str, np.ndarray, np.ndarray]]:
     return out
 
 
-def air_fraction(pts: np.ndarray, brain_far: np.ndarray) -> np.ndarray:
-    """Air fraction at world points: the :data:`AIR_MNI` ellipsoids where ``brain_far`` (bool)."""
-    frac = np.zeros(pts.shape[:-1], np.float32)
-    for cav in AIR_MNI.values():
+def air_cavities() -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """Every air space of :data:`AIR_MNI` on its side(s): (name, centre, semi-axes, air fraction)."""
+    out = []
+    for name, cav in AIR_MNI.items():
         for sx in ((1.0, -1.0) if cav["mirror"] else (1.0,)):
-            c = np.asarray(cav["centre"]) * np.array([sx, 1, 1])
-            w = ellipsoid_weight(pts, c, np.asarray(cav["semi_axes"], float), 2.0) * np.float32(cav["air"])
-            frac = np.maximum(frac, w)
-    return frac * brain_far
+            out.append((name, np.asarray(cav["centre"]) * np.array([sx, 1, 1]), np.asarray(cav["semi_axes"], float),
+                        float(cav["air"])))
+    return out
 
 
 @functools.lru_cache(maxsize=1)
