@@ -119,6 +119,18 @@ def ras_and_lps():
     return make_swi_case(11, orientation="RAS", **SMALL), make_swi_case(11, orientation="LPS", **SMALL)
 
 
+def test_cmb_truth_on_a_15_degree_oblique_grid() -> None:
+    kw = {**SMALL, "rotation_deg": (12.0, -8.0, 15.0), "voxel_size": (0.9, 0.9, 1.8)}
+    case = make_swi_case(12, orientation="LAS", **kw)
+    mag = np.asarray(case.magnitude.dataobj, float)
+    inst = np.asarray(case.truth["instances"].dataobj)
+    brain = np.asarray(case.truth["brain_mask"].dataobj) > 0
+    assert case.truth["cmbs"]
+    for cmb in case.truth["cmbs"]:
+        ijk = tuple(np.rint(cmb["voxel_ijk"]).astype(int))
+        assert inst[ijk] == cmb["id"] and mag[ijk] < 0.5 * np.median(mag[brain])
+
+
 def test_cmb_truth_lands_on_the_dark_spot_in_ras_and_lps(ras_and_lps) -> None:
     ras, lps = ras_and_lps
     assert len(ras.truth["cmbs"]) >= 2

@@ -20,7 +20,12 @@ medullary and cortical veins).
 
 *Phase.* ``2 pi gamma-bar B0 TE dB`` at 1.5 or 3 T; the physical precession phase is the
 negative of that, and the stored sign follows :data:`PHASE_CONVENTION` (the same text
-as the other simulator's, so the phase images are interchangeable).
+as the other simulator's, so the phase images are interchangeable). The kernel holds the
+Lorentz correction, so the inside of a sphere has no shift and a bleed's phase is its
+dipole: positive above and below it along B0, negative around its equator (the reverse
+for calcium). An axial slice through a bleed's centre therefore shows a negative ring,
+and a vein across B0 has negative phase inside (``chi/6 (3 cos**2 theta - 1)``); the
+other simulator keeps a core whose sign follows chi, a look this one does not copy.
 
 *Magnitude.* Spoiled GRE: ``PD sin a (1 - E1)/(1 - cos a E1) exp(-TE/T2*)`` per tissue,
 T1, T2* and PD at 1.5 and 3 T from the literature (:mod:`.tissue`), iron adding R2*

@@ -147,7 +147,7 @@ def make_swi_case(
     (world direction of B0), ``tr_ms`` and ``flip_deg`` (spoiled GRE), ``macro_mm`` (grid
     of the whole-head field), ``fine_mm`` (sub-voxel spacing around small sources),
     ``highpass_sigma_mm`` (homodyne filter). ``mimics`` counts: ``vein`` (small veins,
-    default 6-10), ``iron`` (0/1: nuclei iron), ``airbone`` (0/1: skull-base air),
+    default 14-24), ``iron`` (0/1: nuclei iron), ``airbone`` (0/1: skull-base air),
     ``calcification`` (default 0-2); the dural sinuses and deep veins are always there.
     Every draw comes from ``numpy.random.default_rng(seed)`` in a fixed order.
     """
@@ -174,7 +174,7 @@ def make_swi_case(
     n_req = drawn_n if n_cmb is None else int(n_cmb)
     if n_req < 0:
         raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
-    counts = {"vein": int(rng.integers(6, 11)), "iron": 1, "airbone": 1, "calcification": int(rng.integers(0, 3))}
+    counts = {"vein": int(rng.integers(14, 25)), "iron": 1, "airbone": 1, "calcification": int(rng.integers(0, 3))}
     for k, v in (mimics or {}).items():
         if k not in counts or int(v) < 0:
             raise ValueError(f"mimics must map {MIMIC_TYPES} to counts >= 0, got {mimics!r}")
