@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,24 +51,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(value: Any, spec: str) -> str:
+    """A figure for the table; "n/a" where it is undefined (an SD over one subject, a precision without detections)."""
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    return format(value, spec)
+
+
 def evaluation_table(summary: dict[str, Any], froc: dict[str, Any] | None = None) -> str:
     """Human-readable metrics, each label naming what it averages over (see ``summary['averaging']``)."""
     s = summary
     lines = [
         f"subjects {s['n_subjects']} (with CMB {s['n_subjects_with_cmb']}), true CMBs {s['n_truth']}",
-        f"pooled over CMBs: sensitivity {s['sensitivity']:.3f}  precision {s['precision']:.3f}  "
-        f"F1 {s['f1_pooled']:.3f};  FP/subject (mean) {s['fp_per_subject']:.2f}",
-        f"per subject: F1 median {s['f1_per_subject_median']:.3f} (mean {s['f1_per_subject_mean']:.3f})  "
-        f"recall mean {s['recall_per_subject_mean']:.3f} ± {s['recall_per_subject_sd']:.3f}  "
-        f"count difference (pred - true) median {s['count_difference_per_subject_median']:+.1f}, "
-        f"|difference| mean {s['abs_count_difference_per_subject_mean']:.2f}",
-        f"per matched CMB (n={s['n_matched_with_masks']}): IoU {s['iou_per_cmb_mean']:.3f} ± {s['iou_per_cmb_sd']:.3f}  "
-        f"Dice {s['dice_per_cmb_mean']:.3f} ± {s['dice_per_cmb_sd']:.3f};  misses as 0: "
-        f"IoU {s['iou_per_cmb_mean_misses_as_zero']:.3f}  Dice {s['dice_per_cmb_mean_misses_as_zero']:.3f}",
-        f"per subject, whole masks: IoU {s['iou_per_subject_mean']:.3f} ± {s['iou_per_subject_sd']:.3f}  "
-        f"Dice {s['dice_per_subject_mean']:.3f} ± {s['dice_per_subject_sd']:.3f};  "
-        f"per subject over its CMBs, misses as 0: IoU {s['iou_per_subject_cmb_mean_misses_as_zero']:.3f}  "
-        f"Dice {s['dice_per_subject_cmb_mean_misses_as_zero']:.3f}",
+        f"pooled over CMBs: sensitivity {_num(s['sensitivity'], '.3f')}  precision {_num(s['precision'], '.3f')}  "
+        f"F1 {_num(s['f1_pooled'], '.3f')};  FP/subject (mean) {_num(s['fp_per_subject'], '.2f')}",
+        f"per subject: F1 median {_num(s['f1_per_subject_median'], '.3f')} (mean {_num(s['f1_per_subject_mean'], '.3f')})  "
+        f"recall mean {_num(s['recall_per_subject_mean'], '.3f')} ± {_num(s['recall_per_subject_sd'], '.3f')}  "
+        f"count difference (pred - true) median {_num(s['count_difference_per_subject_median'], '+.1f')}, "
+        f"|difference| mean {_num(s['abs_count_difference_per_subject_mean'], '.2f')}",
+        f"per matched CMB (n={s['n_matched_with_masks']}): IoU {_num(s['iou_per_cmb_mean'], '.3f')} ± {_num(s['iou_per_cmb_sd'], '.3f')}  "
+        f"Dice {_num(s['dice_per_cmb_mean'], '.3f')} ± {_num(s['dice_per_cmb_sd'], '.3f')};  misses as 0: "
+        f"IoU {_num(s['iou_per_cmb_mean_misses_as_zero'], '.3f')}  Dice {_num(s['dice_per_cmb_mean_misses_as_zero'], '.3f')}",
+        f"per subject, whole masks: IoU {_num(s['iou_per_subject_mean'], '.3f')} ± {_num(s['iou_per_subject_sd'], '.3f')}  "
+        f"Dice {_num(s['dice_per_subject_mean'], '.3f')} ± {_num(s['dice_per_subject_sd'], '.3f')};  "
+        f"per subject over its CMBs, misses as 0: IoU {_num(s['iou_per_subject_cmb_mean_misses_as_zero'], '.3f')}  "
+        f"Dice {_num(s['dice_per_subject_cmb_mean_misses_as_zero'], '.3f')}",
     ]
     if froc:
         points = "  ".join(f"{k}: {v:.3f}" for k, v in froc["at_fp"].items())

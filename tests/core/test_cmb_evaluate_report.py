@@ -61,6 +61,7 @@ def test_evaluate_reads_the_sample_and_reports_model_threshold_and_units(user_di
     text = capsys.readouterr().out
     for label in ("pooled over CMBs", "per subject", "per matched CMB", "misses as 0", "whole masks", "median"):
         assert label in text
+    assert "nan" not in text and "± n/a" in text  # an SD over one subject is undefined, said in words
     strict = {"parse_constant": lambda name: pytest.fail(f"{name} is not JSON")}
     doc = json.loads(out.read_text(), **strict)
     from napari_neuroreview.core.tasks.cmb.model import load_detector
