@@ -117,7 +117,8 @@ from __future__ import annotations
 
 from napari_neuroreview.core.io.atomic import write_with  # noqa: F401
 
-from .case import SWICase, make_swi_case
+from ..swi_contract import LOCATIONS, REGION_BOXES_MNI, SWICase
+from .case import make_swi_case
 from .cohort import (
     CMB_SAMPLE,
     PHASE_STEP_RAD,
@@ -128,7 +129,7 @@ from .cohort import (
     write_swi_cohort,
 )
 from .contrast import NUCLEI_MNI
-from .lesions import LOCATIONS, REGION_BOXES_MNI, in_region_box
+from .lesions import in_region_box
 from .mimics import MIMIC_LABELS, MIMIC_TYPES
 from .susceptibility import B0_T, BLOOMING_K_PER_MS, PHASE_CONVENTION
 

@@ -1,4 +1,4 @@
-"""One simulated SWI case: :func:`make_swi_case` and what it returns, :class:`SWICase`.
+"""One simulated SWI case: :func:`make_swi_case`, which returns a :class:`~..swi_contract.SWICase`.
 
 :func:`make_swi_case` is the recipe, step by step: seeded set-up draws, the scanner
 grid, the template's tissue signal sampled with partial volume, the objects in a fixed
@@ -8,64 +8,19 @@ scanner (bias field, complex noise, magnitude and phase) and the ground truth.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, make_affine, sample_template_maps
 from napari_neuroreview.core.phantoms.anatomy import complex_noise, random_bias_field
 
+from ..swi_contract import LOCATIONS, SWICase, phantom_image
 from .contrast import _template_signal
-from .lesions import LOCATIONS, add_calcifications, add_microbleeds
+from .lesions import add_calcifications, add_microbleeds
 from .mimics import MIMIC_LABELS, MIMIC_TYPES, add_airbone, add_iron, add_sulcal, add_veins
 from .scene import _Grid, _r, _Scene
 from .susceptibility import B0_T, BLOOMING_K_PER_MS, PHASE_CONVENTION, _bloom
-
-
-@dataclass(eq=False)
-class SWICase:
-    """A simulated SWI scan, its filtered phase and the ground truth.
-
-    Attributes
-    ----------
-    magnitude : nib.Nifti1Image
-        T2*-weighted GRE magnitude (int16 by default), affine in qform and sform (code 1).
-    phase : nib.Nifti1Image or None
-        float32 filtered phase in radians, [-pi, pi], same grid; 0 outside the brain.
-        Sign convention: :data:`PHASE_CONVENTION`.
-    truth : dict
-        ``'instances'``: uint16 image, microbleed ``id`` (1..n) over its visible extent
-        (blooming included; voxels at least half inside, plus the centre's voxel);
-        ``'cmbs'``: list of dicts (id, world_ras_mm, voxel_ijk, diameter_mm (true),
-        visible_diameter_mm, volume_mm3 (of the instance mask), location, region,
-        susceptibility_ppm, signal_fraction); ``'mimics'``: list of dicts (type, world_ras_mm,
-        voxel_ijk, ..., ``path`` for veins), those inside the field of view;
-        ``'mimic_labels'``: uint8 image (:data:`MIMIC_LABELS`); ``'brain_mask'``: uint8
-        image; ``'params'``: everything needed to reproduce the case.
-        Never give any of it to a model under test.
-    """
-
-    magnitude: nib.Nifti1Image
-    phase: nib.Nifti1Image | None
-    truth: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The case's parameters (same object as ``truth['params']``)."""
-        return self.truth["params"]
-
-
-def _nifti(data: np.ndarray, affine: np.ndarray, descrip: str, intent_label: bool = False) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = descrip[:79].encode("ascii")
-    if intent_label:
-        img.header.set_intent("label")
-    return img
 
 
 def _resolve_mimics(rng: np.random.Generator, mimics: dict[str, int] | None) -> dict[str, int]:
@@ -229,7 +184,7 @@ def make_swi_case(
         phase = layers.phase + np.arctan2(n_im, n_re)
         phase = (np.mod(phase + np.float32(np.pi), np.float32(2 * np.pi)) - np.float32(np.pi)).astype(np.float32)
         phase *= brain_mask
-        phase_img = _nifti(phase, affine, "neuroreview simulated SWI filtered phase (rad), not a patient")
+        phase_img = phantom_image(phase, affine, "neuroreview simulated SWI filtered phase (rad), not a patient")
     magnitude *= np.float32(intensity_scale)
     out_dtype = np.dtype(dtype)
     if np.issubdtype(out_dtype, np.integer):
@@ -272,14 +227,14 @@ def make_swi_case(
         "phase_convention": PHASE_CONVENTION,
         "mimic_labels": {str(k): v for k, v in MIMIC_LABELS.items()},
     }
-    magnitude_img = _nifti(mag_data, affine, "neuroreview simulated SWI magnitude (MNI152 2009), not a patient")
+    magnitude_img = phantom_image(mag_data, affine, "neuroreview simulated SWI magnitude (MNI152 2009), not a patient")
     truth: dict[str, Any] = {
-        "instances": _nifti(layers.instances, affine, "neuroreview CMB instance truth", intent_label=True),
+        "instances": phantom_image(layers.instances, affine, "neuroreview CMB instance truth", intent_label=True),
         "cmbs": cmb_truth,
         "mimics": mimic_truth,
-        "mimic_labels": _nifti(layers.mimics, affine, "neuroreview mimic truth 1 vein 2 iron 3 sulc/air 4 calc",
+        "mimic_labels": phantom_image(layers.mimics, affine, "neuroreview mimic truth 1 vein 2 iron 3 sulc/air 4 calc",
                                intent_label=True),
-        "brain_mask": _nifti(brain_mask, affine, "neuroreview brain mask truth"),
+        "brain_mask": phantom_image(brain_mask, affine, "neuroreview brain mask truth"),
         "params": params,
     }
     return SWICase(magnitude=magnitude_img, phase=phase_img, truth=truth)

@@ -18,7 +18,8 @@ import numpy as np
 
 from napari_neuroreview.core.io.atomic import write_with
 
-from .case import SWICase, _nifti, make_swi_case
+from ..swi_contract import SWICase, phantom_image
+from .case import make_swi_case
 from .mimics import MIMIC_LABELS
 from .susceptibility import PHASE_CONVENTION
 
@@ -39,7 +40,7 @@ def phase_nifti_bytes(phase: nib.Nifti1Image, step: float = PHASE_STEP_RAD) -> b
     """
     data = np.rint(np.asarray(phase.dataobj, dtype=np.float64) / step)
     data = np.clip(data, -32768, 32767).astype(np.int16)
-    img = _nifti(data, phase.affine, phase.header["descrip"].tobytes().split(b"\0")[0].decode("ascii", "replace"))
+    img = phantom_image(data, phase.affine, phase.header["descrip"].tobytes().split(b"\0")[0].decode("ascii", "replace"))
     raw = bytearray(img.to_bytes())
     header = nib.Nifti1Header.from_fileobj(io.BytesIO(bytes(raw)))
     header.set_slope_inter(float(step), 0.0)

@@ -19,42 +19,10 @@ from scipy import ndimage
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, voxel_to_world
 
+from ..swi_contract import CALC_SITE_WEIGHTS, CALC_SITES, LOCATIONS, REGION_BOXES_MNI
 from .mimics import _MIMIC_LABEL_OF
 from .scene import _Grid, _Layers, _r, _Scene
 from .susceptibility import _voxel_phase
-
-#: Microbleed location classes (MARS).
-LOCATIONS: tuple[str, ...] = ("lobar", "deep", "infratentorial")
-
-#: Regions (MNI152 2009 world mm) where deep and infratentorial microbleeds are placed,
-#: as ``(|x| range, y range, z range)``, on both hemispheres. Read off the template:
-#: basal ganglia = putamen, globus pallidus, caudate head and internal capsule (Seitzman
-#: 2018's basal-ganglia ROIs lie at |x| 12-29, y -10..18, z -5..19); thalamus around its
-#: ROIs at |x| 3-19, y -8..-29. The brainstem box runs from the midbrain to the medulla
-#: (the template stops at z = -72), the cerebellar box lies below the tentorium.
-#: Lobar microbleeds are at the grey/white junction outside these boxes and above the
-#: tentorium.
-REGION_BOXES_MNI: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
-    "deep": {
-        "basal_ganglia": ((10.0, 32.0), (-12.0, 22.0), (-8.0, 16.0)),
-        "thalamus": ((3.0, 20.0), (-34.0, -6.0), (-4.0, 16.0)),
-    },
-    "infratentorial": {
-        "brainstem": ((0.0, 10.0), (-42.0, -14.0), (-50.0, -16.0)),
-        "cerebellum": ((6.0, 42.0), (-88.0, -46.0), (-56.0, -22.0)),
-    },
-}
-
-#: Calcification sites (right side, mirrored; MNI mm): choroid plexus glomus in the
-#: atrium of the lateral ventricle, the pineal gland behind the third ventricle (midline),
-#: the putamen.
-_CALC_SITES: dict[str, tuple[float, float, float]] = {
-    "choroid_plexus": (23.0, -40.0, 14.0),
-    "pineal": (0.0, -32.0, 1.0),
-    "basal_ganglia": (26.0, 6.0, 3.0),
-}
-_CALC_SITE_WEIGHTS = (0.45, 0.3, 0.25)
-
 
 def in_region_box(ras_mm: Any, location: str) -> bool:
     """Whether a world (MNI) point lies in one of the boxes of a deep/infratentorial class.
@@ -195,14 +163,14 @@ def _draw_diameter(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def add_calcifications(scene: _Scene, count: int) -> None:
-    """Round, dark, diamagnetic spheres (true diameter 2-4.5 mm) at :data:`_CALC_SITES`."""
+    """Round, dark, diamagnetic spheres (true diameter 2-4.5 mm) at :data:`CALC_SITES`."""
     rng, grid = scene.rng, scene.grid
-    site_names = list(_CALC_SITES)
+    site_names = list(CALC_SITES)
     for _ in range(count):
         placed = False
         for _attempt in range(40):
-            site = site_names[int(rng.choice(len(site_names), p=_CALC_SITE_WEIGHTS))]
-            base = np.asarray(_CALC_SITES[site]) * np.array([rng.choice([-1.0, 1.0]), 1.0, 1.0])
+            site = site_names[int(rng.choice(len(site_names), p=CALC_SITE_WEIGHTS))]
+            base = np.asarray(CALC_SITES[site]) * np.array([rng.choice([-1.0, 1.0]), 1.0, 1.0])
             c = base + rng.uniform(-1.5, 1.5, size=3) * np.array([0.0 if site == "pineal" else 1.0, 1.0, 1.0])
             d_true = float(rng.uniform(2.0, 4.5))
             r_true, r_vis = d_true / 2, d_true / 2 * scene.bloom

@@ -65,12 +65,12 @@ Where things are
 
 from __future__ import annotations
 
-from .case import MIMIC_TYPES, SWICase, make_swi_case
+from ..swi_contract import LOCATIONS, REGION_BOXES_MNI, SWICase
+from .case import MIMIC_TYPES, make_swi_case
 from .cohort import write_physics_cohort
 from .dipole import dipole_kernel, field_ppm, rad_per_ppm
 from .objects import MIMIC_LABELS
 from .processing import highpass_phase, phase_mask, swi_images
-from .sources import LOCATIONS, REGION_BOXES_MNI
 from .tissue import FIELD_STRENGTHS_T, PHASE_CONVENTION
 
 __all__ = [

@@ -11,10 +11,8 @@ truth. Same output contract as the phenomenological simulator
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -25,6 +23,7 @@ from napari_neuroreview.core.anatomy import (
     voxel_to_world,
 )
 
+from ..swi_contract import LOCATIONS, SWICase, phantom_image
 from .dipole import rad_per_ppm
 from .objects import (
     MIMIC_LABEL_OF,
@@ -39,7 +38,6 @@ from .processing import highpass_phase
 from .render import AcqGrid, macro_field, tube_fraction
 from .sources import (
     AIR_MNI,
-    LOCATIONS,
     NUCLEI_MNI,
     ellipsoid_weight,
     large_vein_paths,
@@ -60,39 +58,6 @@ from .tissue import (
 
 #: Mimic types, as keys of ``make_swi_case(mimics=...)``.
 MIMIC_TYPES: tuple[str, ...] = ("vein", "iron", "airbone", "calcification")
-
-
-@dataclass(eq=False)
-class SWICase:
-    """A simulated SWI scan, its filtered phase and the ground truth.
-
-    The same contract as ``core.phantoms.swi.SWICase`` (defined again here so that this
-    simulator does not import the other's physics): ``magnitude`` (GRE magnitude, not
-    phase-masked), ``phase`` (homodyne filtered phase, rad, 0 outside the brain, sign
-    :data:`~.tissue.PHASE_CONVENTION`), ``truth`` with ``instances``, ``cmbs``,
-    ``mimics``, ``mimic_labels``, ``brain_mask``, ``params``. Never give the truth to a
-    model under test.
-    """
-
-    magnitude: nib.Nifti1Image
-    phase: nib.Nifti1Image | None
-    truth: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The case's parameters (same object as ``truth['params']``)."""
-        return self.truth["params"]
-
-
-def _nifti(data: np.ndarray, affine: np.ndarray, descrip: str, label: bool = False) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(data, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units("mm", "sec")
-    img.header["descrip"] = descrip[:79].encode("ascii")
-    if label:
-        img.header.set_intent("label")
-    return img
 
 
 def _template_signal(b0: float, te_ms: float, tr_ms: float, flip_deg: float, iron_scale: float,
@@ -241,7 +206,7 @@ def make_swi_case(
     phase_img = None
     if with_phase:
         phase = highpass_phase(signal, grid.vs, highpass_sigma_mm) * brain
-        phase_img = _nifti(phase.astype(np.float32), affine, "neuroreview physics-simulated SWI filtered phase (rad)")
+        phase_img = phantom_image(phase.astype(np.float32), affine, "neuroreview physics-simulated SWI filtered phase (rad)")
     out_dtype = np.dtype(dtype)
     if np.issubdtype(out_dtype, np.integer):
         info = np.iinfo(out_dtype)
@@ -266,14 +231,14 @@ def make_swi_case(
         "mimic_labels": {str(k): v for k, v in MIMIC_LABELS.items()},
     }
     truth: dict[str, Any] = {
-        "instances": _nifti(scene.instances, affine, "neuroreview CMB instance truth", label=True),
+        "instances": phantom_image(scene.instances, affine, "neuroreview CMB instance truth", intent_label=True),
         "cmbs": cmb_truth,
         "mimics": scene.mimic_truth,
-        "mimic_labels": _nifti(scene.mimics, affine, "neuroreview mimic truth 1 vein 2 iron 3 air 4 calc", label=True),
-        "brain_mask": _nifti(brain, affine, "neuroreview brain mask truth"),
+        "mimic_labels": phantom_image(scene.mimics, affine, "neuroreview mimic truth 1 vein 2 iron 3 air 4 calc", intent_label=True),
+        "brain_mask": phantom_image(brain, affine, "neuroreview brain mask truth"),
         "params": params,
     }
-    return SWICase(_nifti(mag, affine, "neuroreview physics-simulated SWI magnitude, not a patient"), phase_img, truth)
+    return SWICase(phantom_image(mag, affine, "neuroreview physics-simulated SWI magnitude, not a patient"), phase_img, truth)
 
 
 def _label_iron(grid: AcqGrid, labels: np.ndarray) -> None:

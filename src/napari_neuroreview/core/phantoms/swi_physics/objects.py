@@ -18,9 +18,9 @@ from scipy import ndimage
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, world_to_voxel
 
+from ..swi_contract import CALC_SITE_WEIGHTS, CALC_SITES, LOCATIONS
 from .render import AcqGrid, render_patch
 from .sources import (
-    LOCATIONS,
     Candidates,
     cmb_candidates,
     polyline_distance,
@@ -196,20 +196,17 @@ def add_small_veins(scene: Scene, count: int, chi: float, s_blood: float) -> Non
                      susceptibility_ppm=round(chi, 4))
 
 
-_CALC_SITES: dict[str, tuple[float, float, float]] = {
-    "choroid_plexus": (23.0, -40.0, 14.0), "pineal": (0.0, -32.0, 1.0), "basal_ganglia": (26.0, 6.0, 3.0),
-}
 
 
 def add_calcifications(scene: Scene, count: int) -> None:
     """Diamagnetic, proton-poor spheres (2-4.5 mm) at the choroid plexus, pineal or basal ganglia."""
     rng = scene.rng
-    names = list(_CALC_SITES)
+    names = list(CALC_SITES)
     s_in = PD["calcium"] / PD["gm"] * math.exp(-scene.te_ms / T2STAR_CALC_MS)
     for _ in range(count):
         for _attempt in range(40):
-            site = names[int(rng.choice(len(names), p=(0.45, 0.3, 0.25)))]
-            c = np.asarray(_CALC_SITES[site]) * np.array([rng.choice([-1.0, 1.0]), 1, 1])
+            site = names[int(rng.choice(len(names), p=CALC_SITE_WEIGHTS))]
+            c = np.asarray(CALC_SITES[site]) * np.array([rng.choice([-1.0, 1.0]), 1, 1])
             c = c + rng.uniform(-1.5, 1.5, 3) * np.array([0.0 if site == "pineal" else 1.0, 1, 1])
             d = float(rng.uniform(2.0, 4.5))
             if scene.inside(c, d) and scene.clear(c, d):

@@ -26,6 +26,8 @@ from napari_neuroreview.core.anatomy import (
     world_to_voxel,
 )
 
+from ..swi_contract import REGION_BOXES_MNI
+
 #: Iron-rich nuclei: right-side centre (mirrored to the left), semi-axes (mm) of a
 #: soft-edged ellipsoid. Centres after Keuken et al. 2014 (NeuroImage 94:40, 7 T atlas
 #: of the subcortex) and the template's own contrast; the susceptibility of each is
@@ -54,21 +56,6 @@ AIR_MNI: dict[str, dict[str, Any]] = {
     "mastoid": {"centre": (56.0, -42.0, -56.0), "semi_axes": (8.0, 10.0, 8.0), "mirror": True, "air": 0.5},
 }
 
-#: Regions (MNI mm, ``(|x| range, y range, z range)``, both sides) of deep and
-#: infratentorial microbleeds (MARS classes; Gregoire et al. 2009, Neurology 73:1759):
-#: basal ganglia and internal capsule, thalamus; brainstem, cerebellum. Lobar bleeds lie
-#: at the grey/white junction outside these boxes, above the tentorium.
-REGION_BOXES_MNI: dict[str, dict[str, tuple[tuple[float, float], ...]]] = {
-    "deep": {
-        "basal_ganglia": ((10.0, 32.0), (-12.0, 22.0), (-8.0, 16.0)),
-        "thalamus": ((3.0, 20.0), (-34.0, -6.0), (-4.0, 16.0)),
-    },
-    "infratentorial": {
-        "brainstem": ((0.0, 10.0), (-42.0, -14.0), (-50.0, -16.0)),
-        "cerebellum": ((6.0, 42.0), (-88.0, -46.0), (-56.0, -22.0)),
-    },
-}
-LOCATIONS: tuple[str, ...] = ("lobar", "deep", "infratentorial")
 
 
 def ellipsoid_weight(pts: np.ndarray, centre: np.ndarray, semi: np.ndarray, edge_mm: float = EDGE_MM) -> np.ndarray:
