@@ -204,13 +204,22 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
 
     ``--simulator physics`` uses the susceptibility-physics simulator
     (core.phantoms.swi_physics), an independent generator with the same folder layout.
+    ``--randomise`` draws each case's scanner (voxel size, storage order, obliquity,
+    coverage, TE/field, contrast, noise, bias, gain: core.phantoms.scanner_draws) from the
+    case's seed, recorded in its truth.json (``params.per_case``).
     """
     if args.simulator == "physics":
         from .core.phantoms.swi_physics import write_physics_cohort as write_cohort
     else:
         from .core.phantoms.swi import write_swi_cohort as write_cohort
+    per_case = None
+    if args.randomise:
+        from functools import partial
 
-    for path in write_cohort(Path(args.out), args.n, args.seed):
+        from .core.phantoms.scanner_draws import case_scanner
+
+        per_case = partial(case_scanner, simulator=args.simulator)
+    for path in write_cohort(Path(args.out), args.n, args.seed, per_case=per_case):
         print(path)
     return 0
 
@@ -265,4 +274,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--simulator", choices=("phenomenological", "physics"), default="phenomenological",
                    help="phenomenological (core.phantoms.swi, the default) or physics (core.phantoms.swi_physics)")
+    p.add_argument("--randomise", action="store_true",
+                   help="a random scanner per case, drawn from its seed (core.phantoms.scanner_draws)")
     p.set_defaults(func=cmd_phantoms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,9 @@ def _cohort_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
-def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int, **make_swi_case_kwargs: Any) -> list[Path]:
+def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int,
+                     *, per_case: Callable[[int], dict[str, Any]] | None = None,
+                     **make_swi_case_kwargs: Any) -> list[Path]:
     """Write ``n_cases`` simulated SWI cases with their truth, one folder each.
 
     Each ``out_dir/case-000/``, ``case-001/``... holds ``swi.nii.gz`` (magnitude), ``phase.nii.gz`` (filtered
@@ -90,7 +93,10 @@ def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int, **make_swi_ca
     that the data are simulated). Case ``i``'s seed is derived from ``(seed, i)``
     (``numpy.random.SeedSequence``) and recorded in its ``truth.json``
     (``cohort.case_seed``), so a case does not depend on how many are written. Files are
-    written atomically and reproducibly (gzip without timestamp).
+    written atomically and reproducibly (gzip without timestamp). ``per_case(case_seed)``,
+    if given, returns more keyword arguments for that case (e.g. a scanner of
+    ``core.phantoms.scanner_draws.case_scanner``); they override ``make_swi_case_kwargs``
+    and are recorded in ``truth.json`` as ``params['per_case']``.
 
     Returns
     -------
@@ -102,7 +108,10 @@ def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int, **make_swi_ca
     written: list[Path] = []
     for index in range(int(n_cases)):
         case_seed = _cohort_seed(seed, index)
-        case = make_swi_case(case_seed, **make_swi_case_kwargs)
+        extra = {} if per_case is None else per_case(case_seed)
+        case = make_swi_case(case_seed, **{**make_swi_case_kwargs, **extra})
+        if per_case is not None:
+            case.params["per_case"] = extra
         case_dir = out_dir / f"case-{index:03d}"
         payloads = {"magnitude": ("swi.nii.gz", case.magnitude.to_bytes())}
         if case.phase is not None:

@@ -9,6 +9,7 @@ through the one NIfTI writer (``core.io.nifti.save_volume``), the JSON through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,22 @@ def _case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
-def write_physics_cohort(out_dir: str | Path, n_cases: int, seed: int, **make_swi_case_kwargs: Any) -> list[Path]:
-    """Write ``n_cases`` physics-simulated cases with truth; returns every file written (swi first)."""
+def write_physics_cohort(out_dir: str | Path, n_cases: int, seed: int,
+                         *, per_case: Callable[[int], dict[str, Any]] | None = None,
+                         **make_swi_case_kwargs: Any) -> list[Path]:
+    """Write ``n_cases`` physics-simulated cases with truth; returns every file written (swi first).
+
+    ``per_case(case_seed)``: more keyword arguments per case, as in ``write_swi_cohort``
+    (recorded in ``truth.json`` as ``params['per_case']``).
+    """
     out_dir = Path(out_dir)
     written: list[Path] = []
     for index in range(int(n_cases)):
         case_seed = _case_seed(seed, index)
-        case = make_swi_case(case_seed, **make_swi_case_kwargs)
+        extra = {} if per_case is None else per_case(case_seed)
+        case = make_swi_case(case_seed, **{**make_swi_case_kwargs, **extra})
+        if per_case is not None:
+            case.params["per_case"] = extra
         d = out_dir / f"case-{index:03d}"
         d.mkdir(parents=True, exist_ok=True)
         aff = case.magnitude.affine
