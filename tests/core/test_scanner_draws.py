@@ -70,7 +70,10 @@ def test_draws_stay_in_range_and_reach_both_ends(draws, simulator: str) -> None:
     if simulator == "phenomenological":
         assert 15.0 <= min(te) < 16.0 and 29.0 < max(te) <= 30.0
         assert not {"b0_t", "tr_ms", "flip_deg", "b0_dir"} & set(ds[0])
+        scales = [d["t2star_scale"] for d in ds]
+        assert 0.85 <= min(scales) < 0.88 and 1.27 < max(scales) <= 1.3
         return
+    assert "t2star_scale" not in ds[0]
     by_field = {b: [d for d in ds if d["b0_t"] == b] for b in (1.5, 3.0)}
     assert all(len(v) > 0.35 * N_DRAWS for v in by_field.values())
     for b, (lo, hi) in sd.TE_MS.items():
@@ -116,6 +119,8 @@ def test_each_simulator_accepts_a_draw_truth_on_the_dark_spot(simulator: str) ->
     np.testing.assert_allclose(case.magnitude.header.get_zooms()[:3], draw["voxel_size"], atol=1e-4)
     if simulator == "physics":
         assert case.params["b0_t"] == draw["b0_t"] == 1.5 and case.params["flip_deg"] == draw["flip_deg"]
+    else:
+        assert case.params["t2star_scale"] == draw["t2star_scale"]
     mag = np.asarray(case.magnitude.dataobj, float)
     inst = np.asarray(case.truth["instances"].dataobj)
     brain = np.asarray(case.truth["brain_mask"].dataobj) > 0
@@ -153,3 +158,15 @@ def test_physics_cohort_takes_a_scanner_per_case(tmp_path) -> None:
     assert draw == json.loads(json.dumps(small_scanner(truth["cohort"]["case_seed"])))
     assert truth["params"]["b0_t"] == draw["b0_t"] and truth["params"]["tr_ms"] == draw["tr_ms"]
     assert truth["axcodes"] == draw["orientation"]
+
+
+def test_phenomenological_t2star_scale_changes_the_contrast() -> None:
+    from napari_neuroreview.core.phantoms.swi import make_swi_case
+
+    kw = {"voxel_size": (2.0, 2.0, 4.0), "slab": (0.0, 20.0), "n_cmb": 0, "noise_sd": 0.0, "bias_strength": 0.0,
+          "mimics": {"vein": 0, "sulcal": 0, "airbone": 0, "calcification": 0}, "rotation_deg": (0, 0, 0)}
+    base, longer = make_swi_case(4, **kw), make_swi_case(4, t2star_scale=1.25, **kw)
+    for name in ("gm", "wm", "csf"):
+        assert longer.params["tissue"][name]["t2star_ms"] == pytest.approx(1.25 * base.params["tissue"][name]["t2star_ms"])
+        assert longer.params["tissue"][name]["signal"] > base.params["tissue"][name]["signal"]
+    assert "t2star_scale" not in base.params and longer.params["t2star_scale"] == 1.25

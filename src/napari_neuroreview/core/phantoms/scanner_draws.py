@@ -33,7 +33,9 @@ Ranges (each with its source or the reason it was chosen):
   pitch in the coil; chosen to cover ordinary positioning).
 - Echo time (phenomenological simulator, whose T2* and blooming are 3 T's and which
   takes no field): TE 15-30 ms, the 3 T range above; 1.5 T at 30-60 ms has the same
-  B0 x TE. Its contrast changes only through TE (its tissue jitter is drawn per case).
+  B0 x TE. Its contrast: tissue T2* x 0.85-1.3 (``t2star_scale``), chosen to cover 3 T
+  (1.0) to 1.5 T T2* (~1.25 x, Peters et al. 2007, Magn Reson Imaging 25:748) and
+  +-15 % between subjects and scanners.
 - Noise: 0.5-2 x the simulator's default SD (log-uniform; white-matter SNR about 7-30
   phenomenological, 13-55 physics): chosen to cover low-SNR thin slices to 3 T thick ones.
 - Bias strength 0-0.4 (the log-field amplitude: intensity x0.67-1.5 across the head):
@@ -76,6 +78,7 @@ MAX_B0_TILT_DEG: float = 10.0
 NOISE_FACTOR: tuple[float, float] = (0.5, 2.0)
 BIAS_STRENGTH: tuple[float, float] = (0.0, 0.4)
 GAIN_FACTOR: tuple[float, float] = (0.5, 2.0)
+T2STAR_SCALE: tuple[float, float] = (0.85, 1.3)
 #: The simulators' default noise SD and intensity scale (their ``make_swi_case`` defaults).
 _DEFAULTS: dict[str, dict[str, float]] = {
     "phenomenological": {"noise_sd": 0.03, "intensity_scale": 1000.0},
@@ -126,7 +129,8 @@ def draw_scanner(rng: np.random.Generator, simulator: str) -> dict[str, Any]:
     dict
         ``voxel_size``, ``orientation``, ``rotation_deg``, ``slab`` (None: whole brain),
         ``te_ms``, ``noise_sd``, ``bias_strength``, ``intensity_scale``; for physics also
-        ``b0_t``, ``tr_ms``, ``flip_deg`` and ``b0_dir``. Plain floats, tuples and
+        ``b0_t``, ``tr_ms``, ``flip_deg`` and ``b0_dir``, for phenomenological
+        ``t2star_scale``. Plain floats, tuples and
         strings, ready for JSON. Ranges: the module docstring.
     """
     if simulator not in SIMULATORS:
@@ -150,6 +154,7 @@ def draw_scanner(rng: np.random.Generator, simulator: str) -> dict[str, Any]:
     noise = _log_uniform(rng, *NOISE_FACTOR)
     bias = float(rng.uniform(*BIAS_STRENGTH))
     gain = _log_uniform(rng, *GAIN_FACTOR)
+    t2star_scale = float(rng.uniform(*T2STAR_SCALE))
 
     axis_si = next(i for i, c in enumerate(orientation) if c in "SI")
     voxel = [in_plane, in_plane, in_plane]
@@ -170,6 +175,8 @@ def draw_scanner(rng: np.random.Generator, simulator: str) -> dict[str, Any]:
         b0_dir = (math.sin(t) * math.cos(tilt_axis), math.sin(t) * math.sin(tilt_axis), math.cos(t))
         out.update({"b0_t": b0, "tr_ms": round(tr, 3), "flip_deg": round(flip, 3),
                     "b0_dir": tuple(round(c, 6) for c in b0_dir)})
+    else:
+        out["t2star_scale"] = round(t2star_scale, 4)
     return out
 
 

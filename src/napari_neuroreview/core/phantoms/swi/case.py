@@ -61,6 +61,7 @@ def make_swi_case(
     intensity_scale: float = 1000.0,
     dtype: Any = np.int16,
     margin_mm: float = 5.0,
+    t2star_scale: float = 1.0,
 ) -> SWICase:
     """Simulate an SWI scan (GRE magnitude + filtered phase) with microbleeds and mimics.
 
@@ -111,13 +112,17 @@ def make_swi_case(
         Magnitude dtype (int16 rounded and clipped, or float32).
     margin_mm : float
         Field of view margin around the brain (in-plane, and in z without ``slab``).
+    t2star_scale : float
+        Multiplies every tissue's and nucleus's T2*: a contrast change at the same TE
+        (1.5 T has ~1.25 x the 3 T T2*, Peters et al. 2007, Magn Reson Imaging 25:748;
+        domain randomisation, ``core.phantoms.scanner_draws``). 1.0: the 3 T values.
 
     Returns
     -------
     SWICase
     """
-    if bias_strength < 0 or noise_sd < 0 or te_ms <= 0 or not intensity_scale > 0:
-        raise ValueError("bias_strength and noise_sd must be >= 0; te_ms and intensity_scale > 0")
+    if bias_strength < 0 or noise_sd < 0 or te_ms <= 0 or not intensity_scale > 0 or not t2star_scale > 0:
+        raise ValueError("bias_strength and noise_sd must be >= 0; te_ms, intensity_scale and t2star_scale > 0")
     if n_cmb is not None and int(n_cmb) < 0:
         raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
     lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
@@ -138,6 +143,9 @@ def make_swi_case(
     drawn_n = int(rng.poisson(6.0))
     n_requested = drawn_n if n_cmb is None else int(n_cmb)
     counts = _resolve_mimics(rng, mimics)
+    if t2star_scale != 1.0:  # T2* = base * (1 + jitter), so scale (1 + jitter); 1.0 leaves the case untouched
+        t2_jitter = float(t2star_scale) * (1.0 + t2_jitter) - 1.0
+        iron_jitter = float(t2star_scale) * (1.0 + iron_jitter) - 1.0
 
     # 2. grid
     lo, hi = anat.brain_bbox_mm
@@ -227,6 +235,8 @@ def make_swi_case(
         "phase_convention": PHASE_CONVENTION,
         "mimic_labels": {str(k): v for k, v in MIMIC_LABELS.items()},
     }
+    if t2star_scale != 1.0:  # only when set, so default cases' truth stays byte-identical
+        params["t2star_scale"] = float(t2star_scale)
     magnitude_img = phantom_image(mag_data, affine, "neuroreview simulated SWI magnitude (MNI152 2009), not a patient")
     truth: dict[str, Any] = {
         "instances": phantom_image(layers.instances, affine, "neuroreview CMB instance truth", intent_label=True),
