@@ -87,7 +87,7 @@ class CandidateRecall:
     @property
     def n_candidates(self) -> int:
         """Number of candidates without a cap."""
-        return int(len(self.candidate_voxels))
+        return len(self.candidate_voxels)
 
 
 def _matched(candidates_mm: np.ndarray, candidate_voxels: np.ndarray, truth_mm: np.ndarray,
