@@ -16,7 +16,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-__all__ = ["CALC_SITES", "CALC_SITE_WEIGHTS", "LOCATIONS", "REGION_BOXES_MNI", "SWICase", "phantom_image"]
+__all__ = [
+    "CALC_SITES", "CALC_SITE_WEIGHTS", "LOCATIONS", "REGION_BOXES_MNI", "SWICase", "lesion_weights", "phantom_image",
+]
 
 #: Microbleed location classes (MARS: Gregoire et al. 2009, Neurology 73:1759).
 LOCATIONS: tuple[str, ...] = ("lobar", "deep", "infratentorial")
@@ -92,3 +94,17 @@ def phantom_image(data: np.ndarray, affine: np.ndarray, descrip: str, intent_lab
     if intent_label:
         img.header.set_intent("label")
     return img
+
+
+def lesion_weights(cmb_diameter_mm: tuple[float, float], location_weights: dict[str, float] | None) -> dict[str, float]:
+    """Check the microbleed size range and return the share of each MARS class (default 0.5/0.3/0.2).
+
+    Why here: both simulators take these two arguments and must refuse the same bad values.
+    """
+    lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
+    if not 0 < lo_d <= hi_d:
+        raise ValueError(f"cmb_diameter_mm must be 0 < low <= high, got {cmb_diameter_mm!r}")
+    weights = {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2} if location_weights is None else dict(location_weights)
+    if set(weights) - set(LOCATIONS) or any(float(v) < 0 for v in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"location_weights must map {LOCATIONS} to weights >= 0 (sum > 0), got {weights!r}")
+    return weights

@@ -15,7 +15,7 @@ import numpy as np
 from napari_neuroreview.core.anatomy import load_mni_anatomy, make_affine, sample_template_maps
 from napari_neuroreview.core.phantoms.anatomy import complex_noise, random_bias_field
 
-from ..swi_contract import LOCATIONS, SWICase, phantom_image
+from ..swi_contract import SWICase, lesion_weights, phantom_image
 from .contrast import _template_signal
 from .lesions import add_calcifications, add_microbleeds
 from .mimics import MIMIC_LABELS, MIMIC_TYPES, add_airbone, add_iron, add_sulcal, add_veins
@@ -125,12 +125,8 @@ def make_swi_case(
         raise ValueError("bias_strength and noise_sd must be >= 0; te_ms, intensity_scale and t2star_scale > 0")
     if n_cmb is not None and int(n_cmb) < 0:
         raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
+    weights = lesion_weights(cmb_diameter_mm, location_weights)
     lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
-    if not 0 < lo_d <= hi_d:
-        raise ValueError(f"cmb_diameter_mm must be 0 < low <= high, got {cmb_diameter_mm!r}")
-    weights = {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2} if location_weights is None else dict(location_weights)
-    if set(weights) - set(LOCATIONS) or any(float(v) < 0 for v in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"location_weights must map {LOCATIONS} to weights >= 0 (sum > 0), got {weights!r}")
     anat = load_mni_anatomy()
     rng = np.random.default_rng(int(seed))
 

@@ -23,7 +23,7 @@ from napari_neuroreview.core.anatomy import (
     voxel_to_world,
 )
 
-from ..swi_contract import LOCATIONS, SWICase, phantom_image
+from ..swi_contract import SWICase, lesion_weights, phantom_image
 from .dipole import rad_per_ppm
 from .objects import (
     MIMIC_LABEL_OF,
@@ -121,12 +121,8 @@ def make_swi_case(
     te = DEFAULT_TE_MS[b0] if te_ms is None else float(te_ms)
     if te <= 0 or noise_sd < 0 or bias_strength < 0 or not intensity_scale > 0:
         raise ValueError("te_ms and intensity_scale must be > 0; noise_sd and bias_strength >= 0")
+    weights = lesion_weights(cmb_diameter_mm, location_weights)
     lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
-    if not 0 < lo_d <= hi_d:
-        raise ValueError(f"cmb_diameter_mm must be 0 < low <= high, got {cmb_diameter_mm!r}")
-    weights = {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2} if location_weights is None else dict(location_weights)
-    if set(weights) - set(LOCATIONS) or any(float(v) < 0 for v in weights.values()) or sum(weights.values()) <= 0:
-        raise ValueError(f"location_weights must map {LOCATIONS} to weights >= 0 (sum > 0), got {weights!r}")
     anat = load_mni_anatomy()
     rng = np.random.default_rng(int(seed))
 
