@@ -49,7 +49,7 @@ from ._base import DevicePicker, VersionPicker, elide
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTable, summary_text  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
-from .case import CaseWidget
+from .case import CaseWidget, is_scan
 
 if TYPE_CHECKING:
     import napari
@@ -179,7 +179,7 @@ class CMBReviewWidget(QWidget):
 
     # ----------------------------------------------------------------- inputs
     def _scan_layers(self) -> list[Image]:
-        return [layer for layer in self.viewer.layers if isinstance(layer, Image) and META_KEY in layer.metadata]
+        return [layer for layer in self.viewer.layers if is_scan(layer)]
 
     def _layer(self, name: str) -> Image | None:
         return next((layer for layer in self._scan_layers() if layer.name == name), None)
