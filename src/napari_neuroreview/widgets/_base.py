@@ -209,7 +209,6 @@ class VersionPicker(QWidget):
         self.default_item = default_item
         self.newest_first = newest_first
         self.cards: dict[str, ModelCard] = {}
-        self.error: str | None = None
         self.combo = elide(QComboBox())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -226,12 +225,13 @@ class VersionPicker(QWidget):
         self.combo.clear()
         if self.default_item is not None:
             self.combo.addItem(self.default_item, None)
-        self.cards, self.error = {}, None
+        self.cards = {}
+        error: str | None = None
         try:
             versions = installed_versions(self.model_name, self.roots)
             default = default_version(self.model_name, self.roots)
         except NeuroreviewError as exc:
-            versions, default, self.error = [], None, str(exc)
+            versions, default, error = [], None, str(exc)
         for _root, card in (reversed(versions) if self.newest_first else versions):
             self.cards[card.version] = card
             self.combo.addItem(self.describe(card, default), card.version)
@@ -243,7 +243,7 @@ class VersionPicker(QWidget):
         self.combo.setCurrentIndex(index)
         self.combo.blockSignals(False)
         self.changed.emit()
-        return self.error
+        return error
 
     def version(self) -> str | None:
         """The chosen version (None: the registry's default, or nothing installed)."""
