@@ -173,11 +173,11 @@ class Ours:
     """(a) The plugin's detector, at its model card's threshold."""
 
     def __init__(self, spec: dict[str, Any], device: str) -> None:
-        from napari_neuroreview.core.tasks.cmb.model import load_detector
+        from napari_neuroreview.core.tasks.cmb.model import card_threshold, load_detector
         from napari_neuroreview.core.tasks.cmb.train import SWEEP_FLOOR
 
         self.detector = load_detector(spec.get("version"), device=device, roots=[Path(spec["weights"])])
-        self.threshold = float(self.detector.card.config.get("threshold", 0.5))
+        self.threshold = card_threshold(self.detector.card)
         self.sweep_threshold = min(SWEEP_FLOOR, self.threshold)
 
     def _run(self, magnitude: Any, phase: Any, threshold: float) -> dict[str, Any]:
@@ -776,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_neuroreview.core.models.cmb_net import CMBPatchNet
     from napari_neuroreview.core.registry import installed_versions
-    from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
+    from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME, card_threshold
 
     import monai
     import skimage
@@ -849,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "mode": "prob"}, work, "tune_unet")
     tuning["unet"] = tune_unet(unet_prob["records"], tune_truth, tune_affines)
     del unet_prob
-    thresholds = {"ours": float(card.config.get("threshold", 0.5)), "log": tuning["log"]["threshold"],
+    thresholds = {"ours": card_threshold(card), "log": tuning["log"]["threshold"],
                   "unet": tuning["unet"]["threshold"]}
     sources = {"ours": "model card", "log": "tuned", "unet": "tuned"}
     for m in ("log", "unet"):

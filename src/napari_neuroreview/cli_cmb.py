@@ -91,7 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.metrics import froc, summarize
     from .core.tasks.cmb.dataset import load_cases
     from .core.tasks.cmb.evaluate import at_threshold
-    from .core.tasks.cmb.model import load_detector
+    from .core.tasks.cmb.model import card_threshold, load_detector
     from .core.tasks.cmb.train import SWEEP_FLOOR, match_to_labels
     from .core.tasks.cmb.detect import run
 
@@ -99,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         check_outputs([Output(args.json, (".json",), "metrics JSON")])
     scans = load_cases(args.data)  # a folder without cases is refused before the model loads
     detector = load_detector(args.version, device=args.device)
-    threshold = detector.card.config.get("threshold", 0.5) if args.threshold is None else args.threshold
+    threshold = card_threshold(detector.card) if args.threshold is None else args.threshold
     swept, at_point = [], []
     for scan in scans:
         result = _drive(run(scan.magnitude, scan.phase, detector, threshold=SWEEP_FLOOR), args.quiet)

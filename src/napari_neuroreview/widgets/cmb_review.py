@@ -41,7 +41,7 @@ from ..core.registry import installed_versions
 from ..core.store import CaseStore, ReviewConflictError, default_store_path
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
-from ..core.tasks.cmb.model import MODEL_NAME
+from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
 from ..core.tasks.cmb.review import ReviewSession
 from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
@@ -239,7 +239,7 @@ class CMBReviewWidget(QWidget):
     def _on_version(self, *_: Any) -> None:
         card = self.versions.card()
         if card is not None:
-            self.threshold.setValue(float(card.config.get("threshold", 0.5)))
+            self.threshold.setValue(card_threshold(card))
 
     def _on_reviewer(self) -> None:
         if self.session is not None:

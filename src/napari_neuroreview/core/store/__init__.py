@@ -39,7 +39,7 @@ submodules, which may move:
 
 from __future__ import annotations
 
-from napari_neuroreview.core.store.casestore import APP_NAME, CaseStore, default_store_path
+from napari_neuroreview.core.store.casestore import CaseStore, default_store_path
 from napari_neuroreview.core.store.records import (
     FINDING_SOURCES,
     REVIEW_ACTIONS,

@@ -19,7 +19,7 @@ from ...errors import InputFileError
 from ...io.nifti import Volume, constant_value
 from ...progress import Progress, TaskGenerator
 from .channels import check_inputs, make_channels
-from .model import LoadedDetector, load_detector
+from .model import LoadedDetector, card_threshold, load_detector
 from .patches import PATCH, PATCH_MM, patch_to_scan_mask, sample_patches
 
 #: Candidate patches per forward pass. With channels-last 3D tensors, 128 patches a batch
@@ -129,7 +129,7 @@ def run(
     if detector is None:
         detector = load_detector(device=device)
     net, card = detector.net.to(memory_format=torch.channels_last_3d), detector.card  # see BATCH
-    threshold = float(card.config.get("threshold", 0.5) if threshold is None else threshold)
+    threshold = card_threshold(card) if threshold is None else float(threshold)
     dev = next(net.parameters()).device
 
     yield Progress(1, total, "Finding candidate dark spots")

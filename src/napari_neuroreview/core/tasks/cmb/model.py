@@ -36,6 +36,15 @@ DESCRIPTIVE_KEYS = {
 }
 
 
+#: The operating threshold of a card that states none (cards from before thresholds were kept).
+FALLBACK_THRESHOLD = 0.5
+
+
+def card_threshold(card: ModelCard) -> float:
+    """The detector's operating threshold as its card states it (chosen on its validation scans)."""
+    return float(card.config.get("threshold", FALLBACK_THRESHOLD))
+
+
 @dataclass(frozen=True)
 class LoadedDetector:
     """A network in eval mode on its device, with the card it came with."""

@@ -47,7 +47,7 @@ from ...registry import (
 )
 from ...store import CaseStore
 from .evaluate import at_threshold
-from .model import MODEL_NAME, LoadedDetector, load_detector
+from .model import MODEL_NAME, LoadedDetector, card_threshold, load_detector
 from .train import (
     LabelledScan,
     choose_threshold,
@@ -292,7 +292,7 @@ def retrain_from_store(
     version = version or next_version(MODEL_NAME, roots, base.card.version)
     check_new_version(MODEL_NAME, version, roots)
     yield Progress(1, 4, "Scoring the parent version on held-out reviewed scans")
-    before = parent_figures(_sweep(held_out, base), float(base.card.config.get("threshold", 0.5)))
+    before = parent_figures(_sweep(held_out, base), card_threshold(base.card))
     detector, report = yield from relay(
         train_detector(train, None, config, device=device, base=base, seed=config.seed),
         lambda update: Progress(int(100 + 200 * update.fraction), 400, update.message),
