@@ -2,9 +2,10 @@
 """Candidate recall of the microbleed detector's screen alone (issue 10 item 4).
 
 The CNN only looks at the dark-spot screen's candidates, so a microbleed the screen
-misses, or one its ``max_candidates`` cap (300, ``detect.run``) cuts off, is lost whatever
-the network does. This run measures, with ``core.tasks.cmb.candidate_recall`` (the screen
-exactly as the detector runs it, scored with ``cmb evaluate``'s one-to-one matching: the
+misses is lost whatever the network does. ``detect.run`` scores every candidate (no cap);
+the 300 cap it had until issue 10 is reported beside, to show what a fixed cap drops.
+This run measures, with ``core.tasks.cmb.candidate_recall`` (the screen exactly as the
+detector runs it, scored with ``cmb evaluate``'s one-to-one matching: the
 candidate inside the CMB's truth mask or within 5 mm of its centre):
 
 * candidate recall, pooled over CMBs, without a cap and with the 300 cap, by true

@@ -89,3 +89,35 @@ def test_training_learns_spheres_not_tubes() -> None:
 
     baseline = validation_report(_scans(range(100, 103)), untrained(), max_fp_per_subject=1.0)["summary"]
     assert baseline["f1_pooled"] < summary["f1_pooled"]
+
+
+def test_a_scan_with_400_microbleeds_keeps_every_candidate() -> None:
+    """No cap: 400 dark spots (CADASIL series report up to 286 CMBs) all reach the CNN.
+
+    The old detector cut the screen at the 300 darkest candidates, so a hundred of these
+    were never scored whatever the network did.
+    """
+    shape, zooms = (120, 120, 40), (1.0, 1.0, 2.0)
+    affine = np.diag([*zooms, 1.0])
+    rng = np.random.default_rng(0)
+    image = np.ones(shape, np.float32)
+    centres = np.stack(np.meshgrid(np.arange(10, 110, 5), np.arange(10, 110, 5), [12, 27], indexing="ij"), -1)
+    centres = centres.reshape(-1, 3)
+    assert len(centres) == 800
+    centres = centres[rng.choice(len(centres), 400, replace=False)]
+    ijk = np.indices(shape)
+    for c in centres:
+        image[(ijk[0] - c[0]) ** 2 + (ijk[1] - c[1]) ** 2 + ((ijk[2] - c[2]) * 2) ** 2 <= 2] = 0.2
+    image += rng.normal(0, 0.01, shape).astype(np.float32)
+    volume = Volume(image, affine, zooms, None, voxel_sha256(image))
+    progress = []
+    gen = run(volume, None, untrained(), threshold=2.0)  # scores every candidate, keeps none
+    try:
+        while True:
+            progress.append(next(gen))
+    except StopIteration as stop:
+        result = stop.value
+    assert result.n_candidates >= 400
+    scoring = [p for p in progress if p.message.startswith("Scoring")]
+    assert len(scoring) == -(-result.n_candidates // 128)  # one step (and one Cancel point) per batch
+    assert [p.step for p in progress] == sorted(p.step for p in progress)

@@ -1,8 +1,8 @@
 """How many true microbleeds the candidate screen alone finds, and what its cap drops.
 
 Why: the CNN only ever looks at the screen's candidates (:mod:`.candidates`), so a
-microbleed the screen misses, or one the ``max_candidates`` cap cuts off, is lost whatever
-the network does. The detector's sensitivity is bounded by this recall; measuring it
+microbleed the screen misses is lost whatever the network does (and so was one that a
+fixed ``max_candidates`` cap cut off, until the detector stopped capping). The detector's sensitivity is bounded by this recall; measuring it
 apart tells a screen failure from a network failure.
 
 The screen is run exactly as the detector runs it (``find_candidates(magnitude.data,
@@ -31,7 +31,8 @@ from .candidates import find_candidates
 
 #: Default match distance (mm): ``evaluate.evaluate_result``'s, so both count the same hits.
 MAX_DISTANCE_MM = 5.0
-#: The detector's default cap (``detect.run``'s ``max_candidates``).
+#: The cap the detector had until issue 10 (``detect.run`` now scores every candidate):
+#: reported beside the uncapped recall to show what a fixed cap drops.
 DEFAULT_CAP = 300
 
 

@@ -3,8 +3,9 @@
 Why two stages: a microbleed is a few voxels in a volume of millions. Screening every
 voxel with a CNN on a CPU takes tens of seconds (MONAI's BasicUNet sliding window took
 19 s on a 256 x 256 x 96 SWI here); a classical dark-spot screen finds every dark, compact
-spot in well under a second, and the CNN then only looks at a few hundred patches
-(Dou et al. 2016 and FSL microbleednet work the same way).
+spot in well under a second, and the CNN then only looks at a few hundred to a few thousand patches
+(Dou et al. 2016 and FSL microbleednet work the same way). No candidate is dropped for
+the CNN's sake: every dark spot the screen finds is scored.
 
 The screen: SWI magnitude divided by its own heavily smoothed version (which removes the
 receive-coil bias and tissue-level contrast) gives a local contrast map where tissue is
@@ -115,7 +116,7 @@ def local_contrast(magnitude: np.ndarray, zooms: tuple[float, float, float], mas
 def find_candidates(
     magnitude: np.ndarray,
     zooms: tuple[float, float, float],
-    max_candidates: int = 300,
+    max_candidates: int | None = None,
     darkness: float = 0.8,
     mask: np.ndarray | None = None,
 ) -> tuple[Candidates, np.ndarray, np.ndarray]:
@@ -127,8 +128,12 @@ def find_candidates(
         SWI magnitude in file voxel order.
     zooms : tuple of float
         Voxel size (mm).
-    max_candidates : int
-        Keep at most this many, darkest first (bounds the CNN's work per scan).
+    max_candidates : int, optional
+        Keep at most this many, darkest first. None (the detector's setting) keeps them
+        all: a fixed cap dropped true microbleeds on scans with many veins or many
+        microbleeds (CADASIL series report up to 286), so the CNN's work is bounded by
+        the screen instead (at most one candidate per ``footprint``, about 2 mm, of tissue
+        darker than ``darkness``).
     darkness : float
         A local minimum must be darker than this share of its surroundings.
     mask : numpy.ndarray, optional
@@ -148,5 +153,5 @@ def find_candidates(
     minima = (smooth == ndimage.minimum_filter(smooth, size=footprint)) & (smooth < darkness) & mask
     voxels = np.argwhere(minima)
     values = smooth[minima]
-    order = np.argsort(values, kind="stable")[:max_candidates]
+    order = np.argsort(values, kind="stable")[:max_candidates]  # [:None] keeps all
     return Candidates(voxels=voxels[order].astype(np.int64), contrast=values[order]), contrast, mask

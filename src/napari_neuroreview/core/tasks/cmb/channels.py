@@ -50,7 +50,7 @@ def phase_radians(phase: np.ndarray) -> np.ndarray:
 
 
 def make_channels(
-    magnitude: Volume, phase: Volume | None, max_candidates: int = 300
+    magnitude: Volume, phase: Volume | None, max_candidates: int | None = None
 ) -> tuple[list[np.ndarray], Candidates, np.ndarray]:
     """Candidates and the channel images the patches are sampled from.
 

@@ -87,7 +87,12 @@ def build_patch_set(
     ordinary = candidates.voxels[_far_from(candidates.voxels.astype(float), positives, zooms, EXCLUSION_MM)]
     ordinary = ordinary[_far_from(ordinary.astype(float), hard_negatives, zooms, 1.0)]
     if len(ordinary) > max_negatives:
-        ordinary = ordinary[np.sort(rng.choice(len(ordinary), max_negatives, replace=False))]
+        # The screen keeps every candidate (no cap), darkest first: half the negatives are the
+        # darkest (veins, iron: the hard mimics), half are drawn from the rest, so the network
+        # also meets the faint spots it now scores on every scan.
+        hard = max_negatives // 2
+        rest = hard + np.sort(rng.choice(len(ordinary) - hard, max_negatives - hard, replace=False))
+        ordinary = ordinary[np.concatenate([np.arange(hard), rest])]
     neg_centres = np.concatenate([hard_negatives, ordinary.astype(float)])
     neg_weight = np.concatenate([np.full(len(hard_negatives), HARD_NEGATIVE_WEIGHT), np.ones(len(ordinary))])
 
