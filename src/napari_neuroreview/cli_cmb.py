@@ -123,37 +123,72 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version: str) -> Any:
-    """``cmb train`` without ``--store``: simulate the scans here, then train and save in the task.
+#: ``cmb train --simulator``: which SWI simulators make the training scans.
+SIMULATORS = {"phenomenological": ("phenomenological",), "physics": ("physics",),
+              "both": ("phenomenological", "physics")}
 
-    The simulators are the CLI's to call (lazily, like ``cmb phantoms``), so that nothing
-    in ``core.tasks`` imports ``core.phantoms``.
+
+def phantom_scan(simulator: str, seed: int, randomise: bool) -> Any:
+    """One simulated, labelled SWI scan: ``simulator``'s case ``seed``, on a random scanner if asked.
+
+    The one recipe for a phantom training scan (``cmb train`` and the benchmark's
+    leave-one-simulator-out training both call it). The simulators are the CLI's to call
+    (lazily, like ``cmb phantoms``), so that nothing in ``core.tasks`` imports ``core.phantoms``.
     """
     import numpy as np
 
     from .core.io.nifti import volume_from_image
-    from .core.phantoms.swi import make_swi_case
-    from .core.tasks.cmb.retrain import train_from_scans
     from .core.tasks.cmb.train import labelled_from_instances
 
-    def scans(n: int, seed: int) -> Any:
-        made = []
-        for index in range(n):
-            yield Progress(index, n, f"Simulating scan {index + 1} of {n}")
-            case = make_swi_case(seed=seed + index)
-            magnitude = volume_from_image(case.magnitude)
-            phase = volume_from_image(case.phase) if case.phase is not None else None
-            instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
-            made.append(labelled_from_instances(f"phantom-{seed + index}", magnitude, phase, instances))
-        return made
+    if simulator == "physics":
+        from .core.phantoms.swi_physics import make_swi_case
+    else:
+        from .core.phantoms.swi import make_swi_case
+    kwargs: dict[str, Any] = {}
+    if randomise:
+        from .core.phantoms.scanner_draws import case_scanner
 
-    train = yield from scans(args.phantoms, args.seed)
-    val = yield from scans(args.val, args.seed + 100_000)
+        kwargs = case_scanner(seed, simulator)
+    case = make_swi_case(seed, **kwargs)
+    magnitude = volume_from_image(case.magnitude)
+    phase = volume_from_image(case.phase) if case.phase is not None else None
+    instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
+    return labelled_from_instances(f"{simulator}-{seed}", magnitude, phase, instances)
+
+
+def phantom_plan(simulators: tuple[str, ...], n: int, seed: int) -> list[tuple[str, int]]:
+    """(simulator, seed) of ``n`` scans: seeds ``seed .. seed + n - 1``, simulators taken in turn."""
+    return [(simulators[i % len(simulators)], seed + i) for i in range(n)]
+
+
+def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version: str) -> Any:
+    """``cmb train`` without ``--store``: simulated scans, made one at a time as training reads them."""
+    from .core.tasks.cmb.retrain import train_from_scans
+    from .core.tasks.cmb.train import LazyScans
+
+    simulators = SIMULATORS[args.simulator]
+    randomise = args.scanner == "randomised"
+    train_plan = phantom_plan(simulators, args.phantoms, args.seed)
+    val_plan = phantom_plan(simulators, args.val, args.seed + 100_000)
+    train = LazyScans([lambda s=s, k=k: phantom_scan(s, k, randomise) for s, k in train_plan])
+    val = LazyScans([lambda s=s, k=k: phantom_scan(s, k, randomise) for s, k in val_plan])
+    names = {"phenomenological": "core.phantoms.swi", "physics": "core.phantoms.swi_physics"}
+    sims = " and ".join(f"{names[s]} ({s})" for s in simulators)
+    scanner = "a random scanner per scan (core.phantoms.scanner_draws.case_scanner)" if randomise else "its default scanner"
     description = (
-        f"{args.phantoms} simulated SWI scans (core.phantoms.swi, seeds {args.seed}..{args.seed + args.phantoms - 1}); "
-        f"threshold and metrics on {args.val} other simulated scans"
+        f"{args.phantoms} simulated SWI scans from {sims}, taken in turn, seeds {args.seed}..{args.seed + args.phantoms - 1}, "
+        f"each on {scanner}; threshold and metrics on {args.val} other simulated scans (seeds {args.seed + 100_000}..)"
     )
-    return (yield from train_from_scans(root, train, val, config, version, description, device=args.device))
+    extra = {"simulators": list(simulators), "scanner": args.scanner,
+             "train_seeds": [args.seed, args.seed + args.phantoms - 1],
+             "val_seeds": [args.seed + 100_000, args.seed + 100_000 + args.val - 1]}
+    if args.card_figures:
+        from .core.io.strict_json import read_object
+
+        extra["held_out_simulator_figures"] = read_object(Path(args.card_figures), "held-out figures file")
+    yield Progress(0, 1, f"Training on {args.phantoms} scans ({args.simulator}, {args.scanner} scanner)")
+    return (yield from train_from_scans(root, train, val, config, version, description, device=args.device,
+                                        extra_config=extra))
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -261,6 +296,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps-per-epoch", type=config_type("max_steps_per_epoch"), default=None,
                    help="batches per epoch, a cap (default: the training config's)")
     p.add_argument("--lr", type=config_type("lr"), default=None, help="peak learning rate (default: the training config's)")
+    p.add_argument("--simulator", choices=tuple(SIMULATORS), default="both",
+                   help="SWI simulators of the phantom scans, taken in turn with 'both' (without --store)")
+    p.add_argument("--scanner", choices=("randomised", "default"), default="randomised",
+                   help="a random scanner per phantom scan (voxel size, orientation, obliquity, coverage, TE/field, "
+                        "contrast, noise) or each simulator's default one")
+    p.add_argument("--card-figures", default=None,
+                   help="a JSON object of held-out-simulator figures to record in the model card "
+                        "(benchmarks/cmb.py --loso writes one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
     p.add_argument("--out", default=None, help="registry folder (default: user data folder)")

@@ -76,3 +76,36 @@ def test_evaluate_prints_the_papers_metrics(user_dirs, cohort, capsys) -> None:
     strict = {"parse_constant": lambda name: pytest.fail(f"{name} is not JSON")}  # issue 8 class 9
     metrics = json.loads((user_dirs / "m.json").read_text(), **strict)
     assert metrics["summary"]["n_subjects"] == 2
+
+
+def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkeypatch, capsys) -> None:
+    """``cmb train --simulator both``: scans alternate between the simulators, are made one at a
+    time as training reads them (each once), and the card names simulators, scanner and seeds."""
+    from cmb_synthetic import synthetic_swi
+
+    from napari_neuroreview import cli_cmb
+    from napari_neuroreview.core.tasks.cmb.train import labelled_from_instances
+
+    made: list[tuple[str, int, bool]] = []
+
+    def fake_scan(simulator: str, seed: int, randomise: bool):
+        made.append((simulator, seed, randomise))
+        volume, truth = synthetic_swi(seed % 1000)
+        return labelled_from_instances(f"{simulator}-{seed}", volume, None, truth.astype(np.int64))
+
+    monkeypatch.setattr(cli_cmb, "phantom_scan", fake_scan)
+    figures = tmp_path / "figures.json"
+    figures.write_text(json.dumps({"A->B": {"sensitivity": 0.5}}))
+    out = tmp_path / "models"
+    assert main(["cmb", "train", "--phantoms", "3", "--val", "2", "--epochs", "1", "--steps-per-epoch", "2",
+                 "--simulator", "both", "--seed", "7", "--version", "0.5.0", "--out", str(out), "--device", "cpu",
+                 "--card-figures", str(figures), "--quiet"]) == 0
+    assert made == [("phenomenological", 7, True), ("physics", 8, True), ("phenomenological", 9, True),
+                    ("phenomenological", 100_007, True), ("physics", 100_008, True)]
+    card = json.loads((out / "cmb-detector" / "0.5.0" / "card.json").read_text())
+    assert card["config"]["simulators"] == ["phenomenological", "physics"]
+    assert card["config"]["scanner"] == "randomised"
+    assert (card["config"]["train_seeds"], card["config"]["val_seeds"]) == ([7, 9], [100_007, 100_008])
+    assert card["config"]["held_out_simulator_figures"] == {"A->B": {"sensitivity": 0.5}}
+    assert "core.phantoms.swi_physics" in card["training_data"]
+    assert json.loads(capsys.readouterr().out)["version"] == "0.5.0"

@@ -25,6 +25,7 @@ fine-tuned 1.1.0 whose held-out sensitivity fell from 0.90 to 0.40, made the def
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,18 +77,19 @@ def is_held_out(sha256: str, share: float = HELD_OUT_SHARE) -> bool:
 
 
 def train_from_scans(
-    root: str | Path, train: list[LabelledScan], val: list[LabelledScan], config: FitConfig, version: str,
-    training_data: str, device: str = "auto",
+    root: str | Path, train: Sequence[LabelledScan], val: Sequence[LabelledScan], config: FitConfig, version: str,
+    training_data: str, device: str = "auto", extra_config: dict[str, Any] | None = None,
 ) -> TaskGenerator[ModelCard]:
     """Train a detector from scratch on labelled scans and save it (how demo weights are made).
 
     ``training_data`` describes the scans in the card (the CLI builds phantom scans and
-    says which). The threshold and the card's metrics come from ``val``. The new version
+    says which; ``extra_config`` adds to the card's config what the recipe was). The
+    threshold and the card's metrics come from ``val``. The new version
     does not become the default by itself (``neuroreview models set-default``), unless it
     is saved into the shipped weights, whose newest version is the fallback default.
     """
     detector, report = yield from train_detector(train, val, config, device=device, seed=config.seed)
-    return save_detector(detector, report, root, version, training_data)
+    return save_detector(detector, report, root, version, training_data, extra_config=extra_config)
 
 
 def reviewed_scans(store_path: str | Path) -> tuple[list[LabelledScan], list[str]]:

@@ -11,9 +11,10 @@ validation metrics beside it. Never on the scans the network was fitted on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -58,6 +59,30 @@ class LabelledScan:
     truth_instances: np.ndarray | None = None
 
 
+class LazyScans(Sequence[LabelledScan]):
+    """Labelled scans made one at a time when read (simulated or loaded), none kept.
+
+    Why: training reads each scan once to cut its patches, and validation once to detect on
+    it; holding 40-80 whole scans (volumes plus a full-size mask per microbleed) would
+    cost gigabytes for nothing.
+    """
+
+    def __init__(self, makers: Sequence[Callable[[], LabelledScan]]) -> None:
+        self.makers = list(makers)
+
+    def __len__(self) -> int:
+        return len(self.makers)
+
+    @overload
+    def __getitem__(self, index: int) -> LabelledScan: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[LabelledScan]: ...
+    def __getitem__(self, index: int | slice) -> LabelledScan | list[LabelledScan]:
+        if isinstance(index, slice):
+            return [maker() for maker in self.makers[index]]
+        return self.makers[index]()
+
+
 def labelled_from_instances(name: str, magnitude: Volume, phase: Volume | None, instances: np.ndarray) -> LabelledScan:
     """A scan labelled by an instance-label image (phantom truth or an expert's masks)."""
     from scipy import ndimage
@@ -97,17 +122,24 @@ def choose_threshold(cases: list[CaseResult], max_fp_per_subject: float) -> floa
     return min(max(threshold, SWEEP_FLOOR), 1.0) if np.isfinite(threshold) else 1.0
 
 
-def validation_report(scans: list[LabelledScan], detector: LoadedDetector, max_fp_per_subject: float) -> dict[str, Any]:
-    """Operating threshold chosen on these scans and the metrics at it."""
-    swept = [score_scan(s, detector) for s in scans]
-    threshold = choose_threshold([c for c, _ in swept], max_fp_per_subject)
-    at_point = [match_to_labels(scan, at_threshold(result, threshold)) for scan, (_, result) in zip(scans, swept)]
+def validation_report(scans: Sequence[LabelledScan], detector: LoadedDetector, max_fp_per_subject: float) -> dict[str, Any]:
+    """Operating threshold chosen on these scans and the metrics at it.
+
+    Each scan is read once (``scans`` may be :class:`LazyScans`); only what the matching
+    needs (labels and grid) is kept until the threshold is known.
+    """
+    swept = []
+    for scan in scans:
+        case, result = score_scan(scan, detector)
+        swept.append((replace(scan, phase=None, positive_masks=[]), case, result))
+    threshold = choose_threshold([c for _, c, _ in swept], max_fp_per_subject)
+    at_point = [match_to_labels(scan, at_threshold(result, threshold)) for scan, _, result in swept]
     return {"threshold": threshold, "summary": summarize(at_point), "cases": at_point}
 
 
 def train_detector(
-    train_scans: list[LabelledScan],
-    val_scans: list[LabelledScan] | None,
+    train_scans: Sequence[LabelledScan],
+    val_scans: Sequence[LabelledScan] | None,
     config: FitConfig,
     device: str = "auto",
     base: LoadedDetector | None = None,
