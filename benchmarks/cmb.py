@@ -100,31 +100,57 @@ def load_truth(path: str | Path) -> np.ndarray:
         return z["instances"].astype(np.int64)
 
 
-def w_generate(spec: dict[str, Any]) -> dict[str, Any]:
-    """Worker: simulate cases and save magnitude, phase, affine and truth instances."""
-    from napari_neuroreview.core.phantoms.swi import make_swi_case
+def case_kwargs(item: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(``make_swi_case`` of the item's simulator, its keyword arguments).
 
+    An item with ``"randomise": true`` gets ``case_scanner``'s random scanner for its seed
+    (the leave-one-simulator-out run); otherwise the fixed voxel size of the default run.
+    """
+    from napari_neuroreview.core.phantoms.scanner_draws import case_scanner
+
+    simulator = item.get("simulator", "phenomenological")
+    if simulator == "physics":
+        from napari_neuroreview.core.phantoms.swi_physics import make_swi_case
+    else:
+        from napari_neuroreview.core.phantoms.swi import make_swi_case
+    if item.get("randomise"):
+        return make_swi_case, case_scanner(int(item["seed"]), simulator)
+    kwargs: dict[str, Any] = {"voxel_size": tuple(item["voxel_size"])}
+    if item["kind"] == "speed":  # the 512 x 512 scan at 0.45 mm: default margin, zero-padded (memory)
+        kwargs["margin_mm"] = SPEED_MARGIN_MM
+    return make_swi_case, kwargs
+
+
+def w_generate(spec: dict[str, Any]) -> dict[str, Any]:
+    """Worker: simulate cases and save magnitude, phase, affine, truth instances and truth metadata.
+
+    ``cmbs`` (a JSON array: id, diameter_mm, location, region of each true CMB) and
+    ``scanner`` (the keyword arguments) ride along as JSON strings, so the stratified
+    tables need no second simulation. Speed items are cropped/padded to ``item["shape"]``.
+    """
     made = []
     for item in spec["cases"]:
         path = Path(item["path"])
         if path.is_file():
             continue
-        kwargs: dict[str, Any] = {"voxel_size": tuple(item["voxel_size"])}
-        if item["kind"] == "speed":
-            kwargs["margin_mm"] = SPEED_MARGIN_MM
+        make_swi_case, kwargs = case_kwargs(item)
         t0 = time.perf_counter()
         case = make_swi_case(int(item["seed"]), **kwargs)
         affine = np.asarray(case.magnitude.affine, float)
         magnitude = np.asarray(case.magnitude.dataobj)
         phase = np.asarray(case.phase.dataobj, dtype=np.float32) if case.phase is not None else np.zeros(0, np.float32)
         instances = np.asarray(case.truth["instances"].dataobj).astype(np.uint16)
-        if item["kind"] == "speed":
-            magnitude, new_affine = common.crop_or_pad(magnitude, affine, SPEED_SHAPE)
-            phase, _ = common.crop_or_pad(phase, affine, SPEED_SHAPE)
-            instances, _ = common.crop_or_pad(instances, affine, SPEED_SHAPE)
+        if item["kind"].startswith("speed"):
+            shape = tuple(item.get("shape", SPEED_SHAPE))
+            magnitude, new_affine = common.crop_or_pad(magnitude, affine, shape)
+            phase, _ = common.crop_or_pad(phase, affine, shape)
+            instances, _ = common.crop_or_pad(instances, affine, shape)
             affine = new_affine
+        cmbs = [{"id": int(c["id"]), "diameter_mm": float(c["diameter_mm"]), "location": str(c["location"]),
+                 "region": str(c["region"])} for c in case.truth["cmbs"]]
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, magnitude=magnitude, phase=phase, affine=affine, instances=instances)
+        np.savez(tmp, magnitude=magnitude, phase=phase, affine=affine, instances=instances,
+                 cmbs=np.array(json.dumps(cmbs)), scanner=np.array(json.dumps(common.clean_json(kwargs))))
         os.replace(tmp, path)
         made.append({"path": str(path), "seconds": time.perf_counter() - t0, "shape": list(magnitude.shape)})
     return {"made": made}
@@ -425,6 +451,20 @@ def w_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     return {"memory": common.peak_memory()}
 
 
+def unet_train_zooms(paths: list[str]) -> np.ndarray:
+    """The spacing BasicUNet trains and infers at: the scans' own when they share one.
+
+    Randomised scanners (``--loso``) differ in voxel size and in which stored axis is the
+    thick one, so there a per-axis median means nothing: every scan is resampled to an
+    isotropic grid at the median of the scans' geometric-mean voxel edge.
+    """
+    zooms = [np.sqrt((np.load(p)["affine"][:3, :3] ** 2).sum(axis=0)) for p in paths]
+    if all(np.allclose(z, zooms[0], rtol=0.01) for z in zooms):
+        return np.asarray(zooms[0], float)
+    edge = float(np.median([np.prod(z) ** (1.0 / 3.0) for z in zooms]))
+    return np.full(3, edge)
+
+
 def w_train_unet(spec: dict[str, Any]) -> dict[str, Any]:
     """Worker: train BasicUNet on patches of the training phantoms (DiceCE, AdamW)."""
     import torch
@@ -438,11 +478,15 @@ def w_train_unet(spec: dict[str, Any]) -> dict[str, Any]:
     size = int(spec["patch"])
     t0 = time.perf_counter()
     scans = []
-    zooms = None
+    zooms = unet_train_zooms(spec["cases"])
     for path in spec["cases"]:
         magnitude, phase, instances = load_case(path, truth=True)
-        zooms = magnitude.zooms
         channels, mask = unet_channels(magnitude, phase)
+        factors = np.asarray(magnitude.zooms, float) / zooms
+        if np.any(np.abs(factors - 1.0) > 0.01):  # the grid UNet.probability resamples every scan to
+            channels = np.stack([ndimage.zoom(c, factors, order=1) for c in channels])
+            mask = ndimage.zoom(mask.astype(np.uint8), factors, order=0).astype(bool)
+            instances = ndimage.zoom(instances, factors, order=0)
         box = ndimage.find_objects(mask.astype(np.uint8))[0]
         box = tuple(slice(max(s.start - 8, 0), min(s.stop + 8, n)) for s, n in zip(box, mask.shape))
         channels, label, mask = channels[(slice(None), *box)], instances[box] > 0, mask[box]
@@ -493,7 +537,7 @@ def w_train_unet(spec: dict[str, Any]) -> dict[str, Any]:
     train_s = time.perf_counter() - t1
     net = net.to(memory_format=torch.contiguous_format)
     torch.save({"state_dict": {k: v.contiguous() for k, v in net.state_dict().items()},
-                "train_zooms": list(zooms)}, spec["unet_weights"])
+                "train_zooms": [float(z) for z in zooms]}, spec["unet_weights"])
     return {
         "prep_seconds": prep_s, "train_seconds": train_s, "steps": int(spec["steps"]),
         "seconds_per_step": train_s / max(1, int(spec["steps"])),
@@ -550,8 +594,15 @@ def w_speed(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def w_train_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    """Worker: train our detector (``--loso``; the code lives in ``_cmb_loso``)."""
+    from _cmb_loso import w_train_ours as train
+
+    return train(spec)
+
+
 WORKERS = {"generate": w_generate, "baseline": w_baseline, "train_unet": w_train_unet, "eval": w_eval,
-           "speed": w_speed}
+           "speed": w_speed, "train_ours": w_train_ours}
 
 
 def worker_main(spec_path: str) -> None:
@@ -758,13 +809,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="BasicUNet training seed")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 2 held-out, 1 high-res, 2 tuning, 3 BasicUNet-training scans, 60 steps")
+    p.add_argument("--loso", action="store_true",
+                   help="leave-one-simulator-out instead: train ours on each SWI simulator and both, test on both")
+    p.add_argument("--loso-train", type=int, default=20, help="--loso: training scans per simulator")
+    p.add_argument("--loso-val", type=int, default=6, help="--loso: validation (threshold) scans per simulator")
+    p.add_argument("--loso-test", type=int, default=8, help="--loso: test scans per simulator")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.n_cases, args.n_tune, args.n_train_unet, args.unet_steps = 2, 2, 3, 60
         args.n_highres = min(args.n_highres, 1)
+        args.loso_train, args.loso_val, args.loso_test = 3, 2, 2
     args.unet_features = tuple(int(v) for v in str(args.unet_features).split(","))
     return args
+
+
+def worker_base(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """What every child worker's spec carries (method settings from the command line)."""
+    return {
+        "threads": args.threads, "weights": str(args.weights), "version": args.version,
+        "unet_features": list(args.unet_features), "unet_roi": args.unet_roi, "unet_overlap": args.unet_overlap,
+        "sw_batch": args.sw_batch, "log_radii_mm": list(args.log_radii_mm), "log_num_sigma": args.log_num_sigma,
+        "log_smooth_mm": args.log_smooth_mm, "log_erode_mm": args.log_erode_mm,
+        "log_sweep_threshold": args.log_sweep_threshold, "unet_weights": str(work / "basicunet.pt"),
+    }
+
+
+def loso_main(args: argparse.Namespace) -> int:
+    """``--loso``: the leave-one-simulator-out run (``_cmb_loso``), with this file's header and workdir."""
+    import monai
+    import skimage
+    import torch
+
+    from _cmb_loso import run_loso
+
+    common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "
+                            f"scikit-image {skimage.__version__}")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="cmb-loso-"))
+    work.mkdir(parents=True, exist_ok=True)
+    code = run_loso(args, Path(__file__).resolve(), work)
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -772,6 +858,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker_main(args.worker)
         return 0
+    if args.loso:
+        return loso_main(args)
     import torch
 
     from napari_neuroreview.core.models.cmb_net import CMBPatchNet
@@ -799,13 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     script = Path(__file__).resolve()
     gpu = (not args.no_gpu) and torch.cuda.is_available()
-    base_spec = {
-        "threads": args.threads, "weights": str(args.weights), "version": args.version,
-        "unet_features": list(args.unet_features), "unet_roi": args.unet_roi, "unet_overlap": args.unet_overlap,
-        "sw_batch": args.sw_batch, "log_radii_mm": list(args.log_radii_mm), "log_num_sigma": args.log_num_sigma,
-        "log_smooth_mm": args.log_smooth_mm, "log_erode_mm": args.log_erode_mm,
-        "log_sweep_threshold": args.log_sweep_threshold, "unet_weights": str(work / "basicunet.pt"),
-    }
+    base_spec = worker_base(args, work)
 
     # ---------------------------------------------------------------- 1. scans
     plan = ([("test", SEED_BASE["test"] + i, CLINICAL_MM) for i in range(args.n_cases)]

@@ -1,0 +1,94 @@
+"""benchmarks/cmb.py --loso: the per-CMB strata rule, the lazy scan list, BasicUNet's grid."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _cmb_loso as loso  # noqa: E402
+import cmb as bench  # noqa: E402
+
+
+def _case(pairs: list[tuple[int, int]], unmatched_pred: list[int]) -> SimpleNamespace:
+    matching = SimpleNamespace(pairs=pairs, unmatched_pred=unmatched_pred,
+                               unmatched_truth=[], distances=[0.0] * len(pairs))
+    return SimpleNamespace(matching=matching)
+
+
+def test_per_cmb_found_at_one_fp_per_scan() -> None:
+    """A CMB counts at <= 1 FP/scan only when it scores above the first FP the scans cannot afford."""
+    records = [{"sweep": {"score": np.array([0.9, 0.8, 0.3])}}, {"sweep": {"score": np.array([0.95, 0.5])}}]
+    cases = [_case([(0, 0), (2, 1)], [1]), _case([(1, 0)], [0])]
+    metas = [[{"id": 1, "diameter_mm": 4.0}, {"id": 2, "diameter_mm": 2.5}], [{"id": 1, "diameter_mm": 6.0}]]
+    rows, cut = loso.per_cmb_found(records, cases, metas, "sweep")
+    # FP scores 0.95, 0.8; two scans afford two FPs -> no cut; one FP/scan on one scan -> cut at 0.95
+    assert cut == -np.inf and all(r["found_1fp"] for r in rows)
+    rows, cut = loso.per_cmb_found(records[:1], cases[:1], metas[:1], "sweep")
+    assert cut == -np.inf
+    rows, cut = loso.per_cmb_found(records, cases, metas, "sweep", max_fp_per_scan=0.5)
+    assert cut == 0.8
+    assert [r["found_1fp"] for r in rows] == [True, False, False]
+    assert [r["score"] for r in rows] == [0.9, 0.3, 0.5]
+
+
+def _write_case(path: Path, zooms: tuple[float, float, float]) -> None:
+    instances = np.zeros((12, 12, 8), np.uint16)
+    instances[5:7, 5:7, 3:5] = 1
+    magnitude = np.full(instances.shape, 100, np.int16)
+    np.savez(path, magnitude=magnitude, phase=np.zeros(0, np.float32), affine=np.diag([*zooms, 1.0]),
+             instances=instances, cmbs=np.array(json.dumps([{"id": 1, "diameter_mm": 2.4, "location": "deep",
+                                                             "region": "thalamus"}])),
+             scanner=np.array("{}"))
+
+
+def test_npz_scans_load_lazily_and_truth_meta(tmp_path: Path) -> None:
+    paths = [tmp_path / f"c{i}.npz" for i in range(2)]
+    for p in paths:
+        _write_case(p, (1.0, 1.0, 2.0))
+    scans = loso.NpzScans([str(p) for p in paths])
+    assert len(scans) == 2
+    assert [s.name for s in scans] == ["c0", "c1"]
+    assert scans[1].positives.shape == (1, 3)
+    with pytest.raises(IndexError):
+        scans[2]
+    assert loso.truth_meta(str(paths[0]))[0]["location"] == "deep"
+
+
+def test_unet_train_zooms_shared_or_isotropic(tmp_path: Path) -> None:
+    """One shared spacing is kept (the default run); mixed spacings go isotropic at the median edge."""
+    a, b, c = (tmp_path / f"{n}.npz" for n in "abc")
+    _write_case(a, (0.9, 0.9, 1.8))
+    _write_case(b, (0.9, 0.9, 1.8))
+    assert np.allclose(bench.unet_train_zooms([str(a), str(b)]), (0.9, 0.9, 1.8))
+    _write_case(c, (2.0, 0.5, 0.5))
+    edges = sorted(np.prod(z) ** (1 / 3) for z in [(0.9, 0.9, 1.8)] * 2 + [(2.0, 0.5, 0.5)])
+    assert np.allclose(bench.unet_train_zooms([str(a), str(b), str(c)]), [edges[1]] * 3)
+
+
+def test_cached_answer_only_for_the_same_spec_and_a_newer_answer(tmp_path: Path) -> None:
+    """An interrupted --loso run resumes; a changed spec or a retrained model is run again."""
+    import os
+
+    import _common as common
+
+    spec = {"task": "eval", "cases": ["a.npz"]}
+    out = tmp_path / "job.out.pkl"
+    (tmp_path / "job.spec.json").write_text(json.dumps(common.clean_json(dict(spec, out=str(out)))))
+    assert loso.cached_answer(spec, tmp_path, "job") is None  # no answer yet
+    common.write_answer(dict(spec, out=str(out)), {"x": 1})
+    assert loso.cached_answer(spec, tmp_path, "job") == {"x": 1}
+    assert loso.cached_answer({**spec, "cases": ["b.npz"]}, tmp_path, "job") is None
+    model = tmp_path / "model.pt"
+    model.write_text("weights")
+    os.utime(model, (out.stat().st_mtime + 10,) * 2)  # retrained after the answer
+    assert loso.cached_answer(spec, tmp_path, "job", after=model) is None
+    os.utime(model, (out.stat().st_mtime - 10,) * 2)
+    assert loso.cached_answer(spec, tmp_path, "job", after=model) == {"x": 1}
