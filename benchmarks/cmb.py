@@ -26,6 +26,7 @@ trained on 0..39 and validated on 100000..100009.
     python benchmarks/cmb.py                 # full run (~9 min on 2 idle CPU cores; ~50 min busy)
     python benchmarks/cmb.py --quick         # smoke test (~4-5 min idle)
     python benchmarks/cmb.py --weights ROOT --json out.json
+    python benchmarks/cmb.py --loso          # leave one SWI simulator out (_cmb_loso.py; trains ours 3 times)
 
 See benchmarks/README.md.
 """
