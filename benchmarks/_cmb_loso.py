@@ -393,6 +393,40 @@ def print_report(results: dict[str, Any], args: Any) -> None:
         print("  " + line)
 
 
+def card_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """Our detector's figures per (training -> test) pair, compact, for a model card.
+
+    ``neuroreview cmb train --card-figures`` records them in the shipped detector's card:
+    how the training recipe does on a simulator it never saw (A->B, B->A) and on held-out
+    scans of each simulator it trained on (A+B->A, A+B->B).
+    """
+    def num(value: Any) -> float | None:
+        return round(float(value), 4) if value is not None and math.isfinite(float(value)) else None
+
+    pairs = {}
+    for key, pair in results["pairs"].items():
+        ours = pair.get("ours")
+        if ours is None:
+            continue
+        s = ours["summary"]
+        pairs[key] = {
+            "held_out_simulator": key.split("->")[1] not in key.split("->")[0],
+            "scans": len(ours["per_case"]), "cmbs": s["n_truth"], "threshold": num(ours["threshold"]),
+            "sensitivity": num(s["sensitivity"]), "fp_per_scan": num(s["fp_per_subject"]),
+            "f1_pooled": num(s["f1_pooled"]), "dice_per_cmb_mean": num(s["dice_per_cmb_mean"]),
+            "froc_sensitivity_at_1_fp_per_scan": num(ours["froc_at_fp"].get("1.0")),
+            "sensitivity_at_1_fp_per_scan_by_stratum": {
+                label: {"n": v["n"], "sensitivity": num(v["sensitivity_at_1fp"])} for label, v in ours["strata"].items()},
+        }
+    return {
+        "what": "benchmarks/cmb.py --loso: ours trained on simulator A (phenomenological), B (physics) or both, "
+                "random scanner per scan, tested on held-out scans of each; sensitivity pooled over CMBs, FP per "
+                "scan a mean, Dice per matched CMB",
+        "sizes_per_simulator": results["sizes"], "seeds_first": {k: v[0] for k, v in results["seeds"].items() if v},
+        "pairs": pairs,
+    }
+
+
 def run_loso(args: Any, script: Path, work: Path) -> int:
     """``cmb.py --loso``: simulate, train three ways, tune peers, evaluate six pairs, report."""
     n = {"train": args.loso_train, "val": args.loso_val, "test": args.loso_test}
@@ -416,4 +450,7 @@ def run_loso(args: Any, script: Path, work: Path) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(common.clean_json(results), indent=1, allow_nan=False))
         print(f"\nAll numbers: {args.json}")
+    if args.card_json:
+        args.card_json.write_text(json.dumps(common.clean_json(card_figures(results)), indent=1, allow_nan=False))
+        print(f"Figures for the model card (cmb train --card-figures): {args.card_json}")
     return 0

@@ -815,6 +815,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-train", type=int, default=20, help="--loso: training scans per simulator")
     p.add_argument("--loso-val", type=int, default=6, help="--loso: validation (threshold) scans per simulator")
     p.add_argument("--loso-test", type=int, default=8, help="--loso: test scans per simulator")
+    p.add_argument("--card-json", type=Path, default=None,
+                   help="--loso: also write our figures per pair here, for `neuroreview cmb train --card-figures`")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:

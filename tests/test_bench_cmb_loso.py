@@ -92,3 +92,23 @@ def test_cached_answer_only_for_the_same_spec_and_a_newer_answer(tmp_path: Path)
     assert loso.cached_answer(spec, tmp_path, "job", after=model) is None
     os.utime(model, (out.stat().st_mtime - 10,) * 2)
     assert loso.cached_answer(spec, tmp_path, "job", after=model) == {"x": 1}
+
+
+def test_card_figures_mark_the_held_out_simulator_and_drop_nan() -> None:
+    """The card gets ours only, per pair; a pair is 'held out' when its test simulator was not trained on."""
+    def report(sens: float) -> dict:
+        return {"threshold": 0.4, "per_case": [{}, {}], "froc_at_fp": {"1.0": sens},
+                "summary": {"n_truth": 10, "sensitivity": sens, "fp_per_subject": 0.5, "f1_pooled": 0.7,
+                            "dice_per_cmb_mean": float("nan")},
+                "strata": {"size 2-3 mm": {"n": 3, "sensitivity_at_1fp": 0.5}}}
+
+    results = {"sizes": {"train": 2, "val": 1, "test": 2}, "seeds": {"test_A": [740000, 740001], "test_B": []},
+               "pairs": {"A->B": {"ours": report(0.6), "log": report(0.9)}, "A+B->A": {"ours": report(0.8)},
+                         "B->A": {"log": report(0.1)}}}
+    card = loso.card_figures(results)
+    assert set(card["pairs"]) == {"A->B", "A+B->A"}  # B->A has no 'ours'
+    assert card["pairs"]["A->B"]["held_out_simulator"] and not card["pairs"]["A+B->A"]["held_out_simulator"]
+    assert card["pairs"]["A->B"]["sensitivity"] == 0.6 and card["pairs"]["A->B"]["dice_per_cmb_mean"] is None
+    assert card["pairs"]["A->B"]["sensitivity_at_1_fp_per_scan_by_stratum"]["size 2-3 mm"] == {"n": 3, "sensitivity": 0.5}
+    assert card["seeds_first"] == {"test_A": 740000}
+    json.dumps(card, allow_nan=False)
