@@ -109,3 +109,6 @@ def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkey
     assert card["config"]["held_out_simulator_figures"] == {"A->B": {"sensitivity": 0.5}}
     assert "core.phantoms.swi_physics" in card["training_data"]
     assert json.loads(capsys.readouterr().out)["version"] == "0.5.0"
+    from napari_neuroreview.core.tasks.cmb.model import load_detector
+
+    assert load_detector("0.5.0", "cpu", roots=[out]).card.config["scanner"] == "randomised"  # the card loads
