@@ -296,9 +296,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps-per-epoch", type=config_type("max_steps_per_epoch"), default=None,
                    help="batches per epoch, a cap (default: the training config's)")
     p.add_argument("--lr", type=config_type("lr"), default=None, help="peak learning rate (default: the training config's)")
-    p.add_argument("--simulator", choices=tuple(SIMULATORS), default="both",
+    p.add_argument("--simulator", choices=tuple(SIMULATORS), default="phenomenological",
                    help="SWI simulators of the phantom scans, taken in turn with 'both' (without --store)")
-    p.add_argument("--scanner", choices=("randomised", "default"), default="randomised",
+    p.add_argument("--scanner", choices=("randomised", "default"), default="default",
                    help="a random scanner per phantom scan (voxel size, orientation, obliquity, coverage, TE/field, "
                         "contrast, noise) or each simulator's default one")
     p.add_argument("--card-figures", default=None,

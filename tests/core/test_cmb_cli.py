@@ -98,7 +98,7 @@ def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkey
     figures.write_text(json.dumps({"A->B": {"sensitivity": 0.5}}))
     out = tmp_path / "models"
     assert main(["cmb", "train", "--phantoms", "3", "--val", "2", "--epochs", "1", "--steps-per-epoch", "2",
-                 "--simulator", "both", "--seed", "7", "--version", "0.5.0", "--out", str(out), "--device", "cpu",
+                 "--simulator", "both", "--scanner", "randomised", "--seed", "7", "--version", "0.5.0", "--out", str(out), "--device", "cpu",
                  "--card-figures", str(figures), "--quiet"]) == 0
     assert made == [("phenomenological", 7, True), ("physics", 8, True), ("phenomenological", 9, True),
                     ("phenomenological", 100_007, True), ("physics", 100_008, True)]
