@@ -22,6 +22,13 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+#: A candidate's smoothed local contrast must be below this (tissue is about 1). Measured on
+#: the training and validation scans of both SWI simulators (52 scans, random scanners,
+#: 297 CMBs; no test scan): the faintest CMB's darkest candidate had 0.705, and 99 % of
+#: CMBs were below 0.62, while most candidates between 0.75 and 0.8 are noise minima (the
+#: median candidate of a noisy 256 x 256 x 96 scan was 0.78). 0.8 kept 3716 candidates on
+#: that scan, 0.75 kept 632, and every CMB of the 52 scans.
+DARKNESS = 0.75
 #: Physical scales (mm) of the screen.
 SMALL_SIGMA_MM = 0.6
 LARGE_SIGMA_MM = 8.0
@@ -117,7 +124,7 @@ def find_candidates(
     magnitude: np.ndarray,
     zooms: tuple[float, float, float],
     max_candidates: int | None = None,
-    darkness: float = 0.8,
+    darkness: float = DARKNESS,
     mask: np.ndarray | None = None,
 ) -> tuple[Candidates, np.ndarray, np.ndarray]:
     """Dark, compact spots inside the head.
