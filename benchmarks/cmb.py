@@ -101,42 +101,31 @@ def load_truth(path: str | Path) -> np.ndarray:
         return z["instances"].astype(np.int64)
 
 
-def case_kwargs(item: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """(``make_swi_case`` of the item's simulator, its keyword arguments).
-
-    An item with ``"randomise": true`` gets ``case_scanner``'s random scanner for its seed
-    (the leave-one-simulator-out run); otherwise the fixed voxel size of the default run.
-    """
-    from napari_neuroreview.core.phantoms.scanner_draws import case_scanner
-
-    simulator = item.get("simulator", "phenomenological")
-    if simulator == "physics":
-        from napari_neuroreview.core.phantoms.swi_physics import make_swi_case
-    else:
-        from napari_neuroreview.core.phantoms.swi import make_swi_case
-    if item.get("randomise"):
-        return make_swi_case, case_scanner(int(item["seed"]), simulator)
-    kwargs: dict[str, Any] = {"voxel_size": tuple(item["voxel_size"])}
-    if item["kind"] == "speed":  # the 512 x 512 scan at 0.45 mm: default margin, zero-padded (memory)
-        kwargs["margin_mm"] = SPEED_MARGIN_MM
-    return make_swi_case, kwargs
-
-
 def w_generate(spec: dict[str, Any]) -> dict[str, Any]:
     """Worker: simulate cases and save magnitude, phase, affine, truth instances and truth metadata.
+
+    Cases come from ``cli_cmb.simulated_case`` (the recipe ``cmb train`` uses): an item with
+    ``"randomise": true`` gets its random scanner, others the fixed voxel size given.
 
     ``cmbs`` (a JSON array: id, diameter_mm, location, region of each true CMB) and
     ``scanner`` (the keyword arguments) ride along as JSON strings, so the stratified
     tables need no second simulation. Speed items are cropped/padded to ``item["shape"]``.
     """
+    from napari_neuroreview.cli_cmb import simulated_case
+
     made = []
     for item in spec["cases"]:
         path = Path(item["path"])
         if path.is_file():
             continue
-        make_swi_case, kwargs = case_kwargs(item)
+        fixed: dict[str, Any] = {}
+        if not item.get("randomise"):  # the default run's fixed grid
+            fixed["voxel_size"] = tuple(item["voxel_size"])
+            if item["kind"] == "speed":  # the 256 x 256 x 96 speed scan: a margin of background noise
+                fixed["margin_mm"] = SPEED_MARGIN_MM
         t0 = time.perf_counter()
-        case = make_swi_case(int(item["seed"]), **kwargs)
+        case, kwargs = simulated_case(item.get("simulator", "phenomenological"), int(item["seed"]),
+                                      bool(item.get("randomise")), **fixed)
         affine = np.asarray(case.magnitude.affine, float)
         magnitude = np.asarray(case.magnitude.dataobj)
         phase = np.asarray(case.phase.dataobj, dtype=np.float32) if case.phase is not None else np.zeros(0, np.float32)

@@ -128,28 +128,34 @@ SIMULATORS = {"phenomenological": ("phenomenological",), "physics": ("physics",)
               "both": ("phenomenological", "physics")}
 
 
-def phantom_scan(simulator: str, seed: int, randomise: bool) -> Any:
-    """One simulated, labelled SWI scan: ``simulator``'s case ``seed``, on a random scanner if asked.
+def simulated_case(simulator: str, seed: int, randomise: bool, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """``simulator``'s SWI case ``seed`` and the keywords it was made with.
 
-    The one recipe for a phantom training scan (``cmb train`` and the benchmark's
-    leave-one-simulator-out training both call it). The simulators are the CLI's to call
-    (lazily, like ``cmb phantoms``), so that nothing in ``core.tasks`` imports ``core.phantoms``.
+    The one recipe for a phantom scan (``cmb train`` and the benchmarks call it):
+    ``randomise`` draws the scanner with ``case_scanner(seed, simulator)``; otherwise
+    ``kwargs`` (e.g. a fixed voxel size) go to the simulator as they are. The simulators are
+    the CLI's to call (lazily, like ``cmb phantoms``), so that nothing in ``core.tasks``
+    imports ``core.phantoms``.
     """
+    if simulator == "physics":
+        from .core.phantoms.swi_physics import make_swi_case
+    else:
+        from .core.phantoms.swi import make_swi_case
+    if randomise:
+        from .core.phantoms.scanner_draws import case_scanner
+
+        kwargs = case_scanner(seed, simulator)
+    return make_swi_case(seed, **kwargs), kwargs
+
+
+def phantom_scan(simulator: str, seed: int, randomise: bool) -> Any:
+    """One simulated, labelled SWI training scan (:func:`simulated_case`)."""
     import numpy as np
 
     from .core.io.nifti import volume_from_image
     from .core.tasks.cmb.train import labelled_from_instances
 
-    if simulator == "physics":
-        from .core.phantoms.swi_physics import make_swi_case
-    else:
-        from .core.phantoms.swi import make_swi_case
-    kwargs: dict[str, Any] = {}
-    if randomise:
-        from .core.phantoms.scanner_draws import case_scanner
-
-        kwargs = case_scanner(seed, simulator)
-    case = make_swi_case(seed, **kwargs)
+    case, _ = simulated_case(simulator, seed, randomise)
     magnitude = volume_from_image(case.magnitude)
     phase = volume_from_image(case.phase) if case.phase is not None else None
     instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
