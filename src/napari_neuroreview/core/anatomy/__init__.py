@@ -19,6 +19,9 @@ Where things are
 :mod:`.atlas`
     The five resting-state networks' ROI tables and template maps (imported as a module:
     ``from napari_neuroreview.core.anatomy import atlas``).
+:mod:`.mars`
+    MARS microbleed regions (lobar, deep, infratentorial, per side) in MNI space:
+    :func:`~.mars.regions_at`, :func:`~.mars.region_points` (imported as a module).
 """
 
 from __future__ import annotations
