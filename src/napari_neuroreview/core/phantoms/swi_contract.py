@@ -10,14 +10,17 @@ only the contract and the anatomical tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 __all__ = [
-    "CALC_SITES", "CALC_SITE_WEIGHTS", "LOCATIONS", "REGION_BOXES_MNI", "SWICase", "lesion_weights", "phantom_image",
+    "CALC_SITES", "CALC_SITE_WEIGHTS", "LOCATIONS", "REGION_BOXES_MNI", "CMBSite", "SWICase", "SiderosisSite",
+    "check_sites", "lesion_weights", "phantom_image", "skipped_site",
 ]
 
 #: Microbleed location classes (MARS: Gregoire et al. 2009, Neurology 73:1759).
@@ -108,3 +111,63 @@ def lesion_weights(cmb_diameter_mm: tuple[float, float], location_weights: dict[
     if set(weights) - set(LOCATIONS) or any(float(v) < 0 for v in weights.values()) or sum(weights.values()) <= 0:
         raise ValueError(f"location_weights must map {LOCATIONS} to weights >= 0 (sum > 0), got {weights!r}")
     return weights
+
+
+@dataclass(frozen=True)
+class CMBSite:
+    """A microbleed to draw exactly here (``make_swi_case(cmb_sites=...)`` of either simulator).
+
+    Why: a cohort whose sites follow a disease (``core.phantoms.csvd_cohort``) must decide
+    where every bleed is, while each simulator keeps its own physics (size -> blooming,
+    susceptibility, signal). ``region`` and ``location`` are copied into the truth record
+    (e.g. a MARS region and class).
+    """
+
+    world_ras_mm: tuple[float, float, float]
+    diameter_mm: float
+    region: str = ""
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class SiderosisSite:
+    """Cortical superficial siderosis to draw along a path: a thin haemosiderin layer.
+
+    ``path_ras_mm``: the polyline (world RAS mm, >= 2 points) along the cortical surface;
+    ``thickness_mm``: the layer's true thickness (drawn as a tube of that diameter).
+    """
+
+    path_ras_mm: tuple[tuple[float, float, float], ...]
+    thickness_mm: float
+    region: str = ""
+
+
+def check_sites(cmb_sites: Sequence[CMBSite] | None, n_cmb: int | None,
+                siderosis: Sequence[SiderosisSite] | None = None) -> None:
+    """Refuse explicit sites given with ``n_cmb``, and sites with a bad position, size or path.
+
+    Why here: both simulators take the same arguments and must refuse the same bad values.
+    """
+    if cmb_sites is not None and n_cmb is not None:
+        raise ValueError("give n_cmb or cmb_sites, not both")
+    for s in cmb_sites or ():
+        if not isinstance(s, CMBSite):
+            raise ValueError(f"cmb_sites must hold CMBSite objects, got {s!r}")
+        if len(s.world_ras_mm) != 3 or not all(math.isfinite(float(v)) for v in s.world_ras_mm) or not (
+                math.isfinite(float(s.diameter_mm)) and float(s.diameter_mm) > 0):
+            raise ValueError(f"a CMB site needs 3 finite coordinates and a diameter > 0, got {s!r}")
+    for s in siderosis or ():
+        if not isinstance(s, SiderosisSite):
+            raise ValueError(f"siderosis must hold SiderosisSite objects, got {s!r}")
+        path = np.asarray(s.path_ras_mm, float)
+        if path.ndim != 2 or path.shape[1] != 3 or len(path) < 2 or not np.isfinite(path).all() or not (
+                float(s.thickness_mm) > 0):
+            raise ValueError(f"a siderosis site needs a path of >= 2 finite 3D points and a thickness > 0, got {s!r}")
+
+
+def skipped_site(site: CMBSite, reason: str) -> dict[str, Any]:
+    """The truth record of a site a simulator did not draw (``truth['skipped_sites']``)."""
+    rec = asdict(site)
+    rec["world_ras_mm"] = [round(float(v), 4) for v in site.world_ras_mm]
+    rec["reason"] = reason
+    return rec

@@ -8,6 +8,8 @@ scanner (bias field, complex noise, magnitude and phase) and the ground truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -15,9 +17,9 @@ import numpy as np
 from napari_neuroreview.core.anatomy import load_mni_anatomy, make_affine, sample_template_maps
 from napari_neuroreview.core.phantoms.anatomy import complex_noise, random_bias_field
 
-from ..swi_contract import SWICase, lesion_weights, phantom_image
+from ..swi_contract import CMBSite, SiderosisSite, SWICase, check_sites, lesion_weights, phantom_image
 from .contrast import _template_signal
-from .lesions import add_calcifications, add_microbleeds
+from .lesions import add_calcifications, add_microbleed_sites, add_microbleeds, add_siderosis
 from .mimics import MIMIC_LABELS, MIMIC_TYPES, add_airbone, add_iron, add_sulcal, add_veins
 from .scene import _Grid, _r, _Scene
 from .susceptibility import B0_T, BLOOMING_K_PER_MS, PHASE_CONVENTION, _bloom
@@ -62,6 +64,8 @@ def make_swi_case(
     dtype: Any = np.int16,
     margin_mm: float = 5.0,
     t2star_scale: float = 1.0,
+    cmb_sites: Sequence[CMBSite] | None = None,
+    siderosis: Sequence[SiderosisSite] | None = None,
 ) -> SWICase:
     """Simulate an SWI scan (GRE magnitude + filtered phase) with microbleeds and mimics.
 
@@ -116,6 +120,16 @@ def make_swi_case(
         Multiplies every tissue's and nucleus's T2*: a contrast change at the same TE
         (1.5 T has ~1.25 x the 3 T T2*, Peters et al. 2007, Magn Reson Imaging 25:748;
         domain randomisation, ``core.phantoms.scanner_draws``). 1.0: the 3 T values.
+    cmb_sites : sequence of CMBSite or None
+        Draw the microbleeds exactly there (``swi_contract.CMBSite``: centre, true
+        diameter, region and location copied into the truth) instead of ``n_cmb`` /
+        ``location_weights`` draws (``n_cmb`` must then be None). A site whose visible
+        sphere leaves the view or meets an earlier site or a mimic is skipped and listed
+        in ``truth['skipped_sites']`` with its reason. None: the drawn microbleeds, the
+        case exactly as without this argument.
+    siderosis : sequence of SiderosisSite or None
+        Cortical superficial siderosis layers, drawn after the microbleeds
+        (:func:`~.lesions.add_siderosis`) and recorded as ``siderosis`` mimics.
 
     Returns
     -------
@@ -125,6 +139,7 @@ def make_swi_case(
         raise ValueError("bias_strength and noise_sd must be >= 0; te_ms, intensity_scale and t2star_scale > 0")
     if n_cmb is not None and int(n_cmb) < 0:
         raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
+    check_sites(cmb_sites, n_cmb, siderosis)
     weights = lesion_weights(cmb_diameter_mm, location_weights)
     lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
     anat = load_mni_anatomy()
@@ -138,6 +153,8 @@ def make_swi_case(
     iron_jitter = float(rng.uniform(-0.1, 0.1))
     drawn_n = int(rng.poisson(6.0))
     n_requested = drawn_n if n_cmb is None else int(n_cmb)
+    if cmb_sites is not None:
+        n_requested = len(cmb_sites)
     counts = _resolve_mimics(rng, mimics)
     if t2star_scale != 1.0:  # T2* = base * (1 + jitter), so scale (1 + jitter); 1.0 leaves the case untouched
         t2_jitter = float(t2star_scale) * (1.0 + t2_jitter) - 1.0
@@ -171,7 +188,13 @@ def make_swi_case(
     add_sulcal(scene, counts["sulcal"])
     add_airbone(scene, counts["airbone"])
     add_calcifications(scene, counts["calcification"])
-    cmb_truth = add_microbleeds(scene, n_requested, weights, (lo_d, hi_d))
+    skipped: list[dict[str, Any]] = []
+    if cmb_sites is None:
+        cmb_truth = add_microbleeds(scene, n_requested, weights, (lo_d, hi_d))
+    else:
+        cmb_truth, skipped = add_microbleed_sites(scene, cmb_sites)
+    if siderosis:
+        add_siderosis(scene, siderosis)
     layers, mimic_truth = scene.layers, scene.mimic_truth
 
     # 10. scanner: bias field, complex noise, magnitude and phase
@@ -233,6 +256,10 @@ def make_swi_case(
     }
     if t2star_scale != 1.0:  # only when set, so default cases' truth stays byte-identical
         params["t2star_scale"] = float(t2star_scale)
+    if cmb_sites is not None:  # likewise
+        params["cmb_sites"] = [asdict(s) for s in cmb_sites]
+    if siderosis:
+        params["siderosis"] = [asdict(s) for s in siderosis]
     magnitude_img = phantom_image(mag_data, affine, "neuroreview simulated SWI magnitude (MNI152 2009), not a patient")
     truth: dict[str, Any] = {
         "instances": phantom_image(layers.instances, affine, "neuroreview CMB instance truth", intent_label=True),
@@ -243,4 +270,6 @@ def make_swi_case(
         "brain_mask": phantom_image(brain_mask, affine, "neuroreview brain mask truth"),
         "params": params,
     }
+    if cmb_sites is not None:
+        truth["skipped_sites"] = skipped
     return SWICase(magnitude=magnitude_img, phase=phase_img, truth=truth)

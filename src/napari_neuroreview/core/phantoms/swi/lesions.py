@@ -11,6 +11,7 @@ docstring (:mod:`napari_neuroreview.core.phantoms.swi`, *Microbleeds*, *Calcific
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,17 @@ from scipy import ndimage
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, voxel_to_world
 
-from ..swi_contract import CALC_SITE_WEIGHTS, CALC_SITES, LOCATIONS, REGION_BOXES_MNI
-from .mimics import _MIMIC_LABEL_OF
-from .scene import _Grid, _Layers, _r, _Scene
+from ..swi_contract import (
+    CALC_SITE_WEIGHTS,
+    CALC_SITES,
+    LOCATIONS,
+    REGION_BOXES_MNI,
+    CMBSite,
+    SiderosisSite,
+    skipped_site,
+)
+from .mimics import _MIMIC_LABEL_OF, _render_vein
+from .scene import _Grid, _Layers, _Obstacles, _r, _Scene
 from .susceptibility import _voxel_phase
 
 def in_region_box(ras_mm: Any, location: str) -> bool:
@@ -211,7 +220,6 @@ def add_microbleeds(
     locs = list(available)
     p_loc = np.array([weights[loc] for loc in locs], float)
     truth: list[dict[str, Any]] = []
-    vox_mm3 = float(abs(np.linalg.det(grid.linear)))
     for _ in range(count if locs else 0):
         for _attempt in range(200):
             loc = locs[int(rng.choice(len(locs), p=p_loc / p_loc.sum()))]
@@ -219,27 +227,91 @@ def add_microbleeds(
             j = int(rng.integers(len(cand.points)))
             c = cand.points[j].astype(float) + rng.uniform(-0.5, 0.5, size=3)
             d_true = _draw_diameter(rng, *diameter_range)
-            r_true, r_vis = d_true / 2, d_true / 2 * scene.bloom
+            r_vis = d_true / 2 * scene.bloom
             if cand.depth[j] >= 0.7 * r_vis and grid.contains(c, r_vis)[0] and scene.obstacles.clear(c, r_vis):
                 break
         else:
             continue
-        cmb_id = len(truth) + 1
+        _draw_cmb(scene, c, d_true, loc, cand.names[int(cand.region[j])], truth)
+    return truth
+
+
+def _draw_cmb(scene: _Scene, c: np.ndarray, d_true: float, location: str, region: str,
+              truth: list[dict[str, Any]]) -> None:
+    """Draw one placed microbleed (signal and susceptibility drawn here) and append its truth."""
+    rng, grid = scene.rng, scene.grid
+    r_true, r_vis = d_true / 2, d_true / 2 * scene.bloom
+    vox_mm3 = float(abs(np.linalg.det(grid.linear)))
+    cmb_id = len(truth) + 1
+    f = float(rng.uniform(0.1, 0.3))
+    dchi = float(rng.uniform(0.10, 0.25))
+    n_vox = _render_sphere(grid, scene.layers, c, r_true, r_vis, f, dchi, scene.rad_per_ppm, ("instance", cmb_id))
+    scene.obstacles.spheres.append((c, r_vis))
+    c = np.round(c, 4)
+    truth.append({
+        "id": cmb_id,
+        "world_ras_mm": _r(c),
+        "voxel_ijk": _r(grid.voxel_of(c)),
+        "diameter_mm": round(d_true, 4),
+        "visible_diameter_mm": round(2 * r_vis, 4),
+        "volume_mm3": round(n_vox * vox_mm3, 4),
+        "location": location,
+        "region": region,
+        "susceptibility_ppm": round(dchi, 4),
+        "signal_fraction": round(f, 4),
+    })
+
+
+def add_microbleed_sites(scene: _Scene, sites: Sequence[CMBSite]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Draw microbleeds exactly at ``sites`` (in order); returns (truth, skipped sites).
+
+    Size, blooming, signal and susceptibility as :func:`add_microbleeds` draws them; no
+    depth rule (the caller chose the site). A site is skipped, with its reason, when its
+    visible sphere leaves the view or comes within the clearance of an earlier site or
+    of a mimic.
+    """
+    grid = scene.grid
+    truth: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    placed: list[tuple[np.ndarray, float]] = []
+    for site in sites:
+        c = np.asarray(site.world_ras_mm, float)
+        r_vis = float(site.diameter_mm) / 2 * scene.bloom
+        if not grid.contains(c, r_vis)[0]:
+            skipped.append(skipped_site(site, "outside the field of view"))
+        elif not _Obstacles(spheres=placed).clear(c, r_vis):
+            skipped.append(skipped_site(site, "overlaps an earlier site"))
+        elif not scene.obstacles.clear(c, r_vis):
+            skipped.append(skipped_site(site, "overlaps a mimic"))
+        else:
+            placed.append((c, r_vis))
+            _draw_cmb(scene, c, float(site.diameter_mm), site.location, site.region, truth)
+    return truth, skipped
+
+
+def add_siderosis(scene: _Scene, sites: Sequence[SiderosisSite]) -> None:
+    """Cortical superficial siderosis: a thin paramagnetic, dark layer along each site's path.
+
+    Drawn as a vein is (:func:`~.mimics._render_vein`: a tube of the site's thickness,
+    blooming with TE, cylinder phase), with a microbleed's signal drop and susceptibility
+    (haemosiderin, as in a bleed), after the microbleeds and over whatever lies there.
+    Labelled with the superficial-spot mimic label (3, "sulcal/airbone") where no
+    microbleed is, and recorded as a ``siderosis`` mimic.
+    """
+    rng, layers = scene.rng, scene.layers
+    for site in sites:
+        path = np.asarray(site.path_ras_mm, float)
+        r_true = float(site.thickness_mm) / 2
+        r_vis = r_true * scene.bloom
         f = float(rng.uniform(0.1, 0.3))
         dchi = float(rng.uniform(0.10, 0.25))
-        n_vox = _render_sphere(grid, scene.layers, c, r_true, r_vis, f, dchi, scene.rad_per_ppm, ("instance", cmb_id))
-        scene.obstacles.spheres.append((c, r_vis))
-        c = np.round(c, 4)
-        truth.append({
-            "id": cmb_id,
-            "world_ras_mm": _r(c),
-            "voxel_ijk": _r(grid.voxel_of(c)),
-            "diameter_mm": round(d_true, 4),
-            "visible_diameter_mm": round(2 * r_vis, 4),
-            "volume_mm3": round(n_vox * vox_mm3, 4),
-            "location": loc,
-            "region": cand.names[int(cand.region[j])],
-            "susceptibility_ppm": round(dchi, 4),
-            "signal_fraction": round(f, 4),
-        })
-    return truth
+        before = layers.mimics.copy()
+        _render_vein(scene.grid, layers, path, r_true, r_vis, f, dchi, scene.rad_per_ppm)
+        new = (layers.mimics != before) & (layers.instances == 0)
+        layers.mimics[:] = before
+        layers.mimics[new] = _MIMIC_LABEL_OF["sulcal"]
+        length = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+        mid = path[len(path) // 2]
+        scene.record("siderosis", mid, region=site.region, path=[_r(p, 4) for p in path],
+                     thickness_mm=round(2 * r_true, 4), visible_thickness_mm=round(2 * r_vis, 4),
+                     length_mm=round(length, 4), susceptibility_ppm=round(dchi, 4), signal_fraction=round(f, 4))

@@ -11,6 +11,8 @@ truth. Same output contract as the phenomenological simulator
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from napari_neuroreview.core.anatomy import (
     voxel_to_world,
 )
 
-from ..swi_contract import SWICase, lesion_weights, phantom_image
+from ..swi_contract import CMBSite, SiderosisSite, SWICase, check_sites, lesion_weights, phantom_image
 from .dipole import rad_per_ppm
 from .objects import (
     MIMIC_LABEL_OF,
@@ -31,7 +33,9 @@ from .objects import (
     Scene,
     _r,
     add_calcifications,
+    add_microbleed_sites,
     add_microbleeds,
+    add_siderosis,
     add_small_veins,
 )
 from .processing import highpass_phase
@@ -104,6 +108,8 @@ def make_swi_case(
     macro_mm: float = 1.5,
     fine_mm: float = 0.3,
     highpass_sigma_mm: float = 4.0,
+    cmb_sites: Sequence[CMBSite] | None = None,
+    siderosis: Sequence[SiderosisSite] | None = None,
 ) -> SWICase:
     """Simulate an SWI (GRE magnitude + filtered phase) from susceptibility physics.
 
@@ -114,6 +120,9 @@ def make_swi_case(
     ``highpass_sigma_mm`` (homodyne filter). ``mimics`` counts: ``vein`` (small veins,
     default 14-24), ``iron`` (0/1: nuclei iron), ``airbone`` (0/1: skull-base air),
     ``calcification`` (default 0-2); the dural sinuses and deep veins are always there.
+    ``cmb_sites`` (microbleeds drawn exactly there instead of ``n_cmb`` draws; skipped
+    ones in ``truth['skipped_sites']``) and ``siderosis`` (cortical superficial siderosis,
+    ``siderosis`` mimics) as in the other simulator; None: the case as without them.
     Every draw comes from ``numpy.random.default_rng(seed)`` in a fixed order.
     """
     b0 = float(b0_t)
@@ -121,6 +130,7 @@ def make_swi_case(
     te = DEFAULT_TE_MS[b0] if te_ms is None else float(te_ms)
     if te <= 0 or noise_sd < 0 or bias_strength < 0 or not intensity_scale > 0:
         raise ValueError("te_ms and intensity_scale must be > 0; noise_sd and bias_strength >= 0")
+    check_sites(cmb_sites, n_cmb, siderosis)
     weights = lesion_weights(cmb_diameter_mm, location_weights)
     lo_d, hi_d = (float(v) for v in cmb_diameter_mm)
     anat = load_mni_anatomy()
@@ -135,6 +145,8 @@ def make_swi_case(
     n_req = drawn_n if n_cmb is None else int(n_cmb)
     if n_req < 0:
         raise ValueError(f"n_cmb must be >= 0 or None, got {n_cmb!r}")
+    if cmb_sites is not None:
+        n_req = len(cmb_sites)
     counts = {"vein": int(rng.integers(14, 25)), "iron": 1, "airbone": 1, "calcification": int(rng.integers(0, 3))}
     for k, v in (mimics or {}).items():
         if k not in counts or int(v) < 0:
@@ -192,7 +204,13 @@ def make_swi_case(
     scene.mimic_truth.extend(mimic_truth)
     add_small_veins(scene, counts["vein"], chi_v, s_blood)
     add_calcifications(scene, counts["calcification"])
-    cmb_truth = add_microbleeds(scene, n_req, weights, (lo_d, hi_d))
+    skipped: list[dict[str, Any]] = []
+    if cmb_sites is None:
+        cmb_truth = add_microbleeds(scene, n_req, weights, (lo_d, hi_d))
+    else:
+        cmb_truth, skipped = add_microbleed_sites(scene, cmb_sites)
+    if siderosis:
+        add_siderosis(scene, siderosis)
 
     # 7. scanner: receive bias, complex noise; magnitude and filtered phase
     bias = _bias(rng, float(bias_strength), grid)
@@ -226,6 +244,10 @@ def make_swi_case(
         "intensity_scale": float(intensity_scale), "dtype": out_dtype.name, "phase_convention": PHASE_CONVENTION,
         "mimic_labels": {str(k): v for k, v in MIMIC_LABELS.items()},
     }
+    if cmb_sites is not None:  # only when given, so default cases' truth stays byte-identical
+        params["cmb_sites"] = [asdict(s) for s in cmb_sites]
+    if siderosis:
+        params["siderosis"] = [asdict(s) for s in siderosis]
     truth: dict[str, Any] = {
         "instances": phantom_image(scene.instances, affine, "neuroreview CMB instance truth", intent_label=True),
         "cmbs": cmb_truth,
@@ -234,6 +256,8 @@ def make_swi_case(
         "brain_mask": phantom_image(brain, affine, "neuroreview brain mask truth"),
         "params": params,
     }
+    if cmb_sites is not None:
+        truth["skipped_sites"] = skipped
     return SWICase(phantom_image(mag, affine, "neuroreview physics-simulated SWI magnitude, not a patient"), phase_img, truth)
 
 

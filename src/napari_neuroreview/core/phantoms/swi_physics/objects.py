@@ -10,6 +10,7 @@ centre, plus the centre's voxel.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from scipy import ndimage
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, world_to_voxel
 
-from ..swi_contract import CALC_SITE_WEIGHTS, CALC_SITES, LOCATIONS
+from ..swi_contract import CALC_SITE_WEIGHTS, CALC_SITES, LOCATIONS, CMBSite, SiderosisSite, skipped_site
 from .render import AcqGrid, render_patch
 from .sources import (
     Candidates,
@@ -40,6 +41,8 @@ DARK_RATIO: float = 0.5
 MIMIC_LABELS: dict[int, str] = {0: "none", 1: "vein", 2: "iron", 3: "sulcal/airbone", 4: "calcification"}
 MIMIC_LABEL_OF: dict[str, int] = {"vein": 1, "iron": 2, "airbone": 3, "calcification": 4}
 _GAP_MM = 1.5
+#: Visible radius / deposit radius assumed when placing a microbleed: about 2 at SWI's B0 x TE.
+_BLOOM_EST = 2.0
 
 
 def _r(v: Any, nd: int = 4) -> list[float]:
@@ -236,7 +239,6 @@ def add_microbleeds(scene: Scene, count: int, weights: dict[str, float], diam: t
     locs = list(avail)
     p = np.array([weights[k] for k in locs], float)
     truth: list[dict[str, Any]] = []
-    vox_mm3 = float(abs(np.linalg.det(grid.linear)))
     for _ in range(count if locs else 0):
         for _attempt in range(200):
             loc = locs[int(rng.choice(len(locs), p=p / p.sum()))]
@@ -244,23 +246,81 @@ def add_microbleeds(scene: Scene, count: int, weights: dict[str, float], diam: t
             j = int(rng.integers(len(cand.points)))
             c = cand.points[j].astype(float) + rng.uniform(-0.5, 0.5, 3)
             d = float(diam[0] + (diam[1] - diam[0]) * rng.beta(1.3, 4.0))
-            r_est = d / 2 * 2.0  # visible radius, about twice the deposit's at SWI's B0 * TE
+            r_est = d / 2 * _BLOOM_EST
             if cand.depth[j] >= 0.7 * r_est and scene.inside(c, r_est) and scene.clear(c, r_est):
                 break
         else:
             continue
-        chi = float(rng.uniform(*CHI_CMB_PPM))
-        s_in = 0.0 if T2STAR_CMB_MS <= 0 else math.exp(-scene.te_ms / T2STAR_CMB_MS)
-        old = np.abs(scene.signal[tuple(np.clip(np.rint(grid.voxel(c)).astype(int), 0, np.asarray(grid.shape) - 1))])
-        lo, ratio = draw_sphere(scene, c, d / 2, chi, s_in * float(old))
-        idx = scene.dark_extent(lo, ratio, c)
-        cmb_id = len(truth) + 1
-        scene.instances[tuple(idx.T)] = cmb_id
-        vol = len(idx) * vox_mm3
-        vis = max(d, (6.0 * vol / math.pi) ** (1 / 3))
-        scene.spheres.append((c, vis / 2))
-        c = np.round(c, 4)
-        truth.append({"id": cmb_id, "world_ras_mm": _r(c), "voxel_ijk": _r(grid.voxel(c)), "diameter_mm": round(d, 4),
-                      "visible_diameter_mm": round(vis, 4), "volume_mm3": round(vol, 4), "location": loc,
-                      "region": cand.names[int(cand.region[j])], "susceptibility_ppm": round(chi, 4)})
+        _draw_cmb(scene, c, d, loc, cand.names[int(cand.region[j])], truth)
     return truth
+
+
+def _draw_cmb(scene: Scene, c: np.ndarray, d: float, location: str, region: str, truth: list[dict[str, Any]]) -> None:
+    """Draw one placed microbleed (susceptibility drawn here) and append its truth."""
+    rng, grid = scene.rng, scene.grid
+    vox_mm3 = float(abs(np.linalg.det(grid.linear)))
+    chi = float(rng.uniform(*CHI_CMB_PPM))
+    s_in = 0.0 if T2STAR_CMB_MS <= 0 else math.exp(-scene.te_ms / T2STAR_CMB_MS)
+    old = np.abs(scene.signal[tuple(np.clip(np.rint(grid.voxel(c)).astype(int), 0, np.asarray(grid.shape) - 1))])
+    lo, ratio = draw_sphere(scene, c, d / 2, chi, s_in * float(old))
+    idx = scene.dark_extent(lo, ratio, c)
+    cmb_id = len(truth) + 1
+    scene.instances[tuple(idx.T)] = cmb_id
+    vol = len(idx) * vox_mm3
+    vis = max(d, (6.0 * vol / math.pi) ** (1 / 3))
+    scene.spheres.append((c, vis / 2))
+    c = np.round(c, 4)
+    truth.append({"id": cmb_id, "world_ras_mm": _r(c), "voxel_ijk": _r(grid.voxel(c)), "diameter_mm": round(d, 4),
+                  "visible_diameter_mm": round(vis, 4), "volume_mm3": round(vol, 4), "location": location,
+                  "region": region, "susceptibility_ppm": round(chi, 4)})
+
+
+def add_microbleed_sites(scene: Scene, sites: Sequence[CMBSite]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Draw microbleeds exactly at ``sites`` (in order); returns (truth, skipped sites).
+
+    Susceptibility and rendering as :func:`add_microbleeds`; no depth rule (the caller
+    chose the site). A site is skipped, with its reason, when its estimated visible
+    sphere (:data:`_BLOOM_EST` x the deposit) leaves the view or comes within the
+    clearance of an earlier site or of a mimic.
+    """
+    truth: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    placed: list[tuple[np.ndarray, float]] = []
+    for site in sites:
+        c = np.asarray(site.world_ras_mm, float)
+        d = float(site.diameter_mm)
+        r_est = d / 2 * _BLOOM_EST
+        if not scene.inside(c, r_est):
+            skipped.append(skipped_site(site, "outside the field of view"))
+        elif any(np.linalg.norm(c - q) < r_est + rq + _GAP_MM for q, rq in placed):
+            skipped.append(skipped_site(site, "overlaps an earlier site"))
+        elif not scene.clear(c, r_est):
+            skipped.append(skipped_site(site, "overlaps a mimic"))
+        else:
+            placed.append((c, r_est))
+            _draw_cmb(scene, c, d, site.location, site.region, truth)
+    return truth, skipped
+
+
+def add_siderosis(scene: Scene, sites: Sequence[SiderosisSite]) -> None:
+    """Cortical superficial siderosis: a thin haemosiderin tube along each site's path.
+
+    A microbleed's susceptibility and inner signal (haemosiderin) in a tube of the site's
+    thickness, rendered as small veins are (:func:`_draw_tube`), after the microbleeds and
+    over whatever lies there. Labelled with the superficial-spot mimic label (3,
+    "sulcal/airbone") where its signal fell below :data:`DARK_RATIO` and no microbleed is;
+    recorded as a ``siderosis`` mimic.
+    """
+    rng = scene.rng
+    s_in = 0.0 if T2STAR_CMB_MS <= 0 else math.exp(-scene.te_ms / T2STAR_CMB_MS)
+    for site in sites:
+        path = np.asarray(site.path_ras_mm, float)
+        r = float(site.thickness_mm) / 2
+        chi = float(rng.uniform(*CHI_CMB_PPM))
+        lo, ratio = _draw_tube(scene, path, r, chi, s_in)
+        idx = np.argwhere(ratio < DARK_RATIO) + lo
+        idx = idx[scene.instances[tuple(idx.T)] == 0]
+        scene.mimics[tuple(idx.T)] = MIMIC_LABEL_OF["airbone"]
+        length = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+        scene.record("siderosis", path[len(path) // 2], region=site.region, path=[_r(q, 4) for q in path],
+                     thickness_mm=round(2 * r, 4), length_mm=round(length, 4), susceptibility_ppm=round(chi, 4))
