@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["POOLINGS", "GatedAttentionMIL", "MeanPoolMIL", "MILNet", "build_mil", "pad_bags"]
+__all__ = ["POOLINGS", "GatedAttentionMIL", "MILNet", "MeanPoolMIL", "build_mil", "pad_bags"]
 
 #: Pooling names :func:`build_mil` knows.
 POOLINGS: tuple[str, ...] = ("attention", "mean")
