@@ -156,3 +156,17 @@ def test_cohort_cross_validation_end_to_end():
         assert p.proba.shape == (30, 3) and np.isfinite(p.proba).all() and set(p.fold.tolist()) == {0, 1, 2}
         result = evaluate_predictions(p, n_boot=50, seed=0, metrics=("auc_macro", "balanced_accuracy"))
         assert np.isfinite(result.metrics["auc_macro"]["value"])
+
+
+def test_state_round_trip():
+    """What a model card's safetensors would hold gives back the same probabilities and attention."""
+    bags, labels = _cohort(12, 8)
+    config = MILConfig(**dict(FAST, epochs=2))
+    est = MILEstimator(config, device="cpu")
+    run_to_completion(est.fit(bags, labels))
+    state = est.state_dict()
+    assert all(v.device.type == "cpu" and v.is_contiguous() for v in state.values())
+    back = MILEstimator.from_state(state, config, device="cpu")
+    np.testing.assert_array_equal(back.predict_proba(bags), est.predict_proba(bags))
+    for a, b in zip(back.attention(bags), est.attention(bags)):
+        np.testing.assert_array_equal(a, b)

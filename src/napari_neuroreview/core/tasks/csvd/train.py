@@ -182,6 +182,26 @@ class MILEstimator:
         self.net, self.history = yield from train_mil([self.scaler(f) for f in features], np.asarray(labels),
                                                       self.config, self.device)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything fitted, as CPU tensors for safetensors: the network's weights and the scaler."""
+        if self.net is None:
+            raise RuntimeError("MILEstimator.state_dict before fit")
+        state = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state["scaler.mean"] = torch.as_tensor(self.scaler.mean, dtype=torch.float64)
+        state["scaler.std"] = torch.as_tensor(self.scaler.std, dtype=torch.float64)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], config: MILConfig, device: str = "auto") -> MILEstimator:
+        """A fitted estimator back from :meth:`state_dict` and the config it was trained with (eval mode)."""
+        est = cls(config, device)
+        est.scaler = _Scaler(state["scaler.mean"].numpy(), state["scaler.std"].numpy())
+        est.net = build_mil(config.pooling, len(est.scaler.mean), config.embed, config.attention, config.n_classes,
+                            config.dropout)
+        est.net.load_state_dict({k[len("net."):]: v for k, v in state.items() if k.startswith("net.")})
+        est.net.to(est.device).eval()
+        return est
+
     def _forward(self, bags: Sequence[Bag]) -> tuple[np.ndarray, list[np.ndarray]]:
         if self.net is None:
             raise RuntimeError("MILEstimator.predict_proba before fit")
