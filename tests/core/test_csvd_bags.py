@@ -3,14 +3,18 @@ world position whatever the voxel order, empty patients, lazy scans, the locatio
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from napari_neuroreview.core.anatomy.mars import MARS_CLASSES, REGIONS, MarsRegion, regions_at
-from napari_neuroreview.core.io.nifti import Volume, voxel_sha256
+from napari_neuroreview.core.io.nifti import Volume, load_volume, voxel_sha256
 from napari_neuroreview.core.models.cmb_net import CMBPatchNet
 from napari_neuroreview.core.progress import Progress
+from napari_neuroreview.core.tasks.cmb.model import card_threshold, load_detector
 from napari_neuroreview.core.tasks.cmb.patches import sample_patches
 from napari_neuroreview.core.tasks.csvd.bags import (
     LOCATION_FEATURES,
@@ -23,10 +27,12 @@ from napari_neuroreview.core.tasks.csvd.bags import (
     equivalent_diameter_mm,
     location_features,
     make_sites,
+    patch_embeddings,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
 WIDTH = 4  # deepest map: 4 x 4 = 16 channels
 SPOTS_VOX = [(12, 14, 20), (27, 25, 18)]
 
@@ -165,3 +171,32 @@ def test_make_sites_looks_up_mars_regions():
     assert make_sites([], np.zeros((0, 3)), np.zeros((0, 3)), []) == []
     with pytest.raises(ValueError):
         make_sites([1], mni, mni, [1.0])
+
+
+def test_sample_case_embeddings_are_what_the_shipped_detector_sees_at_its_microbleeds():
+    """On the committed sample case, the patch each truth CMB is embedded from is one the detector calls a microbleed.
+
+    The check of the whole chain (the scan's channels, world -> voxel, the patch grid): the
+    detector's classifier on the very features the embedding pools scores every truth CMB
+    above its threshold, and the same point moved 8 mm away below it.
+    """
+    magnitude = load_volume(SAMPLE / "sub-demo_swi.nii.gz")
+    phase = load_volume(SAMPLE / "sub-demo_phase.nii.gz")
+    world = np.array([c["world_ras_mm"] for c in json.loads((SAMPLE / "sub-demo_truth.json").read_text())["cmbs"]])
+    detector = load_detector(device="cpu")
+    scan = ScanChannels.from_scan(magnitude, phase)
+
+    def scores(points: np.ndarray) -> np.ndarray:
+        inverse = np.linalg.inv(magnitude.affine)
+        patches = sample_patches(scan.channels, magnitude.affine, points @ inverse[:3, :3].T + inverse[:3, 3])
+        with torch.no_grad():
+            deepest = detector.net.encode(torch.from_numpy(patches))[2]
+        np.testing.assert_allclose(deepest.mean(dim=(2, 3, 4)).numpy(), patch_embeddings(detector.net, scan, points),
+                                   rtol=1e-5, atol=1e-6)
+        with torch.no_grad():
+            return torch.sigmoid(detector.net.classify(deepest)).numpy()
+
+    threshold = card_threshold(detector.card)
+    assert len(world) >= 3
+    assert (scores(world) >= threshold).all()
+    assert (scores(world + [0.0, 0.0, 8.0]) < threshold).mean() >= 0.8
