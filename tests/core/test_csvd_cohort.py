@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from napari_neuroreview.core.anatomy import world_to_voxel
+from napari_neuroreview.core.anatomy import load_mni_anatomy, mars, world_to_voxel
+from napari_neuroreview.core.phantoms import csvd as cc
+from napari_neuroreview.core.phantoms.csvd import literature as lit
+from napari_neuroreview.core.phantoms.csvd import sites as csvd_sites
 from napari_neuroreview.core.phantoms.swi import make_swi_case as make_phen
 from napari_neuroreview.core.phantoms.swi_contract import CMBSite, SiderosisSite
 from napari_neuroreview.core.phantoms.swi_physics import make_swi_case as make_phys
@@ -82,3 +89,188 @@ def test_sites_and_n_cmb_are_refused_together() -> None:
         make_phen(1, n_cmb=2, cmb_sites=_SITES)
     with pytest.raises(ValueError, match="diameter"):
         make_phys(1, cmb_sites=[CMBSite((0.0, 0.0, 0.0), 0.0)])
+
+
+# --- the cohort generator -------------------------------------------------------------
+
+_N = 2000  # sampled patients (no images): ~20 s
+
+
+@pytest.fixture(scope="module")
+def patients() -> list[cc.CSVDPatient]:
+    return cc.csvd_patients(_N, seed=11)
+
+
+def _of(patients, subtype):
+    return [p for p in patients if p.subtype == subtype]
+
+
+def _shares(patients, subtype) -> dict[str, float]:
+    regs = Counter(s.region for p in _of(patients, subtype) for s in p.sites)
+    total = sum(regs.values())
+    return {k: v / total for k, v in regs.items()}
+
+
+def test_counts_are_overdispersed_with_each_subtypes_zero_share(patients) -> None:
+    # Targets: ZERO_SHARE (REF); CMB-positive medians aSVD 6 (ICH), CAA 2-10, CADASIL 4.
+    # Tolerances: ~3 binomial / bootstrap SEs at the subtype's sample size (300-1000).
+    medians = {"aSVD": (5, 7), "CAA": (4, 7), "CADASIL": (3, 5)}
+    for st in cc.SUBTYPES:
+        n = np.array([p.n_cmb_latent for p in _of(patients, st)])
+        pos = n[n > 0]
+        assert abs((n == 0).mean() - lit.ZERO_SHARE[st]) < 0.06, st
+        mean, _k = lit.COUNT_NB[st]
+        assert abs(pos.mean() - (1 + mean)) < 0.25 * (1 + mean), st
+        assert pos.std() > pos.mean() and pos.var() > 5 * pos.mean(), st  # over-dispersed, SD > mean
+        assert medians[st][0] <= np.median(pos) <= medians[st][1], st
+    assert (np.array([p.n_cmb_latent for p in _of(patients, "CAA")]) > 0).all()
+
+
+def test_cadasil_has_a_long_tail_to_hundreds_capped_when_rendered(patients) -> None:
+    rng = np.random.default_rng(0)
+    draws = np.array([sum(cc.draw_cmb_count(rng, "CADASIL")) for _ in range(20000)])
+    pos = draws[draws > 0]
+    assert (pos > 100).mean() > 0.003 and pos.max() > 200 and np.percentile(pos, 99) > 10 * np.median(pos)
+    asvd = np.array([sum(cc.draw_cmb_count(rng, "aSVD")) for _ in range(20000)])
+    assert np.percentile(pos, 99.5) > np.percentile(asvd[asvd > 0], 99.5)
+    big = [p for p in patients if p.n_cmb_latent > cc.MAX_RENDERED_CMB]
+    assert big and all(len(p.sites) <= cc.MAX_RENDERED_CMB for p in big)
+    assert all(len(p.sites) <= p.n_cmb_latent for p in patients)
+
+
+def test_caa_is_strictly_lobar_juxtacortical_with_temporal_and_occipital_predominance(patients) -> None:
+    sites = [s for p in _of(patients, "CAA") for s in p.sites]
+    assert len(sites) > 3000 and {s.location for s in sites} == {"lobar"}
+    found = mars.regions_at(np.array([s.world_ras_mm for s in sites]))
+    assert all(f.region == s.region and f.mars_class == "lobar" for f, s in zip(found, sites))
+    junction = {tuple(np.round(q, 3)) for lobe in csvd_sites.lobes() for side in mars.SIDES
+                for q in mars.region_points(lobe, side, True)}
+    assert all(tuple(np.round(s.world_ras_mm, 3)) in junction for s in sites)
+    observed, expected = _shares(patients, "CAA"), csvd_sites.lobe_volumes()
+    ratio = {lobe: observed.get(lobe, 0.0) / expected[lobe] for lobe in expected}
+    assert 1.2 < ratio["temporal"] < 1.55 and 1.25 < ratio["occipital"] < 1.65  # REF: x1.37, x1.45
+    assert ratio["frontal"] < 1.0 and ratio["parietal"] < 1.0
+
+
+def test_asvd_is_deep_with_a_mixed_share_and_some_strictly_lobar(patients) -> None:
+    obs = _shares(patients, "aSVD")
+    lobar = sum(v for k, v in obs.items() if mars.REGION_CLASS[k] == "lobar")
+    total = sum(lit.ASVD_REGIONS.values())
+    target = {k: v / total for k, v in lit.ASVD_REGIONS.items()}
+    assert abs(lobar - target["lobar"]) < 0.05
+    for region in ("basal_ganglia", "thalamus", "brainstem", "cerebellum"):
+        assert abs(obs.get(region, 0.0) - target[region]) < 0.04, region
+    positive = [p for p in _of(patients, "aSVD") if p.sites]
+    classes = [{s.location for s in p.sites} for p in positive]
+    mixed = np.mean([("lobar" in c) and len(c) > 1 for c in classes])
+    strictly_lobar = np.mean([c == {"lobar"} for c in classes])
+    assert abs(mixed - 0.43) < 0.06 and 0.05 < strictly_lobar < 0.25  # REF: ~43 % mixed, "some" lobar
+
+
+def test_cadasil_sites_follow_its_regions_with_thalamus_and_temporal_frequent(patients) -> None:
+    obs = _shares(patients, "CADASIL")
+    total = sum(lit.CADASIL_REGIONS.values())
+    lobar = sum(v for k, v in obs.items() if mars.REGION_CLASS[k] == "lobar")
+    assert abs(lobar - lit.CADASIL_REGIONS["lobar"] / total) < 0.06
+    for region in ("deep_white_matter", "thalamus", "brainstem"):
+        assert abs(obs.get(region, 0.0) - lit.CADASIL_REGIONS[region] / total) < 0.05, region
+    lobes = {k: v for k, v in obs.items() if mars.REGION_CLASS[k] == "lobar"}
+    assert max(lobes, key=lobes.get) == "temporal" and obs["thalamus"] > 0.1
+
+
+def test_every_site_lies_in_its_mars_region_with_room_for_its_size(patients) -> None:
+    sites = [s for p in patients[:400] for s in p.sites]
+    found = mars.regions_at(np.array([s.world_ras_mm for s in sites]))
+    assert all(f.region == s.region and f.mars_class == s.location for f, s in zip(found, sites))
+    d = np.array([s.diameter_mm for s in sites])
+    assert d.min() >= 2.0 and d.max() <= 10.0 and np.median(d) < 5.0
+
+
+def test_background_microbleeds_and_siderosis_shares(patients) -> None:
+    for st, lo, hi in (("CAA", 0.37, 0.51), ("aSVD", 0.07, 0.13), ("CADASIL", 0.0, 0.06)):
+        css = np.mean([p.css for p in _of(patients, st)])
+        assert lo < css < hi, st  # REF: 44 %, 10.5 %, rare
+    layers = [s for p in patients for s in p.siderosis]
+    assert np.mean([bool(p.siderosis) for p in patients if p.css]) > 0.95
+    edge = ndimage.distance_transform_edt(load_mni_anatomy().brain)
+    for s in layers:
+        path = np.asarray(s.path_ras_mm)
+        assert 9.9 <= np.linalg.norm(np.diff(path, axis=0), axis=1).sum() <= 42.0
+        assert 1.0 <= s.thickness_mm <= 2.0 and mars.REGION_CLASS[s.region] == "lobar"
+        ijk = np.rint(world_to_voxel(load_mni_anatomy().affine, path)).astype(int)
+        assert (edge[tuple(ijk.T)] <= 16.5).all()  # along the cortical surface, not a ventricle (15 mm + a voxel)
+    # background: CADASIL patients' microbleeds are not all disease ones (some have any)
+    assert np.mean([p.n_cmb_latent > 0 for p in _of(patients, "CADASIL")]) > 0.4
+
+
+def test_centres_have_their_class_mix_and_scanner(patients) -> None:
+    for name, centre in cc.CENTRES.items():
+        ps = [p for p in patients if p.centre == name]
+        assert abs(len(ps) - _N / 3) <= 1
+        for st, share in zip(cc.SUBTYPES, centre.class_mix):
+            assert abs(np.mean([p.subtype == st for p in ps]) - share) < 0.05, (name, st)
+        assert {p.simulator for p in ps} == {centre.simulator}
+        te = np.array([p.scanner["te_ms"] for p in ps])
+        assert abs(te.mean() - centre.te_ms[0]) < 1.0
+        if centre.simulator == "physics":
+            assert {p.scanner["b0_t"] for p in ps} == {centre.b0_t}
+            assert all(p.scanner["tr_ms"] > p.scanner["te_ms"] for p in ps)
+        assert all(p.scanner["slab"] is None for p in ps)
+
+
+def test_same_seed_same_patients() -> None:
+    a, b = cc.csvd_patients(30, seed=4), cc.csvd_patients(30, seed=4)
+    assert [cc.patient_record(p) for p in a] == [cc.patient_record(p) for p in b]
+    assert cc.make_csvd_patient(5, "A") == cc.make_csvd_patient(5, "A") != cc.make_csvd_patient(6, "A")
+    # a patient does not depend on how many are drawn
+    assert cc.patient_record(cc.csvd_patients(3, seed=4)[0]) == cc.patient_record(a[0])
+    with pytest.raises(ValueError, match="centre"):
+        cc.make_csvd_patient(1, "Z")
+
+
+def _cohort_seed() -> int:
+    """A seed whose two patients (centres A and B) both have >= 3 microbleed sites."""
+    for seed in range(200):
+        ps = cc.csvd_patients(2, seed, {"A": 1, "B": 1})
+        if all(len(p.sites) >= 3 for p in ps):
+            return seed
+    raise AssertionError("no such seed")
+
+
+def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Path) -> None:
+    seed = _cohort_seed()
+    patients = cc.csvd_patients(2, seed, {"A": 1, "B": 1})
+    written = cc.write_csvd_cohort(tmp_path, 2, seed, {"A": 1, "B": 1}, voxel_size=(2.0, 2.0, 2.0))
+    assert written[-1] == tmp_path / "labels.tsv"
+    rows = [line.split("\t") for line in (tmp_path / "labels.tsv").read_text().splitlines()]
+    assert tuple(rows[0]) == cc.LABEL_COLUMNS and len(rows) == 3
+    for row, p in zip(rows[1:], patients):
+        rec = dict(zip(rows[0], row))
+        folder = tmp_path / rec["patient"]
+        assert (rec["centre"], rec["subtype"], rec["simulator"]) == (p.centre, p.subtype, p.simulator)
+        assert sorted(f.name for f in folder.iterdir()) == [
+            "phase.nii.gz", "swi.nii.gz", "truth.json", "truth_instances.nii.gz", "truth_mimics.nii.gz"]
+        truth = json.loads((folder / "truth.json").read_text())
+        assert truth["params"]["generator"].endswith(
+            "swi_physics.make_swi_case" if p.simulator == "physics" else "swi.make_swi_case")
+        # every site drawn exactly where it was put, or listed as skipped; its region kept
+        drawn = {tuple(c["world_ras_mm"]): c for c in truth["cmbs"]}
+        skipped = {tuple(s["world_ras_mm"]) for s in truth["skipped_sites"]}
+        assert int(rec["n_cmb"]) == len(drawn) and len(drawn) + len(skipped) == len(p.sites) and len(drawn) >= 3
+        for s in p.sites:
+            assert s.world_ras_mm in drawn or s.world_ras_mm in skipped
+            if s.world_ras_mm in drawn:
+                assert (drawn[s.world_ras_mm]["region"], drawn[s.world_ras_mm]["location"]) == (s.region, s.location)
+        found = mars.regions_at(np.array([c["world_ras_mm"] for c in truth["cmbs"]]))
+        assert [f.region for f in found] == [c["region"] for c in truth["cmbs"]]
+        inst = np.asarray(nib.load(folder / "truth_instances.nii.gz").dataobj)
+        for c in truth["cmbs"]:
+            ijk = np.rint(world_to_voxel(nib.load(folder / "swi.nii.gz").affine, np.asarray(c["world_ras_mm"])))
+            assert inst[tuple(ijk.astype(int))] == c["id"]
+        # the label stays in labels.tsv: not in the inputs' headers, nor in the truth
+        text = (folder / "truth.json").read_text()
+        for name in ("swi.nii.gz", "phase.nii.gz"):
+            img = nib.load(folder / name)
+            header = img.header.binaryblock + b"".join(e.get_content() for e in img.header.extensions)
+            assert not any(st.encode() in header for st in cc.SUBTYPES)
+        assert not any(f'"{st}"' in text for st in cc.SUBTYPES)
