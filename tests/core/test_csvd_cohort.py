@@ -1,5 +1,5 @@
 """The subtype cohort phantom: explicit microbleed sites in both SWI simulators, and the
-cohort generator (``core.phantoms.csvd_cohort``) whose counts and locations follow the
+cohort generator (``core.phantoms.csvd``) whose counts and locations follow the
 literature (``../shared/REFERENCES.md``, "Small vessel disease subtype from microbleeds")."""
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def lesion_weights(cmb_diameter_mm: tuple[float, float], location_weights: dict[
 class CMBSite:
     """A microbleed to draw exactly here (``make_swi_case(cmb_sites=...)`` of either simulator).
 
-    Why: a cohort whose sites follow a disease (``core.phantoms.csvd_cohort``) must decide
+    Why: a cohort whose sites follow a disease (``core.phantoms.csvd``) must decide
     where every bleed is, while each simulator keeps its own physics (size -> blooming,
     susceptibility, signal). ``region`` and ``location`` are copied into the truth record
     (e.g. a MARS region and class).
