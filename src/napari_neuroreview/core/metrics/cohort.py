@@ -18,8 +18,8 @@ somewhere in the literature:
   narrower and more honest than comparing two separate intervals.
 
 Binary and multi-class targets share one metric set (per-class one-vs-rest AUC, macro
-and prevalence-weighted AUC, balanced accuracy, weighted precision and F1, confusion
-matrix); binary ones add AUC, accuracy, sensitivity, specificity and F1 of class 1 at a
+and prevalence-weighted AUC, accuracy, balanced accuracy, weighted precision and F1, confusion
+matrix); binary ones add AUC, sensitivity, specificity and F1 of class 1 at a
 threshold (as :func:`core.metrics.classification.binary_metrics`). Hierarchical
 targets (a tree of binary decisions) are in :mod:`.hierarchy`.
 
@@ -65,8 +65,8 @@ __all__ = [
 
 #: Metrics of every target (binary targets add :data:`BINARY_METRICS`, of class 1 vs class 0).
 SUMMARY_METRICS: tuple[str, ...] = (
-    "auc_macro", "auc_weighted", "balanced_accuracy", "precision_weighted", "f1_weighted")
-BINARY_METRICS: tuple[str, ...] = ("auc", "accuracy", "sensitivity", "specificity", "f1")
+    "auc_macro", "auc_weighted", "accuracy", "balanced_accuracy", "precision_weighted", "f1_weighted")
+BINARY_METRICS: tuple[str, ...] = ("auc", "sensitivity", "specificity", "f1")
 
 
 class Estimator(Protocol):
