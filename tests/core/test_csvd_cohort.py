@@ -15,6 +15,7 @@ import pytest
 from scipy import ndimage
 
 from napari_neuroreview.core.anatomy import load_mni_anatomy, mars, world_to_voxel
+from napari_neuroreview.core.errors import InputFileError
 from napari_neuroreview.core.phantoms import csvd as cc
 from napari_neuroreview.core.phantoms.csvd import literature as lit
 from napari_neuroreview.core.phantoms.csvd import sites as csvd_sites
@@ -244,6 +245,9 @@ def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Pat
     assert written[-1] == tmp_path / "labels.tsv"
     rows = [line.split("\t") for line in (tmp_path / "labels.tsv").read_text().splitlines()]
     assert tuple(rows[0]) == cc.LABEL_COLUMNS and len(rows) == 3
+    labels = cc.read_csvd_labels(tmp_path)
+    assert [(r["patient"], r["subtype"], r["age"]) for r in labels] == [
+        (f"patient-{i:04d}", p.subtype, p.age) for i, p in enumerate(patients)]
     for row, p in zip(rows[1:], patients):
         rec = dict(zip(rows[0], row))
         folder = tmp_path / rec["patient"]
@@ -274,3 +278,12 @@ def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Pat
             header = img.header.binaryblock + b"".join(e.get_content() for e in img.header.extensions)
             assert not any(st.encode() in header for st in cc.SUBTYPES)
         assert not any(f'"{st}"' in text for st in cc.SUBTYPES)
+
+
+def test_labels_reader_names_a_folder_that_is_not_a_cohort(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="labels.tsv: cannot read"):
+        cc.read_csvd_labels(tmp_path)
+    row = "patient-0000\tA\tflu\t70\t1\t0\tM\t1\tphysics"
+    (tmp_path / "labels.tsv").write_text("\t".join(cc.LABEL_COLUMNS) + "\n" + row + "\n")
+    with pytest.raises(InputFileError, match="line 2"):
+        cc.read_csvd_labels(tmp_path)

@@ -38,6 +38,7 @@ from .cohort import (
     csvd_patients,
     make_csvd_patient,
     patient_record,
+    read_csvd_labels,
     render_csvd_patient,
     write_csvd_cohort,
     write_csvd_patient,
@@ -46,6 +47,6 @@ from .literature import MAX_RENDERED_CMB, SUBTYPES, draw_cmb_count
 
 __all__ = [
     "CENTRES", "LABEL_COLUMNS", "MAX_RENDERED_CMB", "SUBTYPES", "CSVDPatient", "Centre", "csvd_patients",
-    "draw_cmb_count", "make_csvd_patient", "patient_record", "render_csvd_patient", "write_csvd_cohort",
-    "write_csvd_patient",
+    "draw_cmb_count", "make_csvd_patient", "patient_record", "read_csvd_labels", "render_csvd_patient",
+    "write_csvd_cohort", "write_csvd_patient",
 ]
