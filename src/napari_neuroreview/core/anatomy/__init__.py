@@ -22,6 +22,9 @@ Where things are
 :mod:`.mars`
     MARS microbleed regions (lobar, deep, infratentorial, per side) in MNI space:
     :func:`~.mars.regions_at`, :func:`~.mars.region_points` (imported as a module).
+:mod:`.registration`
+    :func:`~.registration.register_to_mni`: a scan's world -> MNI152 by SimpleITK affine
+    registration (imported as a module; SimpleITK is loaded when first used).
 """
 
 from __future__ import annotations
