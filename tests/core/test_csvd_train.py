@@ -120,6 +120,16 @@ def test_class_weights_and_weighted_loss():
     assert sorted(torch.cat([y for _, _, y in batches]).tolist()) == sorted(labels.tolist())
     x, mask, _ = batches[0]
     assert x.shape[:2] == mask.shape and x.shape[2] == len(LOCATION_FEATURES)
+    # a batch of one bag keeps its class weight (torch's weighted mean would divide it out)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(1, 3)
+
+    def model(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return net(mask.sum(dim=1, keepdim=True).float()), None
+
+    one = (x[:1], mask[:1], torch.tensor([2]))
+    with torch.no_grad():
+        assert float(weighted.loss(model, one)) == pytest.approx(3.0 * float(plain.loss(model, one)), rel=1e-6)
 
 
 def test_location_only_ablation_drops_the_patch_embedding():

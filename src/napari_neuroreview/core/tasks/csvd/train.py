@@ -48,15 +48,20 @@ class MILConfig:
     pooling : str
         ``'attention'`` (gated, Ilse et al. 2018) or ``'mean'``.
     embed, attention : int
-        Widths of the instance embedding and of the attention network (Ilse et al.: 500, 128).
+        Widths of the instance embedding and of the attention network. Ilse et al. used 500
+        and 128; 128 and 64 (with dropout 0.25 and 30 epochs) were as good and three to
+        five times faster on two pilot draws of the phantom cohort (``csvd_patients(300,
+        seed, centres=("A", "B"))``, seeds 11 and 12; true CMB locations, no patch
+        embedding, 5 patient folds): macro AUC attention / mean pooling 0.888 / 0.887 and
+        0.918 / 0.910, against 0.881 / 0.889 and 0.901 / 0.895 at 500, 128, 40 epochs.
     dropout : float
         On the instance embedding while training.
     patch_embedding : bool
         Use the bags' patch-embedding columns; False trains on the location features only
         (the ablation: what does the image add to where the microbleeds are?).
     epochs, batch_bags : int
-        Passes over the training bags, and bags per step (Ilse et al.: one; a few bags
-        per step give the class-weighted loss a mix of classes and train faster).
+        Passes over the training bags, and bags per step (Ilse et al.: one; a few bags per
+        step train faster and gave the same AUC on the pilot).
     lr, weight_decay : float
         AdamW (Ilse et al.: Adam 5e-4, weight decay 1e-4), one-cycle schedule.
     class_weighted : bool
@@ -68,11 +73,11 @@ class MILConfig:
     """
 
     pooling: str = "attention"
-    embed: int = 500
-    attention: int = 128
-    dropout: float = 0.1
+    embed: int = 128
+    attention: int = 64
+    dropout: float = 0.25
     patch_embedding: bool = True
-    epochs: int = 40
+    epochs: int = 30
     batch_bags: int = 8
     lr: float = 5e-4
     weight_decay: float = 1e-4
@@ -96,7 +101,12 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 @dataclass
 class _Scaler:
-    """Mean and SD of instance features over the training bags (SD 1 where a column is constant)."""
+    """Mean and SD of every instance feature over the training bags (SD 1 where a column is constant).
+
+    The one-hot columns are standardised too, so a rare region stands out as much as a
+    common one: leaving them 0/1 lowered the attention model's macro AUC on the pilot of
+    :class:`MILConfig` from 0.92 to 0.87.
+    """
 
     mean: np.ndarray
     std: np.ndarray
@@ -135,7 +145,10 @@ class BagBatches:
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, mask, y = batch
         logits, _ = model(x, mask)
-        return F.cross_entropy(logits, y, weight=self.weights.to(logits.device))
+        # Each bag's loss times its class weight, averaged over the bags: torch's weighted "mean"
+        # divides by the weights' sum instead, which cancels the weight of a batch of one bag.
+        losses = F.cross_entropy(logits, y, reduction="none")
+        return (losses * self.weights.to(logits.device)[y]).mean()
 
 
 def _columns(bag: Bag, config: MILConfig) -> np.ndarray:
