@@ -7,4 +7,7 @@ in torch or the atlas):
   (the detector's frozen patch embedding, MNI position, size, MARS region, side, class).
 * :mod:`.train` - the MIL networks (``core.models.mil``) trained by ``core.train.loop``
   on bags, and :class:`~.train.MILEstimator`, an estimator of ``core.metrics.cohort``.
+* :mod:`.baselines` - MARS counts, the Boston criteria v2.0 rule, logistic regression on
+  MARS counts: what the MIL model must beat.
+* :mod:`.evaluate` - development CV on two centres, one external test on the third.
 """
