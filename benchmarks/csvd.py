@@ -17,8 +17,14 @@ position is the phantom's world position (the phantoms are drawn in MNI space), 
 instances carry location, size and MARS region but no patch embedding (no image is
 rendered, so thousands of patients take seconds). What it measures: how much of the
 subtype the microbleeds' number and places carry, and whether MIL finds more of it than
-the rule. The image and end-to-end (detector) settings need rendered cohorts (40-80 s per
-physics patient on 2 CPU cores) and are not in this script yet.
+the rule.
+
+With ``--data DIR`` (a cohort written by ``neuroreview csvd phantoms``) the patients are
+read from their scans instead (``core.tasks.csvd.cohort_items.items_from_cohort``): each
+SWI registered to MNI, the microbleeds from ``truth.json`` (``--source truth``, the oracle)
+or from the shipped detector (``--source detector``, end to end), the bags location-only
+or with the detector's patch embedding (``--features patch``); the external centre is C.
+Rendering takes 40-80 s per physics patient on 2 CPU cores; reading one back, seconds.
 
 The paper's figures (external test, 28 patients, real data) are printed beside ours for
 reference; they are not targets for a phantom. With 28 patients an accuracy of 0.82 has
@@ -27,6 +33,7 @@ a 95 % CI of about 0.64-0.92; the default external size here (240) gives about +
     python benchmarks/csvd.py                 # 600 development + 240 external patients, 10 folds
     python benchmarks/csvd.py --quick         # 120 + 60 patients, 3 folds, 5 epochs
     python benchmarks/csvd.py --json out.json
+    python benchmarks/csvd.py --data COHORT --source detector --features patch --quick
 """
 
 from __future__ import annotations
@@ -55,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", type=Path)
+    p.add_argument("--data", type=Path, help="a rendered cohort (csvd phantoms) instead of drawn patients")
+    p.add_argument("--source", choices=("truth", "detector"), default="truth", help="with --data: whose microbleeds")
+    p.add_argument("--features", choices=("location", "patch"), default="location", help="with --data: bag features")
+    p.add_argument("--device", default="cpu", help="with --data: the detector's device")
     args = p.parse_args(argv)
     if args.quick:
         args.dev, args.external, args.folds, args.epochs, args.boot = 120, 60, 3, 5, 200
@@ -68,9 +79,19 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    patients = csvd_patients(args.dev, DEV_SEED, centres=("A", "B")) + csvd_patients(args.external, EXT_SEED, centres=("C",))
-    items, labels, centres = items_from_patients(patients)
-    items = [type(i)(f"{c}-{k:04d}", i.bag, i.regions, i.age) for k, (i, c) in enumerate(zip(items, centres))]
+    if args.data is not None:
+        from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
+
+        encoder = "detector" if args.features == "patch" else None
+        items, labels, centres = run_to_completion(items_from_cohort(args.data, args.source, encoder, args.device))
+        described = f"{args.source} microbleeds from the scans of {args.data.name}, {args.features} features"
+        args.dev, args.external = sum(c != "C" for c in centres), sum(c == "C" for c in centres)
+    else:
+        patients = (csvd_patients(args.dev, DEV_SEED, centres=("A", "B"))
+                    + csvd_patients(args.external, EXT_SEED, centres=("C",)))
+        items, labels, centres = items_from_patients(patients)
+        items = [type(i)(f"{c}-{k:04d}", i.bag, i.regions, i.age) for k, (i, c) in enumerate(zip(items, centres))]
+        described = "oracle location-only"
     t_draw = time.perf_counter() - t0
     config = MILConfig() if args.epochs is None else MILConfig(epochs=args.epochs)
     t0 = time.perf_counter()
@@ -78,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                                                 n_folds=args.folds, n_boot=args.boot))
     t_eval = time.perf_counter() - t0
 
-    print(f"# CSVD subtype, oracle location-only: {args.dev} development (A+B), {args.external} external (C) patients; "
+    print(f"# CSVD subtype, {described}: {args.dev} development (A+B), {args.external} external (C) patients; "
           f"{args.folds}-fold CV; MIL {config.epochs} epochs; {args.boot} patient-bootstrap resamples")
-    print(f"# drawn in {t_draw:.1f} s, evaluated in {t_eval:.1f} s on {args.threads} threads; sizes {result.sizes}")
+    per_patient = f" ({t_draw / max(1, len(items)):.1f} s per patient)" if args.data is not None else ""
+    print(f"# {'read' if args.data is not None else 'drawn'} in {t_draw:.1f} s{per_patient}, evaluated in {t_eval:.1f} s on {args.threads} threads; sizes {result.sizes}")
     print(result.table())
     print("\nexternal test beside the paper's (28 real patients):")
     for metric, paper in PAPER.items():
@@ -99,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in result.external.items():
         print(f"  {name:<22} {r.confusion}")
     if args.json:
-        doc = {"setting": "oracle location-only", "config": vars(args) | {"json": str(args.json)},
+        doc = {"setting": described,
+               "config": vars(args) | {"json": str(args.json), "data": args.data and str(args.data)},
                "seconds": {"draw": t_draw, "evaluate": t_eval}, "paper_external": PAPER, **result.to_json()}
         from napari_neuroreview.core.io.strict_json import dumps
 
