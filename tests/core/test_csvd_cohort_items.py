@@ -4,6 +4,7 @@ the detector's patch embedding; a folder that is not a cohort is one sentence.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_truth_items_are_the_cohort_in_labels_order(cohort, oracle) -> None:
     # progress names each patient, in order, and ends at the total
     for item in items:
         assert any(u.message.startswith(item.patient) for u in updates)
-    assert updates[-1].step == updates[-1].total and all(a.step <= b.step for a, b in zip(updates, updates[1:]))
+    assert updates[-1].step == updates[-1].total and all(a.step <= b.step for a, b in itertools.pairwise(updates))
 
 
 def test_registration_puts_the_cmbs_at_their_true_mni_positions_and_regions(cohort, oracle) -> None:
