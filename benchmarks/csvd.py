@@ -111,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = result.external["attention MIL"].metrics["accuracy"]
     print(f"  external accuracy CI half-width (attention MIL): {(acc['high'] - acc['low']) / 2:.3f}")
     print("\nmacro AUC difference vs the Boston rule (paired patient bootstrap):")
-    for name, settings in result.vs_rule.items():
-        for setting, d in settings.items():
-            if "error" in d:
-                print(f"  {name:<22} {setting:<12} {d['error']}")
-            else:
-                print(f"  {name:<22} {setting:<12} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.3f}")
+    print("\n".join(result.vs_rule_lines()))
     print("\nexternal confusion (rows true aSVD, CAA, CADASIL; columns predicted):")
     for name, r in result.external.items():
         print(f"  {name:<22} {r.confusion}")

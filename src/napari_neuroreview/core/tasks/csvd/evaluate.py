@@ -115,9 +115,22 @@ class CSVDEvaluation:
                 cells = []
                 for res in (self.development[name], self.external.get(name)):
                     m = res.metrics.get(metric) if res is not None else None
-                    cells.append("n/a" if m is None else f"{m['value']:.3f} [{m['low']:.2f}, {m['high']:.2f}]")
+                    cells.append("n/a" if m is None or not np.isfinite(m["value"])
+                                 else f"{m['value']:.3f} [{m['low']:.2f}, {m['high']:.2f}]")
                 lines.append(f"{name:<22} {metric:<20} {cells[0]:>22} {cells[1]:>22}")
         return "\n".join(lines)
+
+    def vs_rule_lines(self) -> list[str]:
+        """One line per model and setting: its macro-AUC difference from the Boston rule (paired bootstrap)."""
+        lines = []
+        for name, settings in self.vs_rule.items():
+            for setting, d in settings.items():
+                if "error" in d:
+                    lines.append(f"  {name:<22} {setting:<12} {d['error']}")
+                else:
+                    lines.append(f"  {name:<22} {setting:<12} {d['difference']:+.3f} "
+                                 f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.3f}")
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready: sizes, per model the metrics and confusion of both settings, the comparisons."""
