@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 #: Model families the registry serves, with what each is for.
-TASKS = {"cmb-detector": "microbleed detector", "network-prepost": "rs-fMRI pre/post model"}
+TASKS = {"cmb-detector": "microbleed detector", "network-prepost": "rs-fMRI pre/post model",
+         "csvd-subtype": "small vessel disease subtype model"}
 
 
 def _roots(args: argparse.Namespace) -> list[Path]:
