@@ -59,19 +59,6 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
-def vs_rule_lines(vs_rule: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """One line per model and setting: its macro-AUC difference from the Boston rule (paired bootstrap)."""
-    lines = []
-    for name, settings in vs_rule.items():
-        for setting, d in settings.items():
-            if "error" in d:
-                lines.append(f"  {name:<22} {setting:<12} {d['error']}")
-            else:
-                lines.append(f"  {name:<22} {setting:<12} {d['difference']:+.3f} "
-                             f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.3f}")
-    return lines
-
-
 def check_design(data: str | Path, external: str, n_folds: int, seed: int) -> None:
     """Refuse, from ``labels.tsv`` alone, a cohort too small for the protocol (one sentence, before any scan is read).
 
@@ -124,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"external centre {args.external}; {args.folds}-fold CV; MIL {config.epochs} epochs; {args.boot} bootstrap")
     print(result.table())
     print("\nmacro AUC difference vs the Boston rule (paired patient bootstrap):")
-    print("\n".join(vs_rule_lines(result.vs_rule)))
+    print("\n".join(result.vs_rule_lines()))
     if args.json:
         text = strict_json.dumps({"setting": setting, **result.to_json()}, indent=1) + "\n"
         write_together([(args.json, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])

@@ -19,7 +19,7 @@ from napari_neuroreview.core.tasks.cmb.patches import sample_patches
 from napari_neuroreview.core.tasks.csvd.bags import (
     LOCATION_FEATURES,
     Bag,
-    CMBSite,
+    BagInstance,
     PatientCMBs,
     ScanChannels,
     build_bag,
@@ -61,8 +61,8 @@ def _world(volume: Volume, ijk) -> tuple[float, float, float]:
 
 
 def _site(i: int, world, region: str = "thalamus", mars_class: str = "deep", side: str = "left",
-          mni=(-12.0, -18.0, 8.0), diameter: float = 3.0) -> CMBSite:
-    return CMBSite(i, tuple(world), tuple(mni), diameter, MarsRegion(region, mars_class, side))
+          mni=(-12.0, -18.0, 8.0), diameter: float = 3.0) -> BagInstance:
+    return BagInstance(i, tuple(world), tuple(mni), diameter, MarsRegion(region, mars_class, side))
 
 
 def test_location_features_layout():

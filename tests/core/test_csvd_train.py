@@ -12,7 +12,7 @@ import torch
 from napari_neuroreview.core.anatomy.mars import REGION_CLASS, MarsRegion
 from napari_neuroreview.core.metrics.cohort import Cohort, cross_validate_task, evaluate_predictions
 from napari_neuroreview.core.progress import Progress, run_to_completion
-from napari_neuroreview.core.tasks.csvd.bags import LOCATION_FEATURES, Bag, CMBSite, location_features
+from napari_neuroreview.core.tasks.csvd.bags import LOCATION_FEATURES, Bag, BagInstance, location_features
 from napari_neuroreview.core.tasks.csvd.train import BagBatches, MILConfig, MILEstimator, class_weights
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,10 +28,10 @@ DEEP = [r for r, c in REGION_CLASS.items() if c == "deep"]
 FAST = {"embed": 64, "attention": 32, "epochs": 30, "batch_bags": 8, "lr": 2e-3}
 
 
-def _site(i: int, region: str, rng: np.random.Generator) -> CMBSite:
+def _site(i: int, region: str, rng: np.random.Generator) -> BagInstance:
     side = str(rng.choice(["left", "right"]))
     mni = np.array(CENTRES[region], float) * [-1 if side == "left" else 1, 1, 1] + rng.normal(0, 4, 3)
-    return CMBSite(i, tuple(mni), tuple(mni), float(rng.uniform(2, 8)), MarsRegion(region, REGION_CLASS[region], side))
+    return BagInstance(i, tuple(mni), tuple(mni), float(rng.uniform(2, 8)), MarsRegion(region, REGION_CLASS[region], side))
 
 
 def _bag(patient: str, label: int, rng: np.random.Generator, embedding: int = 0) -> Bag:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The latent diseases, in the order of a centre's class mix.
-SUBTYPES: tuple[str, ...] = ("aSVD", "CAA", "CADASIL")
+# The latent diseases (also the order of a centre's class mix) are the subtype task's
+# classes, so a cohort's labels are the classifier's by construction.
+from ...tasks.csvd.baselines import SUBTYPES
 #: Share of patients with no microbleed at all (background included). aSVD: ~77 % of ICH
 #: patients have one (REF); CAA: >= 1-2 lobar lesions by definition (REF), so 0; CADASIL:
 #: 34-74 % have one across cohorts (REF), 0.5 taken in that range.

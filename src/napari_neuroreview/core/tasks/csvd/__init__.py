@@ -10,4 +10,9 @@ in torch or the atlas):
 * :mod:`.baselines` - MARS counts, the Boston criteria v2.0 rule, logistic regression on
   MARS counts: what the MIL model must beat.
 * :mod:`.evaluate` - development CV on two centres, one external test on the third.
+* :mod:`.cohort_items` - a rendered subtype cohort's patients as model items (scan read,
+  registered to MNI, true or detected microbleeds).
+* :mod:`.model` - the saved subtype model (card, safetensors) and its loading.
+* :mod:`.classify` - one scan's subtype: its microbleeds (given or detected) -> MNI,
+  regions, bag -> probabilities and each microbleed's attention (``csvd classify``).
 """

@@ -42,7 +42,7 @@ from ..cmb.patches import sample_patches
 __all__ = [
     "LOCATION_FEATURES",
     "Bag",
-    "CMBSite",
+    "BagInstance",
     "PatientCMBs",
     "ScanChannels",
     "build_bag",
@@ -72,7 +72,7 @@ def equivalent_diameter_mm(volume_mm3: float | np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CMBSite:
+class BagInstance:
     """One microbleed as the bag needs it.
 
     Attributes
@@ -96,7 +96,7 @@ class CMBSite:
 
 
 def make_sites(ids: Sequence[int], world_ras_mm: np.ndarray, mni_mm: np.ndarray,
-               diameter_mm: Sequence[float] | np.ndarray) -> list[CMBSite]:
+               diameter_mm: Sequence[float] | np.ndarray) -> list[BagInstance]:
     """CMB sites with their MARS regions looked up from their MNI positions (``anatomy.mars.regions_at``)."""
     world = np.asarray(world_ras_mm, float).reshape(-1, 3)
     mni = np.asarray(mni_mm, float).reshape(-1, 3)
@@ -105,11 +105,11 @@ def make_sites(ids: Sequence[int], world_ras_mm: np.ndarray, mni_mm: np.ndarray,
         raise ValueError(f"{len(ids)} ids, {len(world)} world, {len(mni)} MNI positions and "
                          f"{len(diameter)} diameters: one of each per CMB")
     regions = regions_at(mni) if len(mni) else []
-    return [CMBSite(int(i), tuple(map(float, w)), tuple(map(float, m)), float(d), r)
+    return [BagInstance(int(i), tuple(map(float, w)), tuple(map(float, m)), float(d), r)
             for i, w, m, d, r in zip(ids, world, mni, diameter, regions)]
 
 
-def location_features(sites: Sequence[CMBSite]) -> np.ndarray:
+def location_features(sites: Sequence[BagInstance]) -> np.ndarray:
     """(n, len(LOCATION_FEATURES)) float32: MNI / 100, log diameter, one-hot region, side, one-hot class."""
     out = np.zeros((len(sites), len(LOCATION_FEATURES)), np.float32)
     region_col = {r: 4 + k for k, r in enumerate(REGIONS)}
@@ -213,7 +213,7 @@ class Bag:
         return Bag(self.patient, self.features[:, self.n_embedding:], self.ids, 0)
 
 
-def build_bag(patient: str, sites: Sequence[CMBSite], encoder: torch.nn.Module | None = None,
+def build_bag(patient: str, sites: Sequence[BagInstance], encoder: torch.nn.Module | None = None,
               scan: ScanChannels | None = None) -> Bag:
     """The bag of one patient; with ``encoder``, ``scan`` is where the patches come from."""
     location = location_features(sites)
@@ -237,7 +237,7 @@ class PatientCMBs:
     """
 
     patient: str
-    sites: Sequence[CMBSite]
+    sites: Sequence[BagInstance]
     scan: Callable[[], ScanChannels] | None = None
 
 

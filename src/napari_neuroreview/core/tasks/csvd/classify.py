@@ -29,7 +29,7 @@ from ...anatomy.mars import MARS_CLASSES
 from ...anatomy.registration import MniTransform, register_to_mni
 from ...io.nifti import Volume
 from ...progress import Progress, TaskGenerator, within
-from .bags import Bag, CMBSite, ScanChannels, build_bag, equivalent_diameter_mm, make_sites
+from .bags import Bag, BagInstance, ScanChannels, build_bag, equivalent_diameter_mm, make_sites
 from .baselines import SUBTYPES, mars_counts
 from .model import LoadedSubtypeModel
 
@@ -81,7 +81,7 @@ class SubtypeResult:
     image_sha256: str
     model: dict[str, str]
     probabilities: dict[str, float]
-    sites: list[CMBSite]
+    sites: list[BagInstance]
     attention: np.ndarray
     transform: MniTransform
 
