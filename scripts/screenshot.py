@@ -2,7 +2,7 @@
 
 Run under Xvfb: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python
 scripts/screenshot.py out.png [--sample cmb] [--neurological] [--mask] [--store FILE]
-[--dock "Microbleed retraining"]``.
+[--dock "Microbleed retraining"] [--detect --review N --subtype]``.
 Used to look at what ``make demo`` shows, as a user would see it. Reviews go to a
 temporary store unless ``--store`` names one: a screenshot never writes into the user's
 real annotation store.
@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--mask", action="store_true", help="run the foreground mask first")
     parser.add_argument("--detect", action="store_true", help="run the microbleed review widget's detector")
     parser.add_argument("--review", type=int, default=0, help="then accept the top N and reject the next one")
+    parser.add_argument("--subtype", action="store_true",
+                        help="then classify the small vessel disease subtype from the review in its panel")
     parser.add_argument("--network", default=None, help="rsfmri sample: the network to show")
     parser.add_argument("--store", default=None, help="annotation store to use (default: a temporary one)")
     parser.add_argument("--dock", action="append", default=[],
@@ -65,6 +67,11 @@ def main() -> None:
         review._sync()
         if findings:
             review.jump_to(findings[0].id)
+    if args.subtype:
+        panel = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Small vessel disease subtype")[1]
+        panel.runner.run()
+        while panel.runner.running:
+            QApplication.processEvents()
     if args.sample == "rsfmri":  # the Networks widget compares the sample pair in a worker
         from napari_neuroreview.widgets.cmb_review import find_docked
         from napari_neuroreview.widgets.networks import NetworksWidget

@@ -8,7 +8,7 @@ shown through ``core.io.export``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +22,7 @@ from ._cmb_layers import STATUS_RGBA
 if TYPE_CHECKING:
     import napari
 
-COLUMNS = ("id", "score", "status", "slice", "RAS mm", "source", "volume mm³")
+COLUMNS = ("id", "score", "status", "slice", "RAS mm", "source", "volume mm³", "region", "attention")
 #: Scores at or above this are shown as their distance to 1 (a detector's top scores all read 1.000 at 3 decimals).
 NEAR_ONE = 0.995
 
@@ -80,8 +80,14 @@ class FindingsTable(QTableWidget):
         self._filling = False
         self.itemSelectionChanged.connect(self._on_selection)
 
-    def show_findings(self, viewer: napari.Viewer, findings: Sequence[Finding], select: int | None = None) -> None:
-        """One row per finding (in the given order), then select the row of ``select``."""
+    def show_findings(self, viewer: napari.Viewer, findings: Sequence[Finding], select: int | None = None,
+                      subtype: Mapping[int, tuple[str, float]] | None = None) -> None:
+        """One row per finding (in the given order), then select the row of ``select``.
+
+        ``subtype``: finding id -> (MARS region label, attention) of the latest subtype
+        classification; findings it does not name (rejected, or added since) show blanks.
+        """
+        subtype = subtype or {}
         self._filling = True
         try:
             self._ids = [f.id for f in findings]
@@ -90,7 +96,9 @@ class FindingsTable(QTableWidget):
                 world = ras_to_napari_world(f.world)
                 values = (f.id, format_score(f.score), f.status, slice_text(viewer, world),
                           "{:.1f}, {:.1f}, {:.1f}".format(*f.world), f.source,
-                          "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}")
+                          "" if f.extra.get("volume_mm3") is None else f"{f.extra['volume_mm3']:.1f}",
+                          subtype[f.id][0] if f.id in subtype else "",
+                          f"{subtype[f.id][1]:.2f}" if f.id in subtype else "")
                 for col, value in enumerate(values):
                     item = QTableWidgetItem(str(value))
                     if COLUMNS[col] == "score" and f.score is not None:

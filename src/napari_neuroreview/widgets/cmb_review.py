@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
                             QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     import napari
 
 NO_PHASE = "none"
+#: Point size of a finding without a subtype attention, and the extra size of the most attended one.
+POINT_SIZE, ATTENTION_SIZE = 4.0, 6.0
 
 
 #: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
@@ -78,7 +80,15 @@ class CMBReviewWidget(QWidget):
     napari_viewer : napari.Viewer
     roots : list of Path, optional
         Registry roots to find detector versions in (default: the user's, then shipped).
+
+    Signals
+    -------
+    findings_changed
+        After every redraw of the review (an edit, undo, a new or closed review): the
+        subtype panel compares :meth:`counted_findings` with what it classified.
     """
+
+    findings_changed = Signal()
 
     def __init__(self, napari_viewer: napari.Viewer, roots: list[Path] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,6 +107,7 @@ class CMBReviewWidget(QWidget):
         self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
         self._placed_phases: set[tuple[Any, str]] = set()
         self._new_store_path: Path | None = None  # the store "New store..." asked to create
+        self.subtype: dict[int, tuple[str, float]] = {}  # finding id -> (region label, attention): show_subtype
 
         self.swi_combo, self.phase_combo = elide(QComboBox()), elide(QComboBox())
         self.versions = VersionPicker(MODEL_NAME, roots)
@@ -406,14 +417,41 @@ class CMBReviewWidget(QWidget):
     def _sync(self, select: int | None = None) -> None:
         """Points, mask colours, table and buttons from the session (the store's truth)."""
         self.layers.sync(select)
+        self._show_attention()
         self._show_table(select)
+
+    def counted_findings(self) -> list[Any]:
+        """The review's findings a subtype counts: all visible ones but the rejected.
+
+        Pending findings count (the detector's call until reviewed); accepted, added and
+        moved ones count; rejected (and deleted) ones do not. Empty without an open review.
+        """
+        if self.session is None or self.layers.points is None:
+            return []
+        return [f for f in self.session.findings if f.status != "rejected"]
+
+    def show_subtype(self, by_id: dict[int, tuple[str, float]]) -> None:
+        """Show each finding's MARS region and attention (table columns, point size); {} clears them."""
+        self.subtype = dict(by_id)
+        self._show_attention()
+        self._show_table(self.table.selected_ids()[0] if self.table.selected_ids() else None)
+
+    def _show_attention(self) -> None:
+        """Point size grows with the finding's attention (relative to the most attended one)."""
+        points = self.layers.points
+        if points is None or not len(points.data):
+            return
+        top = max((a for _r, a in self.subtype.values()), default=0.0) or 1.0
+        points.size = np.array([POINT_SIZE + ATTENTION_SIZE * self.subtype[fid][1] / top if fid in self.subtype
+                                else POINT_SIZE for fid in self.layers.order])
 
     def _show_table(self, select: int | None = None) -> None:
         review_open = self.session is not None and self.layers.points is not None
         findings = self.session.findings if review_open else []
-        self.table.show_findings(self.viewer, findings, select)
+        self.table.show_findings(self.viewer, findings, select, self.subtype)
         self.summary.setText(summary_text(findings, review_open))
         self._update_buttons()
+        self.findings_changed.emit()
 
     def jump_to(self, fid: int) -> None:
         """Show a finding: its slice, the camera centred on it, its point selected."""
