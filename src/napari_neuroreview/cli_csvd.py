@@ -70,7 +70,7 @@ def check_design(data: str | Path, external: str, n_folds: int, seed: int) -> No
 
     from .core.errors import InsufficientDataError
     from .core.metrics.cohort import Cohort, patient_folds
-    from .core.phantoms.csvd import read_csvd_labels
+    from .core.tasks.csvd.labels import read_csvd_labels
     from .core.tasks.csvd.baselines import SUBTYPES
 
     rows = read_csvd_labels(data)

@@ -13,7 +13,7 @@ import nibabel as nib
 import pytest
 
 from napari_neuroreview.cli import main
-from napari_neuroreview.core.phantoms.csvd import LABEL_COLUMNS, read_csvd_labels
+from napari_neuroreview.core.tasks.csvd.labels import LABEL_COLUMNS, read_csvd_labels
 
 
 @pytest.fixture(scope="module")

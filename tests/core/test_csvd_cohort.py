@@ -22,6 +22,7 @@ from napari_neuroreview.core.phantoms.csvd import sites as csvd_sites
 from napari_neuroreview.core.phantoms.swi import make_swi_case as make_phen
 from napari_neuroreview.core.phantoms.swi_contract import CMBSite, SiderosisSite
 from napari_neuroreview.core.phantoms.swi_physics import make_swi_case as make_phys
+from napari_neuroreview.core.tasks.csvd.labels import LABEL_COLUMNS, read_csvd_labels
 
 #: Hashes of default cases made by the code before ``cmb_sites`` existed (commit 79ab6aa,
 #: /tmp/cohort_work/hash_cases.py): the detector's training scans must not move.
@@ -244,8 +245,8 @@ def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Pat
     written = cc.write_csvd_cohort(tmp_path, 2, seed, {"A": 1, "B": 1}, voxel_size=(2.0, 2.0, 2.0))
     assert written[-1] == tmp_path / "labels.tsv"
     rows = [line.split("\t") for line in (tmp_path / "labels.tsv").read_text().splitlines()]
-    assert tuple(rows[0]) == cc.LABEL_COLUMNS and len(rows) == 3
-    labels = cc.read_csvd_labels(tmp_path)
+    assert tuple(rows[0]) == LABEL_COLUMNS and len(rows) == 3
+    labels = read_csvd_labels(tmp_path)
     assert [(r["patient"], r["subtype"], r["age"]) for r in labels] == [
         (f"patient-{i:04d}", p.subtype, p.age) for i, p in enumerate(patients)]
     for row, p in zip(rows[1:], patients):
@@ -282,8 +283,8 @@ def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Pat
 
 def test_labels_reader_names_a_folder_that_is_not_a_cohort(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="labels.tsv: cannot read"):
-        cc.read_csvd_labels(tmp_path)
+        read_csvd_labels(tmp_path)
     row = "patient-0000\tA\tflu\t70\t1\t0\tM\t1\tphysics"
-    (tmp_path / "labels.tsv").write_text("\t".join(cc.LABEL_COLUMNS) + "\n" + row + "\n")
+    (tmp_path / "labels.tsv").write_text("\t".join(LABEL_COLUMNS) + "\n" + row + "\n")
     with pytest.raises(InputFileError, match="line 2"):
-        cc.read_csvd_labels(tmp_path)
+        read_csvd_labels(tmp_path)

@@ -14,7 +14,8 @@ import pytest
 
 from napari_neuroreview.core.anatomy.mars import regions_at
 from napari_neuroreview.core.errors import InputFileError
-from napari_neuroreview.core.phantoms.csvd import read_csvd_labels, write_csvd_cohort
+from napari_neuroreview.core.phantoms.csvd import write_csvd_cohort
+from napari_neuroreview.core.tasks.csvd.labels import read_csvd_labels
 from napari_neuroreview.core.progress import Progress, run_to_completion
 from napari_neuroreview.core.tasks.csvd.bags import LOCATION_FEATURES, MNI_SCALE_MM
 from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort

@@ -32,13 +32,11 @@ abbreviated *REF* below; every other number says it was chosen, and why):
 
 from .cohort import (
     CENTRES,
-    LABEL_COLUMNS,
     Centre,
     CSVDPatient,
     csvd_patients,
     make_csvd_patient,
     patient_record,
-    read_csvd_labels,
     render_csvd_patient,
     write_csvd_cohort,
     write_csvd_patient,
@@ -46,7 +44,7 @@ from .cohort import (
 from .literature import MAX_RENDERED_CMB, SUBTYPES, draw_cmb_count
 
 __all__ = [
-    "CENTRES", "LABEL_COLUMNS", "MAX_RENDERED_CMB", "SUBTYPES", "CSVDPatient", "Centre", "csvd_patients",
-    "draw_cmb_count", "make_csvd_patient", "patient_record", "read_csvd_labels", "render_csvd_patient",
+    "CENTRES", "MAX_RENDERED_CMB", "SUBTYPES", "CSVDPatient", "Centre", "csvd_patients",
+    "draw_cmb_count", "make_csvd_patient", "patient_record", "render_csvd_patient",
     "write_csvd_cohort", "write_csvd_patient",
 ]

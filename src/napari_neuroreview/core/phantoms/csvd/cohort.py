@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from napari_neuroreview.core.errors import InputFileError
 from napari_neuroreview.core.io import strict_json
 from napari_neuroreview.core.io.atomic import write_text_atomic
 
+from ...tasks.csvd.labels import LABEL_COLUMNS
 from .. import scanner_draws
 from ..swi_contract import CMBSite, SiderosisSite, SWICase
 from .literature import AGE, CSS_SHARE, MALE_SHARE, MAX_RENDERED_CMB, SUBTYPES, draw_cmb_count
@@ -26,9 +26,6 @@ from .sites import (
     siderosis_path,
 )
 
-#: The columns of ``labels.tsv``.
-LABEL_COLUMNS: tuple[str, ...] = ("patient", "centre", "subtype", "age", "n_cmb", "css", "sex", "n_cmb_latent",
-                                  "simulator")
 
 
 
@@ -224,35 +221,6 @@ def write_csvd_cohort(out_dir: str | Path, n_patients: int, seed: int,
         rows.append("\t".join(str(v) for v in values))
     written.append(write_text_atomic(out_dir / "labels.tsv", "\n".join(rows) + "\n"))
     return written
-
-
-#: Types of the ``labels.tsv`` columns (the rest are text).
-_LABEL_TYPES: dict[str, type] = {"age": int, "n_cmb": int, "css": int, "n_cmb_latent": int}
-
-
-def read_csvd_labels(cohort_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of a cohort's ``labels.tsv`` (:data:`LABEL_COLUMNS`, numbers as int), in file order.
-
-    For evaluation only: the subtype is the label. A missing or malformed file is the user's
-    (``--data DIR`` that is not a cohort): one sentence naming it.
-    """
-    path = Path(cohort_dir) / "labels.tsv"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read the cohort's labels ({exc.strerror or exc}).") from None
-    if not lines or tuple(lines[0].split("\t")) != LABEL_COLUMNS:
-        raise InputFileError(f"{path}: not a subtype cohort's labels (the header must be {', '.join(LABEL_COLUMNS)}).")
-    rows = []
-    for n, line in enumerate(lines[1:], start=2):
-        values = line.split("\t")
-        try:
-            if len(values) != len(LABEL_COLUMNS) or values[2] not in SUBTYPES:
-                raise ValueError
-            rows.append({k: _LABEL_TYPES.get(k, str)(v) for k, v in zip(LABEL_COLUMNS, values)})
-        except ValueError:
-            raise InputFileError(f"{path}: line {n} is not a patient's labels ({line[:60]!r}).") from None
-    return rows
 
 
 def patient_record(patient: CSVDPatient) -> dict[str, Any]:

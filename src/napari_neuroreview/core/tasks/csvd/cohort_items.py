@@ -22,10 +22,8 @@ With ``encoder="detector"`` each bag gets the detector's frozen patch embedding
 location-only. Patients are processed one at a time: a scan is loaded, used and dropped,
 so the cohort's scans are never all in memory.
 
-Labels, centres and ages come from the cohort's ``labels.tsv`` through the phantom
-package's one reader of it (:func:`core.phantoms.csvd.read_csvd_labels`, imported when
-called: the labels exist only for phantom cohorts; ``tests/core/test_anatomy_imports.py``
-allows this module that lazy import).
+Labels, centres and ages come from the cohort's ``labels.tsv`` through its one reader
+(:func:`.labels.read_csvd_labels`).
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ from ...io.strict_json import read_object
 from ...progress import Progress, TaskGenerator, within
 from .bags import ScanChannels, build_bag, equivalent_diameter_mm, make_sites
 from .evaluate import CSVDItem
+from .labels import read_csvd_labels
 
 __all__ = ["ENCODERS", "SOURCES", "items_from_cohort"]
 
@@ -124,8 +123,6 @@ def items_from_cohort(cohort_dir: str | Path, source: str = "truth", encoder: st
     """
     if source not in SOURCES or encoder not in ENCODERS:  # the caller's wiring, not the user's input
         raise ValueError(f"source must be one of {SOURCES} and encoder one of {ENCODERS}, got {source!r}, {encoder!r}")
-    from ...phantoms.csvd import read_csvd_labels
-
     cohort_dir = Path(cohort_dir)
     rows = read_csvd_labels(cohort_dir)
     files = _patient_files(cohort_dir, rows, source)
