@@ -33,6 +33,7 @@ This module holds ``nn.Module`` s and the padding helper only: no I/O, no traini
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,10 +41,6 @@ import torch
 from torch import nn
 
 __all__ = ["POOLINGS", "GatedAttentionMIL", "MILNet", "MeanPoolMIL", "build_mil", "pad_bags"]
-
-#: Pooling names :func:`build_mil` knows.
-POOLINGS: tuple[str, ...] = ("attention", "mean")
-
 
 def pad_bags(bags: Sequence[np.ndarray], n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack bags of ``(n_i, n_features)`` instances into ``(B, N, D)`` zeros-padded and a ``(B, N)`` mask.
@@ -61,7 +58,7 @@ def pad_bags(bags: Sequence[np.ndarray], n_features: int) -> tuple[torch.Tensor,
     return torch.from_numpy(x), torch.from_numpy(mask)
 
 
-class MILNet(nn.Module):
+class MILNet(nn.Module, ABC):
     """Instance MLP, a pooling (set by the subclass), the empty-bag vector and the classifier.
 
     Parameters
@@ -87,9 +84,9 @@ class MILNet(nn.Module):
         self.empty = nn.Parameter(torch.zeros(embed))
         self.classifier = nn.Linear(embed + 1, n_classes)
 
+    @abstractmethod
     def scores(self, h: torch.Tensor) -> torch.Tensor:
         """(M,) unnormalised log-weights of M embedded instances; softmax over a bag gives its weights."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits (B, K) and instance weights (B, N) of padded bags ``x`` (B, N, D) with ``mask`` (B, N).
@@ -135,10 +132,15 @@ class MeanPoolMIL(MILNet):
         return torch.zeros(h.shape[0], dtype=h.dtype, device=h.device)
 
 
+#: The network of each pooling name :func:`build_mil` knows.
+_NETWORKS: dict[str, type[MILNet]] = {"attention": GatedAttentionMIL, "mean": MeanPoolMIL}
+#: Pooling names :func:`build_mil` knows.
+POOLINGS: tuple[str, ...] = tuple(_NETWORKS)
+
+
 def build_mil(pooling: str, in_features: int, embed: int = 500, attention: int = 128, n_classes: int = 3,
               dropout: float = 0.0) -> MILNet:
     """The network of a pooling name (:data:`POOLINGS`)."""
-    classes = {"attention": GatedAttentionMIL, "mean": MeanPoolMIL}
-    if pooling not in classes:  # set by code (a config's choices), not by a user
+    if pooling not in _NETWORKS:  # set by code (a config's choices), not by a user
         raise ValueError(f"pooling {pooling!r} is not one of {POOLINGS}")
-    return classes[pooling](in_features, embed, attention, n_classes, dropout)
+    return _NETWORKS[pooling](in_features, embed, attention, n_classes, dropout)
