@@ -14,6 +14,7 @@ from napari_neuroreview.core.io.atomic import write_text_atomic
 
 from ...tasks.csvd.labels import LABEL_COLUMNS
 from .. import scanner_draws
+from ..swi.cohort import cohort_seed
 from ..swi_contract import CMBSite, SiderosisSite, SWICase
 from .literature import AGE, CSS_SHARE, MALE_SHARE, MAX_RENDERED_CMB, SUBTYPES, draw_cmb_count
 from .sites import (
@@ -136,11 +137,6 @@ def make_csvd_patient(seed: int, centre: str) -> CSVDPatient:
                        simulator=c.simulator, scanner=scanner, case_seed=case_seed)
 
 
-def _patient_seed(seed: int, index: int) -> int:
-    """Patient ``index``'s seed from ``(seed, index)`` (SeedSequence): independent of the count."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
-
-
 def _allocate(n: int, centres: Sequence[str] | Mapping[str, float]) -> list[str]:
     """The centre of each of ``n`` patients, in blocks: equal shares, or a mapping's shares
     (largest remainders)."""
@@ -159,7 +155,7 @@ def _allocate(n: int, centres: Sequence[str] | Mapping[str, float]) -> list[str]
 def csvd_patients(n_patients: int, seed: int,
                   centres: Sequence[str] | Mapping[str, float] = tuple(CENTRES)) -> list[CSVDPatient]:
     """The cohort's patients without images (what :func:`write_csvd_cohort` renders)."""
-    return [make_csvd_patient(_patient_seed(seed, i), c) for i, c in enumerate(_allocate(int(n_patients), centres))]
+    return [make_csvd_patient(cohort_seed(seed, i), c) for i, c in enumerate(_allocate(int(n_patients), centres))]
 
 
 def render_csvd_patient(patient: CSVDPatient, **overrides: Any) -> SWICase:

@@ -77,7 +77,8 @@ def _truth_json(case: SWICase, files: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _cohort_seed(seed: int, index: int) -> int:
+def cohort_seed(seed: int, index: int) -> int:
+    """Case ``index``'s seed from ``(seed, index)`` (SeedSequence): independent of the count."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
 
 
@@ -107,7 +108,7 @@ def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int,
     out_dir = Path(out_dir)
     written: list[Path] = []
     for index in range(int(n_cases)):
-        case_seed = _cohort_seed(seed, index)
+        case_seed = cohort_seed(seed, index)
         extra = {} if per_case is None else per_case(case_seed)
         case = make_swi_case(case_seed, **{**make_swi_case_kwargs, **extra})
         if per_case is not None:
