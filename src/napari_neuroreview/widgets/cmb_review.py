@@ -96,7 +96,7 @@ class CMBReviewWidget(QWidget):
         self.roots = roots
         self.store: CaseStore | None = None
         self._own_store = False
-        self.session: ReviewSession | None = None
+        self._session: ReviewSession | None = None
         self.layers = ReviewLayers(napari_viewer, lambda: self.session, {
             "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
             "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
@@ -293,6 +293,16 @@ class CMBReviewWidget(QWidget):
         self.store_path.setText(str(target))
         self._on_store_path()
         return self.store
+
+    @property
+    def session(self) -> ReviewSession | None:
+        """The open review (None: none)."""
+        return self._session
+
+    @session.setter
+    def session(self, session: ReviewSession | None) -> None:
+        """Another (or no) review drops the subtype's regions and attention: they were the old findings'."""
+        self._session, self.subtype = session, {}
 
     def _close_store(self) -> None:
         if self.store is not None and self._own_store:

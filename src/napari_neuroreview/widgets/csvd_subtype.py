@@ -1,8 +1,9 @@
 """The small vessel disease subtype panel: aSVD, CAA or CADASIL from the scan's microbleeds.
 
 The radiologist picks the SWI (and phase) layer, a subtype model version and a device, and
-clicks *Classify*: :func:`~napari_neuroreview.core.tasks.csvd.classify.classify_findings`
-runs in the worker (registration to MNI takes seconds; progress, Cancel). Its microbleeds
+clicks *Classify*: :func:`~napari_neuroreview.core.tasks.csvd.classify.classify_for_review`
+loads the model and classifies in the worker (registration to MNI takes seconds; progress,
+Cancel). Its microbleeds
 are the review's when the microbleed review widget has the same scan open: accepted,
 added, moved and pending ones (pending: the detector's call until reviewed), never the
 rejected. Without a review the default detector runs first
@@ -30,8 +31,8 @@ from ..core.errors import InputFileError
 from ..core.io.layers import META_KEY, volume_from_layer
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.csvd.baselines import SUBTYPES
-from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_findings, classify_scan
-from ..core.tasks.csvd.model import MODEL_NAME, load_subtype_model
+from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
+from ..core.tasks.csvd.model import MODEL_NAME
 from ._base import DevicePicker, LayerPicker, VersionPicker
 from ._cmb_layers import is_phase_name
 from ._worker import TaskRunner
@@ -53,6 +54,11 @@ _BAR_STYLE = {True: "QProgressBar::chunk { background-color: #d9822b; }",
 _SUBTYPE_NAMES = {"aSVD": "arteriolosclerosis", "CAA": "cerebral amyloid angiopathy", "CADASIL": "CADASIL"}
 
 
+def _as_findings(found: list[Any]) -> list[Finding]:
+    """The review's counted findings as the classifier's (id, world RAS mm, mask volume)."""
+    return [Finding(f.id, tuple(f.world), f.extra.get("volume_mm3")) for f in found]
+
+
 class SubtypeWidget(QWidget):
     """Dock widget "Small vessel disease subtype" (see the module docstring).
 
@@ -71,7 +77,6 @@ class SubtypeWidget(QWidget):
         self.result: SubtypeResult | None = None
         self._classified: tuple | None = None  # the inputs of the shown result (see _inputs_key)
         self._running: tuple | None = None  # the inputs of the run in flight
-        self._findings_from_review = False
 
         self.swi = LayerPicker(napari_viewer, lambda layer: is_scan(layer) and not is_phase_name(layer.name))
         self.phase = LayerPicker(napari_viewer, is_scan, leading=(NO_PHASE,))
@@ -179,7 +184,7 @@ class SubtypeWidget(QWidget):
         """What a result depends on: scan, phase, model, device and the counted microbleeds."""
         layer, phase = self.swi.layer(), self.phase.layer()
         found = self._review_findings(layer)
-        cmbs = None if found is None else tuple((f.id, tuple(f.world), f.extra.get("volume_mm3")) for f in found)
+        cmbs = None if found is None else tuple(_as_findings(found))
         return (None if layer is None else layer.metadata.get(META_KEY, {}).get("sha256"),
                 None if phase is None else phase.name, self.versions.version(), cmbs)
 
@@ -200,7 +205,7 @@ class SubtypeWidget(QWidget):
                        if counts["pending"] else "")
             self.source.setText(f"From the review: {len(found)} microbleeds ({said}{pending}); "
                                 f"{rejected} rejected left out")
-        if self.result is not None and self._classified is not None and self._inputs_key() != self._classified:
+        if self.result is not None and self._inputs_key() != self._classified:
             self.stale.setText("Stale: the microbleeds changed since this result; classifying again...")
             self._rerun.start()
         elif self.result is not None:
@@ -227,14 +232,10 @@ class SubtypeWidget(QWidget):
         phase = (volume_from_layer(phase_layer.data, phase_layer.metadata, phase_layer.name, grid="source")
                  if phase_layer is not None and phase_layer.name != layer.name else None)
         check_inputs(magnitude, phase)
-        model = load_subtype_model(self.versions.version(), device=self.device.requested(), roots=self.roots)
         found = self._review_findings(layer)
         self._running = self._inputs_key()
-        self._findings_from_review = found is not None
-        if found is None:
-            return classify_scan(magnitude, phase, model, device=self.device.requested())
-        findings = [Finding(f.id, tuple(f.world), f.extra.get("volume_mm3")) for f in found]
-        return classify_findings(magnitude, phase, findings, model, self.device.requested())
+        return classify_for_review(magnitude, phase, None if found is None else _as_findings(found),
+                                   self.versions.version(), self.device.requested(), self.roots)
 
     def _show(self, result: SubtypeResult) -> None:
         """GUI thread: bars, verdict, MARS table, the review's columns and point sizes."""
@@ -257,7 +258,7 @@ class SubtypeWidget(QWidget):
         self._show_mars(result)
         self._fit_mars()
         QTimer.singleShot(0, self._scroll_to_result)
-        if self.review is not None and self._findings_from_review:
+        if self.review is not None and self._classified[3] is not None:  # the microbleeds came from the review
             self.review.show_subtype({s.id: (s.region.label, float(a)) for s, a in zip(result.sites, result.attention)})
         self._on_inputs()
 

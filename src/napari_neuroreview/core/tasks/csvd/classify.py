@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from ...io.nifti import Volume
 from ...progress import Progress, TaskGenerator, within
 from .bags import Bag, BagInstance, ScanChannels, build_bag, equivalent_diameter_mm, make_sites
 from .baselines import SUBTYPES, mars_counts
-from .model import LoadedSubtypeModel
+from .model import LoadedSubtypeModel, load_subtype_model
 
 __all__ = ["Finding", "SubtypeResult", "classify_findings", "classify_scan", "findings_from_detections"]
 
@@ -164,3 +165,19 @@ def classify_scan(magnitude: Volume, phase: Volume | None, model: LoadedSubtypeM
     result = yield from within(run(magnitude, phase, detector, device=device), 0, 50, 100, "Microbleeds")
     findings = findings_from_detections(result.detections)
     return (yield from within(classify_findings(magnitude, phase, findings, model, device), 50, 50, 100, "Subtype"))
+
+
+def classify_for_review(magnitude: Volume, phase: Volume | None, findings: Sequence[Finding] | None,
+                        version: str | None, device: str = "auto", roots: list[Path] | None = None
+                        ) -> TaskGenerator[SubtypeResult]:
+    """Load a subtype model version, then classify ``findings`` (detect first when None), in one task.
+
+    Why one task: loading the weights (and moving them to the device) takes time and must
+    not block the GUI thread, so the panel's worker does it (as
+    ``cmb.review_run.detect_for_review`` does for the detector).
+    """
+    yield Progress(0, 1, "Loading the subtype model")
+    model = load_subtype_model(version, device=device, roots=roots)
+    if findings is None:
+        return (yield from classify_scan(magnitude, phase, model, device=device))
+    return (yield from classify_findings(magnitude, phase, findings, model, device))
