@@ -14,6 +14,7 @@ age (for the baselines), so every model sees the same patients in the same folds
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from .baselines import SUBTYPES, BostonRule, MarsCountLogistic
 from .train import MILConfig, MILEstimator
 
 __all__ = ["CSVDEvaluation", "CSVDItem", "REPORTED_METRICS", "default_factories", "evaluate_centres",
-           "items_from_patients"]
+           "items_from_patients", "test_once"]
 
 #: The paper's four figures first (weighted AUC, accuracy, weighted precision, weighted F1),
 #: then what the weighted ones hide.
@@ -69,8 +70,8 @@ class OnBags:
 def default_factories(mil: MILConfig | None = None, device: str = "auto") -> dict[str, Callable[[], Estimator]]:
     """The models of the report, built fresh per fold: attention MIL, mean-pooling MIL, the two baselines."""
     base = mil or MILConfig()
-    att = MILConfig(**{**vars(base), "pooling": "attention"})
-    mean = MILConfig(**{**vars(base), "pooling": "mean"})
+    att = dataclasses.replace(base, pooling="attention")
+    mean = dataclasses.replace(base, pooling="mean")
     return {
         "attention MIL": lambda: OnBags(MILEstimator(att, device)),
         "mean-pooling MIL": lambda: OnBags(MILEstimator(mean, device)),
@@ -141,9 +142,8 @@ class CSVDEvaluation:
                 "external": {k: res(v) for k, v in self.external.items()}, "vs_rule": self.vs_rule}
 
 
-def _external(factory: Callable[[], Estimator], dev: Cohort, ext: Cohort, name: str) -> TaskGenerator[CVPredictions]:
-    """Fit once on every development patient, predict the external ones once."""
-    estimator = factory()
+def test_once(estimator: Estimator, dev: Cohort, ext: Cohort, name: str) -> TaskGenerator[CVPredictions]:
+    """Fit ``estimator`` once on every development patient, predict the external ones once."""
     fitted = estimator.fit(dev.items, dev.codes)
     if fitted is not None:
             yield from relay(fitted, lambda u: Progress(u.step, u.total, f"{name} on all development patients: {u.message}"))
@@ -173,7 +173,7 @@ def evaluate_centres(items: Sequence[CSVDItem], labels: Sequence[str], centres: 
     yield Progress(1, 3, f"External test on {len(ext_rows)} patients")
     outside: dict[str, CVPredictions] = {}
     for name, factory in factories.items():
-        outside[name] = yield from _external(factory, dev, ext, name)
+        outside[name] = yield from test_once(factory(), dev, ext, name)
     external_res = {k: evaluate_predictions(p, n_boot, seed, metrics=REPORTED_METRICS) for k, p in outside.items()}
     yield Progress(2, 3, "Paired comparisons with the Boston rule")
     rule = "Boston v2.0 rule"

@@ -34,15 +34,15 @@ import numpy as np
 import torch
 
 from ...errors import RegistryError
-from ...metrics.cohort import CVPredictions, as_proba, evaluate_predictions
+from ...metrics.cohort import Cohort, evaluate_predictions
 from ...model_config import ConfigRule, check_config
 from ...model_loading import load_version
 from ...models.mil import POOLINGS
-from ...progress import Progress, TaskGenerator, relay
+from ...progress import Progress, TaskGenerator
 from ...registry import DEMO_NOTE, ModelCard, save_model
 from .bags import LOCATION_FEATURES
 from .baselines import SUBTYPES
-from .evaluate import REPORTED_METRICS, CSVDItem
+from .evaluate import REPORTED_METRICS, CSVDItem, OnBags, test_once
 from .train import MILConfig, MILEstimator
 
 __all__ = ["CONFIG_RULES", "MODEL_NAME", "TASK", "FeatureLayout", "LoadedSubtypeModel", "check_subtype_config",
@@ -253,15 +253,11 @@ def train_and_test(train: Sequence[CSVDItem], train_labels: Sequence[str], exter
     """
     if config.patch_embedding:  # the caller's wiring
         raise ValueError("train_and_test builds location-only models (patch_embedding=False)")
-    codes = np.array([SUBTYPES.index(c) for c in train_labels])
     estimator = MILEstimator(config, device)
-    yield Progress(0, 1, f"Training on {len(train)} patients")
-    yield from relay(estimator.fit([i.bag for i in train], codes),
-                     lambda u: Progress(u.step, u.total, f"Training: {u.message}"))
-    yield Progress(1, 1, f"Testing once on {len(external)} external patients")
-    proba = as_proba(estimator.predict_proba([i.bag for i in external]), len(external), len(SUBTYPES))
-    groups = np.array([i.patient for i in external])
-    pred = CVPredictions(SUBTYPES, np.asarray(external_labels), groups, proba, np.zeros(len(external), int), [])
+    yield Progress(0, 1, f"Training on {len(train)} patients, then testing once on {len(external)} external ones")
+    dev = Cohort(list(train), list(train_labels), [i.patient for i in train], SUBTYPES)
+    ext = Cohort(list(external), list(external_labels), [i.patient for i in external], SUBTYPES)
+    pred = yield from test_once(OnBags(estimator), dev, ext, "Training")
     result = evaluate_predictions(pred, n_boot, config.seed, metrics=REPORTED_METRICS)
     metrics, cis = external_metrics(result.metrics)
     card_extra = {"metrics_on": "the external patients, tested once (not used for fitting)",
