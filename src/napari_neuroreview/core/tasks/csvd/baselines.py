@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ...anatomy.mars import MARS_CLASSES, REGIONS, MarsRegion
+from ...anatomy.mars import MARS_CLASSES, REGION_CLASS, REGIONS, MarsRegion
 
 #: The three subtypes, in the column order of every probability table of this task.
 SUBTYPES: tuple[str, ...] = ("aSVD", "CAA", "CADASIL")
@@ -37,9 +37,7 @@ CADASIL_MAX_AGE = 55.0
 #: ganglia, thalamus and brainstem; the other MARS-deep regions (capsules, corpus callosum,
 #: deep and periventricular white matter) are counted as deep too, as MARS rates them (our
 #: choice, the stricter reading).
-BOSTON_DEEP_REGIONS = frozenset(
-    {"basal_ganglia", "thalamus", "internal_capsule", "external_capsule", "corpus_callosum",
-     "deep_white_matter", "brainstem"})
+BOSTON_DEEP_REGIONS = frozenset({r for r, c in REGION_CLASS.items() if c == "deep"} | {"brainstem"})
 
 
 class PatientFindings(Protocol):
