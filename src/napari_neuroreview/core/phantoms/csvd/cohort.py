@@ -14,7 +14,7 @@ from napari_neuroreview.core.io.atomic import write_text_atomic
 
 from ...tasks.csvd.labels import LABEL_COLUMNS
 from .. import scanner_draws
-from ..swi.cohort import cohort_seed
+from ..swi.cohort import cohort_seed, write_swi_case
 from ..swi_contract import CMBSite, SiderosisSite, SWICase
 from .literature import AGE, CSS_SHARE, MALE_SHARE, MAX_RENDERED_CMB, SUBTYPES, draw_cmb_count
 from .sites import (
@@ -175,20 +175,8 @@ def write_csvd_patient(case_dir: str | Path, case: SWICase, cohort: dict[str, An
     ``truth.json`` holds the microbleeds (with their MARS region), the skipped sites, the
     mimics (siderosis among them), the parameters and ``cohort``; never the subtype.
     """
-    from ..swi.cohort import _gz, _truth_json, _write_bytes, phase_nifti_bytes
-
-    case_dir = Path(case_dir)
-    payloads = {"magnitude": ("swi.nii.gz", case.magnitude.to_bytes())}
-    if case.phase is not None:
-        payloads["phase"] = ("phase.nii.gz", phase_nifti_bytes(case.phase))
-    payloads["instances"] = ("truth_instances.nii.gz", case.truth["instances"].to_bytes())
-    payloads["mimics"] = ("truth_mimics.nii.gz", case.truth["mimic_labels"].to_bytes())
-    written = [_write_bytes(case_dir / name, _gz(raw)) for name, raw in payloads.values()]
-    truth = _truth_json(case, {key: name for key, (name, _) in payloads.items()})
-    truth["skipped_sites"] = case.truth.get("skipped_sites", [])
-    truth["cohort"] = cohort
-    written.append(write_text_atomic(case_dir / "truth.json", strict_json.dumps(truth, indent=2) + "\n"))
-    return written
+    extra = {"skipped_sites": case.truth.get("skipped_sites", []), "cohort": cohort}
+    return write_swi_case(case_dir, case, extra, truth_text=lambda t: strict_json.dumps(t, indent=2) + "\n")
 
 
 def write_csvd_cohort(out_dir: str | Path, n_patients: int, seed: int,

@@ -77,6 +77,32 @@ def _truth_json(case: SWICase, files: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _truth_text(truth: dict[str, Any]) -> str:
+    return json.dumps(truth, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_swi_case(case_dir: str | Path, case: SWICase, extra_truth: dict[str, Any] | None = None,
+                   *, truth_text: Callable[[dict[str, Any]], str] = _truth_text) -> list[Path]:
+    """Write one case in :func:`write_swi_cohort`'s layout; returns the files (``swi.nii.gz`` first).
+
+    ``swi.nii.gz``, ``phase.nii.gz`` (if the case has a phase), ``truth_instances.nii.gz``
+    and ``truth_mimics.nii.gz`` (gzipped reproducibly), then ``truth.json``: the case's
+    truth with ``extra_truth``'s keys added in order, made text by ``truth_text``
+    (default: ``json.dumps``, indent 2, UTF-8, newline-terminated).
+    """
+    case_dir = Path(case_dir)
+    payloads = {"magnitude": ("swi.nii.gz", case.magnitude.to_bytes())}
+    if case.phase is not None:
+        payloads["phase"] = ("phase.nii.gz", phase_nifti_bytes(case.phase))
+    payloads["instances"] = ("truth_instances.nii.gz", case.truth["instances"].to_bytes())
+    payloads["mimics"] = ("truth_mimics.nii.gz", case.truth["mimic_labels"].to_bytes())
+    written = [_write_bytes(case_dir / name, _gz(raw)) for name, raw in payloads.values()]
+    truth = _truth_json(case, {key: name for key, (name, _) in payloads.items()})
+    truth.update(extra_truth or {})
+    written.append(_write_bytes(case_dir / "truth.json", truth_text(truth).encode("utf-8")))
+    return written
+
+
 def cohort_seed(seed: int, index: int) -> int:
     """Case ``index``'s seed from ``(seed, index)`` (SeedSequence): independent of the count."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0])
@@ -113,18 +139,8 @@ def write_swi_cohort(out_dir: str | Path, n_cases: int, seed: int,
         case = make_swi_case(case_seed, **{**make_swi_case_kwargs, **extra})
         if per_case is not None:
             case.params["per_case"] = extra
-        case_dir = out_dir / f"case-{index:03d}"
-        payloads = {"magnitude": ("swi.nii.gz", case.magnitude.to_bytes())}
-        if case.phase is not None:
-            payloads["phase"] = ("phase.nii.gz", phase_nifti_bytes(case.phase))
-        payloads["instances"] = ("truth_instances.nii.gz", case.truth["instances"].to_bytes())
-        payloads["mimics"] = ("truth_mimics.nii.gz", case.truth["mimic_labels"].to_bytes())
-        for name, raw in payloads.values():
-            written.append(_write_bytes(case_dir / name, _gz(raw)))
-        truth = _truth_json(case, {key: name for key, (name, _) in payloads.items()})
-        truth["cohort"] = {"seed": int(seed), "index": index, "case_seed": case_seed}
-        text = json.dumps(truth, indent=2, ensure_ascii=False) + "\n"
-        written.append(_write_bytes(case_dir / "truth.json", text.encode("utf-8")))
+        cohort = {"seed": int(seed), "index": index, "case_seed": case_seed}
+        written += write_swi_case(out_dir / f"case-{index:03d}", case, {"cohort": cohort})
     return written
 
 
