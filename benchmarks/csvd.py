@@ -39,12 +39,10 @@ a 95 % CI of about 0.64-0.92; the default external size here (240) gives about +
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 #: Seeds of the benchmark cohorts; no training run draws from them.
 DEV_SEED, EXT_SEED = 411_000, 412_000
@@ -80,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if args.data is not None:
+        from napari_neuroreview.cli_csvd import FEATURES
         from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
+        from napari_neuroreview.core.tasks.csvd.labels import check_design
 
-        encoder = "detector" if args.features == "patch" else None
-        items, labels, centres = run_to_completion(items_from_cohort(args.data, args.source, encoder, args.device))
+        check_design(args.data, "C", args.folds, MILConfig().seed)  # before the scans are read
+        items, labels, centres = run_to_completion(items_from_cohort(args.data, args.source, FEATURES[args.features],
+                                                                     args.device))
         described = f"{args.source} microbleeds from the scans of {args.data.name}, {args.features} features"
         args.dev, args.external = sum(c != "C" for c in centres), sum(c == "C" for c in centres)
     else:

@@ -59,31 +59,6 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_design(data: str | Path, external: str, n_folds: int, seed: int) -> None:
-    """Refuse, from ``labels.tsv`` alone, a cohort too small for the protocol (one sentence, before any scan is read).
-
-    Why: reading, registering and detecting takes seconds to a minute per patient; a
-    cohort without the external centre, or whose development patients cannot fill the
-    folds, must fail at once with the harness's own sentence (``metrics.cohort.patient_folds``).
-    """
-    import numpy as np
-
-    from .core.errors import InsufficientDataError
-    from .core.metrics.cohort import Cohort, patient_folds
-    from .core.tasks.csvd.labels import read_csvd_labels
-    from .core.tasks.csvd.baselines import SUBTYPES
-
-    rows = read_csvd_labels(data)
-    present = sorted({r["centre"] for r in rows})
-    if external not in present or len(present) < 2:
-        raise InsufficientDataError(
-            f"{data}: the external centre {external} and at least one development centre need patients; "
-            f"the cohort's centres are {', '.join(present) or 'none'}")
-    dev = [r for r in rows if r["centre"] != external]
-    patient_folds(Cohort(dev, np.array([r["subtype"] for r in dev]), np.array([r["patient"] for r in dev]), SUBTYPES),
-                  n_folds, seed)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Development CV on every centre but ``--external``, then one external test; the table and the comparisons."""
     import numpy as np
@@ -97,6 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         check_outputs([Output(args.json, (".json",), "evaluation JSON")], protected_folders=[args.data])
     config = config_from_args(MILConfig, args, epochs="epochs", seed="seed")
+    from .core.tasks.csvd.labels import check_design
+
     check_design(args.data, args.external, args.folds, config.seed)  # before the scans are read, not after
     items, labels, centres = _drive(items_from_cohort(args.data, args.source, FEATURES[args.features], args.device),
                                     args.quiet)

@@ -1,4 +1,4 @@
-"""The subtype cohort's ``labels.tsv``: its columns and its one reader.
+"""The subtype cohort's ``labels.tsv``: its columns, its one reader, the design check on it.
 
 Why in the task, not the phantom: evaluating a cohort (``csvd evaluate``, the benchmark)
 reads the labels, and ``core.tasks`` never imports the simulators; the phantom writes
@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import InputFileError
+import numpy as np
+
+from ...errors import InputFileError, InsufficientDataError
+from ...metrics.cohort import Cohort, patient_folds
 from .baselines import SUBTYPES
 
 #: The columns of ``labels.tsv``.
@@ -44,3 +47,21 @@ def read_csvd_labels(cohort_dir: str | Path) -> list[dict[str, Any]]:
         except ValueError:
             raise InputFileError(f"{path}: line {n} is not a patient's labels ({line[:60]!r}).") from None
     return rows
+
+
+def check_design(data: str | Path, external: str, n_folds: int, seed: int) -> None:
+    """Refuse, from ``labels.tsv`` alone, a cohort too small for the protocol (one sentence, before any scan is read).
+
+    Why: reading, registering and detecting takes seconds to a minute per patient; a
+    cohort without the external centre, or whose development patients cannot fill the
+    folds, must fail at once with the harness's own sentence (``metrics.cohort.patient_folds``).
+    """
+    rows = read_csvd_labels(data)
+    present = sorted({r["centre"] for r in rows})
+    if external not in present or len(present) < 2:
+        raise InsufficientDataError(
+            f"{data}: the external centre {external} and at least one development centre need patients; "
+            f"the cohort's centres are {', '.join(present) or 'none'}")
+    dev = [r for r in rows if r["centre"] != external]
+    patient_folds(Cohort(dev, np.array([r["subtype"] for r in dev]), np.array([r["patient"] for r in dev]), SUBTYPES),
+                  n_folds, seed)
