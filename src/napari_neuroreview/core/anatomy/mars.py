@@ -88,6 +88,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from .grids import voxel_to_world, world_to_voxel
+
 __all__ = [
     "FRINGE_MM", "JUNCTION_MM", "JUXTACORTICAL_MM", "MARS_CLASSES", "REGIONS", "REGION_CLASS", "SIDES",
     "MarsParcellation", "MarsRegion", "mars_parcellation", "region_indices_at", "region_points", "regions_at",
@@ -295,7 +297,7 @@ def mars_parcellation() -> MarsParcellation:
     affine = np.asarray(img.affine, dtype=np.float64)
     sampling = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     ijk = np.indices(labels.shape, dtype=np.float64)
-    xyz = np.moveaxis(np.tensordot(affine[:3, :3], ijk, axes=1), 0, -1) + affine[:3, 3]
+    xyz = voxel_to_world(affine, np.moveaxis(ijk, 0, -1))
 
     names: dict[str, np.ndarray] = {}
     for index, name in _atlas_labels(folder):
@@ -347,7 +349,7 @@ def region_indices_at(points_mni_mm: np.ndarray) -> np.ndarray:
     """
     pts = _as_points(points_mni_mm)
     parc = mars_parcellation()
-    ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(parc.affine), pts)).astype(np.int64)
+    ijk = np.rint(world_to_voxel(parc.affine, pts)).astype(np.int64)
     shape = np.asarray(parc.lookup.shape)
     inside = np.all((ijk >= 0) & (ijk < shape), axis=1) & np.all(np.isfinite(pts), axis=1)
     out = np.full(len(pts), -1, np.int64)
@@ -388,7 +390,7 @@ def region_points(region: str, side: str | None = None, juxtacortical: bool | No
     mask = parc.regions == REGIONS.index(region) + 1
     if juxtacortical is not None:
         mask &= parc.junction if juxtacortical else ~parc.junction
-    pts = nib.affines.apply_affine(parc.affine, np.argwhere(mask).astype(np.float64))
+    pts = voxel_to_world(parc.affine, np.argwhere(mask))
     if side is not None:
         pts = pts[_sides(pts) == SIDES.index(side)]
     return pts

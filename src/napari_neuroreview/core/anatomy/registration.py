@@ -51,13 +51,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
-from nibabel.affines import apply_affine
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from ..errors import InputFileError
 from ..io.nifti import Volume
 from ..progress import Progress, TaskGenerator
+from .grids import voxel_to_world, world_to_voxel
 from .mni import load_mni_anatomy
 
 if TYPE_CHECKING:
@@ -126,11 +126,11 @@ class MniTransform:
 
     def to_mni(self, points_world_ras_mm: np.ndarray) -> np.ndarray:
         """(n, 3) world RAS mm of the scan -> (n, 3) MNI RAS mm."""
-        return apply_affine(self.matrix, np.asarray(points_world_ras_mm, dtype=np.float64))
+        return voxel_to_world(self.matrix, points_world_ras_mm)
 
     def from_mni(self, points_mni_mm: np.ndarray) -> np.ndarray:
         """(n, 3) MNI RAS mm -> (n, 3) world RAS mm of the scan."""
-        return apply_affine(np.linalg.inv(self.matrix), np.asarray(points_mni_mm, dtype=np.float64))
+        return world_to_voxel(self.matrix, points_mni_mm)
 
 
 def _sitk() -> ModuleType:
