@@ -27,22 +27,20 @@ from qtpy.QtWidgets import (QAbstractItemView, QFormLayout, QFrame, QGridLayout,
                             QProgressBar, QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..core.anatomy.mars import MARS_CLASSES, SIDES
-from ..core.errors import InputFileError
 from ..core.io.layers import META_KEY, volume_from_layer
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.csvd.baselines import SUBTYPES
 from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
 from ..core.tasks.csvd.model import MODEL_NAME
-from ._base import DevicePicker, LayerPicker, VersionPicker
+from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer
 from ._cmb_layers import is_phase_name
 from ._worker import TaskRunner
 from .case import is_scan
-from .cmb_review import CMBReviewWidget, find_docked
+from .cmb_review import NO_PHASE, CMBReviewWidget, find_docked
 
 if TYPE_CHECKING:
     import napari
 
-NO_PHASE = "none"
 #: Milliseconds the review must stay unchanged before a stale result is classified again.
 RERUN_DELAY_MS = 1000
 CAVEAT = "Simulated training data, not for clinical use."
@@ -224,9 +222,7 @@ class SubtypeWidget(QWidget):
     # ----------------------------------------------------------------- run
     def _start(self) -> Any:
         """GUI thread: read the inputs (bad input is one sentence) and hand the task to the worker."""
-        layer = self.swi.layer()
-        if layer is None:
-            raise InputFileError("no SWI layer is selected: open the SWI magnitude NIfTI first")
+        layer = require_layer(self.swi, "no SWI layer is selected: open the SWI magnitude NIfTI first")
         magnitude = volume_from_layer(layer.data, layer.metadata, layer.name, grid="source")
         phase_layer = self.phase.layer()
         phase = (volume_from_layer(phase_layer.data, phase_layer.metadata, phase_layer.name, grid="source")
