@@ -89,6 +89,7 @@ import numpy as np
 from scipy import ndimage
 
 from .grids import voxel_to_world, world_to_voxel
+from .mni import _readonly
 
 __all__ = [
     "FRINGE_MM", "JUNCTION_MM", "JUXTACORTICAL_MM", "MARS_CLASSES", "REGIONS", "REGION_CLASS", "SIDES",
@@ -106,6 +107,8 @@ REGION_CLASS: dict[str, str] = {
 }
 REGIONS: tuple[str, ...] = tuple(REGION_CLASS)  # this order is the one-hot order
 SIDES: tuple[str, ...] = ("left", "right")
+#: Region codes (``1 + REGIONS.index(region)``) of the lobar regions.
+_LOBAR_CODES: tuple[int, ...] = tuple(REGIONS.index(r) + 1 for r in REGIONS if REGION_CLASS[r] == "lobar")
 
 #: Distance (mm) from a lobar grey-matter label within which cerebral white matter is
 #: juxtacortical (lobar). MARS counts the subcortical white matter with the cortex; 5 mm
@@ -241,11 +244,6 @@ def _atlas_labels(folder: Path) -> list[tuple[int, str]]:
     return out
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
 def _split_white_matter(codes: np.ndarray, white: np.ndarray, xyz: np.ndarray, sampling: tuple[float, ...],
                         names: dict[str, np.ndarray]) -> None:
     """Give every cerebral white-matter voxel its region in ``codes`` (module docstring, rules 1-5)."""
@@ -267,7 +265,7 @@ def _split_white_matter(codes: np.ndarray, white: np.ndarray, xyz: np.ndarray, s
     profile = ndimage.binary_dilation(midline.any(axis=0), iterations=1)  # (y, z) of the callosum
     callosum = white & ~internal & ~external & (np.abs(x) <= 10.0) & profile[np.newaxis] & (z >= 0.0)
 
-    lobar_gm = np.isin(codes, [code[r] for r in REGIONS if REGION_CLASS[r] == "lobar"])
+    lobar_gm = np.isin(codes, _LOBAR_CODES)
     d_ctx, near_ctx = ndimage.distance_transform_edt(~lobar_gm, sampling=sampling, return_indices=True)
     rest = white & ~internal & ~external & ~callosum
     juxta = rest & (d_ctx <= JUXTACORTICAL_MM)
@@ -281,7 +279,7 @@ def _split_white_matter(codes: np.ndarray, white: np.ndarray, xyz: np.ndarray, s
 
 def _junction(codes: np.ndarray, white_lobar: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
     """Lobar voxels within :data:`JUNCTION_MM` of the interface between lobar grey matter and white matter."""
-    lobar = np.isin(codes, [REGIONS.index(r) + 1 for r in REGIONS if REGION_CLASS[r] == "lobar"])
+    lobar = np.isin(codes, _LOBAR_CODES)
     grey = lobar & ~white_lobar
     d_to_white = ndimage.distance_transform_edt(~white_lobar, sampling=sampling)
     d_to_grey = ndimage.distance_transform_edt(~grey, sampling=sampling)
@@ -321,7 +319,7 @@ def mars_parcellation() -> MarsParcellation:
     lookup = codes.copy()
     lookup[fill] = codes[tuple(nearest)][fill]
 
-    lobar_white = white & np.isin(codes, [REGIONS.index(r) + 1 for r in REGIONS if REGION_CLASS[r] == "lobar"])
+    lobar_white = white & np.isin(codes, _LOBAR_CODES)
     junction = _junction(codes, lobar_white, sampling)
     return MarsParcellation(regions=_readonly(codes), lookup=_readonly(lookup), junction=_readonly(junction),
                             affine=_readonly(affine))
