@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from napari_neuroreview.core.anatomy import load_mni_anatomy
+from napari_neuroreview.core.anatomy import load_mni_anatomy, mars
 
 from ..swi.contrast import NUCLEI_MNI as _PHEN_NUCLEI
 from ..swi.lesions import _draw_diameter
@@ -46,13 +45,6 @@ _GAP_MM: float = 1.5 + 0.75  # both simulators' gap, plus the phenomenological n
 _TRIES: int = 40
 
 
-def mars_module() -> Any:
-    """``core.anatomy.mars``, imported on first use (its atlas is read then)."""
-    from napari_neuroreview.core.anatomy import mars  # lazily: its atlas is read on first use
-
-    return mars
-
-
 @functools.lru_cache(maxsize=1)
 def _depth_map() -> np.ndarray:
     """mm from each template voxel to CSF (>= 0.5) or the brain's edge: the simulators' depth rule."""
@@ -68,7 +60,7 @@ def _pool(region: str, side: str, juxtacortical: bool | None) -> tuple[np.ndarra
     Room: the simulators' depth rule (a centre >= 0.7 visible radii from CSF) and clearance
     (:func:`_fixed_mimic_room`) from the mimics every case has.
     """
-    pts = np.asarray(mars_module().region_points(region, side, juxtacortical), float)
+    pts = np.asarray(mars.region_points(region, side, juxtacortical), float)
     room = np.minimum(_lookup(_depth_map(), pts) / _DEPTH_PER_R, _fixed_mimic_room(pts))
     keep = room >= _R_VIS_PER_D * CMB_DIAMETER_MM[0]
     return pts[keep], room[keep]
@@ -99,14 +91,13 @@ def _fixed_mimic_room(pts: np.ndarray) -> np.ndarray:
 
 
 def lobes() -> tuple[str, ...]:
-    mars = mars_module()
     return tuple(r for r in mars.REGIONS if mars.REGION_CLASS[r] == "lobar")
 
 
 @functools.lru_cache(maxsize=1)
 def lobe_volumes() -> dict[str, float]:
     """Junction volume share of each lobe (both sides): the 'expected' of observed / expected."""
-    n = {lobe: sum(len(mars_module().region_points(lobe, s, True)) for s in mars_module().SIDES) for lobe in lobes()}
+    n = {lobe: sum(len(mars.region_points(lobe, s, True)) for s in mars.SIDES) for lobe in lobes()}
     total = sum(n.values())
     return {k: v / total for k, v in n.items()}
 
@@ -151,7 +142,6 @@ def draw_site(rng: np.random.Generator, region: str, placed: list[tuple[np.ndarr
     for it (:func:`_pool`) and it is clear of the patient's earlier sites. None after
     :data:`_TRIES`.
     """
-    mars = mars_module()
     cls = mars.REGION_CLASS[region]
     for _ in range(_TRIES):
         side = mars.SIDES[int(rng.integers(2))]
@@ -224,7 +214,7 @@ _SULCUS_MM: float = 15.0
 def _surface(lobe: str, side: str) -> np.ndarray:
     """Junction points of a lobe at its pial surface (template CSF 0.2-0.8, within a
     sulcus's depth of the brain's edge), cached."""
-    pts = np.asarray(mars_module().region_points(lobe, side, True), float)
+    pts = np.asarray(mars.region_points(lobe, side, True), float)
     csf = _lookup(load_mni_anatomy().csf, pts)
     edge = _lookup(_edge_map(), pts)
     return pts[(csf >= 0.2) & (csf <= 0.8) & (edge <= _SULCUS_MM)]
@@ -239,7 +229,6 @@ def siderosis_path(rng: np.random.Generator, lobe: str) -> SiderosisSite | None:
     walk stops short of 10 mm in 20 tries.
     """
     anat = load_mni_anatomy()
-    mars = mars_module()
     dirs = np.array([[a, b, c] for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)],
                     float)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
