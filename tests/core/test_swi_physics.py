@@ -176,3 +176,18 @@ def test_cli_phantoms_simulator_physics(tmp_path) -> None:
     assert truth["params"]["generator"].endswith("swi_physics.make_swi_case")
     assert {"swi.nii.gz", "phase.nii.gz", "truth_instances.nii.gz", "truth_mimics.nii.gz"} <= {
         p.name for p in case.iterdir()}
+
+
+def test_polyline_distance_within_keeps_the_exact_near_distances() -> None:
+    """The KD-tree shortcut changes no distance a tube uses: exact below ``within``, inf beyond."""
+    from napari_neuroreview.core.phantoms.swi_physics.sources import polyline_distance
+
+    rng = np.random.default_rng(3)
+    path = np.cumsum(rng.normal(0, 4.0, (12, 3)), axis=0)
+    pts = path.min(0) - 5 + rng.random((20000, 3)) * (np.ptp(path, axis=0) + 10)
+    full = polyline_distance(pts, path)
+    near = polyline_distance(pts, path, within=2.5)
+    inside = full < 2.5
+    assert inside.sum() > 100 and (~inside).sum() > 100
+    np.testing.assert_array_equal(near[inside], full[inside])
+    assert np.all(np.isinf(near[~inside]))

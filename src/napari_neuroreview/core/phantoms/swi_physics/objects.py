@@ -105,7 +105,7 @@ def _sphere_fraction(centre: np.ndarray, radius: float):
 def _tube_fraction(path: np.ndarray, radius: float):
     def frac(pts: np.ndarray, h: float) -> np.ndarray:
         shape = pts.shape[:-1]
-        d = polyline_distance(pts.reshape(-1, 3), path).reshape(shape)
+        d = polyline_distance(pts.reshape(-1, 3), path, within=radius + h).reshape(shape)
         return np.clip(0.5 - (d - radius) / h, 0.0, 1.0)
     return frac
 

@@ -109,7 +109,7 @@ def macro_field(grid: AcqGrid, brain_far_mm: float, macro_mm: float, vein_chi: f
             chi[sl] += (iron_scale * CHI_IRON_PPM[name]) * ellipsoid_weight(pts[sl], c, semi) * parenchyma[sl]
     for _name, path, r in large_vein_paths():
         sl = box(path.min(0) - r - 3.0, path.max(0) + r + 3.0)
-        d = polyline_distance(pts[sl].astype(np.float64), path)
+        d = polyline_distance(pts[sl], path, within=r + macro_mm)
         chi[sl] += vein_chi * np.clip(0.5 - (d - r) / macro_mm, 0.0, 1.0).astype(np.float32)
     air = np.zeros(shape, np.float32)
     if with_air:
@@ -136,8 +136,8 @@ def tube_fraction(grid: AcqGrid, path: np.ndarray, r: float) -> tuple[np.ndarray
     if np.any(hi <= lo):
         return lo, hi, np.zeros((0, 0, 0), np.float32)
     w = grid.centres(lo, hi)
-    d = polyline_distance(w, path)
     width = float(np.mean(grid.vs))
+    d = polyline_distance(w, path, within=r + width)
     return lo, hi, np.clip(0.5 - (d - r) / width, 0.0, 1.0).astype(np.float32)
 
 
