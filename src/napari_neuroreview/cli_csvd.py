@@ -53,7 +53,8 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"Rendering {args.n} patients of centres {', '.join(args.centres)} into {out}", file=sys.stderr)
     with disk_errors([out]):
-        paths = write_csvd_cohort(out, args.n, args.seed, args.centres, **overrides)
+        paths = write_csvd_cohort(out, args.n, args.seed, args.centres, workers=args.workers, resume=args.resume,
+                                  **overrides)
     print(strict_json.dumps({"out": str(args.out), "patients": args.n, "centres": list(args.centres),
                              "files": len(paths), **({"voxel_size": list(args.voxel_size)} if args.voxel_size else {})}))
     return 0
@@ -188,6 +189,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--voxel-size", nargs=3, type=bounded_float(0.3, 4.0, "voxel size in mm"), default=None,
                    metavar=("X", "Y", "Z"), help="one voxel size for every patient (a coarse grid for quick looks; "
                                                  "default: each centre's scanner)")
+    p.add_argument("--workers", type=bounded_int(1, 64, "number of worker processes"), default=1,
+                   help="render patients in this many processes (a physics patient takes 15-75 s)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the patients already complete in --out (an interrupted run taken up again)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_phantoms)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -279,6 +280,29 @@ def test_written_cohort_places_the_sites_and_keeps_the_label_apart(tmp_path: Pat
             header = img.header.binaryblock + b"".join(e.get_content() for e in img.header.extensions)
             assert not any(st.encode() in header for st in cc.SUBTYPES)
         assert not any(f'"{st}"' in text for st in cc.SUBTYPES)
+
+
+def test_workers_and_resume_write_the_same_files(tmp_path: Path) -> None:
+    """Two processes write what one does; resume re-renders only the missing or foreign folders."""
+    kw = {"voxel_size": (3.0, 3.0, 3.0)}
+    one, two = tmp_path / "one", tmp_path / "two"
+    cc.write_csvd_cohort(one, 3, 5, ("A",), **kw)
+    cc.write_csvd_cohort(two, 3, 5, ("A",), workers=2, **kw)
+
+    def contents(root: Path) -> dict[str, bytes]:
+        return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+    assert contents(one) == contents(two)
+    # a folder lost, and one left by another cohort (other seed): both rendered again, the rest kept
+    shutil.rmtree(two / "patient-0001")
+    foreign = tmp_path / "foreign"
+    cc.write_csvd_cohort(foreign, 3, 6, ("A",), **kw)
+    shutil.rmtree(two / "patient-0002")
+    shutil.copytree(foreign / "patient-0002", two / "patient-0002")
+    kept = (two / "patient-0000" / "swi.nii.gz").stat().st_mtime_ns
+    cc.write_csvd_cohort(two, 3, 5, ("A",), workers=2, resume=True, **kw)
+    assert (two / "patient-0000" / "swi.nii.gz").stat().st_mtime_ns == kept
+    assert contents(one) == contents(two)
 
 
 def test_labels_reader_names_a_folder_that_is_not_a_cohort(tmp_path: Path) -> None:

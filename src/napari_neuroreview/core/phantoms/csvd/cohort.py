@@ -181,7 +181,7 @@ def write_csvd_patient(case_dir: str | Path, case: SWICase, cohort: dict[str, An
 
 def write_csvd_cohort(out_dir: str | Path, n_patients: int, seed: int,
                       centres: Sequence[str] | Mapping[str, float] = tuple(CENTRES),
-                      **overrides: Any) -> list[Path]:
+                      workers: int = 1, resume: bool = False, **overrides: Any) -> list[Path]:
     """Write a subtype cohort: ``patient-NNNN/`` per patient and ``labels.tsv``; returns every file.
 
     Patients are dealt to ``centres`` in blocks (equal shares, or a mapping's shares);
@@ -190,21 +190,59 @@ def write_csvd_cohort(out_dir: str | Path, n_patients: int, seed: int,
     the latent count, cSS...) is written last, apart from the inputs. ``overrides``:
     scanner keywords for every patient (:func:`render_csvd_patient`), recorded in each
     ``truth.json``.
+
+    Why ``workers`` and ``resume``: a physics patient takes 15-75 s to render, so hundreds
+    of them are rendered in ``workers`` processes, and an interrupted run is taken up again
+    with ``resume=True``, which keeps every folder whose ``truth.json`` (written last, so
+    present only when the folder is complete) records this very patient. Same files either
+    way: each patient depends only on ``(seed, index)``.
     """
     out_dir = Path(out_dir)
+    jobs = [(out_dir / f"patient-{index:04d}", patient, {
+        "seed": int(seed), "index": index, "patient_seed": patient.seed, "centre": patient.centre,
+        "overrides": dict(overrides)}) for index, patient in enumerate(csvd_patients(n_patients, seed, centres))]
+    done = {folder: _written_cmbs(folder, cohort) for folder, _, cohort in jobs} if resume else {}
+    todo = [job for job in jobs if done.get(job[0]) is None]
+    if workers > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            results = list(pool.map(_render_and_write, todo, [overrides] * len(todo)))
+    else:
+        results = [_render_and_write(job, overrides) for job in todo]
     written: list[Path] = []
+    for (folder, _, _), (files, n_cmb) in zip(todo, results):
+        written += files
+        done[folder] = n_cmb
+    rendered = {job[0] for job in todo}
     rows = ["\t".join(LABEL_COLUMNS)]
-    for index, patient in enumerate(csvd_patients(n_patients, seed, centres)):
-        name = f"patient-{index:04d}"
-        case = render_csvd_patient(patient, **overrides)
-        cohort = {"seed": int(seed), "index": index, "patient_seed": patient.seed, "centre": patient.centre,
-                  "overrides": {k: v for k, v in overrides.items()}}
-        written += write_csvd_patient(out_dir / name, case, cohort)
-        values = (name, patient.centre, patient.subtype, patient.age, len(case.truth["cmbs"]), int(patient.css),
+    for folder, patient, _ in jobs:
+        if folder not in rendered:
+            written += sorted(p for p in folder.iterdir() if p.is_file())
+        values = (folder.name, patient.centre, patient.subtype, patient.age, done[folder], int(patient.css),
                   patient.sex, patient.n_cmb_latent, patient.simulator)
         rows.append("\t".join(str(v) for v in values))
     written.append(write_text_atomic(out_dir / "labels.tsv", "\n".join(rows) + "\n"))
     return written
+
+
+def _render_and_write(job: tuple[Path, CSVDPatient, dict[str, Any]], overrides: dict[str, Any]
+                      ) -> tuple[list[Path], int]:
+    """Render one patient and write its folder (a worker's unit): (files, rendered CMB count)."""
+    folder, patient, cohort = job
+    case = render_csvd_patient(patient, **overrides)
+    return write_csvd_patient(folder, case, cohort), len(case.truth["cmbs"])
+
+
+def _written_cmbs(folder: Path, cohort: dict[str, Any]) -> int | None:
+    """The rendered CMB count of a complete folder written for ``cohort``'s patient, else None."""
+    try:
+        truth = strict_json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(truth, dict) or truth.get("cohort") != strict_json.loads(strict_json.dumps(cohort)) or not isinstance(truth.get("cmbs"), list):
+        return None
+    return len(truth["cmbs"])
 
 
 def patient_record(patient: CSVDPatient) -> dict[str, Any]:
