@@ -64,3 +64,35 @@ def test_every_reported_metric_for_every_model_in_both_settings():
     assert doc["sizes"]["per_class_external"] == {c: labels[-30:].count(c) for c in SUBTYPES}
     assert "external test" in result.table().splitlines()[0]
     assert np.isfinite(result.external["Boston v2.0 rule"].metrics["accuracy"]["value"])
+
+
+def test_external_views_are_the_same_patients_read_another_way():
+    """A view (e.g. the detector's microbleeds) is tested by the models fitted once, on the same patients."""
+    import dataclasses
+
+    import pytest
+
+    from napari_neuroreview.core.tasks.csvd.bags import build_bag
+
+    items, labels, centres = _items(30, 30)
+    ext = [i for i, c in zip(items, centres) if c == "C"]
+    seen = [dataclasses.replace(i, patient=f"seen-{i.patient}") for i in ext]  # the same bags, read again
+    # a detector that found nothing: every external bag empty
+    blind = [dataclasses.replace(i, patient=f"blind-{i.patient}", bag=build_bag(i.patient, []), regions=())
+             for i in ext]
+    Spy.log = []
+    result = run_to_completion(evaluate_centres(items, labels, centres, "C", {"spy": Spy, "Boston v2.0 rule": BostonRule},
+                                                n_folds=3, n_boot=20, external_views={"same": seen, "blind": blind}))
+    assert len([k for k, _ in Spy.log if k == "fit"]) == 4  # still fitted once after the folds
+    asked = [set(p) for kind, p in Spy.log if kind == "predict"][-3:]
+    assert asked == [{i.patient for i in ext}, {i.patient for i in seen}, {i.patient for i in blind}]
+    same, blind_res = result.external_views["same"]["spy"], result.external_views["blind"]["spy"]
+    assert same.metrics == result.external["spy"].metrics and same.confusion == result.external["spy"].confusion
+    # no microbleed anywhere: the rule says aSVD/CADASIL's else branch for everyone, never CAA
+    assert [row[1] for row in blind_res.confusion] == [0, 0, 0]
+    assert result.vs_rule["spy"]["external: blind"]["difference"] == 0.0
+    assert "external: blind" in result.table().splitlines()[0]
+    assert set(result.to_json()["external_views"]) == {"same", "blind"}
+    with pytest.raises(ValueError, match="same patients"):
+        run_to_completion(evaluate_centres(items, labels, centres, "C", {"spy": Spy}, n_folds=3, n_boot=20,
+                                           external_views={"short": seen[:-1]}))

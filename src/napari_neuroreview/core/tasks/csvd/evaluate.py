@@ -107,18 +107,22 @@ class CSVDEvaluation:
     external: dict[str, CohortResult]
     vs_rule: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
+    #: The same external patients seen another way (view name -> model -> result).
+    external_views: dict[str, dict[str, CohortResult]] = field(default_factory=dict)
 
     def table(self) -> str:
-        """Plain text: one row per model and metric, development CV beside external test."""
-        lines = [f"{'model':<22} {'metric':<20} {'development CV':>22} {'external test':>22}"]
+        """Plain text: one row per model and metric, development CV beside the external test(s)."""
+        heads = ["development CV", "external test", *(f"external: {v}" for v in self.external_views)]
+        lines = [f"{'model':<22} {'metric':<20} " + " ".join(f"{h:>22}" for h in heads)]
         for name in self.development:
             for metric in REPORTED_METRICS:
                 cells = []
-                for res in (self.development[name], self.external.get(name)):
+                for res in (self.development[name], self.external.get(name),
+                            *(v.get(name) for v in self.external_views.values())):
                     m = res.metrics.get(metric) if res is not None else None
                     cells.append("n/a" if m is None or not np.isfinite(m["value"])
                                  else f"{m['value']:.3f} [{m['low']:.2f}, {m['high']:.2f}]")
-                lines.append(f"{name:<22} {metric:<20} {cells[0]:>22} {cells[1]:>22}")
+                lines.append(f"{name:<22} {metric:<20} " + " ".join(f"{c:>22}" for c in cells))
         return "\n".join(lines)
 
     def vs_rule_lines(self) -> list[str]:
@@ -127,9 +131,9 @@ class CSVDEvaluation:
         for name, settings in self.vs_rule.items():
             for setting, d in settings.items():
                 if "error" in d:
-                    lines.append(f"  {name:<22} {setting:<12} {d['error']}")
+                    lines.append(f"  {name:<22} {setting:<30} {d['error']}")
                 else:
-                    lines.append(f"  {name:<22} {setting:<12} {d['difference']:+.3f} "
+                    lines.append(f"  {name:<22} {setting:<30} {d['difference']:+.3f} "
                                  f"[{d['low']:+.3f}, {d['high']:+.3f}] p={d['p']:.3f}")
         return lines
 
@@ -139,22 +143,41 @@ class CSVDEvaluation:
             return {"metrics": r.metrics, "confusion": r.confusion, "counts": r.counts}
         return {"sizes": self.sizes, "classes": list(SUBTYPES),
                 "development": {k: res(v) for k, v in self.development.items()},
-                "external": {k: res(v) for k, v in self.external.items()}, "vs_rule": self.vs_rule}
+                "external": {k: res(v) for k, v in self.external.items()}, "vs_rule": self.vs_rule,
+                "external_views": {view: {k: res(v) for k, v in by_model.items()}
+                                   for view, by_model in self.external_views.items()}}
 
 
 def test_once(estimator: Estimator, dev: Cohort, ext: Cohort, name: str) -> TaskGenerator[CVPredictions]:
     """Fit ``estimator`` once on every development patient, predict the external ones once."""
+    preds = yield from _fit_and_test(estimator, dev, {"external": ext}, name)
+    return preds["external"]
+
+
+def _fit_and_test(estimator: Estimator, dev: Cohort, tests: Mapping[str, Cohort], name: str
+                  ) -> TaskGenerator[dict[str, CVPredictions]]:
+    """Fit once on every development patient, then predict each test cohort once."""
     fitted = estimator.fit(dev.items, dev.codes)
     if fitted is not None:
-            yield from relay(fitted, lambda u: Progress(u.step, u.total, f"{name} on all development patients: {u.message}"))
-    proba = as_proba(estimator.predict_proba(ext.items), len(ext.items), len(SUBTYPES))
-    return CVPredictions(SUBTYPES, ext.labels, ext.groups, proba, np.zeros(len(ext.items), int), [])
+        yield from relay(fitted, lambda u: Progress(u.step, u.total, f"{name} on all development patients: {u.message}"))
+    out = {}
+    for key, ext in tests.items():
+        proba = as_proba(estimator.predict_proba(ext.items), len(ext.items), len(SUBTYPES))
+        out[key] = CVPredictions(SUBTYPES, ext.labels, ext.groups, proba, np.zeros(len(ext.items), int), [])
+    return out
 
 
 def evaluate_centres(items: Sequence[CSVDItem], labels: Sequence[str], centres: Sequence[str], external: str,
                      factories: Mapping[str, Callable[[], Estimator]] | None = None, n_folds: int = 10,
-                     seed: int = 0, n_boot: int = 1000) -> TaskGenerator[CSVDEvaluation]:
-    """Development CV on every centre but ``external``, then one external test (see the module docstring)."""
+                     seed: int = 0, n_boot: int = 1000,
+                     external_views: Mapping[str, Sequence[CSVDItem]] | None = None) -> TaskGenerator[CSVDEvaluation]:
+    """Development CV on every centre but ``external``, then one external test (see the module docstring).
+
+    ``external_views``: the same external patients seen another way, one item per external
+    row in the same order (e.g. the detector's microbleeds where ``items`` hold the true
+    ones). Each model, fitted once, is tested on each view too, so the views differ only in
+    what the models read: the cost of detection errors, on the same patients.
+    """
     factories = dict(factories or default_factories())
     centres_arr = np.asarray(centres)
     dev_rows = np.flatnonzero(centres_arr != external)
@@ -166,15 +189,27 @@ def evaluate_centres(items: Sequence[CSVDItem], labels: Sequence[str], centres: 
         return Cohort([items[int(r)] for r in rows], labels_arr[rows], patients[rows], SUBTYPES)
 
     dev, ext = cohort(dev_rows), cohort(ext_rows)
+    views = {}
+    for view, view_items in (external_views or {}).items():
+        if len(view_items) != len(ext_rows):
+            raise ValueError(f"external view {view!r} has {len(view_items)} patients, the external centre "
+                             f"{len(ext_rows)}: a view must hold the same patients in the same order")
+        views[view] = Cohort(list(view_items), ext.labels, ext.groups, SUBTYPES)
     yield Progress(0, 3, f"Cross-validation on {len(dev_rows)} development patients")
     cv = yield from relay(cross_validate_task(dev, factories, n_folds, seed),
                           lambda u: Progress(u.step, u.total, f"Development CV: {u.message}"))
     development = {k: evaluate_predictions(p, n_boot, seed, metrics=REPORTED_METRICS) for k, p in cv.items()}
     yield Progress(1, 3, f"External test on {len(ext_rows)} patients")
     outside: dict[str, CVPredictions] = {}
+    in_views: dict[str, dict[str, CVPredictions]] = {view: {} for view in views}
     for name, factory in factories.items():
-        outside[name] = yield from test_once(factory(), dev, ext, name)
+        preds = yield from _fit_and_test(factory(), dev, {"external": ext, **views}, name)
+        outside[name] = preds["external"]
+        for view in views:
+            in_views[view][name] = preds[view]
     external_res = {k: evaluate_predictions(p, n_boot, seed, metrics=REPORTED_METRICS) for k, p in outside.items()}
+    view_res = {view: {k: evaluate_predictions(p, n_boot, seed, metrics=REPORTED_METRICS) for k, p in by.items()}
+                for view, by in in_views.items()}
     yield Progress(2, 3, "Paired comparisons with the Boston rule")
     rule = "Boston v2.0 rule"
     vs_rule: dict[str, dict[str, dict[str, Any]]] = {}
@@ -183,7 +218,8 @@ def evaluate_centres(items: Sequence[CSVDItem], labels: Sequence[str], centres: 
             if name == rule:
                 continue
             vs_rule[name] = {}
-            for setting, preds in (("development", cv), ("external", outside)):
+            settings = [("development", cv), ("external", outside), *((f"external: {v}", p) for v, p in in_views.items())]
+            for setting, preds in settings:
                 a, b = preds[name], preds[rule]
                 try:
                     vs_rule[name][setting] = paired_bootstrap("auc_macro", a.labels, a.proba, b.proba, a.groups,
@@ -195,4 +231,4 @@ def evaluate_centres(items: Sequence[CSVDItem], labels: Sequence[str], centres: 
              "per_class_development": {c: int((dev.labels == c).sum()) for c in SUBTYPES},
              "per_class_external": {c: int((ext.labels == c).sum()) for c in SUBTYPES}}
     yield Progress(3, 3, "Done")
-    return CSVDEvaluation(development, external_res, vs_rule, sizes)
+    return CSVDEvaluation(development, external_res, vs_rule, sizes, view_res)
