@@ -68,8 +68,14 @@ def main() -> None:
         if findings:
             review.jump_to(findings[0].id)
     if args.subtype:
-        panel = viewer.window.add_plugin_dock_widget("napari-neuroreview", "Small vessel disease subtype")[1]
-        panel.runner.run()
+        from napari_neuroreview.widgets.cmb_review import find_docked
+        from napari_neuroreview.widgets.csvd_subtype import SubtypeWidget
+
+        docked = find_docked(viewer, SubtypeWidget)  # the cmb sample docks it already
+        panel = docked[0] if docked else viewer.window.add_plugin_dock_widget(
+            "napari-neuroreview", "Small vessel disease subtype")[1]
+        if not panel.runner.running:
+            panel.runner.run()
         while panel.runner.running:
             QApplication.processEvents()
     if args.sample == "rsfmri":  # the Networks widget compares the sample pair in a worker

@@ -1,8 +1,9 @@
 """Open napari with scans (or a sample case) and the plugin's widgets docked: ``make demo``.
 
 ``make demo`` opens the microbleed sample with the review widget docked and its
-detections on screen, ready to accept or reject: the plugin's main job, not an empty
-form. The window is sized to the screen first and the view fitted once the window has its
+detections on screen, ready to accept or reject, and the small vessel disease subtype
+panel under it, classifying from the review once the detections are in: the plugin's
+main job, not an empty form. The window is sized to the screen first and the view fitted once the window has its
 size (fitting before leaves the brain cut at the canvas edges). Kept apart from the CLI
 parser so that importing the CLI stays light (no Qt) for commands that do not open a
 window.
@@ -18,6 +19,8 @@ from typing import Any
 SAMPLE_WIDGETS = {"cmb": ("Microbleed review",)}
 #: Samples whose review widget runs its detector at once (the demo shows findings, not a form).
 DETECT_ON_OPEN = ("cmb",)
+#: Panels docked under a sample's widgets, and run once its review has findings.
+SAMPLE_PANELS = {"cmb": ("Small vessel disease subtype",)}
 #: The window's share of the screen, and the smallest size at which the brain and banner are whole.
 SCREEN_SHARE, MIN_WINDOW = 0.9, (1280, 800)
 #: Samples that are a pre/post pair of sessions, opened in the Networks widget (not as layers).
@@ -75,6 +78,8 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
     # A sample's own widgets are tabbed over the Case widget: the review needs the dock's height.
     docked = [viewer.window.add_plugin_dock_widget("napari-neuroreview", name, tabify=True)[1]
               for name in SAMPLE_WIDGETS.get(sample or "", ())]
+    panels = [viewer.window.add_plugin_dock_widget("napari-neuroreview", name)[1]
+              for name in SAMPLE_PANELS.get(sample or "", ())]
     scan = case_widget.selected_image()
     if scan is not None:  # the scan, not a truth overlay, is what the user works on first
         viewer.layers.selection.active = scan
@@ -84,10 +89,29 @@ def open_viewer(files: Sequence[str] = (), sample: str | None = None, run: bool 
             runner = getattr(widget, "runner", None)
             if runner is not None and getattr(widget, "session", None) is None:  # a stored review is shown as is
                 runner.run()
+            if hasattr(widget, "findings_changed"):
+                for panel in panels:
+                    _run_once_findings_appear(widget, panel)
     fit_view_when_shown(viewer)
     if run:
         napari.run()
     return viewer, case_widget
+
+
+def _run_once_findings_appear(review: Any, panel: Any) -> None:
+    """Run ``panel`` the first time ``review`` has a session (its own Classify button does the same).
+
+    Why: the demo should show the subtype of the sample's microbleeds, not an idle button;
+    after that first result the panel re-runs on edits by itself.
+    """
+    def go(*_: Any) -> None:
+        if review.session is None or panel.runner.running or panel.result is not None:
+            return
+        review.findings_changed.disconnect(go)
+        panel.runner.run()
+
+    review.findings_changed.connect(go)
+    go()
 
 
 def size_window(viewer: Any) -> None:

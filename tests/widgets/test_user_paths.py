@@ -293,10 +293,12 @@ def test_a_conflict_with_another_reviewer_is_said_and_reloaded(viewer, qtbot, re
 
 # ---------------------------------------------------------------- item 7
 def test_make_demo_shows_the_microbleeds_ready_to_review(make_napari_viewer, qtbot) -> None:
-    """``make demo``: the microbleed sample, its detections on screen, the review widget in front."""
+    """``make demo``: the microbleed sample, its detections on screen, the review widget in front,
+    and the subtype panel under it classifying the review's microbleeds once they are in."""
     from napari_neuroreview._sample_data import sample_cache_dir
     from napari_neuroreview.viewer import MIN_WINDOW, open_viewer
     from napari_neuroreview.widgets.cmb_review import CMBReviewWidget, find_docked
+    from napari_neuroreview.widgets.csvd_subtype import SubtypeWidget
 
     viewer, _case = open_viewer(sample="cmb", run=False, viewer=make_napari_viewer(show=True))
     try:
@@ -321,6 +323,11 @@ def test_make_demo_shows_the_microbleeds_ready_to_review(make_napari_viewer, qtb
         width, height = canvas.native.width(), canvas.native.height()
         for corner in corners:  # the whole slab is on the canvas: nothing cut at its edges
             assert -2 <= corner.x() <= width + 2 and -2 <= corner.y() <= height + 2, (corner, width, height)
+        (panel,) = find_docked(viewer, SubtypeWidget)
+        qtbot.waitUntil(lambda: panel.result is not None and not panel.runner.running, timeout=120_000)
+        assert panel.isVisible() and review.isVisible()  # under the review, not a tab hiding it
+        assert len(panel.result.sites) == len(review.counted_findings()) == len(points.data)
+        assert sum(panel.result.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
     finally:
-        for widget in find_docked(viewer, CMBReviewWidget):
+        for widget in find_docked(viewer, CMBReviewWidget) + find_docked(viewer, SubtypeWidget):
             widget.cleanup()
