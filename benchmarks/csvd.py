@@ -26,14 +26,22 @@ or from the shipped detector (``--source detector``, end to end), the bags locat
 or with the detector's patch embedding (``--features patch``); the external centre is C.
 Rendering takes 40-80 s per physics patient on 2 CPU cores; reading one back, seconds.
 
-With ``--end-to-end DIR`` the drawn run is kept and its external patients are also
-rendered (centre C's scanner, into ``DIR``, in ``--workers`` processes; a folder already
-there is reused: ``write_csvd_cohort(resume=True)``) and read back from their scans twice:
-with their true microbleeds, and with the shipped detector's (end to end). The models,
-fitted once on the drawn development patients, are tested on all three views of the same
-240 patients (``evaluate_centres(external_views=...)``), so the columns differ only in what
-the models read: drawn vs registered positions, then true vs detected microbleeds. Rendering
-takes about 20 s per 1.5 T physics patient per process; reading one back 3 s, detecting 2-3 s.
+With ``--end-to-end DIR`` (item 4's "twice") patients are also rendered, in ``--workers``
+processes, into ``DIR/external`` (the drawn external patients themselves: same seed and
+count, centre C's scanner) and ``DIR/development`` (``--rendered-dev`` patients of A and B);
+folders already there are reused (``write_csvd_cohort(resume=True)``). Each is read back
+from its scans twice: with the true microbleeds (oracle) and with the shipped detector's
+(end to end). Three evaluations follow in the same run:
+
+1. the drawn run above, whose models (fitted once on the drawn development patients) are
+   also tested on the rendered external patients read both ways
+   (``evaluate_centres(external_views=...)``): the same patients, so the columns differ
+   only in what the models read (drawn vs registered positions, true vs detected CMBs);
+2. CV on the rendered development patients and external test, true microbleeds;
+3. the same with the detector's microbleeds in development and test: end to end.
+
+A 1.5 T physics patient renders in about 20 s per process, a 3 T one in about 40 s;
+reading one back takes about 3 s (registration) plus 2-3 s with detection.
 
 The paper's figures (external test, 28 patients, real data) are printed beside ours for
 reference; they are not targets for a phantom. With 28 patients an accuracy of 0.82 has
@@ -43,15 +51,17 @@ a 95 % CI of about 0.64-0.92; the default external size here (240) gives about +
     python benchmarks/csvd.py --quick         # 120 + 60 patients, 3 folds, 5 epochs
     python benchmarks/csvd.py --json out.json
     python benchmarks/csvd.py --data COHORT --source detector --features patch --quick
-    python benchmarks/csvd.py --end-to-end /tmp/ext240 --workers 2 --json e2e.json
+    python benchmarks/csvd.py --end-to-end /tmp/csvd_e2e --workers 2 --json e2e.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 #: Seeds of the benchmark cohorts; no training run draws from them.
@@ -75,12 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", choices=("location", "patch"), default="location", help="with --data: bag features")
     p.add_argument("--device", default="cpu", help="with --data or --end-to-end: the detector's device")
     p.add_argument("--end-to-end", type=Path, metavar="DIR",
-                   help="also render the external patients into DIR (reused if there) and test on their scans, "
-                        "with the true and with the detected microbleeds")
-    p.add_argument("--workers", type=int, default=2, help="with --end-to-end: rendering processes")
+                   help="also render patients into DIR/development and DIR/external (reused if there) and "
+                        "evaluate on their scans, with the true and with the detected microbleeds")
+    p.add_argument("--rendered-dev", type=int, default=200,
+                   help="with --end-to-end: development patients rendered (A and B in equal shares)")
+    p.add_argument("--workers", type=int, default=2, help="with --end-to-end: processes rendering and reading")
     args = p.parse_args(argv)
     if args.end_to_end is not None and args.data is not None:
-        p.error("--end-to-end adds views of the drawn external patients; it does not combine with --data")
+        p.error("--end-to-end renders its own cohorts; it does not combine with --data")
     if args.quick:
         args.dev, args.external, args.folds, args.epochs, args.boot = 120, 60, 3, 5, 200
 
@@ -108,23 +120,51 @@ def main(argv: list[str] | None = None) -> int:
                     + csvd_patients(args.external, EXT_SEED, centres=("C",)))
         items, labels, centres = items_from_patients(patients)
         items = [type(i)(f"{c}-{k:04d}", i.bag, i.regions, i.age) for k, (i, c) in enumerate(zip(items, centres))]
-        described = "oracle location-only"
+        described = "oracle location-only, drawn patients"
     t_draw = time.perf_counter() - t0
-    views, view_seconds = {}, {}
-    if args.end_to_end is not None:
-        views, view_seconds = end_to_end_views(args, labels[-args.external:])
     config = MILConfig() if args.epochs is None else MILConfig(epochs=args.epochs)
+    factories = default_factories(config, "cpu")
+    rendered, seconds = ({}, {}) if args.end_to_end is None else read_rendered(args, labels[-args.external:])
+    views = {f"scans, {source} CMBs": rendered[("external", source)][0] for source in SOURCES if rendered}
     t0 = time.perf_counter()
-    result = run_to_completion(evaluate_centres(items, labels, centres, "C", default_factories(config, "cpu"),
-                                                n_folds=args.folds, n_boot=args.boot, external_views=views))
-    t_eval = time.perf_counter() - t0
+    result = run_to_completion(evaluate_centres(items, labels, centres, "C", factories, n_folds=args.folds,
+                                                n_boot=args.boot, external_views=views))
+    seconds["evaluate"] = time.perf_counter() - t0
+    seconds["draw" if args.data is None else "read"] = t_draw
+    header = (f"# {args.folds}-fold CV; MIL {config.epochs} epochs; {args.boot} patient-bootstrap resamples; "
+              f"{args.threads} threads")
+    print(header)
+    for key, value in seconds.items():
+        print(f"# {key}: {value if isinstance(value, str) else f'{value:.1f} s'}")
+    if args.data is not None:
+        print(f"# read {t_draw / max(1, len(items)):.1f} s per patient")
+    report(f"{described}: {args.dev} development (A+B), {args.external} external (C)"
+           + (" (and the same external patients from their scans)" if views else ""), result)
+    results = {described: result.to_json()}
+    for source in SOURCES if rendered else ():
+        dev_items, dev_labels, dev_centres = rendered[("development", source)]
+        ext_items, ext_labels, ext_centres = rendered[("external", source)]
+        t0 = time.perf_counter()
+        res = run_to_completion(evaluate_centres(
+            dev_items + ext_items, dev_labels + ext_labels, dev_centres + ext_centres, "C", factories,
+            n_folds=args.folds, n_boot=args.boot))
+        what = f"scans, {source} CMBs, location-only"
+        report(f"{what}: {len(dev_items)} rendered development (A+B), {len(ext_items)} rendered external (C) "
+               f"patients; evaluated in {time.perf_counter() - t0:.0f} s", res)
+        results[what] = res.to_json()
+    if args.json:
+        from napari_neuroreview.core.io.strict_json import dumps
 
-    print(f"# CSVD subtype, {described}: {args.dev} development (A+B), {args.external} external (C) patients; "
-          f"{args.folds}-fold CV; MIL {config.epochs} epochs; {args.boot} patient-bootstrap resamples")
-    per_patient = f" ({t_draw / max(1, len(items)):.1f} s per patient)" if args.data is not None else ""
-    print(f"# {'read' if args.data is not None else 'drawn'} in {t_draw:.1f} s{per_patient}, evaluated in {t_eval:.1f} s on {args.threads} threads; sizes {result.sizes}")
-    for view, secs in view_seconds.items():
-        print(f"# {view}: {secs}")
+        doc = {"config": vars(args) | {"json": str(args.json), "data": args.data and str(args.data),
+                                       "end_to_end": args.end_to_end and str(args.end_to_end)},
+               "seconds": seconds, "paper_external": PAPER, "settings": results}
+        args.json.write_text(dumps(doc, indent=1) + "\n")
+    return 0
+
+
+def report(title: str, result: Any) -> None:
+    """Print one evaluation: the table, the external test(s) beside the paper, the rule, the confusions."""
+    print(f"\n## {title}; sizes {result.sizes}")
     print(result.table())
     for view, external in {"external test": result.external, **result.external_views}.items():
         print(f"\n{view} beside the paper's (28 real patients):")
@@ -139,45 +179,62 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{view} confusion (rows true aSVD, CAA, CADASIL; columns predicted):")
         for name, r in external.items():
             print(f"  {name:<22} {r.confusion}")
-    if args.json:
-        doc = {"setting": described,
-               "config": vars(args) | {"json": str(args.json), "data": args.data and str(args.data),
-                                       "end_to_end": args.end_to_end and str(args.end_to_end)},
-               "seconds": {"draw": t_draw, "evaluate": t_eval, **view_seconds}, "paper_external": PAPER,
-               **result.to_json()}
-        from napari_neuroreview.core.io.strict_json import dumps
-
-        args.json.write_text(dumps(doc, indent=1) + "\n")
-    return 0
 
 
-def end_to_end_views(args: argparse.Namespace, drawn_labels: list[str]) -> tuple[dict[str, list], dict[str, str]]:
-    """The external patients rendered into ``args.end_to_end`` and read back: true and detected microbleeds.
+#: Where the rendered patients' microbleeds come from (``items_from_cohort``'s sources).
+SOURCES = ("truth", "detector")
 
-    Returns the views for ``evaluate_centres(external_views=...)`` and a timing line each.
-    """
-    from napari_neuroreview.core.phantoms.csvd import write_csvd_cohort
+
+def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float]:
+    """One rendered cohort's items from one source (a worker's unit), and the seconds it took."""
+    import torch
+
     from napari_neuroreview.core.progress import run_to_completion
     from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
 
-    n = args.external
+    torch.set_num_threads(1)
+    folder, source, device = job
     t0 = time.perf_counter()
-    write_csvd_cohort(args.end_to_end, n, EXT_SEED, ("C",), workers=args.workers, resume=True)
-    seconds = {"render": f"rendered (or found) in {time.perf_counter() - t0:.0f} s with {args.workers} processes "
-                         f"({(time.perf_counter() - t0) * args.workers / n:.1f} process-s per patient)"}
-    views = {}
-    for source, view in (("truth", "scans, true CMBs"), ("detector", "scans, detected CMBs")):
+    items, labels, centres = run_to_completion(items_from_cohort(folder, source, None, device))
+    prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
+    return ([dataclasses.replace(i, patient=prefix + i.patient) for i in items], labels, centres,
+            time.perf_counter() - t0)
+
+
+def read_rendered(args: argparse.Namespace, drawn_external_labels: list[str]
+                  ) -> tuple[dict[tuple[str, str], tuple[list, list[str], list[str]]], dict[str, Any]]:
+    """Render (or find) the development and external patients under ``args.end_to_end``, read them from both sources.
+
+    The external folder holds the drawn external patients themselves (same seed and count);
+    the development folder ``args.rendered_dev`` patients of A and B. Reading runs in
+    ``args.workers`` processes, one (folder, source) each.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    from napari_neuroreview.core.phantoms.csvd import write_csvd_cohort
+
+    folders = {"development": (args.end_to_end / "development", args.rendered_dev, DEV_SEED, ("A", "B")),
+               "external": (args.end_to_end / "external", args.external, EXT_SEED, ("C",))}
+    seconds: dict[str, Any] = {}
+    for part, (folder, n, seed, centres) in folders.items():
         t0 = time.perf_counter()
-        items, labels, _ = run_to_completion(items_from_cohort(args.end_to_end, source, None, args.device))
-        if labels != drawn_labels:  # the rendered cohort must be the drawn external patients
-            raise SystemExit(f"{args.end_to_end}: its labels are not those of the {n} drawn external patients "
+        write_csvd_cohort(folder, n, seed, centres, workers=args.workers, resume=True)
+        seconds[f"render {part}"] = (f"{n} patients rendered or found in {time.perf_counter() - t0:.0f} s "
+                                     f"with {args.workers} processes")
+    jobs = [(folders[part][0], source, args.device) for part in folders for source in SOURCES]
+    with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+        done = list(pool.map(_read, jobs))
+    rendered = {}
+    for (folder, source, _), (items, labels, centres, secs) in zip(jobs, done):
+        part = folder.name
+        if part == "external" and labels != drawn_external_labels:
+            raise SystemExit(f"{folder}: its labels are not those of the {args.external} drawn external patients "
                              f"(seed {EXT_SEED}); remove it and run again")
-        views[view] = items
-        n_cmb = sum(len(i.regions) for i in items)
-        seconds[view] = (f"read in {time.perf_counter() - t0:.0f} s ({(time.perf_counter() - t0) / n:.1f} s per "
-                         f"patient: registration to MNI{', detection' if source == 'detector' else ''}); "
-                         f"{n_cmb} microbleeds")
-    return views, seconds
+        rendered[(part, source)] = (items, labels, centres)
+        steps = "registration to MNI" + (", detection" if source == "detector" else "")
+        seconds[f"read {part}, {source}"] = (f"{secs:.0f} s ({secs / max(1, len(items)):.1f} s per patient on one "
+                                             f"thread: {steps}); {sum(len(i.regions) for i in items)} microbleeds")
+    return rendered, seconds
 
 
 if __name__ == "__main__":
