@@ -16,7 +16,6 @@ from qtpy.QtWidgets import QApplication
 import napari_user as user
 from napari_neuroreview.viewer import open_viewer
 from napari_neuroreview.widgets.cmb_review import CMBReviewWidget, find_docked
-from napari_neuroreview.core.io.export import napari_world_to_ras
 
 def pump(n=30):
     for _ in range(n):

@@ -13,17 +13,14 @@ import torch
 from napari_neuroreview.core.anatomy.mars import MARS_CLASSES, REGIONS, MarsRegion, regions_at
 from napari_neuroreview.core.io.nifti import Volume, load_volume, voxel_sha256
 from napari_neuroreview.core.models.cmb_net import CMBPatchNet
-from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.tasks.cmb.model import card_threshold, load_detector
 from napari_neuroreview.core.tasks.cmb.patches import sample_patches
 from napari_neuroreview.core.tasks.csvd.bags import (
     LOCATION_FEATURES,
     Bag,
     BagInstance,
-    PatientCMBs,
     ScanChannels,
     build_bag,
-    build_bags,
     equivalent_diameter_mm,
     location_features,
     make_sites,
@@ -126,39 +123,6 @@ def test_empty_patient_and_location_only(scan, net):
     assert len(full.names) == full.features.shape[1]
     with pytest.raises(ValueError):
         Bag("bad", np.zeros((2, 5)), (1, 2))
-
-
-def test_build_bags_loads_a_scan_only_when_needed(scan, net):
-    loaded: list[str] = []
-
-    def loader(name: str):
-        def load() -> ScanChannels:
-            loaded.append(name)
-            return ScanChannels.from_scan(scan)
-        return load
-
-    patients = [PatientCMBs("a", [_site(1, _world(scan, SPOTS_VOX[0]))], loader("a")),
-                PatientCMBs("b", [], loader("b")),
-                PatientCMBs("c", [_site(1, _world(scan, SPOTS_VOX[1])), _site(2, _world(scan, SPOTS_VOX[0]))],
-                            loader("c"))]
-    task = build_bags(patients, net)
-    updates = []
-    try:
-        while True:
-            updates.append(next(task))
-    except StopIteration as stop:
-        bags = stop.value
-    assert loaded == ["a", "c"] and [len(b) for b in bags] == [1, 0, 2]
-    assert all(isinstance(u, Progress) for u in updates) and updates[-1].fraction == 1.0
-    loaded.clear()
-    gen = build_bags(patients)  # location only: no scan is loaded at all
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            assert [b.n_embedding for b in stop.value] == [0, 0, 0]
-            break
-    assert loaded == []
 
 
 def test_make_sites_looks_up_mars_regions():

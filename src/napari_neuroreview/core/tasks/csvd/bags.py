@@ -27,7 +27,7 @@ A patient without any CMB is a bag of zero instances, not a missing row: the MIL
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,6 @@ import torch
 
 from ...anatomy.mars import MARS_CLASSES, REGIONS, MarsRegion, regions_at
 from ...io.nifti import Volume
-from ...progress import Progress, TaskGenerator
 from ..cmb.channels import make_channels
 from ..cmb.patches import sample_patches
 
@@ -43,10 +42,8 @@ __all__ = [
     "LOCATION_FEATURES",
     "Bag",
     "BagInstance",
-    "PatientCMBs",
     "ScanChannels",
     "build_bag",
-    "build_bags",
     "equivalent_diameter_mm",
     "feature_names",
     "location_features",
@@ -226,32 +223,3 @@ def build_bag(patient: str, sites: Sequence[BagInstance], encoder: torch.nn.Modu
     embedded = (patch_embeddings(encoder, scan, np.array([s.world_ras_mm for s in sites]))
                 if sites and scan is not None else np.zeros((0, width), np.float32))
     return Bag(patient, np.concatenate([embedded, location], axis=1), ids, width)
-
-
-@dataclass
-class PatientCMBs:
-    """What :func:`build_bags` needs of one patient.
-
-    ``scan`` loads the channels only when they are needed (an encoder is used and the
-    patient has a CMB), so a cohort's scans are never all in memory at once.
-    """
-
-    patient: str
-    sites: Sequence[BagInstance]
-    scan: Callable[[], ScanChannels] | None = None
-
-
-def build_bags(patients: Iterable[PatientCMBs], encoder: torch.nn.Module | None = None
-               ) -> TaskGenerator[list[Bag]]:
-    """The bags of many patients, one scan loaded at a time; yields a :class:`Progress` per patient."""
-    patients = list(patients)
-    bags: list[Bag] = []
-    for n, p in enumerate(patients):
-        yield Progress(n, len(patients), f"Microbleed features of patient {n + 1} of {len(patients)}")
-        needs_scan = encoder is not None and len(p.sites) > 0
-        if needs_scan and p.scan is None:
-            raise ValueError(f"patient {p.patient}: patch embeddings need a scan loader")
-        scan = p.scan() if needs_scan and p.scan is not None else None
-        bags.append(build_bag(p.patient, p.sites, encoder, scan))
-    yield Progress(len(patients), len(patients), f"Microbleed features of {len(patients)} patients")
-    return bags
