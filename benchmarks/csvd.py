@@ -38,7 +38,10 @@ from its scans twice: with the true microbleeds (oracle) and with the shipped de
    (``evaluate_centres(external_views=...)``): the same patients, so the columns differ
    only in what the models read (drawn vs registered positions, true vs detected CMBs);
 2. CV on the rendered development patients and external test, true microbleeds;
-3. the same with the detector's microbleeds in development and test: end to end.
+3. the same with the detector's microbleeds in development and test: end to end;
+
+and 2 and 3 again with each microbleed's patch embedding (the detector's frozen encoder)
+in its instance, the ablation "does the image add anything to the locations?".
 
 A 1.5 T physics patient renders in about 20 s per process, a 3 T one in about 40 s;
 reading one back takes about 3 s (registration) plus 2-3 s with detection.
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     config = MILConfig() if args.epochs is None else MILConfig(epochs=args.epochs)
     factories = default_factories(config, "cpu")
     rendered, seconds = ({}, {}) if args.end_to_end is None else read_rendered(args, labels[-args.external:])
-    views = {f"scans, {source} CMBs": rendered[("external", source)][0] for source in SOURCES if rendered}
+    views = {f"scans, {source} CMBs": location_only(rendered[("external", source)][0]) for source in SOURCES
+             if rendered}
     t0 = time.perf_counter()
     result = run_to_completion(evaluate_centres(items, labels, centres, "C", factories, n_folds=args.folds,
                                                 n_boot=args.boot, external_views=views))
@@ -141,14 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     report(f"{described}: {args.dev} development (A+B), {args.external} external (C)"
            + (" (and the same external patients from their scans)" if views else ""), result)
     results = {described: result.to_json()}
-    for source in SOURCES if rendered else ():
+    settings = [(source, features) for source in SOURCES for features in ("location-only", "patch + location")]
+    for source, features in settings if rendered else ():
         dev_items, dev_labels, dev_centres = rendered[("development", source)]
         ext_items, ext_labels, ext_centres = rendered[("external", source)]
+        if features == "location-only":
+            dev_items, ext_items = location_only(dev_items), location_only(ext_items)
         t0 = time.perf_counter()
         res = run_to_completion(evaluate_centres(
             dev_items + ext_items, dev_labels + ext_labels, dev_centres + ext_centres, "C", factories,
             n_folds=args.folds, n_boot=args.boot))
-        what = f"scans, {source} CMBs, location-only"
+        what = f"scans, {source} CMBs, {features}"
         report(f"{what}: {len(dev_items)} rendered development (A+B), {len(ext_items)} rendered external (C) "
                f"patients; evaluated in {time.perf_counter() - t0:.0f} s", res)
         results[what] = res.to_json()
@@ -185,6 +192,11 @@ def report(title: str, result: Any) -> None:
 SOURCES = ("truth", "detector")
 
 
+def location_only(items: list) -> list:
+    """The items with their bags' patch embeddings dropped (``Bag.location_only``)."""
+    return [dataclasses.replace(i, bag=i.bag.location_only()) for i in items]
+
+
 def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float]:
     """One rendered cohort's items from one source (a worker's unit), and the seconds it took."""
     import torch
@@ -195,7 +207,7 @@ def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float
     torch.set_num_threads(1)
     folder, source, device = job
     t0 = time.perf_counter()
-    items, labels, centres = run_to_completion(items_from_cohort(folder, source, None, device))
+    items, labels, centres = run_to_completion(items_from_cohort(folder, source, "detector", device))
     prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
     return ([dataclasses.replace(i, patient=prefix + i.patient) for i in items], labels, centres,
             time.perf_counter() - t0)
@@ -231,7 +243,7 @@ def read_rendered(args: argparse.Namespace, drawn_external_labels: list[str]
             raise SystemExit(f"{folder}: its labels are not those of the {args.external} drawn external patients "
                              f"(seed {EXT_SEED}); remove it and run again")
         rendered[(part, source)] = (items, labels, centres)
-        steps = "registration to MNI" + (", detection" if source == "detector" else "")
+        steps = "registration to MNI" + (", detection" if source == "detector" else "") + ", patch embedding"
         seconds[f"read {part}, {source}"] = (f"{secs:.0f} s ({secs / max(1, len(items)):.1f} s per patient on one "
                                              f"thread: {steps}); {sum(len(i.regions) for i in items)} microbleeds")
     return rendered, seconds
