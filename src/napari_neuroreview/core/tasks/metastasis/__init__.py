@@ -1,0 +1,8 @@
+"""Brain metastasis origin (SCLC, NSCLC, breast, gastrointestinal) from five MRI sequences (issue 12).
+
+Modules (import them directly; this package imports nothing, so loading one does not pull
+in torch):
+
+* :mod:`.classes` - the four origins, the three binary nodes of the hierarchy (lung vs
+  non-lung, then SCLC vs NSCLC and breast vs GI) and the four-class probabilities they imply.
+"""
