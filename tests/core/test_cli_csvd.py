@@ -51,6 +51,25 @@ def test_phantoms_writes_the_cohort_layout(cohort) -> None:
     assert summary["files"] == len(list(out.rglob("*"))) - 2  # every file, not the two folders
 
 
+def test_phantoms_resume_renders_only_what_is_missing(cohort, tmp_path) -> None:
+    """``--resume --workers 2`` after an interruption: the kept patient untouched, the lost one as before."""
+    import shutil
+
+    out, _ = cohort
+    copy = tmp_path / "cohort"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "patient-0001")
+    kept = (copy / "patient-0000" / "swi.nii.gz").stat().st_mtime_ns
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["csvd", "phantoms", "--out", str(copy), "--n", "2", "--seed", "3", "--centres", "A,C",
+                     "--voxel-size", "2", "2", "2", "--quiet", "--resume", "--workers", "2"])
+    assert code == 0
+    assert (copy / "patient-0000" / "swi.nii.gz").stat().st_mtime_ns == kept
+    for f in sorted(out.rglob("*")):
+        if f.is_file():
+            assert (copy / f.relative_to(out)).read_bytes() == f.read_bytes(), f
+
+
 def test_phantoms_refuses_an_unknown_centre_in_one_line(tmp_path, capsys) -> None:
     out = tmp_path / "c"
     assert main(["csvd", "phantoms", "--out", str(out), "--n", "2", "--centres", "A,X"]) == 2
