@@ -306,13 +306,13 @@ def test_same_seed_same_files_with_workers_and_resume(tmp_path: Path) -> None:
     mp.write_metastasis_cohort(two, 3, 5, ("B",), workers=2, **kw)
     assert _contents(one) == _contents(two)
     # a lost folder and one from another cohort (other seed) are rendered again; the rest is kept
-    shutil.rmtree(two / "patient-0002")
-    foreign = tmp_path / "foreign"
-    mp.write_metastasis_cohort(foreign, 2, 6, ("B",), **kw)
     shutil.rmtree(two / "patient-0001")
-    shutil.copytree(foreign / "patient-0001", two / "patient-0001")
+    foreign = tmp_path / "foreign"
+    mp.write_metastasis_cohort(foreign, 1, 6, ("B",), **kw)
+    shutil.rmtree(two / "patient-0000")
+    shutil.copytree(foreign / "patient-0000", two / "patient-0000")
     assert _contents(one) != _contents(two)
-    kept = (two / "patient-0000" / "t1.nii.gz").stat().st_mtime_ns
+    kept = (two / "patient-0002" / "t1.nii.gz").stat().st_mtime_ns
     mp.write_metastasis_cohort(two, 3, 5, ("B",), resume=True, **kw)
-    assert (two / "patient-0000" / "t1.nii.gz").stat().st_mtime_ns == kept
+    assert (two / "patient-0002" / "t1.nii.gz").stat().st_mtime_ns == kept
     assert _contents(one) == _contents(two)

@@ -3,8 +3,9 @@
 The recipe (standard MRI knowledge; every value approximate, chosen to give the textbook
 appearance, with the per-patient jitter and per-site contrast of :mod:`.cohort`):
 
-1. *Tissue on the grid.* Grey matter, white matter, CSF and brain fractions of the MNI152
-   template sampled onto the grid with partial volume (``core.anatomy.sample_template_maps``);
+1. *Tissue on the grid.* Grey matter, white matter and CSF fractions of the MNI152
+   template sampled onto the grid with partial volume (``core.anatomy.sample_template_maps``;
+   their sum is the brain's, which clips the lesions to the brain);
    each lesion's parts (:mod:`.shapes`) replace the tissue they occupy: a tumour replaces
    everything, its oedema shell replaces the white matter and 30 % of the grey matter
    (vasogenic oedema spreads in white matter and spares the cortex), not the CSF.
@@ -106,7 +107,8 @@ class _Scene:
 def _scene(lesions: tuple[Lesion, ...], affine: np.ndarray, shape: tuple[int, int, int]) -> _Scene:
     """Step 1: tissue fractions with the lesions' parts put in (see the module docstring)."""
     anat = load_mni_anatomy()
-    t = sample_template_maps({k: getattr(anat, k) for k in ("csf", "gm", "wm", "brain")}, affine, shape)
+    t = sample_template_maps({k: getattr(anat, k) for k in ("csf", "gm", "wm")}, affine, shape)
+    brain = np.clip(t["csf"] + t["gm"] + t["wm"], 0.0, 1.0)  # the mask's partial volume (csf = mask - gm - wm)
     tumour = np.zeros(shape, np.float32)
     shell = np.zeros(shape, np.float32)
     per: list[tuple[Lesion, LesionParts]] = []
@@ -114,7 +116,7 @@ def _scene(lesions: tuple[Lesion, ...], affine: np.ndarray, shape: tuple[int, in
         parts = lesion_parts(lesion, affine, shape)
         if parts is None:
             continue
-        inside = t["brain"][parts.box]
+        inside = brain[parts.box]
         parts = LesionParts(parts.box, parts.solid * inside, parts.necrosis * inside, parts.haemorrhage * inside,
                             parts.shell * inside)
         tumour[parts.box] += parts.tumour
