@@ -113,7 +113,7 @@ def test_adc_of_the_solid_part_is_the_drawn_ratio_on_a_coarser_aligned_grid(two_
     assert all(zooms[k] > 2 * zooms["ce_t1"] for k in ("dwi", "adc"))
     assert all(np.allclose(case.images[k].affine, t1.affine) for k in ("t2", "flair", "ce_t1"))
     assert np.allclose(case.lesions.affine, case.images["ce_t1"].affine)
-    # ... in the same world: the grids' centres agree, and each lesion is where its truth is on both
+    # ... in the same world: the grids' centres agree, and the lesions' ADC and DWI below sit at their truth
     centre = [voxel_to_world(img.affine, (np.asarray(img.shape) - 1) / 2) for img in (adc, t1)]
     assert np.linalg.norm(centre[0] - centre[1]) < 4.0
     values, wm = _data(adc), _normal_wm(adc, (_SOLID, _RING))
