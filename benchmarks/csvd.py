@@ -93,7 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rendered-dev", type=int, default=200,
                    help="with --end-to-end: development patients rendered (A and B in equal shares)")
     p.add_argument("--workers", type=int, default=2, help="with --end-to-end: processes rendering and reading")
+    p.add_argument("--read-only", type=Path, metavar="FOLDER",
+                   help="only read a rendered cohort folder with both sources into its item cache, then stop")
     args = p.parse_args(argv)
+    if args.read_only is not None:
+        for source in SOURCES:
+            items, _, _, secs = _read((args.read_only, source, args.device))
+            print(f"{args.read_only} {source}: {len(items)} patients, {secs:.0f} s")
+        return 0
     if args.end_to_end is not None and args.data is not None:
         p.error("--end-to-end renders its own cohorts; it does not combine with --data")
     if args.quick:
@@ -198,19 +205,41 @@ def location_only(items: list) -> list:
 
 
 def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float]:
-    """One rendered cohort's items from one source (a worker's unit), and the seconds it took."""
+    """One rendered cohort's items from one source (a worker's unit), and the seconds it took.
+
+    The items are kept in ``DIR/.bench-items-{source}.pkl`` beside the cohort, with the text
+    of its ``labels.tsv`` and the detector's weights digest: a later run (or one started
+    while another folder still renders: ``python benchmarks/csvd.py --read-only FOLDER``)
+    reuses them while both match. The pickle is this script's own file in its own work
+    folder, never user input.
+    """
+    import pickle
+
     import torch
 
     from napari_neuroreview.core.progress import run_to_completion
+    from napari_neuroreview.core.tasks.cmb.model import load_detector
     from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
 
     torch.set_num_threads(1)
     folder, source, device = job
+    key = ((folder / "labels.tsv").read_text(encoding="utf-8"), load_detector(device="cpu").card.weights_sha256)
+    cache = folder / f".bench-items-{source}.pkl"
+    if cache.is_file():
+        with cache.open("rb") as f:
+            saved = pickle.load(f)
+        if saved["key"] == key:
+            return saved["items"], saved["labels"], saved["centres"], saved["seconds"]
     t0 = time.perf_counter()
     items, labels, centres = run_to_completion(items_from_cohort(folder, source, "detector", device))
     prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
-    return ([dataclasses.replace(i, patient=prefix + i.patient) for i in items], labels, centres,
-            time.perf_counter() - t0)
+    items = [dataclasses.replace(i, patient=prefix + i.patient) for i in items]
+    seconds = time.perf_counter() - t0
+    tmp = cache.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump({"key": key, "items": items, "labels": labels, "centres": centres, "seconds": seconds}, f)
+    tmp.replace(cache)
+    return items, labels, centres, seconds
 
 
 def read_rendered(args: argparse.Namespace, drawn_external_labels: list[str]
