@@ -52,8 +52,9 @@ def version_label(card: ModelCard, default: str | None) -> str:
                      f" ({held.get('n_scans', '?')} scans)")
     else:
         parts.append("no held-out reviews")
-    if card.config.get("not_default"):
-        parts.append("not default: worse on held-out reviews")
+    reason = card.config.get("not_default")
+    if reason:  # retraining writes True (worse on held-out reviews); a shipped card may say why in words
+        parts.append(f"not default: {reason}" if isinstance(reason, str) else "not default: worse on held-out reviews")
     return " \u00b7 ".join(parts)
 
 

@@ -35,6 +35,8 @@ DESCRIPTIVE_KEYS = {
     "skipped_scans", "not_default", "reviewed_scans", "max_fp_per_subject",
     # phantom training's recipe (cmb train --simulator/--scanner/--card-figures)
     "simulators", "scanner", "train_seeds", "val_seeds", "held_out_simulator_figures",
+    # a shipped version compared with the default on held-out simulated scans (why it is or is not the default)
+    "held_out_simulated",
 }
 
 
