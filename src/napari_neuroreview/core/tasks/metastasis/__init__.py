@@ -5,4 +5,6 @@ in torch):
 
 * :mod:`.classes` - the four origins, the three binary nodes of the hierarchy (lung vs
   non-lung, then SCLC vs NSCLC and breast vs GI) and the four-class probabilities they imply.
+* :mod:`.loss` - the hierarchical loss: binary cross-entropy of each node on its own lesions
+  (the network is ``core.models.metastasis_net``).
 """
