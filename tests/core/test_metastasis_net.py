@@ -46,6 +46,23 @@ def test_three_node_logits_for_every_backbone_attention_and_sequence_count(arch,
     np.testing.assert_allclose(four_class(p).sum(1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_grad_cam_of_every_node_on_the_input_grid(arch, attention):
+    """cam_layer is a tensor layer of the forward pass for every setting (an identity too)."""
+    torch.manual_seed(0)
+    net = MetastasisNet(3, arch=arch, attention=attention, width=8).eval()
+    x = torch.randn(1, 3, SIDE, SIDE, SIDE)
+    with torch.no_grad():
+        features = net.backbone(x)
+    for k in range(len(NODES)):
+        cam = grad_cam(net, x, net.cam_layer, target=k)
+        assert cam.raw.shape == cam.normalised.shape == (1, SIDE, SIDE, SIDE)
+        assert cam.feature_map.shape == (1, *features.shape[2:])
+        assert np.isfinite(cam.raw).all() and cam.raw.min() >= 0
+    assert all(p.grad is None for p in net.parameters())  # grad_cam leaves training state alone
+
+
 def test_resnet18_is_monais_with_the_attention_after_its_last_stage():
     net = MetastasisNet(2, arch="resnet18", attention="cbam", width=8)
     assert type(net.backbone.layer4[0]).__module__ == "monai.networks.nets.resnet"
