@@ -216,3 +216,21 @@ def test_tsne_perplexity_is_clipped_and_the_picture_seeded() -> None:
     assert xy.shape == (12, 2)
     np.testing.assert_array_equal(xy, tsne_coordinates(rows, seed=3))
     assert tsne_coordinates(rows[:3], seed=0).shape == (3, 2)
+
+
+def test_backward_stops_at_the_layer_and_equals_the_full_backward() -> None:
+    """Differentiating down to the layer only gives the gradients of a backward pass to the input,
+    also when an in-place ReLU rewrites the layer's output (then it falls back to the input)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, SIZE, SIZE, SIZE)
+    for inplace in (False, True):
+        model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1),
+                              nn.ReLU(inplace=inplace), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
+        got = grad_cam(model, x, "2", target=1)
+        # the reference: the same hooks, gradients from a backward pass down to the input
+        inp = x.clone().requires_grad_(True)
+        with layer_hooks(model, "2") as captured:
+            torch.autograd.grad(model(inp)[:, 1].sum(), inp)
+        weights = captured.gradients.mean(dim=(2, 3, 4), keepdim=True)
+        ref = torch.relu((weights * captured.activations).sum(1))
+        np.testing.assert_allclose(got.feature_map, ref.numpy(), rtol=1e-5, atol=1e-7)

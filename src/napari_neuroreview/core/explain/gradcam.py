@@ -86,6 +86,9 @@ class CapturedLayer:
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
     _tensor_hooks: list[Any] = field(default_factory=list)
+    #: The live output (in the graph) and its version when the layer returned it.
+    output: torch.Tensor | None = None
+    output_version: int = -1
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
@@ -122,6 +125,7 @@ def layer_hooks(model: nn.Module, name: str) -> Iterator[CapturedLayer]:
         captured.activations = output.detach().clone()
         if output.requires_grad:
             captured._tensor_hooks.append(output.register_hook(_store_grad))
+            captured.output, captured.output_version = output, output._version
 
     handle = layer.register_forward_hook(_forward)
     try:
@@ -206,7 +210,13 @@ def grad_cam(
     inp = x.detach().requires_grad_(True)  # so a graph exists even for a frozen model
     with layer_hooks(model, layer) as captured, torch.enable_grad():
         s = pick(model(inp), target)
-        torch.autograd.grad(s.sum(), inp, allow_unused=True)
+        out = captured.output
+        # Differentiate down to the layer only (its hook records the gradient): the layers
+        # below it need no backward pass, which takes most of the time for a layer near
+        # the head. Not when a later in-place op rewrote the output (its graph node moved).
+        to = out if out is not None and out._version == captured.output_version else inp
+        torch.autograd.grad(s.sum(), to, allow_unused=True)
+        captured.output = None
     if captured.activations is None or captured.gradients is None:
         raise RuntimeError(f"layer {layer!r} was not used in the forward pass, or the score does not depend on it")
     acts, grads = captured.activations, captured.gradients
