@@ -7,4 +7,6 @@ in torch):
   non-lung, then SCLC vs NSCLC and breast vs GI) and the four-class probabilities they imply.
 * :mod:`.loss` - the hierarchical loss: binary cross-entropy of each node on its own lesions
   (the network is ``core.models.metastasis_net``).
+* :mod:`.lesion_input` - which lesions to classify: a labels volume (one id per lesion) or a
+  click on the contrast T1 that grows one, as an editable labels array on its grid.
 """
