@@ -9,4 +9,11 @@ in torch):
   (the network is ``core.models.metastasis_net``).
 * :mod:`.lesion_input` - which lesions to classify: a labels volume (one id per lesion) or a
   click on the contrast T1 that grows one, as an editable labels array on its grid.
+* :mod:`.crops` - the samples: a world-axis cube around each lesion, every sequence resampled
+  onto it through its own affine (DWI/ADC from their coarser grid), normalised by its scan,
+  the lesion's mask (and oedema) kept apart for the Grad-CAM checks.
+* :mod:`.train` - ``MetastasisConfig`` and ``MetastasisEstimator``: the network trained on
+  crops through the one loop (hierarchical loss, flips and shifts), node or four-class
+  probabilities, an estimator of ``core.metrics.cohort``.
+* :mod:`.model` - ``metastasis-origin`` versions: save, load, the card's config checked first.
 """
