@@ -194,6 +194,17 @@ def test_the_estimator_learns_the_lesions_through_the_loop(fitted) -> None:
         est.predict_proba([dataclasses.replace(crops[0], sequences=("ce_t1",), image=crops[0].image[:1])])
 
 
+def test_two_fits_with_one_seed_give_the_same_weights(fitted) -> None:
+    """Names or ORIGINS indices alike; the seed fixes the weights, the batch order and the augmentation."""
+    _, crops, origins = fitted
+    config = MetastasisConfig(width=4, epochs=2, batch=2, dropout=0.1)
+    a, b = MetastasisEstimator(config, "cpu"), MetastasisEstimator(config, "cpu")
+    run_to_completion(a.fit(crops[:4], origins[:4]))
+    run_to_completion(b.fit(crops[:4], np.array([ORIGINS.index(o) for o in origins[:4]])))
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key], rtol=0, atol=0)
+
+
 def test_save_then_load_gives_the_same_probabilities(fitted, tmp_path) -> None:
     est, crops, _ = fitted
     card = save_origin_model(est, tmp_path, "0.1.0", "6 coarse phantom patients")
