@@ -56,10 +56,11 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float(np.count_nonzero(a & b)) / max(int(np.count_nonzero(a) + np.count_nonzero(b)), 1)
 
 
+@pytest.mark.parametrize("offset_mm", [0.0, 3.0], ids=["centre", "3 mm off"])
 @pytest.mark.parametrize("lesion", [_SOLID, _RING], ids=["solid", "ring"])
-def test_a_click_at_the_centre_grows_the_drawn_lesion(case, lesion) -> None:
+def test_a_click_at_the_centre_grows_the_drawn_lesion(case, lesion, offset_mm) -> None:
     ce = _image(case.images["ce_t1"], "ce_t1")
-    grown = grow_lesion(ce, lesion.centre_mni_mm, lesion_id=7)
+    grown = grow_lesion(ce, np.add(lesion.centre_mni_mm, (offset_mm, -offset_mm, 0.0)), lesion_id=7)
     truth = np.asarray(case.lesions.dataobj) == lesion.id
     assert grown.labels.shape == ce.spatial_shape and grown.id == 7 and set(np.unique(grown.labels)) == {0, 7}
     assert _dice(grown.mask, truth) >= 0.7, grown.messages

@@ -40,15 +40,19 @@ GRID_TOLERANCE_MM = 1e-3
 #: More ids than this is not a radiologist's lesion labels (a parcellation, a probability map
 #: read as integers): miliary spread aside, patients have at most a few dozen metastases (chosen).
 MAX_LESIONS = 500
-#: Gaussian smoothing (in voxels) before any threshold: lowers the noise ~7-fold (sigma 1 in
-#: 3D) so that a threshold between lesion and brain does not follow single noisy voxels, and
-#: leaves the half-way edge of a blob much larger than the kernel where it is.
+#: Gaussian smoothing (in voxels) before any threshold: lowers the noise ~2.4-fold, so that a
+#: threshold between lesion and brain does not follow single noisy voxels, while a lesion a few
+#: voxels across keeps its plateau (sigma 1 voxel lowered it below the half-way threshold and
+#: shrank 20 mm lesions at 2 mm voxels to Dice 0.6-0.7; measured on the phantom).
 SMOOTH_VOXELS = 0.5
 #: The enhancing part must be this much brighter than bright normal tissue (relative): enhancing
 #: metastases are 15-100 % above white matter on contrast T1 (chosen below the phantom's weakest site).
 MIN_CONTRAST = 0.05
 #: Voxels below this share of the ball's 99th percentile are outside the head (air, chosen).
 HEAD_FRACTION = 0.2
+#: A click this close to the enhancing part (mm, or 1.5 voxels when larger) grows it (chosen: a
+#: click lands within a few mm of where the user aimed).
+SNAP_MM = 3.0
 #: A dark core counts as enclosed when this share of the voxels around it is enhancing (chosen).
 MIN_ENCLOSURE = 0.6
 
@@ -188,29 +192,49 @@ def _ball_crop(volume: Volume, seed_ijk: np.ndarray, seed_mm: np.ndarray, radius
     return box, dist, lo
 
 
-def _grow(image: np.ndarray, ball: np.ndarray, seed: tuple[int, ...], threshold: float, level: float
-          ) -> tuple[np.ndarray, str]:
+def _touching(enhancing: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The connected components of ``enhancing`` that have a voxel in ``where``."""
+    components, _ = ndimage.label(enhancing)
+    hit = np.unique(components[where & enhancing])
+    return np.isin(components, hit[hit > 0])
+
+
+def _enclosed_core(image: np.ndarray, ball: np.ndarray, seed: tuple[int, ...], enhancing: np.ndarray,
+                   level: float) -> np.ndarray | None:
+    """A dark seed's core and the enhancing rim closing it, or None when nothing encloses it.
+
+    The core is the dark region around the seed (below half-way to ``level``, the rim's
+    level); it must not reach the ball's edge, and the enhancing components touching it must
+    cover :data:`MIN_ENCLOSURE` of the voxels around it (a ventricle or a sulcus is dark and
+    enclosed by brain, not by enhancement).
+    """
+    core = flood(ball & (image < (image[seed] + level) / 2.0), seed, connectivity=1)
+    if np.any(core & ~ndimage.binary_erosion(ball)):
+        return None
+    around = ndimage.binary_dilation(core, iterations=2) & ~core
+    rim = _touching(enhancing, around)
+    if np.count_nonzero(around & ndimage.binary_dilation(rim)) < MIN_ENCLOSURE * np.count_nonzero(around):
+        return None
+    return rim | core
+
+
+def _grow(image: np.ndarray, ball: np.ndarray, snap: np.ndarray, seed: tuple[int, ...], threshold: float,
+          level: float) -> tuple[np.ndarray, str]:
     """The region of ``image >= threshold`` at the seed, with its enclosed core filled ('' or why empty).
 
-    A bright seed floods the enhancing voxels connected to it. A dark seed must sit in an
-    enclosed core (a ring lesion's necrosis): the dark region around it (below half-way to
-    ``level``, the rim's level) must not reach the ball's edge and the enhancing voxels
-    around it must close it; the rim is then the enhancing components touching it.
+    A bright seed floods the enhancing voxels connected to it. A dark seed in an enclosed
+    core (a ring lesion's necrosis) takes the core and its rim (:func:`_enclosed_core`).
+    Otherwise the enhancing components within ``snap`` of the seed are taken (a click just
+    beside the rim, or in a necrotic centre smaller than a voxel or two).
     """
     enhancing = ball & (image >= threshold)
     if enhancing[seed]:
         region = flood(enhancing, seed, connectivity=1)
     else:
-        core = flood(ball & (image < (image[seed] + level) / 2.0), seed, connectivity=1)
-        if np.any(core & ~ndimage.binary_erosion(ball)):
-            return np.zeros_like(ball), "it is not enhancing and no enhancing rim encloses it"
-        around = ndimage.binary_dilation(core, iterations=2) & ~core
-        components, _ = ndimage.label(enhancing)
-        touching = np.unique(components[around & enhancing])
-        rim = np.isin(components, touching[touching > 0])
-        if np.count_nonzero(around & ndimage.binary_dilation(rim)) < MIN_ENCLOSURE * np.count_nonzero(around):
-            return np.zeros_like(ball), "it is not enhancing and no enhancing rim encloses it"
-        region = rim | core
+        found = _enclosed_core(image, ball, seed, enhancing, level)
+        region = found if found is not None else _touching(enhancing, snap)
+        if not np.any(region):
+            return region, "it is not enhancing and no enhancing rim encloses it"
     return ndimage.binary_fill_holes(region) & ball, ""
 
 
@@ -222,11 +246,16 @@ def grow_lesion(ce_t1: Volume, seed_world_mm: Any, max_radius_mm: float = 40.0, 
     normal brain, solid or a rim around a dark necrotic centre. So the mask is a connected
     threshold region grown from the click (scikit-image's ``flood``, face-connected so that
     it does not leak through a corner) with its holes filled (``binary_fill_holes``: the
-    necrotic centre, a haemorrhage), all bounded to a ball of ``max_radius_mm`` (40 mm: the
-    largest metastases; enhancing dura and vessels beyond it cannot join). The threshold
-    comes from local statistics on the image smoothed by :data:`SMOOTH_VOXELS`:
+    necrotic centre, a haemorrhage), all bounded to a ball of ``max_radius_mm`` (40 mm, twice
+    the radius of the largest metastases drawn; enhancing dura and vessels beyond it cannot
+    join). A click on a dark centre takes the enclosed core and its enhancing rim; a click
+    within :data:`SNAP_MM` of the enhancing part takes that part. Not SimpleITK's
+    ConfidenceConnected: its interval is symmetric about the region's mean, so it cuts off
+    the brightest enhancement and needs the click on enhancing tissue; the one-sided
+    threshold below is the partial-volume edge. The threshold comes from local statistics
+    on the image smoothed by :data:`SMOOTH_VOXELS`:
 
-    * the lesion's level: the largest 75th percentile of the image in shells around the
+    * the lesion's level: the largest 90th percentile of the image in shells around the
       click (the centre of a solid lesion, the rim of a ring lesion);
     * bright normal tissue: the 90th percentile of the head in the outer half of the ball
       (away from the lesion clicked), then of the whole ball outside the first grown region;
@@ -237,6 +266,12 @@ def grow_lesion(ce_t1: Volume, seed_world_mm: Any, max_radius_mm: float = 40.0, 
 
     A click whose surroundings are not :data:`MIN_CONTRAST` brighter than normal tissue
     (plain brain), outside the head or outside the grid gives an empty mask and a message.
+
+    Limits (measured on 64 phantom cohort lesions, clicks at the drawn centres): at 1 mm
+    voxels 63 grew with Dice >= 0.7 (median 0.91 solid, 0.96 ring); the miss, an 11 mm ring
+    with a 1.4 mm rim at the weakest-enhancing site, is no brighter than white matter
+    elsewhere in the ball and grows nothing (said in the message). At 2 mm voxels lesions
+    under ~5 voxels across (rings under ~13 mm) lose their rim to partial volume likewise.
 
     Parameters
     ----------
@@ -264,6 +299,7 @@ def grow_lesion(ce_t1: Volume, seed_world_mm: Any, max_radius_mm: float = 40.0, 
     box, dist, lo = _ball_crop(ce_t1, seed_ijk, seed_mm, max_radius_mm)
     image = ndimage.gaussian_filter(np.asarray(ce_t1.data[box], np.float32), SMOOTH_VOXELS)
     ball = dist <= max_radius_mm
+    snap = dist <= max(SNAP_MM, 1.5 * float(max(ce_t1.zooms)))
     seed = tuple(int(v) for v in seed_ijk - lo)
     head = ball & (image > HEAD_FRACTION * np.percentile(image[ball], 99))
     outer = head & (dist > max_radius_mm / 2.0)
@@ -272,11 +308,11 @@ def grow_lesion(ce_t1: Volume, seed_world_mm: Any, max_radius_mm: float = 40.0, 
         return result
     step = float(max(ce_t1.zooms))
     shells = [image[(dist >= r) & (dist < r + step) & head] for r in np.arange(0.0, max_radius_mm / 2.0, step)]
-    level = max(float(np.percentile(s, 75)) for s in shells if s.size)
+    level = max(float(np.percentile(s, 90)) for s in shells if s.size)
     normal = float(np.percentile(image[outer], 90))
     region, why = np.zeros_like(ball), "nothing around it enhances more than normal brain"
     if level >= normal * (1.0 + MIN_CONTRAST):
-        region, why = _grow(image, ball, seed, (level + normal) / 2.0, level)
+        region, why = _grow(image, ball, snap, seed, (level + normal) / 2.0, level)
     if np.any(region):  # second pass: the statistics without the first region
         near = ndimage.binary_dilation(region, iterations=2)
         outside, rest = near & ~region & head, head & ~near
@@ -284,7 +320,7 @@ def grow_lesion(ce_t1: Volume, seed_world_mm: Any, max_radius_mm: float = 40.0, 
         surround = float(np.median(image[outside])) if np.any(outside) else normal
         region = np.zeros_like(ball)
         if level >= normal * (1.0 + MIN_CONTRAST):
-            region, why = _grow(image, ball, seed, max((level + surround) / 2.0, normal), level)
+            region, why = _grow(image, ball, snap, seed, max((level + surround) / 2.0, normal), level)
     if not np.any(region):
         result.messages.append(f"No lesion grown: {why} at {where}; paint the lesion or click on its enhancing part.")
         return result
