@@ -21,7 +21,8 @@ from napari_neuroreview.core.phantoms import metastasis as mp
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.registry import save_model
 from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
-from napari_neuroreview.core.tasks.metastasis.crops import SEQUENCES, CropSpec, lesion_crops
+from napari_neuroreview.core.tasks.metastasis.classes import SEQUENCES
+from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
 from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
 from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME, load_origin_model, save_origin_model
 from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator, augment
@@ -54,10 +55,6 @@ def two_lesions() -> mp.MetastasisCase:
     scanner = mp.draw_scanner(np.random.default_rng(5), mp.SITES["A"])
     patient = mp.MetastasisPatient(5, "A", "NSCLC", "F", 60, (_RING, _SOLID), scanner, 2)
     return mp.render_metastasis_patient(patient, **_COARSE)
-
-
-def test_sequences_are_the_phantoms_file_stems() -> None:
-    assert SEQUENCES == mp.SEQUENCES
 
 
 def test_a_crop_lands_on_its_lesion_with_the_rim_bright_on_contrast_t1(two_lesions) -> None:

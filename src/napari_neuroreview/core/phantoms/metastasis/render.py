@@ -44,6 +44,7 @@ from ...anatomy import (
     sample_template_maps,
     world_to_voxel,
 )
+from ...tasks.metastasis.classes import SEQUENCES
 from ..anatomy.scanner import complex_noise, random_bias_field
 from ..swi_contract import phantom_image
 from .lesions import Lesion
@@ -51,8 +52,6 @@ from .shapes import LesionParts, lesion_parts
 
 __all__ = ["ADC_1E3", "CONTRAST", "ENHANCEMENT", "SEQUENCES", "T2_DARK", "MetastasisCase", "render_lesions"]
 
-#: The sequences, as file stems, in this order.
-SEQUENCES: tuple[str, ...] = ("t1", "t2", "flair", "dwi", "adc", "ce_t1")
 _PARTS: tuple[str, ...] = ("csf", "gm", "wm", "oedema", "solid", "necrosis", "haemorrhage")
 #: Normalised signal per part (step 2); ``s0`` is the DWI's b = 0 weighting (T2-like).
 CONTRAST: dict[str, dict[str, float]] = {

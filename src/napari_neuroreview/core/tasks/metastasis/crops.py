@@ -36,13 +36,11 @@ from ...anatomy.grids import voxel_to_world, world_to_voxel
 from ...errors import GeometryError, InputFileError
 from ...io.nifti import Volume
 from ...io.resample import resample_to_grid
+from .classes import SEQUENCES
 from .lesion_input import LesionMask, lesions_from_labels
 
-__all__ = ["NORMALISATION", "SEQUENCES", "CropSpec", "LesionCrop", "crop_grid", "lesion_crops"]
+__all__ = ["NORMALISATION", "CropSpec", "LesionCrop", "crop_grid", "lesion_crops"]
 
-#: The sequences a model may read, as the cohort's file stems (T1, T2, FLAIR, DWI b = 1000, ADC,
-#: contrast T1); the phantom writes the same stems.
-SEQUENCES: tuple[str, ...] = ("t1", "t2", "flair", "dwi", "adc", "ce_t1")
 #: The one normalisation (see the module docstring): the card names it, so a model trained on
 #: another rule is refused.
 NORMALISATION = "scan_foreground_median"

@@ -33,8 +33,8 @@ from ...model_config import ConfigRule, check_config
 from ...model_loading import load_version
 from ...models.metastasis_net import ARCHS, ATTENTIONS
 from ...registry import DEMO_NOTE, ModelCard, save_model
-from .classes import NODES, ORIGINS
-from .crops import NORMALISATION, SEQUENCES, CropSpec
+from .classes import NODES, ORIGINS, SEQUENCES
+from .crops import NORMALISATION, CropSpec
 from .train import MetastasisConfig, MetastasisEstimator
 
 __all__ = ["CONFIG_RULES", "MODEL_NAME", "TASK", "LoadedOriginModel", "check_origin_config", "load_origin_model",

@@ -37,8 +37,8 @@ from ...device import resolve_device
 from ...models.metastasis_net import ARCHS, ATTENTIONS, MetastasisNet, node_probabilities
 from ...progress import TaskGenerator
 from ...train.loop import FitHistory, LoopConfig, fit
-from .classes import NODES, ORIGINS, four_class, node_targets
-from .crops import SEQUENCES, CropSpec, LesionCrop
+from .classes import NODES, ORIGINS, SEQUENCES, four_class, node_targets
+from .crops import CropSpec, LesionCrop
 from .loss import hierarchical_loss
 
 __all__ = ["MAX_SHIFT_FRACTION", "OUTPUTS", "CropBatches", "MetastasisConfig", "MetastasisEstimator", "augment"]
