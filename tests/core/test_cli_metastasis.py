@@ -1,0 +1,194 @@
+"""`neuroreview metastasis phantoms / classify` as a user runs them: the cohort layout; a tiny origin model
+(trained here on the cohort's coarse lesions, installed in a user folder of its own) through `classify`:
+the document's keys, probabilities that sum to 1, the Grad-CAM volume on the contrast T1's grid, a DWI on
+its coarser grid accepted with a message; and the refusals (no model installed, a missing sequence, an
+output that is an input) as one sentence, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_neuroreview.cli import main
+from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.phantoms.metastasis import LABEL_COLUMNS
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
+from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
+from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
+from napari_neuroreview.core.tasks.metastasis.train import (
+    MetastasisConfig,
+    MetastasisEstimator,
+)
+
+#: The tiny model reads the contrast T1 and the DWI (on its own coarser grid) on 16^3 crops of 48 mm.
+SEQS, SPEC = ("dwi", "ce_t1"), CropSpec(48.0, 16)
+FILES = ("t1", "t2", "flair", "dwi", "adc", "ce_t1", "lesions", "oedema")
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> tuple[Path, str]:
+    """Three site-A patients on a 3 mm grid, through the CLI."""
+    out = tmp_path_factory.mktemp("meta") / "cohort"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["metastasis", "phantoms", "--out", str(out), "--n", "3", "--seed", "7", "--sites", "A",
+                     "--voxel-size", "3", "3", "3", "--quiet"])
+    assert code == 0
+    return out, buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def xdg(cohort, tmp_path_factory) -> Path:
+    """A user data folder holding one tiny origin model (0.1.0), trained for two epochs on the cohort's lesions."""
+    out, _ = cohort
+    rows = [line.split("\t") for line in (out / "labels.tsv").read_text().splitlines()[1:]]
+    crops, origins = [], []
+    for patient, _site, origin, *_ in rows:
+        seqs = {s: load_volume(out / patient / f"{s}.nii.gz") for s in SEQS}
+        these = lesion_crops(seqs, load_volume(out / patient / "lesions.nii.gz"), channels=SEQS, spec=SPEC)
+        crops += these
+        origins += [origin] * len(these)
+    est = MetastasisEstimator(MetastasisConfig(width=4, sequences=SEQS, epochs=2, batch=4, dropout=0.0), "cpu")
+    run_to_completion(est.fit(crops, origins))
+    home = tmp_path_factory.mktemp("xdg")
+    save_origin_model(est, home / "napari-neuroreview" / "models", "0.1.0", "3 coarse phantom patients (test)")
+    return home
+
+
+@pytest.fixture
+def installed(xdg, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
+
+
+def _one_sentence(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _inputs(out: Path, patient: str = "patient-0000") -> dict[str, Path]:
+    return {s: out / patient / f"{s}.nii.gz" for s in FILES}
+
+
+def test_phantoms_writes_the_cohort_layout(cohort) -> None:
+    out, stdout = cohort
+    summary = json.loads(stdout)
+    assert summary["patients"] == 3 and summary["sites"] == ["A"] and summary["voxel_size"] == [3.0, 3.0, 3.0]
+    lines = (out / "labels.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == list(LABEL_COLUMNS)
+    assert [line.split("\t")[0] for line in lines[1:]] == ["patient-0000", "patient-0001", "patient-0002"]
+    for line in lines[1:]:
+        folder = out / line.split("\t")[0]
+        assert {p.name for p in folder.iterdir()} == {f"{s}.nii.gz" for s in FILES} | {"truth.json"}
+        assert nib.load(str(folder / "ce_t1.nii.gz")).header.get_zooms()[:3] == pytest.approx((3.0, 3.0, 3.0))
+        assert min(nib.load(str(folder / "dwi.nii.gz")).header.get_zooms()[:3]) > 3.0  # its own coarser grid
+        assert "origin" not in json.loads((folder / "truth.json").read_text())
+    assert summary["files"] == len([p for p in out.rglob("*") if p.is_file()])
+
+
+def test_phantoms_refuses_an_unknown_site_or_a_file_in_one_line(tmp_path, capsys) -> None:
+    out = tmp_path / "c"
+    assert main(["metastasis", "phantoms", "--out", str(out), "--n", "2", "--sites", "A,X"]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "'X' is not a site" in line and "A, B, C" in line
+    assert not out.exists()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert main(["metastasis", "phantoms", "--out", str(afile), "--n", "1"]) == 2
+    assert "is a file" in _one_sentence(capsys.readouterr().err)
+
+
+def test_classify_writes_the_document_and_the_cam_on_the_contrast_t1_grid(cohort, installed, tmp_path,
+                                                                           capsys) -> None:
+    out, _ = cohort
+    files = _inputs(out)
+    res, cam = tmp_path / "res.json", tmp_path / "cam.nii.gz"
+    code = main(["metastasis", "classify", "--ce-t1", str(files["ce_t1"]), "--dwi", str(files["dwi"]),
+                 "--t2", str(files["t2"]), "--lesion", str(files["lesions"]), "--out", str(res), "--cam", str(cam),
+                 "--device", "cpu", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # the DWI on its coarser grid is accepted, with a message; the T2 the model does not read is named
+    assert "The DWI image is on another grid" in captured.err and "resampled" in captured.err
+    assert "does not read T2, so it is not used" in captured.err
+    doc = json.loads(res.read_text())
+    assert set(doc) == {"model", "sequences", "lesions", "cam_volumes"}
+    assert doc["model"] == {"name": "metastasis-origin", "version": "0.1.0"}
+    assert doc["sequences"] == list(SEQS) and doc["cam_volumes"] == list(NODES)
+    labels = nib.load(str(files["lesions"]))
+    ids = sorted(int(i) for i in np.unique(np.asarray(labels.dataobj)) if i > 0)
+    truth = {t["id"]: t for t in json.loads((out / "patient-0000" / "truth.json").read_text())["lesions"]}
+    assert [d["id"] for d in doc["lesions"]] == ids
+    for d in doc["lesions"]:
+        assert set(d) == {"id", "world_ras_mm", "volume_mm3", "probabilities", "four_class", "prediction"}
+        p = d["probabilities"]
+        assert set(p) == {"lung", "non_lung", "SCLC", "NSCLC", "breast", "GI"}
+        for a, b in (("lung", "non_lung"), ("SCLC", "NSCLC"), ("breast", "GI")):
+            assert p[a] + p[b] == pytest.approx(1.0)
+        assert list(d["four_class"]) == list(ORIGINS)
+        assert sum(d["four_class"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert d["four_class"]["SCLC"] == pytest.approx(p["lung"] * p["SCLC"])
+        assert d["prediction"] == max(ORIGINS, key=d["four_class"].get)
+        assert np.linalg.norm(np.subtract(d["world_ras_mm"], truth[d["id"]]["world_ras_mm"])) < 4.0
+        assert d["volume_mm3"] == pytest.approx(truth[d["id"]]["volume_mm3"])
+    text = res.read_text()
+    assert str(tmp_path) not in text and str(out) not in text and "patient" not in text
+    # the maps: 4D, one per node, on the contrast T1's grid and affine, nonzero at each lesion, 0 far away
+    ce, maps = nib.load(str(files["ce_t1"])), nib.load(str(cam))
+    data = np.asarray(maps.dataobj)
+    assert data.shape == (*ce.shape, len(NODES)) and data.dtype == np.float32
+    np.testing.assert_allclose(maps.affine, ce.affine, atol=1e-4)
+    lesion_labels = np.asarray(labels.dataobj)
+    for i in ids:
+        assert data[lesion_labels == i].max() > 0
+    centres = np.array([d["world_ras_mm"] for d in doc["lesions"]])
+    ijk = np.indices(ce.shape).reshape(3, -1).T
+    world = nib.affines.apply_affine(ce.affine, ijk)
+    far = np.min(np.linalg.norm(world[:, None] - centres[None], axis=2), axis=1) > SPEC.size_mm * np.sqrt(3) / 2 + 4
+    assert np.all(data.reshape(-1, len(NODES))[far] == 0)
+
+
+def test_classify_without_a_model_installed_says_to_train_one(cohort, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    out, _ = cohort
+    files = _inputs(out)
+    res = tmp_path / "res.json"
+    assert main(["metastasis", "classify", "--ce-t1", str(files["ce_t1"]), "--lesion", str(files["lesions"]),
+                 "--out", str(res), "--quiet"]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "No metastasis origin model is installed" in line and "neuroreview metastasis train" in line
+    assert not res.exists()
+
+
+def test_classify_names_a_missing_sequence_the_model_reads(cohort, installed, tmp_path, capsys) -> None:
+    out, _ = cohort
+    files = _inputs(out)
+    res, cam = tmp_path / "res.json", tmp_path / "cam.nii.gz"
+    assert main(["metastasis", "classify", "--ce-t1", str(files["ce_t1"]), "--t1", str(files["t1"]),
+                 "--lesion", str(files["lesions"]), "--out", str(res), "--cam", str(cam), "--quiet"]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "metastasis-origin 0.1.0" in line and "DWI was not given" in line
+    assert not res.exists() and not cam.exists()
+
+
+@pytest.mark.parametrize("which", ["out", "cam"])
+def test_classify_refuses_an_output_that_is_an_input_and_writes_nothing(cohort, installed, tmp_path, capsys,
+                                                                        which) -> None:
+    out, _ = cohort
+    files = _inputs(out)
+    before = {s: p.read_bytes() for s, p in files.items()}
+    res, cam = tmp_path / "res.json", tmp_path / "cam.nii.gz"
+    paths = {"out": str(res), "cam": str(cam), which: str(files["lesions"] if which == "out" else files["ce_t1"])}
+    assert main(["metastasis", "classify", "--ce-t1", str(files["ce_t1"]), "--dwi", str(files["dwi"]),
+                 "--lesion", str(files["lesions"]), "--out", paths["out"], "--cam", paths["cam"], "--quiet"]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "is an input of this command" in line
+    assert all(files[s].read_bytes() == before[s] for s in files)
+    assert not res.exists() and not cam.exists()
