@@ -16,4 +16,7 @@ in torch):
   crops through the one loop (hierarchical loss, flips and shifts), node or four-class
   probabilities, an estimator of ``core.metrics.cohort``.
 * :mod:`.model` - ``metastasis-origin`` versions: save, load, the card's config checked first.
+* :mod:`.classify` - the origin of each lesion of one session (node and four-class
+  probabilities) and each node's Grad-CAM placed back onto the contrast T1's grid
+  (``neuroreview metastasis classify``).
 """
