@@ -16,12 +16,23 @@ import numpy as np
 import pytest
 
 from napari_neuroreview.cli import main
-from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.anatomy import make_affine, voxel_to_world
+from napari_neuroreview.core.io.nifti import Volume, load_volume
 from napari_neuroreview.core.phantoms.metastasis import LABEL_COLUMNS
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
-from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
-from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
+from napari_neuroreview.core.tasks.metastasis.classify import _place, classify_lesions
+from napari_neuroreview.core.tasks.metastasis.crops import (
+    CropSpec,
+    LesionCrop,
+    crop_grid,
+    lesion_crops,
+)
+from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
+from napari_neuroreview.core.tasks.metastasis.model import (
+    load_origin_model,
+    save_origin_model,
+)
 from napari_neuroreview.core.tasks.metastasis.train import (
     MetastasisConfig,
     MetastasisEstimator,
@@ -192,3 +203,40 @@ def test_classify_refuses_an_output_that_is_an_input_and_writes_nothing(cohort, 
     assert "is an input of this command" in line
     assert all(files[s].read_bytes() == before[s] for s in files)
     assert not res.exists() and not cam.exists()
+
+
+def _model(xdg: Path):
+    return load_origin_model("0.1.0", device="cpu", roots=[xdg / "napari-neuroreview" / "models"])
+
+
+def test_lesions_chosen_in_the_viewer_give_the_answers_of_the_labels_file(cohort, xdg) -> None:
+    """The widget's path (LesionMasks on the contrast T1, any order) and the CLI's (a labels volume) agree."""
+    out, _ = cohort
+    files = _inputs(out, "patient-0001")
+    seqs = {s: load_volume(files[s]) for s in SEQS}
+    labels = load_volume(files["lesions"])
+    model = _model(xdg)
+    by_file = run_to_completion(classify_lesions(seqs, labels, model))
+    by_masks = run_to_completion(classify_lesions(seqs, lesions_from_labels(labels, seqs["ce_t1"])[::-1], model))
+    assert by_file.cam is None and by_file.to_json()["cam_volumes"] == []
+    assert [d["id"] for d in by_masks.to_json()["lesions"]] == [d["id"] for d in by_file.to_json()["lesions"]][::-1]
+    assert sorted(by_masks.to_json()["lesions"], key=lambda d: d["id"]) == by_file.to_json()["lesions"]
+
+
+def test_a_crops_map_lands_on_the_contrast_t1_voxels_it_covers() -> None:
+    """A constant map on a crop is 1 on the (oblique, LPS) reference voxels inside the cube and 0 beyond it."""
+    affine, shape = make_affine((2.0, 2.0, 3.0), "LPS", rotation_deg=(4.0, -3.0, 5.0), fov_mm=(80.0, 80.0, 80.0))
+    ref = Volume(np.zeros(shape, np.float32), affine, (2.0, 2.0, 3.0))
+    centre = (5.0, -7.0, 3.0)
+    crop = LesionCrop(np.zeros((1, 16, 16, 16), np.float32), np.zeros((16,) * 3, bool), None, 1, centre, 1.0,
+                      ("ce_t1",), crop_grid(centre, SPEC), SPEC)
+    maps = np.zeros((*shape, 2), np.float32)
+    _place(np.ones((16, 16, 16, 2), np.float32), crop, ref, maps)
+    world = voxel_to_world(affine, np.indices(shape).reshape(3, -1).T)
+    # the cube's voxel centres span size - spacing; the linear kernel reaches half a voxel further
+    offset = np.max(np.abs(world - centre), axis=1)
+    half = (SPEC.size_mm - SPEC.spacing_mm) / 2
+    flat = maps.reshape(-1, 2)
+    assert np.allclose(flat[offset < half - 0.01], 1.0)
+    assert np.all(flat[offset > half + SPEC.spacing_mm] == 0.0)
+    assert np.count_nonzero(flat[:, 0]) > 0.9 * (half * 2 / 2.0) ** 2 * (half * 2 / 3.0)
