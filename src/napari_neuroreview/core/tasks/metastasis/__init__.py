@@ -19,4 +19,10 @@ in torch):
 * :mod:`.classify` - the origin of each lesion of one session (node and four-class
   probabilities) and each node's Grad-CAM placed back onto the contrast T1's grid
   (``neuroreview metastasis classify``).
+* :mod:`.baselines` - what a network must beat: a radiomics-style logistic regression
+  (intensity statistics in the lesion and a shell around it, shape) and the ADC-ratio rule
+  for SCLC vs NSCLC, both fitted inside the fold.
+* :mod:`.evaluate` - ``evaluate_sites``: patient-grouped development CV with the model and
+  sequences chosen in nested CV, one external-site test, per-node and four-class metrics at
+  lesion and patient level with patient-bootstrap CIs, the sequence ablation table.
 """
