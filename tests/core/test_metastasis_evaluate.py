@@ -224,3 +224,20 @@ def test_radiomics_features_and_no_external_site():
     items, origins = _cohort(per_site=(8, 8, 0))
     with pytest.raises(InsufficientDataError, match="external site 'C'"):
         _run(items, origins)
+
+
+def test_a_network_runs_through_the_same_protocol():
+    from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
+
+    items, origins = _cohort(seed=6, per_site=(8, 8, 4))
+    config = MetastasisConfig(width=4, epochs=1, batch=8, sequences=("flair", "ce_t1"), augment=False)
+    fitted: list[MetastasisEstimator] = []
+
+    def network() -> OnCrops:  # the crops hold all six sequences; the network reads its two
+        fitted.append(MetastasisEstimator(config, "cpu", "four_class"))
+        return OnCrops(fitted[-1], config.sequences)
+
+    result = _run(items, origins, factories={"resnet6": network}, candidates={}, adc_rule=None)
+    assert len(fitted) == 3 + 1 and all(f.net is not None for f in fitted)  # one per fold, then the external test
+    res = result.results["resnet6"]["external"]["patient"]
+    assert res.leaves.counts["patients"] == 4 and set(res.nodes) == set(NODES)
