@@ -241,3 +241,12 @@ def test_a_network_runs_through_the_same_protocol():
     assert len(fitted) == 3 + 1 and all(f.net is not None for f in fitted)  # one per fold, then the external test
     res = result.results["resnet6"]["external"]["patient"]
     assert res.leaves.counts["patients"] == 4 and set(res.nodes) == set(NODES)
+
+
+def test_nested_choice_too_few_patients_is_one_sentence_naming_the_origin():
+    items, origins = _cohort(seed=7, per_site=(8, 8, 4))
+    gi = sorted({i.patient for i, o in zip(items, origins) if o == "GI" and i.site != "C"})
+    keep = [k for k, (i, o) in enumerate(zip(items, origins)) if o != "GI" or i.site == "C" or i.patient in gi[:2]]
+    items, origins = [items[k] for k in keep], [origins[k] for k in keep]
+    with pytest.raises(InsufficientDataError, match="class 'GI' has 1 patient"):
+        _run(items, origins, candidates={"flair": lambda: OnCrops(RadiomicsLogistic(("flair",)))})

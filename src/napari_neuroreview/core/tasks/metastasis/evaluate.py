@@ -139,8 +139,8 @@ def default_candidates() -> dict[str, Callable[[], Estimator]]:
 
 
 def _origin_cohort(items: Sequence[LesionItem], codes: np.ndarray) -> Cohort:
-    """Items whose labels are ORIGINS indices (what an estimator's ``fit`` is handed)."""
-    return Cohort(list(items), np.asarray(codes, int), [i.patient for i in items], tuple(range(len(ORIGINS))))
+    """The cohort of items whose labels are ORIGINS indices (what ``fit`` is handed); named, for its messages."""
+    return Cohort(list(items), np.asarray(ORIGINS)[np.asarray(codes, int)], [i.patient for i in items], ORIGINS)
 
 
 class NestedSelection:
