@@ -1,14 +1,17 @@
-"""`neuroreview metastasis phantoms / classify` as a user runs them: the cohort layout; a tiny origin model
-(trained here on the cohort's coarse lesions, installed in a user folder of its own) through `classify`:
+"""`neuroreview metastasis phantoms / train / classify` as a user runs them: the cohort layout; a tiny origin
+model (trained here on the cohort's coarse lesions, installed in a user folder of its own) through `classify`:
 the document's keys, probabilities that sum to 1, the Grad-CAM volume on the contrast T1's grid, a DWI on
-its coarser grid accepted with a message; and the refusals (no model installed, a missing sequence, an
-output that is an input) as one sentence, exit 2, nothing written."""
+its coarser grid accepted with a message; `train --data DIR` on a five-patient cohort (a loadable version,
+its card naming the cohort's folder and no path, the external site's node AUCs, `classify` reading it); and
+the refusals (no model installed, a missing sequence or cohort file, malformed labels, an output that is an
+input) as one sentence, exit 2, nothing written."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -17,8 +20,8 @@ import pytest
 
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.anatomy import make_affine, voxel_to_world
+from napari_neuroreview.core.errors import RegistryError
 from napari_neuroreview.core.io.nifti import Volume, load_volume
-from napari_neuroreview.core.phantoms.metastasis import LABEL_COLUMNS
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
 from napari_neuroreview.core.tasks.metastasis.classify import _place, classify_lesions
@@ -28,6 +31,7 @@ from napari_neuroreview.core.tasks.metastasis.crops import (
     crop_grid,
     lesion_crops,
 )
+from napari_neuroreview.core.tasks.metastasis.labels import LABEL_COLUMNS
 from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
 from napari_neuroreview.core.tasks.metastasis.model import (
     load_origin_model,
@@ -240,3 +244,112 @@ def test_a_crops_map_lands_on_the_contrast_t1_voxels_it_covers() -> None:
     assert np.allclose(flat[offset < half - 0.01], 1.0)
     assert np.all(flat[offset > half + SPEC.spacing_mm] == 0.0)
     assert np.count_nonzero(flat[:, 0]) > 0.9 * (half * 2 / 2.0) ** 2 * (half * 2 / 3.0)
+
+
+# --- metastasis train --data DIR ------------------------------------------------------------
+
+#: The train command's tiny recipe: the two sequences on 16^3 crops of 48 mm, one epoch.
+TRAIN_ARGS = ("--sequences", "dwi,ce_t1", "--crop-mm", "48", "--crop-voxels", "16", "--epochs", "1",
+              "--device", "cpu")
+
+
+@pytest.fixture(scope="module")
+def train_cohort(tmp_path_factory) -> Path:
+    """Five coarse patients: three of site A (SCLC, GI, breast), two of the external site C (NSCLC, breast)."""
+    out = tmp_path_factory.mktemp("meta-train") / "cohort-0"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["metastasis", "phantoms", "--out", str(out), "--n", "5", "--seed", "0", "--sites", "A,C",
+                     "--voxel-size", "3", "3", "3", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(train_cohort, tmp_path_factory) -> tuple[Path, dict, str]:
+    """``metastasis train`` into a user data folder of its own: (that folder, the stdout summary, stderr)."""
+    home = tmp_path_factory.mktemp("xdg-train")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        mp.setenv("XDG_DATA_HOME", str(home))
+        code = main(["metastasis", "train", "--data", str(train_cohort), "--out",
+                     str(home / "napari-neuroreview" / "models"), *TRAIN_ARGS])
+    assert code == 0, stderr.getvalue()
+    return home, json.loads(stdout.getvalue()), stderr.getvalue()
+
+
+def test_train_writes_a_loadable_version_whose_card_names_the_cohort_folder_but_no_path(train_cohort,
+                                                                                        trained) -> None:
+    home, summary, stderr = trained
+    root = home / "napari-neuroreview" / "models"
+    assert summary["version"] == "1.0.0" and summary["made_default"] and summary["patients"] == 3
+    model = load_origin_model("1.0.0", device="cpu", roots=[root])
+    card = model.card
+    assert model.sequences == ("dwi", "ce_t1") and model.crop == CropSpec(48.0, 16)
+    assert card.config["train_sites"] == ["A"] and card.config["n_train_patients"] == 3
+    assert card.config["per_class_train"] == {"SCLC": 1, "NSCLC": 0, "breast": 1, "GI": 1}
+    assert "'cohort-0'" in card.training_data and "site(s) A" in card.training_data
+    assert "external site C" in card.training_data
+    text = (root / "metastasis-origin" / "1.0.0" / "card.json").read_text()
+    assert str(train_cohort.parent) not in text and str(Path.home()) not in text
+    # the external site's lesions: one NSCLC and one breast, so only the lung node has an AUC
+    assert set(card.metrics) == {"external_auc_lung_vs_non_lung"}
+    assert summary["external_auc"]["sclc_vs_nsclc"] is None
+    assert "External site C (2 patients, 2 lesions)" in stderr and "lung_vs_non_lung" in stderr
+
+
+def test_classify_reads_the_version_train_wrote(train_cohort, trained, tmp_path, monkeypatch, capsys) -> None:
+    home, _, _ = trained
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    files = _inputs(train_cohort, "patient-0003")
+    res = tmp_path / "res.json"
+    assert main(["metastasis", "classify", "--ce-t1", str(files["ce_t1"]), "--dwi", str(files["dwi"]),
+                 "--lesion", str(files["lesions"]), "--out", str(res), "--quiet"]) == 0
+    doc = json.loads(res.read_text())
+    assert doc["model"] == {"name": "metastasis-origin", "version": "1.0.0"} and doc["sequences"] == ["dwi", "ce_t1"]
+    assert len(doc["lesions"]) == 1 and sum(doc["lesions"][0]["four_class"].values()) == pytest.approx(1.0)
+
+
+def test_train_refuses_a_cohort_missing_a_file_before_a_scan_is_read(train_cohort, tmp_path, monkeypatch,
+                                                                      capsys) -> None:
+    from napari_neuroreview.core.tasks.metastasis import cohort_items
+
+    data = tmp_path / "partial"
+    shutil.copytree(train_cohort, data)
+    (data / "patient-0004" / "dwi.nii.gz").unlink()
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("a scan was read before every file was checked")
+
+    monkeypatch.setattr(cohort_items, "load_volume", never)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    registry = tmp_path / "registry"
+    assert main(["metastasis", "train", "--data", str(data), "--out", str(registry), *TRAIN_ARGS]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert str(data / "patient-0004" / "dwi.nii.gz") in line and "labels.tsv lists patient-0004" in line
+    assert not registry.exists()
+
+
+def test_train_refuses_malformed_labels_and_bad_options_in_one_line(train_cohort, tmp_path, monkeypatch,
+                                                                    capsys) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    data = tmp_path / "bad"
+    data.mkdir()
+    lines = (train_cohort / "labels.tsv").read_text().splitlines()
+    (data / "labels.tsv").write_text("\n".join([*lines[:2], lines[2].replace("\tGI\t", "\tliver\t"), ""]))
+    assert main(["metastasis", "train", "--data", str(data), "--out", str(tmp_path / "r"), *TRAIN_ARGS]) == 2
+    line = _one_sentence(capsys.readouterr().err)
+    assert "labels.tsv: line 3 is not a patient's labels" in line
+    assert main(["metastasis", "train", "--data", str(train_cohort), "--out", str(tmp_path / "r"),
+                 "--sequences", "t1,swi"]) == 2
+    assert "'swi' is not a list of distinct sequences" in _one_sentence(capsys.readouterr().err)
+    assert main(["metastasis", "train", "--data", str(train_cohort), "--out", str(train_cohort / "models"),
+                 *TRAIN_ARGS]) == 2
+    assert "inside the input folder" in _one_sentence(capsys.readouterr().err)
+    assert not (train_cohort / "models").exists()
+
+
+def test_no_model_installed_says_train_with_data_and_never_reinstall(tmp_path) -> None:
+    """The package ships no origin model: reinstalling is no way out (the other models' sentence is unchanged)."""
+    with pytest.raises(RegistryError) as err:
+        load_origin_model(roots=[tmp_path / "empty"])
+    assert str(err.value) == ("No metastasis origin model is installed: train one with "
+                              "`neuroreview metastasis train --data DIR`.")

@@ -29,6 +29,7 @@ from napari_neuroreview.core.phantoms import metastasis as mp
 from napari_neuroreview.core.phantoms.metastasis import lesions as mles
 from napari_neuroreview.core.phantoms.metastasis import literature as lit
 from napari_neuroreview.core.tasks.metastasis.classes import ORIGINS
+from napari_neuroreview.core.tasks.metastasis.labels import LABEL_COLUMNS
 
 _COARSE = {"voxel_size": (3.0, 3.0, 3.0)}
 
@@ -302,7 +303,7 @@ def test_written_cohort_keeps_the_origin_sex_and_age_apart(tmp_path: Path) -> No
     written = mp.write_metastasis_cohort(tmp_path, 4, 7, ("A", "C"), voxel_size=(4.0, 4.0, 4.0))
     assert written[-1] == tmp_path / "labels.tsv" and len(written) == 4 * len(_FILES) + 1
     rows = [line.split("\t") for line in (tmp_path / "labels.tsv").read_text().splitlines()]
-    assert tuple(rows[0]) == mp.LABEL_COLUMNS
+    assert tuple(rows[0]) == LABEL_COLUMNS
     assert rows[1:] == [[f"patient-{i:04d}", p.site, p.origin, p.sex, str(p.age), str(len(p.lesions))]
                         for i, p in enumerate(patients)]
     words = re.compile(r"\b(" + "|".join(ORIGINS) + r"|female|male)\b", re.IGNORECASE)

@@ -101,7 +101,7 @@ def load_state_dict(
 def load_version(
     name: str, version: str | None, build: Callable[[dict[str, torch.Tensor], ModelCard, torch.device], M], *,
     device: str = "auto", roots: list[Path] | None = None, check: Callable[[ModelCard], None] | None = None,
-    what: str | None = None, train_command: str = "neuroreview ... train",
+    what: str | None = None, train_command: str = "neuroreview ... train", shipped: bool = True,
 ) -> M:
     """The one model lookup: find ``version`` (the default when None), verify it, build it on a device.
 
@@ -122,6 +122,8 @@ def load_version(
         Validates the card's config before the weights are read or a network is built.
     what, train_command : str
         Name the model and the way out in the "not installed" sentence.
+    shipped : bool
+        Whether the package ships demo weights of ``name`` (else reinstalling is no way out).
 
     Raises
     ------
@@ -129,7 +131,7 @@ def load_version(
         Nothing installed, that version not installed, unsafe or inconsistent files, or
         an unavailable device: one sentence each.
     """
-    root, card = find_version(name, version, roots, what or name, train_command)
+    root, card = find_version(name, version, roots, what or name, train_command, shipped=shipped)
     if check is not None:
         check(card)
     choice = resolve_device(device)

@@ -530,9 +530,13 @@ def rollback_default(name: str, roots: list[Path] | None = None) -> str:
 
 
 def find_version(
-    name: str, version: str | None, roots: list[Path] | None, what: str, train_command: str
+    name: str, version: str | None, roots: list[Path] | None, what: str, train_command: str, *,
+    shipped: bool = True,
 ) -> tuple[Path, ModelCard]:
     """The root and card of ``version`` of ``name`` (the default version when None).
+
+    ``shipped``: whether the package ships demo weights of ``name``; only then is
+    reinstalling a way out (a model that ships none must not send the user to reinstall).
 
     Raises
     ------
@@ -542,6 +546,8 @@ def find_version(
     """
     versions = installed_versions(name, roots)
     if not versions:
+        if not shipped:
+            raise RegistryError(f"No {what} is installed: train one with `{train_command}`.")
         raise RegistryError(
             f"No {what} is installed: train one with `{train_command}` "
             "or reinstall napari-neuroreview (it ships demo weights)."

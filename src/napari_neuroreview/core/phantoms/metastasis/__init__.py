@@ -35,7 +35,6 @@ Where things are
 """
 
 from .cohort import (
-    LABEL_COLUMNS,
     SITES,
     MetastasisPatient,
     Site,
@@ -51,7 +50,7 @@ from .lesions import LOCATIONS, Lesion, draw_lesions
 from .render import SEQUENCES, MetastasisCase
 
 __all__ = [
-    "LABEL_COLUMNS", "LOCATIONS", "SEQUENCES", "SITES", "Lesion", "MetastasisCase", "MetastasisPatient", "Site",
+    "LOCATIONS", "SEQUENCES", "SITES", "Lesion", "MetastasisCase", "MetastasisPatient", "Site",
     "draw_lesions", "draw_scanner", "make_metastasis_patient", "metastasis_patients", "patient_record",
     "render_metastasis_patient", "write_metastasis_cohort", "write_metastasis_patient",
 ]

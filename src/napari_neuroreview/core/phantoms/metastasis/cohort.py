@@ -13,17 +13,15 @@ import numpy as np
 
 from ...io import strict_json
 from ...io.atomic import write_text_atomic
+from ...tasks.metastasis.labels import LABEL_COLUMNS
 from ..swi.cohort import _gz, _write_bytes, cohort_seed
 from . import literature as lit
 from .lesions import Lesion, draw_lesion_count, draw_lesions
 from .render import SEQUENCES, MetastasisCase, render_lesions
 
-__all__ = ["LABEL_COLUMNS", "SITES", "MetastasisPatient", "Site", "draw_scanner", "make_metastasis_patient",
+__all__ = ["SITES", "MetastasisPatient", "Site", "draw_scanner", "make_metastasis_patient",
            "metastasis_patients", "patient_record", "render_metastasis_patient", "write_metastasis_cohort",
            "write_metastasis_patient"]
-
-#: Columns of a cohort's ``labels.tsv`` (the label apart from the inputs).
-LABEL_COLUMNS: tuple[str, ...] = ("patient", "site", "origin", "sex", "age", "n_lesions")
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,8 @@ def write_metastasis_cohort(out_dir: str | Path, n: int, seed: int, sites: Seque
                             workers: int = 1, resume: bool = False, **overrides: Any) -> list[Path]:
     """Write a cohort: ``patient-NNNN/`` per patient, then ``labels.tsv``; returns every file.
 
-    ``labels.tsv`` (:data:`LABEL_COLUMNS`: the origin, sex, age, rendered lesion count) is
-    written last, apart from the inputs. ``overrides``: scanner keys for every patient
+    ``labels.tsv`` (``tasks.metastasis.labels.LABEL_COLUMNS``: the origin, sex, age, rendered
+    lesion count) is written last, apart from the inputs. ``overrides``: scanner keys for every patient
     (:func:`render_metastasis_patient`), recorded in each ``truth.json``. ``workers``
     processes render patients in parallel; ``resume=True`` keeps every folder whose
     ``truth.json`` (written last) records this very patient. Same files either way: a

@@ -156,7 +156,8 @@ def load_origin_model(version: str | None = None, device: str = "auto", roots: l
         or inconsistent files, an unavailable device: one sentence each.
     """
     return load_version(MODEL_NAME, version, _build, device=device, roots=roots, check=check_origin_config,
-                        what="metastasis origin model", train_command="neuroreview metastasis train")
+                        what="metastasis origin model", train_command="neuroreview metastasis train --data DIR",
+                        shipped=False)
 
 
 def save_origin_model(estimator: MetastasisEstimator, root: str | Path, version: str, training_data: str,
