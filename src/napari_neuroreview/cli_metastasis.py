@@ -3,7 +3,9 @@
 ``metastasis phantoms`` writes an origin cohort (``core.phantoms.metastasis``, imported
 lazily: the run-time code never imports the simulators); ``metastasis classify`` gives the
 origin of every lesion of one session's labels from its sequences, with the Grad-CAM maps
-on the contrast T1 (:mod:`core.tasks.metastasis.classify`).
+on the contrast T1 (:mod:`core.tasks.metastasis.classify`); ``metastasis train --data DIR``
+makes an origin model version from a cohort's files
+(:func:`core.tasks.metastasis.cohort_items.crops_from_cohort`), tested once on its external site.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ in torch):
   crops through the one loop (hierarchical loss, flips and shifts), node or four-class
   probabilities, an estimator of ``core.metrics.cohort``.
 * :mod:`.model` - ``metastasis-origin`` versions: save, load, the card's config checked first.
+* :mod:`.labels` - a cohort's ``labels.tsv``: its columns and its one reader (the phantom
+  writes it; ``core.tasks`` never imports the simulators).
+* :mod:`.cohort_items` - a cohort's lesions as crops, read from its files one patient at a
+  time, every file checked first; each node's AUC on its own lesions
+  (``neuroreview metastasis train --data DIR``).
 * :mod:`.classify` - the origin of each lesion of one session (node and four-class
   probabilities) and each node's Grad-CAM placed back onto the contrast T1's grid
   (``neuroreview metastasis classify``).
