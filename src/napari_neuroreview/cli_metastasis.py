@@ -209,12 +209,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not train_rows:
         raise InsufficientDataError(f"{data / 'labels.tsv'}: every patient is of the external site {args.external}; "
                                     "training needs patients of another site")
+    if not args.quiet and len(train_rows) == len(rows):
+        print(f"The external site {args.external} has no patient in {data / 'labels.tsv'}: every patient is trained "
+              "on and nothing is tested.", file=sys.stderr)
+    estimator = MetastasisEstimator(config, device=args.device, output="nodes")  # the device, before any scan
     crops, origins, patients, sites = _drive(crops_from_cohort(data, config.sequences, spec), args.quiet)
     dev = [i for i, s in enumerate(sites) if s != args.external]
     ext = [i for i, s in enumerate(sites) if s == args.external]
     if not dev:
         raise InsufficientDataError(f"{data}: the development patients hold no lesion to train on")
-    estimator = MetastasisEstimator(config, device=args.device, output="nodes")
     _drive(estimator.fit([crops[i] for i in dev], [origins[i] for i in dev]), args.quiet)
     metrics: dict[str, float] = {}
     aucs: dict[str, float | None] = {}

@@ -353,3 +353,28 @@ def test_no_model_installed_says_train_with_data_and_never_reinstall(tmp_path) -
         load_origin_model(roots=[tmp_path / "empty"])
     assert str(err.value) == ("No metastasis origin model is installed: train one with "
                               "`neuroreview metastasis train --data DIR`.")
+
+
+def test_crops_from_cohort_gives_each_lesion_its_patients_origin_and_site(train_cohort) -> None:
+    from napari_neuroreview.core.tasks.metastasis.cohort_items import crops_from_cohort
+
+    crops, origins, patients, sites = run_to_completion(crops_from_cohort(train_cohort, SEQS, SPEC, oedema=True))
+    rows = [line.split("\t") for line in (train_cohort / "labels.tsv").read_text().splitlines()[1:]]
+    expected = [(r[0], r[2], r[1]) for r in rows for _ in range(int(r[5]))]
+    assert list(zip(patients, origins, sites)) == expected
+    assert all(c.sequences == SEQS and c.spec == SPEC and c.oedema is not None and c.mask.any() for c in crops)
+    first = lesion_crops({s: load_volume(train_cohort / "patient-0000" / f"{s}.nii.gz") for s in SEQS},
+                         load_volume(train_cohort / "patient-0000" / "lesions.nii.gz"), channels=SEQS, spec=SPEC)
+    assert np.array_equal(crops[0].image, first[0].image)  # the same crop classify cuts
+
+
+def test_node_aucs_score_each_node_on_its_own_lesions() -> None:
+    from napari_neuroreview.core.tasks.metastasis.cohort_items import node_aucs
+
+    origins = ["SCLC", "NSCLC", "breast", "GI", "GI"]
+    p = np.array([[0.9, 0.8, 0.5], [0.6, 0.1, 0.5], [0.7, 0.5, 0.2], [0.2, 0.5, 0.9], [0.1, 0.5, 0.1]])
+    aucs = node_aucs(p, origins)
+    assert aucs["lung_vs_non_lung"] == pytest.approx(5 / 6)  # 0.7 (breast) above 0.6 (NSCLC): one pair of six
+    assert aucs["sclc_vs_nsclc"] == 1.0
+    assert aucs["breast_vs_gi"] == pytest.approx(0.5)  # breast 0.2 between GI 0.9 and 0.1
+    assert node_aucs(p[2:], origins[2:])["lung_vs_non_lung"] is None  # no lung lesion: no AUC, not 0.5
