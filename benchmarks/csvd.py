@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -226,16 +227,19 @@ def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float
     key = ((folder / "labels.tsv").read_text(encoding="utf-8"), load_detector(device="cpu").card.weights_sha256)
     cache = folder / f".bench-items-{source}.pkl"
     if cache.is_file():
-        with cache.open("rb") as f:
-            saved = pickle.load(f)
-        if saved["key"] == key:
-            return saved["items"], saved["labels"], saved["centres"], saved["seconds"]
+        try:
+            with cache.open("rb") as f:
+                saved = pickle.load(f)
+            if saved["key"] == key:
+                return saved["items"], saved["labels"], saved["centres"], saved["seconds"]
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError):
+            pass  # a cache from another version of this script, or torn: read the scans again
     t0 = time.perf_counter()
     items, labels, centres = run_to_completion(items_from_cohort(folder, source, "detector", device))
     prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
     items = [dataclasses.replace(i, patient=prefix + i.patient) for i in items]
     seconds = time.perf_counter() - t0
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # two runs on one folder never share a temporary file
     with tmp.open("wb") as f:
         pickle.dump({"key": key, "items": items, "labels": labels, "centres": centres, "seconds": seconds}, f)
     tmp.replace(cache)

@@ -226,7 +226,11 @@ def test_backward_stops_at_the_layer_and_equals_the_full_backward() -> None:
     for inplace in (False, True):
         model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1),
                               nn.ReLU(inplace=inplace), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
+        below: list[int] = []  # the first convolution's backward: skipped unless the fallback is taken
+        hook = model[0].register_full_backward_hook(lambda *_: below.append(1))
         got = grad_cam(model, x, "2", target=1)
+        hook.remove()
+        assert bool(below) == inplace
         # the reference: the same hooks, gradients from a backward pass down to the input
         inp = x.clone().requires_grad_(True)
         with layer_hooks(model, "2") as captured:

@@ -213,8 +213,10 @@ def grad_cam(
         out = captured.output
         # Differentiate down to the layer only (its hook records the gradient): the layers
         # below it need no backward pass, which takes most of the time for a layer near
-        # the head. Not when a later in-place op rewrote the output (its graph node moved).
-        to = out if out is not None and out._version == captured.output_version else inp
+        # the head. Not when a later in-place op rewrote the output (its graph node moved),
+        # nor for a layer called more than once (each call's gradient hook must fire, as before).
+        once = len(captured._tensor_hooks) == 1
+        to = out if once and out is not None and out._version == captured.output_version else inp
         torch.autograd.grad(s.sum(), to, allow_unused=True)
         captured.output = None
     if captured.activations is None or captured.gradients is None:

@@ -200,7 +200,8 @@ def classify_lesions(sequences: Mapping[str, Volume], lesions: Volume | Sequence
     missing = [s for s in model.sequences if s not in sequences]
     if missing:
         raise InputFileError(f"The {version} model reads {_and(_NAMES[s] for s in model.sequences)}, "
-                             f"but {_and(_NAMES[s] for s in missing)} was not given.")
+                             f"but {_and(_NAMES[s] for s in missing)} {'was' if len(missing) == 1 else 'were'} "
+                             "not given.")
     ref = sequences[REFERENCE]
     total = _TOTAL
     yield Progress(0, total, "Reading the lesions on the contrast T1")

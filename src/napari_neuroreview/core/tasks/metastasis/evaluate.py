@@ -464,7 +464,8 @@ def evaluate_sites(items: Sequence[LesionItem], origins: Sequence[str], sites: S
         lung, lung_folds = _lung_folds(dev.labels, folds)
         ext_lung = np.flatnonzero(np.isin(ext.labels, LUNG))
         dev_l, ext_l = cohort(dev_rows[lung], LUNG_CLASSES), cohort(ext_rows[ext_lung], LUNG_CLASSES)
-        rule_cv = yield from cross_validate_task(dev_l, {"rule": lambda: OnCrops(adc_rule())}, folds=lung_folds)
+        rule_cv = yield from relay(cross_validate_task(dev_l, {"rule": lambda: OnCrops(adc_rule())}, folds=lung_folds),
+                                   lambda u: Progress(3, 4, f"ADC-ratio rule: {u.message}"))
         rule_ext = yield from _fit_and_test(OnCrops(adc_rule()), dev_l, ext_l, "ADC-ratio rule")
         rule_preds = {"development": rule_cv["rule"], "external": rule_ext}
         rule_metrics = ("auc", "balanced_accuracy", "sensitivity", "specificity")
