@@ -70,6 +70,44 @@ def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def add_cohort_arguments(p: argparse.ArgumentParser, groups: str, group_type: Callable[[str], tuple[str, ...]],
+                         group_help: str, voxel_help: str, workers_help: str) -> None:
+    """The arguments every ``... phantoms`` command shares (``--out --n --seed``, the groups,
+    ``--voxel-size --workers --resume --quiet``), read by :func:`write_cohort_command`."""
+    p.add_argument("--out", required=True, help="cohort folder (patient-NNNN/ and labels.tsv)")
+    p.add_argument("--n", type=bounded_int(1, 10_000, "number of patients"), default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(f"--{groups}", type=group_type, default=("A", "B", "C"), help=group_help)
+    p.add_argument("--voxel-size", nargs=3, type=bounded_float(0.3, 4.0, "voxel size in mm"), default=None,
+                   metavar=("X", "Y", "Z"), help=voxel_help)
+    p.add_argument("--workers", type=bounded_int(1, 64, "number of worker processes"), default=1, help=workers_help)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the patients already complete in --out (an interrupted run taken up again)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def write_cohort_command(args: argparse.Namespace, writer: Callable[..., list[Path]], groups: str) -> int:
+    """A ``... phantoms`` command: ``writer(out, n, seed, groups, workers=, resume=, **overrides)`` into
+    ``--out`` (a folder: a file there is refused, like a ``labels.tsv`` that is an input), one JSON line."""
+    from .core.errors import OutputPathError
+    from .core.io import strict_json
+    from .core.io.outputs import Output, check_outputs, disk_errors
+
+    out, chosen = Path(args.out), tuple(getattr(args, groups))
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: is a file; the cohort is written into a folder")
+    check_outputs([Output(out / "labels.tsv", (".tsv",), "labels.tsv")] if out.is_dir()
+                  else [Output(out, what="cohort folder")])
+    overrides = {"voxel_size": tuple(args.voxel_size)} if args.voxel_size else {}
+    if not args.quiet:
+        print(f"Rendering {args.n} patients of {groups} {', '.join(chosen)} into {out}", file=sys.stderr)
+    with disk_errors([out]):
+        paths = writer(out, args.n, args.seed, chosen, workers=args.workers, resume=args.resume, **overrides)
+    print(strict_json.dumps({"out": str(args.out), "patients": args.n, groups: list(chosen), "files": len(paths),
+                             **({"voxel_size": list(args.voxel_size)} if args.voxel_size else {})}))
+    return 0
+
+
 def config_type(name: str) -> Callable[[str], float]:
     """An argparse ``type`` for a config setting, in the range the widgets' forms use.
 

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int, config_from_args, config_type
+from .cli import add_cohort_arguments, bounded_int, config_from_args, config_type, write_cohort_command
 from .cli_cmb import _drive
-from .core.errors import OutputPathError
 
 #: The external centre of ``csvd evaluate`` unless ``--external`` says otherwise (the
 #: cohort's 1.5 T centre, ``core.phantoms.csvd.CENTRES['C']``).
@@ -40,24 +39,9 @@ def centre_list(text: str) -> tuple[str, ...]:
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
     """Write a subtype cohort: ``patient-NNNN/`` (SWI, phase, truth) per patient and ``labels.tsv``."""
-    from .core.io import strict_json
-    from .core.io.outputs import Output, check_outputs, disk_errors
     from .core.phantoms.csvd import write_csvd_cohort
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"{out}: is a file; the cohort is written into a folder")
-    check_outputs([Output(out / "labels.tsv", (".tsv",), "labels.tsv")] if out.is_dir()
-                  else [Output(out, what="cohort folder")])
-    overrides = {"voxel_size": tuple(args.voxel_size)} if args.voxel_size else {}
-    if not args.quiet:
-        print(f"Rendering {args.n} patients of centres {', '.join(args.centres)} into {out}", file=sys.stderr)
-    with disk_errors([out]):
-        paths = write_csvd_cohort(out, args.n, args.seed, args.centres, workers=args.workers, resume=args.resume,
-                                  **overrides)
-    print(strict_json.dumps({"out": str(args.out), "patients": args.n, "centres": list(args.centres),
-                             "files": len(paths), **({"voxel_size": list(args.voxel_size)} if args.voxel_size else {})}))
-    return 0
+    return write_cohort_command(args, write_csvd_cohort, "centres")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -181,19 +165,10 @@ def add_parser(sub: Any) -> None:
         dest="csvd_command", required=True)
 
     p = csvd.add_parser("phantoms", help="write a simulated subtype cohort (SWI per patient, labels.tsv)")
-    p.add_argument("--out", required=True, help="cohort folder (patient-NNNN/ and labels.tsv)")
-    p.add_argument("--n", type=bounded_int(1, 10_000, "number of patients"), default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--centres", type=centre_list, default=("A", "B", "C"),
-                   help="comma-separated centres the patients are dealt to in equal shares (default A,B,C)")
-    p.add_argument("--voxel-size", nargs=3, type=bounded_float(0.3, 4.0, "voxel size in mm"), default=None,
-                   metavar=("X", "Y", "Z"), help="one voxel size for every patient (a coarse grid for quick looks; "
-                                                 "default: each centre's scanner)")
-    p.add_argument("--workers", type=bounded_int(1, 64, "number of worker processes"), default=1,
-                   help="render patients in this many processes (a physics patient takes 15-75 s)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the patients already complete in --out (an interrupted run taken up again)")
-    p.add_argument("--quiet", action="store_true")
+    add_cohort_arguments(p, "centres", centre_list,
+                         "comma-separated centres the patients are dealt to in equal shares (default A,B,C)",
+                         "one voxel size for every patient (a coarse grid for quick looks; default: each centre's "
+                         "scanner)", "render patients in this many processes (a physics patient takes 15-75 s)")
     p.set_defaults(func=cmd_phantoms)
 
     p = csvd.add_parser("evaluate", help="development CV and an external test of the subtype models on a cohort")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int, config_from_args, config_type
+from .cli import add_cohort_arguments, bounded_float, bounded_int, config_from_args, config_type, write_cohort_command
 from .cli_cmb import _drive
 from .core.errors import OutputPathError
 
@@ -88,24 +88,9 @@ def crop_voxels(text: str) -> int:
 
 def cmd_phantoms(args: argparse.Namespace) -> int:
     """Write a metastasis cohort: ``patient-NNNN/`` (six sequences, lesions, oedema, truth) and ``labels.tsv``."""
-    from .core.io import strict_json
-    from .core.io.outputs import Output, check_outputs, disk_errors
     from .core.phantoms.metastasis import write_metastasis_cohort
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"{out}: is a file; the cohort is written into a folder")
-    check_outputs([Output(out / "labels.tsv", (".tsv",), "labels.tsv")] if out.is_dir()
-                  else [Output(out, what="cohort folder")])
-    overrides = {"voxel_size": tuple(args.voxel_size)} if args.voxel_size else {}
-    if not args.quiet:
-        print(f"Rendering {args.n} patients of sites {', '.join(args.sites)} into {out}", file=sys.stderr)
-    with disk_errors([out]):
-        paths = write_metastasis_cohort(out, args.n, args.seed, args.sites, workers=args.workers, resume=args.resume,
-                                        **overrides)
-    print(strict_json.dumps({"out": str(args.out), "patients": args.n, "sites": list(args.sites), "files": len(paths),
-                             **({"voxel_size": list(args.voxel_size)} if args.voxel_size else {})}))
-    return 0
+    return write_cohort_command(args, write_metastasis_cohort, "sites")
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -255,20 +240,11 @@ def add_parser(sub: Any) -> None:
         dest="metastasis_command", required=True)
 
     p = meta.add_parser("phantoms", help="write a simulated metastasis cohort (six sequences per patient, labels.tsv)")
-    p.add_argument("--out", required=True, help="cohort folder (patient-NNNN/ and labels.tsv)")
-    p.add_argument("--n", type=bounded_int(1, 10_000, "number of patients"), default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sites", type=site_list, default=("A", "B", "C"),
-                   help="comma-separated sites the patients are dealt to in equal blocks (default A,B,C; C is "
-                        "the independent external site)")
-    p.add_argument("--voxel-size", nargs=3, type=bounded_float(0.3, 4.0, "voxel size in mm"), default=None,
-                   metavar=("X", "Y", "Z"), help="one structural voxel size for every patient (a coarse grid for "
-                                                 "quick looks; DWI/ADC stay coarser; default: each site's scanner)")
-    p.add_argument("--workers", type=bounded_int(1, 64, "number of worker processes"), default=1,
-                   help="render patients in this many processes")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the patients already complete in --out (an interrupted run taken up again)")
-    p.add_argument("--quiet", action="store_true")
+    add_cohort_arguments(p, "sites", site_list,
+                         "comma-separated sites the patients are dealt to in equal blocks (default A,B,C; C is the "
+                         "independent external site)",
+                         "one structural voxel size for every patient (a coarse grid for quick looks; DWI/ADC stay "
+                         "coarser; default: each site's scanner)", "render patients in this many processes")
     p.set_defaults(func=cmd_phantoms)
 
     p = meta.add_parser("train", help="train an origin model on a cohort's development sites; test once on the "
