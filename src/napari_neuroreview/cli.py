@@ -70,6 +70,21 @@ def bounded_int(low: int, high: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def name_list(names: Callable[[], Sequence[str]], what: str, cohort: str) -> Callable[[str], tuple[str, ...]]:
+    """An argparse ``type``: comma-separated names out of ``names()`` (read when parsing, so the
+    parser stays light), duplicates dropped in order, else one sentence."""
+    def parse(text: str) -> tuple[str, ...]:
+        known = tuple(names())
+        chosen = tuple(c.strip() for c in text.split(",") if c.strip())
+        unknown = [c for c in chosen if c not in known]
+        if not chosen or unknown:
+            raise argparse.ArgumentTypeError(
+                f"{(unknown or [text])[0]!r} is not a {what} of {cohort} ({what}s: {', '.join(known)})")
+        return tuple(dict.fromkeys(chosen))
+    parse.__name__ = f"{what} list"
+    return parse
+
+
 def add_cohort_arguments(p: argparse.ArgumentParser, groups: str, group_type: Callable[[str], tuple[str, ...]],
                          group_help: str, voxel_help: str, workers_help: str) -> None:
     """The arguments every ``... phantoms`` command shares (``--out --n --seed``, the groups,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import add_cohort_arguments, bounded_int, config_from_args, config_type, write_cohort_command
+from .cli import add_cohort_arguments, bounded_int, name_list, config_from_args, config_type, write_cohort_command
 from .cli_cmb import _drive
 
 #: The external centre of ``csvd evaluate`` unless ``--external`` says otherwise (the
@@ -25,16 +25,14 @@ DEFAULT_EXTERNAL = "C"
 FEATURES = {"location": None, "patch": "detector"}
 
 
-def centre_list(text: str) -> tuple[str, ...]:
-    """An argparse ``type``: comma-separated centre names of ``core.phantoms.csvd.CENTRES``, else one sentence."""
+def _centres() -> tuple[str, ...]:
     from .core.phantoms.csvd import CENTRES
 
-    names = tuple(c.strip() for c in text.split(",") if c.strip())
-    unknown = [c for c in names if c not in CENTRES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"{(unknown or [text])[0]!r} is not a centre of the subtype cohort (centres: {', '.join(CENTRES)})")
-    return tuple(dict.fromkeys(names))
+    return tuple(CENTRES)
+
+
+#: ``--centres``: comma-separated centres of ``core.phantoms.csvd.CENTRES``.
+centre_list = name_list(_centres, "centre", "the subtype cohort")
 
 
 def cmd_phantoms(args: argparse.Namespace) -> int:

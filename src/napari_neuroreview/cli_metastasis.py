@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import add_cohort_arguments, bounded_float, bounded_int, config_from_args, config_type, write_cohort_command
+from .cli import add_cohort_arguments, bounded_float, bounded_int, name_list, config_from_args, config_type, write_cohort_command
 from .cli_cmb import _drive
 from .core.errors import OutputPathError
 
@@ -29,16 +29,14 @@ SEQUENCE_OPTIONS: tuple[tuple[str, str], ...] = (
     ("--ce-t1", "ce_t1"), ("--t1", "t1"), ("--t2", "t2"), ("--flair", "flair"), ("--dwi", "dwi"), ("--adc", "adc"))
 
 
-def site_list(text: str) -> tuple[str, ...]:
-    """An argparse ``type``: comma-separated site names of ``core.phantoms.metastasis.SITES``, else one sentence."""
+def _sites() -> tuple[str, ...]:
     from .core.phantoms.metastasis import SITES
 
-    names = tuple(c.strip() for c in text.split(",") if c.strip())
-    unknown = [c for c in names if c not in SITES]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"{(unknown or [text])[0]!r} is not a site of the metastasis cohort (sites: {', '.join(SITES)})")
-    return tuple(dict.fromkeys(names))
+    return tuple(SITES)
+
+
+#: ``--sites``: comma-separated sites of ``core.phantoms.metastasis.SITES``.
+site_list = name_list(_sites, "site", "the metastasis cohort")
 
 
 def sequence_list(text: str) -> tuple[str, ...]:
