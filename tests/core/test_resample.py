@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_neuroreview.core.io.resample import resample_to_grid
+import nibabel as nib
+
+from napari_neuroreview.core.io.resample import resample_to_grid, same_grid
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 
@@ -52,3 +54,17 @@ def test_antialias_averages_when_downsampling() -> None:
     inner = (slice(3, 13),) * 3
     assert not picked[inner].any()  # every other voxel: a half-bright pattern aliases to black
     assert averaged[inner].mean() == pytest.approx(0.5, abs=0.05) and averaged[inner].std() < 0.05
+
+
+def test_same_grid_survives_a_nifti_round_trip_and_nothing_more(tmp_path) -> None:
+    oblique = AFFINE.copy()
+    oblique[:3, :3] = AFFINE[:3, :3] @ np.array([[1, 0.1, 0], [-0.1, 1, 0], [0, 0, 1]]) / 3.0  # not float32-exact
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 7), np.float32), oblique), tmp_path / "a.nii.gz")
+    back = nib.load(tmp_path / "a.nii.gz")
+    assert not np.array_equal(back.affine, oblique)  # float32 storage moved it
+    assert same_grid(back.shape, back.affine, (5, 6, 7), oblique)
+    assert same_grid((5, 6, 7, 4), oblique, (5, 6, 7), oblique)  # a series lies on its volumes' grid
+    shifted = oblique.copy()
+    shifted[0, 3] += 0.01  # a hundredth of a millimetre is another grid
+    assert not same_grid((5, 6, 7), shifted, (5, 6, 7), oblique)
+    assert not same_grid((5, 6, 8), oblique, (5, 6, 7), oblique)
