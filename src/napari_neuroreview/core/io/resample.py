@@ -29,10 +29,22 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["EDGES", "resample_to_grid"]
+__all__ = ["EDGES", "GRID_TOLERANCE_MM", "resample_to_grid", "same_grid"]
 
 #: What lies outside the input (see the module docstring): scipy's mode for each.
 EDGES: dict[str, str] = {"zero": "constant", "blend": "grid-constant"}
+#: Grids whose affines differ by less than this (mm) are the same grid: NIfTI stores the
+#: affine in float32, so a grid written and read back moves by ~1e-5 mm, far below this.
+GRID_TOLERANCE_MM = 1e-3
+
+
+def same_grid(shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray) -> bool:
+    """Whether two voxel grids are one: the same spatial shape and affines within :data:`GRID_TOLERANCE_MM`.
+
+    The one test of "no resampling needed" (shapes are compared on their first three axes).
+    """
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and bool(
+        np.allclose(np.asarray(affine_a, float), np.asarray(affine_b, float), atol=GRID_TOLERANCE_MM))
 
 
 def _antialiased(data: np.ndarray, src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:

@@ -11,10 +11,8 @@ import numpy as np
 
 from ...errors import GeometryError, InputFileError
 from ...io.nifti import Volume
+from ...io.resample import same_grid
 from .candidates import Candidates, find_candidates
-
-#: Grids whose affines differ by less than this (mm) are the same grid.
-GRID_TOLERANCE_MM = 1e-3
 
 
 def check_inputs(magnitude: Volume, phase: Volume | None) -> None:
@@ -30,9 +28,7 @@ def check_inputs(magnitude: Volume, phase: Volume | None) -> None:
         return
     if phase.is_4d:
         raise InputFileError(f"{phase.name}: the phase image is 4D; a 3D phase volume is needed")
-    if phase.spatial_shape != magnitude.spatial_shape or not np.allclose(
-        phase.affine, magnitude.affine, atol=GRID_TOLERANCE_MM
-    ):
+    if not same_grid(phase.spatial_shape, phase.affine, magnitude.spatial_shape, magnitude.affine):
         raise GeometryError(
             f"{phase.name}: the phase image is on a different grid ({phase.spatial_shape}, "
             f"{phase.orientation}) from the SWI {magnitude.name} ({magnitude.spatial_shape}, "

@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import GeometryError, InputFileError
 from ...io.nifti import load_volume
+from ...io.resample import same_grid
 from .evaluate import truth_labels
 from .train import LabelledScan, labelled_from_instances
 
@@ -83,7 +84,7 @@ def load_case(files: CaseFiles) -> LabelledScan:
     magnitude = load_volume(files.magnitude)
     phase = load_volume(files.phase) if files.phase is not None else None
     truth = load_volume(files.truth)
-    if truth.spatial_shape != magnitude.spatial_shape or not np.allclose(truth.affine, magnitude.affine, atol=1e-3):
+    if not same_grid(truth.spatial_shape, truth.affine, magnitude.spatial_shape, magnitude.affine):
         raise GeometryError(f"{files.truth}: is not on the grid of {files.magnitude.name}")
     instances = truth_labels(truth.data, files.truth).astype(np.int64)
     return labelled_from_instances(files.name, magnitude, phase, instances)

@@ -43,8 +43,8 @@ from scipy import ndimage
 
 from ...errors import GeometryError, ImageMismatchError, InputFileError, StoreError
 from ...io.nifti import load_volume
+from ...io.resample import same_grid
 from ...store import CaseStore, Finding, ImageRecord, ReviewConflictError
-from .channels import GRID_TOLERANCE_MM
 from .detect import CMBResult
 from .io import read_detections
 from .review_export import EXPORT_STATUSES, TASK, default_reviewer, draw_instances, export_review, finding_records
@@ -249,7 +249,7 @@ class ReviewSession:
         instances = None
         if labels is not None:
             volume = load_volume(labels)
-            if volume.spatial_shape != self.shape or not np.allclose(volume.affine, self.affine, atol=GRID_TOLERANCE_MM):
+            if not same_grid(volume.spatial_shape, volume.affine, self.shape, self.affine):
                 raise GeometryError(
                     f"{Path(labels).name}: the instance labels are on another grid ({volume.spatial_shape}) "
                     f"than the scan {Path(self.image.path).name} ({self.shape})"

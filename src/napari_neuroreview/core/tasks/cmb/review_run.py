@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ...io.nifti import Volume
+from ...io.resample import same_grid
 from ...progress import Progress, TaskGenerator
 from ...registry import ModelCard
-from .channels import GRID_TOLERANCE_MM
 from .detect import CMBResult
 from .detect import run as detect_run
 from .model import load_detector
@@ -26,8 +25,7 @@ def on_display_grid(result: CMBResult, geometry: Any) -> bool:
     """Whether a detection result lies on a resampled layer's display grid (not the file's)."""
     return bool(
         geometry.resampled
-        and tuple(result.instances.shape) == tuple(geometry.display_shape)
-        and np.allclose(result.affine, geometry.display_affine, atol=GRID_TOLERANCE_MM)
+        and same_grid(result.instances.shape, result.affine, geometry.display_shape, geometry.display_affine)
     )
 
 

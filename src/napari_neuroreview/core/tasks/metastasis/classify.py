@@ -36,11 +36,11 @@ from ...anatomy import voxel_to_world, world_to_voxel
 from ...errors import InputFileError
 from ...explain import grad_cam
 from ...io.nifti import Volume
-from ...io.resample import resample_to_grid
+from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator
 from .classes import NODES, ORIGINS, SEQUENCES, four_class
 from .crops import LesionCrop, lesion_crops
-from .lesion_input import LesionMask, _same_grid, lesions_from_labels
+from .lesion_input import LesionMask, lesions_from_labels
 from .model import LoadedOriginModel, load_origin_model
 
 __all__ = ["REFERENCE", "ClassifyResult", "LesionOrigin", "classify_for_review", "classify_lesions"]
@@ -129,7 +129,7 @@ def _grid_messages(sequences: Mapping[str, Volume], read: Sequence[str], model: 
     out = []
     for s in read:
         v = sequences[s]
-        if s != REFERENCE and not _same_grid(v, ref):
+        if s != REFERENCE and not same_grid(v.spatial_shape, v.affine, ref.spatial_shape, ref.affine):
             zooms = " x ".join(f"{z:.3g}" for z in v.zooms)
             out.append(f"The {_NAMES[s]} image is on another grid ({zooms} mm) than the contrast T1: it is resampled "
                        f"(trilinear) onto each lesion's crop through its own affine.")

@@ -31,12 +31,10 @@ from skimage.segmentation import flood
 from ...anatomy import voxel_to_world, world_to_voxel
 from ...errors import GeometryError, InputFileError
 from ...io.nifti import Volume, label_dtype
-from ...io.resample import resample_to_grid
+from ...io.resample import resample_to_grid, same_grid
 
-__all__ = ["GRID_TOLERANCE_MM", "MAX_LESIONS", "LesionMask", "grow_lesion", "lesions_from_labels"]
+__all__ = ["MAX_LESIONS", "LesionMask", "grow_lesion", "lesions_from_labels"]
 
-#: Grids whose affines differ by less than this (mm) are the same grid.
-GRID_TOLERANCE_MM = 1e-3
 #: More ids than this is not a radiologist's lesion labels (a parcellation, a probability map
 #: read as integers): miliary spread aside, patients have at most a few dozen metastases (chosen).
 MAX_LESIONS = 500
@@ -98,10 +96,6 @@ class LesionMask:
         return not np.any(self.mask)
 
 
-def _same_grid(a: Volume, b: Volume) -> bool:
-    return a.spatial_shape == b.spatial_shape and bool(np.allclose(a.affine, b.affine, atol=GRID_TOLERANCE_MM))
-
-
 def _world_box(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
     """The world RAS bounds (min, max) of a grid's field of view (voxel edges included)."""
     corners = np.array([[i, j, k] for i in (-0.5, volume.spatial_shape[0] - 0.5)
@@ -158,7 +152,7 @@ def lesions_from_labels(labels: Volume, on: Volume) -> list[LesionMask]:
     if not len(ids):
         raise InputFileError(f"{labels.name}: holds no lesion (every voxel is 0); label each lesion with its own id")
     messages: list[str] = []
-    if not _same_grid(labels, on):
+    if not same_grid(labels.spatial_shape, labels.affine, on.spatial_shape, on.affine):
         (lo_a, hi_a), (lo_b, hi_b) = _world_box(labels), _world_box(on)
         if np.any(hi_a < lo_b) or np.any(hi_b < lo_a):
             raise GeometryError(f"{labels.name}: does not overlap {on.name} in world space; "

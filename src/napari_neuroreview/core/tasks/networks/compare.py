@@ -27,15 +27,12 @@ import numpy as np
 from ...anatomy import atlas
 from ...errors import InputFileError
 from ...io.atomic import write_text_atomic
-from ...io.ica_folder import ICAComponents, component_label
-from ...io.resample import resample_to_grid
+from ...io.ica_folder import component_label
+from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator, relay
 from .cohort import Session, load_session
 from .features import ScanInputs
 from .matching import network_inputs
-
-#: Grids whose affines differ by less than this (mm) are the same grid.
-GRID_TOLERANCE_MM = 1e-3
 
 
 @dataclass
@@ -115,11 +112,6 @@ class Comparison:
         }
 
 
-def same_grid(a: ICAComponents, b: ICAComponents) -> bool:
-    """Whether two component sets lie on one voxel grid."""
-    return a.spatial_shape == b.spatial_shape and bool(np.allclose(a.affine, b.affine, atol=GRID_TOLERANCE_MM))
-
-
 def patient_tsne(model: Any, embeddings: dict[str, np.ndarray], seed: int = 0) -> dict[str, Any] | None:
     """A t-SNE of the model's reference embeddings with this patient's ten points added.
 
@@ -166,7 +158,7 @@ def compare(
     pre = yield from _scaled(load_session(pre_path, tr_s=tr_s), 0, "pre-operative")
     post = yield from _scaled(load_session(post_path, tr_s=tr_s), 1, "post-operative")
     messages = [*pre.warnings, *post.warnings]
-    on_pre_grid = not same_grid(pre.comps, post.comps)
+    on_pre_grid = not same_grid(pre.comps.spatial_shape, pre.comps.affine, post.comps.spatial_shape, post.comps.affine)
     if on_pre_grid:
         messages.append(
             f"{Path(post.path).name} is on another grid ({post.comps.spatial_shape}) than "
@@ -270,5 +262,5 @@ def assignment_table(session: Session) -> list[dict[str, Any]]:
 
 __all__ = [
     "Comparison", "Session", "assignment_table", "compare", "load_session", "override",
-    "patient_tsne", "repredict", "same_grid", "write_comparison",
+    "patient_tsne", "repredict", "write_comparison",
 ]
