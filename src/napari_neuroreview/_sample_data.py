@@ -58,3 +58,19 @@ def sample_cmb() -> list[Any]:
         if name != "SWI":
             kwargs["visible"] = False
     return layers
+
+
+#: The metastasis case's layers, bottom to top, named as the origin panel picks them; only the
+#: contrast T1 and the lesions shown. The oedema and truth.json are not opened: nothing names the origin.
+METASTASIS_LAYERS = (("t1", "T1"), ("t2", "T2"), ("flair", "FLAIR"), ("dwi", "DWI"), ("adc", "ADC"),
+                     ("ce_t1", "CE-T1"), ("lesions", "lesions"))
+
+
+def sample_metastasis() -> list[Any]:
+    """The simulated metastases: five sequences and ADC (DWI/ADC on their own grid) and the lesion labels."""
+    folder = sample_case_paths("metastasis")[0].parent
+    layers = read_volumes([str(folder / f"{stem}.nii.gz") for stem, _ in METASTASIS_LAYERS])
+    for (_data, kwargs, _layer_type), (_stem, name) in zip(layers, METASTASIS_LAYERS):
+        kwargs["name"] = name
+        kwargs["visible"] = name in ("CE-T1", "lesions")
+    return layers

@@ -16,6 +16,7 @@ from napari_neuroreview.core.phantoms.samples import SAMPLE_CASES, T1_SAMPLE, wr
 T1_BUDGET_BYTES = int(1.4 * 1024 * 1024)
 CMB_BUDGET_BYTES = int(1.6 * 1024 * 1024)
 RSFMRI_BUDGET_BYTES = int(3.0 * 1024 * 1024)
+METASTASIS_BUDGET_BYTES = int(2.0 * 1024 * 1024)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -58,6 +59,8 @@ def test_write_twice_is_byte_identical_and_atomic(written):
         "rsfmri/sub-001/ses-post/bold.nii.gz",
         "rsfmri/sub-001/ses-post/truth.json",
         "rsfmri/sub-001/ses-post/truth_maps.nii.gz",
+        *(f"metastasis/{stem}.nii.gz" for stem in ("t1", "t2", "flair", "dwi", "adc", "ce_t1", "lesions", "oedema")),
+        "metastasis/truth.json",
         "README.md",
     }
     # The second run wrote only the t1 case (and the README): the same bytes as the first.
@@ -110,6 +113,14 @@ def test_cmb_sample_size_budget(written):
     first, _, _ = written
     size = sum(p.stat().st_size for p in (first / "cmb").iterdir())
     assert size <= CMB_BUDGET_BYTES
+
+
+def test_metastasis_sample_size_budget_and_no_origin(written):
+    first, _, _ = written
+    folder = first / "metastasis"
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= METASTASIS_BUDGET_BYTES
+    text = (folder / "truth.json").read_text().lower()
+    assert not any(word in text for word in ("origin", "sclc", "nsclc", "breast", "\"gi\"", "primary"))
 
 
 def test_rsfmri_sample_pair_geometry_truth_and_budget(written):

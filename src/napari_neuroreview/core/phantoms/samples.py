@@ -33,13 +33,20 @@ from napari_neuroreview.core.errors import NeuroreviewError
 from napari_neuroreview.core.io.atomic import write_with
 from napari_neuroreview.core.anatomy import world_to_voxel
 from napari_neuroreview.core.phantoms.anatomy import TISSUE_LABELS, make_t1_case
+from napari_neuroreview.core.phantoms.metastasis import (
+    make_metastasis_patient,
+    render_metastasis_patient,
+    write_metastasis_patient,
+)
 from napari_neuroreview.core.phantoms.rsfmri import write_rsfmri_sample
 from napari_neuroreview.core.phantoms.swi import write_cmb_sample
 
 __all__ = [
     "SAMPLE_CASES",
+    "METASTASIS_SAMPLE",
     "T1_SAMPLE",
     "write_sample_data",
+    "write_metastasis_sample",
     "write_t1_sample",
     "write_bytes_atomic",
     "write_nifti_gz",
@@ -128,6 +135,37 @@ def write_t1_sample(case_dir: Path) -> list[Path]:
     return [img_path, dseg_path, json_path]
 
 
+#: The metastasis case: patient seed 8 of site A (three metastases of 22, 11 and 8 mm, solid and
+#: necrotic, at the grey-white junction and in a watershed zone), rendered on a 2 mm grid without
+#: the site's tilt (the display needs no resampling) and at a tenth of the receiver gain (white
+#: matter ~85, its noise ~2 steps: the int16 files compress to ~1.8 MB; the crops divide every
+#: sequence by its scan's median, so the gain does not change what a model reads).
+METASTASIS_SAMPLE: dict[str, Any] = {
+    "seed": 8,
+    "site": "A",
+    "overrides": {"voxel_size": (2.0, 2.0, 2.0), "rotation_deg": (0.0, 0.0, 0.0), "gain": 0.1},
+}
+
+
+def write_metastasis_sample(case_dir: Path) -> list[Path]:
+    """Brain metastases in T1, T2, FLAIR, DWI (b=1000), ADC and contrast T1, with the lesion labels.
+
+    ``t1``, ``t2``, ``flair`` and ``ce_t1.nii.gz``: int16 on a 2 mm grid (stored LAS); ``dwi``
+    and ``adc.nii.gz`` (1e-6 mm2/s) on their own coarser EPI grid (2.5 x 2.5 x 4 mm), as acquired;
+    ``lesions.nii.gz``: one id per metastasis on the contrast T1's grid; ``oedema.nii.gz``: each
+    lesion's oedema by id. Made by
+    :func:`napari_neuroreview.core.phantoms.metastasis.render_metastasis_patient` (site A's
+    patient of seed 8) from the MNI152 2009 template. ``truth.json``: the lesions (world RAS mm,
+    size, enhancement, necrosis, oedema and ADC ratios) and every simulation parameter. The
+    primary tumour's origin is written nowhere: it is the answer a model is asked for.
+    """
+    patient = make_metastasis_patient(METASTASIS_SAMPLE["seed"], METASTASIS_SAMPLE["site"])
+    case = render_metastasis_patient(patient, **METASTASIS_SAMPLE["overrides"])
+    return write_metastasis_patient(Path(case_dir), case, {"sample": "metastasis", "patient_seed": patient.seed,
+                                                           "site": patient.site,
+                                                           "overrides": METASTASIS_SAMPLE["overrides"]})
+
+
 #: name -> writer(case_dir) -> written paths, in the order they are generated. To add a
 #: case, add one entry; its writer's docstring becomes its README description.
 SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
@@ -135,6 +173,7 @@ SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
         ("t1", write_t1_sample),
         ("cmb", write_cmb_sample),
         ("rsfmri", write_rsfmri_sample),
+        ("metastasis", write_metastasis_sample),
     ]
 )
 

@@ -1,0 +1,255 @@
+"""The answer side of the metastasis origin panel: the lesion table, the probability tree, the Grad-CAM layer.
+
+:class:`OriginResults` shows a :class:`~..core.tasks.metastasis.classify.ClassifyResult`:
+one row per lesion (id, volume, prediction); for the selected row the hierarchy as the
+model decides it (lung / non-lung, then SCLC / NSCLC and breast / GI, each branch with its
+probability) beside the four-class probabilities the chain rule gives; selecting a row
+centres the view on the lesion. :class:`GradCamOverlay` owns the ONE heatmap layer
+"Grad-CAM: <node>" over the contrast T1: switching node replaces its data (never a layer
+per click), a threshold hides the weak part of the map and an opacity slider fades it.
+
+Why these display choices: the maps are raw Grad-CAM (one scale across lesions and nodes,
+0 outside the crops), so the contrast limits run from ``threshold x max`` to the node's
+max; with additive blending and a colormap whose low end is black, everything under the
+threshold adds nothing and the contrast T1 shows through unchanged. No numerics here but
+the display: the maps come on the contrast T1's file grid and are put in display order by
+``core.io.orientation.to_display``, the reader's one mapping, with the contrast T1 layer's
+own scale, translate and affine, so the heatmap lies exactly on the voxels it explains.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QSpinBox,
+                            QTableWidget,
+                            QTableWidgetItem, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.io.export import ras_to_napari_world
+from ..core.io.layers import geometry_of
+from ..core.io.orientation import to_display
+from ..core.tasks.metastasis.classes import NODES
+from ..core.tasks.metastasis.classify import LesionOrigin
+from .case import camera_of
+
+if TYPE_CHECKING:
+    import napari
+
+#: What each node is called in the combo and the layer name.
+NODE_LABELS = {"lung_vs_non_lung": "lung vs non-lung", "sclc_vs_nsclc": "SCLC vs NSCLC", "breast_vs_gi": "breast vs GI"}
+#: The tree: each branch pair with its key in ``LesionOrigin.to_json()['probabilities']``, and its leaves.
+TREE = (("lung", ("SCLC", "NSCLC")), ("non_lung", ("breast", "GI")))
+_BRANCH_NAMES = {"lung": "lung", "non_lung": "non-lung"}
+COLUMNS = ("Lesion", "Volume (mL)", "Prediction")
+GRADCAM_PREFIX = "Grad-CAM: "
+#: The heatmap's look (low end black: additive blending leaves the contrast T1 unchanged there).
+COLORMAP = "inferno"
+DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.2, 0.7
+
+
+def percent(p: float) -> str:
+    """'62.4 %': one decimal, the precision a 1000-step bar shows."""
+    return f"{100.0 * float(p):.1f} %"
+
+
+class OriginResults(QWidget):
+    """The lesion table and the probability tree of the selected lesion.
+
+    Signals
+    -------
+    picked(int)
+        The row of a lesion was selected (its id).
+    """
+
+    picked = Signal(int)
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.lesions: list[LesionOrigin] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(110)
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(3)
+        self.tree.setHeaderLabels(["Branch", "P(branch)", "P(origin)"])
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.tree.setRootIsDecorated(False)
+        self.tree.setMinimumHeight(150)
+        self.heading = QLabel("")
+        self.heading.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table)
+        layout.addWidget(self.heading)
+        layout.addWidget(self.tree)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.show_lesions([])
+
+    def show_lesions(self, lesions: list[LesionOrigin]) -> None:
+        """One row per lesion; the first selected (its tree shown)."""
+        self.lesions = list(lesions)
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.lesions))
+        for row, lesion in enumerate(self.lesions):
+            prediction = lesion.prediction
+            for col, text in enumerate((str(lesion.id), f"{lesion.volume_mm3 / 1000.0:.2f}",
+                                        f"{prediction} ({percent(lesion.four_class[prediction])})")):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.table.setItem(row, col, item)
+        self.table.blockSignals(False)
+        if self.lesions:
+            self.table.selectRow(0)  # draws the tree (and centres on it: the user sees what the tree is about)
+        else:
+            self._show_tree(None)
+
+    def selected(self) -> LesionOrigin | None:
+        """The lesion of the selected row."""
+        rows = self.table.selectionModel().selectedRows()
+        return self.lesions[rows[0].row()] if rows and rows[0].row() < len(self.lesions) else None
+
+    def _on_selection(self) -> None:
+        lesion = self.selected()
+        self._show_tree(lesion)
+        if lesion is not None:
+            self.centre_on(lesion)
+            self.picked.emit(lesion.id)
+
+    def _show_tree(self, lesion: LesionOrigin | None) -> None:
+        """lung / non-lung, then SCLC / NSCLC and breast / GI: P(branch) and the four-class P(origin)."""
+        self.tree.clear()
+        if lesion is None:
+            self.heading.setText("No lesion classified yet")
+            return
+        doc = lesion.to_json()
+        probs, four = doc["probabilities"], doc["four_class"]
+        self.heading.setText(f"Lesion {lesion.id}: most likely {doc['prediction']} ({percent(four[doc['prediction']])})")
+        for branch, leaves in TREE:
+            top = QTreeWidgetItem([_BRANCH_NAMES[branch], percent(probs[branch]), ""])
+            for leaf in leaves:
+                item = QTreeWidgetItem([leaf, percent(probs[leaf]), percent(four[leaf])])
+                if leaf == doc["prediction"]:
+                    for col in range(3):
+                        font = item.font(col)
+                        font.setBold(True)
+                        item.setFont(col, font)
+                top.addChild(item)
+            self.tree.addTopLevelItem(top)
+        self.tree.expandAll()
+
+    def tree_percentages(self) -> dict[str, tuple[float, float | None]]:
+        """What the tree shows, read back: name -> (P(branch) %, P(origin) % or None), for tests and reports."""
+        out: dict[str, tuple[float, float | None]] = {}
+
+        def read(item: QTreeWidgetItem) -> None:
+            origin = item.text(2)
+            out[item.text(0)] = (float(item.text(1).rstrip(" %")), float(origin.rstrip(" %")) if origin else None)
+            for i in range(item.childCount()):
+                read(item.child(i))
+
+        for i in range(self.tree.topLevelItemCount()):
+            read(self.tree.topLevelItem(i))
+        return out
+
+    def centre_on(self, lesion: LesionOrigin) -> None:
+        """Show a lesion: its slice in every dimension and the camera centred on it."""
+        world = ras_to_napari_world(np.asarray(lesion.world_ras_mm, float))
+        offset = self.viewer.dims.ndim - 3
+        for axis in range(3):
+            self.viewer.dims.set_point(offset + axis, float(world[axis]))
+        camera_of(self.viewer).center = tuple(float(v) for v in world)
+
+
+class GradCamOverlay(QWidget):
+    """The node combo, threshold and opacity of the ONE Grad-CAM layer over the contrast T1."""
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer: Any = None
+        self.maps: list[np.ndarray] = []  # one display-order map per node
+        self._spatial: dict[str, Any] = {}
+        self.node = QComboBox()
+        for node in NODES:
+            self.node.addItem(NODE_LABELS[node], node)
+        self.threshold = QSpinBox()  # legible as a number: "20 % of max"
+        self.threshold.setRange(0, 99)
+        self.threshold.setSingleStep(5)
+        self.threshold.setSuffix(" % of max")
+        self.threshold.setValue(int(round(100 * DEFAULT_THRESHOLD)))
+        self.opacity = _percent_slider(DEFAULT_OPACITY)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Node", self.node)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Opacity", self.opacity)
+        form.addRow(self.note)
+        self.node.currentIndexChanged.connect(lambda _i: self._draw())
+        self.threshold.valueChanged.connect(lambda _v: self._style())
+        self.opacity.valueChanged.connect(lambda _v: self._style())
+        self.setEnabled(False)
+
+    def show_maps(self, cam: np.ndarray, ce_layer: Any) -> None:
+        """Take a result's (X, Y, Z, 3) maps on the contrast T1's file grid and draw the chosen node."""
+        geometry = geometry_of(ce_layer.metadata)
+        self.maps = [np.ascontiguousarray(to_display(cam[..., k], geometry, order=1), dtype=np.float32)
+                     for k in range(cam.shape[-1])]
+        self._spatial = {"scale": list(ce_layer.scale)[-3:], "translate": list(ce_layer.translate)[-3:],
+                         "affine": np.asarray(ce_layer.affine.affine_matrix)[-4:, -4:],
+                         "metadata": {"affine": np.asarray(ce_layer.metadata["affine"]).copy(),
+                                      "over": ce_layer.name}}
+        self.setEnabled(True)
+        self._draw()
+
+    def node_name(self) -> str:
+        return str(self.node.currentData())
+
+    def _draw(self) -> None:
+        """The chosen node's map into the layer (a new layer only when there is none in the viewer)."""
+        if not self.maps:
+            return
+        data = self.maps[self.node.currentIndex()]
+        name = GRADCAM_PREFIX + NODE_LABELS[self.node_name()]
+        if self.layer is None or self.layer not in self.viewer.layers:
+            self.layer = self.viewer.add_image(data, name=name, colormap=COLORMAP, blending="additive",
+                                               interpolation2d="linear", **self._spatial)
+        else:
+            self.layer.data = data
+            self.layer.name = name
+            self.layer.metadata = dict(self._spatial["metadata"])
+        top = float(data.max())
+        self.note.setText("" if top > 0 else f"The {NODE_LABELS[self.node_name()]} Grad-CAM is zero in every lesion: "
+                                             "nothing in the crops raised this node's first-named branch.")
+        self._style()
+
+    def _style(self) -> None:
+        """Contrast limits from the threshold (a share of the map's max) and the opacity."""
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return
+        top = float(np.asarray(self.layer.data).max()) or 1.0
+        low = min(self.threshold.value() / 100.0, 0.99) * top
+        self.layer.contrast_limits = (low, top)
+        self.layer.opacity = self.opacity.value() / 100.0
+
+    def clear(self) -> None:
+        """Forget the maps (a new run); the layer stays until the next result replaces its data."""
+        self.maps = []
+        self.setEnabled(False)
+
+
+def _percent_slider(value: float) -> QSlider:
+    """0-100 % in steps of 1."""
+    slider = QSlider(Qt.Orientation.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(int(round(100 * value)))
+    return slider

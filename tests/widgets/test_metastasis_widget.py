@@ -1,0 +1,246 @@
+"""The metastasis origin panel on the committed metastasis sample, opened and driven as a user does.
+
+A tiny origin model (1 epoch, width 4, 16-voxel crops of the sample's DWI and contrast T1) is
+trained once and installed in a user data folder of its own; the panel finds it there as napari
+opens it (``XDG_DATA_HOME``). Each test opens the sample's files with the plugin's reader.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_user as user
+from napari_neuroreview.core.io.export import napari_world_to_ras, ras_to_napari_world
+from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.io.orientation import plan_display, to_display
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.metastasis.classes import NODES
+from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
+from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
+from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
+from napari_neuroreview.widgets._metastasis_results import GRADCAM_PREFIX, NODE_LABELS
+from napari_neuroreview.widgets.case import camera_of
+from napari_neuroreview.widgets.metastasis import NO_MODEL, NONE, MetastasisWidget, sequence_of
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "metastasis"
+SEQS, SPEC = ("dwi", "ce_t1"), CropSpec(48.0, 16)
+#: What most tests open: the model's two sequences and the lesion labels (each layer costs napari time).
+OPENED = ("dwi", "ce_t1", "lesions")
+ORIGIN_WORDS = ("origin", "sclc", "nsclc", "breast", "gi", "lung", "primary")
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory) -> Path:
+    """A user data folder with one tiny origin model, 0.1.0, trained on the sample's three lesions."""
+    seqs = {s: load_volume(SAMPLE / f"{s}.nii.gz") for s in SEQS}
+    crops = lesion_crops(seqs, load_volume(SAMPLE / "lesions.nii.gz"), channels=SEQS, spec=SPEC)
+    est = MetastasisEstimator(MetastasisConfig(width=4, sequences=SEQS, epochs=1, batch=4, dropout=0.0), "cpu")
+    run_to_completion(est.fit(crops, ["SCLC", "breast", "GI"][:len(crops)]))
+    home = tmp_path_factory.mktemp("xdg")
+    save_origin_model(est, home / "napari-neuroreview" / "models", "0.1.0", "the sample's lesions (test)")
+    return home
+
+
+@pytest.fixture
+def installed(model_home, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_DATA_HOME", str(model_home))
+    return model_home
+
+
+def open_sample(viewer, stems=OPENED) -> None:
+    for stem in stems:
+        viewer.open(str(SAMPLE / f"{stem}.nii.gz"), plugin="napari-neuroreview")
+
+
+def panel_of(viewer, qtbot) -> MetastasisWidget:
+    panel = user.dock(viewer, "Metastasis origin")
+    assert isinstance(panel, MetastasisWidget)
+    qtbot.wait(10)  # the combos follow the layer names once Qt has delivered the user's picks
+    panel.device.combo.setCurrentText("cpu")
+    return panel
+
+
+def classify(panel, qtbot) -> None:
+    panel.runner.run_button.click()
+    qtbot.waitUntil(lambda: not panel.runner.running, timeout=60_000)
+
+
+def truth_lesions() -> dict:
+    return {les["id"]: les for les in json.loads((SAMPLE / "truth.json").read_text())["lesions"]}
+
+
+def gradcam_layers(viewer) -> list:
+    return [layer for layer in viewer.layers if layer.name.startswith(GRADCAM_PREFIX)]
+
+
+@pytest.mark.parametrize("name, sequence", [
+    ("ce_t1", "ce_t1"), ("CE-T1", "ce_t1"), ("t1c", "ce_t1"), ("T1 Gd", "ce_t1"), ("sub-01_T1w_ce", "ce_t1"),
+    ("T1", "t1"), ("t1w", "t1"), ("sequence_t1", "t1"), ("T2", "t2"), ("T2-FLAIR", "flair"), ("flair", "flair"),
+    ("DWI", "dwi"), ("dwi_b1000", "dwi"), ("ADC", "adc"), ("lesions", None), ("Grad-CAM: lung vs non-lung", None),
+])
+def test_a_layer_name_says_its_sequence(name, sequence) -> None:
+    assert sequence_of(name) == sequence
+
+
+def test_classify_fills_the_table_the_tree_and_one_gradcam_layer_on_the_contrast_t1(
+        installed, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    assert {s: p.currentText() for s, p in panel.pickers.items()} == {
+        "ce_t1": "ce_t1", "dwi": "dwi", "t1": NONE, "t2": NONE, "flair": NONE, "adc": NONE}
+    assert panel.lesion_picker.currentText() == "lesions"
+    assert panel.model_note.text() == "metastasis-origin 0.1.0 reads DWI and contrast T1."
+    assert panel.runner.run_button.isEnabled()
+
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    result = panel.result
+    ce = viewer.layers["ce_t1"]
+    labels = np.asarray(viewer.layers["lesions"].data)
+    table = panel.results.table
+    assert [int(table.item(r, 0).text()) for r in range(table.rowCount())] == [1, 2, 3]
+    for row, lesion in enumerate(result.lesions):  # mL from the labels on the 2 mm grid
+        assert float(table.item(row, 1).text()) == pytest.approx(np.count_nonzero(labels == lesion.id) * 8e-3, abs=0.01)
+        assert table.item(row, 2).text().startswith(lesion.prediction)
+    assert any("DWI image is on another grid" in m for m in result.messages)
+    assert "DWI image is on another grid" in panel.messages.text()
+
+    # The tree of the selected lesion: each pair sums to 100 %, the four origins too, and they are the model's.
+    table.selectRow(1)
+    shown = panel.results.tree_percentages()
+    assert shown["lung"][0] + shown["non-lung"][0] == pytest.approx(100.0, abs=0.11)
+    assert shown["SCLC"][0] + shown["NSCLC"][0] == pytest.approx(100.0, abs=0.11)
+    assert shown["breast"][0] + shown["GI"][0] == pytest.approx(100.0, abs=0.11)
+    assert sum(shown[o][1] for o in ("SCLC", "NSCLC", "breast", "GI")) == pytest.approx(100.0, abs=0.2)
+    doc = result.lesions[1].to_json()
+    for name, key in (("lung", "lung"), ("non-lung", "non_lung"), ("SCLC", "SCLC"), ("GI", "GI")):
+        assert shown[name][0] == pytest.approx(100 * doc["probabilities"][key], abs=0.051)
+    assert shown["breast"][1] == pytest.approx(100 * doc["four_class"]["breast"], abs=0.051)
+    # ... and the view is centred on that lesion, on its slice.
+    world = ras_to_napari_world(result.lesions[1].world_ras_mm)
+    assert np.allclose(viewer.dims.point[-3:], world, atol=1.01 * max(ce.scale))
+    assert np.allclose(camera_of(viewer).center[-2:], world[-2:], atol=1e-3)
+
+    # One Grad-CAM layer, on the contrast T1's grid, placed as it is.
+    cams = gradcam_layers(viewer)
+    assert len(cams) == 1 and cams[0].name == GRADCAM_PREFIX + NODE_LABELS[NODES[0]]
+    cam = cams[0]
+    assert cam.data.shape == ce.data.shape
+    np.testing.assert_allclose(cam.scale, ce.scale)
+    np.testing.assert_allclose(cam.translate, ce.translate)
+    np.testing.assert_allclose(cam.affine.affine_matrix, ce.affine.affine_matrix)
+    np.testing.assert_allclose(cam.metadata["affine"], ce.metadata["affine"])
+    assert str(cam.blending) == "additive" and cam.colormap.name == "inferno"
+
+    # Each node replaces the data of that one layer; some node lights up inside the lesions, and only
+    # within the crops around them (a flipped or shifted overlay would light up elsewhere).
+    centres = np.array([lesion.world_ras_mm for lesion in result.lesions])
+    reach = SPEC.size_mm / 2 * np.sqrt(3) + 2 * max(ce.scale)
+    lit = []
+    for k, node in enumerate(NODES):
+        panel.gradcam.node.setCurrentIndex(k)
+        assert gradcam_layers(viewer) == [cam] and cam.name == GRADCAM_PREFIX + NODE_LABELS[node]
+        data = np.asarray(cam.data)
+        assert np.array_equal(data, to_display(result.cam[..., k], plan_display(result.cam.shape[:3], result.affine),
+                                               order=1).astype(np.float32))
+        lit.append(float(data[labels > 0].max()))
+        on = np.argwhere(data > 0)
+        ras = napari_world_to_ras(on * np.asarray(ce.scale) + np.asarray(ce.translate))
+        assert np.min(np.linalg.norm(ras[:, None, :] - centres[None], axis=2), axis=1).max() <= reach
+    assert max(lit) > 0
+    panel.gradcam.node.setCurrentIndex(int(np.argmax(lit)))
+    top = float(np.asarray(cam.data).max())
+    panel.gradcam.threshold.setValue(50)
+    panel.gradcam.opacity.setValue(30)
+    assert cam.contrast_limits[0] == pytest.approx(0.5 * top, rel=1e-5) and cam.opacity == pytest.approx(0.3)
+
+    classify(panel, qtbot)  # again: still the one layer
+    assert gradcam_layers(viewer) == [cam]
+
+
+def test_cancel_stops_the_run_and_adds_no_layer(installed, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    before = [layer.name for layer in viewer.layers]
+    panel.runner.run_button.click()
+    assert panel.runner.running
+    panel.runner.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.runner.running, timeout=30_000)
+    assert panel.runner.status.text() == "Cancelled" and panel.result is None
+    assert [layer.name for layer in viewer.layers] == before and panel.results.table.rowCount() == 0
+
+
+def test_a_click_on_the_contrast_t1_grows_a_new_lesion_id(installed, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer, ("ce_t1",))  # no lesion labels yet
+    panel = panel_of(viewer, qtbot)
+    assert panel.lesion_picker.layer() is None
+    ce_file = load_volume(SAMPLE / "ce_t1.nii.gz")
+    truth = to_display(np.asarray(load_volume(SAMPLE / "lesions.nii.gz").data),
+                       plan_display(ce_file.shape, ce_file.affine), order=0)
+    panel.grow_button.click()
+    assert panel.grow_button.isChecked() and viewer.layers.selection.active.name == "ce_t1"
+
+    for new_id, truth_id in ((1, 2), (2, 1)):
+        world = ras_to_napari_world(truth_lesions()[truth_id]["world_ras_mm"])
+        viewer.dims.set_point(range(3), tuple(world))
+        user.click(viewer, world)
+        qtbot.waitUntil(lambda: panel.grow_worker is None and "lesions" in viewer.layers
+                        and int(np.asarray(viewer.layers["lesions"].data).max()) == new_id, timeout=30_000)
+        labels = viewer.layers["lesions"]
+        data = np.asarray(labels.data)
+        grown, true = data == new_id, truth == truth_id
+        assert 2 * np.count_nonzero(grown & true) / (np.count_nonzero(grown) + np.count_nonzero(true)) > 0.6
+    assert set(np.unique(data)) == {0, 1, 2}
+    np.testing.assert_allclose(labels.scale, viewer.layers["ce_t1"].scale)
+    assert panel.lesion_picker.currentText() == "lesions"
+    labels.undo()  # napari's own undo takes the last grown lesion back
+    assert set(np.unique(np.asarray(labels.data))) == {0, 1}
+
+
+def test_no_model_installed_is_one_sentence_and_no_classify(make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    viewer = make_napari_viewer()
+    open_sample(viewer, ("ce_t1", "lesions"))
+    panel = panel_of(viewer, qtbot)
+    assert panel.model_note.text() == NO_MODEL and "neuroreview metastasis train" in NO_MODEL
+    assert NO_MODEL.count(". ") == 0 and not panel.runner.run_button.isEnabled()
+
+
+def test_a_missing_sequence_the_model_reads_is_the_core_sentence(installed, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    dwi = panel.pickers["dwi"]
+    dwi.setCurrentText(NONE)
+    dwi.activated.emit(dwi.currentIndex())  # what Qt says when the user picks an item
+    qtbot.wait(10)
+    assert dwi.currentText() == NONE  # the name no longer chooses for it
+    classify(panel, qtbot)
+    assert panel.runner.status.text() == ("The metastasis-origin 0.1.0 model reads DWI and contrast T1, "
+                                          "but DWI was not given.")
+    assert gradcam_layers(viewer) == [] and panel.results.table.rowCount() == 0
+
+
+def test_the_sample_opens_named_for_the_panel_without_its_origin(installed, make_napari_viewer, qtbot, tmp_path,
+                                                                 monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE, cache / "napari-neuroreview" / "sample_data" / "metastasis")  # as if made before
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-neuroreview", "metastasis")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["T1", "T2", "FLAIR", "DWI", "ADC", "CE-T1", "lesions"]
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["CE-T1", "lesions"]
+    assert not any(word in name.lower().split() for name in names for word in ORIGIN_WORDS)
+    panel = panel_of(viewer, qtbot)
+    assert {s: p.currentText() for s, p in panel.pickers.items()} == {
+        "ce_t1": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR", "dwi": "DWI", "adc": "ADC"}
+    assert panel.lesion_picker.currentText() == "lesions"
