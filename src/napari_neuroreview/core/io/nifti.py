@@ -290,12 +290,13 @@ def _tr_seconds(header: Any) -> float | None:
 
 
 def load_volume(path: str | Path) -> Volume:
-    """Read a 3D or 4D NIfTI (``.nii``, ``.nii.gz``) or MGH (``.mgz``) file.
+    """Read a 3D or 4D NIfTI (``.nii``, ``.nii.gz``) or MGH (``.mgz``) file, or a DICOM series.
 
     Parameters
     ----------
     path : str or Path
-        The file.
+        The file; or a DICOM series: a folder, ``FOLDER::SELECTOR`` when it holds several, or one
+        DICOM file (read by :func:`core.io.dicom.load_dicom`, which returns the same Volume).
 
     Returns
     -------
@@ -309,6 +310,13 @@ def load_volume(path: str | Path) -> Volume:
         2D or 5D, truncated, a header that claims more data than the file holds, an
         implausible voxel size or affine, or an unsupported voxel type.
     """
+    if not str(path).lower().endswith(SUPPORTED_SUFFIXES):
+        from .dicom import is_dicom_path, load_dicom  # pydicom and SimpleITK only when a scan is DICOM
+
+        if is_dicom_path(path):
+            volume = load_dicom(path)
+            _treat_nonfinite(volume)
+            return volume
     path = Path(path)
     if not path.exists():
         raise fail(path, "does not exist")
@@ -317,7 +325,7 @@ def load_volume(path: str | Path) -> Volume:
     if path.stat().st_size == 0:
         raise fail(path, "is empty (0 bytes)")
     if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
-        raise fail(path, "is not a NIfTI (.nii, .nii.gz) or MGH (.mgz) file")
+        raise fail(path, "is not a NIfTI (.nii, .nii.gz), MGH (.mgz) or DICOM file")
     claimed, itemsize, _offset, raw = claimed_size(path)
     check_ceiling(path, claimed, itemsize)
     try:
