@@ -92,6 +92,47 @@ def write_series(img: nib.Nifti1Image, folder: Path, *, number: int = 1, descrip
     return paths
 
 
+def write_enhanced(img: nib.Nifti1Image, path: Path, *, echoes: tuple[float, ...] = (4.0,), reverse: bool = True) -> Path:
+    """One enhanced MR file: per-frame positions (and echo), shared orientation, spacing and rescale."""
+    data = np.asarray(img.dataobj, dtype=np.float64)
+    lps = ras_lps(img.affine)
+    row, col = lps[:3, 0], lps[:3, 1]
+    order = list(range(data.shape[2]))[::-1] if reverse else list(range(data.shape[2]))
+    sop = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = "1.2.840.10008.5.1.4.1.1.4.1", ExplicitVRLittleEndian
+    meta.MediaStorageSOPInstanceUID = sop
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = meta.MediaStorageSOPClassUID, sop, "MR"
+    for key, value in IDENTITY.items():
+        setattr(ds, key, value)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = "1.2.3.4", generate_uid(), 5, "3D T1"
+    shared, orient, measures, scale = Dataset(), Dataset(), Dataset(), Dataset()
+    orient.ImageOrientationPatient = [f"{v:.8f}" for v in (*(row / np.linalg.norm(row)), *(col / np.linalg.norm(col)))]
+    measures.PixelSpacing = [f"{np.linalg.norm(col):.6f}", f"{np.linalg.norm(row):.6f}"]
+    measures.SliceThickness = f"{np.linalg.norm(lps[:3, 2]):.6f}"
+    scale.RescaleSlope, scale.RescaleIntercept, scale.RescaleType = 0.25, -8.0, "US"
+    shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orient], [measures]
+    shared.PixelValueTransformationSequence = [scale]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for n, k in enumerate(order):
+        frame, plane, echo = Dataset(), Dataset(), Dataset()
+        plane.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, 2] * k + lps[:3, 3]]
+        echo.EffectiveEchoTime = echoes[n % len(echoes)]
+        frame.PlanePositionSequence, frame.MREchoSequence = [plane], [echo]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.NumberOfFrames, ds.Rows, ds.Columns = len(order), data.shape[1], data.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    stored = np.round((data[:, :, order].transpose(2, 1, 0) + 8.0) / 0.25).astype(np.int16)
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 @pytest.fixture(scope="module")
 def phantoms() -> dict[str, nib.Nifti1Image]:
     return {name: _phantom(name) for name in GRIDS}
@@ -165,6 +206,26 @@ def test_phantom_series_lands_where_its_nifti_lands(phantoms, tmp_path: Path, na
     shown, _, _, geometry = image_layer_data(dicom)
     shown_nifti, _, _, _ = image_layer_data(nifti)
     np.testing.assert_allclose(shown, shown_nifti, atol=0.2)
+
+
+@pytest.mark.parametrize("name", ["axial", "oblique"])
+def test_phantom_enhanced_multiframe_lands_where_its_nifti_lands(phantoms, tmp_path: Path, name: str) -> None:
+    img = phantoms[name]
+    dicom = load_volume(write_enhanced(img, tmp_path / "enhanced.dcm"))  # frames stored top to bottom
+    nifti = load_volume(_saved(img, tmp_path))
+    np.testing.assert_allclose(_peak_world(dicom), _peak_world(nifti), atol=1e-4)
+    np.testing.assert_allclose(dicom.data[:, :, ::-1], nifti.data, atol=0.125 + 1e-3)
+    for corner in ([0, 0, 0], [img.shape[0] - 1, img.shape[1] - 1, 0]):
+        flipped = [corner[0], corner[1], img.shape[2] - 1 - corner[2]]
+        np.testing.assert_allclose(nib.affines.apply_affine(dicom.affine, corner),
+                                   nib.affines.apply_affine(nifti.affine, flipped), atol=1e-4)
+    with pytest.raises(InputFileError, match=r"mixes 2 echoes \(EchoTime 4, 9 ms\)"):
+        load_volume(write_enhanced(img, tmp_path / "echoes.dcm", echoes=(4.0, 9.0)))
+
+
+def _saved(img: nib.Nifti1Image, folder: Path) -> Path:
+    nib.save(img, str(folder / "scan.nii.gz"))
+    return folder / "scan.nii.gz"
 
 
 def test_several_series_are_listed_and_chosen(phantoms, tmp_path: Path) -> None:
