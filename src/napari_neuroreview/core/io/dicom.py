@@ -286,7 +286,7 @@ def _number(value: Any, default: float | None = None) -> float | None:
     return out if math.isfinite(out) else default
 
 
-def _slice_of(where: Path, holder: Any, position: Any, orientation: Any, spacing: Any, echo: Any, rescale: Any) -> _Slice:
+def _slice_of(where: Path, position: Any, orientation: Any, spacing: Any, echo: Any, rescale: Any) -> _Slice:
     if position is None or orientation is None or spacing is None:
         raise fail(where, "has no ImagePositionPatient, ImageOrientationPatient or PixelSpacing, so where its "
                           "voxels lie in the patient is unknown")
@@ -296,8 +296,8 @@ def _slice_of(where: Path, holder: Any, position: Any, orientation: Any, spacing
         values = [math.nan]
     if len(values) != 11 or not all(math.isfinite(v) for v in values):
         raise fail(where, "has an unreadable ImagePositionPatient, ImageOrientationPatient or PixelSpacing")
-    slope = _number(getattr(rescale, "get", lambda *_: None)("RescaleSlope"), 1.0) if rescale is not None else 1.0
-    inter = _number(getattr(rescale, "get", lambda *_: None)("RescaleIntercept"), 0.0) if rescale is not None else 0.0
+    slope = _number(rescale.get("RescaleSlope"), 1.0) if rescale is not None else 1.0
+    inter = _number(rescale.get("RescaleIntercept"), 0.0) if rescale is not None else 0.0
     return _Slice(np.array(values[:3]), np.array(values[3:9]), (values[9], values[10]), _number(echo),
                   (slope or 1.0, inter or 0.0))
 
@@ -310,7 +310,7 @@ def _slices(series: DicomSeries, where: Path) -> list[_Slice]:
             raise fail(where, f"'{series.label}' is a colour image ({ds.get('PhotometricInterpretation', '')}); "
                               "a greyscale scan is needed")
         if _frames(ds) == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
-            out.append(_slice_of(where, ds, ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"),
+            out.append(_slice_of(where, ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient"),
                                  ds.get("PixelSpacing"), ds.get("EchoTime"), ds))
             continue
         if len(series.headers) > 1:
@@ -325,14 +325,14 @@ def _slices(series: DicomSeries, where: Path) -> list[_Slice]:
         for frame in frames:
             plane, orient = _item(ds, frame, "PlanePositionSequence"), _item(ds, frame, "PlaneOrientationSequence")
             measures, echo = _item(ds, frame, "PixelMeasuresSequence"), _item(ds, frame, "MREchoSequence")
-            out.append(_slice_of(path, frame, getattr(plane, "ImagePositionPatient", None),
+            out.append(_slice_of(path, getattr(plane, "ImagePositionPatient", None),
                                  getattr(orient, "ImageOrientationPatient", None), getattr(measures, "PixelSpacing", None),
                                  getattr(echo, "EffectiveEchoTime", None), _item(ds, frame, "PixelValueTransformationSequence")))
     return out
 
 
 def _check_series(series: DicomSeries, where: Path, slices: Sequence[_Slice]) -> None:
-    """Refuse mixed echoes, mixed orientations or pixel sizes, and a colour or tilted series."""
+    """Refuse mixed echoes, mixed orientations or pixel sizes, and a series whose tags state a gantry tilt."""
     echoes = sorted({round(s.echo, 4) for s in slices if s.echo is not None})
     if len(echoes) > 1:
         shown = ", ".join(f"{e:g}" for e in echoes)

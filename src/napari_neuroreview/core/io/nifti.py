@@ -311,7 +311,8 @@ def load_volume(path: str | Path) -> Volume:
         implausible voxel size or affine, or an unsupported voxel type.
     """
     if not str(path).lower().endswith(SUPPORTED_SUFFIXES):
-        from .dicom import is_dicom_path, load_dicom  # pydicom and SimpleITK only when a scan is DICOM
+        # pydicom and SimpleITK are imported only when a scan is DICOM
+        from .dicom import is_dicom_path, load_dicom
 
         if is_dicom_path(path):
             volume = load_dicom(path)
