@@ -7,6 +7,7 @@ world RAS mm through both readers, in axial, sagittal, coronal and 10-degree obl
 
 from __future__ import annotations
 
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -150,6 +151,7 @@ def test_shipped_single_slices_match_nibabel_nicom_and_simpleitk(name: str) -> N
     volume = load_volume(path)
     ds = pydicom.dcmread(path)
     assert volume.shape == (int(ds.Columns), int(ds.Rows), 1)
+    assert volume.warnings == [f"{name}: one slice read on its own; give its folder to read its whole series"]
     with warnings.catch_warnings():  # nicom calls itself experimental on import
         warnings.simplefilter("ignore")
         from nibabel.nicom import dicomwrappers
@@ -331,7 +333,8 @@ def test_napari_reader_opens_a_folder_as_one_layer_per_series(phantoms, tmp_path
     assert get_reader(single) is not None and get_reader(single)(single)[0][1]["name"] == "MR series 1"
 
 
-def test_patient_identity_never_leaves_the_reader(phantoms, tmp_path: Path) -> None:
+def test_patient_identity_never_leaves_the_reader(phantoms, tmp_path: Path, caplog, recwarn) -> None:
+    caplog.set_level(logging.DEBUG)
     img = phantoms["axial"]
     write_series(img, tmp_path / "study", number=3, description="T1 axial")
     write_series(img, tmp_path / "study", number=4, description="FLAIR")
@@ -350,6 +353,7 @@ def test_patient_identity_never_leaves_the_reader(phantoms, tmp_path: Path) -> N
     with pytest.raises(InputFileError) as caught:
         load_volume(tmp_path / "study")
     texts.append(str(caught.value))
+    texts += [record.getMessage() for record in caplog.records] + [str(w.message) for w in recwarn]
     everything = "\n".join(texts).upper()
     assert "series_sha256" in everything.lower()
     for value in IDENTITY.values():

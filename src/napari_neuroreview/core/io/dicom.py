@@ -234,7 +234,11 @@ def load_dicom(path: str | Path) -> Volume:
     found, skipped = find_series(where)
     chosen = choose_series(where, found, selector)
     source = Path(f"{where}{SERIES_SEPARATOR}{selector}") if selector is not None else where
-    return _read_series(chosen, source, skipped)
+    volume = _read_series(chosen, source, skipped)
+    if where.is_file() and volume.shape[2] == 1:
+        # Why: a file dragged out of a series folder is one slice of it, which looks like a broken scan.
+        volume.warnings.append(f"{where.name}: one slice read on its own; give its folder to read its whole series")
+    return volume
 
 
 def load_all_series(folder: str | Path) -> tuple[list[Volume], list[str]]:
