@@ -21,8 +21,9 @@ Which library does what, and why:
 Refused, one sentence each: several series in a folder without a choice (the sentence lists
 them; ``FOLDER::SELECTOR`` chooses, the selector being a series number or the end of a
 SeriesInstanceUID, since UIDs of one site share their beginning); gantry tilt (the slices are
-sheared: a rectangular grid would put each slice off by tan(tilt) x its distance, and brain MRI
-is never tilted, so a CT with tilt must be resampled first, e.g. by dcm2niix); a missing slice
+sheared, as measured from their positions against the slice normal, not read from the tag: a
+rectangular grid would put each slice off by tan(tilt) x its distance, and brain MRI is never
+tilted, so a CT with tilt must be resampled first, e.g. by dcm2niix); a missing slice
 (a gap over 1.5 x the median step); several echo times in one series; several images at one
 position; slices of different orientation or size; colour images; a corrupt or truncated file;
 more voxels than :func:`core.io.nifti_bounds.max_voxels` (checked from Rows x Columns x frames
@@ -336,7 +337,11 @@ def _slices(series: DicomSeries, where: Path) -> list[_Slice]:
 
 
 def _check_series(series: DicomSeries, where: Path, slices: Sequence[_Slice]) -> None:
-    """Refuse mixed echoes, mixed orientations or pixel sizes, and a series whose tags state a gantry tilt."""
+    """Refuse mixed echoes, and mixed orientations or pixel sizes.
+
+    A GantryDetectorTilt tag alone is not refused: the slice positions say whether the slices
+    really are sheared (a resampled series may keep the tag), and :func:`_affine` measures that.
+    """
     echoes = sorted({round(s.echo, 4) for s in slices if s.echo is not None})
     if len(echoes) > 1:
         shown = ", ".join(f"{e:g}" for e in echoes)
@@ -348,10 +353,6 @@ def _check_series(series: DicomSeries, where: Path, slices: Sequence[_Slice]) ->
                           "a volume needs parallel slices")
     if any(not np.allclose(s.spacing, first.spacing, rtol=1e-4) for s in slices):
         raise fail(where, f"'{series.label}' holds slices of different pixel sizes; a volume needs one grid")
-    tilts = {_number(ds.get("GantryDetectorTilt"), 0.0) for _, ds in series.headers}
-    tilt = max((abs(t) for t in tilts if t is not None), default=0.0)
-    if tilt > MAX_SHEAR_DEG:
-        raise fail(where, _tilt_sentence(series, tilt))
 
 
 def _tilt_sentence(series: DicomSeries, degrees: float) -> str:
