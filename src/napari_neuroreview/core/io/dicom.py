@@ -195,8 +195,8 @@ def find_series(path: Path) -> tuple[list[DicomSeries], int]:
             continue
         uid = str(ds.SeriesInstanceUID)
         if uid not in series:
-            number = ds.get("SeriesNumber")
-            series[uid] = DicomSeries(uid, int(number) if number not in (None, "") else None,
+            number = _number(ds.get("SeriesNumber"))
+            series[uid] = DicomSeries(uid, int(number) if number is not None and number.is_integer() else None,
                                       str(ds.get("SeriesDescription", "") or "").strip(), str(ds.get("Modality", "") or ""))
         series[uid].headers.append((one, ds))
     ordered = sorted(series.values(), key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
