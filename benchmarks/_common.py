@@ -91,6 +91,33 @@ def write_answer(spec: dict[str, Any], answer: Any) -> None:
     os.replace(tmp, spec["out"])
 
 
+def cached(path: Path, key: Any, compute: Callable[[], Any]) -> tuple[Any, bool]:
+    """``compute()``'s value, kept in the pickle ``path`` with ``key`` and reused while the key matches.
+
+    Why: a benchmark reads a rendered cohort's scans once (minutes to hours) and later runs
+    with the same settings reuse what it read; ``key`` holds everything the value depends
+    on (the cohort's ``labels.tsv`` text, the settings, a weights digest). A cache torn by
+    a killed run or written by another version of a script is computed again, and each
+    process writes its own temporary file before the move, so two runs never share one.
+    The pickle is the script's own file in its own work folder, never user input.
+    Returns the value and whether it came from the cache.
+    """
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                saved = pickle.load(fh)
+            if saved["key"] == key:
+                return saved["value"], True
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError, ImportError):
+            pass  # torn, or from another version of the script: computed again
+    value = compute()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump({"key": key, "value": value}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+    return value, False
+
+
 def time_repeated(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,
                   sync: Callable[[], None] | None = None) -> list[float]:
     """Wall seconds of ``repeats`` calls after ``warmup`` untimed ones."""

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -209,15 +208,13 @@ def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float
     """One rendered cohort's items from one source (a worker's unit), and the seconds it took.
 
     The items are kept in ``DIR/.bench-items-{source}.pkl`` beside the cohort, with the text
-    of its ``labels.tsv`` and the detector's weights digest: a later run (or one started
-    while another folder still renders: ``python benchmarks/csvd.py --read-only FOLDER``)
-    reuses them while both match. The pickle is this script's own file in its own work
-    folder, never user input.
+    of its ``labels.tsv`` and the detector's weights digest as the key (``_common.cached``):
+    a later run (or one started while another folder still renders: ``python
+    benchmarks/csvd.py --read-only FOLDER``) reuses them while both match.
     """
-    import pickle
-
     import torch
 
+    from _common import cached
     from napari_neuroreview.core.progress import run_to_completion
     from napari_neuroreview.core.tasks.cmb.model import load_detector
     from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
@@ -225,25 +222,15 @@ def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float
     torch.set_num_threads(1)
     folder, source, device = job
     key = ((folder / "labels.tsv").read_text(encoding="utf-8"), load_detector(device="cpu").card.weights_sha256)
-    cache = folder / f".bench-items-{source}.pkl"
-    if cache.is_file():
-        try:
-            with cache.open("rb") as f:
-                saved = pickle.load(f)
-            if saved["key"] == key:
-                return saved["items"], saved["labels"], saved["centres"], saved["seconds"]
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError):
-            pass  # a cache from another version of this script, or torn: read the scans again
-    t0 = time.perf_counter()
-    items, labels, centres = run_to_completion(items_from_cohort(folder, source, "detector", device))
-    prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
-    items = [dataclasses.replace(i, patient=prefix + i.patient) for i in items]
-    seconds = time.perf_counter() - t0
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # two runs on one folder never share a temporary file
-    with tmp.open("wb") as f:
-        pickle.dump({"key": key, "items": items, "labels": labels, "centres": centres, "seconds": seconds}, f)
-    tmp.replace(cache)
-    return items, labels, centres, seconds
+
+    def read() -> tuple[list, list[str], list[str], float]:
+        t0 = time.perf_counter()
+        items, labels, centres = run_to_completion(items_from_cohort(folder, source, "detector", device))
+        prefix = f"{folder.name}-"  # development and external folders both count from patient-0000
+        items = [dataclasses.replace(i, patient=prefix + i.patient) for i in items]
+        return items, labels, centres, time.perf_counter() - t0
+
+    return cached(folder / f".bench-items-{source}.pkl", key, read)[0]
 
 
 def read_rendered(args: argparse.Namespace, drawn_external_labels: list[str]

@@ -250,3 +250,16 @@ def test_nested_choice_too_few_patients_is_one_sentence_naming_the_origin():
     items, origins = [items[k] for k in keep], [origins[k] for k in keep]
     with pytest.raises(InsufficientDataError, match="class 'GI' has 1 patient"):
         _run(items, origins, candidates={"flair": lambda: OnCrops(RadiomicsLogistic(("flair",)))})
+
+
+def test_the_models_fitted_once_are_handed_back_and_patients_counted_per_origin(spied):
+    """``fitted``: the estimators tested on the external site (what a benchmark explains or saves), not in the JSON."""
+    items, origins, result, _ = spied
+    assert {"radiomics", "nested choice"} <= set(result.fitted)
+    ext = [i for i in items if i.site == "C"]
+    est = result.fitted["radiomics"]
+    assert est.predict_proba(ext).shape == (len(ext), len(ORIGINS))
+    assert "fitted" not in result.to_json()
+    dev_patients = {o: {i.patient for i, oo in zip(items, origins) if i.site != "C" and oo == o} for o in ORIGINS}
+    assert result.sizes["patients_per_origin_development"] == {o: len(p) for o, p in dev_patients.items()}
+    assert "external, patient level (rows true" in result.table()

@@ -288,6 +288,11 @@ class MetastasisEvaluation:
     folds : list of dict
         The outer folds' records (patients per side; nested picks and inner folds).
     sizes : dict
+        Lesions and patients, in all and per origin, development and external.
+    fitted : dict
+        Per model (and ablation row), the estimator fitted once on all development patients
+        (the one tested on the external site): a benchmark explains or saves it without a
+        second training. Not in :meth:`to_json`.
     """
 
     results: dict[str, dict[str, dict[str, HierarchyResult]]]
@@ -297,11 +302,19 @@ class MetastasisEvaluation:
     picks: dict[str, dict[str, Any]] = field(default_factory=dict)
     folds: list[dict[str, Any]] = field(default_factory=list)
     sizes: dict[str, Any] = field(default_factory=dict)
+    fitted: dict[str, Estimator] = field(default_factory=dict, repr=False)
 
     def table(self) -> str:
         """Plain text: the models, the ADC rule, the nested picks, then the ablation table like the paper's."""
         lines = [(f"Development CV ({self.sizes.get('n_folds')} patient-grouped folds) and one external test "
-                  f"(site {self.sizes.get('external_site')}); 95 % CI by patient bootstrap")]
+                  f"(site {self.sizes.get('external_site')}); 95 % CI by patient bootstrap"),
+                 "lesion level: every lesion a row; patient level: one row per patient (the mean of its lesions' "
+                 "probabilities); node AUCs on that node's own rows only"]
+        for setting in _SETTINGS:
+            lesions, patients = self.sizes.get(f"per_origin_{setting}"), self.sizes.get(f"patients_per_origin_{setting}")
+            if lesions and patients:
+                lines.append(f"  {setting}: " + ", ".join(f"{c} {lesions[c]} lesions / {patients[c]} patients"
+                                                         for c in ORIGINS))
         for setting in _SETTINGS:
             for level in _LEVELS:
                 lines.append(f"\n{setting}, {level} level")
@@ -310,9 +323,10 @@ class MetastasisEvaluation:
                     res = by[setting][level]
                     lines.append(f"{name:<24} " + " ".join(f"{_cell(_value(res, m)):>26}" for m in _MODEL_METRICS))
         for name, by in self.results.items():
-            lines.append(f"\nconfusion of {name}, external, lesion level (rows true, columns predicted; "
-                         f"{', '.join(ORIGINS)}):")
-            lines += ["  " + " ".join(f"{v:>5}" for v in row) for row in by["external"]["lesion"].leaves.confusion]
+            for level in _LEVELS:
+                lines.append(f"\nconfusion of {name}, external, {level} level (rows true, columns predicted; "
+                             f"{', '.join(ORIGINS)}):")
+                lines += ["  " + " ".join(f"{v:>5}" for v in row) for row in by["external"][level].leaves.confusion]
         if self.adc_rule:
             lines.append("\nADC-ratio rule, SCLC vs NSCLC on lung lesions (AUC):")
             for setting, by in self.adc_rule.items():
@@ -488,6 +502,9 @@ def evaluate_sites(items: Sequence[LesionItem], origins: Sequence[str], sites: S
              "external_patients": int(np.unique(ext.groups).size), "external_site": external, "n_folds": n_folds,
              "inner_folds": inner_folds if nested else None,
              "per_origin_development": {c: int((dev.labels == c).sum()) for c in ORIGINS},
-             "per_origin_external": {c: int((ext.labels == c).sum()) for c in ORIGINS}}
+             "per_origin_external": {c: int((ext.labels == c).sum()) for c in ORIGINS},
+             "patients_per_origin_development": {c: int(np.unique(dev.groups[dev.labels == c]).size) for c in ORIGINS},
+             "patients_per_origin_external": {c: int(np.unique(ext.groups[ext.labels == c]).size) for c in ORIGINS}}
     yield Progress(4, 4, "Done")
-    return MetastasisEvaluation(results, ablation_res, rule_res, vs_rule, picks, cv[next(iter(models))].folds, sizes)
+    return MetastasisEvaluation(results, ablation_res, rule_res, vs_rule, picks, cv[next(iter(models))].folds, sizes,
+                                fitted_once)

@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Brain metastasis origin benchmark: the paper's tables on a rendered cohort, with the protocol fixed.
+
+One run on a cohort written by ``neuroreview metastasis phantoms`` (``--data DIR``; with
+``--render N`` it is rendered first when ``DIR/labels.tsv`` is missing, ``--workers``
+processes). Every lesion's crop is cut once from the files (``crops_from_cohort``: all six
+sequences, the lesion and its oedema, each scan through its own affine, exactly as
+``metastasis classify`` cuts them) and kept beside the cohort in
+``DIR/.bench-crops-<settings>.pkl`` (``_common.cached``, keyed by ``labels.tsv`` and the
+crop settings), so a second run with the same crops reads no scan.
+
+Item 5 of issue 12 (``core.tasks.metastasis.evaluate.evaluate_sites``), in one run:
+
+* development CV on sites A + B (``--folds`` patient-grouped folds stratified by origin),
+  then every model fitted once on all development patients and tested once on the
+  independent site C;
+* models in the same folds: the radiomics logistic regression on the paper's five
+  sequences, each named network of ``--models`` (:data:`NETWORKS`), and the **nested
+  choice**: an inner patient-grouped CV (``--inner-folds``) on each outer training fold
+  picks the best of the radiomics ablation rows by inner macro AUC. The network's own
+  nested choice and its sequence ablation take one network fit per row per fold, so
+  they need a GPU; ``--network-ablation`` runs the ablation rows with the first network
+  instead of the radiomics model;
+* the ADC-ratio rule for SCLC vs NSCLC (lung lesions), compared with each model's SCLC
+  node by a paired patient bootstrap;
+* per model: the three node AUCs, the four-class macro AUC and balanced accuracy, each
+  with a patient-bootstrap 95 % CI, at lesion and patient level; the external four-class
+  confusion matrices; the sequence ablation table laid out like the paper's; the paper's
+  figures beside (``evaluate.PAPER``).
+
+The tuning rule: nothing is tuned on the external site. The network's recipe is fixed
+beforehand (:data:`NETWORKS`, ``--epochs``); the only choice made from data is the nested
+one, inside each outer training fold, and for the external test once on all development
+patients.
+
+    python benchmarks/metastasis.py --data /tmp/met/cohort300 --json met.json
+    python benchmarks/metastasis.py --data /tmp/bench_tiny --render 16 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cached, print_run_header  # noqa: E402
+
+#: Named network configs (``MetastasisConfig`` keywords) ``--models`` chooses from; the paper's
+#: two backbones with attention. Width 16: what trains on a CPU (module docstring of ``train``).
+NETWORKS: dict[str, dict[str, Any]] = {
+    "ResNet6-CBAM": {"arch": "resnet6", "attention": "cbam", "width": 16},
+    "ResNet18-SE": {"arch": "resnet18", "attention": "se", "width": 16},
+}
+#: The crops hold every sequence: the paper's five for the models, ADC for the rule.
+CROP_SEQUENCES = ("t1", "t2", "flair", "dwi", "adc", "ce_t1")
+#: Seed of a cohort rendered by ``--render`` (no training run draws from it).
+RENDER_SEED = 512_000
+#: ``--quick``: a few minutes on two cores for a tiny cohort.
+QUICK = {"crop_voxels": 16, "crop_mm": 48.0, "epochs": 2, "folds": 2, "inner_folds": 2, "boot": 50}
+GPU_NOTE = ("the networks' own nested choice and sequence ablation (one network fit per row and fold) need a GPU; "
+            "here the nested choice and the ablation table use the radiomics model"
+            " (--network-ablation: the ablation rows with the first network)")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="a cohort folder (metastasis phantoms)")
+    p.add_argument("--render", type=int, metavar="N", help="render N patients into --data first when it has none")
+    p.add_argument("--workers", type=int, default=2, help="with --render: processes rendering")
+    p.add_argument("--render-seed", type=int, default=RENDER_SEED, help="with --render: the cohort's seed")
+    p.add_argument("--render-voxel-size", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                   help="with --render: one structural voxel size (default: each site's scanner)")
+    p.add_argument("--external", default="C", help="the independent site (never fitted on nor chosen with)")
+    p.add_argument("--crop-voxels", type=int, default=32, help="voxels per crop edge")
+    p.add_argument("--crop-mm", type=float, default=64.0, help="crop edge in mm")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--inner-folds", type=int, default=3)
+    p.add_argument("--boot", type=int, default=1000, help="patient-bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--models", default="ResNet6-CBAM", help=f"comma-separated networks of {', '.join(NETWORKS)}")
+    p.add_argument("--network-ablation", action="store_true",
+                   help="the sequence ablation rows with the first network (a GPU's job) instead of radiomics")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--quick", action="store_true", help="tiny defaults: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    if p.parse_args(argv).quick:  # tiny defaults; an option given beside --quick still wins
+        p.set_defaults(**QUICK)
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in args.models if m not in NETWORKS]
+    if unknown or not args.models:
+        p.error(f"--models: {', '.join(unknown) or 'none'} not among {', '.join(NETWORKS)}")
+    return args
+
+
+def network_config(name: str, args: argparse.Namespace, sequences: tuple[str, ...] | None = None) -> Any:
+    """The ``MetastasisConfig`` of a named network with this run's epochs and seed."""
+    from napari_neuroreview.core.tasks.metastasis.train import PAPER_SEQUENCES, MetastasisConfig
+
+    return MetastasisConfig(**NETWORKS[name], sequences=sequences or PAPER_SEQUENCES, epochs=args.epochs,
+                            seed=args.seed)
+
+
+def network_factory(config: Any, device: str) -> Callable[[], Any]:
+    """A fresh network estimator per fold, reading its own channels of the six-sequence crops."""
+    from napari_neuroreview.core.tasks.metastasis.evaluate import OnCrops
+    from napari_neuroreview.core.tasks.metastasis.train import MetastasisEstimator
+
+    return lambda: OnCrops(MetastasisEstimator(config, device, output="four_class"), config.sequences)
+
+
+def read_crops(args: argparse.Namespace) -> tuple[list, list[str], float, bool]:
+    """The cohort's lesions as ``LesionItem`` s with their origins (cut once, then from the cache)."""
+    from napari_neuroreview.core.progress import run_to_completion
+    from napari_neuroreview.core.tasks.metastasis.cohort_items import crops_from_cohort
+    from napari_neuroreview.core.tasks.metastasis.crops import CropSpec
+    from napari_neuroreview.core.tasks.metastasis.evaluate import LesionItem
+
+    spec = CropSpec(args.crop_mm, args.crop_voxels)
+    settings = {"sequences": CROP_SEQUENCES, "size_mm": spec.size_mm, "shape": spec.shape, "oedema": True}
+    key = ((args.data / "labels.tsv").read_text(encoding="utf-8"), settings)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    def cut() -> tuple[list, list[str], float]:
+        t0 = time.perf_counter()
+        crops, origins, patients, sites = run_to_completion(
+            crops_from_cohort(args.data, CROP_SEQUENCES, spec, oedema=True))
+        return ([LesionItem(c, p, s) for c, p, s in zip(crops, patients, sites)], origins,
+                time.perf_counter() - t0)
+
+    (items, origins, seconds), hit = cached(args.data / f".bench-crops-{digest}.pkl", key, cut)
+    return items, origins, seconds, hit
+
+
+def drop_empty(items: list, origins: list[str]) -> tuple[list, list[str], list[str]]:
+    """The lesions whose mask holds a voxel of the crop's grid, and the names of those left out.
+
+    Why: a lesion smaller than a crop voxel can vanish when its label is resampled onto a
+    coarse crop (``--quick``'s 3 mm voxels); it has no inside for the radiomics features,
+    the ADC ratio or a map's energy. The printout says how many were left out.
+    """
+    keep = [k for k, item in enumerate(items) if item.crop.mask.any()]
+    gone = [f"{items[k].patient} lesion {items[k].crop.lesion_id}" for k in range(len(items)) if k not in set(keep)]
+    return [items[k] for k in keep], [origins[k] for k in keep], gone
+
+
+def render_if_missing(args: argparse.Namespace) -> str | None:
+    """Render ``--render`` patients into ``--data`` when it holds no cohort; what was done, or None."""
+    if (args.data / "labels.tsv").is_file() or args.render is None:
+        return None
+    from napari_neuroreview.core.phantoms.metastasis import write_metastasis_cohort
+
+    t0 = time.perf_counter()
+    overrides = {"voxel_size": tuple(args.render_voxel_size)} if args.render_voxel_size else {}
+    write_metastasis_cohort(args.data, args.render, args.render_seed, workers=args.workers, resume=True, **overrides)
+    return f"{args.render} patients (seed {args.render_seed}) rendered in {time.perf_counter() - t0:.0f} s with {args.workers} processes"
+
+
+def evaluate(args: argparse.Namespace, items: list, origins: list[str]) -> Any:
+    """``evaluate_sites`` with the radiomics model, the named networks, the nested choice and the rule."""
+    from napari_neuroreview.core.progress import run_to_completion
+    from napari_neuroreview.core.tasks.metastasis.evaluate import default_factories, evaluate_sites
+
+    factories = dict(default_factories())
+    for name in args.models:
+        factories[name] = network_factory(network_config(name, args), args.device)
+    ablation = None
+    if args.network_ablation:
+        first = args.models[0]
+        ablation = lambda seqs: network_factory(network_config(first, args, tuple(seqs)), args.device)()  # noqa: E731
+    return run_to_completion(evaluate_sites(items, origins, external=args.external, factories=factories,
+                                            n_folds=args.folds, seed=args.seed, n_boot=args.boot,
+                                            inner_folds=args.inner_folds, ablation=ablation))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    machine = print_run_header(f"torch {torch.__version__}")
+    torch.set_num_threads(args.threads)
+    seconds: dict[str, Any] = {}
+    rendered = render_if_missing(args)
+    if rendered:
+        seconds["render"] = rendered
+    items, origins, secs, hit = read_crops(args)
+    seconds["crops"] = (f"{len(items)} lesion crops " + (f"from the cache (cut in {secs:.0f} s)" if hit else
+                                                         f"cut in {secs:.0f} s"))
+    items, origins, gone = drop_empty(items, origins)
+    if gone:
+        seconds["crops"] += f"; {len(gone)} left out, their mask empty on the crop's grid: {', '.join(gone)}"
+    print(f"# {args.data.name}: {seconds['crops']}; crops {args.crop_mm:g} mm at {args.crop_voxels} voxels; "
+          f"{args.folds} outer / {args.inner_folds} inner folds; {args.epochs} epochs; {args.boot} patient-bootstrap "
+          f"resamples; seed {args.seed}; {args.threads} threads")
+    print(f"# note: {GPU_NOTE}")
+    t0 = time.perf_counter()
+    result = evaluate(args, items, origins)
+    seconds["evaluate"] = time.perf_counter() - t0
+    print(f"# evaluation (CV, external test, bootstrap) {seconds['evaluate']:.0f} s")
+    print(result.table())
+    if args.json:
+        from napari_neuroreview.core.io.atomic import write_text_atomic
+        from napari_neuroreview.core.io.strict_json import dumps
+
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        doc = {"config": config, "machine": machine, "networks": {m: dataclasses.asdict(network_config(m, args))
+                                                                  for m in args.models},
+               "note": GPU_NOTE, "seconds": seconds, "evaluation": result.to_json()}
+        write_text_atomic(args.json, dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

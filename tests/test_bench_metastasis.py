@@ -1,0 +1,95 @@
+"""benchmarks/metastasis.py end to end on a tiny rendered cohort: the JSON's structure and its figures in range.
+
+The cohort: 30 patients at 4 mm (seed 962: five of each origin at the development sites,
+every origin at the external one), rendered by the benchmark's own ``--render``; the run
+is ``--quick`` (16^3 crops of 48 mm, two epochs, two outer and two inner folds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import metastasis as bench  # noqa: E402
+
+from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS  # noqa: E402
+
+RENDER = ("--render", "30", "--render-seed", "962", "--render-voxel-size", "4", "4", "4", "--workers", "2")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict, str]:
+    """The benchmark rendered a cohort and ran on it: (the cohort, the JSON, the printout)."""
+    folder = tmp_path_factory.mktemp("bench-met")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench.main(["--data", str(folder / "cohort"), *RENDER, "--quick", "--threads", "1",
+                           "--json", str(folder / "met.json")]) == 0
+    return folder / "cohort", json.loads((folder / "met.json").read_text()), out.getvalue()
+
+
+def _in_range(cell: dict, where: str) -> None:
+    value, low, high = cell["value"], cell["low"], cell["high"]
+    if value is None:  # a node without both classes among its rows: no AUC, never a made-up one
+        return
+    assert 0.0 <= value <= 1.0 and math.isfinite(value), where
+    if low is not None and high is not None:
+        assert 0.0 <= low <= high <= 1.0, where
+
+
+def test_every_model_setting_and_level_has_node_and_four_class_figures_in_range(run) -> None:
+    _, doc, _ = run
+    ev = doc["evaluation"]
+    assert set(ev["models"]) == {"radiomics logistic", "ResNet6-CBAM", "nested choice"}
+    for name, by in ev["models"].items():
+        assert set(by) == {"development", "external"}
+        for setting, levels in by.items():
+            assert set(levels) == {"lesion", "patient"}
+            for level, res in levels.items():
+                where = f"{name} {setting} {level}"
+                assert set(res["nodes"]) == set(NODES)
+                for node, r in res["nodes"].items():
+                    _in_range(r["metrics"]["auc"], f"{where} {node}")
+                for metric in ("auc_macro", "balanced_accuracy"):
+                    _in_range(res["four_class"]["metrics"][metric], f"{where} {metric}")
+                confusion = res["four_class"]["confusion"]
+                assert len(confusion) == len(ORIGINS) and all(len(row) == len(ORIGINS) for row in confusion)
+    sizes = ev["sizes"]
+    ext = ev["models"]["ResNet6-CBAM"]["external"]
+    assert sum(map(sum, ext["lesion"]["four_class"]["confusion"])) == sizes["external_lesions"]
+    assert sum(map(sum, ext["patient"]["four_class"]["confusion"])) == sizes["external_patients"]
+    assert sum(sizes["patients_per_origin_development"].values()) == sizes["development_patients"]
+    assert len(ev["picks"]["nested choice"]["folds"]) == 2 and ev["picks"]["nested choice"]["external"]
+    assert "all five" in ev["ablation"] and set(ev["adc_rule"]) == {"development", "external"}
+    assert doc["networks"]["ResNet6-CBAM"]["epochs"] == 2 and doc["config"]["folds"] == 2
+
+
+def test_the_printout_names_the_gpu_note_the_counts_and_both_confusions(run) -> None:
+    _, _, text = run
+    assert "need a GPU" in text and "load average" in text
+    assert "lesions /" in text and "patients" in text
+    assert "external, patient level (rows true" in text and "external, lesion level (rows true" in text
+    assert "Sequence ablation, external" in text and "ADC-ratio rule" in text
+
+
+def test_crops_are_cut_once_and_read_back_from_the_cache_of_their_settings(run) -> None:
+    cohort, _, _ = run
+    args = bench.parse(["--data", str(cohort), "--quick"])
+    items, origins, _, hit = bench.read_crops(args)
+    assert hit and len(items) == len(origins) and set(origins) <= set(ORIGINS)
+    assert items[0].crop.image.shape == (len(bench.CROP_SEQUENCES), 16, 16, 16) and items[0].crop.oedema is not None
+    other = bench.parse(["--data", str(cohort), "--quick", "--crop-voxels", "12"])
+    items12, _, _, hit12 = bench.read_crops(other)
+    assert not hit12 and items12[0].crop.image.shape[1:] == (12, 12, 12)
+    assert len(list(cohort.glob(".bench-crops-*.pkl"))) == 2
