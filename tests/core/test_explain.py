@@ -18,6 +18,7 @@ from napari_neuroreview.core.errors import GeometryError
 from napari_neuroreview.core.explain import (
     energy_in_mask,
     grad_cam,
+    grad_cams,
     layer_hooks,
     normalise,
     pointing_game,
@@ -238,3 +239,23 @@ def test_backward_stops_at_the_layer_and_equals_the_full_backward() -> None:
         weights = captured.gradients.mean(dim=(2, 3, 4), keepdim=True)
         ref = torch.relu((weights * captured.activations).sum(1))
         np.testing.assert_allclose(got.feature_map, ref.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_several_targets_from_one_forward_pass_equal_one_call_each() -> None:
+    """grad_cams: one forward pass for every target (counted), each map that target's grad_cam."""
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, SIZE, SIZE, SIZE)
+    for inplace in (False, True):  # the layer-only backward and the fallback to the input
+        model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1),
+                              nn.ReLU(inplace=inplace), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+        forwards: list[int] = []
+        hook = model[0].register_forward_hook(lambda *_: forwards.append(1))
+        many = grad_cams(model, x, "2", (0, 2, 1), method="gradcam++")
+        hook.remove()
+        assert len(forwards) == 1 and [r.target for r in many] == [0, 2, 1]
+        for got in many:
+            one = grad_cam(model, x, "2", target=got.target, method="gradcam++")
+            np.testing.assert_allclose(got.raw, one.raw, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(got.scores, one.scores)
+        assert not np.allclose(many[0].raw, many[1].raw)  # a map per target, not one map thrice
+        assert _no_hooks(model)

@@ -4,7 +4,7 @@ No Qt, no napari: widgets and the CLI turn these arrays into layers, plots and f
 """
 
 from .embeddings import tsne_coordinates, tsne_perplexity
-from .gradcam import METHODS, CamResult, find_layer, grad_cam, layer_hooks, normalise
+from .gradcam import METHODS, CamResult, find_layer, grad_cam, grad_cams, layer_hooks, normalise
 from .localisation import (
     RandomisationCheck,
     RandomisationStep,
@@ -17,6 +17,6 @@ from .localisation import (
 
 __all__ = [
     "METHODS", "CamResult", "RandomisationCheck", "RandomisationStep", "energy_in_mask", "find_layer",
-    "grad_cam", "layer_hooks", "normalise", "pointing_game", "randomisable_layers", "randomisation_check",
+    "grad_cam", "grad_cams", "layer_hooks", "normalise", "pointing_game", "randomisable_layers", "randomisation_check",
     "spearman", "tsne_coordinates", "tsne_perplexity",
 ]

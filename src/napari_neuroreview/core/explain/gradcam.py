@@ -35,14 +35,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CamResult", "CapturedLayer", "METHODS", "find_layer", "grad_cam", "layer_hooks", "normalise"]
+__all__ = ["CamResult", "CapturedLayer", "METHODS", "find_layer", "grad_cam", "grad_cams", "layer_hooks", "normalise"]
 
 METHODS = ("gradcam", "gradcam++")
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -202,14 +202,37 @@ def grad_cam(
     -------
     CamResult
     """
+    return grad_cams(model, x, layer, (target,), method, score)[0]
+
+
+def grad_cams(
+    model: nn.Module,
+    x: torch.Tensor,
+    layer: str,
+    targets: Sequence[int],
+    method: str = "gradcam",
+    score: Callable[[Any, int], torch.Tensor] | None = None,
+) -> list[CamResult]:
+    """One map per output of ``targets`` from ONE forward pass and one backward pass per target.
+
+    Why: a model with several outputs explained at once (the metastasis network's three
+    hierarchy nodes) would otherwise run its forward pass, the costly part at the input's
+    full resolution, once per output; each backward pass here stops at ``layer`` and keeps
+    the graph for the next (``retain_graph``). Each map equals :func:`grad_cam`'s for that
+    target. Parameters as in :func:`grad_cam`.
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if x.ndim - 2 not in _MODES:
         raise ValueError(f"input must be (N, C, *spatial) with 1-3 spatial dims, got shape {tuple(x.shape)}")
+    targets = [int(t) for t in targets]
+    if not targets:
+        raise ValueError("grad_cams needs at least one target")
     pick = score or _default_score
     inp = x.detach().requires_grad_(True)  # so a graph exists even for a frozen model
+    found: list[tuple[torch.Tensor, torch.Tensor]] = []
     with layer_hooks(model, layer) as captured, torch.enable_grad():
-        s = pick(model(inp), target)
+        output = model(inp)
         out = captured.output
         # Differentiate down to the layer only (its hook records the gradient): the layers
         # below it need no backward pass, which takes most of the time for a layer near
@@ -217,20 +240,28 @@ def grad_cam(
         # nor for a layer called more than once (each call's gradient hook must fire, as before).
         once = len(captured._tensor_hooks) == 1
         to = out if once and out is not None and out._version == captured.output_version else inp
-        torch.autograd.grad(s.sum(), to, allow_unused=True)
+        for k, target in enumerate(targets):
+            s = pick(output, target)
+            captured.gradients = None
+            torch.autograd.grad(s.sum(), to, allow_unused=True, retain_graph=k < len(targets) - 1)
+            if captured.activations is None or captured.gradients is None:
+                raise RuntimeError(f"layer {layer!r} was not used in the forward pass, or the score does not "
+                                   "depend on it")
+            found.append((s.detach(), captured.gradients))
         captured.output = None
-    if captured.activations is None or captured.gradients is None:
-        raise RuntimeError(f"layer {layer!r} was not used in the forward pass, or the score does not depend on it")
-    acts, grads = captured.activations, captured.gradients
-    cam = F.relu((_weights(method, acts, grads) * acts).sum(1, keepdim=True))
-    up = F.interpolate(cam, size=tuple(x.shape[2:]), mode=_MODES[x.ndim - 2], align_corners=False)
-    raw = up[:, 0].cpu().numpy().astype(np.float32)
-    return CamResult(
-        raw=raw,
-        normalised=np.stack([normalise(m) for m in raw]),
-        feature_map=cam[:, 0].cpu().numpy().astype(np.float32),
-        scores=s.detach().cpu().numpy().astype(np.float32).reshape(-1),
-        target=int(target),
-        layer=layer,
-        method=method,
-    )
+    acts = captured.activations
+    results = []
+    for target, (s, grads) in zip(targets, found):
+        cam = F.relu((_weights(method, acts, grads) * acts).sum(1, keepdim=True))
+        up = F.interpolate(cam, size=tuple(x.shape[2:]), mode=_MODES[x.ndim - 2], align_corners=False)
+        raw = up[:, 0].cpu().numpy().astype(np.float32)
+        results.append(CamResult(
+            raw=raw,
+            normalised=np.stack([normalise(m) for m in raw]),
+            feature_map=cam[:, 0].cpu().numpy().astype(np.float32),
+            scores=s.cpu().numpy().astype(np.float32).reshape(-1),
+            target=target,
+            layer=layer,
+            method=method,
+        ))
+    return results
