@@ -136,7 +136,8 @@ def test_classify_fills_the_table_the_tree_and_one_gradcam_layer_on_the_contrast
     np.testing.assert_allclose(cam.translate, ce.translate)
     np.testing.assert_allclose(cam.affine.affine_matrix, ce.affine.affine_matrix)
     np.testing.assert_allclose(cam.metadata["affine"], ce.metadata["affine"])
-    assert str(cam.blending) == "additive" and cam.colormap.name == "inferno"
+    assert str(cam.blending) == "translucent" and cam.colormap.name.startswith("inferno")
+    assert cam.colormap.colors[0, 3] == 0.0 and cam.colormap.colors[-1, 3] == 1.0  # below the threshold: transparent
 
     # Each node replaces the data of that one layer; some node lights up inside the lesions, and only
     # within the crops around them (a flipped or shifted overlay would light up elsewhere).

@@ -10,8 +10,11 @@ per click), a threshold hides the weak part of the map and an opacity slider fad
 
 Why these display choices: the maps are raw Grad-CAM (one scale across lesions and nodes,
 0 outside the crops), so the contrast limits run from ``threshold x max`` to the node's
-max; with additive blending and a colormap whose low end is black, everything under the
-threshold adds nothing and the contrast T1 shows through unchanged. No numerics here but
+max, and the colormap is inferno with an opacity ramp (:func:`heat_colormap`): transparent
+at its low end, so everything under the threshold leaves the contrast T1 as it is, and
+opaque at its top. Not additive blending: added to enhancing tissue that is already white
+on the contrast T1, the heatmap vanished exactly on the lesions it explains (seen on the
+sample's screenshot). No numerics here but
 the display: the maps come on the contrast T1's file grid and are put in display order by
 ``core.io.orientation.to_display``, the reader's one mapping, with the contrast T1 layer's
 own scale, translate and affine, so the heatmap lies exactly on the voxels it explains.
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.colormaps import Colormap, ensure_colormap
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QSpinBox,
                             QTableWidget,
@@ -44,9 +48,16 @@ TREE = (("lung", ("SCLC", "NSCLC")), ("non_lung", ("breast", "GI")))
 _BRANCH_NAMES = {"lung": "lung", "non_lung": "non-lung"}
 COLUMNS = ("Lesion", "Volume (mL)", "Prediction")
 GRADCAM_PREFIX = "Grad-CAM: "
-#: The heatmap's look (low end black: additive blending leaves the contrast T1 unchanged there).
+#: The heatmap's colours (its opacity ramp: :func:`heat_colormap`).
 COLORMAP = "inferno"
 DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.2, 0.7
+
+
+def heat_colormap() -> Colormap:
+    """:data:`COLORMAP` whose opacity rises from 0 at its low end to 1 (square root: weak evidence stays visible)."""
+    colors = np.array(ensure_colormap(COLORMAP).colors, dtype=float)
+    colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
+    return Colormap(colors, name=f"{COLORMAP} (transparent low end)", controls=np.linspace(0.0, 1.0, len(colors)))
 
 
 def percent(p: float) -> str:
@@ -82,7 +93,7 @@ class OriginResults(QWidget):
         self.tree.setHeaderLabels(["Branch", "P(branch)", "P(origin)"])
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.tree.setRootIsDecorated(False)
-        self.tree.setMinimumHeight(150)
+        self.tree.setMinimumHeight(60)
         self.heading = QLabel("")
         self.heading.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -144,6 +155,14 @@ class OriginResults(QWidget):
                 top.addChild(item)
             self.tree.addTopLevelItem(top)
         self.tree.expandAll()
+        self._fit_tree()
+
+    def _fit_tree(self) -> None:
+        """The tree exactly as tall as its six rows (no empty band between it and what follows)."""
+        row = self.tree.sizeHintForRow(0) if self.tree.topLevelItemCount() else 0
+        if row > 0:
+            rows = sum(1 + self.tree.topLevelItem(i).childCount() for i in range(self.tree.topLevelItemCount()))
+            self.tree.setFixedHeight(self.tree.header().sizeHint().height() + rows * row + 2 * self.tree.frameWidth() + 2)
 
     def tree_percentages(self) -> dict[str, tuple[float, float | None]]:
         """What the tree shows, read back: name -> (P(branch) %, P(origin) % or None), for tests and reports."""
@@ -221,7 +240,7 @@ class GradCamOverlay(QWidget):
         data = self.maps[self.node.currentIndex()]
         name = GRADCAM_PREFIX + NODE_LABELS[self.node_name()]
         if self.layer is None or self.layer not in self.viewer.layers:
-            self.layer = self.viewer.add_image(data, name=name, colormap=COLORMAP, blending="additive",
+            self.layer = self.viewer.add_image(data, name=name, colormap=heat_colormap(), blending="translucent",
                                                interpolation2d="linear", **self._spatial)
         else:
             self.layer.data = data

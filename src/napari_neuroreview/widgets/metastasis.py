@@ -258,6 +258,7 @@ class MetastasisWidget(QWidget):
         self.messages.setText("\n".join(result.messages))
         if result.cam is not None:
             self.gradcam.show_maps(result.cam, ce)
+        QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(self.gradcam))  # the answer, in a short dock
         show_info(f"{len(result.lesions)} lesion(s) classified ({result.model['name']} {result.model['version']})")
 
     # ----------------------------------------------------------------- grow a lesion from a click
