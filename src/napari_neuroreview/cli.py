@@ -146,11 +146,21 @@ def config_from_args(config: type[T], args: argparse.Namespace, **options: str) 
 
 
 def check_files_exist(paths: Sequence[str | None]) -> None:
-    """Refuse a missing input file before anything slow starts (napari, a model)."""
+    """Refuse a missing input before anything slow starts (napari, a model).
+
+    An input is a file, or a DICOM series: a folder holding DICOM, or ``FOLDER::SERIES``
+    (``core.io.dicom``); which series and whether it reads are the reader's to say.
+    """
+    from .core.io.dicom import folder_holds_dicom, split_selector
+
     for path in paths:
-        if path is not None and not Path(path).is_file():
-            problem = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
-            raise InputFileError(f"{path} {problem}")
+        if path is None:
+            continue
+        where, _series = split_selector(path)
+        if where.is_file() or (where.is_dir() and folder_holds_dicom(where)):
+            continue
+        problem = "is a folder that holds no DICOM image" if where.is_dir() else "does not exist"
+        raise InputFileError(f"{path} {problem}")
 
 
 def _print_progress(update: Progress) -> None:

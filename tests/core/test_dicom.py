@@ -25,7 +25,7 @@ from napari_neuroreview._reader import get_reader
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.anatomy.registration import ras_lps
 from napari_neuroreview.core.errors import InputFileError
-from napari_neuroreview.core.io.layers import image_layer_data
+from napari_neuroreview.core.io.layers import image_layer_data, volume_from_layer
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.phantoms.anatomy import make_t1_case
 
@@ -333,6 +333,37 @@ def test_napari_reader_opens_a_folder_as_one_layer_per_series(phantoms, tmp_path
     assert all(layer_type == "image" and data.shape[0] == img.shape[2] for data, _, layer_type in layers)
     single = get_testdata_file("MR_small.dcm")
     assert get_reader(single) is not None and get_reader(single)(single)[0][1]["name"] == "MR series 1"
+
+
+def test_oblique_series_opened_in_napari_give_models_their_file_voxels(phantoms, tmp_path: Path) -> None:
+    """The resampled display of an oblique series is never a model's input while its files are there."""
+    write_series(phantoms["oblique"], tmp_path / "study", number=5, description="oblique")
+    write_series(phantoms["axial"], tmp_path / "study", number=6, description="axial")
+    layers = get_reader(str(tmp_path / "study"))(str(tmp_path / "study"))
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["oblique", "axial"]
+    data, kwargs, _ = layers[0]
+    source = volume_from_layer(data, kwargs["metadata"], "oblique")
+    on_file = load_volume(f"{tmp_path / 'study'}::5")
+    np.testing.assert_array_equal(source.data, on_file.data)
+    np.testing.assert_allclose(source.affine, on_file.affine, atol=1e-6)
+    shown = volume_from_layer(data, kwargs["metadata"], "oblique", grid="display")
+    assert not np.allclose(shown.affine, on_file.affine, atol=1e-3)  # the display really was resampled
+
+
+def test_view_takes_a_dicom_folder_and_refuses_a_folder_without_one(phantoms, tmp_path: Path, monkeypatch,
+                                                                   capsys) -> None:
+    write_series(phantoms["axial"], tmp_path / "study")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt").write_text("x")
+    opened: list = []
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr("napari_neuroreview.viewer.open_viewer", lambda files, **kw: opened.append(list(files)))
+    assert main(["view", str(tmp_path / "study")]) == 0
+    assert main(["view", f"{tmp_path / 'study'}::1"]) == 0
+    assert opened == [[str(tmp_path / "study")], [f"{tmp_path / 'study'}::1"]]
+    assert main(["view", str(tmp_path / "plain")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no DICOM image" in err and len(err.strip().splitlines()) == 1
 
 
 def test_patient_identity_never_leaves_the_reader(phantoms, tmp_path: Path, caplog, recwarn) -> None:

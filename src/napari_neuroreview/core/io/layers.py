@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ImageMismatchError, InputFileError
+from .dicom import is_dicom_path
 from .nifti import Volume, load_volume, voxel_sha256
 from .orientation import DisplayGeometry, from_display, plan_display, to_display
 
@@ -152,7 +153,7 @@ def volume_from_layer(display: Any, metadata: Mapping[str, Any], name: str = "la
 
 def _unchanged_file(path: Path | None, sha256: str) -> Volume | None:
     """The scan file at ``path`` if it still holds the voxels hashed ``sha256``, else None."""
-    if path is None or not path.is_file():
+    if path is None or not (path.is_file() or is_dicom_path(path)):  # a file, or a DICOM series folder
         return None
     try:
         volume = load_volume(path)
