@@ -260,11 +260,6 @@ class GradCamOverlay(QWidget):
         self.layer.contrast_limits = (low, top)
         self.layer.opacity = self.opacity.value() / 100.0
 
-    def clear(self) -> None:
-        """Forget the maps (a new run); the layer stays until the next result replaces its data."""
-        self.maps = []
-        self.setEnabled(False)
-
 
 def _percent_slider(value: float) -> QSlider:
     """0-100 % in steps of 1."""

@@ -134,6 +134,7 @@ class MetastasisWidget(QWidget):
         self.grow_button = QPushButton("Grow lesion (click the contrast T1)")
         self.grow_button.setCheckable(True)
         self.versions = VersionPicker(MODEL_NAME, roots)
+        self._registry_error = self.versions.refresh()  # a refused registry is its sentence, not "none installed"
         self.model_note = QLabel("")
         self.model_note.setWordWrap(True)
         self.device = DevicePicker()
@@ -214,7 +215,7 @@ class MetastasisWidget(QWidget):
         """The sequences the chosen model reads, or the sentence saying how to train one; Classify only with a model."""
         card = self.versions.card()
         if card is None:
-            self.model_note.setText(NO_MODEL)
+            self.model_note.setText(self._registry_error or NO_MODEL)
         else:
             reads = _and(_NAMES[s] for s in card.config.get("sequences", ()))
             self.model_note.setText(f"{card.name} {card.version} reads {reads}.")
@@ -242,8 +243,7 @@ class MetastasisWidget(QWidget):
         sequences = {s: volume_from_layer(layer.data, layer.metadata, layer.name, grid="source")
                      for s, layer in chosen.items()}
         masks = self._lesion_masks(ce)
-        self._run_inputs = ce
-        self.gradcam.clear()
+        self._run_inputs = ce  # the shown result and its Grad-CAM stay until the new one replaces them
         return classify_for_review(sequences, masks, self.versions.version(), self.device.requested(), cam=True,
                                    roots=self.roots)
 
@@ -306,7 +306,7 @@ class MetastasisWidget(QWidget):
 
     def grow_at(self, napari_world: Any) -> None:
         """Grow a lesion at a napari world position of the contrast T1, in a worker; the result lands in the labels."""
-        ce = self._grow_layer or self.pickers[REFERENCE].layer()
+        ce = self._grow_layer if self._grow_layer is not None else self.pickers[REFERENCE].layer()
         if ce is None:
             return
         if self.grow_worker is not None:
