@@ -16,6 +16,7 @@ import pytest
 
 import napari_user as user
 from napari_neuroreview.core.io.export import napari_world_to_ras, ras_to_napari_world
+from napari_neuroreview.core.io.layers import geometry_of
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.io.orientation import plan_display, to_display
 from napari_neuroreview.core.progress import run_to_completion
@@ -163,6 +164,48 @@ def test_classify_fills_the_table_the_tree_and_one_gradcam_layer_on_the_contrast
 
     classify(panel, qtbot)  # again: still the one layer
     assert gradcam_layers(viewer) == [cam]
+
+
+@pytest.fixture(scope="module")
+def tilted(tmp_path_factory) -> Path:
+    """The sample's patient scanned tilted (4 and 3 degrees) on a 3 mm grid: napari shows it resampled."""
+    from napari_neuroreview.core.phantoms.metastasis import (make_metastasis_patient, render_metastasis_patient,
+                                                              write_metastasis_patient)
+
+    folder = tmp_path_factory.mktemp("tilted")
+    case = render_metastasis_patient(make_metastasis_patient(8, "A"), voxel_size=(3.0, 3.0, 3.0),
+                                     rotation_deg=(4.0, 0.0, 3.0))
+    write_metastasis_patient(folder, case, {"test": "tilted"})
+    return folder
+
+
+def test_an_oblique_contrast_t1_gets_its_gradcam_on_the_lesions(installed, tilted, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    for stem in OPENED:
+        viewer.open(str(tilted / f"{stem}.nii.gz"), plugin="napari-neuroreview")
+    ce = viewer.layers["ce_t1"]
+    assert geometry_of(ce.metadata).resampled  # the display is not the file's grid: the path under test
+    panel = panel_of(viewer, qtbot)
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    assert not any("resampled (nearest" in m for m in panel.result.messages)  # labels and T1: one display grid
+    labels = np.asarray(viewer.layers["lesions"].data)
+    (cam,) = gradcam_layers(viewer)
+    assert cam.data.shape == ce.data.shape
+    np.testing.assert_allclose(cam.scale, ce.scale)
+    np.testing.assert_allclose(cam.translate, ce.translate)
+    centres = np.array([lesion.world_ras_mm for lesion in panel.result.lesions])
+    truth = np.array([les["world_ras_mm"] for les in json.loads((tilted / "truth.json").read_text())["lesions"]])
+    assert np.linalg.norm(centres - truth, axis=1).max() < 3.0  # the lesions where they were drawn
+    reach = SPEC.size_mm / 2 * np.sqrt(3) + 2 * max(ce.scale)
+    lit = []
+    for k in range(len(NODES)):
+        panel.gradcam.node.setCurrentIndex(k)
+        data = np.asarray(cam.data)
+        lit.append(float(data[labels > 0].max()))
+        ras = napari_world_to_ras(np.argwhere(data > 0) * np.asarray(ce.scale) + np.asarray(ce.translate))
+        assert np.min(np.linalg.norm(ras[:, None, :] - centres[None], axis=2), axis=1).max() <= reach
+    assert max(lit) > 0
 
 
 def test_cancel_stops_the_run_and_adds_no_layer(installed, make_napari_viewer, qtbot) -> None:
