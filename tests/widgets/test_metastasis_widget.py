@@ -288,3 +288,17 @@ def test_the_sample_opens_named_for_the_panel_without_its_origin(installed, make
     assert {s: p.currentText() for s, p in panel.pickers.items()} == {
         "ce_t1": "CE-T1", "t1": "T1", "t2": "T2", "flair": "FLAIR", "dwi": "DWI", "adc": "ADC"}
     assert panel.lesion_picker.currentText() == "lesions"
+
+
+def test_a_model_trained_while_the_panel_is_open_appears_when_it_is_shown_again(
+        model_home, make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    viewer = make_napari_viewer(show=True)
+    open_sample(viewer, ("ce_t1",))
+    panel = panel_of(viewer, qtbot)
+    assert panel.model_note.text() == NO_MODEL
+    shutil.copytree(model_home, tmp_path / "data")  # `neuroreview metastasis train` in a terminal meanwhile
+    panel.hide()  # another dock tab in front, then this one again
+    panel.show()
+    qtbot.waitUntil(panel.isVisible, timeout=5_000)
+    assert panel.model_note.text().startswith("metastasis-origin 0.1.0 reads") and panel.runner.run_button.isEnabled()

@@ -374,6 +374,12 @@ class MetastasisWidget(QWidget):
         return layer
 
     # ----------------------------------------------------------------- plumbing
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+        """List the versions again when the panel comes into view: one trained meanwhile (the CLI) appears."""
+        super().showEvent(event)
+        if not self.runner.running:
+            self._registry_error = self.versions.refresh(self.versions.version())
+
     def cleanup(self) -> None:
         """Take the click callback off the contrast T1 (safe to call twice)."""
         self._detach()
