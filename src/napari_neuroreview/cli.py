@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open napari with scans and the Case widget")
     p.add_argument("files", nargs="*")
-    p.add_argument("--sample", choices=["t1", "cmb", "rsfmri"], default=None)
+    p.add_argument("--sample", choices=["t1", "cmb", "rsfmri", "metastasis"], default=None)
     p.set_defaults(func=cmd_view)
     return parser
 

@@ -302,3 +302,20 @@ def test_a_model_trained_while_the_panel_is_open_appears_when_it_is_shown_again(
     panel.show()
     qtbot.waitUntil(panel.isVisible, timeout=5_000)
     assert panel.model_note.text().startswith("metastasis-origin 0.1.0 reads") and panel.runner.run_button.isEnabled()
+
+
+def test_view_sample_metastasis_docks_the_panel_ready_on_its_layers(installed, make_napari_viewer, qtbot, tmp_path,
+                                                                    monkeypatch) -> None:
+    """`neuroreview view --sample metastasis`: the sample's layers, and the panel docked on them."""
+    from napari_neuroreview.viewer import open_viewer
+
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE, cache / "napari-neuroreview" / "sample_data" / "metastasis")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    viewer, _case = open_viewer(sample="metastasis", run=False, viewer=make_napari_viewer())
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, MetastasisWidget)]
+    assert len(docked) == 1  # docked by `view`, not by this test
+    panel = panel_of(viewer, qtbot)
+    assert panel is docked[0]
+    assert panel.pickers["ce_t1"].currentText() == "CE-T1" and panel.lesion_picker.currentText() == "lesions"
+    assert panel.model_note.text().startswith("metastasis-origin 0.1.0 reads") and panel.runner.run_button.isEnabled()

@@ -45,7 +45,8 @@ from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import geometry_of, labels_kwargs_like, volume_from_layer
 from ..core.tasks.metastasis.classes import SEQUENCES
-from ..core.tasks.metastasis.classify import _NAMES, REFERENCE, ClassifyResult, _and, classify_for_review
+from ..core.tasks.metastasis.classes import SEQUENCE_NAMES
+from ..core.tasks.metastasis.classify import REFERENCE, ClassifyResult, and_list, classify_for_review
 from ..core.tasks.metastasis.lesion_input import LesionMask, grow_lesion, lesions_from_labels
 from ..core.tasks.metastasis.model import MODEL_NAME
 from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer
@@ -141,7 +142,7 @@ class MetastasisWidget(QWidget):
         inputs = QGroupBox("Classify")
         form = QFormLayout(inputs)
         for s in ORDER:
-            form.addRow(_NAMES[s] if s != REFERENCE else "Contrast T1", self.pickers[s])
+            form.addRow(SEQUENCE_NAMES[s] if s != REFERENCE else "Contrast T1", self.pickers[s])
         form.addRow("Lesions", self.lesion_picker)
         form.addRow(self.grow_button)
         form.addRow("Model", self.versions)
@@ -217,7 +218,7 @@ class MetastasisWidget(QWidget):
         if card is None:
             self.model_note.setText(self._registry_error or NO_MODEL)
         else:
-            reads = _and(_NAMES[s] for s in card.config.get("sequences", ()))
+            reads = and_list(SEQUENCE_NAMES[s] for s in card.config.get("sequences", ()))
             self.model_note.setText(f"{card.name} {card.version} reads {reads}.")
         self.runner.run_button.setEnabled(card is not None and not self.runner.running)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LUNG", "NODES", "ORIGINS", "SEQUENCES", "four_class", "node_targets"]
+__all__ = ["LUNG", "NODES", "ORIGINS", "SEQUENCES", "SEQUENCE_NAMES", "four_class", "node_targets"]
 
 #: The four origins, in the order of every four-class array.
 ORIGINS: tuple[str, ...] = ("SCLC", "NSCLC", "breast", "GI")
@@ -21,6 +21,9 @@ NODES: tuple[str, ...] = ("lung_vs_non_lung", "sclc_vs_nsclc", "breast_vs_gi")
 #: The sequences a model may read, as file stems (T1, T2, FLAIR, DWI b = 1000, ADC, contrast
 #: T1), in this order: the phantom writes them, the crops read them.
 SEQUENCES: tuple[str, ...] = ("t1", "t2", "flair", "dwi", "adc", "ce_t1")
+#: What the sequences are called in sentences and on the panel.
+SEQUENCE_NAMES: dict[str, str] = {"t1": "T1", "t2": "T2", "flair": "FLAIR", "dwi": "DWI", "adc": "ADC",
+                                  "ce_t1": "contrast T1"}
 
 
 def four_class(p_nodes: np.ndarray) -> np.ndarray:

@@ -38,19 +38,17 @@ from ...explain import grad_cam
 from ...io.nifti import Volume
 from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator
-from .classes import NODES, ORIGINS, SEQUENCES, four_class
+from .classes import NODES, ORIGINS, SEQUENCE_NAMES, SEQUENCES, four_class
 from .crops import LesionCrop, lesion_crops
 from .lesion_input import LesionMask, lesions_from_labels
 from .model import LoadedOriginModel, load_origin_model
 
-__all__ = ["REFERENCE", "ClassifyResult", "LesionOrigin", "classify_for_review", "classify_lesions"]
+__all__ = ["REFERENCE", "ClassifyResult", "LesionOrigin", "and_list", "classify_for_review", "classify_lesions"]
 
 #: The sequence whose grid the lesions, the results and the Grad-CAM maps are on.
 REFERENCE = "ce_t1"
 #: Progress units, and where the prediction and the maps start.
 _TOTAL, _PREDICT, _CAM = 100, 20, 40
-#: What the sequences are called in sentences.
-_NAMES = {"t1": "T1", "t2": "T2", "flair": "FLAIR", "dwi": "DWI", "adc": "ADC", "ce_t1": "contrast T1"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class ClassifyResult:
                 "cam_volumes": list(NODES) if self.cam is not None else []}
 
 
-def _and(names: Iterable[str]) -> str:
+def and_list(names: Iterable[str]) -> str:
     """``'a, b and c'``."""
     items = list(names)
     return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
@@ -131,12 +129,12 @@ def _grid_messages(sequences: Mapping[str, Volume], read: Sequence[str], model: 
         v = sequences[s]
         if s != REFERENCE and not same_grid(v.spatial_shape, v.affine, ref.spatial_shape, ref.affine):
             zooms = " x ".join(f"{z:.3g}" for z in v.zooms)
-            out.append(f"The {_NAMES[s]} image is on another grid ({zooms} mm) than the contrast T1: it is resampled "
+            out.append(f"The {SEQUENCE_NAMES[s]} image is on another grid ({zooms} mm) than the contrast T1: it is resampled "
                        f"(trilinear) onto each lesion's crop through its own affine.")
     unused = [s for s in SEQUENCES if s in sequences and s not in read and s != REFERENCE]
     if unused:
         out.append(f"The {model['name']} {model['version']} model does not read "
-                   f"{_and(_NAMES[s] for s in unused)}, so it is not used.")
+                   f"{and_list(SEQUENCE_NAMES[s] for s in unused)}, so it is not used.")
     return out
 
 
@@ -199,8 +197,8 @@ def classify_lesions(sequences: Mapping[str, Volume], lesions: Volume | Sequence
                              f"(the {version} model).")
     missing = [s for s in model.sequences if s not in sequences]
     if missing:
-        raise InputFileError(f"The {version} model reads {_and(_NAMES[s] for s in model.sequences)}, "
-                             f"but {_and(_NAMES[s] for s in missing)} {'was' if len(missing) == 1 else 'were'} "
+        raise InputFileError(f"The {version} model reads {and_list(SEQUENCE_NAMES[s] for s in model.sequences)}, "
+                             f"but {and_list(SEQUENCE_NAMES[s] for s in missing)} {'was' if len(missing) == 1 else 'were'} "
                              "not given.")
     ref = sequences[REFERENCE]
     total = _TOTAL
