@@ -35,7 +35,8 @@ def run(tmp_path_factory) -> tuple[Path, dict, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert bench.main(["--data", str(folder / "cohort"), *RENDER, "--quick", "--threads", "1",
-                           "--json", str(folder / "met.json")]) == 0
+                           "--json", str(folder / "met.json"), "--cam-repeats", "5",
+                           "--save-model", str(folder / "registry"), "--version", "0.0.1"]) == 0
     return folder / "cohort", json.loads((folder / "met.json").read_text()), out.getvalue()
 
 
@@ -93,3 +94,66 @@ def test_crops_are_cut_once_and_read_back_from_the_cache_of_their_settings(run) 
     items12, _, _, hit12 = bench.read_crops(other)
     assert not hit12 and items12[0].crop.image.shape[1:] == (12, 12, 12)
     assert len(list(cohort.glob(".bench-crops-*.pkl"))) == 2
+
+
+def test_gradcam_on_the_external_lesions_per_node_with_chance_beside(run) -> None:
+    _, doc, text = run
+    res = doc["gradcam_external"]["ResNet6-CBAM"]
+    assert res["lesions"] == doc["evaluation"]["sizes"]["external_lesions"] and "patient bootstrap" in res["averaged_over"]
+    assert set(res["nodes"]) == set(NODES)
+    for node, by in res["nodes"].items():
+        for metric in ("energy_in_lesion", "energy_in_oedema", "pointing_game"):
+            _in_range(by[metric], f"{node} {metric}")
+        drop = by["energy_drop_randomised"]
+        assert drop["value"] is None or -1.0 <= drop["low"] <= drop["value"] <= drop["high"] <= 1.0
+        assert 0.0 < by["chance_lesion"] < 1.0 and 0.0 <= by["chance_oedema"] < 1.0
+    assert "energy in lesion" in text and "chance" in text
+
+
+def test_timings_beside_monai_on_the_same_network_give_the_same_maps(run) -> None:
+    _, doc, text = run
+    timed = doc["gradcam_timing"]
+    assert set(timed) == {"lesion crop", "whole brain"}
+    assert timed["lesion crop"]["targets"] == [0, 1, 2] and timed["whole brain"]["shape"] == [32, 32, 32]
+    for t in timed.values():
+        assert len(t["ours_times"]) == len(t["monai_times"]) == 5
+        assert t["ours_s"] > 0 and t["monai_s"] > 0 and t["ratio"] == pytest.approx(t["ours_s"] / t["monai_s"])
+        assert t["ours_peak_gib"] >= 0 and t["monai_peak_gib"] >= 0
+        assert min(t["map_correlation"]) > 0.999 and t["max_abs_difference_over_max"] < 1e-3
+    assert "ours/MONAI" in text
+
+
+def test_the_first_network_is_saved_with_its_external_figures(run, tmp_path_factory) -> None:
+    from napari_neuroreview.core.tasks.metastasis.model import load_origin_model
+
+    cohort, doc, _ = run
+    saved = doc["saved_model"]
+    assert saved["version"] == "0.0.1"
+    loaded = load_origin_model("0.0.1", device="cpu", roots=[Path(saved["root"])])
+    card = loaded.card
+    ext = doc["evaluation"]["models"]["ResNet6-CBAM"]["external"]
+    assert card.metrics["external_lesion_auc_macro"] == pytest.approx(
+        ext["lesion"]["four_class"]["metrics"]["auc_macro"]["value"])
+    assert "external_patient_auc_macro_low" in card.metrics
+    assert cohort.name in card.training_data and "external site C" in card.training_data
+    assert card.config["epochs"] == 2 and loaded.crop.shape == 16
+
+
+def test_the_cascades_end_is_the_one_step_randomisation() -> None:
+    """The benchmark reports the cascade's last map computed with mode='full': the same weights, the same map."""
+    import numpy as np
+    import torch
+
+    from napari_neuroreview.core.explain import randomisation_check
+    from napari_neuroreview.core.models.metastasis_net import MetastasisNet
+
+    torch.manual_seed(0)
+    net = MetastasisNet(2, "resnet6", "cbam", 8).eval()
+    x = torch.randn(1, 2, 12, 12, 12)
+    mask = np.zeros((12, 12, 12), bool)
+    mask[4:8, 4:8, 4:8] = True
+    cascade = randomisation_check(net, x, net.cam_layer, mask, target=1, mode="cascade", seed=3)
+    full = randomisation_check(net, x, net.cam_layer, mask, target=1, mode="full", seed=3)
+    assert len(cascade.steps) > 5 and len(full.steps) == 1
+    assert full.energy_after == pytest.approx(cascade.energy_after, nan_ok=True)
+    assert full.spearman == pytest.approx(cascade.spearman, nan_ok=True)
