@@ -79,7 +79,8 @@ def lesion_maps(net: Any, crop: Any, sequences: Sequence[str], seed: int) -> lis
                     "pointing_game": float(pointing_game(raw, lesion)),
                     "energy_drop_randomised": check.energy_before - check.energy_after,
                     "spearman_randomised": check.spearman,
-                    "chance_lesion": float(lesion.mean()), "chance_oedema": float(shell.mean())})
+                    "chance_lesion": float(lesion.mean()), "chance_oedema": float(shell.mean()),
+                    "grid": list(cam.feature_map.shape[1:])})
     return out
 
 
@@ -102,7 +103,7 @@ def explain_external(result: Any, items: Sequence[Any], origins: Sequence[str], 
             nodes[node]["chance_lesion"] = float(np.mean([r[k]["chance_lesion"] for r in rows]))
             nodes[node]["chance_oedema"] = float(np.mean([r[k]["chance_oedema"] for r in rows]))
         out[name] = {"nodes": nodes, "lesions": len(ext), "patients": len(set(groups)), "layer": net.cam_layer,
-                     "averaged_over": AVERAGED}
+                     "layer_grid": rows[0][0]["grid"] if rows else None, "averaged_over": AVERAGED}
     return out
 
 
@@ -113,8 +114,10 @@ def explain_table(explained: dict[str, Any]) -> str:
 
     rows: list[list[str]] = []
     for name, res in explained.items():
+        grid = "x".join(map(str, res["layer_grid"] or []))
+        coarse = " (one voxel: every map is uniform, no localisation to measure)" if grid == "1x1x1" else ""
         rows.append([f"{name}: {res['lesions']} external lesions of {res['patients']} patients, layer "
-                     f"{res['layer']!r}; {res['averaged_over']}"])
+                     f"{res['layer']!r} on a {grid} grid{coarse}; {res['averaged_over']}"])
         for node, by in res["nodes"].items():
             rows.append([f"  {node}", cell(by["energy_in_lesion"]), fmt(by["chance_lesion"]),
                          cell(by["energy_in_oedema"]), fmt(by["chance_oedema"]), cell(by["pointing_game"]),

@@ -276,6 +276,16 @@ def save(args: argparse.Namespace, version: str, result: Any, items: list, origi
     return {"name": card.name, "version": card.version, "root": str(args.save_model), "metrics": card.metrics}
 
 
+def write_json(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """``--json`` (strict JSON: NaN as null), moved into place whole."""
+    if args.json is None:
+        return
+    from napari_neuroreview.core.io.atomic import write_text_atomic
+    from napari_neuroreview.core.io.strict_json import dumps
+
+    write_text_atomic(args.json, dumps(doc, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:  # a timing child (``_common`` workers): one method in a fresh interpreter
@@ -286,6 +296,21 @@ def main(argv: list[str] | None = None) -> int:
         write_answer(spec, timing_worker(spec))
         return 0
     args = parse(argv)
+    from napari_neuroreview.core.errors import NeuroreviewError
+
+    try:
+        return run(args)
+    except NeuroreviewError as exc:  # a user's mistake (a cohort file, a taken version): one sentence, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The benchmark proper (module docstring); the JSON is written after the evaluation and again at the end."""
+    from napari_neuroreview.core.io.outputs import Output, check_outputs
+
+    if args.json is not None:
+        check_outputs([Output(args.json, (".json",), "benchmark JSON")], protected_folders=[args.data])
     version = check_save(args)
     import torch
 
@@ -310,19 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     seconds["evaluate"] = time.perf_counter() - t0
     print(f"# evaluation (CV, external test, bootstrap) {seconds['evaluate']:.0f} s")
     print(result.table())
-    explained, timed = explain_and_time(args, result, items, origins, seconds)
-    card = None if version is None else save(args, version, result, items, origins)
-    if args.json:
-        from napari_neuroreview.core.io.atomic import write_text_atomic
-        from napari_neuroreview.core.io.strict_json import dumps
-
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        doc = {"config": config, "machine": machine, "networks": {m: dataclasses.asdict(network_config(m, args))
-                                                                  for m in args.models},
-               "note": GPU_NOTE, "seconds": seconds, "evaluation": result.to_json(), "gradcam_external": explained,
-               "gradcam_timing": timed,
-               "saved_model": card}
-        write_text_atomic(args.json, dumps(doc, indent=1) + "\n")
+    doc: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                           "machine": machine, "note": GPU_NOTE, "seconds": seconds,
+                           "networks": {m: dataclasses.asdict(network_config(m, args)) for m in args.models},
+                           "evaluation": result.to_json()}
+    write_json(args, doc)  # a later failure keeps the hour's tables
+    if version is not None:
+        doc["saved_model"] = save(args, version, result, items, origins)
+    doc["gradcam_external"], doc["gradcam_timing"] = explain_and_time(args, result, items, origins, seconds)
+    write_json(args, doc)
     return 0
 
 

@@ -157,3 +157,13 @@ def test_the_cascades_end_is_the_one_step_randomisation() -> None:
     assert len(cascade.steps) > 5 and len(full.steps) == 1
     assert full.energy_after == pytest.approx(cascade.energy_after, nan_ok=True)
     assert full.spearman == pytest.approx(cascade.spearman, nan_ok=True)
+
+
+def test_a_json_inside_the_cohort_or_a_taken_version_is_one_sentence_before_any_training(run, capsys) -> None:
+    cohort, doc, _ = run
+    assert bench.main(["--data", str(cohort), "--quick", "--json", str(cohort / "met.json")]) == 2
+    assert "met.json" in capsys.readouterr().err and not (cohort / "met.json").exists()
+    registry = doc["saved_model"]["root"]
+    assert bench.main(["--data", str(cohort), "--quick", "--save-model", registry, "--version", "0.0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "0.0.1" in err and len(err.strip().splitlines()) == 1
