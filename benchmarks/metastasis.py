@@ -28,13 +28,23 @@ Item 5 of issue 12 (``core.tasks.metastasis.evaluate.evaluate_sites``), in one r
   confusion matrices; the sequence ablation table laid out like the paper's; the paper's
   figures beside (``evaluate.PAPER``).
 
+Then (``_metastasis_cam``) item 4: each network as fitted once on the development sites
+explains every external lesion per node (energy in the lesion and its oedema shell beside
+chance, pointing game, the drop after weight randomisation, means with patient-bootstrap
+CIs); item 8: Grad-CAM time and peak memory, ours beside ``monai.visualize.GradCAM`` on the
+same network and input (a lesion crop with three nodes; a whole brain, ``--brain-size``,
+ResNet18-CBAM ``--brain-width``), maps compared raw. ``--save-model REGISTRY --version V``
+saves the first network as fitted once on all development patients, its card holding the
+external figures. ``--json`` is written after the evaluation and again at the end.
+
 The tuning rule: nothing is tuned on the external site. The network's recipe is fixed
 beforehand (:data:`NETWORKS`, ``--epochs``); the only choice made from data is the nested
 one, inside each outer training fold, and for the external test once on all development
 patients.
 
     python benchmarks/metastasis.py --data /tmp/met/cohort300 --json met.json
-    python benchmarks/metastasis.py --data /tmp/bench_tiny --render 16 --quick
+    python benchmarks/metastasis.py --data /tmp/tiny --render 30 --render-seed 962 --render-voxel-size 4 4 4 --quick
+    python benchmarks/metastasis.py --data DIR --save-model /tmp/registry --version 0.1.0
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ QUICK = {"crop_voxels": 16, "crop_mm": 48.0, "epochs": 2, "folds": 2, "inner_fol
 GPU_NOTE = ("the networks' own nested choice and sequence ablation (one network fit per row and fold) need a GPU; "
             "here the nested choice and the ablation table use the radiomics model"
             " (--network-ablation: the ablation rows with the first network)")
+#: The note when ``--network-ablation`` is given.
+NETWORK_ABLATION_NOTE = ("the sequence ablation table: the first network on each row (one fit per row and fold); "
+                         "the nested choice among the radiomics rows (the networks' own needs a GPU)")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -329,14 +342,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"# {args.data.name}: {seconds['crops']}; crops {args.crop_mm:g} mm at {args.crop_voxels} voxels; "
           f"{args.folds} outer / {args.inner_folds} inner folds; {args.epochs} epochs; {args.boot} patient-bootstrap "
           f"resamples; seed {args.seed}; {args.threads} threads")
-    print(f"# note: {GPU_NOTE}")
+    note = NETWORK_ABLATION_NOTE if args.network_ablation else GPU_NOTE
+    print(f"# note: {note}")
     t0 = time.perf_counter()
     result = evaluate(args, items, origins)
     seconds["evaluate"] = time.perf_counter() - t0
     print(f"# evaluation (CV, external test, bootstrap) {seconds['evaluate']:.0f} s")
     print(result.table())
     doc: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                           "machine": machine, "note": GPU_NOTE, "seconds": seconds,
+                           "machine": machine, "note": note, "seconds": seconds,
                            "networks": {m: dataclasses.asdict(network_config(m, args)) for m in args.models},
                            "evaluation": result.to_json()}
     write_json(args, doc)  # a later failure keeps the hour's tables
