@@ -25,7 +25,8 @@ from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS  # n
 
 RENDER = ("--render", "30", "--render-seed", "962", "--render-voxel-size", "4", "4", "4", "--workers", "2")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+#: Rendering the cohort (about 50 s on two busy cores) and the run (about 50 s) take most of it.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
