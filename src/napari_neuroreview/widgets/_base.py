@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QLabel, QScrollArea, QSpinBox,
+                            QVBoxLayout, QWidget)
 
 from ..core.config_fields import config_default, field_range
 from ..core.device import DeviceChoice, available_devices, resolve_device
@@ -62,7 +63,7 @@ from ..core.registry import ModelCard, default_version, installed_versions
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "require_layer"]
+__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "require_layer", "scrolled_panel"]
 
 
 def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
@@ -70,6 +71,35 @@ def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(chars)
     return combo
+
+
+def scrolled_panel(panel: QWidget, parts: Sequence[QWidget], min_height: int, *, stretch: bool = True,
+                   wrap: bool = True) -> QScrollArea:
+    """Stack ``parts`` top to bottom in a scroll area that fills ``panel``: every dock's layout.
+
+    Why a scroll area: stacked under other docks on a laptop screen, a dock is shorter than
+    its groups and Qt would squeeze the rows over each other; ``min_height`` keeps the inputs
+    and Run in view. ``stretch`` keeps the groups at the top; ``wrap`` turns the horizontal
+    scroll bar off so that rows wrap to the dock's width.
+    """
+    content = QWidget()
+    content_layout = QVBoxLayout(content)
+    content_layout.setContentsMargins(0, 0, 0, 0)
+    for part in parts:
+        content_layout.addWidget(part)
+    if stretch:
+        content_layout.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    if wrap:
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setWidget(content)
+    scroll.setMinimumHeight(min_height)
+    layout = QVBoxLayout(panel)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(scroll)
+    return scroll
 
 
 class LayerPicker(QComboBox):

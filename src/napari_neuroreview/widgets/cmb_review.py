@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
-                            QLabel, QLineEdit, QPushButton, QScrollArea, QVBoxLayout, QWidget)
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
@@ -45,7 +45,7 @@ from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
 from ..core.tasks.cmb.review import ReviewSession
 from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
-from ._base import DevicePicker, VersionPicker, elide
+from ._base import DevicePicker, VersionPicker, elide, scrolled_panel
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_table import COLUMNS, FindingsTable, summary_text  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
@@ -150,23 +150,8 @@ class CMBReviewWidget(QWidget):
                 row.addWidget(button)
             review_layout.addLayout(row)
         review_layout.addWidget(self.export_button)
-        # In a scroll area: stacked under the Case widget on a laptop screen, the dock is
-        # shorter than both groups, and Qt would otherwise squeeze the rows over each other.
-        content = QWidget()
-        content_layout = QVBoxLayout(content)
-        content_layout.setContentsMargins(0, 0, 0, 0)
-        content_layout.addWidget(inputs)
-        content_layout.addWidget(review)
         self.store_path.setMinimumWidth(60)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # rows wrap to the dock's width
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(content)
-        scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)  # the inputs, Run and a few table rows stay in view
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
+        scrolled_panel(self, (inputs, review), MIN_VISIBLE_HEIGHT, stretch=False)  # the table takes the height
 
         for signal, slot in (
             (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.versions.changed, self._on_version),

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from napari.layers import Image
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QFormLayout, QFrame, QGridLayout, QGroupBox, QHeaderView, QLabel,
-                            QProgressBar, QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QFormLayout, QGridLayout, QGroupBox, QHeaderView, QLabel,
+                            QProgressBar, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..core.anatomy.mars import MARS_CLASSES, SIDES
 from ..core.io.layers import META_KEY, volume_from_layer
@@ -32,7 +32,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.csvd.baselines import SUBTYPES
 from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
 from ..core.tasks.csvd.model import MODEL_NAME
-from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer
+from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer, scrolled_panel
 from ._cmb_layers import is_phase_name
 from ._worker import TaskRunner
 from .case import is_scan
@@ -129,21 +129,7 @@ class SubtypeWidget(QWidget):
         box.addWidget(self.caveat)  # right under the probabilities it qualifies
         box.addWidget(QLabel("MARS microbleed counts"))
         box.addWidget(self.mars)
-        content = QWidget()  # in a scroll area, as the review's: docks stacked on a laptop screen are short
-        content_layout = QVBoxLayout(content)
-        content_layout.setContentsMargins(0, 0, 0, 0)
-        content_layout.addWidget(inputs)
-        content_layout.addWidget(results)
-        content_layout.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setWidget(content)
-        self.scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        self.scroll = scrolled_panel(self, (inputs, results), MIN_VISIBLE_HEIGHT)
 
         self._rerun = QTimer(self)
         self._rerun.setSingleShot(True)

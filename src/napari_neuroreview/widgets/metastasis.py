@@ -38,8 +38,8 @@ import numpy as np
 from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QFormLayout, QFrame, QGroupBox, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
@@ -49,7 +49,7 @@ from ..core.tasks.metastasis.classes import SEQUENCE_NAMES
 from ..core.tasks.metastasis.classify import REFERENCE, ClassifyResult, and_list, classify_for_review
 from ..core.tasks.metastasis.lesion_input import LesionMask, grow_lesion, lesions_from_labels
 from ..core.tasks.metastasis.model import MODEL_NAME
-from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer
+from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer, scrolled_panel
 from ._metastasis_results import GradCamOverlay, OriginResults
 from ._worker import TaskRunner
 from .case import is_scan
@@ -165,21 +165,7 @@ class MetastasisWidget(QWidget):
         self.gradcam = GradCamOverlay(napari_viewer)
         QVBoxLayout(cam).addWidget(self.gradcam)
 
-        content = QWidget()  # in a scroll area, as the other panels: docks stacked on a laptop screen are short
-        content_layout = QVBoxLayout(content)
-        content_layout.setContentsMargins(0, 0, 0, 0)
-        for part in (inputs, answer, cam):
-            content_layout.addWidget(part)
-        content_layout.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setWidget(content)
-        self.scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        self.scroll = scrolled_panel(self, (inputs, answer, cam), MIN_VISIBLE_HEIGHT)
 
         # Names choose after Qt has said whether the user picked (``activated``): deferred, coalesced.
         self._preselect_timer = QTimer(self)

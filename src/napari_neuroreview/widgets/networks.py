@@ -29,9 +29,9 @@ import nibabel as nib
 import numpy as np
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout,
-                            QHeaderView, QLabel, QLineEdit, QPushButton, QScrollArea, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                            QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem,
+                            QWidget)
 
 from ..core.anatomy import atlas
 from ..core.errors import InputFileError, NeuroreviewError
@@ -42,7 +42,7 @@ from ..core.model_labels import is_demo, tag_label
 from ..core.registry import DEMO_NOTE
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
 from ..core.tasks.networks.model import MODEL_NAME
-from ._base import DevicePicker, LayerPicker, VersionPicker
+from ._base import DevicePicker, LayerPicker, VersionPicker, scrolled_panel
 from ._network_plots import NETWORK_COLORS, NetworkPlots
 from ._worker import TaskRunner
 
@@ -154,21 +154,8 @@ class NetworksWidget(QWidget):
         view_form.addRow(self.model_label)
         view_form.addRow(self.messages)
 
-        content = QWidget()
-        content_layout = QVBoxLayout(content)
-        content_layout.setContentsMargins(0, 0, 0, 0)
-        content_layout.addWidget(inputs)
-        content_layout.addWidget(view)
-        content_layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(content)
-        scroll.setMinimumHeight(MIN_VISIBLE_HEIGHT)
+        scroll = scrolled_panel(self, (inputs, view), MIN_VISIBLE_HEIGHT, wrap=False)  # the plots keep their width
         scroll.setMinimumWidth(MIN_WIDTH)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
 
         self.sample_button.clicked.connect(self.open_sample_pair)
         self.pre_file.clicked.connect(lambda: self._browse(self.pre_path, folder=False))
