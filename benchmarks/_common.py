@@ -8,6 +8,9 @@ writes its answer to a pickle beside the spec (our own temporary file, never a d
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import json
 import math
 import os
@@ -116,6 +119,23 @@ def cached(path: Path, key: Any, compute: Callable[[], Any]) -> tuple[Any, bool]
         pickle.dump({"key": key, "value": value}, fh, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.replace(path)
     return value, False
+
+
+def cohort_fingerprint(folder: Path, modules: Sequence[str]) -> str:
+    """A digest of a rendered cohort's files (name, size, modification time) and of the reading code.
+
+    Why: a cache keyed by ``labels.tsv`` alone outlives a re-render of the same patients at
+    another voxel size, or a change to the code that reads them, and hands back stale values
+    without a word. ``modules``: the modules whose source decides what is read (dotted names).
+    Files whose name starts with a dot (the caches themselves) are left out.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for name in modules:
+        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    return digest.hexdigest()
 
 
 def time_repeated(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1,

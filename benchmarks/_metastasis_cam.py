@@ -101,7 +101,9 @@ def explain_external(result: Any, items: Sequence[Any], origins: Sequence[str], 
         for k, node in enumerate(NODES):
             nodes[node] = {m: _mean_ci([r[k][m] for r in rows], groups, n_boot, seed) for m in _CAM_METRICS}
             nodes[node]["chance_lesion"] = float(np.mean([r[k]["chance_lesion"] for r in rows]))
-            nodes[node]["chance_oedema"] = float(np.mean([r[k]["chance_oedema"] for r in rows]))
+            with_shell = [r[k]["chance_oedema"] for r in rows if np.isfinite(r[k]["energy_in_oedema"])]
+            # over the lesions whose energy in the shell is averaged (those with a shell), as that mean is
+            nodes[node]["chance_oedema"] = float(np.mean(with_shell)) if with_shell else float("nan")
         out[name] = {"nodes": nodes, "lesions": len(ext), "patients": len(set(groups)), "layer": net.cam_layer,
                      "layer_grid": rows[0][0]["grid"] if rows else None, "averaged_over": AVERAGED}
     return out

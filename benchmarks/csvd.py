@@ -204,24 +204,30 @@ def location_only(items: list) -> list:
     return [dataclasses.replace(i, bag=i.bag.location_only()) for i in items]
 
 
+#: The code that decides what is read from a cohort: a change to it reads the scans again.
+READ_MODULES = ("napari_neuroreview.core.tasks.csvd.cohort_items", "napari_neuroreview.core.tasks.cmb.detect",
+                "napari_neuroreview.core.tasks.cmb.candidates")
+
+
 def _read(job: tuple[Path, str, str]) -> tuple[list, list[str], list[str], float]:
     """One rendered cohort's items from one source (a worker's unit), and the seconds it took.
 
-    The items are kept in ``DIR/.bench-items-{source}.pkl`` beside the cohort, with the text
-    of its ``labels.tsv`` and the detector's weights digest as the key (``_common.cached``):
+    The items are kept in ``DIR/.bench-items-{source}.pkl`` beside the cohort, with the
+    cohort's files and reading code (``_common.cohort_fingerprint``) and the detector's
+    weights digest as the key (``_common.cached``):
     a later run (or one started while another folder still renders: ``python
     benchmarks/csvd.py --read-only FOLDER``) reuses them while both match.
     """
     import torch
 
-    from _common import cached
+    from _common import cached, cohort_fingerprint
     from napari_neuroreview.core.progress import run_to_completion
     from napari_neuroreview.core.tasks.cmb.model import load_detector
     from napari_neuroreview.core.tasks.csvd.cohort_items import items_from_cohort
 
     torch.set_num_threads(1)
     folder, source, device = job
-    key = ((folder / "labels.tsv").read_text(encoding="utf-8"), load_detector(device="cpu").card.weights_sha256)
+    key = (cohort_fingerprint(folder, READ_MODULES), load_detector(device="cpu").card.weights_sha256)
 
     def read() -> tuple[list, list[str], list[str], float]:
         t0 = time.perf_counter()

@@ -6,8 +6,9 @@ One run on a cohort written by ``neuroreview metastasis phantoms`` (``--data DIR
 processes). Every lesion's crop is cut once from the files (``crops_from_cohort``: all six
 sequences, the lesion and its oedema, each scan through its own affine, exactly as
 ``metastasis classify`` cuts them) and kept beside the cohort in
-``DIR/.bench-crops-<settings>.pkl`` (``_common.cached``, keyed by ``labels.tsv`` and the
-crop settings), so a second run with the same crops reads no scan.
+``DIR/.bench-crops-<settings>.pkl`` (``_common.cached``, keyed by the cohort's files, the
+crop code (``_common.cohort_fingerprint``) and the crop settings), so a second run with the
+same crops reads no scan.
 
 Item 5 of issue 12 (``core.tasks.metastasis.evaluate.evaluate_sites``), in one run:
 
@@ -61,7 +62,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cached, print_run_header  # noqa: E402
+from _common import cached, cohort_fingerprint, print_run_header  # noqa: E402
 
 #: Named network configs (``MetastasisConfig`` keywords) ``--models`` chooses from; the paper's
 #: two backbones with attention. Width 16: what trains on a CPU (module docstring of ``train``).
@@ -71,6 +72,9 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 #: The crops hold every sequence: the paper's five for the models, ADC for the rule.
 CROP_SEQUENCES = ("t1", "t2", "flair", "dwi", "adc", "ce_t1")
+#: The code that decides what a crop holds: a change to it cuts the crops again (``_common.cohort_fingerprint``).
+CROP_MODULES = ("napari_neuroreview.core.tasks.metastasis.cohort_items", "napari_neuroreview.core.tasks.metastasis.crops",
+                "napari_neuroreview.core.tasks.metastasis.lesion_input", "napari_neuroreview.core.io.resample")
 #: Seed of a cohort rendered by ``--render`` (no training run draws from it).
 RENDER_SEED = 512_000
 #: ``--quick``: a few minutes on two cores for a tiny cohort.
@@ -148,7 +152,7 @@ def read_crops(args: argparse.Namespace) -> tuple[list, list[str], float, bool]:
 
     spec = CropSpec(args.crop_mm, args.crop_voxels)
     settings = {"sequences": CROP_SEQUENCES, "size_mm": spec.size_mm, "shape": spec.shape, "oedema": True}
-    key = ((args.data / "labels.tsv").read_text(encoding="utf-8"), settings)
+    key = (cohort_fingerprint(args.data, CROP_MODULES), settings)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def cut() -> tuple[list, list[str], float]:
@@ -239,7 +243,11 @@ def explain_and_time(args: argparse.Namespace, result: Any, items: list, origins
 
 def check_save(args: argparse.Namespace) -> str | None:
     """``--save-model``'s version, checked before any training (a version taken, the shipped folder refused)."""
+    from napari_neuroreview.core.errors import InputFileError
+
     if args.save_model is None:
+        if args.version is not None:
+            raise InputFileError("--version names the version --save-model writes; give --save-model REGISTRY too")
         return None
     from napari_neuroreview.cli_metastasis import check_registry_folder
     from napari_neuroreview.core.registry import (
@@ -247,7 +255,8 @@ def check_save(args: argparse.Namespace) -> str | None:
     from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME
 
     if args.save_model.resolve().is_relative_to(SHIPPED_WEIGHTS_ROOT.resolve()):
-        sys.exit(f"--save-model {args.save_model}: the package's shipped weights are never written by a benchmark")
+        raise InputFileError(f"--save-model {args.save_model}: the package's shipped weights are never written by "
+                             "a benchmark")
     roots = list(dict.fromkeys([args.save_model, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
     version = args.version or next_version(MODEL_NAME, roots)
     check_new_version(MODEL_NAME, version, roots)

@@ -168,3 +168,26 @@ def test_a_json_inside_the_cohort_or_a_taken_version_is_one_sentence_before_any_
     assert bench.main(["--data", str(cohort), "--quick", "--save-model", registry, "--version", "0.0.1"]) == 2
     err = capsys.readouterr().err
     assert "0.0.1" in err and len(err.strip().splitlines()) == 1
+    assert bench.main(["--data", str(cohort), "--quick", "--version", "0.0.2"]) == 2
+    assert "--save-model" in capsys.readouterr().err
+    from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
+
+    assert bench.main(["--data", str(cohort), "--quick", "--save-model", str(SHIPPED_WEIGHTS_ROOT)]) == 2
+    err = capsys.readouterr().err
+    assert "shipped weights" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_crop_cache_follows_the_cohorts_files_and_the_reading_code(tmp_path) -> None:
+    """A re-rendered patient (same labels.tsv) or changed crop code is cut again; the caches themselves do not count."""
+    from _common import cohort_fingerprint
+
+    (tmp_path / "patient-0000").mkdir()
+    (tmp_path / "labels.tsv").write_text("patient\tsite\n")
+    scan = tmp_path / "patient-0000" / "ce_t1.nii.gz"
+    scan.write_bytes(b"x" * 10)
+    before = cohort_fingerprint(tmp_path, bench.CROP_MODULES)
+    (tmp_path / ".bench-crops-1.pkl").write_bytes(b"cache")
+    assert cohort_fingerprint(tmp_path, bench.CROP_MODULES) == before
+    assert cohort_fingerprint(tmp_path, bench.CROP_MODULES[:1]) != before
+    scan.write_bytes(b"y" * 11)  # the same patient rendered again at another voxel size
+    assert cohort_fingerprint(tmp_path, bench.CROP_MODULES) != before

@@ -33,6 +33,22 @@ def sample_case_paths(name: str) -> list[Path]:
     return sorted(case_dir.iterdir())
 
 
+def _named_layers(files: list[tuple[Path, str]], shown: tuple[str, ...]) -> list[Any]:
+    """Each file's layers named as given, only ``shown`` visible.
+
+    Read one file at a time: a file that fails is reported by :func:`read_volumes` and left
+    out, and the names of the others stay theirs (zipping names with what was read would shift them).
+    """
+    layers: list[Any] = []
+    for path, name in files:
+        for layer in read_volumes(str(path)):
+            if len(layer) < 3:  # npe2's "nothing read" value; the reader has said why
+                continue
+            layer[1]["name"], layer[1]["visible"] = name, name in shown
+            layers.append(layer)
+    return layers or [(None,)]
+
+
 def sample_t1() -> list[Any]:
     """The simulated T1 case: the scan and its tissue segmentation."""
     paths = sample_case_paths("t1")
@@ -49,15 +65,10 @@ def sample_t1() -> list[Any]:
 def sample_cmb() -> list[Any]:
     """The simulated SWI slab: magnitude, phase, and the true microbleed masks (hidden)."""
     paths = sample_case_paths("cmb")
-    wanted = [p for suffix in ("_swi.nii.gz", "_phase.nii.gz", "_cmb-instances.nii.gz")
+    wanted = [(p, name) for suffix, name in (("_swi.nii.gz", "SWI"), ("_phase.nii.gz", "phase"),
+                                             ("_cmb-instances.nii.gz", "microbleeds (truth)"))
               for p in paths if p.name.endswith(suffix)]
-    layers = read_volumes([str(p) for p in wanted])
-    names = ["SWI", "phase", "microbleeds (truth)"]
-    for (data, kwargs, layer_type), name in zip(layers, names):
-        kwargs["name"] = name
-        if name != "SWI":
-            kwargs["visible"] = False
-    return layers
+    return _named_layers(wanted, shown=("SWI",))
 
 
 #: The metastasis case's layers, bottom to top, named as the origin panel picks them; only the
@@ -69,8 +80,5 @@ METASTASIS_LAYERS = (("t1", "T1"), ("t2", "T2"), ("flair", "FLAIR"), ("dwi", "DW
 def sample_metastasis() -> list[Any]:
     """The simulated metastases: five sequences and ADC (DWI/ADC on their own grid) and the lesion labels."""
     folder = sample_case_paths("metastasis")[0].parent
-    layers = read_volumes([str(folder / f"{stem}.nii.gz") for stem, _ in METASTASIS_LAYERS])
-    for (_data, kwargs, _layer_type), (_stem, name) in zip(layers, METASTASIS_LAYERS):
-        kwargs["name"] = name
-        kwargs["visible"] = name in ("CE-T1", "lesions")
-    return layers
+    return _named_layers([(folder / f"{stem}.nii.gz", name) for stem, name in METASTASIS_LAYERS],
+                         shown=("CE-T1", "lesions"))

@@ -58,3 +58,21 @@ def test_label_file_opens_as_labels(make_napari_viewer, tmp_path, ras_image) -> 
     viewer = make_napari_viewer()
     layer = viewer.open(str(path), plugin="napari-neuroreview")[0]
     assert layer._type_string == "labels"
+
+
+def test_a_sample_file_that_fails_leaves_the_others_their_names(tmp_path, monkeypatch, notifications) -> None:
+    """A torn sample file is one notification; the other layers keep their own names (none shifted)."""
+    import shutil
+    from pathlib import Path
+
+    from napari_neuroreview._sample_data import sample_metastasis
+
+    sample = Path(__file__).resolve().parents[2] / "sample_data" / "metastasis"
+    folder = tmp_path / "napari-neuroreview" / "sample_data" / "metastasis"
+    shutil.copytree(sample, folder)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    (folder / "t2.nii.gz").write_bytes((folder / "t2.nii.gz").read_bytes()[:200])  # torn
+    layers = sample_metastasis()
+    assert [kwargs["name"] for _, kwargs, _ in layers] == ["T1", "FLAIR", "DWI", "ADC", "CE-T1", "lesions"]
+    assert [kind for _, _, kind in layers][-1] == "labels"
+    assert len(notifications) == 1 and "t2.nii.gz" in str(notifications[0])

@@ -10,7 +10,7 @@ the four-class probabilities they imply (:func:`.classes.four_class`).
 
 Why the contrast T1 is the reference grid: the lesions are outlined (or grown from a
 click) on it, and the Grad-CAM maps are shown over it. With ``cam``, each node's Grad-CAM
-(``core.explain.grad_cam`` at ``model.net.cam_layer``, the attention block) is computed on
+(``core.explain.grad_cams`` at ``model.net.cam_layer``, the attention block) is computed on
 each lesion's crop and placed back onto the contrast T1's grid (trilinear, 0 outside the
 crops; where two crops overlap the larger value is kept): a 4D volume, one 3D map per node
 in :data:`.classes.NODES` order. The maps are the RAW Grad-CAM (ReLU of the weighted
@@ -34,7 +34,7 @@ import torch
 
 from ...anatomy import voxel_to_world, world_to_voxel
 from ...errors import InputFileError
-from ...explain import grad_cam
+from ...explain import grad_cams
 from ...io.nifti import Volume
 from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator
@@ -162,7 +162,7 @@ def _crop_cams(model: LoadedOriginModel, crop: LesionCrop) -> np.ndarray:
     est = model.estimator
     assert est.net is not None  # a loaded model is fitted
     x = torch.from_numpy(np.ascontiguousarray(crop.image[None])).to(est.device)
-    maps = [grad_cam(est.net, x, est.net.cam_layer, target=k).raw[0] for k in range(len(NODES))]
+    maps = [m.raw[0] for m in grad_cams(est.net, x, est.net.cam_layer, targets=range(len(NODES)))]  # one forward
     return np.stack(maps, axis=-1).astype(np.float32)
 
 
