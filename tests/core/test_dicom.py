@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -25,6 +26,8 @@ from napari_neuroreview._reader import get_reader
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.anatomy.registration import ras_lps
 from napari_neuroreview.core.errors import InputFileError
+from napari_neuroreview.core.io import dicom as dicom_module
+from napari_neuroreview.core.io.dicom import load_all_series
 from napari_neuroreview.core.io.layers import image_layer_data, volume_from_layer
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.phantoms.anatomy import make_t1_case
@@ -33,10 +36,10 @@ LEFT_MARK_RAS = np.array([-38.0, -20.0, 28.0])
 #: Patient identity written into every phantom file: none of it may come out.
 IDENTITY = {"PatientName": "DOE^JANE", "PatientID": "PID-0042-XYZ", "PatientBirthDate": "19470312"}
 GRIDS = {
-    "axial": dict(voxel_size=(3.0, 3.0, 4.0), orientation="LPS"),
-    "sagittal": dict(voxel_size=(3.0, 3.0, 4.0), orientation="PIR"),
-    "coronal": dict(voxel_size=(3.0, 3.0, 4.0), orientation="LIP"),
-    "oblique": dict(voxel_size=(3.0, 3.0, 4.0), orientation="LPS", rotation_deg=(10.0, 0.0, 0.0)),
+    "axial": {"voxel_size": (3.0, 3.0, 4.0), "orientation": "LPS"},
+    "sagittal": {"voxel_size": (3.0, 3.0, 4.0), "orientation": "PIR"},
+    "coronal": {"voxel_size": (3.0, 3.0, 4.0), "orientation": "LIP"},
+    "oblique": {"voxel_size": (3.0, 3.0, 4.0), "orientation": "LPS", "rotation_deg": (10.0, 0.0, 0.0)},
 }
 
 
@@ -50,17 +53,22 @@ def _phantom(name: str) -> nib.Nifti1Image:
     return img
 
 
-def write_series(img: nib.Nifti1Image, folder: Path, *, number: int = 1, description: str = "T1 phantom",
-                 uid: str | None = None, echo: float = 4.0, slope: float = 0.25, intercept: float = -8.0,
-                 shift_per_slice: np.ndarray | None = None, tilt: float | None = None) -> list[Path]:
-    """One DICOM file per slice (k), LPS patient space, int16 with a rescale, shuffled names."""
+def write_series(img: nib.Nifti1Image, folder: Path, *, number: int | None = 1, description: str = "T1 phantom",
+                 uid: str | None = None, echo: float = 4.0, slope: float | Sequence[float] | None = 0.25,
+                 intercept: float = -8.0, shift_per_slice: np.ndarray | None = None,
+                 tilt: float | None = None) -> list[Path]:
+    """One DICOM file per slice (k), LPS patient space, int16 with a rescale, shuffled names.
+
+    ``slope`` None writes no rescale tags (the stored integers are the values); a sequence
+    gives each slice its own slope.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     data = np.asarray(img.dataobj, dtype=np.float64)
     lps = ras_lps(img.affine)
     row, col = lps[:3, 0], lps[:3, 1]
     iop = [*(row / np.linalg.norm(row)), *(col / np.linalg.norm(col))]
     uid = uid or generate_uid()
-    order = np.random.default_rng(number).permutation(data.shape[2])
+    order = np.random.default_rng(number or 0).permutation(data.shape[2])
     paths = []
     for k in range(data.shape[2]):
         position = lps[:3, 2] * k + lps[:3, 3] + (shift_per_slice * k if shift_per_slice is not None else 0.0)
@@ -73,7 +81,9 @@ def write_series(img: nib.Nifti1Image, folder: Path, *, number: int = 1, descrip
         for key, value in IDENTITY.items():
             setattr(ds, key, value)
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = "1.2.3.4", uid, "1.2.3.5"
-        ds.SeriesNumber, ds.SeriesDescription, ds.InstanceNumber = number, description, k + 1
+        ds.SeriesDescription, ds.InstanceNumber = description, k + 1
+        if number is not None:
+            ds.SeriesNumber = number
         ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
         ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
         ds.PixelSpacing = [f"{np.linalg.norm(col):.6f}", f"{np.linalg.norm(row):.6f}"]
@@ -83,17 +93,24 @@ def write_series(img: nib.Nifti1Image, folder: Path, *, number: int = 1, descrip
         ds.Rows, ds.Columns = data.shape[1], data.shape[0]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-        stored = np.round((data[:, :, k].T - intercept) / slope).astype(np.int16)
+        own = slope[k] if isinstance(slope, Sequence) else slope
+        if own is not None:
+            ds.RescaleSlope, ds.RescaleIntercept = own, intercept
+        stored = np.round((data[:, :, k].T - (intercept if own is not None else 0.0)) / (own or 1.0)).astype(np.int16)
         ds.PixelData = stored.tobytes()
-        path = folder / f"S{number}IM{order[k]:04d}"
+        path = folder / f"S{number}-{uid}-IM{order[k]:04d}"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
 
 
-def write_enhanced(img: nib.Nifti1Image, path: Path, *, echoes: tuple[float, ...] = (4.0,), reverse: bool = True) -> Path:
-    """One enhanced MR file: per-frame positions (and echo), shared orientation, spacing and rescale."""
+def write_enhanced(img: nib.Nifti1Image, path: Path, *, echoes: tuple[float, ...] = (4.0,), reverse: bool = True,
+                   rescales: Sequence[tuple[float, float]] | None = None) -> Path:
+    """One enhanced MR file: per-frame positions (and echo), shared orientation, spacing and rescale.
+
+    ``rescales`` (slope, intercept), cycled over the frames in file order, moves the rescale into
+    each frame's own functional group, as scanners that scale every frame do.
+    """
     data = np.asarray(img.dataobj, dtype=np.float64)
     lps = ras_lps(img.affine)
     row, col = lps[:3, 0], lps[:3, 1]
@@ -114,7 +131,8 @@ def write_enhanced(img: nib.Nifti1Image, path: Path, *, echoes: tuple[float, ...
     measures.SliceThickness = f"{np.linalg.norm(lps[:3, 2]):.6f}"
     scale.RescaleSlope, scale.RescaleIntercept, scale.RescaleType = 0.25, -8.0, "US"
     shared.PlaneOrientationSequence, shared.PixelMeasuresSequence = [orient], [measures]
-    shared.PixelValueTransformationSequence = [scale]
+    if rescales is None:
+        shared.PixelValueTransformationSequence = [scale]
     ds.SharedFunctionalGroupsSequence = [shared]
     frames = []
     for n, k in enumerate(order):
@@ -122,12 +140,19 @@ def write_enhanced(img: nib.Nifti1Image, path: Path, *, echoes: tuple[float, ...
         plane.ImagePositionPatient = [f"{v:.6f}" for v in lps[:3, 2] * k + lps[:3, 3]]
         echo.EffectiveEchoTime = echoes[n % len(echoes)]
         frame.PlanePositionSequence, frame.MREchoSequence = [plane], [echo]
+        if rescales is not None:
+            own = Dataset()
+            own.RescaleSlope, own.RescaleIntercept = rescales[n % len(rescales)]
+            own.RescaleType = "US"
+            frame.PixelValueTransformationSequence = [own]
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = frames
     ds.NumberOfFrames, ds.Rows, ds.Columns = len(order), data.shape[1], data.shape[0]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    stored = np.round((data[:, :, order].transpose(2, 1, 0) + 8.0) / 0.25).astype(np.int16)
+    per_frame = np.array([rescales[n % len(rescales)] for n in range(len(order))] if rescales else [(0.25, -8.0)] * len(order))
+    slopes, intercepts = per_frame[:, 0, None, None], per_frame[:, 1, None, None]
+    stored = np.round((data[:, :, order].transpose(2, 1, 0) - intercepts) / slopes).astype(np.int16)
     ds.PixelData = stored.tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -225,6 +250,68 @@ def test_phantom_enhanced_multiframe_lands_where_its_nifti_lands(phantoms, tmp_p
                                    nib.affines.apply_affine(nifti.affine, flipped), atol=1e-4)
     with pytest.raises(InputFileError, match=r"mixes 2 echoes \(EchoTime 4, 9 ms\)"):
         load_volume(write_enhanced(img, tmp_path / "echoes.dcm", echoes=(4.0, 9.0)))
+
+
+def test_enhanced_frames_each_get_their_own_rescale(phantoms, tmp_path: Path, monkeypatch) -> None:
+    """GDCM applies the first frame's slope and intercept to all; each frame's own must apply."""
+    img = phantoms["axial"]
+    rescales = [(0.25, -8.0), (0.5, -1024.0), (1.0, 100.0), (0.125, 0.0)]
+    path = write_enhanced(img, tmp_path / "scaled.dcm", reverse=False, rescales=rescales)
+    dicom, nifti = load_volume(path), load_volume(_saved(img, tmp_path))
+    assert dicom.data.dtype == np.float32
+    for k in range(img.shape[2]):  # within each frame's int16 rounding
+        slope = rescales[k % len(rescales)][0]
+        np.testing.assert_allclose(dicom.data[:, :, k], nifti.data[:, :, k], atol=slope / 2 + 1e-3)
+    monkeypatch.setattr(dicom_module, "_gdcm_rescale", lambda ds: (0.3, 0.1))  # a decoder that did something else
+    with pytest.raises(InputFileError, match="different rescale slope or intercept on each frame") as caught:
+        load_volume(path)
+    assert str(caught.value).count(". ") == 0
+
+
+@pytest.mark.parametrize("slope, intercept, atol", [(None, 0.0, 0.5), (1.0, -1024.0, 0.5), ((0.25, 0.5, 1.0), -8.0, 0.5)],
+                         ids=["no-rescale-tags", "ct-style", "per-file-slopes"])
+def test_series_values_match_the_nifti_with_any_rescale(phantoms, tmp_path: Path, slope, intercept, atol) -> None:
+    img = phantoms["axial"]
+    slopes = [slope[k % 3] for k in range(img.shape[2])] if isinstance(slope, tuple) else slope
+    write_series(img, tmp_path / "series", slope=slopes, intercept=intercept)
+    dicom, nifti = load_volume(tmp_path / "series"), load_volume(_saved(img, tmp_path))
+    np.testing.assert_allclose(dicom.data, nifti.data, atol=atol + 1e-3)
+    np.testing.assert_allclose(dicom.affine, nifti.affine, atol=1e-4)
+    if slope is None:  # the integer path: the stored integers themselves
+        assert np.issubdtype(dicom.data.dtype, np.integer)
+        np.testing.assert_array_equal(dicom.data, np.round(nifti.data))
+
+
+def test_a_series_number_that_ends_another_uid_chooses_its_own_series(phantoms, tmp_path: Path) -> None:
+    """Philips numbers series 1001: the exact number wins, and every stored selector reads back."""
+    img = phantoms["axial"]
+    write_series(img, tmp_path / "philips", number=1001, description="T1", uid="1.2.826.0.1.111.222.33334444")
+    write_series(img, tmp_path / "philips", number=7, description="FLAIR", uid="1.2.826.0.1.111.222.55551001")
+    assert load_volume(f"{tmp_path / 'philips'}::1001").header["series_label"] == "T1"
+    assert load_volume(f"{tmp_path / 'philips'}::55551001").header["series_label"] == "FLAIR"
+    write_series(img, tmp_path / "twins", number=3, description="first", uid="1.2.840.1.12345678")
+    write_series(img, tmp_path / "twins", number=3, description="second", uid="1.2.840.2.12345678")
+    write_series(img, tmp_path / "twins", number=None, description="unnumbered", uid="1.2.840.3.12345678")
+    for folder, selectors in (("philips", ["7", "1001"]), ("twins", ["1.12345678", "2.12345678", "3.12345678"])):
+        volumes, refused = load_all_series(tmp_path / folder)
+        assert refused == [] and [str(v.path).rpartition("::")[2] for v in volumes] == selectors
+        for volume in volumes:
+            assert load_volume(volume.path).header["series_sha256"] == volume.header["series_sha256"]
+    with pytest.raises(InputFileError, match="'12345678' matches several series"):
+        load_volume(f"{tmp_path / 'twins'}::12345678")
+
+
+def test_layer_names_never_hold_the_folder_a_pacs_named_after_the_patient(phantoms, tmp_path: Path) -> None:
+    img = phantoms["axial"]
+    study = tmp_path / "DOE^JANE_PID-0042-XYZ"
+    write_series(img, study / "one", number=3, description="")
+    write_series(img, study / "two", number=4, description="T1 axial")
+    files = write_series(img, study / "two", number=None, description="", uid="1.2.3.4.5.6.98765432")
+    names = [kwargs["name"] for folder in ("one", "two") for _, kwargs, _ in get_reader(str(study / folder))(str(study / folder))]
+    names += [kwargs["name"] for _, kwargs, _ in get_reader(str(files[0]))(str(files[0]))]
+    assert names == ["MR series 3", "T1 axial", "MR series 98765432", "MR series 98765432"]
+    for name in names:
+        assert "DOE" not in name and "PID" not in name and str(tmp_path) not in name
 
 
 def _saved(img: nib.Nifti1Image, folder: Path) -> Path:

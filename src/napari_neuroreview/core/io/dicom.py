@@ -9,9 +9,11 @@ Which library does what, and why:
 - **SimpleITK** (ITK's GDCM reader) sorts the files of a series along the slice normal
   (``ImageSeriesReader.GetGDCMSeriesFileNames``, GDCM's position sorter) and decodes the pixels
   of every transfer syntax GDCM knows (JPEG, JPEG 2000, JPEG-LS, RLE), applying each file's
-  rescale slope and intercept. It is already a dependency (registration). nibabel's ``nicom`` was
-  tried and not kept: it does not recognise the enhanced CT pydicom's data ships as
-  multi-frame, and it calls itself experimental.
+  rescale slope and intercept. In an enhanced file GDCM applies one frame's rescale to every
+  frame; :func:`_rescale_frames` undoes it and applies each frame's own (refusing the file if
+  the stored integers do not come back). It is already a dependency (registration).
+  nibabel's ``nicom`` was tried and not kept: it does not recognise the enhanced CT pydicom's
+  data ships as multi-frame, and it calls itself experimental.
 - The voxel -> world affine is computed here from the tags, in the order SimpleITK returns the
   slices: ImageOrientationPatient and PixelSpacing for the in-plane axes, and the first and
   last ImagePositionPatient for the slice axis (the mean step, as dcm2niix does), then LPS ->
@@ -20,8 +22,9 @@ Which library does what, and why:
 
 Refused, one sentence each: several series in a folder without a choice (the sentence lists
 them; ``FOLDER::SELECTOR`` chooses, the selector being a series number or the end of a
-SeriesInstanceUID, since UIDs of one site share their beginning); gantry tilt (the slices are
-sheared, as measured from their positions against the slice normal, not read from the tag: a
+SeriesInstanceUID, since UIDs of one site share their beginning; an exact series number wins
+over a UID's end); gantry tilt (the slices are sheared, as measured from their positions
+against the slice normal, not read from the tag: a
 rectangular grid would put each slice off by tan(tilt) x its distance, and brain MRI is never
 tilted, so a CT with tilt must be resampled first, e.g. by dcm2niix); a missing slice
 (a gap over 1.5 x the median step); several echo times in one series; several images at one
@@ -33,7 +36,8 @@ skipped (structured reports, segmentations, presentation states).
 Privacy: PatientName, PatientID, PatientBirthDate (and every other tag outside
 :data:`KEPT_FIELDS`) never reach the Volume, its warnings or its header. The source's identity
 is ``series_sha256``, the first 16 hex digits of the sha256 of the SeriesInstanceUID; the layer
-name is the SeriesDescription, or the modality and series number.
+name is the SeriesDescription, or the modality and series number, never the folder's name. The
+folder's path does go into the Volume's path and error sentences: folder names are the user's.
 """
 
 from __future__ import annotations
@@ -89,11 +93,6 @@ class DicomSeries:
     def label(self) -> str:
         """The layer name: the description, else the modality and series number."""
         return self.description or f"{self.modality or 'DICOM'} series {self.number if self.number is not None else self.tail}"
-
-    @property
-    def selector(self) -> str:
-        """What ``FOLDER::`` needs to choose this series."""
-        return str(self.number) if self.number is not None else self.tail
 
     def listing(self) -> str:
         """``#301 …52438492 'T1 MPRAGE' (176 images)``, for the sentence that lists series."""
@@ -213,8 +212,8 @@ def choose_series(path: Path, found: Sequence[DicomSeries], selector: str | None
         if len(found) == 1:
             return found[0]
         raise fail(path, f"holds {len(found)} DICOM series: {listed}; choose one as {path}{SERIES_SEPARATOR}"
-                         f"{found[0].selector} (a series number, or the end of its SeriesInstanceUID)")
-    matches = [s for s in found if selector in (s.uid, str(s.number)) or (len(selector) >= 4 and s.uid.endswith(selector))]
+                         f"{_unique_selector(found[0], found)} (a series number, or the end of its SeriesInstanceUID)")
+    matches = _matches(found, selector)
     if len(matches) == 1:
         return matches[0]
     problem = "matches several series" if matches else "matches no series"
@@ -259,9 +258,25 @@ def load_all_series(folder: str | Path) -> tuple[list[Volume], list[str]]:
     return volumes, refused
 
 
+def _matches(found: Sequence[DicomSeries], selector: str) -> list[DicomSeries]:
+    """The series a selector names: the whole UID, else the series number, else the UID's end.
+
+    Why this order: a series number of 4+ digits (Philips' 1001) can also be the end of another
+    series' UID; the exact number wins, so a stored ``FOLDER::1001`` reads back the same series.
+    """
+    for rule in (lambda s: s.uid == selector, lambda s: s.number is not None and str(s.number) == selector,
+                 lambda s: len(selector) >= 4 and s.uid.endswith(selector)):
+        matches = [s for s in found if rule(s)]
+        if matches:
+            return matches
+    return []
+
+
 def _unique_selector(one: DicomSeries, found: Sequence[DicomSeries]) -> str:
-    same_number = [s for s in found if s.number == one.number]
-    return one.selector if len(same_number) == 1 else one.tail
+    """The shortest selector that :func:`choose_series` resolves to ``one`` (its number, else a UID end)."""
+    candidates = [] if one.number is None else [str(one.number)]
+    candidates += [one.uid[-n:] for n in range(min(8, len(one.uid)), len(one.uid) + 1)]
+    return next(c for c in candidates if [id(s) for s in _matches(found, c)] == [id(one)])
 
 
 def _item(ds: Any, frame: Any, name: str) -> Any | None:
@@ -416,8 +431,11 @@ def _sorted_files(series: DicomSeries, where: Path) -> list[Path]:
     return ordered
 
 
-def _pixels(files: Sequence[Path], where: Path, as_float: bool) -> np.ndarray:
-    """The voxels, rescaled, in (column, row, slice) order: SimpleITK decodes, GDCM applies the rescale."""
+def _pixels(files: Sequence[Path], where: Path, as_float: bool, precise: bool = False) -> np.ndarray:
+    """The voxels, rescaled, in (column, row, slice) order: SimpleITK decodes, GDCM applies the rescale.
+
+    ``precise`` asks for float64, so that :func:`_rescale_frames` can recover the stored integers.
+    """
     import SimpleITK as sitk
 
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
@@ -426,7 +444,7 @@ def _pixels(files: Sequence[Path], where: Path, as_float: bool) -> np.ndarray:
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames([str(f) for f in files])
         if as_float:
-            reader.SetOutputPixelType(sitk.sitkFloat32)
+            reader.SetOutputPixelType(sitk.sitkFloat64 if precise else sitk.sitkFloat32)
         image = reader.Execute()
     except RuntimeError:
         raise fail(where, "could not be read: a DICOM file of it is corrupt or truncated, or compressed in a way "
@@ -437,6 +455,35 @@ def _pixels(files: Sequence[Path], where: Path, as_float: bool) -> np.ndarray:
         raise fail(where, "is a colour or vector image; a greyscale scan is needed")
     array = sitk.GetArrayFromImage(image)  # (slice, row, column)
     return array.reshape((-1, *array.shape[-2:])).transpose(2, 1, 0)
+
+
+def _gdcm_rescale(ds: Any) -> tuple[float, float]:
+    """The one rescale GDCM applies to every frame of an enhanced file.
+
+    GDCM (``GetInterceptSlopeValueFromSequence``) takes the shared functional group's
+    PixelValueTransformation, else the first frame's, and applies it to all frames.
+    """
+    for group in (ds.get("SharedFunctionalGroupsSequence") or [None])[:1] + (ds.get("PerFrameFunctionalGroupsSequence") or [None])[:1]:
+        if group is not None and "PixelValueTransformationSequence" in group and len(group.PixelValueTransformationSequence):
+            item = group.PixelValueTransformationSequence[0]
+            return (_number(item.get("RescaleSlope"), 1.0) or 1.0, _number(item.get("RescaleIntercept"), 0.0) or 0.0)
+    return 1.0, 0.0
+
+
+def _rescale_frames(data: np.ndarray, series: DicomSeries, where: Path, slices: Sequence[_Slice]) -> np.ndarray:
+    """Each frame of an enhanced file with its own slope and intercept (float32).
+
+    Why: GDCM applies one frame's rescale to all (:func:`_gdcm_rescale`); undoing it gives the
+    stored integers back, and each frame's own ``v = stored * slope + intercept`` follows. Stored
+    values that do not come back as integers mean GDCM did something else: refused, not guessed.
+    """
+    slope, intercept = _gdcm_rescale(series.headers[0][1])
+    stored = (data - intercept) / slope
+    if np.abs(stored - np.round(stored)).max(initial=0.0) > 0.01:
+        raise fail(where, f"'{series.label}' has a different rescale slope or intercept on each frame and the decoder "
+                          "did not return its stored values, so its voxel values cannot be trusted")
+    own = np.array([s.rescale for s in slices])
+    return (np.round(stored) * own[:, 0] + own[:, 1]).astype(np.float32)
 
 
 def _header(series: DicomSeries, count: int) -> dict[str, Any]:
@@ -478,10 +525,14 @@ def _read_series(series: DicomSeries, source: Path, skipped: int) -> Volume:
     warnings: list[str] = []
     affine = _affine(series, where, slices, warnings)
     scaled = any(s.rescale != (1.0, 0.0) for s in slices)
-    data = _pixels([p for p, _ in series.headers], where, as_float=scaled)
+    # an enhanced file whose frames' rescale is not the one GDCM applies to all of them
+    per_frame = "PerFrameFunctionalGroupsSequence" in first and len({_gdcm_rescale(first), *(s.rescale for s in slices)}) > 1
+    data = _pixels([p for p, _ in series.headers], where, as_float=scaled or per_frame, precise=per_frame)
     if data.shape != (columns, rows, len(slices)):
         raise fail(where, f"'{series.label}' decoded to shape {data.shape}, not the {(columns, rows, len(slices))} "
                           "its headers describe")
+    if per_frame:
+        data = _rescale_frames(data, series, where, slices)
     zooms = tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0))
     low, high = PLAUSIBLE_VOXEL_MM
     if not all(low <= z <= high for z in zooms):
