@@ -273,7 +273,7 @@ def _matches(found: Sequence[DicomSeries], selector: str) -> list[DicomSeries]:
 
 
 def _unique_selector(one: DicomSeries, found: Sequence[DicomSeries]) -> str:
-    """The shortest selector that :func:`choose_series` resolves to ``one`` (its number, else a UID end)."""
+    """A selector :func:`choose_series` resolves to ``one``: its number, else the shortest UID end (8+)."""
     candidates = [] if one.number is None else [str(one.number)]
     candidates += [one.uid[-n:] for n in range(min(8, len(one.uid)), len(one.uid) + 1)]
     return next(c for c in candidates if [id(s) for s in _matches(found, c)] == [id(one)])
