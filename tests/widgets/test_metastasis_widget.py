@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import napari_user as user
 from napari_neuroreview.core.io.export import napari_world_to_ras, ras_to_napari_world
 from napari_neuroreview.core.io.layers import geometry_of
-from napari_neuroreview.core.io.nifti import load_volume
+from napari_neuroreview.core.io.nifti import load_volume, save_volume
 from napari_neuroreview.core.io.orientation import plan_display, to_display
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.metastasis.classes import NODES
@@ -25,6 +26,7 @@ from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crop
 from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
 from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
 from napari_neuroreview.widgets._metastasis_results import GRADCAM_PREFIX, NODE_LABELS
+from napari_neuroreview.widgets import metastasis as metastasis_widget
 from napari_neuroreview.widgets.case import camera_of
 from napari_neuroreview.widgets.metastasis import NO_MODEL, NONE, MetastasisWidget, sequence_of
 
@@ -206,6 +208,147 @@ def test_an_oblique_contrast_t1_gets_its_gradcam_on_the_lesions(installed, tilte
         ras = napari_world_to_ras(np.argwhere(data > 0) * np.asarray(ce.scale) + np.asarray(ce.translate))
         assert np.min(np.linalg.norm(ras[:, None, :] - centres[None], axis=2), axis=1).max() <= reach
     assert max(lit) > 0
+
+
+def to_world(layer, ijk: np.ndarray) -> np.ndarray:
+    """A layer's data indices (N, 3) -> napari world, as napari places them (scale, translate, then affine)."""
+    matrix = np.asarray(layer.affine.affine_matrix)[-4:, -4:]
+    return (np.asarray(ijk, float) * np.asarray(layer.scale)[-3:] + np.asarray(layer.translate)[-3:]) @ matrix[:3, :3].T \
+        + matrix[:3, 3]
+
+
+def lit_per_node(panel, cam, labels_layer) -> list[float]:
+    """Each node's Grad-CAM max inside the lesions, read through napari's world coordinates (where the user sees it)."""
+    world = to_world(labels_layer, np.argwhere(np.asarray(labels_layer.data) > 0))
+    matrix = np.asarray(cam.affine.affine_matrix)[-4:, -4:]
+    local = (world - matrix[:3, 3]) @ np.linalg.inv(matrix[:3, :3]).T
+    ijk = np.round((local - np.asarray(cam.translate)[-3:]) / np.asarray(cam.scale)[-3:]).astype(int)
+    ok = np.all((ijk >= 0) & (ijk < np.asarray(cam.data.shape)), axis=1)
+    lit = []
+    for k in range(len(NODES)):
+        panel.gradcam.node.setCurrentIndex(k)
+        data = np.asarray(cam.data)
+        lit.append(float(data[tuple(ijk[ok].T)].max()) if ok.any() else 0.0)
+    return lit
+
+
+def same_placement(a, b) -> bool:
+    return (a.data.shape == b.data.shape and np.allclose(a.scale, b.scale) and np.allclose(a.translate, b.translate)
+            and np.allclose(a.affine.affine_matrix, b.affine.affine_matrix))
+
+
+@pytest.fixture(scope="module")
+def cropped(tmp_path_factory) -> Path:
+    """Another patient's contrast T1 and lesions: the sample's on another field of view (other shape and origin)."""
+    folder = tmp_path_factory.mktemp("cropped")
+    lo, hi = np.array([3, 6, 4]), np.array([75, 92, 80])
+    for stem, dtype in (("ce_t1", np.float32), ("lesions", np.uint8)):
+        volume = load_volume(SAMPLE / f"{stem}.nii.gz")
+        affine = volume.affine.copy()
+        affine[:3, 3] = volume.affine[:3, :3] @ lo + volume.affine[:3, 3]
+        save_volume(folder / f"{stem}.nii.gz", np.asarray(volume.data)[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], affine,
+                    dtype=dtype)
+    return folder
+
+
+def test_a_second_patient_on_another_grid_gets_its_gradcam_on_its_own_lesions(
+        installed, cropped, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    classify(panel, qtbot)
+    (cam,) = gradcam_layers(viewer)
+    for name in ("ce_t1", "lesions"):  # patient A closed, patient B opened (the Grad-CAM layer stays)
+        viewer.layers.remove(name)
+    for stem in ("ce_t1", "lesions"):
+        viewer.open(str(cropped / f"{stem}.nii.gz"), plugin="napari-neuroreview")
+    qtbot.wait(10)
+    ce, labels = viewer.layers["ce_t1"], viewer.layers["lesions"]
+    assert ce.data.shape != cam.data.shape and not np.allclose(ce.translate, cam.translate)  # the path under test
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    assert gradcam_layers(viewer) == [cam] and same_placement(cam, ce)
+    assert max(lit_per_node(panel, cam, labels)) > 0
+    centres = np.array([lesion.world_ras_mm for lesion in panel.result.lesions])
+    truth = np.array([les["world_ras_mm"] for les in truth_lesions().values()])
+    assert np.linalg.norm(centres - truth, axis=1).max() < 2.0  # the same lesions, where they are in the world
+    reach = SPEC.size_mm / 2 * np.sqrt(3) + 2 * max(ce.scale)
+    for k in range(len(NODES)):
+        panel.gradcam.node.setCurrentIndex(k)
+        on = np.argwhere(np.asarray(cam.data) > 0)
+        ras = napari_world_to_ras(to_world(cam, on))
+        assert np.min(np.linalg.norm(ras[:, None, :] - centres[None], axis=2), axis=1).max() <= reach
+
+
+def test_an_oblique_contrast_t1_whose_file_is_gone_gets_its_gradcam_on_the_lesions(
+        installed, tilted, make_napari_viewer, qtbot, tmp_path) -> None:
+    folder = tmp_path / "tilted"
+    shutil.copytree(tilted, folder)
+    viewer = make_napari_viewer()
+    for stem in OPENED:
+        viewer.open(str(folder / f"{stem}.nii.gz"), plugin="napari-neuroreview")
+    (folder / "ce_t1.nii.gz").unlink()  # moved away after opening: the display grid is what the model reads
+    ce, labels = viewer.layers["ce_t1"], viewer.layers["lesions"]
+    assert geometry_of(ce.metadata).resampled
+    panel = panel_of(viewer, qtbot)
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    assert np.allclose(panel.result.affine, geometry_of(ce.metadata).display_affine)  # the path under test
+    (cam,) = gradcam_layers(viewer)
+    assert same_placement(cam, ce)
+    assert max(lit_per_node(panel, cam, labels)) > 0
+    centres = np.array([lesion.world_ras_mm for lesion in panel.result.lesions])
+    reach = SPEC.size_mm / 2 * np.sqrt(3) + 2 * max(ce.scale)
+    for k in range(len(NODES)):
+        panel.gradcam.node.setCurrentIndex(k)
+        ras = napari_world_to_ras(np.argwhere(np.asarray(cam.data) > 0) * np.asarray(ce.scale) + np.asarray(ce.translate))
+        assert np.min(np.linalg.norm(ras[:, None, :] - centres[None], axis=2), axis=1).max() <= reach
+
+
+def test_an_edited_layer_the_model_does_not_read_does_not_block_classify(
+        installed, make_napari_viewer, qtbot, monkeypatch) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer, (*OPENED, "t2"))
+    t2 = viewer.layers["t2"]
+    t2.data = np.asarray(t2.data) + 1.0  # edited in napari: no longer the file's voxels
+    reads = []
+    real = metastasis_widget.volume_from_layer
+
+    def recording(display, metadata, name="layer", grid="source"):
+        reads.append((name, grid, threading.current_thread() is threading.main_thread()))
+        return real(display, metadata, name, grid=grid)
+
+    monkeypatch.setattr(metastasis_widget, "volume_from_layer", recording)
+    panel = panel_of(viewer, qtbot)
+    assert panel.pickers["t2"].currentText() == "t2"
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    assert [lesion.id for lesion in panel.result.lesions] == [1, 2, 3]
+    assert sorted(name for name, grid, _ in reads if grid == "source") == ["ce_t1", "dwi"]
+    assert not any(on_gui for _, _, on_gui in reads)  # the reading is the worker's
+
+
+def test_a_cancelled_run_leaves_the_last_result_and_its_gradcam_as_they_were(
+        installed, make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    classify(panel, qtbot)
+    table = panel.results.table
+    result, (cam,) = panel.result, gradcam_layers(viewer)
+    panel.gradcam.node.setCurrentIndex(1)
+    rows = [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())]
+    tree, data, name = panel.results.tree_percentages(), np.array(cam.data), cam.name
+    panel.runner.run_button.click()
+    assert panel.runner.running
+    panel.runner.cancel_button.click()
+    qtbot.waitUntil(lambda: not panel.runner.running, timeout=30_000)
+    qtbot.wait(50)
+    assert panel.runner.status.text() == "Cancelled" and panel.result is result
+    assert [[table.item(r, c).text() for c in range(table.columnCount())] for r in range(table.rowCount())] == rows
+    assert panel.results.tree_percentages() == tree
+    assert gradcam_layers(viewer) == [cam] and cam.name == name and np.array_equal(cam.data, data)
+    assert panel.gradcam.isEnabled() and panel.gradcam.node.currentIndex() == 1
 
 
 def test_cancel_stops_the_run_and_adds_no_layer(installed, make_napari_viewer, qtbot) -> None:

@@ -15,9 +15,13 @@ at its low end, so everything under the threshold leaves the contrast T1 as it i
 opaque at its top. Not additive blending: added to enhancing tissue that is already white
 on the contrast T1, the heatmap vanished exactly on the lesions it explains (seen on the
 sample's screenshot). No numerics here but
-the display: the maps come on the contrast T1's file grid and are put in display order by
-``core.io.orientation.to_display``, the reader's one mapping, with the contrast T1 layer's
-own scale, translate and affine, so the heatmap lies exactly on the voxels it explains.
+the display: the maps come on the grid ``ClassifyResult.affine`` names (the contrast T1's
+file grid, or its display grid when an oblique scan's file could not be read again) and
+:func:`maps_on_display` puts them on the contrast T1 layer's display grid by that affine,
+one rule: ``core.io.orientation.to_display`` (the reader's one mapping) from the file grid,
+``resample_to_grid`` from any other. The layer takes that contrast T1 layer's scale,
+translate and affine on every draw (one layer reused across patients on other grids), so
+the heatmap lies exactly on the voxels it explains.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHeaderVi
 
 from ..core.io.export import ras_to_napari_world
 from ..core.io.layers import geometry_of
-from ..core.io.orientation import to_display
+from ..core.io.orientation import DisplayGeometry, to_display
+from ..core.io.resample import resample_to_grid, same_grid
 from ..core.tasks.metastasis.classes import NODES
 from ..core.tasks.metastasis.classify import LesionOrigin
 from .case import camera_of
@@ -58,6 +63,21 @@ def heat_colormap() -> Colormap:
     colors = np.array(ensure_colormap(COLORMAP).colors, dtype=float)
     colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
     return Colormap(colors, name=f"{COLORMAP} (transparent low end)", controls=np.linspace(0.0, 1.0, len(colors)))
+
+
+def maps_on_display(cam: np.ndarray, affine: np.ndarray, geometry: DisplayGeometry) -> list[np.ndarray]:
+    """(X, Y, Z, N) maps on the grid ``affine`` names -> N float32 maps on ``geometry``'s display grid.
+
+    Why by the maps' own affine: the task reads the contrast T1 on its file grid, but on
+    the display grid when an oblique scan's file is gone or changed; assuming the file grid
+    would raise or misplace the heatmap then.
+    """
+    if same_grid(cam.shape[:3], affine, geometry.source_shape, geometry.source_affine):
+        shown = to_display(cam, geometry, order=1)  # (N, S, P, L): exact, a view for an axis-aligned scan
+        return [np.ascontiguousarray(shown[k], dtype=np.float32) for k in range(cam.shape[-1])]
+    return [np.ascontiguousarray(resample_to_grid(cam[..., k], affine, geometry.display_affine,
+                                                  geometry.display_shape, order=1), dtype=np.float32)
+            for k in range(cam.shape[-1])]
 
 
 def percent(p: float) -> str:
@@ -218,11 +238,9 @@ class GradCamOverlay(QWidget):
         self.opacity.valueChanged.connect(lambda _v: self._style())
         self.setEnabled(False)
 
-    def show_maps(self, cam: np.ndarray, ce_layer: Any) -> None:
-        """Take a result's (X, Y, Z, 3) maps on the contrast T1's file grid and draw the chosen node."""
-        geometry = geometry_of(ce_layer.metadata)
-        self.maps = [np.ascontiguousarray(to_display(cam[..., k], geometry, order=1), dtype=np.float32)
-                     for k in range(cam.shape[-1])]
+    def show_maps(self, cam: np.ndarray, affine: np.ndarray, ce_layer: Any) -> None:
+        """Take a result's (X, Y, Z, 3) maps on the grid ``affine`` names and draw the chosen node over ``ce_layer``."""
+        self.maps = maps_on_display(cam, affine, geometry_of(ce_layer.metadata))
         self._spatial = {"scale": list(ce_layer.scale)[-3:], "translate": list(ce_layer.translate)[-3:],
                          "affine": np.asarray(ce_layer.affine.affine_matrix)[-4:, -4:],
                          "metadata": {"affine": np.asarray(ce_layer.metadata["affine"]).copy(),
@@ -242,8 +260,11 @@ class GradCamOverlay(QWidget):
         if self.layer is None or self.layer not in self.viewer.layers:
             self.layer = self.viewer.add_image(data, name=name, colormap=heat_colormap(), blending="translucent",
                                                interpolation2d="linear", **self._spatial)
-        else:
+        else:  # the contrast T1 of this result may lie elsewhere than the last one's: its geometry too
             self.layer.data = data
+            self.layer.scale = self._spatial["scale"]
+            self.layer.translate = self._spatial["translate"]
+            self.layer.affine = self._spatial["affine"]
             self.layer.name = name
             self.layer.metadata = dict(self._spatial["metadata"])
         top = float(data.max())

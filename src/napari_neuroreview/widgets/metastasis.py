@@ -6,9 +6,12 @@ ADC optional; each combo starts on the layer whose name says that sequence: "ce_
 and a device, and clicks *Classify*:
 :func:`~napari_neuroreview.core.tasks.metastasis.classify.classify_for_review` loads the
 model and classifies every lesion in the worker (progress, Cancel; nothing is added to
-the viewer before it returns). Scans are read as the model reads files
-(``volume_from_layer(grid="source")``: the file's voxels and affine); sequences on another
-grid (DWI and ADC, as acquired) are resampled by the crops and the panel says so.
+the viewer before it returns). Only the sequences the chosen version reads (its card's
+``sequences``, and always the contrast T1) are read, in the worker too (hashing, or reading
+an oblique scan's file again, must not freeze the viewer; a layer the model ignores, edited
+or not, cannot block it), as the model reads files (``volume_from_layer(grid="source")``:
+the file's voxels and affine); sequences on another grid (DWI and ADC, as acquired) are
+resampled by the crops and the panel says so.
 
 The lesions are read on the contrast T1's DISPLAY grid, the grid the labels layer is drawn
 and painted on: the user's edits count as they are, and a labels layer on another grid is
@@ -44,6 +47,7 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLay
 from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import geometry_of, labels_kwargs_like, volume_from_layer
+from ..core.progress import Progress
 from ..core.tasks.metastasis.classes import SEQUENCES
 from ..core.tasks.metastasis.classes import SEQUENCE_NAMES
 from ..core.tasks.metastasis.classify import REFERENCE, ClassifyResult, and_list, classify_for_review
@@ -57,6 +61,8 @@ from .case import is_scan
 if TYPE_CHECKING:
     import napari
 
+#: A layer as the worker reads it: its data, a copy of its metadata, its name (``volume_from_layer``'s arguments).
+LayerInput = tuple[Any, dict[str, Any], str]
 #: The choice "no layer" of an optional sequence.
 NONE = "\u2014"
 #: The combos top to bottom: the contrast T1 first (required), then the optional ones.
@@ -208,31 +214,44 @@ class MetastasisWidget(QWidget):
             self.model_note.setText(f"{card.name} {card.version} reads {reads}.")
         self.runner.run_button.setEnabled(card is not None and not self.runner.running)
 
-    def _lesion_masks(self, ce: Any) -> list[LesionMask]:
-        """The labels layer's lesions on the contrast T1's display grid (the user's edits as they are)."""
+    def _labels_snapshot(self, ce: Any) -> LayerInput:
+        """The labels layer as it is now (a copy: the user may paint on while the worker reads it)."""
         labels = require_layer(self.lesion_picker, "No lesion labels layer is chosen: pick one, or switch on "
                                                    "'Grow lesion' and click each lesion on the contrast T1.")
         # A labels layer made in napari on the contrast T1's grid has no file geometry of its own: it has the T1's.
         metadata = labels.metadata if geometry_of(labels.metadata) is not None or not on_grid_of(labels, ce) \
             else ce.metadata
-        volume = volume_from_layer(np.array(labels.data), metadata, labels.name, grid="display")
-        volume = dataclasses.replace(volume, path=Path(labels.name))  # messages name the layer, not a file
-        return lesions_from_labels(volume, volume_from_layer(ce.data, ce.metadata, ce.name, grid="display"))
+        return np.array(labels.data), dict(metadata), labels.name
+
+    @staticmethod
+    def _lesion_masks(labels: LayerInput, ce: LayerInput) -> list[LesionMask]:
+        """The labels' lesions on the contrast T1's display grid (the user's edits as they are)."""
+        volume = volume_from_layer(*labels, grid="display")
+        volume = dataclasses.replace(volume, path=Path(labels[2]))  # messages name the layer, not a file
+        return lesions_from_labels(volume, volume_from_layer(*ce, grid="display"))
 
     # ----------------------------------------------------------------- run
     def _start(self) -> Any:
-        """GUI thread: read the inputs (bad input is one sentence) and hand the task to the worker."""
-        if self.versions.card() is None:
+        """GUI thread: take the chosen layers (a missing one is one sentence); the worker reads them and classifies."""
+        card = self.versions.card()
+        if card is None:
             raise InputFileError(NO_MODEL)
         ce = require_layer(self.pickers[REFERENCE], "No contrast T1 layer is chosen: open the contrast-enhanced "
                                                      "T1 (File > Open) and pick it.")
-        chosen = {s: p.layer() for s, p in self.pickers.items() if p.layer() is not None}
-        sequences = {s: volume_from_layer(layer.data, layer.metadata, layer.name, grid="source")
-                     for s, layer in chosen.items()}
-        masks = self._lesion_masks(ce)
+        reads = set(card.config.get("sequences") or SEQUENCES) | {REFERENCE}  # no card list: all, as before
+        chosen: dict[str, LayerInput] = {s: (p.layer().data, dict(p.layer().metadata), p.layer().name)
+                                         for s, p in self.pickers.items() if s in reads and p.layer() is not None}
+        labels = self._labels_snapshot(ce)
+        version, device, roots = self.versions.version(), self.device.requested(), self.roots
+
+        def task() -> Any:
+            yield Progress(0, 1, "Reading the scans")
+            sequences = {s: volume_from_layer(*layer, grid="source") for s, layer in chosen.items()}
+            masks = self._lesion_masks(labels, chosen[REFERENCE])
+            return (yield from classify_for_review(sequences, masks, version, device, cam=True, roots=roots))
+
         self._run_inputs = ce  # the shown result and its Grad-CAM stay until the new one replaces them
-        return classify_for_review(sequences, masks, self.versions.version(), self.device.requested(), cam=True,
-                                   roots=self.roots)
+        return task()
 
     def _show(self, result: ClassifyResult) -> None:
         """GUI thread: table, tree, messages, the Grad-CAM layer over the contrast T1."""
@@ -244,7 +263,7 @@ class MetastasisWidget(QWidget):
         self.results.show_lesions(result.lesions)
         self.messages.setText("\n".join(result.messages))
         if result.cam is not None:
-            self.gradcam.show_maps(result.cam, ce)
+            self.gradcam.show_maps(result.cam, result.affine, ce)
         QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(self.gradcam))  # the answer, in a short dock
         show_info(f"{len(result.lesions)} lesion(s) classified ({result.model['name']} {result.model['version']})")
 
