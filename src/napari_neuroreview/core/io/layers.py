@@ -165,6 +165,8 @@ def _unchanged_file(path: Path | None, sha256: str) -> Volume | None:
 def looks_like_labels(volume: Volume) -> bool:
     """Heuristic for label/segmentation files: integers, few values, or a ``_dseg``/``_mask`` name."""
     name = volume.path.name.lower() if volume.path else ""
+    if volume.header.get("format") == "DICOM SEG":  # core.io.dicom_seg: always instance labels
+        return True
     if any(tag in name for tag in ("_dseg", "_mask", "_labels", "label", "seg")):
         return True
     if volume.is_4d:

@@ -296,7 +296,8 @@ def load_volume(path: str | Path) -> Volume:
     ----------
     path : str or Path
         The file; or a DICOM series: a folder, ``FOLDER::SELECTOR`` when it holds several, or one
-        DICOM file (read by :func:`core.io.dicom.load_dicom`, which returns the same Volume).
+        DICOM file (read by :func:`core.io.dicom.load_dicom`, which returns the same Volume);
+        a DICOM SEG file gives its labels on the series it references (:func:`core.io.dicom_seg.read_seg`).
 
     Returns
     -------
@@ -313,7 +314,10 @@ def load_volume(path: str | Path) -> Volume:
     if not str(path).lower().endswith(SUPPORTED_SUFFIXES):
         # pydicom and SimpleITK are imported only when a scan is DICOM
         from .dicom import is_dicom_path, load_dicom
+        from .dicom_seg import is_seg_file, read_seg
 
+        if is_seg_file(path):  # a microbleed SEG: labels on the series it references
+            return read_seg(path)
         if is_dicom_path(path):
             volume = load_dicom(path)
             _treat_nonfinite(volume)

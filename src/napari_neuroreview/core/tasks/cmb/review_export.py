@@ -1,4 +1,4 @@
-"""What a microbleed review puts on disk: instance labels, point records, and the reviewer's name.
+"""What a microbleed review puts on disk: instance labels, point records, a DICOM SEG, and the reviewer's name.
 
 Why apart from :mod:`.review` (the session that writes each edit to the store): an export
 leaves the machine, so its rules are privacy rules (the scan's file name and voxel
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import GeometryError, StoreError
+from ...io.dicom import is_dicom_path, split_selector
 from ...io.export import save_points
 from ...io.nifti import label_dtype, volume_writer
 from ...io.outputs import Output, check_outputs, write_together
@@ -93,9 +94,9 @@ def finding_records(findings: Sequence[Finding]) -> list[dict[str, Any]]:
 def export_review(
     session: ReviewSession, labels_path: str | Path | None = None, json_path: str | Path | None = None,
     tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
-    statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False,
+    statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False, seg_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV.
+    """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV, a DICOM SEG.
 
     Parameters
     ----------
@@ -114,6 +115,11 @@ def export_review(
     include_paths : bool
         Also write the scan's full path into the JSON. Off by default: a folder name
         often holds the patient's name; the file name and voxel sha256 identify it.
+    seg_path : str or Path, optional
+        A DICOM SEG (``.dcm``) of the same labels, one segment per microbleed, referencing
+        the source series (:func:`core.io.dicom_seg.cmb_seg_dataset`); only for a scan opened
+        from DICOM. It carries the source's patient module (PACS files it with the study);
+        the JSON/TSV never do. For a DICOM scan no output may go into the series' folder.
 
     Raises
     ------
@@ -121,16 +127,19 @@ def export_review(
         A path that is an input, a folder, has the wrong suffix or cannot be written.
     """
     chosen = _valid_statuses(statuses)
+    dicom_source = is_dicom_path(session.image.path)
     check_outputs(
         [Output(labels_path, (".nii.gz", ".nii"), "labels"), Output(json_path, (".json",), "points JSON"),
-         Output(tsv_path, (".tsv",), "points TSV")],
+         Output(tsv_path, (".tsv",), "points TSV"), Output(seg_path, (".dcm",), "DICOM SEG")],
         inputs=[session.image.path, session.store.path],
+        protected_folders=[_series_folder(session.image.path)] if dicom_source else (),
     )
     writes: list[tuple[Path, Any]] = []
-    if labels_path is not None:
+    if labels_path is not None or seg_path is not None:
         labels = draw_instances(session.findings, session.shape, statuses=chosen) if instances is None else np.asarray(instances)
         if tuple(labels.shape) != session.shape:
             raise GeometryError(f"The instance labels {tuple(labels.shape)} are not on the scan's grid {session.shape}")
+    if labels_path is not None:
         writes.append((Path(labels_path), volume_writer(
             labels, session.affine, dtype=label_dtype(int(labels.max()) if labels.size else 0, smallest=np.uint16),
             descrip="napari-neuroreview CMB instances")))
@@ -138,7 +147,20 @@ def export_review(
     for path in (json_path, tsv_path):
         if path is not None:
             writes.append((Path(path), lambda tmp: save_points(tmp, records, provenance)))
+    if seg_path is not None:
+        from ...io.dicom_seg import cmb_seg_dataset, save_seg  # highdicom only when a SEG is asked for
+
+        reviewer = export_reviewer(session.reviewer)
+        seg = cmb_seg_dataset(labels, session.image.path, session.affine,
+                              reviewer=None if reviewer == UNNAMED_REVIEWER else reviewer)
+        writes.append((Path(seg_path), lambda tmp: save_seg(seg, tmp)))
     return write_together(writes)
+
+
+def _series_folder(source: str | Path) -> Path:
+    """The folder a DICOM scan was read from (a series file's folder): exports never go there."""
+    where, _selector = split_selector(source)
+    return where if where.is_dir() else where.parent
 
 
 def _provenance(session: ReviewSession, statuses: tuple[str, ...], include_paths: bool) -> dict[str, Any]:
