@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from test_dicom import IDENTITY, _phantom, write_series
+from dicom_synthetic import IDENTITY, write_series
+from test_dicom import _phantom
 
 from napari_neuroreview._reader import get_reader
 from napari_neuroreview.core.errors import InputFileError, OutputPathError

@@ -30,10 +30,11 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (QApplication, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                            QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
+from ..core.io.dicom import is_dicom_path
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.io.orientation import from_display
@@ -43,7 +44,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
 from ..core.tasks.cmb.review import ReviewSession
-from ..core.tasks.cmb.review_export import default_reviewer
+from ..core.tasks.cmb.review_export import default_reviewer, export_review
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
 from ._base import DevicePicker, VersionPicker, elide, scrolled_panel
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
@@ -139,6 +140,9 @@ class CMBReviewWidget(QWidget):
         self.delete_button, self.add_button = QPushButton("Delete (Del)"), QPushButton("Add at cursor (n)")
         self.undo_button, self.redo_button = QPushButton("Undo (Ctrl-Z)"), QPushButton("Redo (Ctrl-Shift-Z)")
         self.export_button = QPushButton("Export labels + JSON + TSV...")
+        self.seg_check = QCheckBox("+ DICOM SEG")
+        self.seg_check.setToolTip("Also export a DICOM SEG for PACS, referencing the DICOM series (scans opened from "
+                                  "DICOM only). It carries the patient's identity from the series, as PACS needs.")
         review = QGroupBox("Review")
         review_layout = QVBoxLayout(review)
         review_layout.addWidget(self.summary)
@@ -149,7 +153,10 @@ class CMBReviewWidget(QWidget):
             for button in pair:
                 row.addWidget(button)
             review_layout.addLayout(row)
-        review_layout.addWidget(self.export_button)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_button, 1)
+        export_row.addWidget(self.seg_check)
+        review_layout.addLayout(export_row)
         self.store_path.setMinimumWidth(60)
         scrolled_panel(self, (inputs, review), MIN_VISIBLE_HEIGHT, stretch=False)  # the table takes the height
 
@@ -461,6 +468,9 @@ class CMBReviewWidget(QWidget):
         active = self.session is not None and self.layers.points is not None
         for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
             button.setEnabled(active)
+        self.seg_check.setEnabled(active and is_dicom_path(self.session.image.path))
+        if not self.seg_check.isEnabled():
+            self.seg_check.setChecked(False)
         self.undo_button.setEnabled(active and self.session.can_undo)
         self.redo_button.setEnabled(active and self.session.can_redo)
 
@@ -516,20 +526,25 @@ class CMBReviewWidget(QWidget):
         self._edit(lambda: self.session.redo())
 
     # ----------------------------------------------------------------- export
-    def export_to(self, folder: str | Path) -> list[Path]:
-        """Write ``<scan>_desc-cmb_dseg.nii.gz`` (source grid) and ``_desc-cmb_points.json/.tsv``."""
+    def export_to(self, folder: str | Path, seg: bool | None = None) -> list[Path]:
+        """Write ``<scan>_desc-cmb_dseg.nii.gz`` (source grid), ``_desc-cmb_points.json/.tsv``.
+
+        With ``seg`` (default: the "+ DICOM SEG" box, offered for a DICOM scan) also
+        ``<scan>_desc-cmb_seg.dcm``, written together with the others.
+        """
         if self.session is None:
             show_error("No microbleed review to export: run the detector or pick a reviewed scan")
             return []
-        stem = Path(self.session.image.path).name.split(".")[0] or "scan"
+        seg = self.seg_check.isChecked() and self.seg_check.isEnabled() if seg is None else seg
+        stem = Path(self.session.image.path).name.split(".")[0].replace("::", "_") or "scan"  # FOLDER::SERIES
         folder = Path(folder)
         written: list[Path] = []
 
         def export() -> None:
             folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            written.extend(self.session.export(folder / f"{stem}_desc-cmb_dseg.nii.gz",
-                                               folder / f"{stem}_desc-cmb_points.json",
-                                               folder / f"{stem}_desc-cmb_points.tsv"))
+            written.extend(export_review(self.session, folder / f"{stem}_desc-cmb_dseg.nii.gz",
+                                         folder / f"{stem}_desc-cmb_points.json", folder / f"{stem}_desc-cmb_points.tsv",
+                                         seg_path=folder / f"{stem}_desc-cmb_seg.dcm" if seg else None))
             show_info(f"Exported the microbleed review to {folder}")
 
         self._guard(export)

@@ -112,7 +112,7 @@ def _slice_index(where: Path, position_lps: np.ndarray, inverse: np.ndarray, dep
     ``inverse`` maps world LPS mm (DICOM's patient space) to the grid's voxels.
     """
     voxel = inverse[:3, :3] @ position_lps + inverse[:3, 3]
-    k = int(round(voxel[2]))
+    k = round(float(voxel[2]))
     if np.abs(voxel[:2]).max() > _GRID_TOLERANCE or abs(voxel[2] - k) > _GRID_TOLERANCE or not 0 <= k < depth:
         raise GeometryError(f"{where}: the DICOM series no longer lies on the reviewed scan's grid (an image at "
                             f"voxel {np.round(voxel, 2).tolist()}); reopen the series and review it again")
