@@ -162,3 +162,36 @@ def test_a_failing_seg_leaves_no_file_and_the_series_folder_is_never_written(ser
         with pytest.raises(OutputPathError, match="inside the input folder"):
             export_review(session, json_path=folder / "cmb.json", seg_path=out / "cmb_seg.dcm")
         assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_an_enhanced_multiframe_source_round_trips(tmp_path: Path) -> None:
+    """One enhanced file (frames in reverse slice order): the SEG references its frames."""
+    from test_dicom import write_enhanced
+
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    path = write_enhanced(_phantom("axial"), folder / "t1.dcm")
+    with pytest.raises(InputFileError, match="has no FrameOfReferenceUID, which a DICOM SEG must reference"):
+        write_cmb_seg(np.ones((1, 1, 1)), folder, tmp_path / "seg.dcm", np.eye(4))
+    ds = pydicom.dcmread(path)
+    ds.FrameOfReferenceUID = "1.2.3.5"
+    ds.save_as(path)
+    volume = load_volume(folder)
+    labels = _instances(volume.shape)
+    out = tmp_path / "export" / "seg.dcm"
+    out.parent.mkdir()
+    write_cmb_seg(labels, folder, out, volume.affine)
+    np.testing.assert_array_equal(read_seg(out).data, labels)
+    ds = pydicom.dcmread(out)
+    assert len(ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 1
+
+
+def test_a_corrupt_neighbour_does_not_stop_reading_the_seg(series, tmp_path: Path) -> None:
+    folder, volume = series
+    out = folder.parent / f"export-{tmp_path.name}" / "seg.dcm"
+    out.parent.mkdir()
+    write_cmb_seg(_instances(volume.shape), folder, out, volume.affine)
+    broken = folder.parent / f"broken-{tmp_path.name}"
+    broken.mkdir()
+    (broken / "a.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x08\x00")
+    np.testing.assert_array_equal(read_seg(out).data, _instances(volume.shape))

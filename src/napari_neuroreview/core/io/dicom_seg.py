@@ -45,7 +45,8 @@ from ... import __version__
 from ..anatomy.registration import ras_lps
 from ..errors import GeometryError, InputFileError
 from .atomic import write_with
-from .dicom import SERIES_SEPARATOR, choose_series, find_series, is_dicom_file, is_dicom_path, split_selector
+from .dicom import (SERIES_SEPARATOR, choose_series, find_series, folder_holds_dicom, is_dicom_file, is_dicom_path,
+                    split_selector)
 from .nifti import Volume, voxel_sha256
 
 #: The SOP classes of a Segmentation (binary/fractional, and label map).
@@ -135,6 +136,9 @@ def source_images(source: str | Path, affine: np.ndarray, shape: Sequence[int]) 
     inverse = np.linalg.inv(lps)
     columns, rows, depth = (int(v) for v in shape[:3])
     headers = [ds for _path, ds in series.headers]
+    if any("FrameOfReferenceUID" not in ds for ds in headers):
+        raise InputFileError(f"{source}: the DICOM series has no FrameOfReferenceUID, which a DICOM SEG must "
+                             "reference to be placed on it; a SEG cannot be made for this series")
     row_dir = lps[:3, 0] / np.linalg.norm(lps[:3, 0])
     slices: list[np.ndarray] = []
     for ds in headers:
@@ -175,9 +179,7 @@ def cmb_seg_dataset(instances: np.ndarray, source: str | Path, affine: np.ndarra
     if not ids:
         raise GeometryError(f"{Path(str(source)).name}: the review holds no microbleed to export as DICOM SEG; a SEG "
                             "needs at least one segment")
-    numbered = np.zeros(labels.shape, dtype=np.uint16)
-    for number, fid in enumerate(ids, start=1):
-        numbered[labels == fid] = number
+    numbered = np.searchsorted(np.array([0, *ids]), labels).astype(np.uint16)  # id -> segment number 1..n
     # frames in the sources' own order: image n (or enhanced frame n) is slice k = slices[..][n]
     frames = numbered[:, :, np.concatenate(slices)].transpose(2, 1, 0)
     algorithm = hd.AlgorithmIdentificationSequence(name=SOFTWARE, version=__version__, family=codes.DCM.ArtificialIntelligence)
@@ -218,13 +220,34 @@ def save_seg(seg: Any, path: Path) -> None:
         seg.save_as(path, enforce_file_format=True)
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
 def _candidate_folders(path: Path) -> list[Path]:
-    """Where the series a SEG references may lie: its folder, its subfolders, its parent's subfolders."""
-    near = [path.parent, *sorted(p for p in path.parent.iterdir() if p.is_dir())]
-    parent = path.parent.parent
-    if parent != path.parent:
-        near += sorted(p for p in parent.iterdir() if p.is_dir() and p != path.parent)
-    return near
+    """Where the series a SEG references may lie: its folder, its subfolders, its parent's subfolders.
+
+    Why there: a PACS or a study export puts a study's series side by side (flat or one folder
+    each), and our export is written beside the series' folder (never into it).
+    """
+    here, parent = path.parent, path.parent.parent
+    near = [here, *_subfolders(here), *(p for p in _subfolders(parent) if p != here)]
+    return [p for p in near if folder_holds_dicom(p)]
+
+
+def _find_series_near(path: Path, uid: str) -> Path | None:
+    """``FOLDER::UID`` of the referenced series near the SEG, or None; a broken neighbour is skipped."""
+    for folder in _candidate_folders(path):
+        try:
+            found, _ = find_series(folder)
+        except InputFileError:  # a corrupt file in a neighbouring folder is not this SEG's problem
+            continue
+        if any(s.uid == uid for s in found):
+            return Path(f"{folder}{SERIES_SEPARATOR}{uid}")
+    return None
 
 
 def read_seg(path: str | Path) -> Volume:
@@ -250,15 +273,11 @@ def read_seg(path: str | Path) -> Volume:
     if len(referenced) != 1:
         raise InputFileError(f"{where}: references {len(referenced)} series; a microbleed SEG segments one series")
     uid = referenced[0]
-    series_volume = None
-    for folder in _candidate_folders(where):
-        found, _ = find_series(folder)
-        if any(s.uid == uid for s in found):
-            series_volume = load_dicom(f"{folder}{SERIES_SEPARATOR}{uid}")
-            break
-    if series_volume is None:
+    series_path = _find_series_near(where, uid)
+    if series_path is None:
         raise InputFileError(f"{where}: the series it segments (SeriesInstanceUID ending …{uid[-8:]}) is not in its "
                              "folder, its subfolders or beside it; put the SEG next to the series' files")
+    series_volume = load_dicom(series_path)
     numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence]
     tracked = [str(s.get("TrackingID", "")) for s in seg.SegmentSequence]
     ids = [int(t) for t in tracked] if all(t.isdigit() and int(t) > 0 for t in tracked) and len(set(tracked)) == len(tracked) \
