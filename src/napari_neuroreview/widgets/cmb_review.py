@@ -44,7 +44,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
 from ..core.tasks.cmb.review import ReviewSession
-from ..core.tasks.cmb.review_export import default_reviewer, export_review
+from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
 from ._base import DevicePicker, VersionPicker, elide, scrolled_panel
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
@@ -542,9 +542,10 @@ class CMBReviewWidget(QWidget):
 
         def export() -> None:
             folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            written.extend(export_review(self.session, folder / f"{stem}_desc-cmb_dseg.nii.gz",
-                                         folder / f"{stem}_desc-cmb_points.json", folder / f"{stem}_desc-cmb_points.tsv",
-                                         seg_path=folder / f"{stem}_desc-cmb_seg.dcm" if seg else None))
+            written.extend(self.session.export(folder / f"{stem}_desc-cmb_dseg.nii.gz",
+                                               folder / f"{stem}_desc-cmb_points.json",
+                                               folder / f"{stem}_desc-cmb_points.tsv",
+                                               seg_path=folder / f"{stem}_desc-cmb_seg.dcm" if seg else None))
             show_info(f"Exported the microbleed review to {folder}")
 
         self._guard(export)
