@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, 
                             QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
 
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
-from ..core.io.dicom import is_dicom_path
+from ..core.io.dicom_seg import can_reference
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.io.orientation import from_display
@@ -468,7 +468,7 @@ class CMBReviewWidget(QWidget):
         active = self.session is not None and self.layers.points is not None
         for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
             button.setEnabled(active)
-        self.seg_check.setEnabled(active and is_dicom_path(self.session.image.path))
+        self.seg_check.setEnabled(active and can_reference(self._seg_source()))
         if not self.seg_check.isEnabled():
             self.seg_check.setChecked(False)
         self.undo_button.setEnabled(active and self.session.can_undo)
@@ -527,10 +527,9 @@ class CMBReviewWidget(QWidget):
 
     # ----------------------------------------------------------------- export
     def export_to(self, folder: str | Path, seg: bool | None = None) -> list[Path]:
-        """Write ``<scan>_desc-cmb_dseg.nii.gz`` (source grid), ``_desc-cmb_points.json/.tsv``.
+        """Write ``<scan>_desc-cmb_dseg.nii.gz``, ``_points.json/.tsv`` and (``seg``, default the box) ``_seg.dcm``.
 
-        With ``seg`` (default: the "+ DICOM SEG" box, offered for a DICOM scan) also
-        ``<scan>_desc-cmb_seg.dcm``, written together with the others.
+        All together, the SEG from the open layer's series; no SEG (a notice) when nothing is accepted.
         """
         if self.session is None:
             show_error("No microbleed review to export: run the detector or pick a reviewed scan")
@@ -542,14 +541,17 @@ class CMBReviewWidget(QWidget):
 
         def export() -> None:
             folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            written.extend(self.session.export(folder / f"{stem}_desc-cmb_dseg.nii.gz",
-                                               folder / f"{stem}_desc-cmb_points.json",
-                                               folder / f"{stem}_desc-cmb_points.tsv",
-                                               seg_path=folder / f"{stem}_desc-cmb_seg.dcm" if seg else None))
-            show_info(f"Exported the microbleed review to {folder}")
+            paths = [Path(f"{folder / stem}_desc-cmb_{end}") for end in ("dseg.nii.gz", "points.json", "points.tsv", "seg.dcm")]
+            written.extend(self.session.export(*paths[:3], seg_path=paths[3] if seg else None, seg_source=self._seg_source()))
+            skipped = " (no DICOM SEG: no accepted microbleed to segment)" if seg and paths[3] not in written else ""
+            show_info(f"Exported the microbleed review to {folder}{skipped}")
 
         self._guard(export)
         return written
+
+    def _seg_source(self) -> str:
+        """The open layer's source, else the stored path (kept from when these voxels were first opened)."""
+        return str(getattr(self.layers.scan, "metadata", {}).get(META_KEY, {}).get("source_path") or self.session.image.path)
 
     def _browse_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export the microbleed review to")

@@ -33,20 +33,36 @@ has a distinct integer one, else the segment number), so they overlay the series
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import logging
+import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ... import __version__
-from ..anatomy.registration import ras_lps
 from ..errors import GeometryError, InputFileError
 from .atomic import write_with
-from .dicom import (SERIES_SEPARATOR, choose_series, find_series, folder_holds_dicom, is_dicom_file, is_dicom_path,
-                    split_selector)
+from .dicom import (
+    SERIES_SEPARATOR,
+    DicomSeries,
+    _affine,
+    _check_series,
+    _item,
+    _slices,
+    _sorted_files,
+    choose_series,
+    find_series,
+    folder_holds_dicom,
+    is_dicom_file,
+    is_dicom_path,
+    load_dicom,
+    split_selector,
+)
 from .nifti import Volume, voxel_sha256
 
 #: The SOP classes of a Segmentation (binary/fractional, and label map).
@@ -58,7 +74,7 @@ SEG_SERIES_NUMBER = 9901
 #: Type 2 fields highdicom reads from the source: present, and empty when the source lacks them.
 _TYPE2_FIELDS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                  "StudyDate", "StudyTime", "ReferringPhysicianName")
-#: How far (voxels) a source image may lie from the reviewed scan's grid.
+#: How far (slice steps) a SEG frame may lie from its series' slice.
 _GRID_TOLERANCE = 0.01
 
 
@@ -92,69 +108,84 @@ def _quiet() -> Iterator[None]:
             one.setLevel(level)
 
 
-def _frame_positions(ds: Any) -> list[np.ndarray]:
-    """Each frame's ImagePositionPatient (LPS mm): one for a classic image, per frame for an enhanced one."""
-    frames = ds.get("PerFrameFunctionalGroupsSequence")
-    if not frames:
-        return [np.array([float(v) for v in ds.ImagePositionPatient])]
-    return [np.array([float(v) for v in f.PlanePositionSequence[0].ImagePositionPatient]) for f in frames]
+def can_reference(source: str | Path) -> bool:
+    """Whether a SEG can be asked for a scan opened from ``source``: a DICOM path that is still there."""
+    return bool(str(source)) and split_selector(source)[0].exists() and is_dicom_path(source)
 
 
-def _orientation(ds: Any) -> np.ndarray:
-    if "ImageOrientationPatient" in ds:
-        return np.array([float(v) for v in ds.ImageOrientationPatient])
-    shared = ds.SharedFunctionalGroupsSequence[0]
-    return np.array([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient])
+def _series_grid(series: DicomSeries, where: Path) -> tuple[DicomSeries, list[Any], np.ndarray]:
+    """The series in the loader's slice order, each image's geometry, and its affine: headers only.
 
-
-def _slice_index(where: Path, position_lps: np.ndarray, inverse: np.ndarray, depth: int) -> int:
-    """The slice ``k`` of the grid that a frame at ``position_lps`` is; refused when it is off the grid.
-
-    ``inverse`` maps world LPS mm (DICOM's patient space) to the grid's voxels.
+    Why not :func:`core.io.dicom.load_dicom`: the grid needs no pixel decoded; this composes
+    the loader's own header steps (GDCM's sorter, per-frame geometry, checks, affine) in its
+    order, so slice ``k`` here is slice ``k`` of the loaded scan, evenly spaced or not.
     """
-    voxel = inverse[:3, :3] @ position_lps + inverse[:3, 3]
-    k = round(float(voxel[2]))
-    if np.abs(voxel[:2]).max() > _GRID_TOLERANCE or abs(voxel[2] - k) > _GRID_TOLERANCE or not 0 <= k < depth:
-        raise GeometryError(f"{where}: the DICOM series no longer lies on the reviewed scan's grid (an image at "
-                            f"voxel {np.round(voxel, 2).tolist()}); reopen the series and review it again")
-    return k
+    if len(series.headers) > 1:
+        by_path = dict(series.headers)
+        series = DicomSeries(series.uid, series.number, series.description, series.modality,
+                             [(f, by_path[f]) for f in _sorted_files(series, where)])
+    slices = _slices(series, where)
+    _check_series(series, where, slices)
+    return series, slices, _affine(series, where, slices, [])
 
 
-def source_images(source: str | Path, affine: np.ndarray, shape: Sequence[int]) -> tuple[list[Any], list[np.ndarray]]:
-    """The source series' headers, each with the slice index of every frame on the scan's grid.
+def _uid_from(*parts: str) -> str:
+    """A stable DICOM UID (``2.25.<uuid as integer>``) from text: the same finding, the same TrackingUID."""
+    digest = hashlib.sha256(":".join(parts).encode()).digest()[:16]
+    return f"2.25.{uuid.UUID(bytes=digest).int}"
 
-    Why re-read: the SEG must name the very images the review was drawn on; their positions
-    through the reviewed affine also prove the series is still the one reviewed.
+
+def source_images(source: str | Path, affine: np.ndarray, shape: Sequence[int], sha256: str) -> list[Any]:
+    """The source series' headers in slice order (header ``k`` is slice ``k`` of the scan's grid).
+
+    Why re-read: the SEG must name the very images the review was drawn on. The series'
+    voxels are loaded and their sha256 compared with the reviewed scan's: a folder that now
+    holds another series (another patient, same protocol) is refused, as is a changed grid.
     """
+    where, selector = split_selector(source)
+    if not where.exists():
+        raise InputFileError(f"{where}: no longer exists (moved or deleted), so a DICOM SEG cannot reference the "
+                             "reviewed images; open the series from where it is now")
     if not is_dicom_path(source):
         raise InputFileError(f"{source}: was not opened from DICOM, and a DICOM SEG must reference the DICOM "
                              "images it segments; export the labels as NIfTI, or open the DICOM series and review it")
-    where, selector = split_selector(source)
     found, _skipped = find_series(where)
     series = choose_series(where, found, selector)
-    lps = ras_lps(np.asarray(affine, float))
-    inverse = np.linalg.inv(lps)
-    columns, rows, depth = (int(v) for v in shape[:3])
-    headers = [ds for _path, ds in series.headers]
-    if any("FrameOfReferenceUID" not in ds for ds in headers):
+    if any("FrameOfReferenceUID" not in ds for _path, ds in series.headers):
         raise InputFileError(f"{source}: the DICOM series has no FrameOfReferenceUID, which a DICOM SEG must "
                              "reference to be placed on it; a SEG cannot be made for this series")
-    row_dir = lps[:3, 0] / np.linalg.norm(lps[:3, 0])
-    slices: list[np.ndarray] = []
-    for ds in headers:
-        if (int(ds.Rows), int(ds.Columns)) != (rows, columns) or not np.allclose(_orientation(ds)[:3], row_dir, atol=1e-3):
-            raise GeometryError(f"{source}: the DICOM series' images are no longer {columns} x {rows} in the reviewed "
-                                "orientation; reopen the series and review it again")
-        slices.append(np.array([_slice_index(Path(str(source)), p, inverse, depth) for p in _frame_positions(ds)]))
-    taken = np.concatenate(slices)
-    if len(taken) != depth or len(np.unique(taken)) != depth:
-        raise GeometryError(f"{source}: the DICOM series now has {len(np.unique(taken))} slices where the reviewed "
-                            f"scan had {depth}; reopen the series and review it again")
-    return headers, slices
+    if load_dicom(source).sha256 != str(sha256).lower():
+        raise InputFileError(f"{source}: now holds other voxels than the reviewed scan (another series or patient, "
+                             "or a re-acquisition), so its images cannot carry this review; open it and review it")
+    series, slices, grid = _series_grid(series, where)
+    columns, rows, depth = (int(v) for v in shape[:3])
+    size = (int(series.headers[0][1].Columns), int(series.headers[0][1].Rows), len(slices))
+    if size != (columns, rows, depth) or not np.allclose(grid, np.asarray(affine, float), atol=1e-3):
+        raise GeometryError(f"{source}: the DICOM series no longer lies on the reviewed scan's grid; reopen the "
+                            "series and review it again")
+    return [ds for _path, ds in series.headers]
 
 
-def cmb_seg_dataset(instances: np.ndarray, source: str | Path, affine: np.ndarray, *,
-                    names: dict[int, str] | None = None, reviewer: str | None = None) -> Any:
+def _share_orientation(ds: Any) -> None:
+    """Move an enhanced image's per-frame orientation into its shared group (highdicom reads it only there).
+
+    Why it is safe: :func:`_series_grid` (the loader's check) refused frames of different orientations.
+    """
+    from pydicom.dataset import Dataset
+
+    frames = ds.get("PerFrameFunctionalGroupsSequence") or []
+    if not frames or all("PlaneOrientationSequence" not in f for f in frames):
+        return
+    if not ds.get("SharedFunctionalGroupsSequence"):
+        ds.SharedFunctionalGroupsSequence = [Dataset()]
+    ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence = frames[0].PlaneOrientationSequence
+    for frame in frames:
+        if "PlaneOrientationSequence" in frame:
+            del frame.PlaneOrientationSequence
+
+
+def cmb_seg_dataset(instances: np.ndarray, source: str | Path, affine: np.ndarray, *, sha256: str,
+                    names: dict[int, str] | None = None, manual: Collection[int] = (), reviewer: str | None = None) -> Any:
     """The SEG (a pydicom Dataset) of instance labels on the scan's file grid; one segment per id.
 
     Parameters
@@ -165,8 +196,12 @@ def cmb_seg_dataset(instances: np.ndarray, source: str | Path, affine: np.ndarra
         The scan's path as opened: a DICOM folder, ``FOLDER::SERIES`` or one file.
     affine : numpy.ndarray
         The reviewed scan's voxel -> world RAS affine (the grid ``instances`` lie on).
+    sha256 : str
+        The reviewed scan's voxel sha256: the series at ``source`` must still hold those voxels.
     names : dict, optional
         Segment label per id (default ``"Microbleed <id>"``).
+    manual : collection of int, optional
+        Ids the reviewer added by hand: their segments are MANUAL, the others SEMIAUTOMATIC.
     reviewer : str, optional
         ContentCreatorName: a typed name or pseudonym (never the OS login: the caller decides).
     """
@@ -174,37 +209,43 @@ def cmb_seg_dataset(instances: np.ndarray, source: str | Path, affine: np.ndarra
     from pydicom.sr.codedict import codes
 
     labels = np.asarray(instances)
-    headers, slices = source_images(source, affine, labels.shape)
     ids = [int(v) for v in np.unique(labels) if v != 0]
     if not ids:
-        raise GeometryError(f"{Path(str(source)).name}: the review holds no microbleed to export as DICOM SEG; a SEG "
-                            "needs at least one segment")
+        raise InputFileError(f"{Path(str(source)).name}: the review holds no microbleed to export as DICOM SEG; a SEG "
+                             "needs at least one segment")
+    headers = source_images(source, affine, labels.shape, sha256)
     numbered = np.searchsorted(np.array([0, *ids]), labels).astype(np.uint16)  # id -> segment number 1..n
-    # frames in the sources' own order: image n (or enhanced frame n) is slice k = slices[..][n]
-    frames = numbered[:, :, np.concatenate(slices)].transpose(2, 1, 0)
+    frames = numbered.transpose(2, 1, 0)  # header k is slice k: (frame, row, column)
     algorithm = hd.AlgorithmIdentificationSequence(name=SOFTWARE, version=__version__, family=codes.DCM.ArtificialIntelligence)
+    kinds = hd.seg.SegmentAlgorithmTypeValues
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=number, segment_label=(names or {}).get(fid, f"Microbleed {fid}"),
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Hemorrhage,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC, algorithm_identification=algorithm,
-            tracking_uid=hd.UID(), tracking_id=str(fid), anatomic_regions=[codes.SCT.Brain])
+            algorithm_type=kinds.MANUAL if fid in manual else kinds.SEMIAUTOMATIC,
+            algorithm_identification=None if fid in manual else algorithm,
+            tracking_uid=_uid_from(str(sha256).lower(), str(fid)), tracking_id=str(fid), anatomic_regions=[codes.SCT.Brain])
         for number, fid in enumerate(ids, start=1)
     ]
-    sources = [ds.copy() for ds in headers]
+    sources = [copy.deepcopy(ds) for ds in headers]  # deep: the edits below stay out of the cached headers
     for ds in sources:
+        _share_orientation(ds)
         for name in _TYPE2_FIELDS:
             if name not in ds:
                 setattr(ds, name, None)
-    with _quiet():
-        seg = hd.seg.Segmentation(
-            source_images=sources, pixel_array=frames, segmentation_type="BINARY",
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer=SOFTWARE, manufacturer_model_name=SOFTWARE,
-            software_versions=__version__, device_serial_number=__version__, content_label="CMB",
-            content_description="Reviewed cerebral microbleeds", content_creator_name=reviewer or None,
-            series_description="Cerebral microbleeds (reviewed)")
+    try:
+        with _quiet():
+            seg = hd.seg.Segmentation(
+                source_images=sources, pixel_array=frames, segmentation_type="BINARY",
+                segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SEG_SERIES_NUMBER,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer=SOFTWARE, manufacturer_model_name=SOFTWARE,
+                software_versions=__version__, device_serial_number=SOFTWARE, content_label="CMB",
+                content_description="Reviewed cerebral microbleeds", content_creator_name=reviewer or None,
+                series_description="Cerebral microbleeds (reviewed)")
+    except ValueError as exc:  # its message may quote the source's identity: not repeated
+        raise InputFileError(f"{source}: highdicom cannot build a DICOM SEG on this series' headers "
+                             f"({type(exc).__name__}); export the labels as NIfTI") from None
     return seg
 
 
@@ -250,17 +291,33 @@ def _find_series_near(path: Path, uid: str) -> Path | None:
     return None
 
 
+def _seg_frames(where: Path, seg: Any) -> tuple[list[Any], list[int | None]]:
+    """Each SEG frame's geometry (the loader's per-frame reading) and segment number (None: a label map)."""
+    frames = seg.get("PerFrameFunctionalGroupsSequence") or []
+    if len(frames) != max(1, int(seg.get("NumberOfFrames", 1) or 1)):
+        raise InputFileError(f"{where}: a DICOM SEG with {len(frames)} per-frame geometries for "
+                             f"{seg.get('NumberOfFrames', 1)} frames cannot be placed on its series")
+    geometry = _slices(DicomSeries("", None, "DICOM SEG", "SEG", [(where, seg)]), where)
+    numbers: list[int | None] = []
+    for frame in frames:
+        item = _item(seg, frame, "SegmentIdentificationSequence")
+        numbers.append(None if item is None or "ReferencedSegmentNumber" not in item else int(item.ReferencedSegmentNumber))
+    return geometry, numbers
+
+
 def read_seg(path: str | Path) -> Volume:
     """A SEG file as a labels Volume on its referenced series' grid (instance ids restored).
+
+    BINARY and FRACTIONAL frames name their segment; a LABELMAP frame's pixel value is the
+    segment number. The series' grid comes from its headers (no pixel of it is decoded).
 
     Raises
     ------
     InputFileError
-        Not a readable SEG, or its referenced series is not found near it (one sentence).
+        Not a readable SEG, one that does not lie on its series, or its referenced series not
+        found near it (one sentence each).
     """
     import highdicom as hd
-
-    from .dicom import load_dicom
 
     where = Path(path)
     try:
@@ -277,26 +334,45 @@ def read_seg(path: str | Path) -> Volume:
     if series_path is None:
         raise InputFileError(f"{where}: the series it segments (SeriesInstanceUID ending …{uid[-8:]}) is not in its "
                              "folder, its subfolders or beside it; put the SEG next to the series' files")
-    series_volume = load_dicom(series_path)
-    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence]
-    tracked = [str(s.get("TrackingID", "")) for s in seg.SegmentSequence]
+    folder, selector = split_selector(series_path)
+    series, slices, affine = _series_grid(choose_series(folder, find_series(folder)[0], selector), series_path)
+    try:
+        segments = [s for s in seg.get("SegmentSequence") or [] if int(s.SegmentNumber) > 0]  # a label map's 0: background
+    except (AttributeError, TypeError, ValueError):
+        raise InputFileError(f"{where}: a segment of this DICOM SEG has no readable SegmentNumber") from None
+    numbers = [int(s.SegmentNumber) for s in segments]
+    tracked = [str(s.get("TrackingID", "")) for s in segments]
     ids = [int(t) for t in tracked] if all(t.isdigit() and int(t) > 0 for t in tracked) and len(set(tracked)) == len(tracked) \
         else numbers
-    value = dict(zip(numbers, ids))
-    shape = series_volume.spatial_shape
+    value = np.zeros(max(numbers, default=0) + 1, dtype=np.int64)
+    value[numbers] = ids
+    shape = (int(series.headers[0][1].Columns), int(series.headers[0][1].Rows), len(slices))
     labels = np.zeros(shape, dtype=np.uint16 if max(ids, default=0) <= np.iinfo(np.uint16).max else np.uint32)
-    inverse = np.linalg.inv(ras_lps(series_volume.affine))
+    geometry, segment_of = _seg_frames(where, seg)
+    labelmap = str(seg.get("SOPClassUID", "")) == SEG_SOP_CLASSES[1] or str(seg.get("SegmentationType", "")) == "LABELMAP"
     frames = frames.reshape((-1, *frames.shape[-2:]))
-    for n, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
-        position = np.array([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient])
-        k = _slice_index(where, position, inverse, shape[2])
-        plane = frames[n].T  # (column, row)
-        if plane.shape != shape[:2]:
-            raise GeometryError(f"{where}: its frames are {plane.shape[0]} x {plane.shape[1]}, not the series' "
-                                f"{shape[0]} x {shape[1]}")
-        labels[:, :, k][plane > 0] = value[number]
-    header = {"format": "DICOM SEG", "series_label": f"{series_volume.header.get('series_label', 'series')} microbleeds (SEG)",
-              "segments": len(numbers), "series_sha256": series_volume.header.get("series_sha256")}
-    return Volume(data=labels, affine=series_volume.affine.copy(), zooms=series_volume.zooms, path=where,
-                  sha256=voxel_sha256(labels), header=header)
+    first = slices[0]
+    if frames.shape[1:] != (shape[1], shape[0]) or not all(
+            np.allclose(g.orientation, first.orientation, atol=1e-4) and np.allclose(g.spacing, first.spacing, rtol=1e-4)
+            for g in geometry):
+        raise InputFileError(f"{where}: its frames are not on the grid of the series it segments (size, orientation or "
+                             "pixel spacing differ), so it cannot be overlaid on it")
+    positions = np.array([s.position for s in slices])
+    step = float(np.linalg.norm(affine[:3, 2]))
+    for n, (plane, number) in enumerate(zip(frames, segment_of)):
+        distance = np.linalg.norm(positions - geometry[n].position, axis=1)
+        k = int(np.argmin(distance))
+        if distance[k] > _GRID_TOLERANCE * step:
+            raise InputFileError(f"{where}: frame {n + 1} lies on no slice of the series it segments, so it cannot "
+                                 "be overlaid on it")
+        if number is None and not labelmap:
+            raise InputFileError(f"{where}: frame {n + 1} names no segment (SegmentIdentificationSequence), so it "
+                                 "cannot be read")
+        mask = plane.T > 0  # (column, row)
+        if number is None and np.any(plane[plane > 0] >= len(value)) or number is not None and not 0 < number < len(value):
+            raise InputFileError(f"{where}: a frame names a segment the SEG does not describe, so it cannot be read")
+        labels[:, :, k][mask] = value[plane.T[mask]] if number is None else value[number]
+    header = {"format": "DICOM SEG", "series_label": f"{series.label} microbleeds (SEG)",
+              "segments": len(numbers), "series_sha256": hashlib.sha256(series.uid.encode()).hexdigest()[:16]}
+    return Volume(data=labels, affine=affine, zooms=tuple(float(z) for z in np.linalg.norm(affine[:3, :3], axis=0)),
+                  path=where, sha256=voxel_sha256(labels), header=header)

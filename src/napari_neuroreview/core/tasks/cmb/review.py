@@ -465,12 +465,14 @@ class ReviewSession:
         self, labels_path: str | Path | None = None, json_path: str | Path | None = None,
         tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
         statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False, seg_path: str | Path | None = None,
+        seg_source: str | Path | None = None,
     ) -> list[Path]:
         """Write the review: labels NIfTI on the source grid, points JSON and/or TSV, a DICOM SEG, all or none.
 
         See :func:`.review_export.export_review` for the parameters and what an export holds.
         """
-        return export_review(self, labels_path, json_path, tsv_path, instances, statuses, include_paths, seg_path)
+        return export_review(self, labels_path, json_path, tsv_path, instances, statuses, include_paths, seg_path,
+                             seg_source)
 
 
 def _masks_by_label(instances: np.ndarray) -> dict[int, list[list[int]]]:

@@ -95,6 +95,7 @@ def export_review(
     session: ReviewSession, labels_path: str | Path | None = None, json_path: str | Path | None = None,
     tsv_path: str | Path | None = None, instances: np.ndarray | None = None,
     statuses: Iterable[str] = EXPORT_STATUSES, include_paths: bool = False, seg_path: str | Path | None = None,
+    seg_source: str | Path | None = None,
 ) -> list[Path]:
     """Write the review: instance labels NIfTI on the source grid, points JSON and/or TSV, a DICOM SEG.
 
@@ -120,6 +121,11 @@ def export_review(
         the source series (:func:`core.io.dicom_seg.cmb_seg_dataset`); only for a scan opened
         from DICOM. It carries the source's patient module (PACS files it with the study);
         the JSON/TSV never do. For a DICOM scan no output may go into the series' folder.
+        With no microbleed in the exported statuses there is no segment to write: the SEG is
+        skipped (the other files are written) and the returned paths do not hold it.
+    seg_source : str or Path, optional
+        Where the reviewed series is now (the open layer's path; default the path stored
+        when the scan was first registered): its voxels must still be the reviewed scan's.
 
     Raises
     ------
@@ -127,12 +133,13 @@ def export_review(
         A path that is an input, a folder, has the wrong suffix or cannot be written.
     """
     chosen = _valid_statuses(statuses)
-    dicom_source = is_dicom_path(session.image.path)
+    source = session.image.path if seg_source is None else seg_source
+    dicom_source = is_dicom_path(source)
     check_outputs(
         [Output(labels_path, (".nii.gz", ".nii"), "labels"), Output(json_path, (".json",), "points JSON"),
          Output(tsv_path, (".tsv",), "points TSV"), Output(seg_path, (".dcm",), "DICOM SEG")],
-        inputs=[session.image.path, session.store.path],
-        protected_folders=[_series_folder(session.image.path)] if dicom_source else (),
+        inputs=[session.image.path, source, session.store.path],
+        protected_folders=[_series_folder(source)] if dicom_source else (),
     )
     writes: list[tuple[Path, Any]] = []
     if labels_path is not None or seg_path is not None:
@@ -147,11 +154,12 @@ def export_review(
     for path in (json_path, tsv_path):
         if path is not None:
             writes.append((Path(path), lambda tmp: save_points(tmp, records, provenance)))
-    if seg_path is not None:
+    if seg_path is not None and labels.any():  # no microbleed, no segment: the SEG is skipped
         from ...io.dicom_seg import cmb_seg_dataset, save_seg  # highdicom only when a SEG is asked for
 
         reviewer = export_reviewer(session.reviewer)
-        seg = cmb_seg_dataset(labels, session.image.path, session.affine,
+        seg = cmb_seg_dataset(labels, source, session.affine, sha256=session.sha256,
+                              manual={f.id for f in session.findings if f.source == "user"},
                               reviewer=None if reviewer == UNNAMED_REVIEWER else reviewer)
         writes.append((Path(seg_path), lambda tmp: save_seg(seg, tmp)))
     return write_together(writes)
