@@ -11,23 +11,33 @@ Why a SEG and how it is built (highdicom's :class:`highdicom.seg.Segmentation`):
 - **Codes**: category SCT 49755003 "Morphologically Abnormal Structure" (CID 7150), type SCT
   50960005 "Hemorrhage", anatomic region SCT 12738006 "Brain"; the code dictionaries pydicom
   and highdicom ship hold no microbleed concept, so the segment label says "Microbleed".
-- **Geometry**: the SEG references its source images (their SOPInstanceUIDs, the series and
-  frame of reference), and highdicom copies their plane positions, so the SEG lies on the
-  series' own grid, oblique or not. The source headers are re-read with pydicom
-  (:func:`core.io.dicom.find_series`) and every image is placed on the reviewed scan's grid
-  through its affine: a series that no longer matches that grid is refused, not guessed.
-  A scan opened from NIfTI has no source images: refused in one sentence (highdicom needs
-  source images; a SEG on a made-up geometry would attach to no study in PACS).
+- **Which images**: the SEG references its source images (their SOPInstanceUIDs, the series
+  and frame of reference), and highdicom copies their plane positions, so the SEG lies on the
+  series' own grid, oblique or not. The series is re-read and its voxels' sha256 compared with
+  the reviewed scan's: a folder that now holds another series (another patient with the same
+  protocol) is refused, not given this review. Its headers give the grid the way the loader
+  does (:func:`core.io.dicom._slices`, its per-frame geometry, GDCM's slice order), so header
+  ``k`` is slice ``k`` of the scan, evenly spaced or not. A scan opened from NIfTI has no
+  source images: refused in one sentence (a SEG on a made-up geometry would attach to no
+  study in PACS); a series moved or deleted since is one sentence too. With no microbleed to
+  segment there is no SEG (a SEG needs one segment): the review export skips it.
+- **Segments**: MANUAL for a microbleed the reviewer added, SEMIAUTOMATIC for a detection the
+  reviewer decided on; TrackingUID derived from the scan's sha256 and the finding id, so the
+  same finding keeps its UID over exports.
 - **Identity**: the SEG copies the Patient and Study modules of the source (what PACS needs to
   file it with the study). This is the one place patient identity legitimately flows: it is
   never logged (highdicom's and pydicom's messages are silenced while building, since
-  highdicom quotes an unusual PatientName in a log line), never in a sentence, and the
-  review's JSON/TSV carry none of it. Type 2 study fields a source lacks are written empty.
+  highdicom warns about an unusual PatientName, quoting it), never in a sentence (highdicom's
+  own errors are named by type only), and the review's JSON/TSV carry none of it. Type 2
+  study fields a source lacks are written empty.
 
 Reading back (:func:`read_seg`, which :func:`core.io.nifti.load_volume` calls for a SEG file):
 the referenced series is looked for in the SEG's folder, its subfolders, and its parent's
-subfolders; the labels are drawn on that series' grid (value = TrackingID when every segment
-has a distinct integer one, else the segment number), so they overlay the series exactly.
+subfolders; the labels are drawn on that series' grid, read from its headers (value =
+TrackingID when every segment has a distinct integer one, else the segment number), so they
+overlay the series exactly. BINARY/FRACTIONAL and LABELMAP SEGs are read; a frame off the
+series' slices, of another orientation or pixel spacing, or naming an unknown segment is one
+sentence.
 """
 
 from __future__ import annotations
