@@ -550,8 +550,8 @@ class CMBReviewWidget(QWidget):
         return written
 
     def _seg_source(self) -> str:
-        """The open layer's source, else the stored path (kept from when these voxels were first opened)."""
-        return str(getattr(self.layers.scan, "metadata", {}).get(META_KEY, {}).get("source_path") or self.session.image.path)
+        """The open layer's source path ('' if none): the store keeps the path first opened, or a layer name."""
+        return str(getattr(self.layers.scan, "metadata", {}).get(META_KEY, {}).get("source_path") or "")
 
     def _browse_export(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export the microbleed review to")
