@@ -279,7 +279,7 @@ def _unique_selector(one: DicomSeries, found: Sequence[DicomSeries]) -> str:
     return next(c for c in candidates if [id(s) for s in _matches(found, c)] == [id(one)])
 
 
-def _item(ds: Any, frame: Any, name: str) -> Any | None:
+def frame_item(ds: Any, frame: Any, name: str) -> Any | None:
     """A functional group's first item: the frame's own, else the shared one, else None."""
     for holder in (frame, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
         if holder is not None and name in holder and len(holder[name].value):
@@ -322,7 +322,7 @@ def _slice_of(where: Path, position: Any, orientation: Any, spacing: Any, echo: 
                   (slope or 1.0, inter or 0.0))
 
 
-def _slices(series: DicomSeries, where: Path) -> list[_Slice]:
+def header_slices(series: DicomSeries, where: Path) -> list[_Slice]:
     """Every image's geometry, echo and rescale, in the order the headers are given."""
     out: list[_Slice] = []
     for path, ds in series.headers:
@@ -339,23 +339,23 @@ def _slices(series: DicomSeries, where: Path) -> list[_Slice]:
         if len(frames) != _frames(ds):
             raise fail(path, f"is a multi-frame image without per-frame positions ({len(frames)} for "
                              f"{_frames(ds)} frames), so where its voxels lie in the patient is unknown")
-        stacks = {str(getattr(_item(ds, f, "FrameContentSequence"), "StackID", "")) for f in frames}
+        stacks = {str(getattr(frame_item(ds, f, "FrameContentSequence"), "StackID", "")) for f in frames}
         if len(stacks) > 1:
             raise fail(path, f"holds {len(stacks)} stacks of frames; open a file with one stack")
         for frame in frames:
-            plane, orient = _item(ds, frame, "PlanePositionSequence"), _item(ds, frame, "PlaneOrientationSequence")
-            measures, echo = _item(ds, frame, "PixelMeasuresSequence"), _item(ds, frame, "MREchoSequence")
+            plane, orient = frame_item(ds, frame, "PlanePositionSequence"), frame_item(ds, frame, "PlaneOrientationSequence")
+            measures, echo = frame_item(ds, frame, "PixelMeasuresSequence"), frame_item(ds, frame, "MREchoSequence")
             out.append(_slice_of(path, getattr(plane, "ImagePositionPatient", None),
                                  getattr(orient, "ImageOrientationPatient", None), getattr(measures, "PixelSpacing", None),
-                                 getattr(echo, "EffectiveEchoTime", None), _item(ds, frame, "PixelValueTransformationSequence")))
+                                 getattr(echo, "EffectiveEchoTime", None), frame_item(ds, frame, "PixelValueTransformationSequence")))
     return out
 
 
-def _check_series(series: DicomSeries, where: Path, slices: Sequence[_Slice]) -> None:
+def check_series(series: DicomSeries, where: Path, slices: Sequence[_Slice]) -> None:
     """Refuse mixed echoes, and mixed orientations or pixel sizes.
 
     A GantryDetectorTilt tag alone is not refused: the slice positions say whether the slices
-    really are sheared (a resampled series may keep the tag), and :func:`_affine` measures that.
+    really are sheared (a resampled series may keep the tag), and :func:`series_affine` measures that.
     """
     echoes = sorted({round(s.echo, 4) for s in slices if s.echo is not None})
     if len(echoes) > 1:
@@ -375,7 +375,7 @@ def _tilt_sentence(series: DicomSeries, degrees: float) -> str:
             "and a rectangular grid would put each slice millimetres off; resample it first (dcm2niix corrects tilt)")
 
 
-def _affine(series: DicomSeries, where: Path, slices: Sequence[_Slice], extra: list[str]) -> np.ndarray:
+def series_affine(series: DicomSeries, where: Path, slices: Sequence[_Slice], extra: list[str]) -> np.ndarray:
     """Voxel (column, row, slice) -> world RAS mm from the tags, in the slices' order."""
     first = slices[0]
     row_dir, col_dir = first.orientation[:3], first.orientation[3:]
@@ -414,7 +414,7 @@ def _affine(series: DicomSeries, where: Path, slices: Sequence[_Slice], extra: l
     return ras_lps(lps)
 
 
-def _sorted_files(series: DicomSeries, where: Path) -> list[Path]:
+def sorted_files(series: DicomSeries, where: Path) -> list[Path]:
     """The series' files in slice order, as GDCM's position sorter gives them."""
     import SimpleITK as sitk
 
@@ -516,14 +516,14 @@ def _read_series(series: DicomSeries, source: Path, skipped: int) -> Volume:
         sizes = {(int(ds.Rows), int(ds.Columns)) for _, ds in series.headers}
         if len(sizes) > 1:
             raise fail(where, f"'{series.label}' holds images of {len(sizes)} different sizes; a volume needs one grid")
-        files = _sorted_files(series, where)
+        files = sorted_files(series, where)
         by_path = dict(series.headers)
         series = DicomSeries(series.uid, series.number, series.description, series.modality,
                              [(f, by_path[f]) for f in files])
-    slices = _slices(series, where)
-    _check_series(series, where, slices)
+    slices = header_slices(series, where)
+    check_series(series, where, slices)
     warnings: list[str] = []
-    affine = _affine(series, where, slices, warnings)
+    affine = series_affine(series, where, slices, warnings)
     scaled = any(s.rescale != (1.0, 0.0) for s in slices)
     # an enhanced file whose frames' rescale is not the one GDCM applies to all of them
     per_frame = "PerFrameFunctionalGroupsSequence" in first and len({_gdcm_rescale(first), *(s.rescale for s in slices)}) > 1

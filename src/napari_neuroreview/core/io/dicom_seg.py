@@ -16,7 +16,7 @@ Why a SEG and how it is built (highdicom's :class:`highdicom.seg.Segmentation`):
   series' own grid, oblique or not. The series is re-read and its voxels' sha256 compared with
   the reviewed scan's: a folder that now holds another series (another patient with the same
   protocol) is refused, not given this review. Its headers give the grid the way the loader
-  does (:func:`core.io.dicom._slices`, its per-frame geometry, GDCM's slice order), so header
+  does (:func:`core.io.dicom.header_slices`, its per-frame geometry, GDCM's slice order), so header
   ``k`` is slice ``k`` of the scan, evenly spaced or not. A scan opened from NIfTI has no
   source images: refused in one sentence (a SEG on a made-up geometry would attach to no
   study in PACS); a series moved or deleted since is one sentence too. With no microbleed to
@@ -60,11 +60,11 @@ from .atomic import write_with
 from .dicom import (
     SERIES_SEPARATOR,
     DicomSeries,
-    _affine,
-    _check_series,
-    _item,
-    _slices,
-    _sorted_files,
+    series_affine,
+    check_series,
+    frame_item,
+    header_slices,
+    sorted_files,
     choose_series,
     find_series,
     folder_holds_dicom,
@@ -133,10 +133,10 @@ def _series_grid(series: DicomSeries, where: Path) -> tuple[DicomSeries, list[An
     if len(series.headers) > 1:
         by_path = dict(series.headers)
         series = DicomSeries(series.uid, series.number, series.description, series.modality,
-                             [(f, by_path[f]) for f in _sorted_files(series, where)])
-    slices = _slices(series, where)
-    _check_series(series, where, slices)
-    return series, slices, _affine(series, where, slices, [])
+                             [(f, by_path[f]) for f in sorted_files(series, where)])
+    slices = header_slices(series, where)
+    check_series(series, where, slices)
+    return series, slices, series_affine(series, where, slices, [])
 
 
 def _uid_from(*parts: str) -> str:
@@ -307,10 +307,10 @@ def _seg_frames(where: Path, seg: Any) -> tuple[list[Any], list[int | None]]:
     if len(frames) != max(1, int(seg.get("NumberOfFrames", 1) or 1)):
         raise InputFileError(f"{where}: a DICOM SEG with {len(frames)} per-frame geometries for "
                              f"{seg.get('NumberOfFrames', 1)} frames cannot be placed on its series")
-    geometry = _slices(DicomSeries("", None, "DICOM SEG", "SEG", [(where, seg)]), where)
+    geometry = header_slices(DicomSeries("", None, "DICOM SEG", "SEG", [(where, seg)]), where)
     numbers: list[int | None] = []
     for frame in frames:
-        item = _item(seg, frame, "SegmentIdentificationSequence")
+        item = frame_item(seg, frame, "SegmentIdentificationSequence")
         numbers.append(None if item is None or "ReferencedSegmentNumber" not in item else int(item.ReferencedSegmentNumber))
     return geometry, numbers
 
