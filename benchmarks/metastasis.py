@@ -166,18 +166,6 @@ def read_crops(args: argparse.Namespace) -> tuple[list, list[str], float, bool]:
     return items, origins, seconds, hit
 
 
-def drop_empty(items: list, origins: list[str]) -> tuple[list, list[str], list[str]]:
-    """The lesions whose mask holds a voxel of the crop's grid, and the names of those left out.
-
-    Why: a lesion smaller than a crop voxel can vanish when its label is resampled onto a
-    coarse crop (``--quick``'s 3 mm voxels); it has no inside for the radiomics features,
-    the ADC ratio or a map's energy. The printout says how many were left out.
-    """
-    keep = [k for k, item in enumerate(items) if item.crop.mask.any()]
-    gone = [f"{items[k].patient} lesion {items[k].crop.lesion_id}" for k in range(len(items)) if k not in set(keep)]
-    return [items[k] for k in keep], [origins[k] for k in keep], gone
-
-
 def render_if_missing(args: argparse.Namespace) -> str | None:
     """Render ``--render`` patients into ``--data`` when it holds no cohort; what was done, or None."""
     if (args.data / "labels.tsv").is_file() or args.render is None:
@@ -330,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """The benchmark proper (module docstring); the JSON is written after the evaluation and again at the end."""
     from napari_neuroreview.core.io.outputs import Output, check_outputs
+    from napari_neuroreview.core.tasks.metastasis.evaluate import lesions_with_inside
 
     if args.json is not None:
         check_outputs([Output(args.json, (".json",), "benchmark JSON")], protected_folders=[args.data])
@@ -345,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     items, origins, secs, hit = read_crops(args)
     seconds["crops"] = (f"{len(items)} lesion crops " + (f"from the cache (cut in {secs:.0f} s)" if hit else
                                                          f"cut in {secs:.0f} s"))
-    items, origins, gone = drop_empty(items, origins)
+    items, origins, gone = lesions_with_inside(items, origins)  # --quick's 3 mm voxels lose the smallest
     if gone:
         seconds["crops"] += f"; {len(gone)} left out, their mask empty on the crop's grid: {', '.join(gone)}"
     print(f"# {args.data.name}: {seconds['crops']}; crops {args.crop_mm:g} mm at {args.crop_voxels} voxels; "

@@ -191,3 +191,24 @@ def test_the_crop_cache_follows_the_cohorts_files_and_the_reading_code(tmp_path)
     assert cohort_fingerprint(tmp_path, bench.CROP_MODULES[:1]) != before
     scan.write_bytes(b"y" * 11)  # the same patient rendered again at another voxel size
     assert cohort_fingerprint(tmp_path, bench.CROP_MODULES) != before
+
+
+def test_the_cli_evaluate_is_the_benchmarks_evaluation(run, tmp_path, capsys) -> None:
+    """`neuroreview metastasis evaluate` on the benchmark's cohort, same crops and folds: the same radiomics figures."""
+    from napari_neuroreview.cli import main
+
+    cohort, doc, _ = run
+    out = tmp_path / "eval.json"
+    assert main(["metastasis", "evaluate", "--data", str(cohort), "--json", str(out), "--folds", "2",
+                 "--inner-folds", "2", "--boot", "50", "--crop-mm", "48", "--crop-voxels", "16", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    mine = json.loads(out.read_text())
+    assert mine["cohort"] == cohort.name and mine["network"] is None
+    ev, bench_ev = mine["evaluation"], doc["evaluation"]
+    assert set(ev["models"]) == {"radiomics logistic", "nested choice"}
+    for name in ev["models"]:
+        assert ev["models"][name] == bench_ev["models"][name], name
+    assert ev["ablation"] == bench_ev["ablation"] and ev["sizes"] == bench_ev["sizes"]
+    assert "radiomics logistic" in printed
+    assert main(["metastasis", "evaluate", "--data", str(cohort), "--json", str(cohort / "x.json")]) == 2
+    assert not (cohort / "x.json").exists()

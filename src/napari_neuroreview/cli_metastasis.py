@@ -5,12 +5,15 @@ lazily: the run-time code never imports the simulators); ``metastasis classify``
 origin of every lesion of one session's labels from its sequences, with the Grad-CAM maps
 on the contrast T1 (:mod:`core.tasks.metastasis.classify`); ``metastasis train --data DIR``
 makes an origin model version from a cohort's files
-(:func:`core.tasks.metastasis.cohort_items.crops_from_cohort`), tested once on its external site.
+(:func:`core.tasks.metastasis.cohort_items.crops_from_cohort`), tested once on its external site;
+``metastasis evaluate --data DIR`` runs the cohort evaluation
+(:func:`core.tasks.metastasis.evaluate.evaluate_sites`, the benchmark's).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -232,6 +235,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The origin evaluation of a cohort (``core.tasks.metastasis.evaluate.evaluate_sites``), printed and in JSON.
+
+    Development CV on every site but ``--external`` (patient-grouped folds stratified by
+    origin), then one test on the external site, at lesion and patient level, with
+    patient-bootstrap CIs: the radiomics logistic regression, the nested choice among its
+    sequence rows, the sequence ablation table and the ADC-ratio rule; with ``--network``
+    also an origin network trained in every fold (slow on a CPU: ``benchmarks/metastasis.py``
+    is the same evaluation with Grad-CAM and timings). Outputs are checked before any scan is read.
+    """
+    from .core.io import strict_json
+    from .core.io.outputs import Output, check_outputs, write_together
+    from .core.tasks.metastasis.classes import SEQUENCES
+    from .core.tasks.metastasis.cohort_items import crops_from_cohort
+    from .core.tasks.metastasis.crops import CropSpec
+    from .core.tasks.metastasis.evaluate import (LesionItem, OnCrops, default_factories, evaluate_sites,
+                                                  lesions_with_inside)
+    from .core.tasks.metastasis.labels import read_metastasis_labels
+    from .core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
+
+    data = Path(args.data)
+    if args.json:
+        check_outputs([Output(args.json, (".json",), "evaluation JSON")], protected_folders=[data])
+    read_metastasis_labels(data)  # a malformed labels.tsv is one sentence before any scan is read
+    factories = default_factories()
+    config = None
+    if args.network:
+        config = config_from_args(MetastasisConfig, args, arch="arch", epochs="epochs", seed="seed")
+        if args.attention is not None:
+            config = MetastasisConfig(**{**vars(config), "attention": None if args.attention == "none"
+                                         else args.attention})
+        factories[f"{config.arch} {config.attention or 'no attention'}"] = lambda: OnCrops(
+            MetastasisEstimator(config, args.device, output="four_class"), config.sequences)
+    # Six sequences per lesion: 32 voxels over 64 mm (the benchmark's crops) keep a 500-lesion cohort in ~0.4 GB.
+    spec = CropSpec(args.crop_mm if args.crop_mm is not None else 64.0,
+                    args.crop_voxels if args.crop_voxels is not None else 32)
+    crops, origins, patients, sites = _drive(crops_from_cohort(data, SEQUENCES, spec), args.quiet)
+    items, origins, gone = lesions_with_inside([LesionItem(c, p, s) for c, p, s in zip(crops, patients, sites)],
+                                               origins)
+    if gone and not args.quiet:
+        print(f"{len(gone)} lesion(s) left out, their mask empty on the crop's grid: {', '.join(gone)}",
+              file=sys.stderr)
+    result = _drive(evaluate_sites(items, origins, external=args.external, factories=factories,
+                                   n_folds=args.folds, seed=args.seed if args.seed is not None else 0,
+                                   n_boot=args.boot, inner_folds=args.inner_folds), args.quiet)
+    print(result.table())
+    if args.json:
+        doc = {"cohort": data.resolve().name, "crop": {"size_mm": spec.size_mm, "voxels": spec.shape},
+               "network": dataclasses.asdict(config) if config is not None else None, "left_out": gone,
+               "evaluation": result.to_json()}
+        text = strict_json.dumps(doc, indent=1) + "\n"
+        write_together([(Path(args.json), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview metastasis`` and its subcommands."""
     meta = sub.add_parser("metastasis", help="brain metastasis origin from five MRI sequences").add_subparsers(
@@ -266,6 +324,27 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = meta.add_parser("evaluate", help="development CV and one external test of origin models on a cohort, at "
+                                         "lesion and patient level, with patient-bootstrap CIs")
+    p.add_argument("--data", required=True, help="a cohort folder (metastasis phantoms)")
+    p.add_argument("--json", default=None, help="also write every figure here")
+    p.add_argument("--external", default=DEFAULT_EXTERNAL, help="the site only tested, never fitted on (default C)")
+    p.add_argument("--folds", type=bounded_int(2, 20, "number of folds"), default=5, help="outer patient-grouped folds")
+    p.add_argument("--inner-folds", type=bounded_int(2, 10, "number of inner folds"), default=3,
+                   help="folds of the nested choice")
+    p.add_argument("--boot", type=bounded_int(10, 100000, "number of resamples"), default=1000, help="patient-bootstrap resamples")
+    p.add_argument("--network", action="store_true",
+                   help="also train an origin network (the paper's five sequences) in every fold (slow on a CPU)")
+    p.add_argument("--arch", type=arch_name, default=None, help="with --network: resnet6 or resnet18")
+    p.add_argument("--attention", type=attention_name, default=None, help="with --network: cbam, se or none")
+    p.add_argument("--epochs", type=config_type("epochs"), default=None, help="with --network: epochs")
+    p.add_argument("--crop-mm", type=crop_mm, default=None, help="edge of the lesion's cube in mm (default 64)")
+    p.add_argument("--crop-voxels", type=crop_voxels, default=None, help="voxels per cube edge (default 32)")
+    p.add_argument("--seed", type=int, default=None, help="folds, bootstrap and network seed (default 0)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = meta.add_parser("classify", help="the origin of each metastasis of a lesion labels file, with Grad-CAM")
     for option, name in SEQUENCE_OPTIONS:

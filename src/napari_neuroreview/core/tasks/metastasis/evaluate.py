@@ -53,7 +53,7 @@ from .train import PAPER_SEQUENCES
 
 __all__ = ["ABLATION", "LUNG_CLASSES", "PAPER", "TREE", "LesionItem", "MetastasisEvaluation", "NestedSelection",
            "OnCrops", "ablation_label", "default_candidates", "default_factories", "evaluate_sites",
-           "hierarchy_result", "node_aucs", "nodes_from_four_class", "patient_level"]
+           "hierarchy_result", "lesions_with_inside", "node_aucs", "nodes_from_four_class", "patient_level"]
 
 #: The hierarchy as ``core.metrics.hierarchy`` reads it; each node's positive branch is the
 #: first-named side of :data:`~.classes.NODES` (P(lung), P(SCLC | lung), P(breast | non-lung)).
@@ -385,6 +385,20 @@ def _lung_folds(dev_labels: np.ndarray, folds: Sequence[tuple[np.ndarray, np.nda
     position = {int(r): i for i, r in enumerate(lung)}
     return lung, [(np.array([position[int(r)] for r in train if int(r) in position], int),
                    np.array([position[int(r)] for r in test if int(r) in position], int)) for train, test in folds]
+
+
+def lesions_with_inside(items: Sequence[LesionItem], origins: Sequence[str]
+                        ) -> tuple[list[LesionItem], list[str], list[str]]:
+    """The lesions whose mask holds a voxel of the crop's grid, and the names of those left out.
+
+    Why: a lesion smaller than a crop voxel can vanish when its label is resampled onto a
+    coarse crop; it has no inside for the radiomics features, the ADC ratio or a map's
+    energy. The caller says how many were left out.
+    """
+    keep = [k for k, item in enumerate(items) if item.crop.mask.any()]
+    kept = set(keep)
+    gone = [f"{items[k].patient} lesion {items[k].crop.lesion_id}" for k in range(len(items)) if k not in kept]
+    return [items[k] for k in keep], [origins[k] for k in keep], gone
 
 
 def evaluate_sites(items: Sequence[LesionItem], origins: Sequence[str], sites: Sequence[str] | None = None,
