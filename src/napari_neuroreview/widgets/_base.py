@@ -63,7 +63,7 @@ from ..core.registry import ModelCard, default_version, installed_versions
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "require_layer", "scrolled_panel"]
+__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "percent", "require_layer", "scrolled_panel"]
 
 
 def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
@@ -71,6 +71,11 @@ def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(chars)
     return combo
+
+
+def percent(p: float) -> str:
+    """'62.4 %': a probability as every panel writes it (one decimal, the precision a 1000-step bar shows)."""
+    return f"{100.0 * float(p):.1f} %"
 
 
 def scrolled_panel(panel: QWidget, parts: Sequence[QWidget], min_height: int, *, stretch: bool = True,

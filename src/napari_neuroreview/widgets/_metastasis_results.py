@@ -41,6 +41,7 @@ from ..core.io.orientation import DisplayGeometry, to_display
 from ..core.io.resample import resample_to_grid, same_grid
 from ..core.tasks.metastasis.classes import NODES
 from ..core.tasks.metastasis.classify import LesionOrigin
+from ._base import percent
 from .case import camera_of
 
 if TYPE_CHECKING:
@@ -78,11 +79,6 @@ def maps_on_display(cam: np.ndarray, affine: np.ndarray, geometry: DisplayGeomet
     return [np.ascontiguousarray(resample_to_grid(cam[..., k], affine, geometry.display_affine,
                                                   geometry.display_shape, order=1), dtype=np.float32)
             for k in range(cam.shape[-1])]
-
-
-def percent(p: float) -> str:
-    """'62.4 %': one decimal, the precision a 1000-step bar shows."""
-    return f"{100.0 * float(p):.1f} %"
 
 
 class OriginResults(QWidget):

@@ -32,7 +32,7 @@ from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.csvd.baselines import SUBTYPES
 from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
 from ..core.tasks.csvd.model import MODEL_NAME
-from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer, scrolled_panel
+from ._base import DevicePicker, LayerPicker, VersionPicker, percent, require_layer, scrolled_panel
 from ._cmb_layers import is_phase_name
 from ._worker import TaskRunner
 from .case import is_scan
@@ -227,7 +227,7 @@ class SubtypeWidget(QWidget):
             p = float(result.probabilities[subtype])
             bar, label = self.bars[subtype], self.bar_labels[subtype]
             bar.setValue(int(round(p * 1000)))
-            bar.setFormat(f"{100 * p:.1f} %")
+            bar.setFormat(percent(p))
             bar.setStyleSheet(_BAR_STYLE[subtype == prediction])
             font = label.font()
             font.setBold(subtype == prediction)
