@@ -146,9 +146,8 @@ def network_factory(config: Any, device: str) -> Callable[[], Any]:
 def read_crops(args: argparse.Namespace) -> tuple[list, list[str], float, bool]:
     """The cohort's lesions as ``LesionItem`` s with their origins (cut once, then from the cache)."""
     from napari_neuroreview.core.progress import run_to_completion
-    from napari_neuroreview.core.tasks.metastasis.cohort_items import crops_from_cohort
+    from napari_neuroreview.core.tasks.metastasis.cohort_items import lesion_items
     from napari_neuroreview.core.tasks.metastasis.crops import CropSpec
-    from napari_neuroreview.core.tasks.metastasis.evaluate import LesionItem
 
     spec = CropSpec(args.crop_mm, args.crop_voxels)
     settings = {"sequences": CROP_SEQUENCES, "size_mm": spec.size_mm, "shape": spec.shape, "oedema": True}
@@ -157,10 +156,8 @@ def read_crops(args: argparse.Namespace) -> tuple[list, list[str], float, bool]:
 
     def cut() -> tuple[list, list[str], float]:
         t0 = time.perf_counter()
-        crops, origins, patients, sites = run_to_completion(
-            crops_from_cohort(args.data, CROP_SEQUENCES, spec, oedema=True))
-        return ([LesionItem(c, p, s) for c, p, s in zip(crops, patients, sites)], origins,
-                time.perf_counter() - t0)
+        items, origins = run_to_completion(lesion_items(args.data, CROP_SEQUENCES, spec, oedema=True))
+        return items, origins, time.perf_counter() - t0
 
     (items, origins, seconds), hit = cached(args.data / f".bench-crops-{digest}.pkl", key, cut)
     return items, origins, seconds, hit

@@ -248,10 +248,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.io import strict_json
     from .core.io.outputs import Output, check_outputs, write_together
     from .core.tasks.metastasis.classes import SEQUENCES
-    from .core.tasks.metastasis.cohort_items import crops_from_cohort
+    from .core.tasks.metastasis.cohort_items import lesion_items
     from .core.tasks.metastasis.crops import CropSpec
-    from .core.tasks.metastasis.evaluate import (LesionItem, OnCrops, default_factories, evaluate_sites,
-                                                  lesions_with_inside)
+    from .core.tasks.metastasis.evaluate import OnCrops, default_factories, evaluate_sites, lesions_with_inside
     from .core.tasks.metastasis.labels import read_metastasis_labels
     from .core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
 
@@ -271,9 +270,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # Six sequences per lesion: 32 voxels over 64 mm (the benchmark's crops) keep a 500-lesion cohort in ~0.4 GB.
     spec = CropSpec(args.crop_mm if args.crop_mm is not None else 64.0,
                     args.crop_voxels if args.crop_voxels is not None else 32)
-    crops, origins, patients, sites = _drive(crops_from_cohort(data, SEQUENCES, spec), args.quiet)
-    items, origins, gone = lesions_with_inside([LesionItem(c, p, s) for c, p, s in zip(crops, patients, sites)],
-                                               origins)
+    items, origins, gone = lesions_with_inside(*_drive(lesion_items(data, SEQUENCES, spec), args.quiet))
     if gone and not args.quiet:
         print(f"{len(gone)} lesion(s) left out, their mask empty on the crop's grid: {', '.join(gone)}",
               file=sys.stderr)

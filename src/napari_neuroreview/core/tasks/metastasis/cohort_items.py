@@ -32,7 +32,7 @@ from .classes import NODES, SEQUENCES, node_targets
 from .crops import CropSpec, LesionCrop, lesion_crops
 from .labels import read_metastasis_labels
 
-__all__ = ["CohortCrops", "crops_from_cohort", "node_aucs"]
+__all__ = ["CohortCrops", "crops_from_cohort", "lesion_items", "node_aucs"]
 
 #: What :func:`crops_from_cohort` returns: the crops, and per crop its origin, patient and site.
 CohortCrops = tuple[list[LesionCrop], list[str], list[str], list[str]]
@@ -108,6 +108,15 @@ def crops_from_cohort(cohort_dir: str | Path, sequences: Sequence[str], spec: Cr
         sites += [row["site"]] * len(these)
     yield Progress(len(rows), len(rows), f"{len(crops)} lesions of {len(rows)} patients")
     return crops, origins, patients, sites
+
+
+def lesion_items(cohort_dir: str | Path, sequences: Sequence[str], spec: CropSpec = CropSpec(), *,
+                 oedema: bool = False) -> TaskGenerator[tuple[list[Any], list[str]]]:
+    """:func:`crops_from_cohort` as the evaluation reads it: one ``evaluate.LesionItem`` per lesion, and the origins."""
+    from .evaluate import LesionItem  # evaluate holds the protocol; this module only reads files
+
+    crops, origins, patients, sites = yield from crops_from_cohort(cohort_dir, sequences, spec, oedema=oedema)
+    return [LesionItem(c, p, s) for c, p, s in zip(crops, patients, sites)], origins
 
 
 def node_aucs(p_nodes: np.ndarray, origins: Sequence[str]) -> dict[str, float | None]:
