@@ -255,7 +255,7 @@ def test_v1_store_migrates_keeps_rows_and_accepts_reset(tmp_path: Path) -> None:
         con.execute("INSERT INTO reviews VALUES (13, 3, 'reset', 'dr.a', 't4', NULL, NULL, NULL)")
     con.close()
 
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with CaseStore(path) as store:
         assert [(r.id, r.action, r.note) for r in store.reviews_for(3)] == [(11, "added", "old"), (12, "accepted", None)]
         assert store.findings_for(SHA_A)[0].status == "accepted"
@@ -263,7 +263,7 @@ def test_v1_store_migrates_keeps_rows_and_accepts_reset(tmp_path: Path) -> None:
         assert store.findings_for(SHA_A)[0].status == "pending"
         assert store.audit_log()[0]["id"] == 5
     con = sqlite3.connect(str(path))
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
     assert con.execute("SELECT name FROM sqlite_master WHERE name = 'reviews_by_finding'").fetchone()
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     with pytest.raises(sqlite3.IntegrityError):  # the constraint is still there, widened by one word

@@ -33,36 +33,47 @@ submodules, which may move:
   transaction, reads, and the WAL checkpoint on close; every repository below receives it.
 * :mod:`.images`, :mod:`.model_versions`, :mod:`.findings`, :mod:`.reviews` -- one
   repository class per table (findings receive images, model versions and reviews).
+* :mod:`.signoffs` -- a scan's sign-off and re-opening (its findings frozen meanwhile),
+  each scan's state (:class:`ScanState`: pending, in review, signed off) and
+  :func:`next_to_review`, the worklist's next scan.
 * :mod:`.audit` -- the audit log: the chained append every write makes, and
   :class:`~.audit.AuditLog` (read, :meth:`CaseStore.verify`, :class:`AuditReport`).
 """
 
 from __future__ import annotations
 
+from napari_neuroreview.core.store.audit import AuditReport
 from napari_neuroreview.core.store.casestore import CaseStore, default_store_path
 from napari_neuroreview.core.store.records import (
     FINDING_SOURCES,
     REVIEW_ACTIONS,
+    SCAN_STATES,
     Finding,
     ImageRecord,
     ModelVersionRecord,
     Review,
     ReviewConflictError,
+    ScanState,
+    SignedOffError,
 )
-from napari_neuroreview.core.store.audit import AuditReport
 from napari_neuroreview.core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from napari_neuroreview.core.store.signoffs import next_to_review
 
 __all__ = [
-    "AuditReport",
     "FINDING_SOURCES",
     "MIGRATIONS",
     "REVIEW_ACTIONS",
+    "SCAN_STATES",
     "SCHEMA_VERSION",
+    "AuditReport",
     "CaseStore",
     "Finding",
     "ImageRecord",
     "ModelVersionRecord",
     "Review",
     "ReviewConflictError",
+    "ScanState",
+    "SignedOffError",
     "default_store_path",
+    "next_to_review",
 ]

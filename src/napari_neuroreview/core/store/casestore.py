@@ -21,9 +21,16 @@ from napari_neuroreview.core.store.database import Database
 from napari_neuroreview.core.store.findings import Findings
 from napari_neuroreview.core.store.images import Images
 from napari_neuroreview.core.store.model_versions import ModelVersions
-from napari_neuroreview.core.store.records import Finding, ImageRecord, ModelVersionRecord, Review
+from napari_neuroreview.core.store.records import (
+    Finding,
+    ImageRecord,
+    ModelVersionRecord,
+    Review,
+    ScanState,
+)
 from napari_neuroreview.core.store.reviews import Reviews
 from napari_neuroreview.core.store.schema import SCHEMA_VERSION
+from napari_neuroreview.core.store.signoffs import SignOffs
 
 __all__ = ["APP_NAME", "CaseStore", "default_store_path"]
 
@@ -81,8 +88,9 @@ class CaseStore:
         self._db = Database(path, create=create)
         self._images = Images(self._db)
         self._models = ModelVersions(self._db)
-        self._reviews = Reviews(self._db)
-        self._findings = Findings(self._db, self._images, self._models, self._reviews)
+        self._signoffs = SignOffs(self._db, self._images)
+        self._reviews = Reviews(self._db, self._signoffs)
+        self._findings = Findings(self._db, self._images, self._models, self._reviews, self._signoffs)
         self._audit = AuditLog(self._db)
 
     # ----------------------------------------------------------------- lifecycle
@@ -214,6 +222,24 @@ class CaseStore:
     def reviews_for(self, finding_id: int) -> list[Review]:
         """Every decision about one finding, oldest first (the last one is its status)."""
         return self._reviews.for_finding(finding_id)
+
+    # ----------------------------------------------------------------- sign-off
+
+    def sign_off(self, image_sha256: str, reviewer: str, note: str | None = None) -> ScanState:
+        """Declare a scan's review complete; its findings are frozen until re-opened (see :meth:`.SignOffs.sign_off`)."""
+        return self._signoffs.sign_off(image_sha256, reviewer, note)
+
+    def reopen(self, image_sha256: str, reviewer: str, note: str | None = None) -> ScanState:
+        """Re-open a signed-off scan so its findings can be edited again (audited)."""
+        return self._signoffs.reopen(image_sha256, reviewer, note)
+
+    def scan_states(self, task: str | None = None) -> list[ScanState]:
+        """Every scan's review state (pending, in review, signed off) and counts, oldest first."""
+        return self._signoffs.states(task)
+
+    def scan_state(self, image_sha256: str, task: str | None = None) -> ScanState:
+        """One scan's review state and counts (of ``task``'s findings if given)."""
+        return self._signoffs.state(image_sha256, task)
 
     # ----------------------------------------------------------------- audit
 

@@ -31,6 +31,7 @@ from napari_neuroreview.core.store.records import (
     _world_and_voxel,
 )
 from napari_neuroreview.core.store.reviews import Reviews
+from napari_neuroreview.core.store.signoffs import SignOffs
 
 __all__ = ["Findings"]
 
@@ -48,13 +49,18 @@ class Findings:
         Resolves the ``(name, version)`` a model finding names.
     reviews : Reviews
         Writes the ``'added'`` review of a user finding in the same transaction.
+    signoffs : SignOffs
+        Refuses a new finding on a signed-off scan inside the same transaction.
     """
 
-    def __init__(self, db: Database, images: Images, models: ModelVersions, reviews: Reviews) -> None:
+    def __init__(
+        self, db: Database, images: Images, models: ModelVersions, reviews: Reviews, signoffs: SignOffs
+    ) -> None:
         self._db = db
         self._images = images
         self._models = models
         self._reviews = reviews
+        self._signoffs = signoffs
 
     def add_finding(
         self,
@@ -95,7 +101,7 @@ class Findings:
         Raises
         ------
         StoreError
-            Unknown scan or model version, bad values.
+            Unknown scan or model version, bad values; a signed-off scan (SignedOffError).
         GeometryError
             ``voxel_ijk`` does not match ``world_ras_mm`` under the image affine.
         """
@@ -131,6 +137,7 @@ class Findings:
         ids: list[int] = []
         with self._db.transaction() as cur:
             image_id, affine = self._images.require(cur, image_sha256)
+            self._signoffs.require_open(cur, image_id)
             model_ids: dict[tuple[str, str], int] = {}
             for item in findings:
                 ids.append(self._insert(cur, image_id, affine, model_ids, actor, **item))
@@ -210,6 +217,7 @@ class Findings:
         """
         with self._db.transaction() as cur:
             image_id, affine = self._images.require(cur, image_sha256)
+            self._signoffs.require_open(cur, image_id)
             fid = self._insert(cur, image_id, affine, {}, reviewer, task=task, world_ras_mm=world_ras_mm,
                                voxel_ijk=None, score=None, model=None, source="user", extra=extra or {})
             self._reviews.insert(cur, finding_id=fid, action="added", reviewer=reviewer)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +24,14 @@ from napari_neuroreview.core.io import strict_json
 __all__ = [
     "FINDING_SOURCES",
     "REVIEW_ACTIONS",
+    "SCAN_STATES",
     "Finding",
     "ImageRecord",
     "ModelVersionRecord",
     "Review",
     "ReviewConflictError",
+    "ScanState",
+    "SignedOffError",
 ]
 
 class ReviewConflictError(StoreError):
@@ -37,6 +41,19 @@ class ReviewConflictError(StoreError):
     not just by showing the sentence.
     """
 
+
+class SignedOffError(StoreError):
+    """An edit of a signed-off scan's findings was refused; nothing was written.
+
+    Why refuse rather than re-open silently: a sign-off is the reviewer vouching for the
+    scan's findings as they stand (what exports, reports and retraining read); changing
+    them must be a decision of its own, a re-open, which the audit log records.
+    """
+
+
+#: A scan's review state, in worklist order: no decision yet, some findings decided or
+#: edited, signed off (the reviewer vouches for every finding).
+SCAN_STATES: tuple[str, ...] = ("pending", "in review", "signed off")
 
 # Both must match the CHECK constraints in ``schema.MIGRATIONS``. ``'reset'`` (schema 2)
 # puts a finding back to pending: the append-only store's way to undo a decision.
@@ -118,6 +135,39 @@ class Review:
     from_world: tuple[float, float, float] | None = None
     to_world: tuple[float, float, float] | None = None
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanState:
+    """Where the review of one scan stands, for a worklist.
+
+    ``findings`` counts the scan's visible findings (a user-added point the reviewer
+    deleted is not one, as in the review widget), ``reviewed`` those with a decision.
+    ``signed_by`` and ``signed_at`` name the latest sign-off while ``state`` is
+    ``'signed off'``, else they are ``None``.
+    """
+
+    image: ImageRecord
+    state: str
+    findings: int
+    reviewed: int
+    signed_by: str | None = None
+    signed_at: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """The scan's voxel-data hash (its identity)."""
+        return self.image.sha256
+
+    @property
+    def label(self) -> str:
+        """A pseudonymous label from the voxel data (the store holds no patient identity)."""
+        return f"scan-{self.image.sha256[:8]}"
+
+    @property
+    def file_name(self) -> str:
+        """The scan file's (or DICOM folder's) name as first opened, without its folder."""
+        return Path(self.image.path).name
 
 
 # --------------------------------------------------------------------------- helpers

@@ -27,6 +27,7 @@ from napari_neuroreview.core.store.records import (
     _now,
     _world_and_voxel,
 )
+from napari_neuroreview.core.store.signoffs import SignOffs
 
 __all__ = ["Reviews"]
 
@@ -38,10 +39,13 @@ class Reviews:
     ----------
     db : Database
         The store's connection.
+    signoffs : SignOffs
+        Refuses a review of a signed-off scan's finding inside the review's transaction.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signoffs: SignOffs) -> None:
         self._db = db
+        self._signoffs = signoffs
 
     def review(
         self,
@@ -77,6 +81,8 @@ class Reviews:
         ------
         ReviewConflictError
             Another session reviewed the finding after ``expected_version``.
+        SignedOffError
+            The finding's scan is signed off (re-open it first); nothing is written.
         """
         return self.review_many(
             [
@@ -129,13 +135,14 @@ class Reviews:
                 f"Review action {action!r} is not one of {', '.join(REVIEW_ACTIONS)}."
             )
         row = cur.execute(
-            "SELECT f.source, f.world_x, f.world_y, f.world_z, i.affine, f.version FROM findings f "
+            "SELECT f.source, f.world_x, f.world_y, f.world_z, i.affine, f.version, f.image_id FROM findings f "
             "JOIN images i ON i.id = f.image_id WHERE f.id = ?",
             (finding_id,),
         ).fetchone()
         if row is None:
             raise StoreError(f"The annotation store {self._db.path} has no finding {finding_id}.")
         source, current = row[0], (row[1], row[2], row[3])
+        self._signoffs.require_open(cur, int(row[6]))
         if expected_version is not None and int(row[5]) != int(expected_version):
             _refuse_stale(cur, finding_id, int(row[5]), int(expected_version))
         if action == "added" and source != "user":

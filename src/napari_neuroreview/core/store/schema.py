@@ -160,6 +160,27 @@ MIGRATIONS: list[Migration] = [
     """,
     # 2 -> 3: audit hash chain and finding row versions (a Python step: it hashes rows).
     _chain_audit_and_version_findings,
+    # 3 -> 4: a scan's sign-off and re-opening (signoffs.py), append-only like the audit:
+    # the latest row per image is its state; every scan of an older store starts unsigned.
+    """
+    CREATE TABLE signoffs (
+        id        INTEGER PRIMARY KEY,
+        image_id  INTEGER NOT NULL REFERENCES images(id),
+        action    TEXT NOT NULL CHECK (action IN ('signed_off', 'reopened')),
+        reviewer  TEXT NOT NULL,
+        at        TEXT NOT NULL,
+        note      TEXT
+    );
+    CREATE INDEX signoffs_by_image ON signoffs(image_id, id);
+    CREATE TRIGGER signoffs_no_update BEFORE UPDATE ON signoffs
+    BEGIN
+        SELECT RAISE(ABORT, 'sign-offs are append-only');
+    END;
+    CREATE TRIGGER signoffs_no_delete BEFORE DELETE ON signoffs
+    BEGIN
+        SELECT RAISE(ABORT, 'sign-offs are append-only');
+    END;
+    """,
 ]
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
