@@ -14,10 +14,12 @@ numerics here: coordinates go through the scan's DisplayGeometry and core.io.exp
 
 The widget composes cohesive parts that own their state: :class:`._cmb_layers.ReviewLayers`
 (the review's layers, their sync with the session, napari point-tool edits, navigation),
-:class:`._cmb_table.FindingsTable` (rows, the user's pick), and from :mod:`._base` the
-:class:`DevicePicker` (with its visible label) and the :class:`VersionPicker` (each
-card's tag). It wires them with callbacks and signals and keeps the review rules'
-entry points (accept, reject, delete, add, undo, redo, export).
+:class:`._cmb_table.FindingsTable` (rows, the user's pick),
+:class:`._cmb_store.ReviewStoreControls` (the store and the reviewer),
+:class:`._cmb_export.ReviewExportControls` (the export button and the SEG box), and from
+:mod:`._base` the :class:`DevicePicker` (with its visible label) and the
+:class:`VersionPicker` (each card's tag). It wires them with callbacks and signals and
+keeps the review rules' entry points (accept, reject, delete, add, undo, redo, export).
 """
 
 from __future__ import annotations
@@ -30,16 +32,26 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
-                            QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
-from ..core.io.dicom_seg import can_reference
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.io.orientation import from_display
 from ..core.registry import installed_versions
-from ..core.store import CaseStore, ReviewConflictError, default_store_path
+from ..core.store import CaseStore, ReviewConflictError
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.cmb.io import read_detections
 from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
@@ -47,7 +59,9 @@ from ..core.tasks.cmb.review import ReviewSession
 from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
 from ._base import DevicePicker, VersionPicker, elide, scrolled_panel
+from ._cmb_export import ReviewExportControls
 from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_store import ReviewStoreControls
 from ._cmb_table import COLUMNS, FindingsTable, summary_text  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
 from .case import CaseWidget, is_scan
@@ -95,8 +109,8 @@ class CMBReviewWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.roots = roots
-        self.store: CaseStore | None = None
-        self._own_store = False
+        self.stores = ReviewStoreControls(lambda: [w.store for w in find_docked(napari_viewer, CaseWidget)
+                                                   if w.store is not None])
         self._session: ReviewSession | None = None
         self.layers = ReviewLayers(napari_viewer, lambda: self.session, {
             "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
@@ -107,7 +121,6 @@ class CMBReviewWidget(QWidget):
         self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of layers.scan
         self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
         self._placed_phases: set[tuple[Any, str]] = set()
-        self._new_store_path: Path | None = None  # the store "New store..." asked to create
         self.subtype: dict[int, tuple[str, float]] = {}  # finding id -> (region label, attention): show_subtype
 
         self.swi_combo, self.phase_combo = elide(QComboBox()), elide(QComboBox())
@@ -117,9 +130,8 @@ class CMBReviewWidget(QWidget):
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setDecimals(3)
-        self.reviewer = QLineEdit(default_reviewer())
-        shared = [w.store for w in find_docked(napari_viewer, CaseWidget) if w.store is not None]
-        self.store_path = QLineEdit(str(shared[0].path if shared else default_store_path()))
+        self.reviewer, self.store_path, self.new_store_button = (self.stores.reviewer, self.stores.path_field,
+                                                                self.stores.new_button)
         inputs = QGroupBox("Detect")
         form = QFormLayout(inputs)
         for label, field in (("SWI", self.swi_combo), ("Phase", self.phase_combo), ("Model", self.versions),
@@ -129,7 +141,6 @@ class CMBReviewWidget(QWidget):
         self.runner = TaskRunner("Detect microbleeds", self._start_detection, self._show_result)
         self.import_button = QPushButton("Open detections (det.json)...")
         form.addRow(self.runner)
-        self.new_store_button = QPushButton("New store...")
         form.addRow("", self.new_store_button)
         form.addRow(self.import_button)
 
@@ -139,10 +150,8 @@ class CMBReviewWidget(QWidget):
         self.accept_button, self.reject_button = QPushButton("Accept (a)"), QPushButton("Reject (r)")
         self.delete_button, self.add_button = QPushButton("Delete (Del)"), QPushButton("Add at cursor (n)")
         self.undo_button, self.redo_button = QPushButton("Undo (Ctrl-Z)"), QPushButton("Redo (Ctrl-Shift-Z)")
-        self.export_button = QPushButton("Export labels + JSON + TSV...")
-        self.seg_check = QCheckBox("+ DICOM SEG")
-        self.seg_check.setToolTip("Also export a DICOM SEG for PACS, referencing the DICOM series (scans opened from "
-                                  "DICOM only). It carries the patient's identity from the series, as PACS needs.")
+        self.exports = ReviewExportControls()
+        self.export_button, self.seg_check = self.exports.button, self.exports.seg_check
         review = QGroupBox("Review")
         review_layout = QVBoxLayout(review)
         review_layout.addWidget(self.summary)
@@ -153,22 +162,19 @@ class CMBReviewWidget(QWidget):
             for button in pair:
                 row.addWidget(button)
             review_layout.addLayout(row)
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_button, 1)
-        export_row.addWidget(self.seg_check)
-        review_layout.addLayout(export_row)
-        self.store_path.setMinimumWidth(60)
+        review_layout.addLayout(self.exports.row())
         scrolled_panel(self, (inputs, review), MIN_VISIBLE_HEIGHT, stretch=False)  # the table takes the height
 
         for signal, slot in (
             (self.swi_combo.currentIndexChanged, self._on_scan_changed), (self.versions.changed, self._on_version),
-            (self.reviewer.editingFinished, self._on_reviewer), (self.store_path.editingFinished, self._on_store_path),
-            (self.import_button.clicked, self._browse_detections), (self.new_store_button.clicked, self.new_store), (self.table.picked, self.jump_to), (self.accept_button.clicked, self.accept_selected),
+            (self.import_button.clicked, self._browse_detections), (self.table.picked, self.jump_to),
+            (self.accept_button.clicked, self.accept_selected),
             (self.reject_button.clicked, self.reject_selected), (self.delete_button.clicked, self.delete_selected),
             (self.add_button.clicked, self.add_at_cursor), (self.undo_button.clicked, self.undo),
             (self.redo_button.clicked, self.redo), (self.export_button.clicked, self._browse_export),
         ):
             signal.connect(slot)
+        self.stores.connect(self._on_store_path, self._on_reviewer, self.new_store)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.reordered):
             event.connect(self._refresh_layers)
@@ -246,43 +252,28 @@ class CMBReviewWidget(QWidget):
 
     def _on_reviewer(self) -> None:
         if self.session is not None:
-            self.session.reviewer = self.reviewer.text().strip() or default_reviewer()
+            self.session.reviewer = self.stores.reviewer_name() or default_reviewer()
 
     def _on_store_path(self) -> None:
-        if self.store is None or Path(self.store_path.text()).expanduser() != self.store.path:
+        if self.stores.differs():
             self.layers.remove()
             self._close_store()
             self._scan_key = self._looked_up = None
             self._on_scan_changed()
 
+    @property
+    def store(self) -> CaseStore | None:
+        """The open annotation store (None until a review needs one)."""
+        return self.stores.store
+
     def open_store(self) -> CaseStore:
         """The store at the path in the field: the Case widget's if it has it open, else our own."""
-        path = Path(self.store_path.text()).expanduser()
-        if self.store is not None and self.store.path == path:
-            return self.store
-        self._close_store()
-        shared = [w.store for w in find_docked(self.viewer, CaseWidget)
-                  if w.store is not None and w.store.path == path]
-        if shared:
-            self.store, self._own_store = shared[0], False
-        else:  # only the default store and "New store..." create one: a mistyped path is refused
-            create = path == default_store_path() or path == self._new_store_path
-            self.store = CaseStore(path) if create else CaseStore.open_existing(path)
-            self._own_store = True
-        return self.store
+        return self.stores.open()
 
     def new_store(self, path: str | Path | None = None) -> CaseStore | None:
         """Create an empty annotation store (asked for a file name) and use it for the reviews."""
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "New annotation store", "", "SQLite store (*.sqlite)")
-            if not path:
-                return None
-        target = Path(path).expanduser()
-        if target.exists():
-            show_error(f"{target} exists already; pick it in the Store field to open it, or choose a new name")
+        if not self.stores.ask_new(self, path):
             return None
-        self._new_store_path = target
-        self.store_path.setText(str(target))
         self._on_store_path()
         return self.store
 
@@ -297,9 +288,8 @@ class CMBReviewWidget(QWidget):
         self._session, self.subtype = session, {}
 
     def _close_store(self) -> None:
-        if self.store is not None and self._own_store:
-            self.store.close()
-        self.store, self.session = None, None
+        self.stores.close()
+        self.session = None
 
     # ----------------------------------------------------------------- detection
     def _start_detection(self) -> Any:
@@ -345,7 +335,7 @@ class CMBReviewWidget(QWidget):
         store = self.open_store()
         self.session = ReviewSession.open(store, info["source_path"] or layer.name, info["sha256"],
                                           geometry.source_shape, geometry.source_affine.tolist(),
-                                          self.reviewer.text().strip() or None)
+                                          self.stores.reviewer_name())
         return self.session
 
     def _on_scan_changed(self, *_: Any) -> None:
@@ -466,11 +456,9 @@ class CMBReviewWidget(QWidget):
 
     def _update_buttons(self) -> None:
         active = self.session is not None and self.layers.points is not None
-        for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button, self.export_button):
+        for button in (self.accept_button, self.reject_button, self.delete_button, self.add_button):
             button.setEnabled(active)
-        self.seg_check.setEnabled(active and can_reference(self._seg_source()))
-        if not self.seg_check.isEnabled():
-            self.seg_check.setChecked(False)
+        self.exports.update(active, self.layers.scan)
         self.undo_button.setEnabled(active and self.session.can_undo)
         self.redo_button.setEnabled(active and self.session.can_redo)
 
@@ -534,27 +522,10 @@ class CMBReviewWidget(QWidget):
         if self.session is None:
             show_error("No microbleed review to export: run the detector or pick a reviewed scan")
             return []
-        seg = self.seg_check.isChecked() and self.seg_check.isEnabled() if seg is None else seg
-        stem = Path(self.session.image.path).name.split(".")[0].replace("::", "_") or "scan"  # FOLDER::SERIES
-        folder = Path(folder)
-        written: list[Path] = []
-
-        def export() -> None:
-            folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            paths = [Path(f"{folder / stem}_desc-cmb_{end}") for end in ("dseg.nii.gz", "points.json", "points.tsv", "seg.dcm")]
-            written.extend(self.session.export(*paths[:3], seg_path=paths[3] if seg else None, seg_source=self._seg_source()))
-            skipped = " (no DICOM SEG: no accepted microbleed to segment)" if seg and paths[3] not in written else ""
-            show_info(f"Exported the microbleed review to {folder}{skipped}")
-
-        self._guard(export)
-        return written
-
-    def _seg_source(self) -> str:
-        """The open layer's source path ('' if none): the store keeps the path first opened, or a layer name."""
-        return str(getattr(self.layers.scan, "metadata", {}).get(META_KEY, {}).get("source_path") or "")
+        return self.exports.export(self.session, self.layers.scan, folder, seg, self._guard)
 
     def _browse_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export the microbleed review to")
+        folder = self.exports.ask_folder(self)
         if folder:
             self.export_to(folder)
 
@@ -593,7 +564,7 @@ class CMBReviewWidget(QWidget):
         self.layers.disconnect()
         self._close_store()
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)
+    def closeEvent(self, event: Any) -> None:
         """Let go of the viewer and the store when the dock is closed."""
         self.cleanup()
         super().closeEvent(event)
