@@ -1,0 +1,230 @@
+"""What a case report says, gathered from the store, the scan and the optional results.
+
+Why apart from the HTML: the facts (which microbleeds count, who reviewed them and when,
+which model versions ran, the subtype and network results) are tested without parsing a
+page, and the page only lays them out.
+
+Privacy: a report leaves the machine. The scan is named by a pseudonymous label (the first
+12 hex digits of its voxel sha256) and its file's base name, never a folder (a patient's
+name is often in it); the reviewer as exports write it (``export_reviewer``: a typed name,
+never the OS login); a subtype or networks result file is named by its base name only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..anatomy.mars import MARS_CLASSES, MarsRegion
+from ..errors import ImageMismatchError, InputFileError
+from ..io import strict_json
+from ..registry import DEMO_NOTE
+from ..store import CaseStore, ImageRecord
+from ..tasks.cmb.review import ReviewSession
+from ..tasks.cmb.review_export import EXPORT_STATUSES, TASK, export_reviewer
+from ..tasks.csvd.bags import equivalent_diameter_mm
+from ..tasks.csvd.baselines import SUBTYPES, mars_counts
+
+__all__ = ["ModelUse", "ReportContent", "ReportFinding", "ReviewerActivity", "gather", "mars_table", "read_networks",
+           "read_subtype", "scan_label"]
+
+#: A subtype result's microbleed is this finding when their world positions are this close (mm):
+#: ``csvd classify`` keeps the detector's positions (rounded to 1 micrometre); a review's move
+#: is further, and its region is then unknown rather than borrowed from another spot.
+MATCH_MM = 0.5
+#: The one line every report carries, at the top.
+NOT_FOR_CLINICAL_USE = ("Research software, not for clinical use: the findings, regions and probabilities "
+                        "in this report are a model's and a reviewer's, not a diagnosis.")
+
+
+def scan_label(sha256: str) -> str:
+    """The pseudonymous label of a scan: its voxel sha256's first 12 hex digits."""
+    return f"scan {sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class ReportFinding:
+    """One microbleed finding as the report lists it (region fields None when no subtype result names it)."""
+
+    id: int
+    status: str
+    source: str
+    world_ras_mm: tuple[float, float, float]
+    score: float | None
+    volume_mm3: float | None
+    region: str | None = None
+    mars_class: str | None = None
+    side: str | None = None
+
+    @property
+    def diameter_mm(self) -> float | None:
+        """The diameter of the sphere of its volume (None when a user added it without a mask)."""
+        return None if not self.volume_mm3 else float(equivalent_diameter_mm(self.volume_mm3))
+
+    @property
+    def counts(self) -> bool:
+        """Accepted, added or moved: a microbleed the reviewer stands behind (what exports hold)."""
+        return self.status in EXPORT_STATUSES
+
+
+@dataclass(frozen=True)
+class ReviewerActivity:
+    """One reviewer's decisions on this scan: how many, first and last (UTC)."""
+
+    reviewer: str
+    decisions: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class ModelUse:
+    """A model version whose output the report shows."""
+
+    role: str
+    name: str
+    version: str
+    demo: bool = False  # weights trained on simulated data (the store's card says so)
+
+
+@dataclass
+class ReportContent:
+    """Everything one report shows (see the module docstring for what is left out)."""
+
+    sha256: str
+    scan_name: str
+    shape: tuple[int, ...]
+    voxel_mm: tuple[float, float, float]
+    findings: list[ReportFinding]
+    reviewers: list[ReviewerActivity]
+    models: list[ModelUse]
+    signed_off: str | None = None
+    subtype: dict[str, Any] | None = None
+    networks: dict[str, Any] | None = None
+    generated_at: str = field(default_factory=lambda: _utc(datetime.now(UTC).isoformat()))
+
+    @property
+    def label(self) -> str:
+        """The pseudonymous label (:func:`scan_label`)."""
+        return scan_label(self.sha256)
+
+    @property
+    def counted(self) -> list[ReportFinding]:
+        """The microbleeds that count (accepted, added, moved), by id."""
+        return [f for f in self.findings if f.counts]
+
+    @property
+    def rejected(self) -> list[ReportFinding]:
+        """Findings the reviewer rejected (listed apart, without key images)."""
+        return [f for f in self.findings if f.status == "rejected"]
+
+    @property
+    def pending(self) -> list[ReportFinding]:
+        """Findings nobody decided yet (a report of an unfinished review says how many)."""
+        return [f for f in self.findings if f.status == "pending"]
+
+
+def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None = None,
+           networks: dict[str, Any] | None = None) -> ReportContent:
+    """The report's content for a stored scan, with a subtype / networks result when given.
+
+    Raises
+    ------
+    ImageMismatchError
+        The subtype result was computed on another scan (its ``image_sha256``).
+    """
+    if subtype is not None and str(subtype.get("image_sha256", "")).lower() != image.sha256:
+        raise ImageMismatchError(
+            f"The subtype result was computed on scan {str(subtype.get('image_sha256', '?'))[:12]}, "
+            f"not on {Path(image.path).name} ({image.sha256[:12]})")
+    session = ReviewSession(store, image)  # read only: the visible findings, deleted user points hidden
+    sites = (subtype or {}).get("cmbs") or []
+    findings = [_report_finding(f, sites) for f in sorted(session.findings, key=lambda f: f.id)]
+    cards = {(m.name, m.version): m.card for m in store.model_versions()}
+    models = [ModelUse("microbleed detection", name, version, DEMO_NOTE in str(cards.get((name, version), {}).get("notes")))
+              for name, version in dict.fromkeys(f.model for f in session.findings if f.model)]
+    for role, doc in (("small vessel disease subtype", subtype), ("pre/post networks", networks)):
+        model = (doc or {}).get("model") or {}
+        if model.get("name"):
+            models.append(ModelUse(role, str(model["name"]), str(model.get("version", "?"))))
+    affine = image.affine_matrix
+    return ReportContent(
+        sha256=image.sha256, scan_name=Path(image.path).name, shape=tuple(image.shape),
+        voxel_mm=tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),  # type: ignore[arg-type]
+        findings=findings, reviewers=_reviewers(store, image.sha256), models=models,
+        subtype=subtype, networks=networks)
+
+
+def _report_finding(finding: Any, sites: list[dict[str, Any]]) -> ReportFinding:
+    site = _nearest_site(finding.world, sites)
+    volume = finding.extra.get("volume_mm3")
+    return ReportFinding(
+        id=finding.id, status=finding.status, source=finding.source, world_ras_mm=tuple(finding.world),
+        score=finding.score, volume_mm3=None if volume is None else float(volume),
+        region=site.get("region") if site else None, mars_class=site.get("mars_class") if site else None,
+        side=site.get("side") if site else None)
+
+
+def _nearest_site(world: tuple[float, float, float], sites: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if not sites:
+        return None
+    points = np.array([s.get("world_ras_mm", (np.inf,) * 3) for s in sites], float).reshape(-1, 3)
+    distance = np.linalg.norm(points - np.asarray(world), axis=1)
+    best = int(np.argmin(distance))
+    return sites[best] if distance[best] <= MATCH_MM else None
+
+
+def _reviewers(store: CaseStore, sha256: str) -> list[ReviewerActivity]:
+    """Who decided about this scan's microbleeds, how often, first and last (as exports name them)."""
+    times: dict[str, list[str]] = {}
+    for finding in store.findings_for(sha256, task=TASK):
+        for review in store.reviews_for(finding.id):
+            times.setdefault(export_reviewer(review.reviewer), []).append(review.at)
+    return [ReviewerActivity(name, len(at), _utc(min(at)), _utc(max(at))) for name, at in sorted(times.items())]
+
+
+def _utc(iso: str) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM UTC' (the store writes UTC)."""
+    moment = datetime.fromisoformat(iso)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def read_subtype(path: str | Path) -> dict[str, Any]:
+    """A ``neuroreview csvd classify`` result, checked for what the report reads (one sentence otherwise)."""
+    doc = strict_json.read_object(path, "subtype result")
+    probabilities = doc.get("probabilities")
+    if (not isinstance(probabilities, dict) or not all(isinstance(probabilities.get(c), (int, float)) for c in SUBTYPES)
+            or not isinstance(doc.get("image_sha256"), str) or not isinstance(doc.get("cmbs", []), list)):
+        raise InputFileError(f"{Path(path).name}: is not a subtype result of 'neuroreview csvd classify' "
+                             f"(it needs image_sha256 and the probabilities of {', '.join(SUBTYPES)})")
+    return doc
+
+
+def read_networks(path: str | Path) -> dict[str, Any]:
+    """A ``neuroreview networks compare`` result, checked for what the report reads (one sentence otherwise)."""
+    doc = strict_json.read_object(path, "networks result")
+    networks = doc.get("networks")
+    good = isinstance(networks, dict) and bool(networks) and all(
+        isinstance(entry, dict) and all(isinstance(entry.get(s), dict) for s in ("pre", "post"))
+        for entry in networks.values())
+    if not good:
+        raise InputFileError(f"{Path(path).name}: is not a result of 'neuroreview networks compare' "
+                             "(it needs each network's pre and post P(post))")
+    return doc
+
+
+def mars_table(subtype: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """MARS counts by class and side of a subtype result's microbleeds (``{class: {left, right, total}}``).
+
+    Counted by ``csvd.baselines.mars_counts``, the subtype panel's own table.
+    """
+    counts = mars_counts([MarsRegion(str(s.get("region")), str(s.get("mars_class")), str(s.get("side")))
+                          for s in subtype.get("cmbs") or []])
+    return {c: {"left": counts["sides"][f"{c}_left"], "right": counts["sides"][f"{c}_right"], "total": counts[c]}
+            for c in MARS_CLASSES}

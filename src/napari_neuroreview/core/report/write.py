@@ -1,0 +1,122 @@
+"""Write a case report: the one task ``neuroreview report`` and the Case widget's Report button run.
+
+Order (the house's output contract): the outputs are checked first (suffix, writable, not
+an input: the scan, the store, a result file), Chromium is looked for before any work when
+a PDF is asked for, then the scan is found in the store and its voxels read and checked
+against the store's sha256, the key images rendered, and the HTML and the PDF written
+together (both land, or neither changes).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import ImageMismatchError, InputFileError
+from ..io.layers import robust_contrast
+from ..io.nifti import Volume, load_volume
+from ..io.outputs import Output, check_outputs, write_together
+from ..progress import Progress, TaskGenerator
+from ..store import CaseStore, ImageRecord
+from .browser import chromium, print_pdf
+from .content import gather, read_networks, read_subtype
+from .html import build_html
+from .key_images import key_image_png
+
+__all__ = ["find_scan", "scan_source", "write_report"]
+
+#: ``--scan`` given as the start of a voxel sha256 (8 hex digits at least: fewer match too much).
+_SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+
+
+def scan_source(store: CaseStore, scan: str | Path) -> tuple[str, ImageRecord | None]:
+    """Where the scan's voxels are read from, and its stored record when ``scan`` named it by sha256.
+
+    ``scan`` is a path (a file, a DICOM series) or the start of a stored scan's voxel sha256
+    (its file is then the one the store points at).
+    """
+    text = str(scan).strip()
+    if _SHA_PREFIX.fullmatch(text.lower()) and not Path(text).exists():
+        found = [i for i in store.images() if i.sha256.startswith(text.lower())]
+        if not found:
+            raise InputFileError(f"no scan in the store {store.path.name} has a voxel sha256 starting {text}")
+        if len(found) > 1:
+            raise InputFileError(f"{len(found)} scans in the store {store.path.name} have a voxel sha256 starting "
+                                 f"{text}; give more of its digits")
+        return found[0].path, found[0]
+    return text, None
+
+
+def find_scan(store: CaseStore, source: str, image: ImageRecord | None) -> tuple[ImageRecord, Volume]:
+    """The stored scan and its voxels, read from ``source`` and checked against the store's sha256."""
+    volume = load_volume(source)
+    name = Path(source).name
+    if image is not None:
+        if volume.sha256 != image.sha256:
+            raise ImageMismatchError(
+                f"{name}: no longer holds the reviewed voxels (sha256 {volume.sha256[:12]}, the store's "
+                f"{image.sha256[:12]}); give --scan the reviewed scan's path")
+        return image, volume
+    stored = store.image_by_sha(volume.sha256)
+    if stored is not None:
+        return stored, volume
+    earlier = store.images_at_path(source)
+    if earlier:
+        raise ImageMismatchError(
+            f"{name}: its voxels (sha256 {volume.sha256[:12]}) are not the ones reviewed under this path "
+            f"({earlier[-1].sha256[:12]})")
+    raise InputFileError(f"{name} (voxel sha256 {volume.sha256[:12]}) is not in the store {store.path.name}; "
+                         "review it first")
+
+
+def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_path: str | Path | None = None,
+                 subtype_path: str | Path | None = None, networks_path: str | Path | None = None,
+                 ) -> TaskGenerator[list[Path]]:
+    """Write the report of one stored scan (see the module docstring); returns the files written.
+
+    Parameters
+    ----------
+    store : CaseStore
+        The open store holding the scan's review.
+    scan : str or Path
+        The scan's path, or the start (8+ hex digits) of its voxel sha256.
+    html_path, pdf_path : str or Path
+        The page (``.html``) and, optionally, its PDF (``.pdf``, needs Chromium).
+    subtype_path, networks_path : str or Path, optional
+        A ``csvd classify`` result of this scan; a ``networks compare`` result.
+    """
+    source, image = scan_source(store, scan)
+    check_outputs([Output(html_path, (".html", ".htm"), "HTML report"), Output(pdf_path, (".pdf",), "PDF report")],
+                  inputs=[store.path, source, subtype_path, networks_path])
+    if pdf_path is not None:
+        chromium()  # refused before any work: the PDF is the browser's
+    subtype = read_subtype(subtype_path) if subtype_path is not None else None
+    networks = read_networks(networks_path) if networks_path is not None else None
+    yield Progress(0, 1, f"Reading {Path(source).name}")
+    image, volume = find_scan(store, source, image)
+    content = gather(store, image, subtype, networks)
+    window = robust_contrast(volume.data)
+    counted = content.counted
+    total = len(counted) + 2
+    images: dict[int, bytes] = {}
+    for n, finding in enumerate(counted, start=1):
+        yield Progress(n, total, f"Key images of microbleed {finding.id} ({n} of {len(counted)})")
+        images[finding.id] = key_image_png(volume.data, volume.affine, finding.world_ras_mm, window,
+                                           finding.diameter_mm)
+    page = build_html(content, lambda f: images[f.id])
+    yield Progress(total - 1, total, "Writing the report" + (" and its PDF" if pdf_path is not None else ""))
+    writes = [(Path(html_path), lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))]
+    if pdf_path is not None:
+        writes.append((Path(pdf_path), lambda tmp: _print(page, tmp)))
+    written = write_together(writes)
+    yield Progress(total, total, "Done")
+    return written
+
+
+def _print(page: str, pdf: Path) -> None:
+    """Print the page to ``pdf`` through a private copy (the HTML target is not in place yet)."""
+    with tempfile.TemporaryDirectory(prefix="neuroreview-report-") as folder:
+        html = Path(folder) / "report.html"
+        html.write_text(page, encoding="utf-8")
+        print_pdf(html, pdf)
