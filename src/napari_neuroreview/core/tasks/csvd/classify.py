@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from ...anatomy.mars import MARS_CLASSES
-from ...anatomy.registration import MniTransform, register_to_mni
+from ...anatomy.registration import MniTransform
 from ...io.nifti import Volume
 from ...progress import Progress, TaskGenerator, within
+from ..cmb.locations import mni_transform
 from .bags import Bag, BagInstance, ScanChannels, build_bag, equivalent_diameter_mm, make_sites
 from .baselines import SUBTYPES, mars_counts
 from .model import LoadedSubtypeModel, load_subtype_model
@@ -131,10 +132,11 @@ def classify_findings(magnitude: Volume, phase: Volume | None, findings: Sequenc
     Raises
     ------
     InputFileError
-        The scan cannot be registered to MNI (one sentence, from ``register_to_mni``).
+        The scan cannot be registered to MNI (one sentence, from ``register_to_mni``; done once per
+        scan, shared with the review's location columns: ``cmb.locations.mni_transform``).
     """
     yield Progress(0, _TOTAL, "Registering the scan to MNI152")
-    transform = yield from within(register_to_mni(magnitude), _REGISTER, _BAG - _REGISTER, _TOTAL, "Registration")
+    transform = yield from within(mni_transform(magnitude), _REGISTER, _BAG - _REGISTER, _TOTAL, "Registration")
     world = np.array([f.world_ras_mm for f in findings], float).reshape(-1, 3)
     sites = make_sites([f.id for f in findings], world, transform.to_mni(world),
                        [f.diameter_mm for f in findings])
