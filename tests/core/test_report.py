@@ -18,7 +18,7 @@ from napari_neuroreview.cli import main
 from napari_neuroreview.core.report import browser
 from napari_neuroreview.core.report.key_images import crop_plane
 
-HAS_CHROMIUM = any(shutil.which(name) for name in browser.BROWSERS)
+HAS_CHROMIUM = browser.available()
 #: Skipped only where Chromium is absent AND this is not CI (CI installs it: .ci/run).
 needs_chromium = pytest.mark.skipif(not HAS_CHROMIUM and not os.environ.get("CI"),
                                     reason="headless Chromium is not installed here")

@@ -5,8 +5,10 @@ hash; keeps any geometry warning (oblique scan shown resampled, NaN voxels set t
 orientation in the header) visible for as long as the scan is selected; switches the
 radiological / neurological view (a camera flip: the data never change); shows the
 compute device; opens the annotation store; makes empty Labels and Points layers on the
-scan's grid (so they save aligned); and runs the foreground mask through the shared task
-rails. No numerics here: every computation is a core call.
+scan's grid (so they save aligned); runs the foreground mask through the shared task
+rails; and writes the case report of the selected scan from the store (Report..., asking
+where to save; ``core.report.write.write_report`` in the worker, the HTML and, when asked
+and Chromium is installed, its PDF). No numerics here: every computation is a core call.
 """
 
 from __future__ import annotations
@@ -17,12 +19,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QApplication, QButtonGroup, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QRadioButton, QVBoxLayout, QWidget)
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QApplication,
+    QButtonGroup,
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.errors import NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
+from ..core.report import browser
 from ..core.store import CaseStore, default_store_path
 from ..core.tasks import mask as mask_task
 from ._base import DevicePicker, LayerPicker, require_layer
@@ -141,8 +158,24 @@ class CaseWidget(QWidget):
         tools_layout.addLayout(row)
         tools_layout.addWidget(self.mask_runner)
 
+        self.report_runner = TaskRunner("Report...", self._start_report, self._show_report)
+        self._report_folder = Path.home()  # where the save dialog opens: the last report's folder after one
+        self.report_pdf = QCheckBox("also print a PDF beside it")
+        has_browser = browser.available()
+        self.report_pdf.setEnabled(has_browser)
+        self.report_pdf.setToolTip("printed by headless Chromium" if has_browser
+                                   else "install chromium to print the report as a PDF")
+        self.report_label = QLabel("The selected scan's review, as one HTML page")
+        self.report_label.setWordWrap(True)
+        self.report_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        report_box = QGroupBox("Case report")
+        report_layout = QVBoxLayout(report_box)
+        report_layout.addWidget(self.report_pdf)
+        report_layout.addWidget(self.report_runner)
+        report_layout.addWidget(self.report_label)
+
         layout = QVBoxLayout(self)
-        for box in (scan_box, view_box, setup_box, tools_box):
+        for box in (scan_box, view_box, setup_box, tools_box, report_box):
             layout.addWidget(box)
         layout.addStretch(1)
 
@@ -284,3 +317,29 @@ class CaseWidget(QWidget):
             metadata=dict(layer.metadata), opacity=0.3,
         )
         show_info(f"Foreground mask: {result.volume_ml:.0f} mL")
+
+    # ----------------------------------------------------------------- report
+    def _start_report(self) -> Any:
+        """GUI thread: the scan, the store and where to save (a dialog); the report is made in the worker."""
+        # Imported on first use: it reads the review through the CMB task, which imports torch.
+        from ..core.report.write import write_report
+
+        layer = self._require_scan()
+        store = self.store if self.store is not None else self.open_store()
+        if store is None:  # open_store said why
+            return None
+        info = layer.metadata[META_KEY]
+        suggested = self._report_folder / f"scan-{info['sha256'][:12]}_report.html"
+        path, _ = QFileDialog.getSaveFileName(self, "Save the case report", str(suggested), "HTML (*.html)")
+        if not path:
+            return None
+        html = Path(path) if Path(path).suffix.lower() in (".html", ".htm") else Path(f"{path}.html")
+        pdf = html.with_suffix(".pdf") if self.report_pdf.isChecked() else None
+        # The file the layer was opened from, checked against the store's sha256 in the worker;
+        # a layer made in memory has no file: the store's own path, found by the voxels' sha256.
+        return write_report(store, info["source_path"] or info["sha256"], html, pdf)
+
+    def _show_report(self, written: list[Path]) -> None:
+        self._report_folder = written[0].parent
+        self.report_label.setText("Written: " + ", ".join(str(p) for p in written))
+        show_info(f"Case report written to {written[0]}")

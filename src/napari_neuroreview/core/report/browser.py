@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import NeuroreviewError
 
-__all__ = ["BROWSERS", "ChromiumMissingError", "chromium", "dump_dom", "print_pdf", "screenshot"]
+__all__ = ["BROWSERS", "ChromiumMissingError", "available", "chromium", "dump_dom", "print_pdf", "screenshot"]
 
 #: The names Chromium is installed under (Debian's package, Ubuntu's, Google's builds).
 BROWSERS: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -26,6 +26,11 @@ TIMEOUT_S = 120.0
 
 class ChromiumMissingError(NeuroreviewError):
     """No headless Chromium on this machine (a PDF needs one)."""
+
+
+def available() -> bool:
+    """Whether a PDF can be printed here (the Report button offers it only then)."""
+    return any(shutil.which(name) for name in BROWSERS)
 
 
 def chromium() -> str:
