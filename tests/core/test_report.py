@@ -76,12 +76,30 @@ def test_report_shows_each_counted_microbleed_with_key_images_and_the_review(cas
         assert src.startswith("data:image/png;base64,")
     text = _text(html)
     assert "not-for-clinical-use" in page.ids and "not for clinical use" in text
-    assert f"scan {case.sha256[:12]}" in text and "sub-demo_swi.nii.gz" in text
+    assert f"scan-{case.sha256[:8]}" in text and "sub-demo_swi.nii.gz" in text
+    assert "in review (not signed off)" in text and 'id="signed-off"' not in text
     assert "2 accepted, 1 added" in text and "1 rejected" in text and "1 not reviewed" in text
     assert REVIEWER in text and "cmb-detector" in text and "1.0.1" in text
     rejected = text[text.index('id="rejected"'):]
     assert f"<td class=num>{case.rejected[0]}</td>" in rejected  # listed apart, without key images
     assert "radiological convention" in text
+
+
+def test_signed_off_scan_says_by_whom_and_when(case: ReviewedCase, tmp_path: Path) -> None:
+    from napari_neuroreview.core.store import CaseStore
+    from napari_neuroreview.core.tasks.cmb.review import ReviewSession
+
+    store = tmp_path / "signed.sqlite"
+    shutil.copy(case.store, store)
+    with CaseStore.open_existing(store) as opened:
+        session = ReviewSession(opened, opened.image_by_sha(case.sha256), "Dr White")
+        session.accept(case.pending[0])
+        state = opened.sign_off(case.sha256, "Dr White")
+    code = main(["report", "--store", str(store), "--scan", str(case.scan), "--out", str(tmp_path / "r.html"), "--quiet"])
+    assert code == 0
+    text = _text((tmp_path / "r.html").read_text())
+    signed = text[text.index('id="signed-off"'):]
+    assert signed.index("Dr White") < signed.index(state.signed_at[:10]) < signed.index("UTC") < 200
 
 
 def test_report_names_no_folder_and_no_login(tmp_path: Path) -> None:

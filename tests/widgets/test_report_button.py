@@ -51,7 +51,7 @@ def test_report_button_writes_the_report_in_the_worker_and_says_where(opened, qt
     page = html.read_text(encoding="utf-8")
     ids = set(re.findall(r'id="(cmb-\d+)"', page))
     assert ids == {f"cmb-{i}" for i in reviewed.accepted + reviewed.added}
-    assert Path(asked[0]).name == f"scan-{reviewed.sha256[:12]}_report.html"  # a pseudonym, not the file's name
+    assert Path(asked[0]).name == f"scan-{reviewed.sha256[:8]}_report.html"  # a pseudonym, not the file's name
     assert str(html) in widget.report_label.text()
     assert any(str(html) in message for message in notifications)
     assert widget.report_runner.last_error is None

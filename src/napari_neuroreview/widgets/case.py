@@ -329,7 +329,7 @@ class CaseWidget(QWidget):
         if store is None:  # open_store said why
             return None
         info = layer.metadata[META_KEY]
-        suggested = self._report_folder / f"scan-{info['sha256'][:12]}_report.html"
+        suggested = self._report_folder / f"{store.scan_state(info['sha256']).label}_report.html"  # a pseudonym
         path, _ = QFileDialog.getSaveFileName(self, "Save the case report", str(suggested), "HTML (*.html)")
         if not path:
             return None

@@ -4,8 +4,8 @@ Why apart from the HTML: the facts (which microbleeds count, who reviewed them a
 which model versions ran, the subtype and network results) are tested without parsing a
 page, and the page only lays them out.
 
-Privacy: a report leaves the machine. The scan is named by a pseudonymous label (the first
-12 hex digits of its voxel sha256) and its file's base name, never a folder (a patient's
+Privacy: a report leaves the machine. The scan is named by the store's pseudonymous label
+(``ScanState.label``, from its voxel sha256) and its file's base name, never a folder (a patient's
 name is often in it); the reviewer as exports write it (``export_reviewer``: a typed name,
 never the OS login); a subtype or networks result file is named by its base name only.
 """
@@ -30,7 +30,7 @@ from ..tasks.csvd.bags import equivalent_diameter_mm
 from ..tasks.csvd.baselines import SUBTYPES, mars_counts
 
 __all__ = ["ModelUse", "ReportContent", "ReportFinding", "ReviewerActivity", "gather", "mars_table", "read_networks",
-           "read_subtype", "scan_label"]
+           "read_subtype"]
 
 #: A subtype result's microbleed is this finding when their world positions are this close (mm):
 #: ``csvd classify`` keeps the detector's positions (rounded to 1 micrometre); a review's move
@@ -39,11 +39,6 @@ MATCH_MM = 0.5
 #: The one line every report carries, at the top.
 NOT_FOR_CLINICAL_USE = ("Research software, not for clinical use: the findings, regions and probabilities "
                         "in this report are a model's and a reviewer's, not a diagnosis.")
-
-
-def scan_label(sha256: str) -> str:
-    """The pseudonymous label of a scan: its voxel sha256's first 12 hex digits."""
-    return f"scan {sha256[:12]}"
 
 
 @dataclass(frozen=True)
@@ -96,21 +91,18 @@ class ReportContent:
     """Everything one report shows (see the module docstring for what is left out)."""
 
     sha256: str
+    label: str
     scan_name: str
     shape: tuple[int, ...]
     voxel_mm: tuple[float, float, float]
     findings: list[ReportFinding]
     reviewers: list[ReviewerActivity]
     models: list[ModelUse]
+    state: str = "pending"
     signed_off: str | None = None
     subtype: dict[str, Any] | None = None
     networks: dict[str, Any] | None = None
     generated_at: str = field(default_factory=lambda: _utc(datetime.now(UTC).isoformat()))
-
-    @property
-    def label(self) -> str:
-        """The pseudonymous label (:func:`scan_label`)."""
-        return scan_label(self.sha256)
 
     @property
     def counted(self) -> list[ReportFinding]:
@@ -152,8 +144,12 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
         if model.get("name"):
             models.append(ModelUse(role, str(model["name"]), str(model.get("version", "?"))))
     affine = image.affine_matrix
+    state = store.scan_state(image.sha256, task=TASK)
+    signed = (f"{export_reviewer(state.signed_by or '')}, {_utc(state.signed_at)}"
+              if state.state == "signed off" and state.signed_at else None)
     return ReportContent(
-        sha256=image.sha256, scan_name=Path(image.path).name, shape=tuple(image.shape),
+        sha256=image.sha256, label=state.label, state=state.state, signed_off=signed,
+        scan_name=Path(image.path).name, shape=tuple(image.shape),
         voxel_mm=tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),  # type: ignore[arg-type]
         findings=findings, reviewers=_reviewers(store, image.sha256), models=models,
         subtype=subtype, networks=networks)

@@ -93,8 +93,8 @@ def _review(content: ReportContent) -> str:
     reviewers = (_table(("Reviewer", "Decisions", "First", "Last"),
                         [(r.reviewer, r.decisions, r.first, r.last) for r in content.reviewers], "reviewers", (1,))
                  if content.reviewers else "<p>No reviewer decision is stored for this scan.</p>")
-    signed = (f'<p id="signed-off"><b>Signed off:</b> {escape(content.signed_off)}</p>'
-              if content.signed_off else "")
+    signed = (f'<p id="signed-off"><b>Signed off:</b> {escape(content.signed_off)}</p>' if content.signed_off
+              else f'<p id="review-state"><b>Review state:</b> {escape(content.state)} (not signed off)</p>')
     models = _table(("Used for", "Model", "Version", "Weights"),
                     [(m.role, m.name, m.version, "demo (trained on simulated data)" if m.demo else "")
                      for m in content.models], "models") if content.models else "<p>No model output is shown.</p>"
