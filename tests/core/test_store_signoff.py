@@ -58,10 +58,11 @@ def test_pending_in_review_signed_off_and_reopened_with_audit_entries(store: Cas
     signed = store.sign_off(SHA_A, "dr.a", note="read with phase")
     assert (signed.state, signed.signed_by, signed.reviewed, signed.findings) == ("signed off", "dr.a", 2, 2)
     assert signed.label == f"scan-{SHA_A[:8]}" and "sub-01" not in signed.label  # pseudonymous
+    assert signed.signed.startswith("dr.a, ") and signed.signed.endswith(" UTC")
     assert states(store) == {"sub-01_swi.nii.gz": ("signed off", 2, 2), "sub-02_swi.nii.gz": ("pending", 0, 2)}
 
     reopened = store.reopen(SHA_A, "dr.b", note="second opinion")
-    assert (reopened.state, reopened.signed_by) == ("in review", None)
+    assert (reopened.state, reopened.signed_by, reopened.signed) == ("in review", None, "")
     entries = [e for e in store.audit_log() if e["action"].startswith("scan.")]
     assert [(e["action"], e["actor"], e["entity"]) for e in entries] == [
         ("scan.signed_off", "dr.a", "signoff"), ("scan.reopened", "dr.b", "signoff")]
@@ -207,3 +208,19 @@ def test_a_store_of_the_previous_schema_migrates_and_its_scans_start_unsigned(tm
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert con.execute("SELECT action, reviewer FROM signoffs").fetchall() == [("signed_off", "dr.a")]
     con.close()
+
+
+def test_a_sign_off_written_around_the_store_is_found_by_verify(tmp_path: Path) -> None:
+    path = tmp_path / "cases.sqlite"
+    with CaseStore(path) as store:
+        for sha in (SHA_A, SHA_B):
+            store.register_image(f"/scans/{sha[0]}.nii.gz", sha, (10, 10, 10), AFFINE)
+        store.sign_off(SHA_A, "dr.a")
+        assert store.verify().ok
+    con = sqlite3.connect(str(path), isolation_level=None)  # a forged sign-off: the triggers allow inserts
+    con.execute("INSERT INTO signoffs (image_id, action, reviewer, at) VALUES (2, 'signed_off', 'dr.a', 't')")
+    con.close()
+    with CaseStore(path) as store:
+        report = store.verify()
+        assert (report.ok, report.table, report.first_bad_id) == (False, "signoffs", 2)
+        assert report.problem == "sign-off 2 has no audit row (it was written outside napari-neuroreview)"

@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # the database imports the schema, which imports this module
     from napari_neuroreview.core.store.database import Database
 
 __all__ = [
-    "GENESIS", "REVIEW_CHECK_SQL", "AuditLog", "AuditReport", "append", "row_hash", "verify_chain",
-    "verify_reviews",
+    "GENESIS", "REVIEW_CHECK_SQL", "SIGNOFF_CHECK_SQL", "AuditLog", "AuditReport", "append", "row_hash",
+    "verify_chain", "verify_reviews", "verify_signoffs",
 ]
 
 #: ``prev_hash`` of the first row of the chain.
@@ -150,12 +150,46 @@ def verify_reviews(rows: Iterable[tuple[Any, ...]]) -> AuditReport | None:
     return None
 
 
+#: Every sign-off with its audit row, and every sign-off audit row without its sign-off, by sign-off id.
+SIGNOFF_CHECK_SQL = """
+    SELECT s.id, s.image_id, s.action, s.reviewer, s.note, a.id, a.action, a.actor, a.payload
+    FROM signoffs s LEFT JOIN audit a ON a.entity = 'signoff' AND a.entity_id = s.id
+    UNION ALL
+    SELECT a.entity_id, NULL, NULL, NULL, NULL, a.id, a.action, a.actor, a.payload
+    FROM audit a WHERE a.entity = 'signoff' AND NOT EXISTS (SELECT 1 FROM signoffs s WHERE s.id = a.entity_id)
+    ORDER BY 1
+"""
+
+
+def verify_signoffs(rows: Iterable[tuple[Any, ...]]) -> AuditReport | None:
+    """Check each sign-off against its (chained) audit row; the first disagreement, or None.
+
+    Why: a sign-off row inserted around the store (the table's triggers refuse only
+    updates and deletes) would freeze a scan in someone's name, or mark it read.
+    """
+    for sid, image_id, action, reviewer, note, aid, a_action, actor, payload in rows:
+        if image_id is None:
+            return _problem(sid, f"sign-off {sid} is recorded in audit row {aid} but is missing", "signoffs")
+        if aid is None:
+            return _problem(sid, f"sign-off {sid} has no audit row (it was written outside napari-neuroreview)",
+                            "signoffs")
+        recorded = json.loads(payload or "{}")
+        if (a_action != f"scan.{action}" or actor != reviewer or recorded.get("image_id") != image_id
+                or recorded.get("note") != note):
+            return _problem(sid, f"sign-off {sid} disagrees with its audit row {aid} (it was edited)", "signoffs")
+    return None
+
+
 def _point(text: str | None) -> list[float] | None:
     return None if text is None else list(json.loads(text))
 
 
 def _review_problem(review_id: Any, problem: str) -> AuditReport:
-    return AuditReport(False, 0, int(review_id), problem, "reviews")
+    return _problem(review_id, problem, "reviews")
+
+
+def _problem(row_id: Any, problem: str, table: str) -> AuditReport:
+    return AuditReport(False, 0, int(row_id), problem, table)
 
 
 class AuditLog:
@@ -186,7 +220,7 @@ class AuditLog:
         return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]
 
     def verify(self) -> AuditReport:
-        """Check the audit log's hash chain, then each review against its audit row.
+        """Check the audit log's hash chain, then each review and sign-off against its audit row.
 
         Read only, in one snapshot while others may write. An edited, replaced, inserted or
         removed audit row breaks the chain at that row; an edited, added or removed review
@@ -196,6 +230,7 @@ class AuditLog:
         with self._db.snapshot() as cur:
             report = verify_chain(cur.execute(f"SELECT {columns} FROM audit ORDER BY id"))
             if report.ok:
-                report = verify_reviews(cur.execute(REVIEW_CHECK_SQL)) or report
+                report = (verify_reviews(cur.execute(REVIEW_CHECK_SQL))
+                          or verify_signoffs(cur.execute(SIGNOFF_CHECK_SQL)) or report)
             total = cur.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
         return replace(report, rows=int(total))

@@ -248,7 +248,7 @@ class CaseStore:
         return self._audit.entries(limit)
 
     def verify(self) -> AuditReport:
-        """Check the audit log's hash chain, then each review against its audit row (read only)."""
+        """Check the audit log's hash chain, then each review and sign-off against its audit row (read only)."""
         return self._audit.verify()
 
     def summary(self) -> dict[str, Any]:

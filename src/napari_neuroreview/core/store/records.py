@@ -169,6 +169,11 @@ class ScanState:
         """The scan file's (or DICOM folder's) name as first opened, without its folder."""
         return Path(self.image.path).name
 
+    @property
+    def signed(self) -> str:
+        """Who signed it off and when (``dr.a, 2026-12-02 07:45 UTC``), or ``''`` while not signed off."""
+        return f"{self.signed_by}, {_when(self.signed_at)}" if self.signed_by and self.signed_at else ""
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -176,6 +181,11 @@ class ScanState:
 def _now() -> str:
     """ISO 8601 UTC timestamp; UTC so that stores from several sites sort together."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _when(at: str) -> str:
+    """A stored UTC timestamp to the minute, for a sentence or a table (``2026-12-02 07:45 UTC``)."""
+    return f"{at[:16].replace('T', ' ')} UTC"
 
 
 def _default_actor() -> str:

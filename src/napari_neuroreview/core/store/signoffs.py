@@ -27,6 +27,7 @@ from napari_neuroreview.core.store.records import (
     SignedOffError,
     _now,
     _short,
+    _when,
 )
 
 __all__ = ["SIGNOFF_ACTIONS", "WITHDRAWN_NOTE", "SignOffs", "next_to_review"]
@@ -196,8 +197,3 @@ def _states(
         edited = signoff is not None or any(int(row["version"]) > 0 for row in rows)
         states.append(ScanState(image, "in review" if edited else "pending", findings, reviewed))
     return states
-
-
-def _when(at: str) -> str:
-    """A stored UTC timestamp to the minute, for a sentence (``2026-12-02 07:45 UTC``)."""
-    return f"{at[:16].replace('T', ' ')} UTC"
