@@ -1,7 +1,7 @@
 """``neuroreview report``: the case report of one reviewed scan, as one HTML file (and a PDF).
 
 ``neuroreview report --store DB --scan SHA|PATH --out report.html [--pdf report.pdf]
-[--subtype res.json] [--networks res.json]``: the Case widget's Report button's twin
+[--subtype res.json] [--networks res.json [--network-maps PRE POST]]``: the Case widget's Report button's twin
 (:func:`core.report.write.write_report`). The store must exist; the scan is named by its
 path or the start of its voxel sha256, and its voxels must be the reviewed ones.
 """
@@ -26,7 +26,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .core.store import CaseStore
 
     with CaseStore.open_existing(args.store) as store:  # a mistyped --store creates nothing
-        task = write_report(store, args.scan, args.out, args.pdf, args.subtype, args.networks)
+        task = write_report(store, args.scan, args.out, args.pdf, args.subtype, args.networks, args.network_maps)
         written = run_to_completion(task, None if args.quiet else _progress)
     if not args.quiet:
         print(file=sys.stderr)
@@ -44,5 +44,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pdf", default=None, help="also print it to this PDF (needs chromium)")
     p.add_argument("--subtype", default=None, help="this scan's 'neuroreview csvd classify' result (.json)")
     p.add_argument("--networks", default=None, help="a 'neuroreview networks compare' result (.json)")
+    p.add_argument("--network-maps", nargs=2, default=None, metavar=("PRE", "POST"),
+                   help="the pre and post scans --networks was computed from (ICA folders): map thumbnails")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_report)

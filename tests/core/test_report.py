@@ -258,3 +258,59 @@ def test_report_opened_in_a_real_browser(case: ReviewedCase, tmp_path: Path) -> 
     pixels = np.asarray(Image.open(png).convert("L"), float)
     assert pixels.std() > 20  # text, tables and dark key images on white
     assert (pixels < 40).mean() > 0.05  # the key images' black surround is drawn (images decoded)
+
+
+def _ica_folder(folder: Path, sha256: str, blob_ras: tuple[float, float, float]) -> Path:
+    """An ICA folder whose component k (network k) is one blob; network 0's blob at ``blob_ras``."""
+    from napari_neuroreview.core.anatomy.atlas import NETWORKS
+    from napari_neuroreview.core.io.ica_folder import ICAComponents
+    from napari_neuroreview.core.tasks.networks.assignment_io import write_ica_folder
+    from napari_neuroreview.core.tasks.networks.matching import Assignment, NetworkMatch
+
+    affine = np.array([[-4.0, 0, 0, 90], [0, 4.0, 0, -126], [0, 0, 4.0, -72], [0, 0, 0, 1]])
+    ijk = np.indices((46, 55, 46)).reshape(3, -1).T
+    ras = ijk @ affine[:3, :3].T + affine[:3, 3]
+    centres = [blob_ras, *[(-40.0 + 20 * k, -60.0, 10.0) for k in range(len(NETWORKS) - 1)]]
+    maps = np.stack([np.exp(-np.sum((ras - c) ** 2, axis=1) / (2 * 8.0**2)).reshape(46, 55, 46) * 10 + 0.1
+                     for c in centres], axis=-1).astype(np.float32)
+    k = len(NETWORKS)
+    matches = {n: NetworkMatch(n, i, 0.5, 0.1, 1, True, True) for i, n in enumerate(NETWORKS)}
+    assignment = Assignment(matches=matches, scores=np.eye(k), signs=np.ones((k, k), dtype=np.int64))
+    comps = ICAComponents(maps=maps, affine=affine, timecourses=np.random.default_rng(0).standard_normal((40, k)),
+                          tr_s=2.0, source="bold.nii.gz", kind="neuroreview")
+    write_ica_folder(folder, comps, assignment, {"source_sha256": sha256})
+    return folder
+
+
+def test_network_thumbnail_is_radiological_and_anterior_up() -> None:
+    from napari_neuroreview.core.report.key_images import axial_mip
+
+    affine = np.array([[-2.0, 0, 0, 40], [0, 2.0, 0, -40], [0, 0, 2.0, -40], [0, 0, 0, 1]])  # LAS storage
+    data = np.zeros((41, 41, 41), np.float32)
+    i, j, k = np.rint(np.linalg.solve(affine, [20.0, 20.0, 0.0, 1.0])[:3]).astype(int)  # right, anterior
+    data[i - 1:i + 2, j - 1:j + 2, k] = 5.0
+    mip = axial_mip(data, affine)
+    rows, cols = np.nonzero(mip > 1)
+    assert rows.mean() < mip.shape[0] / 2 - 5 and cols.mean() < mip.shape[1] / 2 - 5  # top, image's left
+
+
+def test_networks_with_maps_show_thumbnails_and_refuse_another_scans_maps(
+        case: ReviewedCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from napari_neuroreview.core.anatomy.atlas import NETWORKS
+
+    pre = _ica_folder(tmp_path / "pre_ica", "a" * 64, (40.0, 30.0, 20.0))
+    post = _ica_folder(tmp_path / "post_ica", "b" * 64, (-40.0, 30.0, 20.0))
+    networks = tmp_path / "networks.json"
+    doc = {"pre": "pre", "post": "post", "pre_sha256": "a" * 64, "post_sha256": "b" * 64,
+           "model": {"name": "network-prepost", "version": "1.0.0"},
+           "networks": {n: {"pre": {"p_post": 0.2}, "post": {"p_post": 0.7}} for n in NETWORKS}}
+    networks.write_text(json.dumps(doc))
+    html = _report(case, tmp_path / "r.html", "--networks", str(networks), "--network-maps", str(pre), str(post))
+    section = html[html.index('id="networks"'):]
+    assert section.count('<img class="thumb"') == len(NETWORKS)
+    doc["post_sha256"] = "c" * 64
+    networks.write_text(json.dumps(doc))
+    err = _refused(["report", "--store", str(case.store), "--scan", str(case.scan), "--out", str(tmp_path / "s.html"),
+                    "--networks", str(networks), "--network-maps", str(pre), str(post), "--quiet"],
+                   capsys, [tmp_path / "s.html"], [networks, case.store])
+    assert "post_ica" in err and "not the post scan" in err

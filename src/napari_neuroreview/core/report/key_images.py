@@ -19,7 +19,8 @@ import numpy as np
 
 from ..io.resample import resample_to_grid
 
-__all__ = ["CONVENTION", "FOV_MM", "PIXEL_MM", "crop_plane", "key_image_png", "plane_affine"]
+__all__ = ["CONVENTION", "FOV_MM", "MAP_THRESHOLD_SD", "PIXEL_MM", "axial_mip", "crop_plane", "key_image_png",
+           "map_thumbnail_png", "plane_affine"]
 
 #: The report's sentence about orientation (the page shows it above the key images).
 CONVENTION = ("Key images are shown in the radiological convention: the patient's right (R) on the image's "
@@ -37,6 +38,11 @@ _PLANES: dict[str, tuple[tuple[float, float, float], ...]] = {
 #: The letters at the top, bottom, left and right edges of each plane's crop.
 _EDGE_LETTERS: dict[str, tuple[str, str, str, str]] = {"axial": ("A", "P", "R", "L"), "coronal": ("S", "I", "R", "L")}
 _RING_COLOUR = "#ffd400"
+#: Network maps are drawn from this many SD over the brain up (the Networks view's default
+#: threshold, ``widgets.networks.DEFAULT_THRESHOLD``); below it a map is left black.
+MAP_THRESHOLD_SD = 2.0
+#: Pixel of a network thumbnail (mm): networks are centimetres wide, thumbnails small.
+MAP_PIXEL_MM = 2.0
 
 
 def plane_affine(centre_ras: Sequence[float], plane: str, n: int, pixel_mm: float = PIXEL_MM) -> np.ndarray:
@@ -95,6 +101,54 @@ def key_image_png(data: np.ndarray, affine: np.ndarray, centre_ras: Sequence[flo
         ax.set_ylim(half, -half)
         ax.set_axis_off()
         figure.text((n + 0.5) / len(planes), 0.95, plane, color="white", fontsize=8, ha="center", va="center")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", facecolor="black")
+    return buffer.getvalue()
+
+
+def axial_mip(data: np.ndarray, affine: np.ndarray, pixel_mm: float = MAP_PIXEL_MM) -> np.ndarray:
+    """A ``(rows, cols)`` maximum-intensity projection along S-I of the whole grid, radiological, anterior up.
+
+    The grid's bounding box in world RAS is resampled onto axial world axes first, so any
+    voxel order (or tilt) projects the same way.
+    """
+    shape = np.asarray(data.shape[:3])
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    ras = (np.asarray(affine, float) @ corners.T)[:3].T
+    low, high = ras.min(axis=0), ras.max(axis=0)
+    n = np.maximum(1, np.ceil((high - low) / pixel_mm).astype(int) + 1)
+    rows, cols, normal = (np.asarray(v) * pixel_mm for v in _PLANES["axial"])
+    grid = np.eye(4)
+    grid[:3, 0], grid[:3, 1], grid[:3, 2] = rows, cols, normal
+    grid[:3, 3] = [high[0], high[1], low[2]]  # the top-left voxel: patient right, anterior; the lowest slice
+    box = resample_to_grid(np.asarray(data, np.float32), affine, grid, (int(n[1]), int(n[0]), int(n[2])), order=1)
+    return box.max(axis=2)
+
+
+def map_thumbnail_png(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], threshold: float = MAP_THRESHOLD_SD) -> bytes:
+    """A PNG of network maps side by side: each ``(caption, map in SD units, affine)`` as an axial MIP.
+
+    Radiological like the key images (R on the image's left, anterior up), lettered; the
+    colour runs from ``threshold`` (dark red) to the panels' common peak (white).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    mips = [axial_mip(data, affine) for _caption, data, affine in panels]
+    peak = max([threshold * 1.5, *(float(m.max()) for m in mips)])
+    figure = Figure(figsize=(1.25 * len(panels), 1.5), dpi=100, facecolor="black")
+    FigureCanvasAgg(figure)
+    for n, ((caption, _data, _affine), mip) in enumerate(zip(panels, mips)):
+        ax = figure.add_axes((n / len(panels), 0.0, 1 / len(panels), 0.84))
+        ax.imshow(np.ma.masked_less(mip, threshold), cmap="hot", vmin=threshold, vmax=peak, interpolation="nearest")
+        ax.set_facecolor("black")
+        style = {"color": "#9fd3ff", "fontsize": 7, "fontweight": "bold", "va": "center", "transform": ax.transAxes}
+        ax.text(0.03, 0.5, "R", ha="left", **style)
+        ax.text(0.97, 0.5, "L", ha="right", **style)
+        ax.text(0.5, 0.96, "A", ha="center", **style)
+        ax.set_axis_off()
+        figure.text((n + 0.5) / len(panels), 0.93, caption, color="white", fontsize=8, fontweight="bold",
+                    ha="center", va="center")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", facecolor="black")
     return buffer.getvalue()

@@ -12,17 +12,18 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..errors import ImageMismatchError, InputFileError
 from ..io.layers import robust_contrast
 from ..io.nifti import Volume, load_volume
 from ..io.outputs import Output, check_outputs, write_together
-from ..progress import Progress, TaskGenerator
+from ..progress import Progress, TaskGenerator, within
 from ..store import CaseStore, ImageRecord
 from .browser import chromium, print_pdf
 from .content import gather, read_networks, read_subtype
 from .html import build_html
-from .key_images import key_image_png
+from .key_images import key_image_png, map_thumbnail_png
 
 __all__ = ["find_scan", "scan_source", "write_report"]
 
@@ -72,7 +73,7 @@ def find_scan(store: CaseStore, source: str, image: ImageRecord | None) -> tuple
 
 def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_path: str | Path | None = None,
                  subtype_path: str | Path | None = None, networks_path: str | Path | None = None,
-                 ) -> TaskGenerator[list[Path]]:
+                 network_maps: tuple[str | Path, str | Path] | None = None) -> TaskGenerator[list[Path]]:
     """Write the report of one stored scan (see the module docstring); returns the files written.
 
     Parameters
@@ -85,10 +86,18 @@ def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_
         The page (``.html``) and, optionally, its PDF (``.pdf``, needs Chromium).
     subtype_path, networks_path : str or Path, optional
         A ``csvd classify`` result of this scan; a ``networks compare`` result.
+    network_maps : (str or Path, str or Path), optional
+        The pre and post scans (ICA folders, or anything ``networks compare`` reads) the
+        networks result was computed from: each network's maps as thumbnails. Their BOLD
+        sha256 must be the result's.
     """
     source, image = scan_source(store, scan)
+    if network_maps is not None and networks_path is None:
+        raise InputFileError("the network maps are shown beside a networks result: give --networks res.json too")
+    maps = tuple(network_maps or ())
     check_outputs([Output(html_path, (".html", ".htm"), "HTML report"), Output(pdf_path, (".pdf",), "PDF report")],
-                  inputs=[store.path, source, subtype_path, networks_path])
+                  inputs=[store.path, source, subtype_path, networks_path, *maps],
+                  protected_folders=[Path(p) for p in maps if Path(p).is_dir()])
     if pdf_path is not None:
         chromium()  # refused before any work: the PDF is the browser's
     subtype = read_subtype(subtype_path) if subtype_path is not None else None
@@ -98,13 +107,16 @@ def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_
     content = gather(store, image, subtype, networks)
     window = robust_contrast(volume.data)
     counted = content.counted
-    total = len(counted) + 2
+    total = len(counted) + 2 + 2 * len(maps)
+    thumbnails: dict[str, bytes] = {}
+    if networks is not None and maps:
+        thumbnails = yield from _network_thumbnails(networks, maps, len(counted), total)
     images: dict[int, bytes] = {}
     for n, finding in enumerate(counted, start=1):
         yield Progress(n, total, f"Key images of microbleed {finding.id} ({n} of {len(counted)})")
         images[finding.id] = key_image_png(volume.data, volume.affine, finding.world_ras_mm, window,
                                            finding.diameter_mm)
-    page = build_html(content, lambda f: images[f.id])
+    page = build_html(content, lambda f: images[f.id], thumbnails)
     yield Progress(total - 1, total, "Writing the report" + (" and its PDF" if pdf_path is not None else ""))
     writes = [(Path(html_path), lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))]
     if pdf_path is not None:
@@ -120,3 +132,27 @@ def _print(page: str, pdf: Path) -> None:
         html = Path(folder) / "report.html"
         html.write_text(page, encoding="utf-8")
         print_pdf(html, pdf)
+
+
+def _network_thumbnails(doc: dict[str, Any], maps: tuple[str | Path, ...], start: int, total: int,
+                        ) -> TaskGenerator[dict[str, bytes]]:
+    """Each network's pre and post maps (SD units, as the Networks view shows them) as one thumbnail."""
+    from ..tasks.networks.cohort import load_session
+    from ..tasks.networks.compare import Comparison
+
+    sessions = []
+    for n, (state, path) in enumerate(zip(("pre", "post"), maps)):
+        session = yield from within(load_session(path), start + 2 * n, 2, total, f"{state} networks")
+        expected = str(doc.get(f"{state}_sha256") or "")
+        if expected and session.source_sha256 and session.source_sha256 != expected:
+            raise ImageMismatchError(
+                f"{Path(path).name}: is not the {state} scan of the networks result (BOLD sha256 "
+                f"{session.source_sha256[:12]}, the result's {expected[:12]})")
+        sessions.append(session)
+    comparison = Comparison(sessions[0], sessions[1], probabilities={}, model={})
+    out = {}
+    for name in doc["networks"]:  # read_networks checked it is a mapping
+        if all(name in s.assignment.matches for s in sessions):
+            panels = [(state.upper(), *comparison.display_map(state, name)) for state in ("pre", "post")]
+            out[str(name)] = map_thumbnail_png(panels)
+    return out
