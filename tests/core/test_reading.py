@@ -76,6 +76,16 @@ def test_a_skull_stripped_image_keeps_its_parenchyma_in_the_window() -> None:
     assert low < np.percentile(image[parts["brain"]], 5)
 
 
+def test_zero_wedges_of_a_resampled_oblique_scan_do_not_make_it_skull_stripped() -> None:
+    image, parts = head(4)
+    wedge = np.zeros(image.shape, bool)
+    wedge[:, :, :14] = True  # a third of the array: zero outside the tilted slab
+    image[wedge] = 0
+    background = ~(parts["brain"] | parts["csf"] | parts["dark"] | parts["hot"] | wedge)
+    low, _high = contrast_limits(image, "swi")
+    assert low > np.percentile(image[background], 99)
+
+
 def test_phase_window_in_radians_is_minus_pi_to_pi() -> None:
     rng = np.random.default_rng(3)
     phase = rng.uniform(-math.pi, math.pi, (30, 30, 20)).astype(np.float32)

@@ -31,8 +31,8 @@ PRESETS: dict[str, str] = {"auto": "Auto (as opened)", "swi": "SWI magnitude", "
 PERCENTILES: dict[str, tuple[float, float]] = {"swi": (1.0, 99.5), "t1": (0.5, 99.5), "flair": (0.5, 99.9)}
 #: At most this many voxels are read to choose a window.
 SAMPLE_VOXELS = 1_000_000
-#: A share of exactly-zero voxels from which an image counts as masked already (skull-stripped).
-MASKED_ZERO_SHARE = 0.2
+#: Otsu's lower class is background noise when its mean is below this share of the threshold.
+NOISE_SHARE = 0.4
 #: Phase values within this factor of pi are radians (float32 rounding of pi, interpolation).
 RADIAN_TOLERANCE = 1.01
 
@@ -73,14 +73,20 @@ def foreground(sample: np.ndarray) -> np.ndarray:
 
     The same rule as the mask task (``core.tasks.mask``: Otsu of the positive voxels), on
     the sample and without its smoothing and morphology, which a window does not need. An
-    image that is masked already (at least :data:`MASKED_ZERO_SHARE` exact zeros: skull-stripped)
-    keeps all its positive voxels: Otsu would split its tissues instead (CSF from parenchyma).
+    image with no background left (skull-stripped, zero outside) keeps all its positive
+    voxels: there Otsu splits two tissues (parenchyma from CSF). Told apart by Otsu's lower
+    class: background noise lies near zero (its mean under :data:`NOISE_SHARE` of the
+    threshold), a tissue does not. Not by counting zeros: an oblique scan shown resampled
+    has zero wedges at its faces whether it is stripped or not.
     """
     positive = sample[sample > 0]
-    if positive.size == 0 or np.mean(sample == 0) >= MASKED_ZERO_SHARE:
+    if positive.size == 0:
         return positive
-    above = positive[positive > threshold_otsu(positive)]
-    return above if above.size else positive
+    threshold = threshold_otsu(positive)
+    below, above = positive[positive <= threshold], positive[positive > threshold]
+    if above.size == 0 or (below.size and below.mean() >= NOISE_SHARE * threshold):
+        return positive
+    return above
 
 
 def phase_window(sample: np.ndarray, name: str = "image") -> tuple[float, float]:
