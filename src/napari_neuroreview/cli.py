@@ -289,11 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="check the audit log's hash chain (exit 2 if broken)")
     p.set_defaults(func=cmd_store)
 
-    from . import cli_cmb, cli_csvd, cli_metastasis, cli_models, cli_networks, cli_report
+    from . import cli_cmb, cli_csvd, cli_metastasis, cli_models, cli_networks, cli_report, cli_stroke
 
     cli_cmb.add_parser(sub)
     cli_csvd.add_parser(sub)
     cli_metastasis.add_parser(sub)
+    cli_stroke.add_parser(sub)
     cli_networks.add_parser(sub)
     cli_models.add_parser(sub)
     cli_report.add_parser(sub)

@@ -17,7 +17,8 @@ import napari_neuroreview
 PACKAGE = Path(napari_neuroreview.__file__).resolve().parent
 SIMULATORS = "napari_neuroreview.core.phantoms"
 #: Modules whose commands make phantoms or sample data: they may import the simulators in a function.
-LAZY_ALLOWED = {"cli.py", "cli_cmb.py", "cli_csvd.py", "cli_metastasis.py", "cli_networks.py", "_sample_data.py"}
+LAZY_ALLOWED = {"cli.py", "cli_cmb.py", "cli_csvd.py", "cli_metastasis.py", "cli_networks.py", "cli_stroke.py",
+                "_sample_data.py"}
 
 
 def _module_name(path: Path) -> str:
