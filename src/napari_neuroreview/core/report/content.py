@@ -12,6 +12,7 @@ never the OS login); a subtype or networks result file is named by its base name
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,23 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy.mars import MARS_CLASSES, MarsRegion
+from ..anatomy.mars import MARS_CLASSES, REGION_CLASS, MarsRegion
 from ..errors import ImageMismatchError, InputFileError
 from ..io import strict_json
 from ..registry import DEMO_NOTE
 from ..store import CaseStore, ImageRecord
+from ..tasks.cmb.locations import Location
 from ..tasks.cmb.review import ReviewSession
 from ..tasks.cmb.review_export import EXPORT_STATUSES, TASK, export_reviewer
 from ..tasks.csvd.bags import equivalent_diameter_mm
 from ..tasks.csvd.baselines import SUBTYPES, mars_counts
 
-__all__ = ["ModelUse", "ReportContent", "ReportFinding", "ReviewerActivity", "gather", "mars_table", "read_networks",
+__all__ = ["ModelUse", "ReportContent", "ReportFinding", "ReviewerActivity", "check_subtype", "gather", "mars_table", "read_networks",
            "read_subtype"]
 
-#: A subtype result's microbleed is this finding when their world positions are this close (mm):
-#: ``csvd classify`` keeps the detector's positions (rounded to 1 micrometre); a review's move
-#: is further, and its region is then unknown rather than borrowed from another spot.
-MATCH_MM = 0.5
 #: The one line every report carries, at the top.
 NOT_FOR_CLINICAL_USE = ("Research software, not for clinical use: the findings, regions and probabilities "
                         "in this report are a model's and a reviewer's, not a diagnosis.")
@@ -43,7 +41,7 @@ NOT_FOR_CLINICAL_USE = ("Research software, not for clinical use: the findings, 
 
 @dataclass(frozen=True)
 class ReportFinding:
-    """One microbleed finding as the report lists it (region fields None when no subtype result names it)."""
+    """One microbleed finding as the report lists it (region fields None when the scan could not be located)."""
 
     id: int
     status: str
@@ -102,6 +100,7 @@ class ReportContent:
     signed_off: str | None = None
     subtype: dict[str, Any] | None = None
     networks: dict[str, Any] | None = None
+    regions_note: str | None = None
     generated_at: str = field(default_factory=lambda: _utc(datetime.now(UTC).isoformat()))
 
     @property
@@ -121,21 +120,16 @@ class ReportContent:
 
 
 def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None = None,
-           networks: dict[str, Any] | None = None) -> ReportContent:
+           networks: dict[str, Any] | None = None, locations: Mapping[int, Location] | None = None,
+           regions_note: str | None = None) -> ReportContent:
     """The report's content for a stored scan, with a subtype / networks result when given.
 
-    Raises
-    ------
-    ImageMismatchError
-        The subtype result was computed on another scan (its ``image_sha256``).
+    ``locations`` (finding id -> side and MARS region, ``cmb.locations``) fill each finding's
+    region; ``regions_note`` says why there are none (the scan could not be registered).
+    ``subtype`` must be this scan's (:func:`check_subtype`).
     """
-    if subtype is not None and str(subtype.get("image_sha256", "")).lower() != image.sha256:
-        raise ImageMismatchError(
-            f"The subtype result was computed on scan {str(subtype.get('image_sha256', '?'))[:12]}, "
-            f"not on {Path(image.path).name} ({image.sha256[:12]})")
     session = ReviewSession(store, image)  # read only: the visible findings, deleted user points hidden
-    sites = (subtype or {}).get("cmbs") or []
-    findings = [_report_finding(f, sites) for f in sorted(session.findings, key=lambda f: f.id)]
+    findings = [_report_finding(f, (locations or {}).get(f.id)) for f in sorted(session.findings, key=lambda f: f.id)]
     cards = {(m.name, m.version): m.card for m in store.model_versions()}
     models = [ModelUse("microbleed detection", name, version, DEMO_NOTE in str(cards.get((name, version), {}).get("notes")))
               for name, version in dict.fromkeys(f.model for f in session.findings if f.model)]
@@ -152,26 +146,17 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
         scan_name=Path(image.path).name, shape=tuple(image.shape),
         voxel_mm=tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),  # type: ignore[arg-type]
         findings=findings, reviewers=_reviewers(store, image.sha256), models=models,
-        subtype=subtype, networks=networks)
+        subtype=subtype, networks=networks, regions_note=regions_note)
 
 
-def _report_finding(finding: Any, sites: list[dict[str, Any]]) -> ReportFinding:
-    site = _nearest_site(finding.world, sites)
+def _report_finding(finding: Any, location: Location | None) -> ReportFinding:
     volume = finding.extra.get("volume_mm3")
     return ReportFinding(
         id=finding.id, status=finding.status, source=finding.source, world_ras_mm=tuple(finding.world),
         score=finding.score, volume_mm3=None if volume is None else float(volume),
-        region=site.get("region") if site else None, mars_class=site.get("mars_class") if site else None,
-        side=site.get("side") if site else None)
-
-
-def _nearest_site(world: tuple[float, float, float], sites: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if not sites:
-        return None
-    points = np.array([s.get("world_ras_mm", (np.inf,) * 3) for s in sites], float).reshape(-1, 3)
-    distance = np.linalg.norm(points - np.asarray(world), axis=1)
-    best = int(np.argmin(distance))
-    return sites[best] if distance[best] <= MATCH_MM else None
+        region=location.region if location else None,
+        mars_class=REGION_CLASS.get(location.region, "outside") if location else None,
+        side=location.side if location else None)
 
 
 def _reviewers(store: CaseStore, sha256: str) -> list[ReviewerActivity]:
@@ -189,6 +174,14 @@ def _utc(iso: str) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def check_subtype(subtype: dict[str, Any], image: ImageRecord) -> None:
+    """Refuse a subtype result computed on another scan (its ``image_sha256``), in one sentence."""
+    if str(subtype.get("image_sha256", "")).lower() != image.sha256:
+        raise ImageMismatchError(
+            f"The subtype result was computed on scan {str(subtype.get('image_sha256', '?'))[:12]}, "
+            f"not on {Path(image.path).name} ({image.sha256[:12]})")
 
 
 def read_subtype(path: str | Path) -> dict[str, Any]:

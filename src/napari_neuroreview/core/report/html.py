@@ -62,7 +62,9 @@ def _place(f: ReportFinding) -> str:
 def _region(f: ReportFinding) -> str:
     if f.region is None:
         return "not known"
-    return f"{f.region.replace('_', ' ')} ({f.mars_class}, {f.side})"
+    if f.region == "outside":
+        return f"outside the MARS regions, {f.side}"
+    return f"{f.region.replace('_', ' ')} ({f.mars_class}), {f.side}"
 
 
 def _caption(f: ReportFinding) -> str:
@@ -111,9 +113,12 @@ def _microbleeds(content: ReportContent, key_image: Callable[[ReportFinding], by
             f'<figure class="cmb" id="cmb-{f.id}"><img alt="microbleed {f.id}: axial and coronal crops" '
             f'src="{png_data_uri(key_image(f))}"><figcaption>{_caption(f)}</figcaption></figure>'
             for f in counted) + "</div>"
+    regions = (f"Regions: {escape(content.regions_note)}" if content.regions_note else
+               "Regions: MARS (Neuromorphometrics atlas) after registering the scan to MNI152; L/R is the "
+               "patient's side.")
     return (f'<section id="microbleeds"><h2>Microbleeds that count ({len(counted)})</h2>'
             f'<p class="muted" id="orientation">{escape(CONVENTION)} A ring marks each microbleed; '
-            f"the bar is 10 mm. Positions are world RAS+ mm of the scan.</p>{figures}</section>")
+            f"the bar is 10 mm. Positions are world RAS+ mm of the scan. {regions}</p>{figures}</section>")
 
 
 def _listed(content: ReportContent) -> str:

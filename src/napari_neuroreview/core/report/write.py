@@ -14,14 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ImageMismatchError, InputFileError
 from ..io.layers import robust_contrast
 from ..io.nifti import Volume, load_volume
 from ..io.outputs import Output, check_outputs, write_together
 from ..progress import Progress, TaskGenerator, within
 from ..store import CaseStore, ImageRecord
+from ..tasks.cmb.locations import locate_findings
+from ..tasks.cmb.review_export import TASK
 from .browser import chromium, print_pdf
-from .content import gather, read_networks, read_subtype
+from .content import check_subtype, gather, read_networks, read_subtype
 from .html import build_html
 from .key_images import key_image_png, map_thumbnail_png
 
@@ -104,16 +108,26 @@ def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_
     networks = read_networks(networks_path) if networks_path is not None else None
     yield Progress(0, 1, f"Reading {Path(source).name}")
     image, volume = find_scan(store, source, image)
-    content = gather(store, image, subtype, networks)
+    if subtype is not None:
+        check_subtype(subtype, image)
+    findings = store.findings_for(image.sha256, task=TASK)
+    total = len(findings) + 2 + 10 + 2 * len(maps)  # key images (at most one per finding), regions, maps
+    locations, note = {}, None
+    try:  # one registration to MNI per scan (cmb.locations caches it: the review widget's own)
+        locations = yield from within(locate_findings(volume, [f.id for f in findings],
+                                                      np.array([f.world for f in findings]).reshape(-1, 3)),
+                                      1, 10, total, "Regions")
+    except InputFileError as exc:  # a scan that does not register still gets its report, regions unknown
+        note = f"not known ({exc})"
+    content = gather(store, image, subtype, networks, locations, note)
     window = robust_contrast(volume.data)
     counted = content.counted
-    total = len(counted) + 2 + 2 * len(maps)
     thumbnails: dict[str, bytes] = {}
     if networks is not None and maps:
-        thumbnails = yield from _network_thumbnails(networks, maps, len(counted), total)
+        thumbnails = yield from _network_thumbnails(networks, maps, 11, total)
     images: dict[int, bytes] = {}
     for n, finding in enumerate(counted, start=1):
-        yield Progress(n, total, f"Key images of microbleed {finding.id} ({n} of {len(counted)})")
+        yield Progress(11 + 2 * len(maps) + n, total, f"Key images of microbleed {finding.id} ({n} of {len(counted)})")
         images[finding.id] = key_image_png(volume.data, volume.affine, finding.world_ras_mm, window,
                                            finding.diameter_mm)
     page = build_html(content, lambda f: images[f.id], thumbnails)
