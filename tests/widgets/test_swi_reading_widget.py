@@ -92,15 +92,18 @@ def test_minip_layer_appears_after_the_worker_on_the_sliced_axis_and_is_replaced
     assert names.index(layer.name) == names.index(SWI) + 1  # just above its scan, under anything drawn over it
     assert f"{slices} slices" in panel.slab_note.text()
 
-    viewer.dims.order = (1, 0, 2)  # the user slices coronally: 0.9 mm voxels along the slab
-    panel.thickness.setValue(8.0)  # a new thickness computes again and replaces the layer
-    first = layer.name
-    qtbot.waitUntil(lambda: minip_layers(viewer) and minip_layers(viewer)[0].name != first, timeout=60_000)
-    qtbot.waitUntil(lambda: not panel.minip_runner.running, timeout=60_000)
-    (again,) = minip_layers(viewer)
-    slices = round(8.0 / swi.scale[1])  # 8.9 -> 9
-    assert again.name == f"minIP {slices * swi.scale[1]:.3g} mm: {SWI}"
-    np.testing.assert_array_equal(again.data, brute_minip(data, 1, slices))
+    for order, thickness in (((1, 0, 2), 6.0), ((1, 0, 2), 8.0)):
+        # The user slices coronally (0.9 mm voxels along the slab), then asks for 8 mm: each computes again.
+        viewer.dims.order, previous = order, minip_layers(viewer)[0].name
+        panel.thickness.setValue(thickness)
+        axis = order[0]
+        slices = round(thickness / swi.scale[axis])  # 6.7 -> 7, then 8.9 -> 9
+        wanted = f"minIP {slices * swi.scale[axis]:.3g} mm: {SWI}"
+        assert wanted != previous
+        qtbot.waitUntil(lambda wanted=wanted: [lay.name for lay in minip_layers(viewer)] == [wanted], timeout=60_000)
+        qtbot.waitUntil(lambda: not panel.minip_runner.running, timeout=60_000)
+        (again,) = minip_layers(viewer)  # replaced, never a second one
+        np.testing.assert_array_equal(again.data, brute_minip(data, axis, slices))
 
 
 def test_cancel_leaves_no_minip_layer(make_napari_viewer, qtbot, monkeypatch) -> None:

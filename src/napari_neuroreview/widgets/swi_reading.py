@@ -12,7 +12,8 @@ What a neuroradiologist sets up before reading an SWI for microbleeds:
    "minIP <mm> mm: <layer>" (the slab's real thickness, a whole number of slices), on the
    source's scale, translate and affine, just above the source (so detections drawn over
    the scan stay on top), with the SWI window. Changing the thickness computes it again
-   and replaces that layer's data; nothing is added until the worker returns.
+   and replaces that layer's data, and so does slicing along another axis (the dims
+   order); nothing is added until the worker returns.
 3. **Side by side.** napari's grid mode with only the magnitude, the phase and the minIP
    visible, one per cell in one row, each captioned with its layer's name: one camera and
    one slice for all (zoom, pan and scroll move them together). Unchecking restores the
@@ -76,6 +77,11 @@ def sliced_axis(viewer: napari.Viewer, layer_ndim: int) -> int:
     return axes[-3] if len(axes) >= 3 else 0
 
 
+def is_minip(layer: Any) -> bool:
+    """A minIP layer made by this panel (its metadata names its source)."""
+    return MINIP_KEY in layer.metadata
+
+
 def set_window(layer: Any, limits: tuple[float, float]) -> None:
     """Set contrast limits, widening the slider's range first when they lie outside it (phase: +-pi)."""
     low, high = layer.contrast_limits_range
@@ -95,7 +101,7 @@ class SWIReadingWidget(QWidget):
 
         window = QGroupBox("Window")
         form = QFormLayout(window)
-        self.image = LayerPicker(napari_viewer, is_scan)
+        self.image = LayerPicker(napari_viewer, lambda layer: is_scan(layer) or is_minip(layer))
         self.preset = elide(QComboBox())
         for key, label in PRESETS.items():
             self.preset.addItem(label, key)
@@ -143,6 +149,7 @@ class SWIReadingWidget(QWidget):
         self.preset.activated.connect(self._on_preset_picked)
         self.apply_button.clicked.connect(self.apply_window)
         self.thickness.valueChanged.connect(lambda _v: self._recompute_timer.start())
+        napari_viewer.dims.events.order.connect(lambda _e: self._recompute_timer.start())  # another sliced axis
         self.side_by_side.toggled.connect(self._set_side_by_side)
         self._preselect()
         self._follow_image()
@@ -154,7 +161,7 @@ class SWIReadingWidget(QWidget):
             if key in self._touched:
                 continue
             named = next((layer.name for layer in picker.layers()
-                          if modality_from_name(layer.name) == wanted and MINIP_KEY not in layer.metadata), None)
+                          if modality_from_name(layer.name) == wanted), None)
             if named is not None and picker.currentText() != named:
                 picker.blockSignals(True)
                 picker.setCurrentText(named)
@@ -240,7 +247,7 @@ class SWIReadingWidget(QWidget):
             self._recompute_timer.start()
 
     def _recompute(self) -> None:
-        """After a thickness change: compute the minIP again when one is shown (else wait for the button)."""
+        """After a thickness or axis change: compute the minIP again when there is one (else wait for the button)."""
         if self.minip_layer() is not None and not self.minip_runner.running:
             self.minip_runner.run()
 
