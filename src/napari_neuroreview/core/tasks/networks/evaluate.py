@@ -57,6 +57,7 @@ __all__ = [
     "evaluate_cohort",
     "patient_folds",
     "save_tsne_png",
+    "tsne_figure",
 ]
 
 #: Metrics reported with a patient-bootstrap CI.
@@ -327,17 +328,23 @@ def cross_validate(rows: NetworkRows, config: EvaluationConfig | None = None, de
 
 
 def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -> Path:
+    """Write :func:`tsne_figure` as a PNG, atomically (``core.io.atomic.write_with``)."""
+    from ...io.atomic import write_with
+
+    fig = tsne_figure(result, title)
+    return write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def tsne_figure(result: EvaluationResult, title: str = "") -> Any:
     """Scatter of the held-out t-SNE: colour = network, hollow circle = pre, filled triangle = post.
 
-    Written atomically (``core.io.atomic.write_with``) with matplotlib's Agg backend, so
-    it works without a display.
+    The colours are the Networks widget's (:data:`.colours.NETWORK_COLOURS`), so a network
+    looks the same in the cohort's picture and beside a patient. A matplotlib ``Figure``
+    without pyplot: it draws without a display.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    from ...io.atomic import write_with
+    from .colours import NETWORK_COLOURS
 
     if result.tsne is None:
         raise ValueError("this evaluation has no t-SNE (EvaluationConfig.tsne was False)")
@@ -346,12 +353,11 @@ def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -
     labels = np.asarray(result.rows["label"])
     fig = Figure(figsize=(7.5, 5.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    for k, name in enumerate(result.networks):
-        c = colours[k % len(colours)]
+    for name in result.networks:
+        c = NETWORK_COLOURS[name]
         pre = (networks == name) & (labels == 0)
         post = (networks == name) & (labels == 1)
-        ax.scatter(xy[pre, 0], xy[pre, 1], s=22, facecolors="none", edgecolors=c, linewidths=1.0,
+        ax.scatter(xy[pre, 0], xy[pre, 1], s=22, facecolors="none", edgecolors=[c], linewidths=1.0,
                    label=f"{name} pre")
         ax.scatter(xy[post, 0], xy[post, 1], s=24, marker="^", color=c, label=f"{name} post")
     ax.set_xticks([])
@@ -359,7 +365,7 @@ def save_tsne_png(result: EvaluationResult, path: str | Path, title: str = "") -
     ax.set_title(title or "t-SNE of held-out embeddings (each fold's own encoder)", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the points
     fig.tight_layout()
-    return write_with(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return fig
 
 
 def evaluate_cohort(cohort: str | Path, config: EvaluationConfig | None = None, device: str = "auto"
