@@ -80,6 +80,7 @@ def test_report_shows_each_counted_microbleed_with_key_images_and_the_review(cas
     assert "in review (not signed off)" in text and 'id="signed-off"' not in text
     assert "2 accepted, 1 added" in text and "1 rejected" in text and "1 not reviewed" in text
     assert REVIEWER in text and "cmb-detector" in text and "1.0.1" in text
+    assert "demo (trained on simulated data)" in text  # the shipped detector's card says so
     rejected = text[text.index('id="rejected"'):]
     assert f"<td class=num>{case.rejected[0]}</td>" in rejected  # listed apart, without key images
     assert "radiological convention" in text

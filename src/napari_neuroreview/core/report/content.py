@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..anatomy.mars import MARS_CLASSES, REGION_CLASS, MarsRegion
-from ..errors import ImageMismatchError, InputFileError
+from ..errors import ImageMismatchError, InputFileError, RegistryError
 from ..io import strict_json
-from ..registry import DEMO_NOTE
+from ..model_labels import is_demo
+from ..registry import DEMO_NOTE, find_version
 from ..store import CaseStore, ImageRecord
 from ..tasks.cmb.locations import Location
 from ..tasks.cmb.review import ReviewSession
@@ -131,12 +132,13 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
     session = ReviewSession(store, image)  # read only: the visible findings, deleted user points hidden
     findings = [_report_finding(f, (locations or {}).get(f.id)) for f in sorted(session.findings, key=lambda f: f.id)]
     cards = {(m.name, m.version): m.card for m in store.model_versions()}
-    models = [ModelUse("microbleed detection", name, version, DEMO_NOTE in str(cards.get((name, version), {}).get("notes")))
+    models = [ModelUse("microbleed detection", name, version, _is_demo(cards, name, version))
               for name, version in dict.fromkeys(f.model for f in session.findings if f.model)]
     for role, doc in (("small vessel disease subtype", subtype), ("pre/post networks", networks)):
         model = (doc or {}).get("model") or {}
         if model.get("name"):
-            models.append(ModelUse(role, str(model["name"]), str(model.get("version", "?"))))
+            name, version = str(model["name"]), str(model.get("version", "?"))
+            models.append(ModelUse(role, name, version, _is_demo(cards, name, version)))
     affine = image.affine_matrix
     state = store.scan_state(image.sha256, task=TASK)
     signed = (f"{export_reviewer(state.signed_by or '')}, {_utc(state.signed_at)}"
@@ -147,6 +149,18 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
         voxel_mm=tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),  # type: ignore[arg-type]
         findings=findings, reviewers=_reviewers(store, image.sha256), models=models,
         subtype=subtype, networks=networks, regions_note=regions_note)
+
+
+def _is_demo(cards: Mapping[tuple[str, str], Mapping[str, Any]], name: str, version: str) -> bool:
+    """Whether a version's weights were trained on simulated data: its card in the store, else the installed one's."""
+    card = cards.get((name, version))
+    if card is not None and card.get("notes"):
+        return DEMO_NOTE in str(card["notes"])
+    try:
+        _root, installed = find_version(name, version, None, name, "", shipped=False)
+    except RegistryError:  # not installed here: the report cannot tell, and says nothing
+        return False
+    return is_demo(installed)
 
 
 def _report_finding(finding: Any, location: Location | None) -> ReportFinding:

@@ -31,7 +31,7 @@ table.facts th { width: 11em; }
 figure.cmb { margin: 0; border: 1px solid #bbb; padding: .25em; width: 506px; break-inside: avoid; page-break-inside: avoid; }
 figure.cmb img { width: 506px; display: block; } figure.cmb figcaption { font-size: 9pt; margin-top: .2em; }
 .bar { display: inline-block; height: .8em; background: #3a6ea5; vertical-align: middle; }
-.bar.top { background: #c0392b; } .muted { color: #555; } img.thumb { height: 96px; display: block; }
+.bar.top { background: #c0392b; } .muted { color: #555; } img.thumb { height: 130px; display: block; }
 section { break-inside: auto; } footer { margin-top: 2em; font-size: 8.5pt; color: #555; }
 @page { size: A4; margin: 12mm; }
 """
