@@ -179,9 +179,8 @@ def render_markers(markers: dict[str, float], scanner: dict[str, Any]) -> Stroke
     lesions = ndimage.map_coordinates(codes, src, order=0, mode="constant", cval=0)
 
     # Step 5: contrast and scanner.
-    jitter = {seq: {k: 1.0 + float(scanner["tissue_jitter"]) * float(rng.uniform(-1, 1)) for k in ("csf", "gm", "wm",
-                                                                                                 "wmh")}
-              for seq in ("t1", "flair")}
+    amount = float(scanner["tissue_jitter"])
+    jitter = {seq: {k: 1.0 + amount * float(rng.uniform(-1, 1)) for k in maps} for seq in ("t1", "flair")}
     bias, _ = random_bias_field(rng, float(scanner["bias_strength"]), g.affine, g.shape)
     gain, noise = _SCALE * float(scanner["gain"]), float(scanner["noise_sd"])
     images = {}
@@ -192,7 +191,6 @@ def render_markers(markers: dict[str, float], scanner: dict[str, Any]) -> Stroke
         magnitude = np.hypot(signal + real, imag) * gain
         images[seq] = phantom_image(np.clip(np.rint(magnitude), -32768, 32767).astype(np.int16), g.affine,
                                     _DESCRIP.format(seq))
-    vox_ml = v**3 / 1000.0
     truth = {
         "markers": {k: float(val) for k, val in markers.items()},
         "rendered": {**{k: round(val, 3) for k, val in rendered.items()},
