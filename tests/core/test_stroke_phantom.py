@@ -81,6 +81,16 @@ def test_clinical_factors_prevalences_and_correlations() -> None:
     assert corr(pop.burden, np.log(m["wmh_ml"])) > 0.4 and corr(pop.burden, m["lacunes"]) > 0.1
     assert corr(c["age"], m["atrophy"]) > 0.6
     assert m["icv_ml"][c["male"] > 0].mean() > m["icv_ml"][c["male"] == 0].mean() + 100
+    # crude odds ratios of the markers and of AF in REF's direction and size (REF: extensive WMH 2.5-3.3, silent
+    # infarcts 2.4-3.9, CMBs 2.0, AF ~5; crude, so wider bands)
+    def odds(mask: np.ndarray) -> float:
+        a, b = pop.stroke[mask].mean(), pop.stroke[~mask].mean()
+        return float(a / (1 - a) / (b / (1 - b)))
+
+    assert 2.0 < odds(m["wmh_ml"] > np.percentile(m["wmh_ml"], 75)) < 4.5
+    assert 2.0 < odds(m["lacunes"] > 0) < 4.5
+    assert 1.5 < odds(m["cmbs"] > 0) < 3.5
+    assert 3.5 < odds(c["af"] > 0) < 7.0
     # AF and cardiac disease act on the outcome only, not through the brain
     for name in ("af", "cvd"):
         assert abs(corr(c[name], pop.burden)) < 0.05
