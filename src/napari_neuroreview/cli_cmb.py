@@ -265,6 +265,27 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a stored review as BIDS derivatives (the review widget's Export twin); print the files as JSON.
+
+    The scan is named by its path or the start of its voxel sha256 (``core.report.write.scan_source``)
+    and read back: its voxels must be the reviewed ones, and a DICOM SEG references its series.
+    """
+    from .core.io import strict_json
+    from .core.report.write import find_scan, scan_source
+    from .core.store import CaseStore
+    from .core.tasks.cmb.review import ReviewSession
+    from .core.tasks.cmb.review_export import export_bids
+
+    with CaseStore.open_existing(args.store) as store:  # a mistyped --store creates nothing
+        source, image = scan_source(store, args.scan)
+        image, volume = find_scan(store, source, image)
+        session = ReviewSession.reopen(store, image, volume.sha256, reviewer=args.reviewer)
+        written = export_bids(session, args.out, statuses=args.statuses, seg=args.seg, seg_source=source)
+    print(strict_json.dumps({"out": [str(p) for p in written]}))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview cmb`` and its subcommands."""
     cmb = sub.add_parser("cmb", help="cerebral microbleeds on SWI").add_subparsers(dest="cmb_command", required=True)
@@ -281,6 +302,19 @@ def add_parser(sub: Any) -> None:
                    help="also write the scan's full path into det.json (default: its file name only)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_detect)
+
+    p = cmb.add_parser("export", help="a stored review as BIDS derivatives (OUT/derivatives/neuroreview)")
+    p.add_argument("--store", required=True, help="the annotation store (SQLite) holding the review")
+    p.add_argument("--scan", required=True,
+                   help="the scan's path (NIfTI, MGH or DICOM series) or the start of its voxel sha256 (8+ digits)")
+    p.add_argument("--out", required=True, help="the raw BIDS dataset's root (or any existing folder)")
+    p.add_argument("--statuses", nargs="+", default=["accepted", "added", "moved"],
+                   help="which findings the labels hold (the points list every finding)")
+    p.add_argument("--seg", action="store_true",
+                   help="also a DICOM SEG referencing the source series (DICOM scans only; it carries the "
+                        "patient's identity from the series, for PACS)")
+    p.add_argument("--reviewer", default=None, help="the name written into the export (default: 'unnamed reviewer')")
+    p.set_defaults(func=cmd_export)
 
     p = cmb.add_parser("evaluate", help="metrics over a folder of labelled cases")
     p.add_argument("--data", required=True)

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...errors import GeometryError, StoreError
+from ...errors import GeometryError, NeuroreviewError, OutputPathError, StoreError
+from ...io.bids import (
+    bids_scan,
+    derivative_root,
+    description_write,
+    json_write,
+    sidecar,
+    sidecar_path,
+)
 from ...io.dicom import is_dicom_path, split_selector
 from ...io.export import save_points
 from ...io.nifti import label_dtype, volume_writer
@@ -28,7 +36,8 @@ if TYPE_CHECKING:  # the session calls this module
     from .review import ReviewSession
 
 __all__ = [
-    "EXPORT_STATUSES", "STATUSES", "UNNAMED_REVIEWER", "default_reviewer", "draw_instances", "export_review",
+    "BIDS_DESC", "EXPORT_STATUSES", "POINT_COLUMNS", "STATUSES", "UNNAMED_REVIEWER", "default_reviewer",
+    "draw_instances", "export_bids", "export_review",
     "export_reviewer", "finding_records",
 ]
 
@@ -38,6 +47,25 @@ TASK = "cmb"
 STATUSES = ("pending", "accepted", "rejected", "added", "moved")
 #: What the exported labels hold unless asked otherwise: the decided microbleeds only.
 EXPORT_STATUSES = ("accepted", "added", "moved")
+#: The BIDS ``desc`` entity of the review's files (``sub-01_desc-cmb_dseg.nii.gz``).
+BIDS_DESC = "cmb"
+#: The points TSV's columns as its BIDS sidecar describes them (``core.io.export`` writes them).
+POINT_COLUMNS: dict[str, dict[str, str]] = {
+    "x_ras_mm": {"Description": "world position, right (+) / left (-)", "Units": "mm"},
+    "y_ras_mm": {"Description": "world position, anterior (+) / posterior (-)", "Units": "mm"},
+    "z_ras_mm": {"Description": "world position, superior (+) / inferior (-)", "Units": "mm"},
+    "i": {"Description": "voxel index along the source file's first axis"},
+    "j": {"Description": "voxel index along the source file's second axis"},
+    "k": {"Description": "voxel index along the source file's third axis"},
+    "id": {"Description": "finding id: the value of its voxels in the dseg labels"},
+    "score": {"Description": "the model's score in [0, 1] (n/a for a finding added by the reviewer)"},
+    "status": {"Description": "the review's decision", "Levels": {s: s for s in ("pending", "accepted", "rejected",
+                                                                                  "added", "moved")}},
+    "source": {"Description": "who found it: the model or the reviewer ('user')"},
+    "model": {"Description": "the model that found it"},
+    "model_version": {"Description": "that model's version"},
+    "volume_mm3": {"Description": "the finding's volume", "Units": "mm^3"},
+}
 #: The reviewer written into exports when the session's reviewer is the OS login name.
 UNNAMED_REVIEWER = "unnamed reviewer"
 
@@ -134,13 +162,114 @@ def export_review(
     """
     chosen = _valid_statuses(statuses)
     source = session.image.path if seg_source is None else seg_source
-    dicom_source = is_dicom_path(source)
-    check_outputs(
-        [Output(labels_path, (".nii.gz", ".nii"), "labels"), Output(json_path, (".json",), "points JSON"),
-         Output(tsv_path, (".tsv",), "points TSV"), Output(seg_path, (".dcm",), "DICOM SEG")],
-        inputs=[session.image.path, source, session.store.path],
-        protected_folders=[_series_folder(source)] if dicom_source else (),
-    )
+    _check_paths(session, source, [Output(labels_path, (".nii.gz", ".nii"), "labels"),
+                                   Output(json_path, (".json",), "points JSON"), Output(tsv_path, (".tsv",), "points TSV"),
+                                   Output(seg_path, (".dcm",), "DICOM SEG")])
+    writes, _seg_written = _review_writes(session, chosen, labels_path, json_path, tsv_path, instances, seg_path, source,
+                                          _provenance(session, chosen, include_paths))
+    return write_together(writes)
+
+
+def export_bids(
+    session: ReviewSession, out: str | Path, statuses: Iterable[str] = EXPORT_STATUSES, seg: bool = False,
+    seg_source: str | Path | None = None,
+) -> list[Path]:
+    """Write the review as BIDS derivatives: ``<out>/derivatives/neuroreview/sub-<label>/[ses-<label>/]anat/``.
+
+    The same files as :func:`export_review`, by the same writers, named by :mod:`core.io.bids`
+    (``<entities>_desc-cmb_dseg.nii.gz``, ``_points.tsv``, ``_seg.dcm``), each with its JSON
+    sidecar (the models with version and threshold, the source's voxel sha256, ``Sources``);
+    the points TSV's sidecar is the points JSON itself (records, columns and provenance), so
+    the one file keeps its reader (``core.io.export.load_points``). ``dataset_description.json``
+    is written with them, all together or none. The subject is the source's own BIDS label,
+    else a pseudonym from the voxel sha256: nothing of a non-BIDS file name is written.
+
+    Parameters
+    ----------
+    out : str or Path
+        The raw dataset's root (or any folder): ``derivatives/neuroreview`` is made under it.
+    seg : bool
+        Also the DICOM SEG (a scan opened from DICOM only; skipped with its sidecar when no
+        microbleed is exported). It is the one file that carries the patient's identity.
+    statuses, seg_source
+        As in :func:`export_review`.
+    """
+    chosen = _valid_statuses(statuses)
+    source = session.image.path if seg_source is None else seg_source
+    scan = bids_scan(str(session.image.path), session.sha256)
+    labels_path = scan.path(out, BIDS_DESC, "dseg", ".nii.gz")
+    tsv_path = scan.path(out, BIDS_DESC, "points", ".tsv")
+    json_path = sidecar_path(tsv_path)
+    seg_path = scan.path(out, BIDS_DESC, "seg", ".dcm") if seg else None
+    description = derivative_root(out) / "dataset_description.json"
+    sidecars = [sidecar_path(labels_path)] + ([sidecar_path(seg_path)] if seg_path is not None else [])
+    outputs = [Output(labels_path, (".nii.gz",), "labels"), Output(json_path, (".json",), "points JSON"),
+               Output(tsv_path, (".tsv",), "points TSV"), Output(seg_path, (".dcm",), "DICOM SEG"),
+               Output(description, (".json",), "dataset description"),
+               *(Output(p, (".json",), "sidecar") for p in sidecars)]
+    made = _make_folders(Path(out), labels_path.parent)
+    try:  # the folders exist now, so every file can be checked; a refusal leaves no empty folder behind
+        _check_paths(session, source, outputs)
+        writes = [description_write(out, "napari-neuroreview microbleed reviews")]
+    except NeuroreviewError:
+        for folder in reversed(made):
+            folder.rmdir()
+        raise
+    models = _models(session)
+    common = {"Reviewer": export_reviewer(session.reviewer), "LabelStatuses": list(chosen)}
+    provenance = {**_provenance(session, chosen, include_paths=False), "image": Path(scan.source).name or None,
+                  **sidecar("Microbleed findings of the review, one row per finding: world RAS+ mm, the file's "
+                            "voxel indices, score, status, who found it", scan, session.sha256, models,
+                            **common, **POINT_COLUMNS)}
+    files, seg_written = _review_writes(session, chosen, labels_path, json_path, tsv_path, None, seg_path, source,
+                                        provenance)
+    writes += files
+    writes.append(json_write(sidecar_path(labels_path), sidecar(
+        "Microbleed instance labels on the source scan's grid: value = finding id (0 = none)", scan,
+        session.sha256, models, **common)))
+    if seg_written:
+        writes.append(json_write(sidecar_path(seg_path), sidecar(
+            "DICOM SEG of the same microbleeds, one segment per finding, referencing the source series; it carries "
+            "the patient module of that series (for PACS)", scan, session.sha256, models, **common)))
+    return write_together(writes)
+
+
+def _make_folders(out: Path, folder: Path) -> list[Path]:
+    """Make ``folder`` (under ``out``, which must exist); the folders made, outermost first."""
+    if not out.is_dir():
+        raise OutputPathError(f"the folder {out} does not exist (for the BIDS derivatives); create it first")
+    made = [p for p in reversed([folder, *folder.parents]) if p.is_relative_to(out) and not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot make {folder.relative_to(out)} in {out.name}: {exc.strerror}") from exc
+    return made
+
+
+def _models(session: ReviewSession) -> list[dict[str, Any]]:
+    """The model versions behind the findings: name, version, and the threshold their card states (None if none)."""
+    keys = sorted({tuple(f.model) for f in session.findings if f.model})
+    models = []
+    for name, version in keys:
+        card = next((r.card for r in session.store.model_versions(name) if r.version == version), {}) or {}
+        threshold = (card.get("config") or {}).get("threshold") if isinstance(card.get("config"), dict) else None
+        models.append({"Name": name, "Version": version,
+                       "Threshold": float(threshold) if isinstance(threshold, (int, float)) else None})
+    return models
+
+
+def _check_paths(session: ReviewSession, source: str | Path, outputs: list[Output]) -> None:
+    """Every output checked before anything is computed: not an input, writable, never in a DICOM series' folder."""
+    check_outputs(outputs, inputs=[session.image.path, source, session.store.path],
+                  protected_folders=[_series_folder(source)] if is_dicom_path(source) else ())
+
+
+def _review_writes(
+    session: ReviewSession, chosen: tuple[str, ...], labels_path: str | Path | None, json_path: str | Path | None,
+    tsv_path: str | Path | None, instances: np.ndarray | None, seg_path: str | Path | None, source: str | Path,
+    provenance: dict[str, Any],
+) -> tuple[list[tuple[Path, Any]], bool]:
+    """``(path, writer)`` of each file asked for (one writer per format), and whether a SEG is among them."""
     writes: list[tuple[Path, Any]] = []
     if labels_path is not None or seg_path is not None:
         labels = draw_instances(session.findings, session.shape, statuses=chosen) if instances is None else np.asarray(instances)
@@ -150,19 +279,23 @@ def export_review(
         writes.append((Path(labels_path), volume_writer(
             labels, session.affine, dtype=label_dtype(int(labels.max()) if labels.size else 0, smallest=np.uint16),
             descrip="napari-neuroreview CMB instances")))
-    records, provenance = finding_records(session.findings), _provenance(session, chosen, include_paths)
+    records = finding_records(session.findings)
     for path in (json_path, tsv_path):
         if path is not None:
             writes.append((Path(path), lambda tmp: save_points(tmp, records, provenance)))
     if seg_path is not None and labels.any():  # no microbleed, no segment: the SEG is skipped
-        from ...io.dicom_seg import cmb_seg_dataset, save_seg  # highdicom only when a SEG is asked for
+        from ...io.dicom_seg import (  # highdicom only when a SEG is asked for
+            cmb_seg_dataset,
+            save_seg,
+        )
 
         reviewer = export_reviewer(session.reviewer)
         seg = cmb_seg_dataset(labels, source, session.affine, sha256=session.sha256,
                               manual={f.id for f in session.findings if f.source == "user"},
                               reviewer=None if reviewer == UNNAMED_REVIEWER else reviewer)
         writes.append((Path(seg_path), lambda tmp: save_seg(seg, tmp)))
-    return write_together(writes)
+        return writes, True
+    return writes, False
 
 
 def _series_folder(source: str | Path) -> Path:
