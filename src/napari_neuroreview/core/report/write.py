@@ -3,8 +3,9 @@
 Order (the house's output contract): the outputs are checked first (suffix, writable, not
 an input: the scan, the store, a result file), Chromium is looked for before any work when
 a PDF is asked for, then the scan is found in the store and its voxels read and checked
-against the store's sha256, the key images rendered, and the HTML and the PDF written
-together (both land, or neither changes).
+against the store's sha256, each finding located (side and MARS region, ``cmb.locations``:
+one registration to MNI per scan), the key images rendered, and the HTML and the PDF
+written together (both land, or neither changes).
 """
 
 from __future__ import annotations
@@ -113,10 +114,11 @@ def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_
     findings = store.findings_for(image.sha256, task=TASK)
     total = len(findings) + 2 + 10 + 2 * len(maps)  # key images (at most one per finding), regions, maps
     locations, note = {}, None
-    try:  # one registration to MNI per scan (cmb.locations caches it: the review widget's own)
-        locations = yield from within(locate_findings(volume, [f.id for f in findings],
-                                                      np.array([f.world for f in findings]).reshape(-1, 3)),
-                                      1, 10, total, "Regions")
+    try:  # one registration to MNI per scan (cmb.locations caches it: the review widget's own); none without findings
+        if findings:
+            locations = yield from within(locate_findings(volume, [f.id for f in findings],
+                                                          np.array([f.world for f in findings]).reshape(-1, 3)),
+                                          1, 10, total, "Regions")
     except InputFileError as exc:  # a scan that does not register still gets its report, regions unknown
         note = f"not known ({exc})"
     content = gather(store, image, subtype, networks, locations, note)
