@@ -111,7 +111,7 @@ def test_detect_review_export_and_restore(case, qtbot, tmp_path) -> None:
     assert n >= 3 and len(points.data) == n and widget.table.rowCount() == n
     np.testing.assert_allclose(points.scale, scan.scale)
     np.testing.assert_allclose(masks.translate, scan.translate)
-    assert list(points.features.columns) == ["id", "score", "status", "source", "model_version"]
+    assert list(points.features.columns) == ["id", "score", "status", "source", "model_version", "volume_mm3", "region"]
     assert set(points.features["status"]) == {"pending"} and set(points.features["model_version"]) == {"0.1.0"}
     scores = [widget.table.item(r, 1).data(Qt.ItemDataRole.UserRole) for r in range(n)]
     assert scores == sorted(scores, reverse=True)

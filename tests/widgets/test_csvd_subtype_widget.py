@@ -11,13 +11,15 @@ from qtpy.QtCore import Qt
 
 import napari_user as user
 from napari_neuroreview.core.anatomy.mars import MARS_CLASSES, regions_at
+from napari_neuroreview.core.tasks.cmb.locations import SIDE_LETTERS
 from napari_neuroreview.core.tasks.csvd.baselines import SUBTYPES
+from napari_neuroreview.widgets._cmb_locations import LOCATING
 from napari_neuroreview.widgets._cmb_table import COLUMNS
 from napari_neuroreview.widgets.cmb_review import ATTENTION_SIZE, POINT_SIZE
 from napari_neuroreview.widgets.csvd_subtype import CAVEAT, SubtypeWidget
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
-REGION, ATTENTION = COLUMNS.index("region"), COLUMNS.index("attention")
+REGION, SIDE, ATTENTION = COLUMNS.index("region"), COLUMNS.index("side"), COLUMNS.index("attention")
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +92,13 @@ def test_classify_after_review_then_reject_reruns_without_that_microbleed(review
     # The review's table and points show each counted microbleed's region and attention.
     rows = {int(review.table.item(r, 0).text()): r for r in range(review.table.rowCount())}
     attention = dict(zip((s.id for s in result.sites), result.attention))
-    for site in result.sites:
-        assert review.table.item(rows[site.id], REGION).text() == site.region.label
+    qtbot.waitUntil(lambda: all(review.table.item(r, REGION).text() != LOCATING  # the review's own
+                                for r in range(review.table.rowCount())), timeout=300_000)
+    for site in result.sites:  # registration (the same, cached per scan) places every finding, rejected ones too
+        assert review.table.item(rows[site.id], REGION).text() == site.region.region
+        assert review.table.item(rows[site.id], SIDE).text() == SIDE_LETTERS[site.region.side]
         assert float(review.table.item(rows[site.id], ATTENTION).text()) == pytest.approx(attention[site.id], abs=0.005)
-    assert review.table.item(rows[rejected[0]], REGION).text() == ""
+    assert review.table.item(rows[rejected[0]], ATTENTION).text() == ""
     sizes = dict(zip(review.layers.order, np.asarray(review.layers.points.size)))
     top = max(attention, key=attention.get)
     assert sizes[top] == pytest.approx(POINT_SIZE + ATTENTION_SIZE) and sizes[rejected[0]] == POINT_SIZE
@@ -110,7 +115,7 @@ def test_classify_after_review_then_reject_reruns_without_that_microbleed(review
     after = panel.mars_counts()
     assert sum(before.values()) - sum(after.values()) == 1
     assert after == expected_counts(panel, [f for f in review.session.findings if f.status != "rejected"])
-    assert panel.stale.text() == "" and review.table.item(rows[gone.id], REGION).text() == ""
+    assert panel.stale.text() == "" and review.table.item(rows[gone.id], ATTENTION).text() == ""
 
 
 def test_cancel_stops_the_classification(reviewed, qtbot) -> None:

@@ -1,9 +1,11 @@
 """The on-screen side of a microbleed review: mask and point layers, keys, point-tool edits.
 
 :class:`ReviewLayers` owns the layers of the review on screen (a Labels layer of instance
-masks, a Points layer coloured by review status, with the review keys bound), redraws
-them from the session (the store's truth), navigates to a finding, and turns edits made
-with napari's own point tools into session edits. The review widget composes it and
+masks drawn as outlines, a Points layer of rings coloured by review status, with the
+review keys bound), redraws them from the session (the store's truth), navigates to a
+finding (and to the next or previous one), hides and shows them, and turns edits made
+with napari's own point tools into session edits. Why rings and outlines: the reader
+judges the dark spot itself (its size, shape, blooming), so nothing may cover it. The review widget composes it and
 hands it its collaborators explicitly (the session, the key actions, the guard that
 reports refused edits, the redraw). No numerics here: coordinates go through the scan's
 DisplayGeometry and ``core.io.export``.
@@ -20,6 +22,7 @@ from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer
 
 from ..core.io.export import ras_to_napari_world
+from ..core.store import Finding
 from ..core.io.layers import META_KEY, geometry_of
 from ..core.io.orientation import to_display
 from ..core.tasks.cmb.review import ReviewSession
@@ -36,6 +39,12 @@ STATUS_RGBA = {
     "added": (0.0, 1.0, 1.0, 1.0),
     "moved": (1.0, 0.55, 0.0, 1.0),
 }
+#: Marker of a finding: a ring (napari's symbol), its status colour on the annulus, the centre left clear.
+POINT_SYMBOL = "ring"
+#: Ring diameter (mm) of a finding: napari's ring has a hole of ~40 % of it, so 10 mm leaves a 2-4 mm spot clear.
+POINT_SIZE = 10.0
+#: Pixels of the mask outline (Labels ``contour``): the voxels inside stay visible.
+MASK_CONTOUR = 1
 
 
 def is_phase_name(name: str) -> bool:
@@ -64,6 +73,8 @@ class ReviewLayers:
         Runs one session edit; False when it was refused (the user was told).
     redraw : callable
         Redraws the whole review (layers, table, buttons) after point-tool edits.
+    region_of : callable, optional
+        A finding's region text for the hover status ("" while unknown).
 
     Attributes
     ----------
@@ -77,8 +88,9 @@ class ReviewLayers:
 
     def __init__(self, viewer: napari.Viewer, session: Callable[[], ReviewSession | None],
                  keys: Mapping[str, Callable[[], Any]], guard: Callable[[Callable[[], Any]], bool],
-                 redraw: Callable[[], None]) -> None:
+                 redraw: Callable[[], None], region_of: Callable[[Finding], str] = lambda _f: "") -> None:
         self.viewer = viewer
+        self._region_of = region_of
         self._session = session
         self._keys = dict(keys)
         self._guard = guard
@@ -126,8 +138,9 @@ class ReviewLayers:
             to_display(session.instances(include_rejected=True), geometry, order=0),
             name=f"{layer.name} CMB masks", opacity=0.5, **common,
         )
-        points = self.viewer.add_points(np.empty((0, 3)), name=f"{layer.name} CMBs", ndim=3, size=4,
-                                        border_color="black", **common)
+        self.labels.contour = MASK_CONTOUR
+        points = self.viewer.add_points(np.empty((0, 3)), name=f"{layer.name} CMBs", ndim=3, size=POINT_SIZE,
+                                        symbol=POINT_SYMBOL, border_width=0, **common)
         self.points = points
         points.events.data.connect(self._on_points_data)
         for key, action in self._keys.items():
@@ -155,7 +168,10 @@ class ReviewLayers:
                 "id": self.order, "score": [np.nan if f.score is None else f.score for f in findings],
                 "status": [f.status for f in findings], "source": [f.source for f in findings],
                 "model_version": [f.model[1] if f.model else "" for f in findings],
-            }
+                "volume_mm3": [np.nan if f.extra.get("volume_mm3") is None else round(float(f.extra["volume_mm3"]), 1)
+                               for f in findings],
+                "region": [self._region_of(f) for f in findings],
+            }  # napari shows these in the status bar when the mouse is over a point
             if findings:
                 points.face_color = np.array([STATUS_RGBA[f.status] for f in findings])
             if select in self.order:
@@ -179,6 +195,23 @@ class ReviewLayers:
         camera.center = tuple(float(v) for v in world)
         self.points.selected_data = {self.order.index(fid)}
         self.viewer.layers.selection.active = self.points
+
+    def neighbour(self, fid: int | None, step: int) -> int | None:
+        """The finding ``step`` rows from ``fid`` in table order (the first or last when none); None past the ends."""
+        if not self.order:
+            return None
+        if fid not in self.order:
+            return self.order[0 if step > 0 else -1]
+        index = self.order.index(fid) + step
+        return self.order[index] if 0 <= index < len(self.order) else None
+
+    def toggle(self) -> bool:
+        """Hide or show every overlay of the review (points and masks) together; True when now shown."""
+        shown = not (self.points is not None and self.points.visible)
+        for layer in (self.points, self.labels):
+            if layer is not None:
+                layer.visible = shown
+        return shown
 
     def selected_ids(self) -> list[int]:
         """Findings whose points are selected."""

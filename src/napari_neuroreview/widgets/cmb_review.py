@@ -8,9 +8,12 @@ by review status, with a table sorted by score. Every click goes through
 annotation store at once, so the store always holds what is on screen; picking a scan
 the store already knows restores its review without running anything.
 
-Keys on the points layer: a accept, r reject, Delete/Backspace delete, n add at the
-cursor, Ctrl-Z undo, Ctrl-Shift-Z redo; dragging a point (select mode) moves it. No
-numerics here: coordinates go through the scan's DisplayGeometry and core.io.export.
+Keys on the points layer (one table, :data:`._cmb_keys.REVIEW_KEYS`, which the *Keys...*
+sheet lists): a accept, r reject, Delete/Backspace delete, n add at the cursor, . and ,
+next and previous finding, h hide/show the overlays, Ctrl-Z undo, Ctrl-Shift-Z redo;
+dragging a point (select mode) moves it. "Reviewed k of n" counts the decided findings;
+the side and region columns fill in from a worker (:class:`._cmb_locations.FindingLocator`).
+No numerics here: coordinates go through the scan's DisplayGeometry and core.io.export.
 
 The widget composes cohesive parts that own their state: :class:`._cmb_layers.ReviewLayers`
 (the review's layers, their sync with the session, napari point-tool edits, navigation),
@@ -32,19 +35,8 @@ import numpy as np
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer, Signal
-from qtpy.QtWidgets import (
-    QApplication,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import (QApplication, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
@@ -58,20 +50,22 @@ from ..core.tasks.cmb.model import MODEL_NAME, card_threshold
 from ..core.tasks.cmb.review import ReviewSession
 from ..core.tasks.cmb.review_export import default_reviewer
 from ..core.tasks.cmb.review_run import detect_for_review, on_display_grid
-from ._base import DevicePicker, VersionPicker, elide, scrolled_panel
+from ._base import DevicePicker, VersionPicker, scrolled_panel
 from ._cmb_export import ReviewExportControls
-from ._cmb_layers import STATUS_RGBA, ReviewLayers, is_phase_name, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_inputs import ScanInputs
+from ._cmb_keys import KeysDialog, bindings
+from ._cmb_layers import POINT_SIZE, STATUS_RGBA, ReviewLayers, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_locations import FindingLocator
 from ._cmb_store import ReviewStoreControls
-from ._cmb_table import COLUMNS, FindingsTable, summary_text  # noqa: F401 (COLUMNS: importable here)
+from ._cmb_table import COLUMNS, FindingsTable, reviewed_text, summary_text  # noqa: F401 (COLUMNS: importable here)
 from ._worker import TaskRunner
-from .case import CaseWidget, is_scan
+from .case import CaseWidget
 
 if TYPE_CHECKING:
     import napari
 
-NO_PHASE = "none"
-#: Point size of a finding without a subtype attention, and the extra size of the most attended one.
-POINT_SIZE, ATTENTION_SIZE = 4.0, 6.0
+#: The extra ring size (mm) of the most attended finding (the subtype's attention).
+ATTENTION_SIZE = 6.0
 
 
 #: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
@@ -112,18 +106,16 @@ class CMBReviewWidget(QWidget):
         self.stores = ReviewStoreControls(lambda: [w.store for w in find_docked(napari_viewer, CaseWidget)
                                                    if w.store is not None])
         self._session: ReviewSession | None = None
-        self.layers = ReviewLayers(napari_viewer, lambda: self.session, {
-            "a": self.accept_selected, "r": self.reject_selected, "Delete": self.delete_selected,
-            "Backspace": self.delete_selected, "n": self.add_at_cursor, "Control-Z": self.undo,
-            "Control-Shift-Z": self.redo,
-        }, self._guard, self._sync)
+        self.locator = FindingLocator(lambda: self._sync(self.selected_ids()[0] if self.selected_ids() else None))
+        self.layers = ReviewLayers(napari_viewer, lambda: self.session, bindings(self), self._guard, self._sync,
+                                   self.locator.hover)
         self._run_inputs: tuple[Image, str | None] | None = None
         self._scan_key: tuple[Any, str] | None = None  # (layer id, voxel sha256) of layers.scan
         self._looked_up: tuple[Any, str] | None = None  # (scan key, store path) last searched for a review
-        self._placed_phases: set[tuple[Any, str]] = set()
         self.subtype: dict[int, tuple[str, float]] = {}  # finding id -> (region label, attention): show_subtype
 
-        self.swi_combo, self.phase_combo = elide(QComboBox()), elide(QComboBox())
+        self.inputs = ScanInputs(napari_viewer)
+        self.swi_combo, self.phase_combo = self.inputs.swi_combo, self.inputs.phase_combo
         self.versions = VersionPicker(MODEL_NAME, roots)
         self.device = DevicePicker()
         self.threshold = QDoubleSpinBox()
@@ -147,6 +139,10 @@ class CMBReviewWidget(QWidget):
         self.table = FindingsTable()
         self.summary = QLabel("No review open")
         self.summary.setWordWrap(True)
+        self.reviewed = QLabel("")
+        self.reviewed.setStyleSheet("font-weight: bold")
+        self.keys_button = QPushButton("Keys...")
+        self.keys_button.setToolTip("Every key of the review")
         self.accept_button, self.reject_button = QPushButton("Accept (a)"), QPushButton("Reject (r)")
         self.delete_button, self.add_button = QPushButton("Delete (Del)"), QPushButton("Add at cursor (n)")
         self.undo_button, self.redo_button = QPushButton("Undo (Ctrl-Z)"), QPushButton("Redo (Ctrl-Shift-Z)")
@@ -154,8 +150,14 @@ class CMBReviewWidget(QWidget):
         self.export_button, self.seg_check = self.exports.button, self.exports.seg_check
         review = QGroupBox("Review")
         review_layout = QVBoxLayout(review)
+        top = QHBoxLayout()
+        top.addWidget(self.reviewed, 1)
+        top.addWidget(self.keys_button)
+        review_layout.addLayout(top)
         review_layout.addWidget(self.summary)
         review_layout.addWidget(self.table)
+        review_layout.addWidget(self.locator.runner)
+        review_layout.addWidget(self.locator.note)
         for pair in ((self.accept_button, self.reject_button), (self.delete_button, self.add_button),
                      (self.undo_button, self.redo_button)):
             row = QHBoxLayout()
@@ -172,6 +174,7 @@ class CMBReviewWidget(QWidget):
             (self.reject_button.clicked, self.reject_selected), (self.delete_button.clicked, self.delete_selected),
             (self.add_button.clicked, self.add_at_cursor), (self.undo_button.clicked, self.undo),
             (self.redo_button.clicked, self.redo), (self.export_button.clicked, self._browse_export),
+            (self.keys_button.clicked, self.show_keys),
         ):
             signal.connect(slot)
         self.stores.connect(self._on_store_path, self._on_reviewer, self.new_store)
@@ -187,11 +190,8 @@ class CMBReviewWidget(QWidget):
         self._update_buttons()
 
     # ----------------------------------------------------------------- inputs
-    def _scan_layers(self) -> list[Image]:
-        return [layer for layer in self.viewer.layers if is_scan(layer)]
-
     def _layer(self, name: str) -> Image | None:
-        return next((layer for layer in self._scan_layers() if layer.name == name), None)
+        return self.inputs.layer(name)
 
     def _refresh_layers(self, *_: Any) -> None:
         """Follow the viewer's layers: combos, the review of the picked scan, the phase's place.
@@ -203,37 +203,12 @@ class CMBReviewWidget(QWidget):
         """
         if self.layers.forget_closed():  # the review stays in the store; picking the scan again restores it
             self._show_table()
-        names = [layer.name for layer in self._scan_layers()]
-        swi, phase = self.swi_combo.currentText(), self.phase_combo.currentText()
-        if phase in ("", NO_PHASE) or phase not in names:  # a layer called "phase" is the phase until the user says otherwise
-            phase = next((n for n in names if is_phase_name(n)), NO_PHASE)
-        if swi == "" or swi not in names:  # and the magnitude is the first scan that is not a phase image
-            swi = next((n for n in names if not is_phase_name(n)), "")
-        for combo, items, keep in ((self.swi_combo, names, swi), (self.phase_combo, [NO_PHASE, *names], phase)):
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(items)
-            if keep in items:
-                combo.setCurrentText(keep)
-            combo.blockSignals(False)
+        self.inputs.refresh()
         self._on_scan_changed()
-        QTimer.singleShot(0, self._place_phase)  # after napari has finished inserting
+        QTimer.singleShot(0, self._place_phase)  # after napari has finished inserting (and not once we are closed)
 
     def _place_phase(self) -> None:
-        """Put a newly picked phase layer under the magnitude, hidden: the review is read on the magnitude.
-
-        Done once per phase layer, so the user can show it again (its eye) to compare.
-        """
-        phase, swi = self._layer(self.phase_combo.currentText()), self._layer(self.swi_combo.currentText())
-        if phase is None or swi is None or phase == swi or layer_key(phase) in self._placed_phases:
-            return
-        self._placed_phases.add(layer_key(phase))
-        layers = self.viewer.layers
-        if layers.index(phase) > layers.index(swi):
-            layers.move(layers.index(phase), layers.index(swi))
-        phase.visible = False
-        show_info(f"Phase image '{phase.name}' hidden under '{swi.name}': the review is read on the magnitude "
-                  "(tick the phase's eye in the layer list to compare)")
+        self.inputs.place_phase()
 
     def refresh_versions(self, select: str | None = None) -> None:
         """List the installed detector versions, each with its card's tag (held-out figures, demo flag).
@@ -440,8 +415,10 @@ class CMBReviewWidget(QWidget):
     def _show_table(self, select: int | None = None) -> None:
         review_open = self.session is not None and self.layers.points is not None
         findings = self.session.findings if review_open else []
-        self.table.show_findings(self.viewer, findings, select, self.subtype)
+        self.locator.update(self.layers.scan if review_open else None, findings)  # first: the cells say "…"
+        self.table.show_findings(self.viewer, findings, select, self.subtype, self.locator.text)
         self.summary.setText(summary_text(findings, review_open))
+        self.reviewed.setText(reviewed_text(findings))
         self._update_buttons()
         self.findings_changed.emit()
 
@@ -449,6 +426,33 @@ class CMBReviewWidget(QWidget):
         """Show a finding: its slice, the camera centred on it, its point selected."""
         if self.session is not None and fid in self.layers.order:
             self.layers.jump_to(fid, self.session.finding(fid).world)
+
+    def next_finding(self) -> None:
+        """Select and centre the next finding in table order."""
+        self._step(1)
+
+    def previous_finding(self) -> None:
+        """Select and centre the previous finding in table order."""
+        self._step(-1)
+
+    def _step(self, step: int) -> None:
+        ids = self.selected_ids()
+        fid = self.layers.neighbour(ids[0] if ids else None, step)
+        if fid is None:
+            show_info("No more findings that way" if self.layers.order else "No findings to go to")
+            return
+        self.jump_to(fid)
+        self.table.select(fid)
+
+    def toggle_overlays(self) -> None:
+        """Hide or show the review's rings and mask outlines (to see the scan alone)."""
+        self.layers.toggle()
+
+    def show_keys(self) -> KeysDialog:
+        """Open the sheet of every key of the review (not modal: it may stay open while reviewing)."""
+        self._keys_dialog = KeysDialog(self)
+        self._keys_dialog.show()
+        return self._keys_dialog
 
     def selected_ids(self) -> list[int]:
         """Findings selected on the points layer, else the table's row."""
@@ -562,6 +566,7 @@ class CMBReviewWidget(QWidget):
                       self.viewer.layers.events.reordered):
             event.disconnect(self._refresh_layers)
         self.layers.disconnect()
+        self.locator.cancel()
         self._close_store()
 
     def closeEvent(self, event: Any) -> None:

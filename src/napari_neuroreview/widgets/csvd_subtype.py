@@ -33,10 +33,11 @@ from ..core.tasks.csvd.baselines import SUBTYPES
 from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
 from ..core.tasks.csvd.model import MODEL_NAME
 from ._base import DevicePicker, LayerPicker, VersionPicker, percent, require_layer, scrolled_panel
+from ._cmb_inputs import NO_PHASE
 from ._cmb_layers import is_phase_name
 from ._worker import TaskRunner
 from .case import is_scan
-from .cmb_review import NO_PHASE, CMBReviewWidget, find_docked
+from .cmb_review import CMBReviewWidget, find_docked
 
 if TYPE_CHECKING:
     import napari
