@@ -8,15 +8,18 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from synthetic import reorient_to
 
 from napari_neuroreview.core.anatomy import mars
 from napari_neuroreview.core.anatomy.registration import MniTransform
 from napari_neuroreview.core.io.nifti import volume_from_image
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.cmb import locations
-from napari_neuroreview.core.tasks.cmb.locations import Location, locate, locate_findings
-
-from synthetic import reorient_to
+from napari_neuroreview.core.tasks.cmb.locations import (
+    Location,
+    locate,
+    locate_findings,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
 

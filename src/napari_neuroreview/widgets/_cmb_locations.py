@@ -77,7 +77,8 @@ class FindingLocator:
         return f"{region} ({side})" if side not in ("", LOCATING) else region
 
     def cancel(self) -> None:
-        """Stop a running registration (the widget is closing)."""
+        """Stop a running registration and locate nothing more (the widget is closing)."""
+        self._scan, self._wanted = None, []  # a pending _again finds nothing to do
         if self.runner.running:
             self.runner.cancel()
 
