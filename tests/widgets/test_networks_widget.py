@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import napari_user as user
 import numpy as np
 import pytest
 import torch
+from networks_synthetic import make_synthetic_bold, save_bold
+from prepost_tiny import install_tiny_model
 
-import napari_user as user
 from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.registry import default_registry_root
 from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
 from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget, view_grid
-
-from networks_synthetic import make_synthetic_bold, save_bold
-from prepost_tiny import install_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +66,9 @@ def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_na
     for state in ("pre", "post"):
         for name in LAYER_NAMES[state]:
             assert name in names
-    assert names[-2:] == list(LAYER_NAMES["pre"]), "the top of the list fills the left view"
+    for state, column in (("pre", 0), ("post", 1)):  # pre on the left, each map with its own anatomy
+        for name in LAYER_NAMES[state]:
+            assert grid.position(names.index(name), layers=viewer.layers) == (0, column), (name, column)
 
     # the chosen network's map, thresholded in its own colour, over the anatomy
     motor = viewer.layers[LAYER_NAMES["pre"][1]]
@@ -94,6 +95,79 @@ def test_pre_and_post_side_by_side_with_probabilities_plots_and_override(make_na
     assert comparison.tsne is not None
     drawn = sum(len(c.get_offsets()) for c in widget.plots.ax_tsne.collections)
     assert drawn == len(comparison.tsne["reference"]) + 2 * len(atlas.NETWORKS)
+
+
+def test_each_pane_says_pre_or_post_its_orientation_threshold_and_anatomy(make_napari_viewer, qtbot, tmp_path,
+                                                                          installed_model, scans) -> None:
+    """Captions, banner and R/L in each pane, a colour bar from the threshold, what P(post) means, and the
+    patient's T1 opened after Compare drawn under the maps at once (an odd number of layers open)."""
+    import nibabel as nib
+    from napari.components.overlays import TextOverlay
+
+    from napari_neuroreview.core.tasks.networks.colours import network_hex
+    from napari_neuroreview.widgets import _network_panes as panes
+    from napari_neuroreview.widgets.case import (
+        NEUROLOGICAL,
+        set_convention,
+        text_overlay,
+    )
+
+    viewer = make_napari_viewer()
+    widget = user.dock(viewer, "Networks (pre vs post)")
+    _compare(widget, qtbot, scans["pre"], scans["post"])
+    assert widget.runner.last_error is None, widget.runner.last_error
+    comparison = widget.comparison
+    grid = view_grid(viewer)
+    for state, column in (("pre", 0), ("post", 1)):
+        layer = viewer.layers[LAYER_NAMES[state][1]]
+        assert layer.name.startswith(state.upper()) and layer.name_overlay.visible  # the caption in its own pane
+        assert grid.position(viewer.layers.index(layer.name), layers=viewer.layers) == (0, column)
+        assert layer.colorbar.visible and layer.contrast_limits[0] == pytest.approx(widget.threshold.value())
+    banner = text_overlay(viewer)
+    assert banner.visible and banner.gridded and "radiological: patient R on screen left" in banner.text
+    overlays = panes.canvas_overlays(viewer)
+    assert all(isinstance(overlays[k], TextOverlay) and overlays[k].gridded for k in (*panes.SIDE_KEYS, panes.MAP_KEY))
+    assert [overlays[k].text for k in panes.SIDE_KEYS] == ["R", "L"]
+    set_convention(viewer, NEUROLOGICAL)  # the Case widget's switch: the marks follow the camera
+    assert [overlays[k].text for k in panes.SIDE_KEYS] == ["L", "R"] and "neurological" in banner.text
+    widget.threshold.setValue(3.5)
+    assert "\u2265 3.5 SD" in overlays[panes.MAP_KEY].text and "MNI152 template" in overlays[panes.MAP_KEY].text
+    assert viewer.layers[LAYER_NAMES["post"][1]].contrast_limits[0] == pytest.approx(3.5)
+    assert "MNI152 template" in widget.anatomy_label.text() and "not this patient" in widget.anatomy_label.text()
+    # P(post) explained; the tiny model's card has no calibration figure, so it says so
+    assert "P(post)" in widget.p_post_label.text() and "not calibrated" in widget.p_post_label.text()
+    # one colour per network from core's table: the table's text, as in the t-SNE PNG
+    for row, network in enumerate(atlas.NETWORKS):
+        assert widget.table.item(row, 0).foreground().color().name() == network_hex(network)
+
+    # the patient's T1 (here the BOLD's first volume, on its grid) opened after Compare: drawn under both maps
+    bold = nib.load(scans["pre"])
+    t1 = tmp_path / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(bold.dataobj[..., 0], np.float32), bold.affine), t1)
+    widget.open_anatomy(str(t1))
+    qtbot.waitUntil(lambda: "sub-01_T1w" in widget.anatomy_label.text(), timeout=10_000)
+    assert widget.comparison is comparison, "nothing recomputed"
+    assert len(viewer.layers) == 5 and not viewer.layers["sub-01_T1w"].visible
+    np.testing.assert_array_equal(viewer.layers[LAYER_NAMES["post"][0]].data, viewer.layers["sub-01_T1w"].data)
+    for state, column in (("pre", 0), ("post", 1)):  # the fifth layer does not shift the pairs
+        for name in LAYER_NAMES[state]:
+            assert grid.position(viewer.layers.index(name), layers=viewer.layers) == (0, column), name
+    assert "picked anatomy" in overlays[panes.MAP_KEY].text
+    widget.anatomy.setCurrentText(panes.MNI_TEMPLATE)  # and back to the template, at once
+    assert "MNI152 template" in overlays[panes.MAP_KEY].text
+    assert viewer.layers[LAYER_NAMES["pre"][0]].data.shape != viewer.layers["sub-01_T1w"].data.shape
+
+
+def test_p_post_line_reports_a_calibration_figure_only_when_the_card_has_one() -> None:
+    from types import SimpleNamespace
+
+    from napari_neuroreview.widgets._network_panes import p_post_text
+
+    assert "not calibrated" in p_post_text(SimpleNamespace(metrics={"auc_mean": 0.79}))
+    assert "AUC 0.79" in p_post_text(SimpleNamespace(metrics={"auc_mean": 0.79}))
+    assert "not calibrated" in p_post_text(None)
+    calibrated = p_post_text(SimpleNamespace(metrics={"auc_mean": 0.79, "brier_mean": 0.18}))
+    assert "not calibrated" not in calibrated and "brier_mean 0.180" in calibrated
 
 
 def test_override_is_stored_in_the_ica_folder_and_repredicted(make_napari_viewer, qtbot, tmp_path, installed_model,

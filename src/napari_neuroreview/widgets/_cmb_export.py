@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QPushButton, QWi
 from ..core.io.dicom_seg import can_reference
 from ..core.io.layers import META_KEY
 from ..core.tasks.cmb.review import ReviewSession
+from ..core.tasks.cmb.review_export import export_bids
 
 #: What each export file ends with: labels, points JSON, points TSV, DICOM SEG.
 ENDINGS = ("dseg.nii.gz", "points.json", "points.tsv", "seg.dcm")
@@ -49,12 +50,17 @@ class ReviewExportControls:
         self.seg_check = QCheckBox("+ DICOM SEG")
         self.seg_check.setToolTip("Also export a DICOM SEG for PACS, referencing the DICOM series (scans opened from "
                                   "DICOM only). It carries the patient's identity from the series, as PACS needs.")
+        self.bids_check = QCheckBox("BIDS")
+        self.bids_check.setToolTip("Export as BIDS derivatives: <folder>/derivatives/neuroreview/sub-<label>/..., "
+                                   "a JSON sidecar per file and dataset_description.json (core.tasks.cmb.review_export."
+                                   "export_bids); the subject is the scan's own BIDS label, else a pseudonym")
 
     def row(self) -> QHBoxLayout:
         """The button and the box side by side."""
         layout = QHBoxLayout()
         layout.addWidget(self.button, 1)
         layout.addWidget(self.seg_check)
+        layout.addWidget(self.bids_check)
         return layout
 
     def update(self, active: bool, scan: Any) -> None:
@@ -76,9 +82,15 @@ class ReviewExportControls:
 
         def export() -> None:
             folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            paths = export_paths(session, folder)
-            written.extend(session.export(*paths[:3], seg_path=paths[3] if seg else None, seg_source=source_path(scan)))
-            skipped = " (no DICOM SEG: no accepted microbleed to segment)" if seg and paths[3] not in written else ""
+            if self.bids_check.isChecked():  # the same files by the same writers, in the BIDS layout
+                written.extend(export_bids(session, folder, seg=bool(seg), seg_source=source_path(scan)))
+                missing = not any(p.suffix == ".dcm" for p in written)
+            else:
+                paths = export_paths(session, folder)
+                written.extend(session.export(*paths[:3], seg_path=paths[3] if seg else None,
+                                              seg_source=source_path(scan)))
+                missing = paths[3] not in written
+            skipped = " (no DICOM SEG: no accepted microbleed to segment)" if seg and missing else ""
             show_info(f"Exported the microbleed review to {folder}{skipped}")
 
         guard(export)

@@ -15,14 +15,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QHBoxLayout, QWidget
 
-#: One colour per network (RGB in [0, 1]), shared by the maps and the plots.
-NETWORK_COLORS: dict[str, tuple[float, float, float]] = {
-    "motor": (0.95, 0.30, 0.25),
-    "vision": (0.25, 0.60, 1.00),
-    "language": (0.30, 0.85, 0.35),
-    "frontal": (1.00, 0.80, 0.15),
-    "temporal": (0.85, 0.35, 0.90),
-}
+from ..core.tasks.networks.colours import NETWORK_COLOURS
+
 #: Line/marker styles of the two scans.
 STATE_STYLE = {"pre": {"color": "#d9d9d9", "marker": "o"}, "post": {"color": "#ff9f1c", "marker": "^"}}
 _BACKGROUND = "#262930"  # napari's dark theme
@@ -62,7 +56,7 @@ class NetworkPlots(QWidget):
             ax.set_yticks([])
         self.canvas.draw_idle()
 
-    def show(self, comparison: Any, network: str) -> None:  # noqa: A003 (Qt's show is not used on this panel)
+    def show(self, comparison: Any, network: str) -> None:
         """Draw ``network``'s two time courses and the t-SNE with the patient marked."""
         self._time_courses(comparison, network)
         self._tsne(comparison, network)
@@ -98,17 +92,17 @@ class NetworkPlots(QWidget):
             ax.set_yticks([])
             return
         ref, ref_net, ref_state = tsne["reference"], tsne["reference_network"], tsne["reference_state"]
-        for name in NETWORK_COLORS:
+        for name in NETWORK_COLOURS:
             for state, marker in (("pre", "o"), ("post", "^")):
                 sel = (ref_net == name) & (ref_state == state)
-                ax.scatter(ref[sel, 0], ref[sel, 1], s=6, marker=marker, color=NETWORK_COLORS[name],
+                ax.scatter(ref[sel, 0], ref[sel, 1], s=6, marker=marker, color=NETWORK_COLOURS[name],
                            alpha=0.9 if name == network else 0.25, linewidths=0)
         for state in ("pre", "post"):
             xy = tsne["patient"][state]
             for k, name in enumerate(tsne["networks"]):
                 big = name == network
                 ax.scatter(xy[k, 0], xy[k, 1], s=90 if big else 30, marker=STATE_STYLE[state]["marker"],
-                           color=NETWORK_COLORS[name], edgecolors="white", linewidths=1.5 if big else 0.6, zorder=3)
+                           color=NETWORK_COLOURS[name], edgecolors="white", linewidths=1.5 if big else 0.6, zorder=3)
             k = tsne["networks"].index(network)
             ax.annotate(state, xy[k], xytext=(5, 5), textcoords="offset points", color="white", fontsize=8)
         ax.set_xticks([])

@@ -6,12 +6,18 @@ core task (:func:`~napari_neuroreview.core.tasks.networks.compare.compare`) runs
 worker with progress and Cancel; then:
 
 * the canvas switches to napari's grid mode, two views side by side, *pre* on the left
-  and *post* on the right, each the chosen network's map over the anatomy. Grid mode
-  shares the dims and the camera, so slicing and zoom are linked by construction;
-* each network has its own colour; the map is thresholded (in SD units over the brain)
+  and *post* on the right, each the chosen network's map over the anatomy: the patient's
+  own (a layer, or a T1 file opened here) when picked, else the MNI152 template, and the
+  panel and each pane say which. Grid mode shares the dims and the camera, so slicing
+  and zoom are linked by construction;
+* each pane says what it is (:mod:`._network_panes`): PRE or POST, the radiological /
+  neurological banner with R/L at its sides, a colour bar from the threshold to the peak;
+* each network has its own colour (``core.tasks.networks.colours``, the same in
+  ``networks evaluate --tsne``); the map is thresholded (in SD units over the brain)
   by making the colormap transparent below the threshold;
 * a table gives P(post) of every network for both scans, and which component was
-  matched to it (with the match score; unconfident matches are flagged);
+  matched to it (with the match score; unconfident matches are flagged); one line says
+  what P(post) means and whether the model's card shows it calibrated;
 * a bottom dock plots the two time courses and the t-SNE with the patient marked;
 * the component of a network can be overridden per scan; the override is written to
   the scan's ICA folder at once (networks.json) and the probabilities are recomputed.
@@ -29,9 +35,22 @@ import nibabel as nib
 import numpy as np
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                            QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget, QTableWidgetItem,
-                            QWidget)
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from ..core.anatomy import atlas
 from ..core.errors import InputFileError, NeuroreviewError
@@ -40,17 +59,17 @@ from ..core.io.layers import image_layer_data
 from ..core.io.nifti import volume_from_image
 from ..core.model_labels import is_demo, tag_label
 from ..core.registry import DEMO_NOTE
+from ..core.tasks.networks.colours import NETWORK_COLOURS, network_hex
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
 from ..core.tasks.networks.model import MODEL_NAME
+from . import _network_panes as panes
 from ._base import DevicePicker, LayerPicker, VersionPicker, scrolled_panel
-from ._network_plots import NETWORK_COLORS, NetworkPlots
+from ._network_plots import NetworkPlots
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
     import napari
 
-#: Anatomy choice that uses the MNI152 T1 template nilearn ships (the space of the phantoms).
-MNI_TEMPLATE = "MNI152 template (nilearn)"
 #: Default map threshold, SD units over the brain.
 DEFAULT_THRESHOLD = 2.0
 #: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
@@ -58,13 +77,14 @@ MIN_VISIBLE_HEIGHT = 600
 #: Wide enough for the five-column table without truncating its headers.
 MIN_WIDTH = 480
 #: Layer names the widget owns (pre on the left, post on the right).
-LAYER_NAMES = {"pre": ("pre: anatomy", "pre: network"), "post": ("post: anatomy", "post: network")}
+#: A map layer's name is its pane's caption (napari draws a layer's name in its grid pane).
+LAYER_NAMES = {"pre": ("PRE: anatomy", "PRE: network"), "post": ("POST: anatomy", "POST: network")}
 STATES = ("pre", "post")
 
 
 def network_colormap(network: str) -> Colormap:
     """Transparent at and below the lower contrast limit, the network's colour above it."""
-    r, g, b = NETWORK_COLORS[network]
+    r, g, b = NETWORK_COLOURS[network]
     return Colormap(
         colors=[[r, g, b, 0.0], [r * 0.6, g * 0.6, b * 0.6, 0.75],
                 [min(1, r * 1.2), min(1, g * 1.2), min(1, b * 1.2), 1.0]],
@@ -95,13 +115,17 @@ class NetworksWidget(QWidget):
         self.comparison: Comparison | None = None
         self.plots: NetworkPlots | None = None
         self._anatomy: dict[str, Any] | None = None
+        self._template: dict[str, Any] | None = None  # the MNI152 template, read once in the compare worker
+        self.panes = panes.PaneLabels(napari_viewer)
 
         self.pre_path, self.post_path = QLineEdit(), QLineEdit()
         for line, what in ((self.pre_path, "pre"), (self.post_path, "post")):
             line.setPlaceholderText(f"{what}-operative BOLD .nii.gz, ICA folder or MELODIC folder")
         self.pre_file, self.pre_dir = QPushButton("File..."), QPushButton("Folder...")
         self.post_file, self.post_dir = QPushButton("File..."), QPushButton("Folder...")
-        self.anatomy = LayerPicker(napari_viewer, self._is_anatomy, leading=(MNI_TEMPLATE,))
+        self.anatomy = LayerPicker(napari_viewer, self._is_anatomy, leading=(panes.MNI_TEMPLATE,))
+        self.anatomy_file = QPushButton("T1 file...")
+        self.anatomy_file.setToolTip("open the patient's T1 (NIfTI, MGH) as a layer and show the maps over it")
         self.versions = VersionPicker(MODEL_NAME, describe=tag_label)
         self.device = DevicePicker()
         inputs = QGroupBox("Scans")
@@ -110,7 +134,7 @@ class NetworksWidget(QWidget):
                                                      ("Post", self.post_path, self.post_file, self.post_dir)):
             form.addRow(label, line)
             form.addRow("", _path_row(file_button, dir_button))
-        form.addRow("Anatomy", self.anatomy)
+        form.addRow("Anatomy", _path_row(self.anatomy, self.anatomy_file))
         form.addRow("Model", self.versions)
         form.addRow("Device", self.device)
         self.runner = TaskRunner("Compare pre and post", self._start_compare, self._show_compared)
@@ -140,6 +164,10 @@ class NetworksWidget(QWidget):
         self.messages.setStyleSheet("color: #f0a030")
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
+        self.p_post_label = QLabel("")
+        self.p_post_label.setWordWrap(True)
+        self.anatomy_label = QLabel("")
+        self.anatomy_label.setWordWrap(True)
         self.repredict_runner = TaskRunner("Recompute P(post)", self._start_repredict, self._show_result)
         self.repredict_runner.setVisible(False)
 
@@ -151,7 +179,9 @@ class NetworksWidget(QWidget):
         view_form.addRow("Post component", self.post_component)
         view_form.addRow(self.repredict_runner)
         view_form.addRow(self.table)
+        view_form.addRow(self.p_post_label)
         view_form.addRow(self.model_label)
+        view_form.addRow(self.anatomy_label)
         view_form.addRow(self.messages)
 
         scroll = scrolled_panel(self, (inputs, view), MIN_VISIBLE_HEIGHT, wrap=False)  # the plots keep their width
@@ -162,6 +192,8 @@ class NetworksWidget(QWidget):
         self.pre_dir.clicked.connect(lambda: self._browse(self.pre_path, folder=True))
         self.post_file.clicked.connect(lambda: self._browse(self.post_path, folder=False))
         self.post_dir.clicked.connect(lambda: self._browse(self.post_path, folder=True))
+        self.anatomy_file.clicked.connect(self._browse_anatomy)
+        self.anatomy.changed.connect(self._on_anatomy)
         self.network_combo.currentTextChanged.connect(self._on_network)
         self.threshold.valueChanged.connect(self._apply_threshold)
         self.table.itemSelectionChanged.connect(self._on_table_selection)
@@ -192,6 +224,29 @@ class NetworksWidget(QWidget):
         if path:
             line.setText(path)
 
+    def _browse_anatomy(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "The patient's T1", filter="Scans (*.nii *.nii.gz *.mgz *.mgh)")
+        if path:
+            self.open_anatomy(path)
+
+    def open_anatomy(self, path: str) -> None:
+        """Open a T1 file as napari's File > Open does (the plugin's reader) and pick it as the anatomy.
+
+        Why through the reader: the layer gets the file's geometry (orientation, an oblique scan
+        resampled with its warning) exactly as every other scan; the maps are drawn over it in world mm.
+        """
+        try:
+            layers = self.viewer.open(path, plugin="napari-neuroreview")
+        except NeuroreviewError as exc:
+            show_warning(str(exc))
+            return
+        images = [layer for layer in layers if self._is_anatomy(layer)]
+        if not images:
+            show_warning(f"{Path(path).name} holds no 3D image to show under the maps")
+            return
+        self.anatomy.refresh()
+        self.anatomy.setCurrentText(images[0].name)
+
     @staticmethod
     def _is_anatomy(layer: Any) -> bool:
         """A 3D image the user opened (not one of the widget's own pre/post layers)."""
@@ -205,10 +260,12 @@ class NetworksWidget(QWidget):
         chosen = self._chosen_anatomy()  # read on the GUI thread: the layer is in memory
         version, device = self.versions.version(), self.device.requested()
 
+        template = self._template
+
         def task() -> Any:
             comparison = yield from compare(pre, post, version=version, device=device)
-            anatomy = chosen if chosen is not None else _mni_anatomy()  # the template is read in the worker
-            return comparison, anatomy
+            # the template is read in the worker, once: the anatomy can then be switched without a wait
+            return comparison, chosen, template if template is not None else panes.mni_anatomy()
 
         return task()
 
@@ -221,9 +278,20 @@ class NetworksWidget(QWidget):
                 "contrast_limits": list(layer.contrast_limits), "metadata": dict(layer.metadata),
                 "source": layer.name}
 
-    def _show_compared(self, value: tuple[Comparison, dict[str, Any]]) -> None:
-        self._anatomy = value[1]
-        self._show_result(value[0])
+    def _show_compared(self, value: tuple[Comparison, dict[str, Any] | None, dict[str, Any]]) -> None:
+        comparison, chosen, self._template = value
+        self._anatomy = chosen if chosen is not None else self._template
+        self._show_result(comparison)
+
+    def _on_anatomy(self) -> None:
+        """Another anatomy picked after a compare: draw the maps over it at once (nothing is recomputed)."""
+        if self.comparison is None or self._anatomy is None or self._template is None:
+            return
+        chosen = self._chosen_anatomy()
+        if (chosen["source"] if chosen is not None else panes.MNI_TEMPLATE) == self._anatomy["source"]:
+            return  # the picker refreshes on every layer change, the widget's own included
+        self._anatomy = chosen if chosen is not None else self._template
+        self._show_layers()
 
     # ------------------------------------------------------------------ results
     def _show_result(self, comparison: Comparison) -> None:
@@ -232,6 +300,7 @@ class NetworksWidget(QWidget):
         self._fill_table()
         self._fill_component_choices()
         self.model_label.setText(model_text(comparison))
+        self.p_post_label.setText(panes.p_post_text(getattr(comparison.predictor, "card", None)))
         self.messages.setText("\n".join(f"\u26a0 {m}" for m in comparison.messages))
         for message in comparison.messages:
             show_warning(message)
@@ -248,18 +317,24 @@ class NetworksWidget(QWidget):
                 self.viewer.layers.remove(name)
         for layer in self.viewer.layers:  # only the two views are shown in the grid
             layer.visible = False
-        for state in ("post", "pre"):  # napari's grid fills its views from the top of the layer list
-            anat_name, map_name = LAYER_NAMES[state]
+        for state in STATES:
+            anat_name = LAYER_NAMES[state][0]
             self.viewer.add_image(anatomy["data"], name=anat_name, scale=anatomy["scale"],
                                   translate=anatomy["translate"], contrast_limits=anatomy["contrast_limits"],
                                   colormap="gray", metadata=anatomy["metadata"])
             display, kwargs = self._map_layer_data(state, network)
             self.viewer.add_image(display, **kwargs)
+        # napari's grid packs the layer list from its bottom, two by two, hidden layers included:
+        # the four at the bottom, pre first, keep each map with its anatomy and pre on the left
+        for index, name in enumerate(n for state in STATES for n in LAYER_NAMES[state]):
+            self.viewer.layers.move(self.viewer.layers.index(name), index)
         grid = view_grid(self.viewer)
         grid.stride = 2
         grid.shape = (1, 2)
         grid.enabled = True
         self.viewer.dims.ndisplay = 2
+        self.panes.dress([self.viewer.layers[LAYER_NAMES[state][1]] for state in STATES], self._pane_key())
+        self.anatomy_label.setText(panes.anatomy_text(anatomy["source"]))
         self._apply_threshold()
         self.viewer.reset_view()
         self._go_to_peak()
@@ -293,6 +368,13 @@ class NetworksWidget(QWidget):
                 layer = self.viewer.layers[name]
                 peak = float(np.nanmax(layer.data)) if layer.data.size else threshold + 1
                 layer.contrast_limits = (threshold, max(peak, threshold + 1e-3))
+        self.panes.set_key(self._pane_key())
+
+    def _pane_key(self) -> str:
+        """The lines under each pane's colour bar: network and threshold, and whose anatomy lies under the map."""
+        template = self._anatomy is None or self._anatomy["source"] == panes.MNI_TEMPLATE
+        under = "MNI152 template, not the patient's" if template else "the picked anatomy"
+        return f"{self.network_combo.currentText()} \u2265 {self.threshold.value():.1f} SD\n{under}"
 
     def _on_network(self, network: str) -> None:
         if self.comparison is None:
@@ -340,8 +422,7 @@ class NetworksWidget(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(tips[column])
                 if column == 0:
-                    r, g, b = NETWORK_COLORS[network]
-                    item.setForeground(_qcolor(r, g, b))
+                    item.setForeground(QColor(network_hex(network)))  # the t-SNE PNG's colour, to the digit
                 self.table.setItem(row, column, item)
 
     def _fill_component_choices(self) -> None:
@@ -407,23 +488,7 @@ def model_text(comparison: Comparison) -> str:
     return f"Model {comparison.model['name']} {comparison.model['version']} ({tag})"
 
 
-def _mni_anatomy() -> dict[str, Any]:
-    """The MNI152 T1 template nilearn ships, as layer data and placement (the phantoms' space)."""
-    from ..core.anatomy import load_mni_anatomy
-
-    mni = load_mni_anatomy()
-    display, kwargs, _, _ = image_layer_data(volume_from_image(nib.Nifti1Image(mni.t1, mni.affine)), MNI_TEMPLATE)
-    return {"data": display, "scale": kwargs["scale"], "translate": kwargs["translate"],
-            "contrast_limits": kwargs["contrast_limits"], "metadata": kwargs["metadata"], "source": MNI_TEMPLATE}
-
-
 def view_grid(viewer: Any) -> Any:
     """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
     canvas = getattr(viewer, "canvas", None)
     return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
-
-
-def _qcolor(r: float, g: float, b: float) -> Any:
-    from qtpy.QtGui import QColor
-
-    return QColor(int(255 * r), int(255 * g), int(255 * b))
