@@ -184,3 +184,26 @@ def test_neuroreview_cmb_export_writes_the_stored_review_as_bids(tmp_path: Path,
     assert main(["cmb", "export", "--store", str(tmp_path / "cases.sqlite"), "--scan", str(scan),
                  "--out", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nowhere").exists()
+
+
+def test_a_dicom_review_exports_its_seg_with_a_sidecar_and_the_identity_only_there(tmp_path: Path) -> None:
+    """The DICOM SEG joins the layout (``_seg.dcm`` + ``_seg.json``); the series' folder names nothing."""
+    import pydicom
+    from dicom_synthetic import IDENTITY
+    from test_dicom_seg import _small
+
+    folder, volume = _small(tmp_path / "study" / PATIENT)
+    (tmp_path / "out").mkdir()
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        session = ReviewSession.open(store, str(folder), volume.sha256, volume.spatial_shape, volume.affine,
+                                     reviewer="Dr Who")
+        session.add((volume.affine @ [6, 5, 3, 1.0])[:3])
+        export_bids(session, tmp_path / "out", seg=True)
+    root = derivative_root(tmp_path / "out")
+    stem = f"sub-{volume.sha256[:12]}/anat/sub-{volume.sha256[:12]}_desc-cmb"
+    assert {f"{stem}_seg.dcm", f"{stem}_seg.json", f"{stem}_dseg.nii.gz"} <= set(_files(root))
+    assert json.loads((root / f"{stem}_seg.json").read_text())["SourceVoxelSHA256"] == volume.sha256
+    assert str(pydicom.dcmread(root / f"{stem}_seg.dcm").PatientName) == IDENTITY["PatientName"]  # for PACS
+    for name in (f for f in _files(root) if f.endswith((".json", ".tsv"))):
+        text = (root / name).read_text()
+        assert PATIENT not in text and not any(str(v) in text for v in IDENTITY.values()), name
