@@ -58,15 +58,16 @@ def _mean_ci(values: Sequence[float], groups: Sequence[str], n_boot: int, seed: 
     return {"value": point, "low": low, "high": high, "n": int(keep.sum())}
 
 
-def lesion_maps(net: Any, crop: Any, sequences: Sequence[str], seed: int) -> list[dict[str, float]]:
+def lesion_maps(net: Any, crop: Any, sequences: Sequence[str], lesion_channel: bool, seed: int
+                ) -> list[dict[str, float]]:
     """Per node, one external lesion's localisation figures (module docstring)."""
     import torch
 
     from napari_neuroreview.core.explain import energy_in_mask, grad_cams, pointing_game, randomisation_check
     from napari_neuroreview.core.tasks.metastasis.classes import NODES
+    from napari_neuroreview.core.tasks.metastasis.train import network_input
 
-    idx = [crop.sequences.index(s) for s in sequences]
-    x = torch.from_numpy(np.ascontiguousarray(crop.image[idx], dtype=np.float32))[None]
+    x = torch.from_numpy(network_input([crop], sequences, lesion_channel))
     x = x.to(next(net.parameters()).device)
     lesion = crop.mask
     shell = (crop.oedema & ~lesion) if crop.oedema is not None else np.zeros_like(lesion)
@@ -96,7 +97,8 @@ def explain_external(result: Any, items: Sequence[Any], origins: Sequence[str], 
         fitted = result.fitted[name]
         net = fitted.estimator.net
         net.eval()
-        rows = [lesion_maps(net, item.crop, fitted.sequences, seed) for item in ext]
+        lesion_channel = fitted.estimator.config.lesion_channel
+        rows = [lesion_maps(net, item.crop, fitted.sequences, lesion_channel, seed) for item in ext]
         nodes = {}
         for k, node in enumerate(NODES):
             nodes[node] = {m: _mean_ci([r[k][m] for r in rows], groups, n_boot, seed) for m in _CAM_METRICS}

@@ -204,13 +204,15 @@ def explain_and_time(args: argparse.Namespace, result: Any, items: list, origins
           f"development sites; {seconds['gradcam_external']:.0f} s with the weight randomisations)")
     print(explain_table(explained))
     first = result.fitted[args.models[0]]
+    from napari_neuroreview.core.tasks.metastasis.train import network_input
+
     crop = next(i.crop for i in items if i.site == args.external)
-    idx = [crop.sequences.index(s) for s in first.sequences]
     config = first.estimator.config
     net = {"arch": config.arch, "attention": config.attention, "width": config.width,
-           "in_channels": len(config.sequences), "seed": args.seed}
+           "in_channels": config.in_channels, "seed": args.seed}
     setups = {"lesion crop": {**net, "shape": [crop.spec.shape] * 3, "targets": [0, 1, 2],
-                              "state": first.estimator.state_dict(), "array": crop.image[idx][None]},
+                              "state": first.estimator.state_dict(),
+                              "array": network_input([crop], config.sequences, config.lesion_channel)},
               "whole brain": {"arch": "resnet18", "attention": "cbam", "width": args.brain_width, "in_channels": 5,
                               "seed": args.seed, "shape": [args.brain_size] * 3, "targets": [0]}}
     t0 = time.perf_counter()

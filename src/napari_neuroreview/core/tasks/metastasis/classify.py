@@ -42,6 +42,7 @@ from .classes import NODES, ORIGINS, SEQUENCE_NAMES, SEQUENCES, four_class
 from .crops import LesionCrop, lesion_crops
 from .lesion_input import LesionMask, lesions_from_labels
 from .model import LoadedOriginModel, load_origin_model
+from .train import network_input
 
 __all__ = ["REFERENCE", "ClassifyResult", "LesionOrigin", "and_list", "classify_for_review", "classify_lesions"]
 
@@ -161,7 +162,7 @@ def _crop_cams(model: LoadedOriginModel, crop: LesionCrop) -> np.ndarray:
     """(S, S, S, 3) raw Grad-CAM of each node on the crop."""
     est = model.estimator
     assert est.net is not None  # a loaded model is fitted
-    x = torch.from_numpy(np.ascontiguousarray(crop.image[None])).to(est.device)
+    x = torch.from_numpy(network_input([crop], est.config.sequences, est.config.lesion_channel)).to(est.device)
     maps = [m.raw[0] for m in grad_cams(est.net, x, est.net.cam_layer, targets=range(len(NODES)))]  # one forward
     return np.stack(maps, axis=-1).astype(np.float32)
 

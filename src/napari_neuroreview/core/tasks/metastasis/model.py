@@ -6,7 +6,9 @@ that the builder reads:
 
 * the :class:`~.train.MetastasisConfig` fields (arch, attention, width, sequences, the
   training recipe);
-* ``in_channels``: the number of sequences (checked against ``sequences`` and the weights);
+* ``in_channels``: the number of sequences, plus one with ``lesion_channel`` (checked against
+  ``sequences`` and the weights); a card without ``lesion_channel`` (saved before it existed)
+  reads the sequences only;
 * ``crop``: the cube the model was trained on (``size_mm``, ``shape``) and the channels'
   normalisation (``crops.NORMALISATION``): a crop cut another way is another input;
 * ``classes`` and ``nodes``: :data:`~.classes.ORIGINS` and :data:`~.classes.NODES`, the
@@ -56,11 +58,14 @@ CONFIG_RULES = {
     "dropout": ConfigRule(float, 0.0, 0.95),
     "seed": ConfigRule(int),
     "augment": ConfigRule(bool),
+    "lesion_channel": ConfigRule(bool),
     "in_channels": ConfigRule(int, 1, len(SEQUENCES)),
     "crop": ConfigRule(dict),
     "classes": ConfigRule(list),
     "nodes": ConfigRule(list),
 }
+#: Config fields a card saved before they existed may lack, with the value such a card meant.
+OPTIONAL_FIELDS: dict[str, Any] = {"lesion_channel": False}
 #: Descriptive keys the builder never reads (provenance of the training run).
 DESCRIPTIVE_KEYS = {"metrics_on", "n_train_patients", "n_train_lesions", "train_seed", "train_sites",
                     "per_class_train"}
@@ -75,7 +80,8 @@ def check_origin_config(card: ModelCard) -> None:
     where = f"model card {card.name} {card.version}"
     config = card.config
     check_config(config, CONFIG_RULES, where, allowed=DESCRIPTIVE_KEYS | {"attention"},
-                 required=(*_CONFIG_FIELDS, "in_channels", "crop", "classes", "nodes"))
+                 required=(*(f for f in _CONFIG_FIELDS if f not in OPTIONAL_FIELDS), "in_channels", "crop", "classes",
+                           "nodes"))
 
     def refuse(what: str) -> RegistryError:
         return RegistryError(f"The {where} config has {what}; refusing to build the network.")
@@ -87,8 +93,10 @@ def check_origin_config(card: ModelCard) -> None:
     seqs = config["sequences"]
     if not seqs or not all(isinstance(s, str) and s in SEQUENCES for s in seqs) or len(set(seqs)) != len(seqs):
         raise refuse(f"sequences {str(seqs)[:60]}, not distinct names of {', '.join(SEQUENCES)}")
-    if config["in_channels"] != len(seqs):
-        raise refuse(f"in_channels={config['in_channels']} for {len(seqs)} sequence(s)")
+    lesion = config.get("lesion_channel", OPTIONAL_FIELDS["lesion_channel"])
+    if config["in_channels"] != len(seqs) + int(lesion):
+        raise refuse(f"in_channels={config['in_channels']} for {len(seqs)} sequence(s)"
+                     + (" and the lesion mask" if lesion else ""))
     crop = config["crop"]
     size, shape = crop.get("size_mm"), crop.get("shape")
     if set(crop) != {"size_mm", "shape", "normalisation"} or crop.get("normalisation") != NORMALISATION \
@@ -104,7 +112,7 @@ def check_origin_config(card: ModelCard) -> None:
 
 def origin_config(card: ModelCard) -> MetastasisConfig:
     """The :class:`MetastasisConfig` a checked card describes."""
-    return MetastasisConfig(**{k: card.config[k] for k in _CONFIG_FIELDS})
+    return MetastasisConfig(**{k: card.config.get(k, OPTIONAL_FIELDS.get(k)) for k in _CONFIG_FIELDS})
 
 
 def crop_spec(card: ModelCard) -> CropSpec:
@@ -174,7 +182,7 @@ def save_origin_model(estimator: MetastasisEstimator, root: str | Path, version:
     card = ModelCard(
         name=MODEL_NAME, version=version, task=TASK, parent=parent, training_data=training_data,
         metrics={k: float(v) for k, v in (metrics or {}).items() if v is not None and np.isfinite(v)}, notes=notes,
-        config={**config, "in_channels": len(estimator.config.sequences), "crop": estimator.crop_spec.to_json(),
+        config={**config, "in_channels": estimator.config.in_channels, "crop": estimator.crop_spec.to_json(),
                 "classes": list(ORIGINS), "nodes": list(NODES), **dict(extra or {})},
     )
     check_origin_config(card)  # what is saved must load
