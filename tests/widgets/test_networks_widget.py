@@ -153,9 +153,16 @@ def test_each_pane_says_pre_or_post_its_orientation_threshold_and_anatomy(make_n
         for name in LAYER_NAMES[state]:
             assert grid.position(viewer.layers.index(name), layers=viewer.layers) == (0, column), name
     assert "picked anatomy" in overlays[panes.MAP_KEY].text
+    assert "does not overlap" not in widget.anatomy_label.text()
     widget.anatomy.setCurrentText(panes.MNI_TEMPLATE)  # and back to the template, at once
     assert "MNI152 template" in overlays[panes.MAP_KEY].text
     assert viewer.layers[LAYER_NAMES["pre"][0]].data.shape != viewer.layers["sub-01_T1w"].data.shape
+    # a T1 from another space (1 m away) is drawn, and the panel says it does not line up
+    far = tmp_path / "elsewhere_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(bold.dataobj[..., 0], np.float32), bold.affine @ np.array(
+        [[1, 0, 0, 1000.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])), far)
+    widget.open_anatomy(str(far))
+    assert "elsewhere_T1w" in widget.anatomy_label.text() and "does not overlap" in widget.anatomy_label.text()
 
 
 def test_p_post_line_reports_a_calibration_figure_only_when_the_card_has_one() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import nibabel as nib
+import numpy as np
 from napari.components.overlays import TextOverlay
 
 from ..core.io.layers import image_layer_data
@@ -125,12 +126,26 @@ def p_post_text(card: Any) -> str:
     return f"{meaning}; not calibrated: the model card holds no calibration figure{ranking}."
 
 
-def anatomy_text(source: str) -> str:
-    """The panel's line saying what lies under the maps: the picked anatomy or the template."""
+def anatomy_text(source: str, overlaps: bool = True) -> str:
+    """The panel's line saying what lies under the maps: the picked anatomy or the template.
+
+    ``overlaps`` False (the anatomy's world box misses the maps') adds why nothing lines up:
+    a T1 from another space (the maps are in the BOLD's world mm) is not the patient's anatomy here.
+    """
     if source == MNI_TEMPLATE:
-        return ("Under the maps: the MNI152 template (nilearn), not this patient's anatomy; pick the patient's T1 "
+        text = ("Under the maps: the MNI152 template (nilearn), not this patient's anatomy; pick the patient's T1 "
                 "(a layer, or T1 file...) to see the maps on it.")
-    return f"Under the maps: {source} (picked: the patient's own anatomy, placed by its file's geometry)."
+    else:
+        text = f"Under the maps: {source} (picked: the patient's own anatomy, placed by its file's geometry)."
+    if not overlaps:
+        text += " \u26a0 It does not overlap the maps in world mm: it is not in the scans' space."
+    return text
+
+
+def boxes_overlap(a: Any, b: Any) -> bool:
+    """Whether two napari world extents (``layer.extent.world``: [min, max] rows) intersect."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return bool(np.all(a[1] >= b[0]) and np.all(b[1] >= a[0]))
 
 
 def mni_anatomy() -> dict[str, Any]:

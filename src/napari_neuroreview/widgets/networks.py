@@ -334,7 +334,9 @@ class NetworksWidget(QWidget):
         grid.enabled = True
         self.viewer.dims.ndisplay = 2
         self.panes.dress([self.viewer.layers[LAYER_NAMES[state][1]] for state in STATES], self._pane_key())
-        self.anatomy_label.setText(panes.anatomy_text(anatomy["source"]))
+        overlaps = panes.boxes_overlap(self.viewer.layers[LAYER_NAMES["pre"][0]].extent.world,
+                                       self.viewer.layers[LAYER_NAMES["pre"][1]].extent.world)
+        self.anatomy_label.setText(panes.anatomy_text(anatomy["source"], overlaps))
         self._apply_threshold()
         self.viewer.reset_view()
         self._go_to_peak()
