@@ -224,3 +224,13 @@ def test_a_sign_off_written_around_the_store_is_found_by_verify(tmp_path: Path) 
         report = store.verify()
         assert (report.ok, report.table, report.first_bad_id) == (False, "signoffs", 2)
         assert report.problem == "sign-off 2 has no audit row (it was written outside napari-neuroreview)"
+
+
+def test_a_scan_is_read_again_from_where_it_was_last_opened(store: CaseStore) -> None:
+    store.register_image("/scans/old/a.nii.gz", SHA_A, (10, 10, 10), AFFINE)
+    store.register_image("/scans/b.nii.gz", SHA_B, (10, 10, 10), AFFINE)
+    assert [s.path for s in store.scan_states()] == ["/scans/old/a.nii.gz", "/scans/b.nii.gz"]
+    store.register_image("/moved/a.nii.gz", SHA_A, (10, 10, 10), AFFINE)  # the same voxels, opened elsewhere
+    state = store.scan_state(SHA_A)
+    assert (state.path, state.image.path, state.file_name) == ("/moved/a.nii.gz", "/scans/old/a.nii.gz", "a.nii.gz")
+    assert store.scan_states()[1].path == "/scans/b.nii.gz"

@@ -301,9 +301,9 @@ class WorklistWidget(QWidget):
         if already:  # the same voxels are open: show that layer, read nothing
             self._show_opened((state, []), already[0])
             return None
-        where, _series = split_selector(state.image.path)
+        where, _series = split_selector(state.path)
         if not where.exists():
-            raise InputFileError(f"{state.label}: its scan {state.image.path} is not there any more; "
+            raise InputFileError(f"{state.label}: its scan {state.path} is not there any more; "
                                  "open it with File > Open (the review is found by its voxels)")
         return _read(state)
 
@@ -361,7 +361,7 @@ class WorklistWidget(QWidget):
 def _read(state: ScanState) -> Generator[Progress, None, tuple[ScanState, list[tuple[Any, ...]]]]:
     """Worker: read the scan with the plugin's reader (the same layers as File > Open)."""
     yield Progress(0, 1, f"Reading {state.file_name}")
-    layers = read_volumes(state.image.path)
+    layers = read_volumes(state.path)
     yield Progress(1, 1, f"Read {state.file_name}")
     return state, layers
 

@@ -144,7 +144,9 @@ class ScanState:
     ``findings`` counts the scan's visible findings (a user-added point the reviewer
     deleted is not one, as in the review widget), ``reviewed`` those with a decision.
     ``signed_by`` and ``signed_at`` name the latest sign-off while ``state`` is
-    ``'signed off'``, else they are ``None``.
+    ``'signed off'``, else they are ``None``. ``opened_from`` is where the scan was last
+    opened from (``image.path`` keeps the first); the worklist reads it from there, and it
+    is never exported.
     """
 
     image: ImageRecord
@@ -153,6 +155,7 @@ class ScanState:
     reviewed: int
     signed_by: str | None = None
     signed_at: str | None = None
+    opened_from: str = ""
 
     @property
     def sha256(self) -> str:
@@ -163,6 +166,11 @@ class ScanState:
     def label(self) -> str:
         """A pseudonymous label from the voxel data (the store holds no patient identity)."""
         return f"scan-{self.image.sha256[:8]}"
+
+    @property
+    def path(self) -> str:
+        """Where to read the scan again: where it was last opened from, else where it was first."""
+        return self.opened_from or self.image.path
 
     @property
     def file_name(self) -> str:

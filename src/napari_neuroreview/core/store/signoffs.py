@@ -13,6 +13,7 @@ decided or edited, or it was signed off once and re-opened; *pending* otherwise.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +46,12 @@ _FINDING_STATUS_SQL = """
            (SELECT r.action FROM reviews r WHERE r.finding_id = f.id ORDER BY r.id DESC LIMIT 1) AS action,
            (SELECT r.note FROM reviews r WHERE r.finding_id = f.id ORDER BY r.id DESC LIMIT 1) AS note
     FROM findings f
+"""
+# Per image: the payload of its latest registration or re-opening (it names the path it was read from).
+_LAST_OPENED_SQL = """
+    SELECT a.entity_id AS image_id, a.payload FROM audit a WHERE a.id IN (
+        SELECT MAX(b.id) FROM audit b WHERE b.entity = 'image'
+        AND b.action IN ('image.registered', 'image.reopened') GROUP BY b.entity_id)
 """
 _LATEST_SIGNOFF_SQL = """
     SELECT s.image_id, s.action, s.reviewer, s.at FROM signoffs s
@@ -138,7 +145,8 @@ class SignOffs:
         """Every registered scan with its state and counts (of ``task``'s findings if given), oldest first."""
         images = self._images.all()
         where, params = (" WHERE f.task = ?", (task,)) if task is not None else ("", ())
-        return _states(images, self._db.read(_FINDING_STATUS_SQL + where, params), self._db.read(_LATEST_SIGNOFF_SQL))
+        return _states(images, self._db.read(_FINDING_STATUS_SQL + where, params), self._db.read(_LATEST_SIGNOFF_SQL),
+                       self._db.read(_LAST_OPENED_SQL))
 
     def state(self, sha256: str, task: str | None = None) -> ScanState:
         """One scan's state (see :meth:`states`); an unknown scan is a StoreError."""
@@ -147,7 +155,8 @@ class SignOffs:
         if task is not None:
             where, params = where + " AND f.task = ?", [image.id, task]
         signoffs = [r for r in self._db.read(_LATEST_SIGNOFF_SQL) if r["image_id"] == image.id]
-        return _states([image], self._db.read(_FINDING_STATUS_SQL + where, params), signoffs)[0]
+        return _states([image], self._db.read(_FINDING_STATUS_SQL + where, params), signoffs,
+                       self._db.read(_LAST_OPENED_SQL))[0]
 
     def _image(self, sha256: str) -> ImageRecord:
         image = self._images.by_sha(sha256)
@@ -180,8 +189,10 @@ def _counts(rows: Sequence[sqlite3.Row] | sqlite3.Cursor) -> tuple[int, int]:
 
 
 def _states(
-    images: Sequence[ImageRecord], finding_rows: Sequence[sqlite3.Row], signoff_rows: Sequence[sqlite3.Row]
+    images: Sequence[ImageRecord], finding_rows: Sequence[sqlite3.Row], signoff_rows: Sequence[sqlite3.Row],
+    opened_rows: Sequence[sqlite3.Row],
 ) -> list[ScanState]:
+    opened = {row["image_id"]: str(json.loads(row["payload"] or "{}").get("path") or "") for row in opened_rows}
     by_image: dict[int, list[sqlite3.Row]] = {}
     for row in finding_rows:
         by_image.setdefault(row["image_id"], []).append(row)
@@ -192,8 +203,10 @@ def _states(
         findings, reviewed = _counts(rows)
         signoff = latest.get(image.id)
         if signoff is not None and signoff["action"] == "signed_off":
-            states.append(ScanState(image, "signed off", findings, reviewed, signoff["reviewer"], signoff["at"]))
+            states.append(ScanState(image, "signed off", findings, reviewed, signoff["reviewer"], signoff["at"],
+                                    opened.get(image.id, "")))
             continue
         edited = signoff is not None or any(int(row["version"]) > 0 for row in rows)
-        states.append(ScanState(image, "in review" if edited else "pending", findings, reviewed))
+        states.append(ScanState(image, "in review" if edited else "pending", findings, reviewed,
+                                opened_from=opened.get(image.id, "")))
     return states
