@@ -3,16 +3,24 @@
 ``stroke phantoms`` writes a stroke cohort (``core.phantoms.stroke``, imported lazily: the
 run-time code never imports the simulators): T1 + FLAIR per subject, ``clinical.tsv``,
 ``labels.tsv`` apart (the labelled subjects' written label) and ``truth.tsv``.
+
+``stroke pretrain`` pretrains the image and tabular encoders (``core.tasks.stroke.pretrain``)
+on the split's train subjects. Scale-out: run it under ``torchrun`` (DDP on the one loop:
+gloo on CPUs, NCCL on GPUs, several nodes through torchrun's rendezvous), or give
+``--nproc N``, which starts ``torchrun --standalone`` on this machine with the same options.
+Rank 0 alone writes the split and the weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import bounded_float, bounded_int
+from .cli import bounded_float, bounded_int, config_from_args, config_type
 from .core.errors import InsufficientDataError, OutputPathError
 
 #: The files a cohort's folder gets besides the subjects' folders.
@@ -46,6 +54,91 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``stroke pretrain``'s options that are passed on as they are when ``--nproc`` starts torchrun.
+_PRETRAIN_OPTIONS: tuple[str, ...] = ("data", "out", "split", "version", "epochs", "batch", "queue", "width", "seed",
+                                      "device")
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """``--nproc N``: this very command under ``torchrun --standalone`` on this machine; its exit status."""
+    argv = ["stroke", "pretrain"]
+    for name in _PRETRAIN_OPTIONS:
+        if getattr(args, name) is not None:
+            argv += [f"--{name}", str(getattr(args, name))]
+    argv += ["--quiet"] if args.quiet else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "napari_neuroreview.cli", *argv]
+    return subprocess.run(command, check=False).returncode
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain the stroke encoders on a cohort's split (read, or made and written); save a registry version.
+
+    One JSON line (rank 0): name, version, root, split file, subjects, the loss per epoch.
+    Outputs (registry folder, new version, split) are checked before any scan is read.
+    """
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _torchrun(args)
+    import torch
+
+    from .cli_metastasis import check_registry_folder
+    from .core.device import resolve_device
+    from .core.io import strict_json
+    from .core.progress import run_to_completion
+    from .core.registry import (
+        SHIPPED_WEIGHTS_ROOT,
+        check_new_version,
+        default_registry_root,
+        next_version,
+    )
+    from .core.tasks.stroke.pretrain import (
+        MODEL_NAME,
+        PretrainConfig,
+        pretrain,
+        save_pretrained,
+    )
+    from .core.tasks.stroke.split import cohort_fingerprint, split_for_cohort
+    from .core.train import distributed
+
+    data, root = Path(args.data), Path(args.out)
+    device = resolve_device(args.device).device
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per rank
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    distributed.init_from_env(device)
+    main = distributed.is_main()
+    roots = list(dict.fromkeys([root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
+    version = args.version or next_version(MODEL_NAME, roots)
+    check_new_version(MODEL_NAME, version, roots)
+    check_registry_folder(root, data)
+    config = config_from_args(PretrainConfig, args, epochs="epochs", batch="batch", queue="queue", width="width",
+                              seed="seed")
+    split_path = Path(args.split) if args.split else root / f"stroke-split-{cohort_fingerprint(data)[:12]}.json"
+    split = split_for_cohort(split_path, data, seed=config.seed, write=main)
+    if main and not args.quiet:
+        sizes = ", ".join(f"{p} {len(v)}" for p, v in split["subjects"].items())
+        print(f"Split {split_path} ({sizes}); pretraining on train, validating on val, never reading test",
+              file=sys.stderr)
+
+    def progress(update: Any) -> None:
+        print(f"\r{update.message}", end="", file=sys.stderr, flush=True)
+
+    result = run_to_completion(pretrain(data, split, config, device), None if args.quiet or not main else progress)
+    if main:
+        if not args.quiet:
+            print(file=sys.stderr)
+        card = save_pretrained(result, config, root, version, data.resolve().name, split, split_path.name)
+        world = distributed.rank_and_world()[1]
+        print(strict_json.dumps({"name": card.name, "version": card.version, "root": str(root),
+                                 "split": str(split_path), "ranks": world,
+                                 "subjects": {p: len(v) for p, v in result.subjects.items()},
+                                 "train_loss": result.history.train_loss, "val_loss": result.history.val_loss,
+                                 "best_epoch": result.history.best_epoch}))
+    if distributed.is_distributed():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview stroke`` and its subcommands."""
     stroke = sub.add_parser("stroke", help="stroke risk from brain MRI and a clinical table").add_subparsers(
@@ -70,3 +163,27 @@ def add_parser(sub: Any) -> None:
                    help="keep the subjects already complete in --out (an interrupted run taken up again)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_phantoms)
+
+    p = stroke.add_parser("pretrain", help="pretrain the image and tabular encoders (CLIP + image-tabular matching) "
+                                           "on a cohort's training subjects; DDP under torchrun or with --nproc")
+    p.add_argument("--data", required=True, help="stroke cohort folder (stroke phantoms' layout)")
+    p.add_argument("--out", required=True, help="registry folder the version (and the split) is saved in")
+    p.add_argument("--split", default=None,
+                   help="the subject split (split.json): read when it exists, else made and written there (default: "
+                        "OUT/stroke-split-<cohort fingerprint>.json); downstream steps read the same file")
+    p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
+    p.add_argument("--epochs", type=config_type("epochs"), default=None, help="default PretrainConfig's (20)")
+    p.add_argument("--batch", type=bounded_int(2, 4096, "global batch size"), default=None,
+                   help="global batch, split across ranks (default 32)")
+    p.add_argument("--queue", type=bounded_int(0, 65536, "queue length"), default=None,
+                   help="past embeddings kept as extra contrastive negatives (default 256; 0: none)")
+    p.add_argument("--width", type=bounded_int(2, 128, "network width"), default=None,
+                   help="the image ResNet's first-stage channels (default 8)")
+    p.add_argument("--seed", type=int, default=None, help="split, network and training seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (under torchrun each rank takes "
+                                                   "cuda:LOCAL_RANK)")
+    p.add_argument("--nproc", type=bounded_int(1, 256, "number of processes"), default=1,
+                   help="run under torchrun --standalone with this many processes on this machine (several nodes: "
+                        "start torchrun yourself, README)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_pretrain)

@@ -26,11 +26,21 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - (2 * inter + 1.0) / (prob.sum(1) + target.sum(1) + 1.0)).mean()
 
 
-def clip_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE (CLIP): row i of ``z_a`` matches row i of ``z_b``, not the others'."""
-    logits = z_a @ z_b.T / temperature
+def clip_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float, queue_a: torch.Tensor | None = None,
+              queue_b: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE (CLIP): row i of ``z_a`` matches row i of ``z_b``, not the others'.
+
+    ``queue_a``/``queue_b``: past embeddings of each side (detached, MoCo-style), extra
+    negatives for the other side's rows, so that the contrastive batch is larger than a step's.
+    """
     target = torch.arange(z_a.shape[0], device=z_a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if queue_a is None and queue_b is None:
+        logits = z_a @ z_b.T / temperature
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    all_b = z_b if queue_b is None else torch.cat([z_b, queue_b])
+    all_a = z_a if queue_a is None else torch.cat([z_a, queue_a])
+    return 0.5 * (F.cross_entropy(z_a @ all_b.T / temperature, target)
+                  + F.cross_entropy(z_b @ all_a.T / temperature, target))
 
 
 def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -5,4 +5,8 @@ Modules (import them directly; this package imports nothing):
 * :mod:`.labels` - a stroke cohort's files: ``clinical.tsv`` (the table's columns, units and
   ranges), ``labels.tsv`` (the written label, apart from the inputs) and their one reader (the
   phantom writes them; ``core.tasks`` never imports the simulators).
+* :mod:`.split` - the one persisted train/val/test split of a cohort (by subject, stratified by
+  the label), shared by pretraining and every downstream step.
+* :mod:`.tabular` - the table's encoding (fitted on training subjects) and SCARF corruption.
+* :mod:`.pretrain` - CLIP + image-tabular matching pretraining on the one loop (DDP under torchrun).
 """

@@ -1,0 +1,257 @@
+"""Self-supervised pretraining of the stroke model's encoders: CLIP + image-tabular matching (issue 13 item 2).
+
+What a step does (:class:`ClipBatches`, the one loop's :class:`~...train.loop.Trainable`):
+
+* the image view: T1 + FLAIR (2 channels, each divided by the median of its head's
+  foreground, ``core.reading.window.foreground``), turned by MONAI's ``RandAffine`` with
+  rotations of up to :data:`MAX_ROTATION_RAD` about each axis. In RADIANS, which is what
+  ``RandAffine`` takes: the study's code meant 10 degrees and passed ``10``, i.e. 573
+  degrees; :func:`image_augment` refuses more than a quarter turn;
+* the tabular view: the encoded row (``tabular.TableEncoding``, fitted on the training
+  subjects) with SCARF corruption of :attr:`PretrainConfig.corruption` of its columns;
+* the loss: CLIP InfoNCE (``core.train.losses.clip_loss``) between the two views' embeddings,
+  plus :attr:`PretrainConfig.itm_weight` x the binary cross-entropy of the ITM head on the
+  true pairs and the hard negatives (``models.stroke_net``: per image one table, per table
+  one image, drawn from the softmax of the similarities).
+
+The effective contrastive batch: under ``torchrun`` the global batch (every rank's rows,
+gathered with their gradients), and a memory queue of the last :attr:`PretrainConfig.queue`
+embeddings of each side (MoCo-style: detached, the newest first, the same on every rank
+because it is filled with the gathered embeddings). A batch of 32 and a queue of 256 give
+each row 288 negatives.
+
+Which subjects (:func:`pretraining_subjects`): the split's train part learns and its val part
+gives the validation loss (the loop keeps the best epoch); the test part is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ...errors import InputFileError, InsufficientDataError
+from ...io.nifti import load_volume
+from ...models.stroke_net import StrokeClipNet
+from ...progress import Progress, TaskGenerator
+from ...reading.window import foreground
+from ...registry import DEMO_NOTE, ModelCard, save_model
+from ...train.loop import FitHistory, LoopConfig, fit
+from ...train.losses import clip_loss
+from .labels import read_stroke_table
+from .tabular import TableEncoding, scarf_corrupt
+
+__all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
+           "image_augment", "load_images", "pretrain", "pretraining_subjects", "save_pretrained"]
+
+MODEL_NAME = "stroke-pretrain"
+TASK = "stroke"
+#: The image channels, one file each in a subject's folder.
+CHANNELS: tuple[str, ...] = ("t1", "flair")
+#: Largest rotation about each axis: 10 degrees, in radians (what MONAI's RandAffine reads).
+MAX_ROTATION_RAD: float = math.radians(10.0)
+#: Embeddings per forward pass outside training (validation).
+EMBED_BATCH = 32
+
+
+@dataclass
+class PretrainConfig:
+    """The pretraining's architecture and recipe (module docstring; the CLI bounds what a user sets).
+
+    Attributes
+    ----------
+    width : int
+        The image ResNet's first-stage channels (``models.stroke_net``).
+    embed_dim, hidden : int
+        The CLIP embedding; the tabular MLP's and ITM head's width.
+    temperature : float
+        Of InfoNCE and of the hard negatives' softmax.
+    itm_weight : float
+        The ITM term's weight beside CLIP.
+    queue : int
+        Past embeddings kept per side as extra negatives (0: none).
+    corruption : float
+        SCARF: the share of a row's columns replaced.
+    rotation_rad : float
+        Largest rotation about each axis, radians.
+    epochs, batch, lr, weight_decay, seed
+        The loop's (global batch: the same on one rank or many).
+    """
+
+    width: int = 8
+    embed_dim: int = 64
+    hidden: int = 128
+    temperature: float = 0.1
+    itm_weight: float = 1.0
+    queue: int = 256
+    corruption: float = 0.3
+    rotation_rad: float = MAX_ROTATION_RAD
+    epochs: int = 20
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+def image_augment(config: PretrainConfig) -> Any:
+    """MONAI's RandAffine for one (C, D, H, W) image: rotations in radians, 5 % scaling, zeros outside."""
+    from monai.transforms import RandAffine
+
+    if not 0.0 <= config.rotation_rad <= math.pi / 2:  # set by code: degrees passed as radians is the bug to stop
+        raise ValueError(f"rotation_rad={config.rotation_rad} is not an angle in radians up to a quarter turn")
+    r = float(config.rotation_rad)
+    return RandAffine(prob=1.0, rotate_range=(r, r, r), scale_range=(0.05, 0.05, 0.05), padding_mode="zeros")
+
+
+def pretraining_subjects(split: dict[str, Any]) -> dict[str, list[str]]:
+    """The subjects pretraining reads: the split's train and val parts (never its test part)."""
+    return {part: list(split["subjects"][part]) for part in ("train", "val")}
+
+
+def load_images(cohort_dir: str | Path, subjects: Sequence[str]) -> TaskGenerator[np.ndarray]:
+    """(n, 2, D, H, W) float16 of the subjects' T1 and FLAIR, each divided by its foreground's median.
+
+    Every scan must be on one grid shape (a cohort is rendered on one); else one sentence.
+    """
+    out: np.ndarray | None = None
+    for i, subject in enumerate(subjects):
+        for c, channel in enumerate(CHANNELS):
+            path = Path(cohort_dir) / subject / f"{channel}.nii.gz"
+            data = load_volume(path).data.astype(np.float32)
+            if out is None:
+                out = np.zeros((len(subjects), len(CHANNELS), *data.shape), np.float16)
+            if data.shape != out.shape[2:]:
+                raise InputFileError(f"{path}: is on a {data.shape} grid, the cohort's first scan on "
+                                     f"{out.shape[2:]}; a cohort's scans share one grid.")
+            head = foreground(data.ravel())
+            scale = float(np.median(head)) if head.size else 0.0
+            if not scale > 0:
+                raise InputFileError(f"{path}: has no signal (no voxel above zero), so it cannot be normalised.")
+            out[i, c] = data / scale
+        yield Progress(i + 1, len(subjects), f"Reading scans {i + 1}/{len(subjects)}")
+    return out if out is not None else np.zeros((0, len(CHANNELS), 0, 0, 0), np.float16)
+
+
+class ClipBatches:
+    """The loop's Trainable (module docstring): global batches of ``min(batch, n)`` rows, the last partial one dropped.
+
+    Why drop it: every step then has the same contrastive batch, and the batch is the same
+    on one rank and on many. ``pool`` (the encoded training rows) is what SCARF draws from.
+    """
+
+    def __init__(self, images: np.ndarray, table: np.ndarray, encoding: TableEncoding, config: PretrainConfig,
+                 val_images: np.ndarray | None = None, val_table: np.ndarray | None = None) -> None:
+        if len(images) < 2:
+            raise InsufficientDataError(f"pretraining needs at least 2 training subjects, the split has {len(images)}")
+        self.images, self.table = torch.from_numpy(images), torch.from_numpy(table)
+        self.groups = encoding.groups
+        self.config = config
+        self.size = min(config.batch, len(images))
+        self.steps_per_epoch = len(images) // self.size
+        self.val = (None if val_images is None or len(val_images) < 2
+                    else (torch.from_numpy(val_images), torch.from_numpy(val_table)))
+        self.queue: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """Augmented images, corrupted rows and the hard negatives' uniform draws, from the loop's generator."""
+        augment = image_augment(self.config)
+        augment.set_random_state(seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
+        order = torch.randperm(len(self.images), generator=generator)
+        for k in range(self.steps_per_epoch):
+            rows = order[k * self.size:(k + 1) * self.size]
+            images = torch.stack([torch.as_tensor(augment(x.float())).as_subclass(torch.Tensor)
+                                  for x in self.images[rows]])
+            table = scarf_corrupt(self.table[rows], self.table, self.groups, self.config.corruption, generator)
+            yield {"image": images, "table": table, "uniform": torch.rand(len(rows), 2, generator=generator)}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """CLIP (with the queue's negatives) + the ITM cross-entropy; then the batch joins the queue."""
+        cfg = self.config
+        out = model(batch["image"], batch["table"], batch["uniform"], cfg.temperature)
+        queue_img, queue_tab = self.queue if self.queue is not None else (None, None)
+        loss = clip_loss(out["z_img"], out["z_tab"], cfg.temperature, queue_a=queue_img, queue_b=queue_tab)
+        loss = loss + cfg.itm_weight * F.binary_cross_entropy_with_logits(out["itm_logits"], out["itm_targets"])
+        if cfg.queue > 0:
+            new = (out["z_img"].detach(), out["z_tab"].detach())
+            self.queue = new if self.queue is None else tuple(
+                torch.cat([n, q])[:cfg.queue] for n, q in zip(new, self.queue))  # type: ignore[assignment]
+        return loss
+
+    def val_loss(self, model: nn.Module) -> float | None:
+        """CLIP loss of the val subjects as one batch (no augmentation, no corruption, no queue); None without."""
+        if self.val is None:
+            return None
+        net: StrokeClipNet = model  # the loop hands the bare model
+        device = next(net.parameters()).device
+        images, table = self.val
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(images), EMBED_BATCH):
+                parts.append(net.embed(images[start:start + EMBED_BATCH].float().to(device),
+                                       table[start:start + EMBED_BATCH].to(device)))
+            z_img, z_tab = (torch.cat(side) for side in zip(*parts))
+            return float(clip_loss(z_img, z_tab, self.config.temperature))
+
+
+@dataclass
+class Pretrained:
+    """A pretraining run: the network, the table's encoding, the history, and what it was trained on."""
+
+    net: StrokeClipNet
+    encoding: TableEncoding
+    history: FitHistory
+    image_shape: tuple[int, ...]
+    subjects: dict[str, list[str]]
+
+
+def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConfig, device: torch.device | str
+             ) -> TaskGenerator[Pretrained]:
+    """Read the split's train and val subjects (scans, then rows) and pretrain on the one loop."""
+    rows = {r["subject"]: r for r in read_stroke_table(cohort_dir)}
+    subjects = pretraining_subjects(split)
+    encoding = TableEncoding.fit([rows[s] for s in subjects["train"]])
+    every = subjects["train"] + subjects["val"]
+    images = yield from load_images(cohort_dir, every)
+    n = len(subjects["train"])
+    table = encoding.encode([rows[s] for s in every])
+    torch.manual_seed(config.seed)  # the initial weights
+    net = StrokeClipNet(encoding.width, config.width, config.embed_dim, config.hidden, len(CHANNELS))
+    batches = ClipBatches(images[:n], table[:n], encoding, config, images[n:], table[n:])
+    loop = LoopConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, seed=config.seed)
+    history = yield from fit(net, batches, loop, device, what="Stroke pretraining, epoch")
+    return Pretrained(net, encoding, history, tuple(images.shape[2:]), subjects)
+
+
+def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path, version: str, cohort: str,
+                    split: dict[str, Any], split_file: str, notes: str = DEMO_NOTE) -> ModelCard:
+    """Write the encoders as a registry version; the card names the cohort's fingerprint, the split and the config.
+
+    ``cohort`` is the cohort folder's name (no path: cards leave the machine); ``split_file``
+    the split's file name beside the weights.
+    """
+    history = result.history
+    metrics = {"train_loss_last": history.train_loss[-1]} if history.train_loss else {}
+    if history.val_loss:
+        metrics["val_clip_loss_best"] = min(history.val_loss)
+    card = ModelCard(
+        name=MODEL_NAME, version=version, task=TASK, parent=None, notes=notes,
+        training_data=(f"stroke cohort {cohort} (fingerprint {split['cohort'][:12]}): {len(result.subjects['train'])} "
+                       f"training and {len(result.subjects['val'])} validation subjects of split {split_file}; "
+                       "no test subject"),
+        metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
+        config={**dataclasses.asdict(config), "channels": list(CHANNELS), "image_shape": list(result.image_shape),
+                "table": result.encoding.to_json(), "table_width": result.encoding.width,
+                "cohort_fingerprint": split["cohort"], "split": {"file": split_file, "seed": split["seed"]},
+                "train_loss": history.train_loss, "val_loss": history.val_loss, "best_epoch": history.best_epoch},
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in result.net.state_dict().items()}
+    save_model(state, card, root)
+    return card
