@@ -13,9 +13,9 @@ import napari_user as user
 from napari_neuroreview.core.anatomy.mars import MARS_CLASSES, regions_at
 from napari_neuroreview.core.tasks.cmb.locations import SIDE_LETTERS
 from napari_neuroreview.core.tasks.csvd.baselines import SUBTYPES
+from napari_neuroreview.widgets._cmb_layers import ATTENTION_SIZE, POINT_SIZE
 from napari_neuroreview.widgets._cmb_locations import LOCATING
 from napari_neuroreview.widgets._cmb_table import COLUMNS
-from napari_neuroreview.widgets.cmb_review import ATTENTION_SIZE, POINT_SIZE
 from napari_neuroreview.widgets.csvd_subtype import CAVEAT, SubtypeWidget
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"

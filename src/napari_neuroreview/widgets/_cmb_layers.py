@@ -43,6 +43,8 @@ STATUS_RGBA = {
 POINT_SYMBOL = "ring"
 #: Ring diameter (mm) of a finding: napari's ring has a hole of ~40 % of it, so 10 mm leaves a 2-4 mm spot clear.
 POINT_SIZE = 10.0
+#: The extra ring size (mm) of the most attended finding (the subtype's attention).
+ATTENTION_SIZE = 6.0
 #: Pixels of the mask outline (Labels ``contour``): the voxels inside stay visible.
 MASK_CONTOUR = 1
 
@@ -195,6 +197,15 @@ class ReviewLayers:
         camera.center = tuple(float(v) for v in world)
         self.points.selected_data = {self.order.index(fid)}
         self.viewer.layers.selection.active = self.points
+
+    def show_attention(self, subtype: Mapping[int, tuple[str, float]]) -> None:
+        """Ring size grows with the finding's subtype attention (relative to the most attended one)."""
+        points = self.points
+        if points is None or not len(points.data):
+            return
+        top = max((a for _r, a in subtype.values()), default=0.0) or 1.0
+        points.size = np.array([POINT_SIZE + ATTENTION_SIZE * subtype[fid][1] / top if fid in subtype
+                                else POINT_SIZE for fid in self.order])
 
     def neighbour(self, fid: int | None, step: int) -> int | None:
         """The finding ``step`` rows from ``fid`` in table order (the first or last when none); None past the ends."""

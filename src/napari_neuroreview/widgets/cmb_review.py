@@ -54,7 +54,7 @@ from ._base import DevicePicker, VersionPicker, scrolled_panel
 from ._cmb_export import ReviewExportControls
 from ._cmb_inputs import ScanInputs
 from ._cmb_keys import KeysDialog, bindings
-from ._cmb_layers import POINT_SIZE, STATUS_RGBA, ReviewLayers, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
+from ._cmb_layers import STATUS_RGBA, ReviewLayers, layer_key  # noqa: F401 (STATUS_RGBA: importable here)
 from ._cmb_locations import FindingLocator
 from ._cmb_store import ReviewStoreControls
 from ._cmb_table import COLUMNS, FindingsTable, reviewed_text, summary_text  # noqa: F401 (COLUMNS: importable here)
@@ -64,8 +64,6 @@ from .case import CaseWidget
 if TYPE_CHECKING:
     import napari
 
-#: The extra ring size (mm) of the most attended finding (the subtype's attention).
-ATTENTION_SIZE = 6.0
 
 
 #: Pixels of the widget that stay visible however the dock is shared (it scrolls below that).
@@ -384,7 +382,7 @@ class CMBReviewWidget(QWidget):
     def _sync(self, select: int | None = None) -> None:
         """Points, mask colours, table and buttons from the session (the store's truth)."""
         self.layers.sync(select)
-        self._show_attention()
+        self.layers.show_attention(self.subtype)
         self._show_table(select)
 
     def counted_findings(self) -> list[Any]:
@@ -400,17 +398,8 @@ class CMBReviewWidget(QWidget):
     def show_subtype(self, by_id: dict[int, tuple[str, float]]) -> None:
         """Show each finding's MARS region and attention (table columns, point size); {} clears them."""
         self.subtype = dict(by_id)
-        self._show_attention()
+        self.layers.show_attention(self.subtype)
         self._show_table(self.table.selected_ids()[0] if self.table.selected_ids() else None)
-
-    def _show_attention(self) -> None:
-        """Point size grows with the finding's attention (relative to the most attended one)."""
-        points = self.layers.points
-        if points is None or not len(points.data):
-            return
-        top = max((a for _r, a in self.subtype.values()), default=0.0) or 1.0
-        points.size = np.array([POINT_SIZE + ATTENTION_SIZE * self.subtype[fid][1] / top if fid in self.subtype
-                                else POINT_SIZE for fid in self.layers.order])
 
     def _show_table(self, select: int | None = None) -> None:
         review_open = self.session is not None and self.layers.points is not None
