@@ -117,7 +117,18 @@ def test_clip_loss_queue_adds_negatives_only() -> None:
     assert clip_loss(a, b, 0.1, queue_a=queue, queue_b=queue) > clip_loss(a, b, 0.1)
 
 
-def test_the_queue_keeps_the_newest_embeddings() -> None:
+def test_key_encoders_follow_the_online_ones_by_momentum_and_get_no_gradient() -> None:
+    torch.manual_seed(0)
+    net = StrokeClipNet(3, width=2, embed_dim=4, hidden=8)
+    before = net.key["table_projection"].weight.clone()
+    with torch.no_grad():
+        net.table_projection.weight.add_(1.0)
+    net.momentum_update(0.9)
+    assert torch.allclose(net.key["table_projection"].weight, before + 0.1)
+    assert not any(p.requires_grad for p in net.key.parameters())
+
+
+def test_the_queue_keeps_the_newest_embeddings_and_not_the_batch_subjects_own(monkeypatch) -> None:
     config = PretrainConfig(width=2, embed_dim=8, hidden=16, queue=20, batch=8)
     rng = np.random.default_rng(0)
     encoding = TableEncoding(("age",), {"age": 0.0}, {"age": 1.0})
@@ -125,13 +136,21 @@ def test_the_queue_keeps_the_newest_embeddings() -> None:
                           rng.standard_normal((24, 2)).astype(np.float32), encoding, config)
     torch.manual_seed(0)
     net = StrokeClipNet(encoding.width, config.width, config.embed_dim, config.hidden)
-    seen = []
+    seen: list[torch.Tensor] = []
+    hook = net.register_forward_hook(lambda _m, _i, out: seen.append(out["k_img"]))  # the momentum keys
     for batch in batches.batches(0, torch.Generator().manual_seed(0)):
         batches.loss(net, batch)
-        seen.append(net.embed(batch["image"], batch["table"])[0].detach())
+    hook.remove()
     assert batches.steps_per_epoch == 3 and batches.queue[0].shape == (20, 8)
     assert torch.allclose(batches.queue[0][:8], seen[2], atol=1e-6)  # newest first
     assert torch.allclose(batches.queue[0][8:16], seen[1], atol=1e-6)
+    # next epoch: the negatives from the queue are its entries of other subjects only
+    given = []
+    monkeypatch.setattr(pretrain_module, "clip_loss", lambda *a, **k: given.append(k) or clip_loss(*a, **k))
+    batch = next(iter(batches.batches(1, torch.Generator().manual_seed(1))))
+    own = torch.isin(batches.queue[2], batch["index"])
+    batches.loss(net, batch)
+    assert int(own.sum()) > 0 and len(given[0]["queue_a"]) == len(given[0]["queue_b"]) == int((~own).sum())
 
 
 def test_cli_pretrain_saves_weights_card_and_split_and_never_reads_a_test_subject(

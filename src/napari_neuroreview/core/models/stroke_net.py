@@ -19,6 +19,8 @@ projections, similarities and ITM pairs, so the loss is the single-process one.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from monai.networks.nets import ResNet
 from torch import nn
@@ -30,6 +32,8 @@ __all__ = ["GROUP_CHANNELS", "StrokeClipNet", "sample_hard"]
 
 #: Channels per group of the ResNet's group norms.
 GROUP_CHANNELS = 4
+#: The online modules that have a momentum copy.
+_ONLINE: tuple[str, ...] = ("image_encoder", "table_encoder", "image_projection", "table_projection")
 
 
 def sample_hard(similarity: torch.Tensor, uniform: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -93,6 +97,17 @@ class StrokeClipNet(nn.Module):
         self.itm_head = nn.Sequential(nn.Linear(3 * embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.image_to_shared = nn.Linear(self.image_features, embed_dim)
         self.table_to_shared = nn.Linear(hidden, embed_dim)
+        #: The momentum (key) copy of the encoders and projections: an exponential moving average of
+        #: the online ones, never trained by gradients, whose embeddings fill the queue (MoCo).
+        self.key = nn.ModuleDict({name: copy.deepcopy(getattr(self, name)) for name in _ONLINE})
+        self.key.requires_grad_(False)
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        """key <- momentum x key + (1 - momentum) x online, for every weight of :data:`_ONLINE`."""
+        for name in _ONLINE:
+            for k, q in zip(self.key[name].parameters(), getattr(self, name).parameters()):
+                k.mul_(momentum).add_(q.detach(), alpha=1.0 - momentum)
 
     def embed(self, image: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-norm CLIP embeddings of this process's rows (no gathering: evaluation, later heads)."""
@@ -104,12 +119,19 @@ class StrokeClipNet(nn.Module):
         a, b = self.image_to_shared(h_img), self.table_to_shared(h_tab)
         return self.itm_head(torch.cat([a, b, a * b], dim=1)).squeeze(1)
 
-    def forward(self, image: torch.Tensor, table: torch.Tensor, uniform: torch.Tensor, temperature: float
-                ) -> dict[str, torch.Tensor]:
-        """The global batch's embeddings and ITM logits and targets (positives, then the hard negatives).
+    def forward(self, image: torch.Tensor, table: torch.Tensor, uniform: torch.Tensor, temperature: float,
+                momentum: float = 0.99) -> dict[str, torch.Tensor]:
+        """The global batch's embeddings, momentum keys, and ITM logits and targets (positives, then the hard
+        negatives).
 
         ``uniform`` (n, 2): this rank's rows' draws for the hard table and hard image negative.
+        The key encoders move first (:meth:`momentum_update`: the online weights are those of
+        the last optimiser step, the same on every rank).
         """
+        self.momentum_update(momentum)
+        with torch.no_grad():
+            k_img = gather_with_grad(F.normalize(self.key["image_projection"](self.key["image_encoder"](image)), dim=1))
+            k_tab = gather_with_grad(F.normalize(self.key["table_projection"](self.key["table_encoder"](table)), dim=1))
         h_img = gather_with_grad(self.image_encoder(image))
         h_tab = gather_with_grad(self.table_encoder(table))
         uniform = gather_with_grad(uniform)
@@ -122,4 +144,5 @@ class StrokeClipNet(nn.Module):
         logits = self.itm_logits(torch.cat([h_img, h_img, h_img[hard_image]]),
                                  torch.cat([h_tab, h_tab[hard_table], h_tab]))
         targets = torch.cat([torch.ones(n), torch.zeros(2 * n)]).to(logits)
-        return {"z_img": z_img, "z_tab": z_tab, "itm_logits": logits, "itm_targets": targets}
+        return {"z_img": z_img, "z_tab": z_tab, "k_img": k_img, "k_tab": k_tab, "itm_logits": logits,
+                "itm_targets": targets}

@@ -16,9 +16,12 @@ What a step does (:class:`ClipBatches`, the one loop's :class:`~...train.loop.Tr
 
 The effective contrastive batch: under ``torchrun`` the global batch (every rank's rows,
 gathered with their gradients), and a memory queue of the last :attr:`PretrainConfig.queue`
-embeddings of each side (MoCo-style: detached, the newest first, the same on every rank
-because it is filled with the gathered embeddings). A batch of 32 and a queue of 256 give
-each row 288 negatives.
+embeddings of each side (MoCo: made by momentum copies of the encoders, an exponential
+moving average of the online ones (:attr:`PretrainConfig.momentum`), so that the queue's
+negatives stay consistent as the online encoders move; the newest first, the same on every
+rank because it is filled with the gathered keys; a subject's own past entries are left out
+of its batch's negatives). A batch of 32 and a queue of 256 give each row up to 287
+negatives.
 
 Which subjects (:func:`pretraining_subjects`): the split's train part learns and its val part
 gives the validation loss (the loop keeps the best epoch); the test part is never read.
@@ -44,6 +47,7 @@ from ...models.stroke_net import StrokeClipNet
 from ...progress import Progress, TaskGenerator
 from ...reading.window import foreground
 from ...registry import DEMO_NOTE, ModelCard, save_model
+from ...train.distributed import gather_with_grad
 from ...train.loop import FitHistory, LoopConfig, fit
 from ...train.losses import clip_loss
 from .labels import read_stroke_table
@@ -78,6 +82,8 @@ class PretrainConfig:
         The ITM term's weight beside CLIP.
     queue : int
         Past embeddings kept per side as extra negatives (0: none).
+    momentum : float
+        Of the key encoders whose embeddings fill the queue (MoCo's EMA).
     corruption : float
         SCARF: the share of a row's columns replaced.
     rotation_rad : float
@@ -92,6 +98,7 @@ class PretrainConfig:
     temperature: float = 0.1
     itm_weight: float = 1.0
     queue: int = 256
+    momentum: float = 0.99
     corruption: float = 0.3
     rotation_rad: float = MAX_ROTATION_RAD
     epochs: int = 20
@@ -158,7 +165,8 @@ class ClipBatches:
         self.steps_per_epoch = len(images) // self.size
         self.val = (None if val_images is None or len(val_images) < 2
                     else (torch.from_numpy(val_images), torch.from_numpy(val_table)))
-        self.queue: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: Past (image embeddings, table embeddings, subject rows), newest first.
+        self.queue: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
         """Augmented images, corrupted rows and the hard negatives' uniform draws, from the loop's generator."""
@@ -170,19 +178,29 @@ class ClipBatches:
             images = torch.stack([torch.as_tensor(augment(x.float())).as_subclass(torch.Tensor)
                                   for x in self.images[rows]])
             table = scarf_corrupt(self.table[rows], self.table, self.groups, self.config.corruption, generator)
-            yield {"image": images, "table": table, "uniform": torch.rand(len(rows), 2, generator=generator)}
+            yield {"image": images, "table": table, "uniform": torch.rand(len(rows), 2, generator=generator),
+                   "index": rows}
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """CLIP (with the queue's negatives) + the ITM cross-entropy; then the batch joins the queue."""
+        """CLIP (with the queue's negatives) + the ITM cross-entropy; then the batch joins the queue.
+
+        The queue's entries of this batch's own subjects (their embeddings of an earlier step)
+        are left out: they would be false negatives, near copies of the positive, which push
+        every embedding towards the same point.
+        """
         cfg = self.config
-        out = model(batch["image"], batch["table"], batch["uniform"], cfg.temperature)
-        queue_img, queue_tab = self.queue if self.queue is not None else (None, None)
+        out = model(batch["image"], batch["table"], batch["uniform"], cfg.temperature, cfg.momentum)
+        subjects = gather_with_grad(batch["index"])
+        queue_img = queue_tab = None
+        if self.queue is not None:
+            others = ~torch.isin(self.queue[2], subjects)
+            queue_img, queue_tab = self.queue[0][others], self.queue[1][others]
         loss = clip_loss(out["z_img"], out["z_tab"], cfg.temperature, queue_a=queue_img, queue_b=queue_tab)
         loss = loss + cfg.itm_weight * F.binary_cross_entropy_with_logits(out["itm_logits"], out["itm_targets"])
         if cfg.queue > 0:
-            new = (out["z_img"].detach(), out["z_tab"].detach())
-            self.queue = new if self.queue is None else tuple(
-                torch.cat([n, q])[:cfg.queue] for n, q in zip(new, self.queue))  # type: ignore[assignment]
+            new = (out["k_img"], out["k_tab"], subjects)
+            self.queue = new if self.queue is None else tuple(  # type: ignore[assignment]
+                torch.cat([n, q])[:cfg.queue] for n, q in zip(new, self.queue))
         return loss
 
     def val_loss(self, model: nn.Module) -> float | None:
