@@ -1,4 +1,4 @@
-"""The review widget's Export with its BIDS box: the same review, in the BIDS-derivatives layout."""
+"""The review widget's Export with its BIDS box (checked by default): the same review, in the BIDS-derivatives layout."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ def test_export_with_the_bids_box_writes_bids_derivatives(case, qtbot, tmp_path)
     session = widget.session
     assert session is not None and session.findings
     session.accept(session.findings[0].id)
-    assert widget.exports.bids_check.isEnabled() and not widget.exports.bids_check.isChecked()
-    widget.exports.bids_check.setChecked(True)
+    assert widget.exports.bids_check.isEnabled() and widget.exports.bids_check.isChecked()  # the default
     written = widget.export_to(tmp_path / "out")
     root = derivative_root(tmp_path / "out")
     pseudonym = f"sub-{session.sha256[:12]}"

@@ -31,7 +31,7 @@ def test_a_dicom_scan_exports_its_review_as_a_seg_too(make_napari_viewer, qtbot,
     for finding in widget.session.findings:
         widget.session.accept(finding.id)
     widget.seg_check.setChecked(True)
-    written = widget.export_to(tmp_path / "study" / "export")
+    written = widget.export_to(tmp_path / "study" / "export", bids=False)
     assert [p.name for p in written] == ["swi_desc-cmb_dseg.nii.gz", "swi_desc-cmb_points.json",
                                          "swi_desc-cmb_points.tsv", "swi_desc-cmb_seg.dcm"]
     labels = load_volume(written[0])
@@ -39,6 +39,12 @@ def test_a_dicom_scan_exports_its_review_as_a_seg_too(make_napari_viewer, qtbot,
     assert labels.data.any()
     np.testing.assert_array_equal(seg.data, labels.data)
     np.testing.assert_allclose(seg.affine, labels.affine)
+
+    # The default export (the BIDS box): the SEG deep in derivatives/ still finds its series.
+    bids = widget.export_to(tmp_path / "study" / "export-bids")
+    [seg_path] = [p for p in bids if p.suffix == ".dcm"]
+    assert "derivatives" in seg_path.parts
+    np.testing.assert_array_equal(read_seg(seg_path).data, labels.data)
 
 
 def _reviewed(widget, layer, voxel=(5, 6, 3)):
@@ -70,12 +76,12 @@ def test_an_oblique_series_of_a_study_folder_exports_a_seg_named_without_colons(
     layer = next(one for one in viewer.layers if one.metadata["neuroreview"]["source_path"].endswith("::301"))
     _reviewed(widget, layer)
     assert widget.seg_check.isEnabled()
-    written = widget.export_to(tmp_path / "study" / "export", seg=True)
+    written = widget.export_to(tmp_path / "study" / "export", seg=True, bids=False)
     assert [p.name for p in written] == ["mixed_301_desc-cmb_dseg.nii.gz", "mixed_301_desc-cmb_points.json",
                                          "mixed_301_desc-cmb_points.tsv", "mixed_301_desc-cmb_seg.dcm"]
     np.testing.assert_array_equal(read_seg(written[3]).data, load_volume(written[0]).data)
     widget.session.reject(widget.session.findings[0].id)  # nothing accepted: the other files, no SEG
-    again = widget.export_to(tmp_path / "study" / "export-2", seg=True)
+    again = widget.export_to(tmp_path / "study" / "export-2", seg=True, bids=False)
     assert [p.name for p in again] == [p.name for p in written[:3]]
 
 
@@ -98,6 +104,6 @@ def test_the_box_is_off_for_nifti_and_a_moved_series_and_follows_a_reopened_one(
     [again] = viewer.open(str(moved), plugin="napari-neuroreview")  # reopened where it is now: the same voxels
     widget.swi_combo.setCurrentText(again.name)  # its stored review restored (same voxels)
     assert widget.session.image.path == str(series) and widget.seg_check.isEnabled()
-    written = widget.export_to(tmp_path / "study" / "export", seg=True)
+    written = widget.export_to(tmp_path / "study" / "export", seg=True, bids=False)
     assert written[-1].name == "swi_desc-cmb_seg.dcm"
     assert read_seg(written[-1]).data.any()

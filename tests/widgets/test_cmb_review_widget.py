@@ -166,7 +166,7 @@ def test_detect_review_export_and_restore(case, qtbot, tmp_path) -> None:
     assert user[0] in list(points.features["id"])
 
     # Export: labels on the file's own grid and affine, points in world RAS mm.
-    written = widget.export_to(tmp_path / "out")
+    written = widget.export_to(tmp_path / "out", bids=False)
     assert [p.name for p in written] == ["swi_desc-cmb_dseg.nii.gz", "swi_desc-cmb_points.json", "swi_desc-cmb_points.tsv"]
     labels = nib.load(str(written[0]))
     source = nib.load(str(tmp_path / "swi.nii.gz"))
@@ -374,7 +374,7 @@ def test_oblique_scan_is_reviewed_and_exported_on_its_own_grid(make_napari_viewe
     assert findings and len(points.data) == len(findings)
     for finding in findings:  # the labels export holds decided microbleeds (accepted, added, moved)
         widget.session.accept(finding.id)
-    written = widget.export_to(tmp_path / "out")
+    written = widget.export_to(tmp_path / "out", bids=False)
     labels = nib.load(str(written[0]))
     np.testing.assert_allclose(labels.affine, affine, atol=1e-6)
     assert labels.shape == volume.data.shape

@@ -53,7 +53,9 @@ class ReviewExportControls:
         self.bids_check = QCheckBox("BIDS")
         self.bids_check.setToolTip("Export as BIDS derivatives: <folder>/derivatives/neuroreview/sub-<label>/..., "
                                    "a JSON sidecar per file and dataset_description.json (core.tasks.cmb.review_export."
-                                   "export_bids); the subject is the scan's own BIDS label, else a pseudonym")
+                                   "export_bids); the subject is the scan's own BIDS label, else a pseudonym. "
+                                   "Unchecked: flat <scan>_desc-cmb_* files in the folder")
+        self.bids_check.setChecked(True)  # issue 14: exports land in a BIDS-derivatives layout
 
     def row(self) -> QHBoxLayout:
         """The button and the box side by side."""
@@ -71,18 +73,21 @@ class ReviewExportControls:
             self.seg_check.setChecked(False)
 
     def export(self, session: ReviewSession, scan: Any, folder: str | Path, seg: bool | None,
-               guard: Callable[[Callable[[], Any]], bool]) -> list[Path]:
+               guard: Callable[[Callable[[], Any]], bool], bids: bool | None = None) -> list[Path]:
         """Write the labels, points JSON/TSV and (``seg``, default the box) the SEG; [] when refused.
+
+        ``bids`` (default the BIDS box): the BIDS-derivatives layout, else flat names.
 
         The SEG is made from ``scan``'s series; none (a notice) when nothing is accepted.
         """
         seg = self.seg_check.isChecked() and self.seg_check.isEnabled() if seg is None else seg
+        bids = self.bids_check.isChecked() if bids is None else bids
         folder = Path(folder)
         written: list[Path] = []
 
         def export() -> None:
             folder.mkdir(parents=True, exist_ok=True)  # the folder the user named for this export
-            if self.bids_check.isChecked():  # the same files by the same writers, in the BIDS layout
+            if bids:  # the same files by the same writers, in the BIDS layout
                 written.extend(export_bids(session, folder, seg=bool(seg), seg_source=source_path(scan)))
                 missing = not any(p.suffix == ".dcm" for p in written)
             else:

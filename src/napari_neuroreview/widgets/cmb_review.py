@@ -507,15 +507,18 @@ class CMBReviewWidget(QWidget):
         self._edit(lambda: self.session.redo())
 
     # ----------------------------------------------------------------- export
-    def export_to(self, folder: str | Path, seg: bool | None = None) -> list[Path]:
-        """Write ``<scan>_desc-cmb_dseg.nii.gz``, ``_points.json/.tsv`` and (``seg``, default the box) ``_seg.dcm``.
+    def export_to(self, folder: str | Path, seg: bool | None = None, bids: bool | None = None) -> list[Path]:
+        """Write the labels, points JSON/TSV and (``seg``, default the box) a DICOM SEG.
 
-        All together, the SEG from the open layer's series; no SEG (a notice) when nothing is accepted.
+        ``bids`` (default the BIDS box, checked): under ``folder/derivatives/neuroreview/sub-*``
+        with sidecars (issue 14's layout); else flat ``<scan>_desc-cmb_dseg.nii.gz`` etc. in
+        ``folder``. All together, the SEG from the open layer's series; no SEG (a notice) when
+        nothing is accepted.
         """
         if self.session is None:
             show_error("No microbleed review to export: run the detector or pick a reviewed scan")
             return []
-        return self.exports.export(self.session, self.layers.scan, folder, seg, self._guard)
+        return self.exports.export(self.session, self.layers.scan, folder, seg, self._guard, bids)
 
     def _browse_export(self) -> None:
         folder = self.exports.ask_folder(self)

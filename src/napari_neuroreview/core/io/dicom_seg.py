@@ -282,11 +282,19 @@ def _candidate_folders(path: Path) -> list[Path]:
     """Where the series a SEG references may lie: its folder, its subfolders, its parent's subfolders.
 
     Why there: a PACS or a study export puts a study's series side by side (flat or one folder
-    each), and our export is written beside the series' folder (never into it).
+    each), and our export is written beside the series' folder (never into it). A SEG in a
+    BIDS-derivatives layout (``EXPORT/derivatives/neuroreview/sub-*/[ses-*/]anat/``) is searched
+    the same way from the export folder the user chose (the one holding ``derivatives``).
     """
-    here, parent = path.parent, path.parent.parent
-    near = [here, *_subfolders(here), *(p for p in _subfolders(parent) if p != here)]
-    return [p for p in near if folder_holds_dicom(p)]
+    anchors = [path]
+    if "derivatives" in path.parts[:-1]:
+        root = Path(*path.parts[:len(path.parts) - 1 - path.parts[::-1].index("derivatives")])
+        anchors.append(root / path.name)
+    near: list[Path] = []
+    for anchor in anchors:
+        here, parent = anchor.parent, anchor.parent.parent
+        near += [here, *_subfolders(here), *(p for p in _subfolders(parent) if p != here)]
+    return [p for p in dict.fromkeys(near) if folder_holds_dicom(p)]
 
 
 def _find_series_near(path: Path, uid: str) -> Path | None:
