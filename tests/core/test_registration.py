@@ -91,3 +91,11 @@ def test_noise_is_refused_in_one_sentence() -> None:
         run_to_completion(registration.register_to_mni(volume, name="noise.nii.gz"))
     with pytest.raises(InputFileError, match="3D volume"):
         run_to_completion(registration.register_to_mni(volume_from_image(nib.Nifti1Image(noise[..., None], affine))))
+
+
+def test_a_blank_scan_is_refused_in_one_sentence_not_a_simpleitk_error() -> None:
+    """SimpleITK's moments stage raises RuntimeError ('Total Mass of the image was zero') on a blank scan."""
+    affine, shape = make_affine((1.5, 1.5, 3.0), "LPS", (5.0, 0.0, 0.0))
+    volume = volume_from_image(nib.Nifti1Image(np.zeros(shape, np.float32), affine))
+    with pytest.raises(InputFileError, match=r"^blank\.nii\.gz could not be registered to the MNI brain: .*not a brain scan\.$"):
+        run_to_completion(registration.register_to_mni(volume, name="blank.nii.gz"))

@@ -326,17 +326,21 @@ def _register(volume: Volume, name: str) -> Generator[Progress, None, MniTransfo
     moving = _working_image(_to_itk(data, volume.affine), WORKING_SPACING_MM)
     moving_mask = _brainish_mask(moving)
 
-    yield Progress(1, total, "Aligning the centres of mass, the size and the tilt")
-    similarity = _initial_similarity(fixed, moving, metric_mask, fixed_mask, moving_mask)
-    yield Progress(2, total, "Rigid registration (with one scale)")
-    _stage(fixed, moving, metric_mask, similarity, iterations=100)
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(similarity.GetCenter())
-    affine.SetMatrix(similarity.GetMatrix())
-    affine.SetTranslation(similarity.GetTranslation())
-    yield Progress(3, total, "Affine registration")
-    metric = _stage(fixed, moving, metric_mask, affine, iterations=150)
-
+    try:  # SimpleITK stops on a blank or degenerate image (zero mass, no overlap): the scan's fault
+        yield Progress(1, total, "Aligning the centres of mass, the size and the tilt")
+        similarity = _initial_similarity(fixed, moving, metric_mask, fixed_mask, moving_mask)
+        yield Progress(2, total, "Rigid registration (with one scale)")
+        _stage(fixed, moving, metric_mask, similarity, iterations=100)
+        affine = sitk.AffineTransform(3)
+        affine.SetCenter(similarity.GetCenter())
+        affine.SetMatrix(similarity.GetMatrix())
+        affine.SetTranslation(similarity.GetTranslation())
+        yield Progress(3, total, "Affine registration")
+        metric = _stage(fixed, moving, metric_mask, affine, iterations=150)
+    except RuntimeError as exc:
+        why = (str(exc).strip().splitlines() or ["no reason given"])[-1].strip()[:160]
+        raise InputFileError(f"{name} could not be registered to the MNI brain: SimpleITK stopped ({why}), "
+                             "so it is probably not a brain scan.") from None
     yield Progress(4, total, "Checking the result")
     warped = sitk.Resample(moving_mask, fixed_mask, affine, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     a = sitk.GetArrayFromImage(warped) > 0

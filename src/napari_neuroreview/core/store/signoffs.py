@@ -37,7 +37,7 @@ __all__ = ["SIGNOFF_ACTIONS", "WITHDRAWN_NOTE", "SignOffs", "next_to_review"]
 SIGNOFF_ACTIONS: tuple[str, ...] = ("signed_off", "reopened")
 
 #: The note that starts the rejection of a user-added point the reviewer deleted: such a
-#: point is withdrawn, not a finding (the review session's ``DELETED_NOTE``, which hides it).
+#: point is withdrawn, not a finding. The review session writes it (its ``DELETED_NOTE`` is this).
 WITHDRAWN_NOTE = "deleted"
 
 # Per finding: its scan, whether a review exists (version > 0), its latest action and note.

@@ -45,12 +45,14 @@ from ...errors import GeometryError, ImageMismatchError, InputFileError, StoreEr
 from ...io.nifti import load_volume
 from ...io.resample import same_grid
 from ...store import CaseStore, Finding, ImageRecord, ReviewConflictError
+from ...store.signoffs import WITHDRAWN_NOTE
 from .detect import CMBResult
 from .io import read_detections
 from .review_export import EXPORT_STATUSES, TASK, default_reviewer, draw_instances, export_review, finding_records
 
-#: Note of the review that deletes a finding (a deleted user-added point is hidden).
-DELETED_NOTE = "deleted"
+#: Note of the review that deletes a finding (a deleted user-added point is hidden); the store's
+#: sign-off counts leave such a point out by the same note.
+DELETED_NOTE = WITHDRAWN_NOTE
 
 
 @dataclass(frozen=True)
