@@ -74,6 +74,7 @@ def test_worklist_lists_opens_the_next_scan_and_signs_off(make_napari_viewer, qt
     assert rows(worklist)[0][1] == "signed off" and "by dr.test, " in worklist.current.text()
     assert "signed off by dr.test, " in worklist.table.item(0, 1).toolTip()
     assert not worklist.sign_button.isEnabled() and worklist.reopen_button.isEnabled()
+    assert review.reviewed.text().startswith("Reviewed 2 of 2 · signed off by dr.test, ")  # the review says so too
 
     review.table.selectRow(0)
     review.reject_button.click()  # a signed-off scan's findings are frozen: one sentence, nothing written
@@ -96,7 +97,7 @@ def test_worklist_lists_opens_the_next_scan_and_signs_off(make_napari_viewer, qt
     assert any("Every other scan in the store is signed off" in m for m in notifications)
 
     worklist.reopen_button.click()
-    assert rows(worklist)[1][1] == "in review"
+    assert rows(worklist)[1][1] == "in review" and "signed off" not in review.reviewed.text()
     worklist.sign_button.click()
 
     # The sign-off is in the store: another process, and a worklist on its own store, see it.

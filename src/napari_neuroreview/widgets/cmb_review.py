@@ -407,9 +407,21 @@ class CMBReviewWidget(QWidget):
         self.locator.update(self.layers.scan if review_open else None, findings)  # first: the cells say "…"
         self.table.show_findings(self.viewer, findings, select, self.subtype, self.locator.text)
         self.summary.setText(summary_text(findings, review_open))
-        self.reviewed.setText(reviewed_text(findings))
+        signed = self._signed_off() if review_open else ""
+        self.reviewed.setText(reviewed_text(findings) + (f" · signed off by {signed}" if signed else ""))
         self._update_buttons()
         self.findings_changed.emit()
+
+    def refresh_review(self) -> None:
+        """Redraw the table and the reviewed line (the worklist calls it after a sign-off or re-open)."""
+        self._show_table(self.table.selected_ids()[0] if self.table.selected_ids() else None)
+
+    def _signed_off(self) -> str:
+        """Who signed the open scan off and when ('' while not): edits are refused until it is re-opened."""
+        try:
+            return self.store.scan_state(self.session.sha256).signed if self.store is not None else ""
+        except NeuroreviewError:  # a scan not (yet) in the store has no sign-off
+            return ""
 
     def jump_to(self, fid: int) -> None:
         """Show a finding: its slice, the camera centred on it, its point selected."""

@@ -281,6 +281,9 @@ class WorklistWidget(QWidget):
             show_error(str(exc))
         else:
             show_info(f"{after.label} ({after.file_name}) {done} by {self.reviewer()}")
+            review = self.review()
+            if review is not None:
+                review.refresh_review()  # its "Reviewed k of n" line says who signed off
         self.refresh()
 
     def open_next(self) -> None:
