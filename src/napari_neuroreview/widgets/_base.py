@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QLabel, QScrollArea, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QHeaderView,
+                            QLabel, QScrollArea, QSpinBox, QTableWidget, QVBoxLayout, QWidget)
 
 from ..core.config_fields import config_default, field_range
 from ..core.device import DeviceChoice, available_devices, resolve_device
@@ -76,6 +76,24 @@ def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
 def percent(p: float) -> str:
     """'62.4 %': a probability as every panel writes it (one decimal, the precision a 1000-step bar shows)."""
     return f"{100.0 * float(p):.1f} %"
+
+
+def row_table(table: QTableWidget, columns: Sequence[str], *, stretch: bool = False) -> QTableWidget:
+    """Set ``table`` up as every result table: read-only, one whole row selected at a time, no row numbers.
+
+    Why one place: the review's findings, the worklist and the origin panel's lesions are
+    picked by row and centre the view on it; they must answer the hand alike. ``stretch``
+    spreads the columns over the dock; otherwise each fits its contents.
+    """
+    table.setColumnCount(len(columns))
+    table.setHorizontalHeaderLabels(list(columns))
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.verticalHeader().setVisible(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch if stretch
+                                                  else QHeaderView.ResizeMode.ResizeToContents)
+    return table
 
 
 def scrolled_panel(panel: QWidget, parts: Sequence[QWidget], min_height: int, *, stretch: bool = True,

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from qtpy.QtWidgets import QTableWidget, QTableWidgetItem, QWidget
 
 from ..core.io.export import ras_to_napari_world
 from ..core.store import Finding
+from ._base import row_table
 from ._cmb_layers import STATUS_RGBA
 
 if TYPE_CHECKING:
@@ -87,12 +88,7 @@ class FindingsTable(QTableWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, len(COLUMNS), parent)
-        self.setHorizontalHeaderLabels(COLUMNS)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.verticalHeader().setVisible(False)  # the id column numbers the rows
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        row_table(self, COLUMNS)  # the id column numbers the rows
         self._ids: list[int] = []
         self._filling = False
         self.itemSelectionChanged.connect(self._on_selection)

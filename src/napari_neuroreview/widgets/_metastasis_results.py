@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.colormaps import Colormap, ensure_colormap
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QSpinBox,
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QSpinBox,
                             QTableWidget,
                             QTableWidgetItem, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
@@ -41,7 +41,7 @@ from ..core.io.orientation import DisplayGeometry, to_display
 from ..core.io.resample import resample_to_grid, same_grid
 from ..core.tasks.metastasis.classes import NODES
 from ..core.tasks.metastasis.classify import LesionOrigin
-from ._base import percent
+from ._base import percent, row_table
 from .case import camera_of
 
 if TYPE_CHECKING:
@@ -96,13 +96,7 @@ class OriginResults(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.lesions: list[LesionOrigin] = []
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table = row_table(QTableWidget(0, len(COLUMNS)), COLUMNS, stretch=True)
         self.table.setMinimumHeight(110)
         self.tree = QTreeWidget()
         self.tree.setColumnCount(3)

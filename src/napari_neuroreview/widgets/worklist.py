@@ -26,12 +26,10 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor, QFont
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -48,7 +46,7 @@ from ..core.io.layers import META_KEY
 from ..core.progress import Progress
 from ..core.store import CaseStore, ScanState, default_store_path, next_to_review
 from ..core.tasks.cmb.review_export import TASK, default_reviewer
-from ._base import scrolled_panel
+from ._base import row_table, scrolled_panel
 from ._worker import TaskRunner
 from .cmb_review import CMBReviewWidget, find_docked
 
@@ -95,13 +93,7 @@ class WorklistWidget(QWidget):
         form.addRow(store_row)
         form.addRow(self.source)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table = row_table(QTableWidget(0, len(COLUMNS)), COLUMNS)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(110)
         self.current = QLabel("Current scan: none")
