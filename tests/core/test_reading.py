@@ -49,6 +49,9 @@ def test_the_layer_name_suggests_the_preset() -> None:
     assert modality_from_name("T1w") == "t1" and modality_from_name("sub-01_T1w") == "t1"
     assert modality_from_name("T2-FLAIR") == "flair"
     assert modality_from_name("alpha map") == "auto"  # "pha" inside a word is not a phase
+    assert modality_from_name("cmb_phantom_swi") == "swi"  # a phantom is no phase
+    assert modality_from_name("pharma_T1w") == "t1"
+    assert modality_from_name("SWI_pha") == "phase" and modality_from_name("phasemap") == "phase"
     assert modality_from_name("DWI") == "auto"
 
 

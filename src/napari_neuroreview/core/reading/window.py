@@ -35,16 +35,20 @@ SAMPLE_VOXELS = 1_000_000
 NOISE_SHARE = 0.4
 #: Phase values within this factor of pi are radians (float32 rounding of pi, interpolation).
 RADIAN_TOLERANCE = 1.01
+#: Words that name a phase image by themselves (scanner and BIDS abbreviations).
+PHASE_WORDS = frozenset({"ph", "pha", "phs", "phase"})
 
 
 def modality_from_name(name: str) -> str:
     """The preset a layer's name suggests ("sub-01_phase" -> "phase"), "auto" when it says none.
 
-    Why words and not substrings: "alpha" holds "pha" and is no phase image. Phase is
-    tested first, since a phase file is often named after its SWI ("swi_phase").
+    Why words and not substrings: "alpha" holds "pha" and is no phase image; and a phase word
+    is one of :data:`PHASE_WORDS` or starts with "phase" ("phasemap"), so "phantom" and
+    "pharma" are not phases. Phase is tested first, since a phase file is often named after
+    its SWI ("swi_phase").
     """
     words = re.findall(r"[a-z0-9]+", name.lower())
-    if any(w.startswith(("pha", "phs")) for w in words):
+    if any(w in PHASE_WORDS or w.startswith("phase") for w in words):
         return "phase"
     if any(w.startswith(("swi", "mag", "swan", "minip")) for w in words):
         return "swi"
