@@ -72,3 +72,25 @@ def test_lps_and_ras_stored_copies_give_the_same_sides_and_regions(sample, monke
     assert found["LPS"] == found["RAS"]
     assert [found["RAS"][i].side for i in ids] == ["L" if x < 0 else "R" for x in world[:, 0]]
     assert np.mean([found["RAS"][i] == e for i, e in zip(ids, expected)]) >= 0.9
+
+
+def test_same_voxels_under_another_header_are_registered_again(sample, monkeypatch) -> None:
+    """The cache key is the voxel sha256 AND the affine: a mirrored header lies elsewhere in the world."""
+    image, _truth = sample
+    calls: list[np.ndarray] = []
+
+    def stub(volume, name=None):
+        calls.append(volume.affine)
+        yield from ()
+        return MniTransform(np.asarray(volume.affine, dtype=float), -1.0, 1.0)
+
+    monkeypatch.setattr(locations, "register_to_mni", stub)
+    monkeypatch.setattr(locations, "_cache", type(locations._cache)())
+    volume = volume_from_image(image)
+    mirrored = volume_from_image(nib.Nifti1Image(np.asarray(image.dataobj), np.diag([-1.0, 1, 1, 1]) @ image.affine))
+    assert mirrored.sha256 == volume.sha256
+    first = run_to_completion(locations.mni_transform(volume))
+    other = run_to_completion(locations.mni_transform(mirrored))
+    assert run_to_completion(locations.mni_transform(volume)) is first  # same header: the cache
+    assert other is not first and len(calls) == 2
+    assert np.allclose(calls[1], np.diag([-1.0, 1, 1, 1]) @ image.affine)

@@ -34,7 +34,10 @@ SIDE_LETTERS = {"left": "L", "right": "R"}
 #: Registrations kept (one per scan sha256; a review rarely holds more scans open).
 CACHE_SIZE = 8
 
-_cache: OrderedDict[str, MniTransform] = OrderedDict()
+#: Decimals of the affine (mm) in the cache key: a header fixed or mirrored is another registration.
+AFFINE_DECIMALS = 3
+
+_cache: OrderedDict[tuple[str, tuple[float, ...]], MniTransform] = OrderedDict()
 _lock = threading.Lock()  # the review's worker and the subtype panel's may ask at once
 
 
@@ -52,27 +55,29 @@ class Location:
 
 
 def mni_transform(volume: Volume, name: str | None = None) -> TaskGenerator[MniTransform]:
-    """The scan's world -> MNI transform, registered once per voxel-data sha256 (a task generator).
+    """The scan's world -> MNI transform, registered once per voxel-data sha256 and affine (a task generator).
 
     Why cached: the registration takes seconds, and the review (after each detection or
     restore) and the subtype panel (after each edit) ask for the same scan again and again.
-    A volume without a sha256 is registered every time.
+    Why the affine is in the key: the same voxels under a corrected or mirrored header lie
+    elsewhere in the world (another side, another region). A volume without a sha256 is
+    registered every time.
 
     Raises
     ------
     InputFileError
         The scan cannot be registered to MNI (one sentence, from ``register_to_mni``).
     """
-    key = volume.sha256
+    key = (volume.sha256, tuple(np.round(np.asarray(volume.affine, dtype=float), AFFINE_DECIMALS).ravel().tolist()))
     with _lock:
-        cached = _cache.get(key) if key else None
+        cached = _cache.get(key) if volume.sha256 else None
         if cached is not None:
             _cache.move_to_end(key)
     if cached is not None:
         yield Progress(1, 1, "Registration to MNI already done for this scan")
         return cached
     transform = yield from register_to_mni(volume, name)
-    if key:
+    if volume.sha256:
         with _lock:
             _cache[key] = transform
             while len(_cache) > CACHE_SIZE:
