@@ -107,6 +107,34 @@ def test_a_scan_that_does_not_register_leaves_the_location_blank_with_one_senten
     assert {widget.table.item(r, SIDE).text() for r in range(widget.table.rowCount())} == {""}
 
 
+def test_a_layer_that_fails_otherwise_is_tried_once_not_on_every_edit(qtbot, monkeypatch) -> None:
+    """Voxels changed in napari (ImageMismatchError, not InputFileError): said once, cells blank, not retried."""
+    from napari_neuroreview.core.errors import ImageMismatchError
+    from napari_neuroreview.core.store import Finding
+    from napari_neuroreview.widgets import _cmb_locations
+
+    calls: list[int] = []
+
+    def changed(*_args, **_kwargs):
+        calls.append(1)
+        raise ImageMismatchError("swi: the layer's voxels were changed in napari")
+
+    class Scan:
+        def __init__(self) -> None:
+            self.name, self.data, self.metadata = "swi", None, {"neuroreview": {"sha256": "ab" * 32}}
+
+    monkeypatch.setattr(_cmb_locations, "volume_from_layer", changed)
+    locator = _cmb_locations.FindingLocator(lambda: None)
+    finding = Finding(1, 1, "ab" * 32, "cmb", (1.0, 2.0, 3.0), (1.0, 2.0, 3.0), 0.9, None, "model")
+    for _edit in range(3):  # three redraws of the review
+        locator.update(Scan(), [finding])
+        qtbot.waitUntil(lambda: not locator.runner.running, timeout=5000)
+        qtbot.wait(50)
+    assert len(calls) == 1
+    assert locator.note.text() == "Side and region unknown: swi: the layer's voxels were changed in napari"
+    assert locator.text(finding) == ("", "")
+
+
 def test_the_sample_gets_side_region_and_a_hover_status(make_napari_viewer, qtbot, tmp_path) -> None:
     """The CMB sample lies in MNI space: each finding's side is the sign of its world x (x < 0: left)."""
     viewer = make_napari_viewer()

@@ -17,7 +17,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel
 
-from ..core.errors import InputFileError
+from ..core.errors import NeuroreviewError
 from ..core.io.layers import META_KEY, volume_from_layer
 from ..core.progress import Progress
 from ..core.store import Finding
@@ -94,19 +94,19 @@ class FindingLocator:
                 if f.id not in self._placed or self._placed[f.id][0] != tuple(f.world)]
 
     def _start(self) -> Generator[Progress, None, Any] | None:
-        missing, scan = self._missing(), self._scan
+        missing, scan, sha = self._missing(), self._scan, self._sha
         if not missing or scan is None:
             return None
         data, metadata, name = scan.data, dict(scan.metadata), scan.name
 
         def task() -> Generator[Progress, None, Any]:
             yield Progress(0, 1, f"Reading {name}")
-            volume = volume_from_layer(data, metadata, name, grid="source")  # in the worker: hashing takes time
             worlds = [tuple(f.world) for f in missing]
-            try:
+            try:  # any user-facing failure (voxels changed in napari, no brain the template fits) is said once
+                volume = volume_from_layer(data, metadata, name, grid="source")  # in the worker: hashing takes time
                 found = yield from locate_findings(volume, [f.id for f in missing], np.array(worlds), name)
-            except InputFileError as exc:  # not a brain the template fits: the columns stay empty, said once
-                return volume.sha256, str(exc)
+            except NeuroreviewError as exc:  # the columns stay empty; not retried on every edit
+                return sha, str(exc)
             return volume.sha256, {fid: (world, found[fid]) for fid, world in zip(found, worlds)}
 
         return task()
