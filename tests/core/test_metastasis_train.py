@@ -17,11 +17,11 @@ from scipy import ndimage
 from napari_neuroreview.core.anatomy import make_affine, voxel_to_world
 from napari_neuroreview.core.errors import GeometryError, InputFileError, RegistryError
 from napari_neuroreview.core.io.nifti import Volume, volume_from_image
+from napari_neuroreview.core.models.metastasis_net import MetastasisNet
 from napari_neuroreview.core.phantoms import metastasis as mp
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.registry import save_model
-from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
-from napari_neuroreview.core.tasks.metastasis.classes import SEQUENCES
+from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS, SEQUENCES
 from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
 from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
 from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME, load_origin_model, save_origin_model
@@ -250,3 +250,14 @@ def test_a_card_edited_by_hand_is_refused(fitted, tmp_path) -> None:
     path.write_text(json.dumps(card))
     with pytest.raises(RegistryError):
         load_origin_model("1.0.0", device="cpu", roots=[tmp_path])
+
+
+def test_a_six_sequence_model_with_the_lesion_channel_saves_and_loads(tmp_path) -> None:
+    """All six sequences plus the lesion mask are seven channels, a card the schema must accept."""
+    config = MetastasisConfig(sequences=SEQUENCES, width=4, lesion_channel=True)
+    est = MetastasisEstimator(config, "cpu", output="four_class")
+    est.crop_spec = TRAIN_SPEC
+    est.net = MetastasisNet(config.in_channels, config.arch, config.attention, config.width, config.dropout)
+    card = save_origin_model(est, tmp_path, "0.1.0", "untrained, six sequences")
+    assert card.config["in_channels"] == len(SEQUENCES) + 1
+    assert load_origin_model("0.1.0", device="cpu", roots=[tmp_path]).sequences == tuple(SEQUENCES)

@@ -59,7 +59,7 @@ CONFIG_RULES = {
     "seed": ConfigRule(int),
     "augment": ConfigRule(bool),
     "lesion_channel": ConfigRule(bool),
-    "in_channels": ConfigRule(int, 1, len(SEQUENCES)),
+    "in_channels": ConfigRule(int, 1, len(SEQUENCES) + 1),  # every sequence plus the lesion mask
     "crop": ConfigRule(dict),
     "classes": ConfigRule(list),
     "nodes": ConfigRule(list),
