@@ -5,8 +5,9 @@ which model versions ran, the subtype and network results) are tested without pa
 page, and the page only lays them out.
 
 Privacy: a report leaves the machine. The scan is named by the store's pseudonymous label
-(``ScanState.label``, from its voxel sha256) and its file's base name, never a folder (a patient's
-name is often in it); the reviewer as exports write it (``export_reviewer``: a typed name,
+(``ScanState.label``, from its voxel sha256) and a NIfTI/MGH file's base name; a DICOM source (a
+series folder, or a file of one) is shown by no name at all (:data:`DICOM_SCAN_NAME`: PACS exports
+often name them after the patient); the reviewer as exports write it (``export_reviewer``: a typed name,
 never the OS login); a subtype or networks result file is named by its base name only.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from ..anatomy.mars import MARS_CLASSES, REGION_CLASS, MarsRegion
 from ..errors import ImageMismatchError, InputFileError, RegistryError
 from ..io import strict_json
+from ..io.nifti import SUPPORTED_SUFFIXES
 from ..model_labels import is_demo
 from ..registry import DEMO_NOTE, find_version
 from ..store import CaseStore, ImageRecord
@@ -33,11 +35,13 @@ from ..tasks.csvd.bags import equivalent_diameter_mm
 from ..tasks.csvd.baselines import SUBTYPES, mars_counts
 
 __all__ = ["ModelUse", "ReportContent", "ReportFinding", "ReviewerActivity", "check_subtype", "gather", "mars_table", "read_networks",
-           "read_subtype"]
+           "read_subtype", "report_scan_name"]
 
 #: The one line every report carries, at the top.
 NOT_FOR_CLINICAL_USE = ("Research software, not for clinical use: the findings, regions and probabilities "
                         "in this report are a model's and a reviewer's, not a diagnosis.")
+#: The report's "File" for a DICOM source: its folder and file names may name the patient.
+DICOM_SCAN_NAME = "DICOM series (folder name not shown)"
 
 
 @dataclass(frozen=True)
@@ -145,10 +149,19 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
               if state.state == "signed off" and state.signed_at else None)
     return ReportContent(
         sha256=image.sha256, label=state.label, state=state.state, signed_off=signed,
-        scan_name=Path(image.path).name, shape=tuple(image.shape),
+        scan_name=report_scan_name(image.path), shape=tuple(image.shape),
         voxel_mm=tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0)),  # type: ignore[arg-type]
         findings=findings, reviewers=_reviewers(store, image.sha256), models=models,
         subtype=subtype, networks=networks, regions_note=regions_note)
+
+
+def report_scan_name(path: str) -> str:
+    """The name a report may show for a stored scan's source: a NIfTI/MGH file's base name, else none.
+
+    Why: a DICOM series folder (or its files) is often named after the patient by PACS exports.
+    """
+    name = Path(path).name
+    return name if name.lower().endswith(SUPPORTED_SUFFIXES) else DICOM_SCAN_NAME
 
 
 def _is_demo(cards: Mapping[tuple[str, str], Mapping[str, Any]], name: str, version: str) -> bool:

@@ -116,8 +116,9 @@ def write_report(store: CaseStore, scan: str | Path, html_path: str | Path, pdf_
     locations, note = {}, None
     try:  # one registration to MNI per scan (cmb.locations caches it: the review widget's own); none without findings
         if findings:
+            label = store.scan_state(image.sha256, task=TASK).label  # never the path: a folder may name the patient
             locations = yield from within(locate_findings(volume, [f.id for f in findings],
-                                                          np.array([f.world for f in findings]).reshape(-1, 3)),
+                                                          np.array([f.world for f in findings]).reshape(-1, 3), label),
                                           1, 10, total, "Regions")
     except InputFileError as exc:  # a scan that does not register still gets its report, regions unknown
         note = f"not known ({exc})"
