@@ -78,6 +78,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     Outputs (registry folder, new version, split) are checked before any scan is read.
     """
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from .core.tasks.stroke.pretrain import PretrainConfig
+
+        batch = args.batch if args.batch is not None else PretrainConfig.batch
+        if batch < args.nproc:  # refused before torchrun starts, not as a crash on one rank
+            raise InsufficientDataError(f"--batch {batch} is smaller than --nproc {args.nproc}: every process needs "
+                                        "at least one row of each batch.")
         return _torchrun(args)
     import torch
 

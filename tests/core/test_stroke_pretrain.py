@@ -14,7 +14,7 @@ from stroke_synthetic import write_tiny_cohort
 
 import napari_neuroreview.core.tasks.stroke.pretrain as pretrain_module
 from napari_neuroreview.cli import main
-from napari_neuroreview.core.errors import InputFileError
+from napari_neuroreview.core.errors import InputFileError, InsufficientDataError
 from napari_neuroreview.core.models.stroke_net import StrokeClipNet, sample_hard
 from napari_neuroreview.core.registry import list_versions
 from napari_neuroreview.core.tasks.stroke.labels import (
@@ -180,3 +180,20 @@ def test_cli_pretrain_saves_weights_card_and_split_and_never_reads_a_test_subjec
     assert main(["stroke", "pretrain", "--data", str(cohort), "--out", str(registry), "--split",
                  str(tmp_path / "other-split.json"), "--epochs", "1", "--quiet"]) == 2
     assert "split of another cohort" in capsys.readouterr().err
+
+
+def test_a_batch_smaller_than_the_processes_is_refused_before_any_rank_starts(monkeypatch, capsys, tmp_path) -> None:
+    """--nproc 4 with --batch 2: one sentence, exit 2, torchrun never started; under torchrun by hand
+    (or a batch capped by few training subjects) the same refusal comes from the batches, not an empty shard."""
+    from napari_neuroreview import cli_stroke
+
+    monkeypatch.setattr(cli_stroke, "_torchrun", lambda args: pytest.fail("torchrun started"))
+    assert main(["stroke", "pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--batch", "2",
+                 "--nproc", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch 2 is smaller than --nproc 4" in err and err.count("\n") == 1
+    monkeypatch.setattr(pretrain_module, "rank_and_world", lambda: (0, 3))
+    encoding = TableEncoding.fit([{"age": 1.0}, {"age": 2.0}])
+    with pytest.raises(InsufficientDataError, match="smaller than the 3 processes"):
+        ClipBatches(np.zeros((2, 2, 4, 4, 4), np.float32), np.zeros((2, 1), np.float32), encoding,
+                    PretrainConfig(batch=32))

@@ -47,7 +47,7 @@ from ...models.stroke_net import StrokeClipNet
 from ...progress import Progress, TaskGenerator
 from ...reading.window import foreground
 from ...registry import DEMO_NOTE, ModelCard, save_model
-from ...train.distributed import gather_with_grad
+from ...train.distributed import gather_with_grad, rank_and_world
 from ...train.loop import FitHistory, LoopConfig, fit
 from ...train.losses import clip_loss
 from .labels import read_stroke_table
@@ -162,6 +162,10 @@ class ClipBatches:
         self.groups = encoding.groups
         self.config = config
         self.size = min(config.batch, len(images))
+        world = rank_and_world()[1]
+        if self.size < world:  # a rank would get no row of a batch (an empty shard)
+            raise InsufficientDataError(f"the global batch of {self.size} (the batch, at most the {len(images)} "
+                                        f"training subjects) is smaller than the {world} processes; use fewer.")
         self.steps_per_epoch = len(images) // self.size
         self.val = (None if val_images is None or len(val_images) < 2
                     else (torch.from_numpy(val_images), torch.from_numpy(val_table)))
