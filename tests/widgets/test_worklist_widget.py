@@ -147,3 +147,27 @@ def test_open_next_shows_a_scan_already_open_instead_of_reading_it_again(make_na
     assert viewer.layers["sub-02_swi"].visible and not viewer.layers["sub-01_swi"].visible
     assert review.layers.scan.name == "sub-02_swi" and worklist.current_sha() == second.sha256
     qtbot.wait(100)  # the review widget's deferred phase placement runs before the viewer closes
+
+
+def test_sign_off_acts_on_the_row_the_user_clicked(make_napari_viewer, qtbot, tmp_path, notifications) -> None:
+    from qtpy.QtCore import Qt
+
+    store_path, (first, second) = two_scans(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(first.path), plugin="napari-neuroreview")
+    review = user.dock(viewer, "Microbleed review")
+    review.reviewer.setText("dr.test")
+    review.store_path.setText(str(store_path))
+    review.store_path.editingFinished.emit()
+    worklist = user.dock(viewer, "Worklist")
+    assert worklist.current.text().startswith("Current scan: ") and "sub-01" in worklist.current.text()
+
+    row = [s.sha256 for s in worklist.states].index(second.sha256)  # the other scan (nothing found on it)
+    cell = worklist.table.visualItemRect(worklist.table.item(row, 0)).center()
+    qtbot.mouseClick(worklist.table.viewport(), Qt.MouseButton.LeftButton, pos=cell)
+    assert worklist.current.text().startswith("Picked scan (not the open one): ") and "sub-02" in worklist.current.text()
+    qtbot.mouseClick(worklist.sign_button, Qt.MouseButton.LeftButton)
+    states = {s.sha256: s.state for s in review.store.scan_states("cmb")}
+    assert states == {first.sha256: "in review", second.sha256: "signed off"}  # the picked one, not the open one
+    assert review.session.sha256 == first.sha256  # the review stays on its scan
+    assert worklist.reopen_button.isEnabled() and "sub-02" in worklist.current.text()  # the pick stays after redraw

@@ -5,8 +5,8 @@ sha256; the store holds no patient identity), the scan file's name, its microble
 findings, "reviewed k of n" and its state (pending, in review, signed off). "Open next"
 reads the next scan that is not signed off through the plugin's own reader, off the GUI
 thread, and hands it to the microbleed review widget, which restores its review. "Sign
-off" and "Re-open" act on the current scan (the review widget's open review, else the
-picked row) with the reviewer named in the review widget.
+off" and "Re-open" act on the picked row (the open scan's row unless the user picked
+another; the line under the list says which) with the reviewer named in the review widget.
 
 The worklist follows the review widget's store when one is docked (its ``store`` is the
 same object: no second writer), else a store the user picks (opened, never created). It
@@ -234,14 +234,19 @@ class WorklistWidget(QWidget):
         return self._opened
 
     def target(self) -> ScanState | None:
-        """The scan Sign off and Re-open act on: the current one if the store lists it, else the picked row."""
+        """The scan Sign off and Re-open act on: the picked row, else the current one if the store lists it.
+
+        Why the pick first: the row the user clicked is the scan they mean; the list selects
+        the open scan's row by itself, so without a pick of their own the open scan is it.
+        """
         by_sha = {s.sha256: s for s in self.states}
-        return by_sha.get(self.current_sha() or "") or by_sha.get(self._picked_sha() or "")
+        return by_sha.get(self._picked_sha() or "") or by_sha.get(self.current_sha() or "")
 
     def _show_current(self) -> None:
         state = self.target()
+        what = "Current scan" if state is None or state.sha256 == self.current_sha() else "Picked scan (not the open one)"
         self.current.setText("Current scan: none (open one, or pick a row)" if state is None else
-                             f"Current scan: {state.label} ({state.file_name}), {state.state}"
+                             f"{what}: {state.label} ({state.file_name}), {state.state}"
                              + (f" by {state.signed}" if state.signed else "")
                              + f", {state.reviewed} of {state.findings} reviewed")
         self.sign_button.setEnabled(state is not None and state.state != "signed off")
@@ -255,11 +260,11 @@ class WorklistWidget(QWidget):
         return text or default_reviewer()
 
     def sign_off(self) -> None:
-        """Sign off the current scan (refused, in one sentence, while findings are undecided)."""
+        """Sign off the picked scan (refused, in one sentence, while findings are undecided)."""
         self._decide(lambda store, state: store.sign_off(state.sha256, self.reviewer()), "signed off")
 
     def reopen(self) -> None:
-        """Re-open the current signed-off scan, so that its findings can be edited again."""
+        """Re-open the picked signed-off scan, so that its findings can be edited again."""
         self._decide(lambda store, state: store.reopen(state.sha256, self.reviewer()), "re-opened")
 
     def _decide(self, write: Callable[[CaseStore, ScanState], ScanState], done: str) -> None:
