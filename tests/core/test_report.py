@@ -327,3 +327,17 @@ def test_networks_with_maps_show_thumbnails_and_refuse_another_scans_maps(
                     "--networks", str(networks), "--network-maps", str(pre), str(post)],
                    capsys, [tmp_path / "s.html"], [networks, case.store])
     assert "post_ica" in err and "not the post scan" in err
+
+
+def test_scan_by_sha256_is_read_where_it_was_last_opened(tmp_path: Path) -> None:
+    """A scan moved and reopened is read from its new place (ScanState.path), as the worklist opens it."""
+    from napari_neuroreview.core.report.write import scan_source
+    from napari_neuroreview.core.store import CaseStore
+
+    sha = "cd" * 32
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        store.register_image(tmp_path / "old" / "a.nii.gz", sha, (4, 4, 4), np.eye(4))
+        store.register_image(tmp_path / "new" / "a.nii.gz", sha, (4, 4, 4), np.eye(4))
+        source, image = scan_source(store, sha[:10])
+    assert source == str(tmp_path / "new" / "a.nii.gz")
+    assert image is not None and image.sha256 == sha

@@ -40,7 +40,8 @@ def scan_source(store: CaseStore, scan: str | Path) -> tuple[str, ImageRecord | 
     """Where the scan's voxels are read from, and its stored record when ``scan`` named it by sha256.
 
     ``scan`` is a path (a file, a DICOM series) or the start of a stored scan's voxel sha256
-    (its file is then the one the store points at).
+    (its file is then where the scan was last opened from, ``ScanState.path``: the worklist's
+    rule, so a moved scan reopened once is found here too). ``cmb export`` reads it the same way.
     """
     text = str(scan).strip()
     if _SHA_PREFIX.fullmatch(text.lower()) and not Path(text).exists():
@@ -50,7 +51,7 @@ def scan_source(store: CaseStore, scan: str | Path) -> tuple[str, ImageRecord | 
         if len(found) > 1:
             raise InputFileError(f"{len(found)} scans in the store {store.path.name} have a voxel sha256 starting "
                                  f"{text}; give more of its digits")
-        return found[0].path, found[0]
+        return store.scan_state(found[0].sha256, task=TASK).path, found[0]
     return text, None
 
 
