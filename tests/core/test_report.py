@@ -341,3 +341,22 @@ def test_scan_by_sha256_is_read_where_it_was_last_opened(tmp_path: Path) -> None
         source, image = scan_source(store, sha[:10])
     assert source == str(tmp_path / "new" / "a.nii.gz")
     assert image is not None and image.sha256 == sha
+
+
+def test_network_maps_without_sha256_are_checked_by_name(
+        case: ReviewedCase, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Maps with no BOLD sha256 (MELODIC folders) given POST PRE are refused: compare wrote their names."""
+    from napari_neuroreview.core.anatomy.atlas import NETWORKS
+
+    pre = _ica_folder(tmp_path / "pre", "", (40.0, 30.0, 20.0))
+    post = _ica_folder(tmp_path / "post", "", (-40.0, 30.0, 20.0))
+    networks = tmp_path / "networks.json"
+    networks.write_text(json.dumps({"pre": "pre", "post": "post", "pre_sha256": "", "post_sha256": "",
+                                    "networks": {n: {"pre": {"p_post": 0.2}, "post": {"p_post": 0.7}}
+                                                 for n in NETWORKS}}))
+    err = _refused(["report", "--store", str(case.store), "--scan", str(case.scan), "--out", str(tmp_path / "s.html"),
+                    "--networks", str(networks), "--network-maps", str(post), str(pre)],
+                   capsys, [tmp_path / "s.html"], [networks, case.store])
+    assert err.endswith("post: is not the pre scan of the networks result, which names it 'pre'")
+    html = _report(case, tmp_path / "r.html", "--networks", str(networks), "--network-maps", str(pre), str(post))
+    assert html[html.index('id="networks"'):].count('<img class="thumb"') == len(NETWORKS)

@@ -162,10 +162,15 @@ def _network_thumbnails(doc: dict[str, Any], maps: tuple[str | Path, ...], start
     for n, (state, path) in enumerate(zip(("pre", "post"), maps)):
         session = yield from within(load_session(path), start + 2 * n, 2, total, f"{state} networks")
         expected = str(doc.get(f"{state}_sha256") or "")
-        if expected and session.source_sha256 and session.source_sha256 != expected:
+        if expected and session.source_sha256:
+            if session.source_sha256 != expected:
+                raise ImageMismatchError(
+                    f"{Path(path).name}: is not the {state} scan of the networks result (BOLD sha256 "
+                    f"{session.source_sha256[:12]}, the result's {expected[:12]})")
+        elif Path(session.path).name != str(doc.get(state) or ""):  # no sha256 (a MELODIC folder): its name, as compare wrote it
             raise ImageMismatchError(
-                f"{Path(path).name}: is not the {state} scan of the networks result (BOLD sha256 "
-                f"{session.source_sha256[:12]}, the result's {expected[:12]})")
+                f"{Path(path).name}: is not the {state} scan of the networks result, which names it "
+                f"{str(doc.get(state) or '(none)')!r}")
         sessions.append(session)
     comparison = Comparison(sessions[0], sessions[1], probabilities={}, model={})
     out = {}
