@@ -16,7 +16,8 @@ from napari_neuroreview.core.anatomy import atlas
 from napari_neuroreview.core.progress import Progress
 from napari_neuroreview.core.registry import default_registry_root
 from napari_neuroreview.core.tasks.networks.assignment_io import load_networks_json
-from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget, view_grid
+from napari_neuroreview.widgets._base import view_grid
+from napari_neuroreview.widgets.networks import LAYER_NAMES, NetworksWidget
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +164,13 @@ def test_each_pane_says_pre_or_post_its_orientation_threshold_and_anatomy(make_n
         [[1, 0, 0, 1000.0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])), far)
     widget.open_anatomy(str(far))
     assert "elsewhere_T1w" in widget.anatomy_label.text() and "does not overlap" in widget.anatomy_label.text()
+
+    # closed with the dock's x (napari's own path): its overlays go, the grid and the banner are given back
+    viewer.window.remove_dock_widget(widget)
+    assert not any(k in overlays for k in (*panes.SIDE_KEYS, panes.MAP_KEY))
+    assert not banner.gridded and not grid.enabled
+    set_convention(viewer, NEUROLOGICAL)  # no longer followed: nothing re-creates or rewrites the marks
+    assert not any(k in overlays for k in (*panes.SIDE_KEYS, panes.MAP_KEY))
 
 
 def test_p_post_line_reports_a_calibration_figure_only_when_the_card_has_one() -> None:

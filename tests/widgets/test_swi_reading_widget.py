@@ -13,8 +13,9 @@ from qtpy.QtWidgets import QApplication
 
 from napari_neuroreview.core.reading import minip as minip_module
 from napari_neuroreview.core.reading.window import contrast_limits
+from napari_neuroreview.widgets._base import view_grid
 from napari_neuroreview.widgets.case import camera_of
-from napari_neuroreview.widgets.swi_reading import MINIP_KEY, SWIReadingWidget, grid_of
+from napari_neuroreview.widgets.swi_reading import MINIP_KEY, SWIReadingWidget
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "cmb"
 SWI, PHASE, TRUTH = "sub-demo_swi", "sub-demo_phase", "sub-demo_cmb-instances"
@@ -149,7 +150,7 @@ def test_side_by_side_is_linked_and_off_restores_what_was_shown(make_napari_view
     before = {layer.name: layer.visible for layer in viewer.layers}
     minip_name = minip_layers(viewer)[0].name
     qtbot.mouseClick(panel.side_by_side, Qt.MouseButton.LeftButton, pos=QPoint(5, panel.side_by_side.height() // 2))
-    assert panel.side_by_side.isChecked() and grid_of(viewer).enabled
+    assert panel.side_by_side.isChecked() and view_grid(viewer).enabled
     shown = {layer.name for layer in viewer.layers if layer.visible}
     assert shown == {SWI, PHASE, minip_name}  # the truth labels are hidden, the phase shown
     canvas = viewer.window._qt_viewer.canvas
@@ -178,7 +179,7 @@ def test_side_by_side_is_linked_and_off_restores_what_was_shown(make_napari_view
         np.testing.assert_allclose(c, np.asarray(camera_of(viewer).center)[-2:], atol=1e-6)
 
     qtbot.mouseClick(panel.side_by_side, Qt.MouseButton.LeftButton, pos=QPoint(5, panel.side_by_side.height() // 2))
-    assert not grid_of(viewer).enabled
+    assert not view_grid(viewer).enabled
     assert {layer.name: layer.visible for layer in viewer.layers} == before
     assert not any(layer.name_overlay.visible for layer in viewer.layers)
 
@@ -189,6 +190,20 @@ def test_side_by_side_without_a_phase_shows_the_magnitude_alone(make_napari_view
     panel = panel_of(viewer, qtbot)
     assert panel.phase.layer() is None
     panel.side_by_side.setChecked(True)
-    assert grid_of(viewer).enabled and [layer.name for layer in panel.grid_layers()] == [SWI]
+    assert view_grid(viewer).enabled and [layer.name for layer in panel.grid_layers()] == [SWI]
     panel.side_by_side.setChecked(False)
-    assert not grid_of(viewer).enabled
+    assert not view_grid(viewer).enabled
+
+
+def test_closing_the_dock_gives_the_grid_back_and_stops_following_the_viewer(make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    open_sample(viewer)
+    panel = panel_of(viewer, qtbot)
+    compute(panel, qtbot)
+    before = {layer.name: layer.visible for layer in viewer.layers}
+    panel.side_by_side.setChecked(True)
+    assert view_grid(viewer).enabled
+    viewer.window.remove_dock_widget(panel)  # the dock's x does this (napari never closes the panel itself)
+    assert not view_grid(viewer).enabled and {layer.name: layer.visible for layer in viewer.layers} == before
+    viewer.dims.order = tuple(np.roll(viewer.dims.order, 1))  # another sliced axis: no minIP for a closed panel
+    assert not panel._recompute_timer.isActive() and not panel.minip_runner.running

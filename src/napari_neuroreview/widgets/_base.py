@@ -50,9 +50,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.utils.notifications import show_error
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QHeaderView,
-                            QLabel, QScrollArea, QSpinBox, QTableWidget, QVBoxLayout, QWidget)
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.config_fields import config_default, field_range
 from ..core.device import DeviceChoice, available_devices, resolve_device
@@ -63,7 +76,38 @@ from ..core.registry import ModelCard, default_version, installed_versions
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "elide", "percent", "require_layer", "scrolled_panel"]
+__all__ = ["ConfigForm", "DevicePicker", "LayerPicker", "VersionPicker", "cleanup_when_undocked", "elide", "percent",
+           "require_layer", "scrolled_panel", "view_grid"]
+
+
+def view_grid(viewer: Any) -> Any:
+    """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
+class _Undocked(QObject):
+    """Calls ``cleanup`` when its widget loses its parent (see :func:`cleanup_when_undocked`)."""
+
+    def __init__(self, widget: QWidget, cleanup: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._cleanup = cleanup
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ParentChange and isinstance(watched, QWidget) and watched.parent() is None:
+            self._cleanup()
+        return False
+
+
+def cleanup_when_undocked(widget: QWidget, cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` when napari takes ``widget`` out of its dock.
+
+    Why: napari's own close path (the dock's x, ``window.remove_dock_widget``) un-parents
+    the widget and deletes the dock without closing the widget, so a ``closeEvent`` alone
+    never runs there; canvas overlays and viewer connections would outlive the panel.
+    """
+    _Undocked(widget, cleanup)
 
 
 def elide(combo: QComboBox, chars: int = 12) -> QComboBox:
@@ -158,6 +202,12 @@ class LayerPicker(QComboBox):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self.refresh)
         self.refresh()
+
+    def release(self) -> None:
+        """Stop following the viewer's layer list (its panel closes; safe to call twice)."""
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                      self.viewer.layers.events.reordered):
+            event.disconnect(self.refresh)
 
     def layers(self) -> list[Any]:
         """The layers offered, in the viewer's order."""

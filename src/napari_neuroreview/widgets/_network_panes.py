@@ -87,6 +87,17 @@ class PaneLabels:
             camera_of(self.viewer).events.orientation.connect(self.update_sides)
             self._connected = True
 
+    def undress(self) -> None:
+        """Take this module's canvas overlays away and stop following the camera (the view closes)."""
+        overlays = canvas_overlays(self.viewer)
+        for name in (*SIDE_KEYS, MAP_KEY):
+            if name in overlays:
+                del overlays[name]
+        text_overlay(self.viewer).gridded = False
+        if self._connected:
+            camera_of(self.viewer).events.orientation.disconnect(self.update_sides)
+            self._connected = False
+
     def set_key(self, key: str) -> None:
         """The line under each pane: network, threshold, anatomy."""
         overlays = canvas_overlays(self.viewer)

@@ -63,7 +63,14 @@ from ..core.tasks.networks.colours import NETWORK_COLOURS, network_hex
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
 from ..core.tasks.networks.model import MODEL_NAME
 from . import _network_panes as panes
-from ._base import DevicePicker, LayerPicker, VersionPicker, scrolled_panel
+from ._base import (
+    DevicePicker,
+    LayerPicker,
+    VersionPicker,
+    cleanup_when_undocked,
+    scrolled_panel,
+    view_grid,
+)
 from ._network_plots import NetworkPlots
 from ._worker import TaskRunner
 
@@ -117,6 +124,7 @@ class NetworksWidget(QWidget):
         self._anatomy: dict[str, Any] | None = None
         self._template: dict[str, Any] | None = None  # the MNI152 template, read once in the compare worker
         self.panes = panes.PaneLabels(napari_viewer)
+        self._grid_before: tuple[bool, int, tuple[int, ...]] | None = None  # the grid before the view took it
 
         self.pre_path, self.post_path = QLineEdit(), QLineEdit()
         for line, what in ((self.pre_path, "pre"), (self.post_path, "post")):
@@ -199,6 +207,7 @@ class NetworksWidget(QWidget):
         self.table.itemSelectionChanged.connect(self._on_table_selection)
         self.pre_component.activated.connect(lambda _: self._on_override("pre"))
         self.post_component.activated.connect(lambda _: self._on_override("post"))
+        cleanup_when_undocked(self, self.cleanup)
         self._update_controls()
 
     # ------------------------------------------------------------------ inputs
@@ -329,6 +338,8 @@ class NetworksWidget(QWidget):
         for index, name in enumerate(n for state in STATES for n in LAYER_NAMES[state]):
             self.viewer.layers.move(self.viewer.layers.index(name), index)
         grid = view_grid(self.viewer)
+        if self._grid_before is None:  # put back when the view closes
+            self._grid_before = (grid.enabled, grid.stride, tuple(grid.shape))
         grid.stride = 2
         grid.shape = (1, 2)
         grid.enabled = True
@@ -478,6 +489,23 @@ class NetworksWidget(QWidget):
         for widget in (self.pre_component, self.post_component, self.threshold):
             widget.setEnabled(ready)
 
+    # ------------------------------------------------------------------ closing
+    def cleanup(self) -> None:
+        """Take the view's canvas overlays away, give the grid back, stop following the viewer (safe twice)."""
+        self.runner.cancel()
+        self.repredict_runner.cancel()
+        self.panes.undress()
+        if self._grid_before is not None:
+            grid = view_grid(self.viewer)
+            grid.enabled, grid.stride, grid.shape = self._grid_before
+            self._grid_before = None
+        self.anatomy.release()
+
+    def closeEvent(self, event: Any) -> None:
+        """Clean up when the panel is closed (napari's dock x is handled by ``cleanup_when_undocked``)."""
+        self.cleanup()
+        super().closeEvent(event)
+
 
 def model_text(comparison: Comparison) -> str:
     """Which model gave the probabilities, with the demo flag its card carries (``model_labels.is_demo``).
@@ -488,9 +516,3 @@ def model_text(comparison: Comparison) -> str:
     card = getattr(comparison.predictor, "card", None)
     tag = DEMO_NOTE if card is None or is_demo(card) else "own weights"
     return f"Model {comparison.model['name']} {comparison.model['version']} ({tag})"
-
-
-def view_grid(viewer: Any) -> Any:
-    """napari's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid

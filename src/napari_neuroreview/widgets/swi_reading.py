@@ -44,7 +44,14 @@ from ..core.io.layers import volume_from_layer
 from ..core.progress import TaskGenerator
 from ..core.reading import minip
 from ..core.reading.window import PRESETS, contrast_limits, modality_from_name
-from ._base import LayerPicker, elide, require_layer, scrolled_panel
+from ._base import (
+    LayerPicker,
+    cleanup_when_undocked,
+    elide,
+    require_layer,
+    scrolled_panel,
+    view_grid,
+)
 from ._worker import TaskRunner
 from .case import is_scan
 
@@ -58,12 +65,6 @@ NO_PHASE = "(no phase)"
 #: Milliseconds of quiet after a thickness change before the minIP is computed again.
 RECOMPUTE_DELAY_MS = 400
 MIN_VISIBLE_HEIGHT = 360
-
-
-def grid_of(viewer: napari.Viewer) -> Any:
-    """napari's grid model (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None else viewer.grid
 
 
 def sliced_axis(viewer: napari.Viewer, layer_ndim: int) -> int:
@@ -149,10 +150,11 @@ class SWIReadingWidget(QWidget):
         self.preset.activated.connect(self._on_preset_picked)
         self.apply_button.clicked.connect(self.apply_window)
         self.thickness.valueChanged.connect(lambda _v: self._recompute_timer.start())
-        napari_viewer.dims.events.order.connect(lambda _e: self._recompute_timer.start())  # another sliced axis
+        napari_viewer.dims.events.order.connect(self._on_order)  # another sliced axis
         self.side_by_side.toggled.connect(self._set_side_by_side)
         self._preselect()
         self._follow_image()
+        cleanup_when_undocked(self, self.cleanup)
 
     # ----------------------------------------------------------------- inputs
     def _preselect(self, *_: Any) -> None:
@@ -246,6 +248,9 @@ class SWIReadingWidget(QWidget):
         if abs(float(self.thickness.value()) - run["asked"]) > 1e-9:  # changed while computing
             self._recompute_timer.start()
 
+    def _on_order(self, _event: Any = None) -> None:
+        self._recompute_timer.start()
+
     def _recompute(self) -> None:
         """After a thickness or axis change: compute the minIP again when there is one (else wait for the button)."""
         if self.minip_layer() is not None and not self.minip_runner.running:
@@ -258,7 +263,7 @@ class SWIReadingWidget(QWidget):
         return [layer for layer in chosen if layer is not None]
 
     def _set_side_by_side(self, on: bool) -> None:
-        grid = grid_of(self.viewer)
+        grid = view_grid(self.viewer)
         if on:
             if not self.grid_layers():
                 show_error("No magnitude is chosen: open the SWI (File > Open) and pick it.")
@@ -284,7 +289,7 @@ class SWIReadingWidget(QWidget):
 
     def _show_in_grid(self) -> None:
         """Only the chosen layers visible, one per cell, in one row, each cell captioned with its layer's name."""
-        grid = grid_of(self.viewer)
+        grid = view_grid(self.viewer)
         shown = {layer.unique_id for layer in self.grid_layers()}
         for layer in self.viewer.layers:
             layer.visible = layer.unique_id in shown
@@ -292,3 +297,19 @@ class SWIReadingWidget(QWidget):
                 layer.name_overlay.visible, layer.name_overlay.position = True, "bottom_left"
         grid.stride, grid.shape = 1, (1, -1)
         grid.enabled = True
+
+    # ----------------------------------------------------------------- closing
+    def cleanup(self) -> None:
+        """Give the grid back, stop recomputing and following the viewer (safe to call twice)."""
+        self._recompute_timer.stop()
+        self.minip_runner.cancel()
+        if self.side_by_side.isChecked():
+            self.side_by_side.setChecked(False)  # restores the layers' visibility and the grid
+        self.viewer.dims.events.order.disconnect(self._on_order)
+        for picker in (self.image, self.magnitude, self.phase):
+            picker.release()
+
+    def closeEvent(self, event: Any) -> None:
+        """Clean up when the panel is closed (napari's dock x is handled by ``cleanup_when_undocked``)."""
+        self.cleanup()
+        super().closeEvent(event)
