@@ -207,3 +207,16 @@ def test_a_dicom_review_exports_its_seg_with_a_sidecar_and_the_identity_only_the
     for name in (f for f in _files(root) if f.endswith((".json", ".tsv"))):
         text = (root / name).read_text()
         assert PATIENT not in text and not any(str(v) in text for v in IDENTITY.values()), name
+
+
+def test_a_refused_seg_on_a_nifti_source_leaves_no_empty_folder(tmp_path: Path) -> None:
+    """The SEG's refusal (the scan was not opened from DICOM) comes before any folder is left behind."""
+    from napari_neuroreview.core.errors import InputFileError
+
+    scan = tmp_path / PATIENT / "sub-07_swi.nii.gz"
+    scan.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.float32), AFFINE), scan)
+    (tmp_path / "out").mkdir()
+    with CaseStore(tmp_path / "cases.sqlite") as store, pytest.raises(InputFileError, match="not opened from DICOM"):
+        export_bids(_review(store, str(scan)), tmp_path / "out", seg=True)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -207,22 +207,22 @@ def export_bids(
                Output(tsv_path, (".tsv",), "points TSV"), Output(seg_path, (".dcm",), "DICOM SEG"),
                Output(description, (".json",), "dataset description"),
                *(Output(p, (".json",), "sidecar") for p in sidecars)]
-    made = _make_folders(Path(out), labels_path.parent)
-    try:  # the folders exist now, so every file can be checked; a refusal leaves no empty folder behind
-        _check_paths(session, source, outputs)
-        writes = [description_write(out, "napari-neuroreview microbleed reviews")]
-    except NeuroreviewError:
-        for folder in reversed(made):
-            folder.rmdir()
-        raise
     models = _models(session)
     common = {"Reviewer": export_reviewer(session.reviewer), "LabelStatuses": list(chosen)}
     provenance = {**_provenance(session, chosen, include_paths=False), "image": Path(scan.source).name or None,
                   **sidecar("Microbleed findings of the review, one row per finding: world RAS+ mm, the file's "
                             "voxel indices, score, status, who found it", scan, session.sha256, models,
                             **common, **POINT_COLUMNS)}
-    files, seg_written = _review_writes(session, chosen, labels_path, json_path, tsv_path, None, seg_path, source,
-                                        provenance)
+    made = _make_folders(Path(out), labels_path.parent)
+    try:  # the folders exist now, so every file can be checked; a refusal (paths, SEG) leaves no empty folder
+        _check_paths(session, source, outputs)
+        writes = [description_write(out, "napari-neuroreview microbleed reviews")]
+        files, seg_written = _review_writes(session, chosen, labels_path, json_path, tsv_path, None, seg_path,
+                                            source, provenance)
+    except NeuroreviewError:
+        for folder in reversed(made):
+            folder.rmdir()
+        raise
     writes += files
     writes.append(json_write(sidecar_path(labels_path), sidecar(
         "Microbleed instance labels on the source scan's grid: value = finding id (0 = none)", scan,
