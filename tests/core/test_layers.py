@@ -7,12 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from synthetic import reorient_to, save_nifti
 
 from napari_neuroreview.core.errors import ImageMismatchError, InputFileError
 from napari_neuroreview.core.io.layers import image_layer_data, volume_from_layer
 from napari_neuroreview.core.io.nifti import load_volume
-
-from synthetic import reorient_to, save_nifti
 
 
 def _layer(path: Path) -> tuple[np.ndarray, dict]:
@@ -90,3 +89,11 @@ def test_a_layer_not_from_this_plugin_is_one_sentence() -> None:
         volume_from_layer(np.zeros((3, 3, 3)), {}, "drawn")
     with pytest.raises(ValueError, match="grid"):
         volume_from_layer(np.zeros((3, 3, 3)), {}, "drawn", grid="file")  # type: ignore[arg-type]
+
+
+def test_a_scan_opened_by_a_relative_path_keeps_its_absolute_path(tmp_path: Path, ras_image, monkeypatch) -> None:
+    """The store registers the layer's source_path for the worklist: it must open from any working directory."""
+    save_nifti(tmp_path / "scan.nii.gz", *ras_image)
+    monkeypatch.chdir(tmp_path)
+    _display, metadata = _layer(Path("scan.nii.gz"))
+    assert metadata["neuroreview"]["source_path"] == str(tmp_path / "scan.nii.gz")

@@ -23,11 +23,15 @@ META_KEY = "neuroreview"
 
 
 def layer_metadata(volume: Volume, geometry: DisplayGeometry) -> dict[str, Any]:
-    """Metadata that lets any later step map the layer back to the file exactly."""
+    """Metadata that lets any later step map the layer back to the file exactly.
+
+    ``source_path`` is absolute: the store keeps it (for the worklist to open the scan again,
+    never exported), and a relative one breaks from another working directory.
+    """
     return {
         META_KEY: {
             "geometry": geometry.to_dict(),
-            "source_path": str(volume.path) if volume.path else None,
+            "source_path": str(Path(volume.path).absolute()) if volume.path else None,
             "sha256": volume.sha256,
             "orientation": volume.orientation,
             "zooms": list(volume.zooms),
