@@ -220,3 +220,22 @@ def test_a_refused_seg_on_a_nifti_source_leaves_no_empty_folder(tmp_path: Path) 
     with CaseStore(tmp_path / "cases.sqlite") as store, pytest.raises(InputFileError, match="not opened from DICOM"):
         export_bids(_review(store, str(scan)), tmp_path / "out", seg=True)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_another_scan_of_the_same_subject_never_replaces_an_export(tmp_path: Path) -> None:
+    """sub-01_swi and sub-01_T2starw share the layout's names: the second is refused, the first kept."""
+    from test_cmb_review import SHA_B
+
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        export_bids(_review(store, "/raw/sub-01/anat/sub-01_swi.nii.gz"), tmp_path)
+        root = derivative_root(tmp_path)
+        before = {name: (root / name).read_bytes() for name in _files(root)}
+        other = ReviewSession.open(store, "/raw/sub-01/anat/sub-01_T2starw.nii.gz", SHA_B, SHAPE, AFFINE,
+                                   reviewer="Dr B")
+        other.add(world((5, 5, 5)))
+        with pytest.raises(OutputPathError, match="holds the export of another scan") as info:
+            export_bids(other, tmp_path)
+        assert "\n" not in str(info.value)
+        assert {name: (root / name).read_bytes() for name in _files(root)} == before
+        export_bids(ReviewSession.open(store, "/raw/sub-01/anat/sub-01_swi.nii.gz", SHA_A, SHAPE, AFFINE),
+                    tmp_path)  # the same scan again: rewritten in place

@@ -32,7 +32,7 @@ from .atomic import write_text_atomic
 
 __all__ = [
     "BIDS_VERSION", "DERIVATIVE_FOLDER", "GENERATOR", "PSEUDONYM_DIGITS", "BidsScan", "bids_scan",
-    "dataset_description", "derivative_root", "description_write", "json_write", "sidecar", "sidecar_path",
+    "check_same_scan", "dataset_description", "derivative_root", "description_write", "json_write", "sidecar", "sidecar_path",
 ]
 
 #: The BIDS version the layout and the sidecars follow.
@@ -157,6 +157,32 @@ def sidecar_path(path: str | Path) -> Path:
     path = Path(path)
     stem = path.name[: -len("".join(path.suffixes))] if path.suffixes else path.name
     return path.with_name(stem + ".json")
+
+
+def check_same_scan(path: str | Path, sha256: str) -> None:
+    """Refuse to replace a sidecar (so its export) written for another scan.
+
+    Why: two scans of one subject and session whose names differ only in what the layout
+    drops (``sub-01_swi``, ``sub-01_T2starw``) map to the same files; the second export would
+    silently replace the first. The sidecar's ``SourceVoxelSHA256`` says whose files they are.
+
+    Raises
+    ------
+    OutputPathError
+        ``path`` exists and names another scan, or is not a readable JSON object.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        previous = strict_json.read_object(path, "sidecar").get("SourceVoxelSHA256")
+    except NeuroreviewError as exc:
+        raise OutputPathError(f"{path.name} in {path.parent.name}/ is not a readable sidecar; export to another "
+                              "folder") from exc
+    if previous is not None and previous != sha256:
+        raise OutputPathError(f"{path.name} in {path.parent.name}/ holds the export of another scan (voxel sha256 "
+                              f"{str(previous)[:PSEUDONYM_DIGITS]}, not {sha256[:PSEUDONYM_DIGITS]}); export this "
+                              "scan to another folder.")
 
 
 def json_write(path: Path, doc: Mapping[str, Any]) -> tuple[Path, Any]:

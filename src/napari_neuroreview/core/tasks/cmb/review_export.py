@@ -20,6 +20,7 @@ import numpy as np
 from ...errors import GeometryError, NeuroreviewError, OutputPathError, StoreError
 from ...io.bids import (
     bids_scan,
+    check_same_scan,
     derivative_root,
     description_write,
     json_write,
@@ -216,6 +217,8 @@ def export_bids(
     made = _make_folders(Path(out), labels_path.parent)
     try:  # the folders exist now, so every file can be checked; a refusal (paths, SEG) leaves no empty folder
         _check_paths(session, source, outputs)
+        for path in (sidecar_path(labels_path), json_path):  # one subject's two scans may share the names
+            check_same_scan(path, session.sha256)
         writes = [description_write(out, "napari-neuroreview microbleed reviews")]
         files, seg_written = _review_writes(session, chosen, labels_path, json_path, tsv_path, None, seg_path,
                                             source, provenance)
