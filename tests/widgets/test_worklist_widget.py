@@ -171,3 +171,19 @@ def test_sign_off_acts_on_the_row_the_user_clicked(make_napari_viewer, qtbot, tm
     assert states == {first.sha256: "in review", second.sha256: "signed off"}  # the picked one, not the open one
     assert review.session.sha256 == first.sha256  # the review stays on its scan
     assert worklist.reopen_button.isEnabled() and "sub-02" in worklist.current.text()  # the pick stays after redraw
+
+
+def test_only_microbleed_scans_are_listed_not_what_other_widgets_registered(make_napari_viewer, qtbot,
+                                                                             tmp_path) -> None:
+    """A T1, a phase image and a 4D BOLD the Case widget registered are no rows."""
+    store_path, _ = two_scans(tmp_path)
+    with CaseStore(store_path) as store:  # as widgets/case.py registers the selected layer
+        for n, (name, shape) in enumerate((("sub-01_T1w.nii.gz", (32, 36, 16)), ("sub-01_phase.nii.gz", (32, 36, 16)),
+                                           ("sub-01_bold.nii.gz", (32, 36, 16, 50)))):
+            store.register_image(tmp_path / name, f"{n + 1:064x}", shape, np.eye(4))
+        assert len(store.scan_states("cmb")) == 5
+    worklist = user.dock(make_napari_viewer(), "Worklist")
+    worklist.store_path.setText(str(store_path))
+    worklist.store_path.editingFinished.emit()
+    assert [r[3] for r in rows(worklist)] == ["sub-01_swi.nii.gz", "sub-02_swi.nii.gz"]
+    assert "2 scans in store" in worklist.source.text()

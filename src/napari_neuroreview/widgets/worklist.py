@@ -1,6 +1,7 @@
 """The worklist dock widget: the store's scans, their review state, the next one, sign-off.
 
-One row per scan of the annotation store: a pseudonymous label (from the voxel data's
+One row per microbleed scan of the annotation store (``core.tasks.cmb.worklist``: not the
+T1, phase or BOLD another widget registered): a pseudonymous label (from the voxel data's
 sha256; the store holds no patient identity), the scan file's name, its microbleed
 findings, "reviewed k of n" and its state (pending, in review, signed off). "Open next"
 reads the next scan that is not signed off through the plugin's own reader, off the GUI
@@ -46,6 +47,7 @@ from ..core.io.layers import META_KEY
 from ..core.progress import Progress
 from ..core.store import CaseStore, ScanState, default_store_path, next_to_review
 from ..core.tasks.cmb.review_export import TASK, default_reviewer
+from ..core.tasks.cmb.worklist import worklist_states
 from ._base import row_table, scrolled_panel
 from ._worker import TaskRunner
 from .cmb_review import CMBReviewWidget, find_docked
@@ -180,7 +182,7 @@ class WorklistWidget(QWidget):
         """Read every scan's state again and redraw the list (a store that cannot be opened: said here)."""
         try:
             store = self.store()
-            self.states = store.scan_states(TASK) if store is not None else []
+            self.states = worklist_states(store.scan_states(TASK)) if store is not None else []
         except NeuroreviewError as exc:
             self.states = []
             self.source.setText(str(exc))
