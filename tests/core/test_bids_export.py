@@ -239,3 +239,24 @@ def test_another_scan_of_the_same_subject_never_replaces_an_export(tmp_path: Pat
         assert {name: (root / name).read_bytes() for name in _files(root)} == before
         export_bids(ReviewSession.open(store, "/raw/sub-01/anat/sub-01_swi.nii.gz", SHA_A, SHAPE, AFFINE),
                     tmp_path)  # the same scan again: rewritten in place
+
+
+def test_a_re_export_without_a_seg_removes_the_previous_seg(tmp_path: Path) -> None:
+    """The one microbleed rejected: the next export has no SEG, and the previous _seg.dcm/_seg.json
+    (which still segments it and carries the identity) is gone with the same write."""
+    from test_dicom_seg import _small
+
+    folder, volume = _small(tmp_path / "study" / PATIENT)
+    (tmp_path / "out").mkdir()
+    root = derivative_root(tmp_path / "out")
+    stem = f"sub-{volume.sha256[:12]}/anat/sub-{volume.sha256[:12]}_desc-cmb"
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        session = ReviewSession.open(store, str(folder), volume.sha256, volume.spatial_shape, volume.affine,
+                                     reviewer="Dr Who")
+        session.add((volume.affine @ [6, 5, 3, 1.0])[:3])
+        export_bids(session, tmp_path / "out", seg=True)
+        assert {f"{stem}_seg.dcm", f"{stem}_seg.json"} <= set(_files(root))
+        session.reject(session.findings[0].id)
+        written = export_bids(session, tmp_path / "out", seg=True)
+    assert not any(f.endswith(("_seg.dcm", "_seg.json")) for f in _files(root))
+    assert sorted(str(p.relative_to(root)) for p in written) == _files(root)

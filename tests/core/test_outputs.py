@@ -52,3 +52,18 @@ def test_write_together_all_or_nothing(tmp_path: Path) -> None:
     write_together([(a, lambda tmp: tmp.write_text("new a")), (b, lambda tmp: tmp.write_text("b"))])
     assert a.read_text() == "new a" and b.read_text() == "b"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.nii.gz"]
+
+
+def test_write_together_removes_a_stale_file_only_when_every_write_lands(tmp_path: Path) -> None:
+    """A ``None`` writer removes its target, with the others or not at all."""
+    stale, a = tmp_path / "old_seg.dcm", tmp_path / "a.json"
+    stale.write_text("old seg")
+
+    def fail(tmp: Path) -> None:
+        raise OSError(28, "No space left on device", str(tmp))
+
+    with pytest.raises(OutputPathError):
+        write_together([(stale, None), (a, fail)])
+    assert stale.read_text() == "old seg" and not a.exists()
+    assert write_together([(stale, None), (a, lambda tmp: tmp.write_text("a"))]) == [a]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]

@@ -112,18 +112,19 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[PathLike | None] =
     return paths
 
 
-def write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]]) -> list[Path]:
+def write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object] | None]]) -> list[Path]:
     """Write several files so that either all of them land or none changes.
 
     Each ``write(tmp)`` fills a temporary file beside its target (same suffix, so
     libraries pick the format). Only when every one succeeded (and is on disk) are they
     moved onto their targets; should a move fail, the targets already replaced are put
-    back from their previous contents.
+    back from their previous contents. A ``None`` writer removes its target (a stale file
+    of a previous export), undone the same way.
 
     Returns
     -------
     list of Path
-        The targets, in order.
+        The targets written (not those removed), in order.
 
     Raises
     ------
@@ -150,12 +151,15 @@ def disk_errors(targets: Sequence[PathLike]) -> Iterator[None]:
         raise OutputPathError(f"{target} could not be written ({exc.strerror or exc}); nothing was written") from None
 
 
-def _write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]]) -> list[Path]:
+def _write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object] | None]]) -> list[Path]:
     targets = [Path(t) for t, _w in writes]
-    temps: list[Path] = []
+    temps: list[Path | None] = []
     backups: list[tuple[Path, Path | None]] = []
     try:
         for target, (_t, write) in zip(targets, writes):
+            if write is None:  # a removal: nothing to fill
+                temps.append(None)
+                continue
             suffix = "".join(target.suffixes) or ".tmp"
             fd, name = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=suffix, dir=target.parent)
             os.close(fd)
@@ -173,7 +177,8 @@ def _write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]])
                 backup = Path(name)
                 os.replace(target, backup)
             backups.append((target, backup))
-            os.replace(tmp, target)
+            if tmp is not None:
+                os.replace(tmp, target)
     except BaseException:
         for target, backup in reversed(backups):  # undo the moves already made
             if backup is not None:
@@ -183,9 +188,9 @@ def _write_together(writes: Sequence[tuple[PathLike, Callable[[Path], object]]])
         raise
     finally:
         for tmp in temps:
-            if tmp.exists():
+            if tmp is not None and tmp.exists():
                 tmp.unlink()
     for _target, backup in backups:
         if backup is not None and backup.exists():
             backup.unlink()
-    return targets
+    return [t for t, tmp in zip(targets, temps) if tmp is not None]

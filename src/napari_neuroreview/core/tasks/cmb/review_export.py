@@ -191,7 +191,8 @@ def export_bids(
         The raw dataset's root (or any folder): ``derivatives/neuroreview`` is made under it.
     seg : bool
         Also the DICOM SEG (a scan opened from DICOM only; skipped with its sidecar when no
-        microbleed is exported). It is the one file that carries the patient's identity.
+        microbleed is exported). It is the one file that carries the patient's identity. An
+        export without a SEG removes this scan's SEG of a previous export (in the same write).
     statuses, seg_source
         As in :func:`export_review`.
     """
@@ -234,6 +235,9 @@ def export_bids(
         writes.append(json_write(sidecar_path(seg_path), sidecar(
             "DICOM SEG of the same microbleeds, one segment per finding, referencing the source series; it carries "
             "the patient module of that series (for PACS)", scan, session.sha256, models, **common)))
+    else:  # a previous export's SEG would segment findings this review no longer exports: removed with the write
+        stale = scan.path(out, BIDS_DESC, "seg", ".dcm")
+        writes += [(p, None) for p in (stale, sidecar_path(stale)) if p.exists()]
     return write_together(writes)
 
 
