@@ -2,7 +2,7 @@
 
 :class:`FindingLocator` runs ``core.tasks.cmb.locations.locate_findings`` in a
 :class:`TaskRunner` (progress, Cancel) after a review is drawn: the scan is registered to
-MNI once (seconds; cached per scan sha256, so a later edit only looks the new position up),
+MNI once (seconds; cached per scan sha256 and affine, so a later edit only looks the new position up),
 and the table's side and region columns show :data:`LOCATING` until it ends. Why apart from
 the table: the table only shows what it is given; this part decides when to locate again
 (a finding added or moved since) and remembers each finding's place by its position.
