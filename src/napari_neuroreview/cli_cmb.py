@@ -275,12 +275,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .core.report.write import find_scan, scan_source
     from .core.store import CaseStore
     from .core.tasks.cmb.review import ReviewSession
-    from .core.tasks.cmb.review_export import export_bids
+    from .core.tasks.cmb.review_export import export_bids, stored_reviewer
 
     with CaseStore.open_existing(args.store) as store:  # a mistyped --store creates nothing
         source, image = scan_source(store, args.scan)
         image, volume = find_scan(store, source, image)
-        session = ReviewSession.reopen(store, image, volume.sha256, reviewer=args.reviewer)
+        reviewer = args.reviewer or stored_reviewer(store, volume.sha256)
+        session = ReviewSession.reopen(store, image, volume.sha256, reviewer=reviewer)
         written = export_bids(session, args.out, statuses=args.statuses, seg=args.seg, seg_source=source)
     print(strict_json.dumps({"out": [str(p) for p in written]}))
     return 0
@@ -313,7 +314,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seg", action="store_true",
                    help="also a DICOM SEG referencing the source series (DICOM scans only; it carries the "
                         "patient's identity from the series, for PACS)")
-    p.add_argument("--reviewer", default=None, help="the name written into the export (default: 'unnamed reviewer')")
+    p.add_argument("--reviewer", default=None,
+                   help="the name written into the export (default: the scan's sign-off reviewer, else its "
+                        "findings' named reviewers, else 'unnamed reviewer')")
     p.set_defaults(func=cmd_export)
 
     p = cmb.add_parser("evaluate", help="metrics over a folder of labelled cases")

@@ -180,6 +180,18 @@ def test_neuroreview_cmb_export_writes_the_stored_review_as_bids(tmp_path: Path,
     assert "sub-07/anat/sub-07_desc-cmb_dseg.nii.gz" in _files(root)
     labels = np.asarray(nib.load(root / "sub-07/anat/sub-07_desc-cmb_dseg.nii.gz").dataobj)
     assert set(np.unique(labels)) == {0, 1}  # the one accepted microbleed
+    # no --reviewer: the store's reviewer, then the sign-off's, then the one given
+    sidecar = root / "sub-07/anat/sub-07_desc-cmb_dseg.json"
+    assert json.loads(sidecar.read_text())["Reviewer"] == "Dr Who"
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        session = ReviewSession.open(store, str(scan), sha, SHAPE, AFFINE, reviewer="Dr Who")
+        for finding in session.findings[1:]:
+            session.reject(finding.id)
+        store.sign_off(sha, "Dr Chief")
+    export = ["cmb", "export", "--store", str(tmp_path / "cases.sqlite"), "--scan", sha[:12], "--out", str(tmp_path / "out")]
+    assert main(export) == 0 and json.loads(sidecar.read_text())["Reviewer"] == "Dr Chief"
+    assert main([*export, "--reviewer", "R2"]) == 0 and json.loads(sidecar.read_text())["Reviewer"] == "R2"
+    capsys.readouterr()
     # a missing --out is one sentence, exit 2, nothing written
     assert main(["cmb", "export", "--store", str(tmp_path / "cases.sqlite"), "--scan", str(scan),
                  "--out", str(tmp_path / "nowhere")]) == 2

@@ -34,12 +34,13 @@ from ...io.outputs import Output, check_outputs, write_together
 from ...store import Finding
 
 if TYPE_CHECKING:  # the session calls this module
+    from ...store import CaseStore
     from .review import ReviewSession
 
 __all__ = [
     "BIDS_DESC", "EXPORT_STATUSES", "POINT_COLUMNS", "STATUSES", "UNNAMED_REVIEWER", "default_reviewer",
     "draw_instances", "export_bids", "export_review",
-    "export_reviewer", "finding_records",
+    "export_reviewer", "finding_records", "stored_reviewer",
 ]
 
 #: The store's task name of a microbleed finding (and what exports record).
@@ -340,6 +341,21 @@ def default_reviewer() -> str:
         return getpass.getuser()
     except Exception:  # no user database (some containers)
         return "unknown"
+
+
+def stored_reviewer(store: CaseStore, sha256: str) -> str | None:
+    """Who the store says reviewed the scan, as an export may name them; None when nobody named.
+
+    The sign-off's reviewer while the scan is signed off (who vouches for it), else the
+    named reviewers of its findings' decisions, in order of first decision. Why: an export
+    made later (``cmb export``) should credit the review, not an ``'unnamed reviewer'``.
+    """
+    signed = store.scan_state(sha256, task=TASK).signed_by
+    if signed and export_reviewer(signed) != UNNAMED_REVIEWER:
+        return export_reviewer(signed)
+    names = [export_reviewer(r.reviewer) for f in store.findings_for(sha256, task=TASK) for r in store.reviews_for(f.id)]
+    named = list(dict.fromkeys(n for n in names if n != UNNAMED_REVIEWER))
+    return ", ".join(named) or None
 
 
 def export_reviewer(reviewer: str) -> str:
