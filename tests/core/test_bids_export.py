@@ -65,7 +65,7 @@ def _check_bids_rules(root: Path) -> None:
         doc = json.loads((root / name).read_text())
         assert all(s.startswith("bids:") for s in doc["Sources"]), doc["Sources"]
         assert doc["SourceVoxelSHA256"] == SHA_A and doc["Models"] == [
-            {"Name": "cmb-detector", "Version": "0.1.0", "Threshold": 0.3}]
+            {"Name": "cmb-detector", "Version": "0.1.0", "CardThreshold": 0.3}]
     for name in (f for f in files if f.endswith(".tsv")):
         rows = list(csv.reader((root / name).read_text().splitlines(), delimiter="\t"))
         assert all(len(r) == len(rows[0]) and all(cell != "" for cell in r) for r in rows)  # n/a, never empty
@@ -272,3 +272,15 @@ def test_a_re_export_without_a_seg_removes_the_previous_seg(tmp_path: Path) -> N
         written = export_bids(session, tmp_path / "out", seg=True)
     assert not any(f.endswith(("_seg.dcm", "_seg.json")) for f in _files(root))
     assert sorted(str(p.relative_to(root)) for p in written) == _files(root)
+
+
+def test_a_card_without_a_threshold_exports_the_one_the_detector_used(tmp_path: Path) -> None:
+    """The sidecar's CardThreshold follows card_threshold (the fallback for a card that states none)."""
+    from napari_neuroreview.core.tasks.cmb.model import FALLBACK_THRESHOLD
+
+    with CaseStore(tmp_path / "cases.sqlite") as store:
+        session = ReviewSession.open(store, "/raw/sub-01/anat/sub-01_swi.nii.gz", SHA_A, SHAPE, AFFINE)
+        session.add_detections(fake_result(), card={**CARD, "config": {}})
+        export_bids(session, tmp_path)
+    models = json.loads((derivative_root(tmp_path) / "sub-01/anat/sub-01_desc-cmb_dseg.json").read_text())["Models"]
+    assert models == [{"Name": "cmb-detector", "Version": "0.1.0", "CardThreshold": FALLBACK_THRESHOLD}]

@@ -6,7 +6,7 @@ An export of a scan goes to ``<out>/derivatives/neuroreview/`` (BIDS 1.10, "Deri
                                              GeneratedBy (this plugin, its version), DatasetLinks
     sub-<label>/[ses-<label>/]anat/
         sub-<label>[_ses-<label>][_acq-..]_desc-<desc>_<suffix><extension>
-        sub-<label>..._desc-<desc>_<suffix>.json   the sidecar: model, threshold, source sha256, Sources
+        sub-<label>..._desc-<desc>_<suffix>.json   the sidecar: model, card threshold, source sha256, Sources
 
 Why the labels: the subject (and session, acquisition, run...) entities are taken from the
 SOURCE file's name when it is already BIDS (``sub-01_ses-02_swi.nii.gz``: the dataset's own
@@ -193,7 +193,7 @@ def json_write(path: Path, doc: Mapping[str, Any]) -> tuple[Path, Any]:
 
 def sidecar(description: str, scan: BidsScan, sha256: str, models: Sequence[Mapping[str, Any]],
             **fields: Any) -> dict[str, Any]:
-    """A sidecar's fields: what the file is, the models (name, version, threshold), the source.
+    """A sidecar's fields: what the file is, the models (name, version, card threshold), the source.
 
     ``fields`` are added as given (BIDS-style CamelCase keys: ``Reviewer``, ``LabelStatuses``...).
     """

@@ -255,14 +255,21 @@ def _make_folders(out: Path, folder: Path) -> list[Path]:
 
 
 def _models(session: ReviewSession) -> list[dict[str, Any]]:
-    """The model versions behind the findings: name, version, and the threshold their card states (None if none)."""
+    """The model versions behind the findings: name, version, and their card's operating threshold.
+
+    Why ``CardThreshold`` and not ``Threshold``: the store keeps no record of the threshold a
+    detection ran at (the widget's box, ``cmb detect --threshold``); the card's is what is
+    known, read by the one rule :func:`card_threshold` (None when the card is not stored).
+    """
+    from ...registry import ModelCard
+    from .model import card_threshold
+
     keys = sorted({tuple(f.model) for f in session.findings if f.model})
     models = []
     for name, version in keys:
         card = next((r.card for r in session.store.model_versions(name) if r.version == version), {}) or {}
-        threshold = (card.get("config") or {}).get("threshold") if isinstance(card.get("config"), dict) else None
-        models.append({"Name": name, "Version": version,
-                       "Threshold": float(threshold) if isinstance(threshold, (int, float)) else None})
+        threshold = card_threshold(ModelCard.from_dict(card, "stored model card")) if card else None
+        models.append({"Name": name, "Version": version, "CardThreshold": threshold})
     return models
 
 
