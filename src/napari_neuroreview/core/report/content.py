@@ -28,6 +28,7 @@ from ..io.nifti import SUPPORTED_SUFFIXES
 from ..model_labels import is_demo
 from ..registry import DEMO_NOTE, find_version
 from ..store import CaseStore, ImageRecord
+from ..store.records import stored_time
 from ..tasks.cmb.locations import Location
 from ..tasks.cmb.review import ReviewSession
 from ..tasks.cmb.review_export import EXPORT_STATUSES, TASK, export_reviewer
@@ -106,7 +107,7 @@ class ReportContent:
     subtype: dict[str, Any] | None = None
     networks: dict[str, Any] | None = None
     regions_note: str | None = None
-    generated_at: str = field(default_factory=lambda: _utc(datetime.now(UTC).isoformat()))
+    generated_at: str = field(default_factory=lambda: stored_time(datetime.now(UTC).isoformat()))
 
     @property
     def counted(self) -> list[ReportFinding]:
@@ -145,7 +146,7 @@ def gather(store: CaseStore, image: ImageRecord, subtype: dict[str, Any] | None 
             models.append(ModelUse(role, name, version, _is_demo(cards, name, version)))
     affine = image.affine_matrix
     state = store.scan_state(image.sha256, task=TASK)
-    signed = (f"{export_reviewer(state.signed_by or '')}, {_utc(state.signed_at)}"
+    signed = (f"{export_reviewer(state.signed_by or '')}, {stored_time(state.signed_at)}"
               if state.state == "signed off" and state.signed_at else None)
     return ReportContent(
         sha256=image.sha256, label=state.label, state=state.state, signed_off=signed,
@@ -192,15 +193,7 @@ def _reviewers(store: CaseStore, sha256: str) -> list[ReviewerActivity]:
     for finding in store.findings_for(sha256, task=TASK):
         for review in store.reviews_for(finding.id):
             times.setdefault(export_reviewer(review.reviewer), []).append(review.at)
-    return [ReviewerActivity(name, len(at), _utc(min(at)), _utc(max(at))) for name, at in sorted(times.items())]
-
-
-def _utc(iso: str) -> str:
-    """An ISO timestamp as 'YYYY-MM-DD HH:MM UTC' (the store writes UTC)."""
-    moment = datetime.fromisoformat(iso)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return [ReviewerActivity(name, len(at), stored_time(min(at)), stored_time(max(at))) for name, at in sorted(times.items())]
 
 
 def check_subtype(subtype: dict[str, Any], image: ImageRecord) -> None:

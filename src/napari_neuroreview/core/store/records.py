@@ -22,6 +22,7 @@ from napari_neuroreview.core.errors import GeometryError, StoreError
 from napari_neuroreview.core.io import strict_json
 
 __all__ = [
+    "stored_time",
     "FINDING_SOURCES",
     "REVIEW_ACTIONS",
     "SCAN_STATES",
@@ -180,7 +181,7 @@ class ScanState:
     @property
     def signed(self) -> str:
         """Who signed it off and when (``dr.a, 2026-12-02 07:45 UTC``), or ``''`` while not signed off."""
-        return f"{self.signed_by}, {_when(self.signed_at)}" if self.signed_by and self.signed_at else ""
+        return f"{self.signed_by}, {stored_time(self.signed_at)}" if self.signed_by and self.signed_at else ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -191,9 +192,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _when(at: str) -> str:
-    """A stored UTC timestamp to the minute, for a sentence or a table (``2026-12-02 07:45 UTC``)."""
-    return f"{at[:16].replace('T', ' ')} UTC"
+def stored_time(at: str) -> str:
+    """A stored ISO timestamp to the minute in UTC, for a sentence, a table or a report (``2026-12-02 07:45 UTC``).
+
+    The one format: the store's refusals, its scan states and the case report all write times so.
+    """
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _default_actor() -> str:

@@ -28,7 +28,7 @@ from napari_neuroreview.core.store.records import (
     SignedOffError,
     _now,
     _short,
-    _when,
+    stored_time,
 )
 
 __all__ = ["SIGNOFF_ACTIONS", "WITHDRAWN_NOTE", "SignOffs", "next_to_review"]
@@ -107,7 +107,7 @@ class SignOffs:
             signed = latest is not None and latest[0] == "signed_off"
             name = Path(image.path).name
             if action == "signed_off" and signed:
-                raise StoreError(f"Scan {name} is already signed off (by {latest[1]} at {_when(latest[2])}).")
+                raise StoreError(f"Scan {name} is already signed off (by {latest[1]} at {stored_time(latest[2])}).")
             if action == "reopened" and not signed:
                 raise StoreError(f"Scan {name} is not signed off, so there is nothing to re-open.")
             findings, reviewed = _counts(cur.execute(_FINDING_STATUS_SQL + " WHERE f.image_id = ?", (image.id,)))
@@ -137,7 +137,7 @@ class SignOffs:
         ).fetchone()
         if row is not None and row[0] == "signed_off":
             raise SignedOffError(
-                f"Scan {Path(row[3]).name} was signed off by {row[1]} at {_when(row[2])}; "
+                f"Scan {Path(row[3]).name} was signed off by {row[1]} at {stored_time(row[2])}; "
                 "re-open it (Worklist > Re-open) before changing its findings."
             )
 
