@@ -12,17 +12,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QApplication, QDockWidget
 
-
-def wait(condition, seconds: float = 600.0) -> None:
-    end = time.monotonic() + seconds
-    while not condition() and time.monotonic() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
+from _gui import wait  # scripts/_gui.py
 
 
 def main(out: str) -> None:
