@@ -1,38 +1,33 @@
-"""A stroke cohort's ``clinical.tsv`` and ``labels.tsv``: their columns and their one reader.
+"""A stroke cohort's ``clinical.tsv`` and ``labels.tsv``, and a user's clinical table: their one reader.
 
 Why in the task, not the phantom: pretraining, training and evaluating on a cohort read the
 table and the labels, and ``core.tasks`` never imports the simulators; the phantom
-(``core.phantoms.stroke``) writes the files with these columns. Missing values are ``n/a``
-(BIDS) and read as None.
+(``core.phantoms.stroke``) writes the files with these columns. Every cell is read by
+:func:`.schema.validate_row` (the documented columns, units and ranges), whether it comes
+from a cohort or from the table a user gives ``stroke predict`` (CSV or TSV). Missing values
+are ``n/a`` (BIDS) or an empty cell and read as None.
 """
 
 from __future__ import annotations
 
-import math
+import csv
 from pathlib import Path
 from typing import Any
 
 from ...errors import InputFileError
+from .schema import COLUMNS, validate_row
 
-__all__ = ["BINARY_COLUMNS", "CLINICAL_COLUMNS", "COLUMN_RANGES", "IMAGE_VOLUME_COLUMNS", "LABEL_COLUMNS", "MISSING",
-           "SETS", "read_stroke_labels", "read_stroke_table"]
+__all__ = ["BINARY_COLUMNS", "CLINICAL_COLUMNS", "IMAGE_VOLUME_COLUMNS", "LABEL_COLUMNS", "MISSING", "SETS",
+           "read_clinical_row", "read_stroke_labels", "read_stroke_table"]
 
-#: The clinical table's columns after ``subject`` and ``set``, with their units: age (years),
-#: sex (F or M), systolic BP (mmHg), antihypertensive treatment, diabetes, current smoking,
-#: atrial fibrillation, cardiovascular disease (coronary disease or heart failure), ECG left
-#: ventricular hypertrophy (each 0 or 1), BMI (kg/m2), total cholesterol (mmol/L).
-CLINICAL_COLUMNS: tuple[str, ...] = ("age", "sex", "sbp", "bp_treated", "diabetes", "smoking", "af", "cvd", "lvh",
-                                     "bmi", "cholesterol")
+#: The clinical table's columns after ``subject`` and ``set``, in order (units, ranges and
+#: which may be blank: :data:`.schema.COLUMNS`).
+CLINICAL_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if not c.image_derived)
 #: Image-derived volumes (ml) that ``stroke phantoms --image-volumes-in-table`` adds to the table
 #: (as the study's table held them): white matter hyperintensities, brain parenchyma, ventricles.
-IMAGE_VOLUME_COLUMNS: tuple[str, ...] = ("wmh_ml", "brain_ml", "ventricles_ml")
+IMAGE_VOLUME_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.image_derived)
 #: The 0/1 columns.
-BINARY_COLUMNS: tuple[str, ...] = ("bp_treated", "diabetes", "smoking", "af", "cvd", "lvh")
-#: Each number column's plausible range (a value outside is a malformed table).
-COLUMN_RANGES: dict[str, tuple[float, float]] = {
-    "age": (18.0, 110.0), "sbp": (60.0, 260.0), "bmi": (12.0, 70.0), "cholesterol": (1.0, 15.0),
-    **{c: (0.0, 1.0) for c in BINARY_COLUMNS}, "wmh_ml": (0.0, 300.0), "brain_ml": (500.0, 2000.0),
-    "ventricles_ml": (1.0, 400.0)}
+BINARY_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "binary")
 #: The sets of a cohort: pretraining subjects (no label) and labelled ones.
 SETS: tuple[str, ...] = ("unlabelled", "labelled")
 #: ``labels.tsv``: the labelled subjects' written stroke label (0 or 1).
@@ -43,29 +38,10 @@ MISSING = "n/a"
 
 def _lines(path: Path, what: str) -> list[str]:
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise InputFileError(f"{path}: cannot read the cohort's {what} ({reason}).") from None
-
-
-def _value(column: str, text: str) -> Any:
-    """One cell: None for ``n/a``; sex as text; numbers within :data:`COLUMN_RANGES` (0/1 columns as int)."""
-    if text == MISSING:
-        return None
-    if column == "sex":
-        if text not in ("F", "M"):
-            raise ValueError
-        return text
-    value = float(text)
-    low, high = COLUMN_RANGES[column]
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError
-    if column in BINARY_COLUMNS:
-        if value not in (0.0, 1.0):
-            raise ValueError
-        return int(value)
-    return value
+        raise InputFileError(f"{path}: cannot read the {what} ({reason}).") from None
 
 
 def _subject_ok(name: str) -> bool:
@@ -78,10 +54,10 @@ def read_stroke_table(cohort_dir: str | Path) -> list[dict[str, Any]]:
     :data:`IMAGE_VOLUME_COLUMNS`; a missing value is None.
 
     A missing or malformed file is the user's (``--data DIR`` that is not a stroke cohort):
-    one sentence naming it and the line.
+    one sentence naming it and the line (and, for a bad cell, the column, value, unit and range).
     """
     path = Path(cohort_dir) / "clinical.tsv"
-    lines = _lines(path, "clinical table")
+    lines = _lines(path, "cohort's clinical table")
     base = ("subject", "set", *CLINICAL_COLUMNS)
     header = tuple(lines[0].split("\t")) if lines else ()
     if header not in (base, (*base, *IMAGE_VOLUME_COLUMNS)):
@@ -90,16 +66,47 @@ def read_stroke_table(cohort_dir: str | Path) -> list[dict[str, Any]]:
     rows, seen = [], set()
     for n, line in enumerate(lines[1:], start=2):
         values = line.split("\t")
-        try:
-            if len(values) != len(header) or not _subject_ok(values[0]) or values[0] in seen or values[1] not in SETS:
-                raise ValueError
-            row = {"subject": values[0], "set": values[1],
-                   **{c: _value(c, v) for c, v in zip(header[2:], values[2:])}}
-        except ValueError:
-            raise InputFileError(f"{path}: line {n} is not a subject's clinical row ({line[:60]!r}).") from None
+        if len(values) != len(header) or not _subject_ok(values[0]) or values[0] in seen or values[1] not in SETS:
+            raise InputFileError(f"{path}: line {n} is not a subject's clinical row ({line[:60]!r}).")
+        rows.append(validate_row(dict(zip(header, values)), header[2:], where=f"{path}: line {n} ({values[0]})"))
         seen.add(values[0])
-        rows.append(row)
     return rows
+
+
+def read_clinical_row(path: str | Path, subject: str, columns: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Subject ``subject``'s row of a clinical table (CSV, or TSV: ``.tsv`` or a tab in the header).
+
+    The table needs a ``subject`` column and the schema's required columns (any order; other
+    columns, such as a cohort's ``set``, are ignored); ``columns`` (default: the clinical
+    ones) are checked and typed by :func:`.schema.validate_row`, an optional column the table
+    lacks read as blank. Returns ``{"subject", column: value or None}``. A subject not in the
+    table, or there twice, is one sentence.
+    """
+    path = Path(path)
+    lines = _lines(path, "clinical table")
+    if not lines:
+        raise InputFileError(f"{path}: the clinical table is empty.")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in lines[0] else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    if "subject" not in header:
+        raise InputFileError(f"{path}: the clinical table has no subject column (its header: "
+                             f"{', '.join(header)[:120]}).")
+    if len(set(header)) != len(header):
+        raise InputFileError(f"{path}: the clinical table's header names a column twice.")
+    key = header.index("subject")
+    found = [(n, values) for n, values in enumerate(reader, start=2) if len(values) > key and values[key].strip() == subject]
+    if not found:
+        raise InputFileError(f"{path}: no row for subject {subject!r} in the clinical table.")
+    if len(found) > 1:
+        raise InputFileError(f"{path}: subject {subject!r} has {len(found)} rows (lines "
+                             f"{', '.join(str(n) for n, _ in found)}); the table needs one per subject.")
+    n, values = found[0]
+    if len(values) != len(header):
+        raise InputFileError(f"{path}: line {n} ({subject}) has {len(values)} cells, the header {len(header)}.")
+    row = validate_row(dict(zip(header, values)), columns, where=f"{path}: line {n} ({subject})")
+    row["subject"] = subject
+    return {k: row[k] for k in ("subject", *(columns if columns is not None else CLINICAL_COLUMNS))}
 
 
 def read_stroke_labels(cohort_dir: str | Path) -> dict[str, int]:
