@@ -9,4 +9,8 @@ Modules (import them directly; this package imports nothing):
   the label), shared by pretraining and every downstream step.
 * :mod:`.tabular` - the table's encoding (fitted on training subjects) and SCARF corruption.
 * :mod:`.pretrain` - CLIP + image-tabular matching pretraining on the one loop (DDP under torchrun).
+* :mod:`.schema` - the clinical table's documented columns (unit, type, range, blank allowed) and
+  ``validate_row``, the one parser of every cell :mod:`.labels` reads.
+* :mod:`.explain` - Grad-CAM of the ensemble logit on the subject's grid; the modality shares.
+* :mod:`.predict` - one subject's risk from a T1 (+ FLAIR) and their clinical row (``stroke predict``).
 """
