@@ -1,12 +1,66 @@
 """Stroke downstream (issue 13 item 4): the risk net's interface, frozen vs trainable heads, stratified batches
-that keep every subject, the signed Youden threshold, the split shared with pretraining, the test metrics."""
+that keep every subject, the signed Youden threshold, the split shared with pretraining, the test metrics.
+(The CLI end to end: test_cli_stroke.py.)"""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from napari_neuroreview.core.explain.gradcam import find_layer
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    roc_auc_score,
+)
+from stroke_synthetic import write_tiny_cohort
+
+from napari_neuroreview.cli import main
+from napari_neuroreview.core.errors import InputFileError
+from napari_neuroreview.core.explain.gradcam import find_layer, grad_cam
+from napari_neuroreview.core.metrics.classification import youden_threshold
 from napari_neuroreview.core.models.stroke_risk import HEADS, StrokeRiskNet
+from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.tasks.stroke.downstream import (
+    DownstreamConfig,
+    RiskBatches,
+    check_same_cohort,
+    load_pretrained,
+    train_downstream,
+)
+from napari_neuroreview.core.tasks.stroke.evaluate import METRICS, score_binary
+from napari_neuroreview.core.tasks.stroke.split import make_split, read_split
+
+
+def label_cohort(cohort: Path, strokes: int) -> Path:
+    """Overwrite the labelled subjects' written labels: the last ``strokes`` of them had one."""
+    lines = (cohort / "labels.tsv").read_text().splitlines()
+    body = [f"{line.split(chr(9))[0]}\t{int(i >= len(lines) - 1 - strokes)}" for i, line in enumerate(lines[1:])]
+    (cohort / "labels.tsv").write_text("\n".join([lines[0], *body]) + "\n")
+    return cohort
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny labelled cohort (30 labelled, 10 strokes) and a registry with a 1-epoch stroke-pretrain version."""
+    base = tmp_path_factory.mktemp("stroke-downstream")
+    cohort = label_cohort(write_tiny_cohort(base / "cohort", n=40, labelled=30), strokes=10)
+    registry = base / "registry"
+    assert main(["stroke", "pretrain", "--data", str(cohort), "--out", str(registry), "--epochs", "1", "--batch",
+                 "8", "--width", "2", "--queue", "0", "--device", "cpu", "--quiet"]) == 0
+    return cohort, registry
+
+
+class _EnsembleOfImage(torch.nn.Module):
+    """The risk net as a function of the image alone (the table fixed), as Grad-CAM takes a model."""
+
+    def __init__(self, net: StrokeRiskNet, table: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.table = net, table
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image, self.table)["ensemble"]
 
 
 def test_risk_net_interface_shapes_and_cam_layer() -> None:
@@ -19,6 +73,94 @@ def test_risk_net_interface_shapes_and_cam_layer() -> None:
     assert tuple(out) == HEADS and all(v.shape == (3,) for v in out.values())
     assert torch.allclose(out["ensemble"], (out["image"] + out["table"] + out["fused"]) / 3)
     assert all(torch.equal(a, b) for a, b in zip(net(image, table).values(), out.values()))
-    assert isinstance(find_layer(net, net.image_cam_layer), torch.nn.Module)
+    assert isinstance(find_layer(net, net.image_cam_layer), torch.nn.Conv3d | torch.nn.Sequential)
+    cam = grad_cam(_EnsembleOfImage(net, table), image, "net." + net.image_cam_layer)
+    assert cam.raw.shape == (3, 12, 14, 12)
     for name in ("reference_img", "reference_tab", "reference_embeddings", "reference_labels"):
         assert name in dict(net.named_buffers())
+
+
+def test_every_training_subject_is_in_each_epoch_and_each_batch_holds_a_stroke() -> None:
+    for n, strokes, batch in ((50, 7, 8), (50, 3, 8), (33, 33 // 4, 5)):
+        labels = np.zeros(n, np.float32)
+        labels[np.random.default_rng(n).choice(n, strokes, replace=False)] = 1
+        batches = RiskBatches(np.zeros((n, 2, 2, 2, 2), np.float16), np.zeros((n, 1), np.float32), labels,
+                              DownstreamConfig(batch=batch))
+        generator = torch.Generator().manual_seed(0)
+        for _epoch in range(3):
+            rows = batches.epoch_rows(generator)
+            assert len(rows) == batches.steps_per_epoch == -(-n // batch)
+            every = torch.cat(rows).tolist()
+            assert sorted(every) == list(range(n))  # each subject exactly once: none dropped
+            sizes = [len(r) for r in rows]
+            assert max(sizes) - min(sizes) <= 2
+            per_batch = [int(labels[r.numpy()].sum()) for r in rows]
+            if strokes >= len(rows):
+                assert min(per_batch) >= 1  # the cohort's share in every batch
+            else:
+                assert max(per_batch) == 1  # too few strokes for every batch: spread, one each
+
+
+def test_youden_threshold_is_signed() -> None:
+    y = np.array([0] * 6 + [1] * 4)
+    s = np.array([0.9, 0.8, 0.85, 0.7, 0.95, 0.75, 0.1, 0.2, 0.15, 0.3])  # anti-correlated: strokes score lowest
+    t = youden_threshold(y, s)
+    tpr, fpr = (s[y == 1] >= t).mean(), (s[y == 0] >= t).mean()
+    assert tpr - fpr == 0.0  # no rule beats chance: signed J's maximum is 0
+    # |J| would take the perfect flipped rule, calling "positive" the scores BELOW 0.3 (or >= 0.7 as J = -1)
+    assert t not in (0.7, 0.3)
+    assert youden_threshold(y, -s) == -0.3  # the same scores turned the right way round: the perfect cut
+
+
+def test_score_binary_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.uniform(size=200) < 0.1).astype(int)
+    s = y * 0.8 + rng.uniform(size=200)
+    out = score_binary(y, s, threshold=0.7, n_boot=200)
+    assert out["n"] == 200 and out["positives"] == int(y.sum()) and out["prevalence"] == y.mean()
+    assert out["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, s))
+    assert out["pr_auc"]["value"] == pytest.approx(average_precision_score(y, s))
+    assert out["balanced_accuracy"]["value"] == pytest.approx(balanced_accuracy_score(y, s >= 0.7))
+    assert out["sensitivity"]["value"] == pytest.approx(((s >= 0.7) & (y == 1)).sum() / y.sum())
+    assert out["specificity"]["value"] == pytest.approx(((s < 0.7) & (y == 0)).sum() / (y == 0).sum())
+    for key in METRICS:
+        low, high = out[key]["ci95"]
+        assert low <= out[key]["value"] <= high
+    assert out["roc_auc"]["ci95"][0] < out["roc_auc"]["ci95"][1]
+
+
+def _train(cohort: Path, registry: Path, mode: str):
+    _root, clip, card = load_pretrained(None, registry)
+    split = read_split(registry / card.config["split"]["file"], cohort)
+    config = DownstreamConfig(mode=mode, epochs=2, batch=8, lr=1e-2, augment=False)
+    return clip, card, split, run_to_completion(train_downstream(cohort, split, clip, card, config, "cpu"))
+
+
+def test_frozen_mode_keeps_the_encoders_bit_identical_and_trainable_mode_moves_them(pretrained) -> None:
+    cohort, registry = pretrained
+    clip, _card, split, frozen = _train(cohort, registry, "frozen")
+    for mine, theirs in ((frozen.net.image_encoder, clip.image_encoder), (frozen.net.table_encoder, clip.table_encoder)):
+        assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()))
+    assert not any(p.requires_grad for e in frozen.net.encoders for p in e.parameters())
+    *_, trainable = _train(cohort, registry, "trainable")
+    moved = [not torch.equal(a, b) for a, b in zip(trainable.net.image_encoder.state_dict().values(),
+                                                   clip.image_encoder.state_dict().values())]
+    assert any(moved)
+    assert list(trainable.net.state_dict()) == list(frozen.net.state_dict())  # plain weights again after training
+    # the heads learned on train only; thresholds on val, signed Youden per head, as probabilities
+    labels = {s for p in ("train",) for s in split["subjects"][p]}
+    assert set(frozen.subjects["train"]) <= labels and not set(frozen.subjects["train"]) & set(split["subjects"]["test"])
+    assert set(frozen.thresholds) == set(HEADS) and all(0 < t < 1 for t in frozen.thresholds.values())
+    assert frozen.net.reference_embeddings.shape == (len(frozen.subjects["train"]), frozen.net.d_img + frozen.net.d_tab)
+
+
+def test_a_pretrained_version_of_another_cohort_or_split_is_refused(pretrained, tmp_path: Path) -> None:
+    cohort, registry = pretrained
+    _root, clip, card = load_pretrained(None, registry)
+    other = label_cohort(write_tiny_cohort(tmp_path / "other", n=40, labelled=30, seed=1), strokes=10)
+    with pytest.raises(InputFileError, match="pretrained on another cohort"):
+        check_same_cohort(card, other)
+    with pytest.raises(InputFileError, match="pretrained on another cohort"):
+        run_to_completion(train_downstream(other, make_split(other), clip, card, DownstreamConfig(), "cpu"))
+    with pytest.raises(InputFileError, match="not the one"):  # the same cohort cut with another seed
+        run_to_completion(train_downstream(cohort, make_split(cohort, seed=5), clip, card, DownstreamConfig(), "cpu"))
