@@ -7,7 +7,8 @@ the raw map and a min-max normalised one that is NOT inverted (MONAI's default n
 returns ``1 - scaled``: the most important voxel would get 0). The map is on the model's
 input grid; :func:`cam_on_subject` pulls it onto the subject's own T1 grid (trilinear,
 through world mm, 0 outside the model's grid), raw and normalised, so that it overlays the
-scan the user gave.
+scan the user gave. It shows where the image RAISES the ensemble logit (Grad-CAM's ReLU): a
+subject whose image only lowers it gets an all-zero map (then the normalised one is zero too).
 
 Modality shares (:func:`modality_shares`): the two-player Shapley decomposition of the
 ensemble logit ``f(I, T)`` with the training subjects' mean embeddings as the "absent"
