@@ -19,6 +19,7 @@ from stroke_synthetic import write_tiny_cohort
 
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.anatomy import registration
+from napari_neuroreview.core.errors import InputFileError
 from napari_neuroreview.core.io.nifti import Volume
 from napari_neuroreview.core.io.resample import resample_to_grid
 from napari_neuroreview.core.progress import run_to_completion
@@ -40,9 +41,11 @@ from napari_neuroreview.core.tasks.stroke.predict import (
     ModelGrid,
     model_input,
     place_on_model_grid,
+    predict_subject,
 )
 from napari_neuroreview.core.tasks.stroke.pretrain import load_images
 from napari_neuroreview.core.tasks.stroke.split import read_split
+from napari_neuroreview.core.tasks.stroke.tabular import TableEncoding
 
 KEYS = ["model", "subject", "risk", "threshold", "high_risk", "modality_share", "missing", "cam_volumes"]
 
@@ -195,3 +198,14 @@ def test_a_t1_off_the_grid_is_registered_and_pulled_onto_it(monkeypatch) -> None
     assert run_to_completion(place_on_model_grid(same, grid, "m"))[1] == [] and len(calls) == 1
     median = float(np.median(foreground(on_grid.astype(np.float32).ravel())))
     assert np.allclose(model_input({"t1": same}, grid, grid_affine)[0], on_grid / median, rtol=1e-5)
+
+
+def test_a_model_reading_image_volumes_needs_them_filled() -> None:
+    encoding = TableEncoding(("age", "sex", "wmh_ml"), {"age": 60.0, "wmh_ml": 5.0}, {"age": 8.0, "wmh_ml": 3.0})
+    t1 = Volume(data=np.ones((4, 4, 4), np.float32), affine=np.eye(4), zooms=(1.0, 1.0, 1.0))
+    row = {"subject": "s1", "age": 61.0, "sex": "F", "wmh_ml": None}
+    task = predict_subject(t1, t1, row, None, encoding, 0.5, {"name": "stroke-risk", "version": "9.0.0"},
+                           {"image_shape": [4, 4, 4], "channels": ["t1", "flair"]})
+    with pytest.raises(InputFileError, match=r"^Subject s1: the stroke-risk 9\.0\.0 model reads wmh_ml \(white matter "
+                                             r"hyperintensity volume \(image-derived\)\), which is blank or absent"):
+        run_to_completion(task)
