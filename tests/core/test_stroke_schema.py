@@ -67,7 +67,9 @@ def test_validate_row_types_values_and_blank_optional_cells() -> None:
     ("sbp", "300", (r"^table\.csv: line 3 \(s1\): sbp \(systolic blood pressure\) is '300' mmHg, outside the allowed "
                    r"60-260 mmHg\.$")),
     ("cholesterol", "212", r"cholesterol \(total cholesterol\) is '212' mmol/L, outside the allowed 1-20 mmol/L\.$"),
-    ("age", "sixty", r"age \(age at the scan\) is 'sixty' years, outside the allowed 18-110 years\.$"),
+    ("age", "sixty", (r"age \(age at the scan\) is 'sixty', not a number \(allowed: 18-110 years; a decimal point, "
+                     r"not a comma\)\.$")),
+    ("bmi", "27,3", r"bmi \(body mass index\) is '27,3', not a number"),
     ("af", "2", r"af \(atrial fibrillation\) is '2', outside the allowed 0 or 1\.$"),
     ("sex", "female", r"sex \(sex\) is 'female', not F or M\.$"),
     ("age", "n/a", r"age \(age at the scan\) is blank, but it is required \(allowed: 18-110 years\)\.$"),
@@ -93,9 +95,8 @@ def test_cohort_reader_names_file_line_and_cell(tmp_path: Path) -> None:
         read_stroke_table(tmp_path)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
-def test_user_table_csv_or_tsv_picks_the_subject_row(tmp_path: Path, suffix: str) -> None:
-    sep = "," if suffix == ".csv" else "\t"
+@pytest.mark.parametrize(("suffix", "sep"), [(".csv", ","), (".tsv", "\t"), (".csv", ";"), (".txt", "\t")])
+def test_user_table_csv_or_tsv_picks_the_subject_row(tmp_path: Path, suffix: str, sep: str) -> None:
     columns = ["cholesterol", "subject", *[c for c in CLINICAL_COLUMNS if c not in ("cholesterol", "lvh")], "note"]
     rows = [sep.join(columns)]
     for s, age in (("a", "50"), ("b", "71.5")):

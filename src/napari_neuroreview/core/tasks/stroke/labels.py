@@ -74,7 +74,8 @@ def read_stroke_table(cohort_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def read_clinical_row(path: str | Path, subject: str, columns: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Subject ``subject``'s row of a clinical table (CSV, or TSV: ``.tsv`` or a tab in the header).
+    """Subject ``subject``'s row of a clinical table: TSV (``.tsv`` or a tab in the header), else CSV (commas, or
+    semicolons when the header has no comma).
 
     The table needs a ``subject`` column and the schema's required columns (any order; other
     columns, such as a cohort's ``set``, are ignored); ``columns`` (default: the clinical
@@ -86,7 +87,9 @@ def read_clinical_row(path: str | Path, subject: str, columns: tuple[str, ...] |
     lines = _lines(path, "clinical table")
     if not lines:
         raise InputFileError(f"{path}: the clinical table is empty.")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in lines[0] else ","
+    first = lines[0]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else (
+        ";" if ";" in first and "," not in first else ",")  # a semicolon CSV: spreadsheets of decimal-comma locales
     reader = csv.reader(lines, delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
     if "subject" not in header:

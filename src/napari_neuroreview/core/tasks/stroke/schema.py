@@ -137,13 +137,14 @@ def parse_cell(column: str, value: Any, where: str = "") -> Any:
         if text not in spec.categories:
             raise InputFileError(f"{prefix}{column} ({spec.meaning}) is {text!r}, not {spec.allowed}.")
         return text
+    unit = "" if spec.kind == "binary" else f" {spec.unit}"
     try:
         number = float(text)
     except (TypeError, ValueError):
-        number = math.nan
+        raise InputFileError(f"{prefix}{column} ({spec.meaning}) is {text!r}, not a number (allowed: "
+                             f"{spec.allowed}; a decimal point, not a comma).") from None
     if not (math.isfinite(number) and spec.low <= number <= spec.high) or (
             spec.kind == "binary" and number not in (0.0, 1.0)):
-        unit = "" if spec.kind == "binary" else f" {spec.unit}"
         raise InputFileError(f"{prefix}{column} ({spec.meaning}) is {text!r}{unit}, outside the allowed "
                              f"{spec.allowed}.")
     return int(number) if spec.kind == "binary" else number
