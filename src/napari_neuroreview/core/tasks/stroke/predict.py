@@ -67,6 +67,7 @@ class ModelGrid:
 
     @property
     def voxel_mm(self) -> tuple[float, ...] | None:
+        """The voxel's edges in mm (None without an affine)."""
         return None if self.affine is None else tuple(float(v) for v in np.sqrt((self.affine[:3, :3] ** 2).sum(0)))
 
 
@@ -91,9 +92,9 @@ def place_on_model_grid(t1: Volume, grid: ModelGrid, what: str) -> TaskGenerator
     """The model grid's voxel -> the T1's world mm, and the sentences saying how (steps 1-2)."""
     if grid.affine is None:
         if t1.spatial_shape == grid.shape:
-            return np.asarray(t1.affine, float), [
-                (f"The card of {what} does not record its grid's affine: the T1, of the training scans' shape "
-                f"{grid.shape}, is read as on the model's grid (not registered).")]
+            said = (f"The card of {what} does not record its grid's affine: the T1, of the training scans' shape "
+                    f"{grid.shape}, is read as on the model's grid (not registered).")
+            return np.asarray(t1.affine, float), [said]
         raise InputFileError(f"The card of {what} does not record its grid's affine, so a T1 of shape "
                              f"{t1.spatial_shape} (not the training scans' {grid.shape}) cannot be put on it.")
     if same_grid(t1.spatial_shape, t1.affine, grid.shape, grid.affine):
@@ -103,9 +104,9 @@ def place_on_model_grid(t1: Volume, grid: ModelGrid, what: str) -> TaskGenerator
     transform = yield from register_to_mni(t1, "The T1")
     to_subject = np.linalg.inv(transform.matrix) @ grid.affine
     mm = " x ".join(f"{v:.3g}" for v in grid.voxel_mm or ())
-    return to_subject, [(f"The T1 is not on the model's grid: it was registered to MNI152 (affine, brain Dice "
-                        f"{transform.brain_dice:.2f}) and resampled onto the model's {mm} mm grid, as the training "
-                        "scans were made.")]
+    said = (f"The T1 is not on the model's grid: it was registered to MNI152 (affine, brain Dice "
+            f"{transform.brain_dice:.2f}) and resampled onto the model's {mm} mm grid, as the training scans were made.")
+    return to_subject, [said]
 
 
 def model_input(scans: Mapping[str, Volume], grid: ModelGrid, to_subject: np.ndarray) -> np.ndarray:
