@@ -9,6 +9,10 @@ on the split's train subjects. Scale-out: run it under ``torchrun`` (DDP on the 
 gloo on CPUs, NCCL on GPUs, several nodes through torchrun's rendezvous), or give
 ``--nproc N``, which starts ``torchrun --standalone`` on this machine with the same options.
 Rank 0 alone writes the split and the weights.
+
+``stroke train`` trains the risk heads on a pretrained version's encoders, frozen or trainable
+(``core.tasks.stroke.downstream``), on the same persisted split; ``stroke evaluate`` scores a
+risk version once on that split's test subjects (``core.tasks.stroke.evaluate``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli import bounded_float, bounded_int, config_from_args, config_type
-from .core.errors import InsufficientDataError, OutputPathError
+from .core.errors import InputFileError, InsufficientDataError, OutputPathError
 
 #: The files a cohort's folder gets besides the subjects' folders.
 COHORT_TABLES: tuple[str, ...] = ("clinical.tsv", "labels.tsv", "truth.tsv")
@@ -145,6 +149,120 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(quiet: bool) -> Any:
+    """A progress printer on stderr (one line, rewritten), or None when quiet."""
+    if quiet:
+        return None
+    return lambda update: print(f"\r{update.message}", end="", file=sys.stderr, flush=True)
+
+
+def _split_beside(root: Path, card: Any, data: Path) -> tuple[dict[str, Any], Path]:
+    """The split a stroke card names (its file beside the weights in ``root``), checked against the cohort."""
+    from .core.tasks.stroke.split import read_split
+
+    path = root / card.config["split"]["file"]
+    if not path.is_file():
+        raise InputFileError(f"{path}: the split of {card.name} {card.version} is missing (it is written beside the "
+                             "weights); give its file with --split.")
+    return read_split(path, data), path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the risk heads on a pretrained version's encoders and its split; save a ``stroke-risk`` version.
+
+    One JSON line: name, version, root, parent, mode, thresholds, validation metrics, loss per epoch.
+    The pretrained version, its cohort and the outputs are checked before any scan is read.
+    """
+    from .cli_metastasis import check_registry_folder
+    from .core.device import resolve_device
+    from .core.io import strict_json
+    from .core.io.atomic import write_text_atomic
+    from .core.progress import run_to_completion
+    from .core.registry import check_new_version, default_registry_root, next_version
+    from .core.tasks.stroke.downstream import (
+        MODEL_NAME,
+        DownstreamConfig,
+        check_same_cohort,
+        load_pretrained,
+        save_risk_model,
+        train_downstream,
+    )
+    from .core.tasks.stroke.split import read_split
+
+    data = Path(args.data)
+    pre_root, clip, pre_card = load_pretrained(args.pretrained, args.weights)
+    check_same_cohort(pre_card, data)
+    if args.split:
+        split, split_path = read_split(args.split, data), Path(args.split)
+    else:
+        split, split_path = _split_beside(pre_root, pre_card, data)
+    root = Path(args.out) if args.out else pre_root if args.weights else default_registry_root()
+    roots = list(dict.fromkeys([root, pre_root, default_registry_root()]))
+    version = args.version or next_version(MODEL_NAME, roots)
+    check_new_version(MODEL_NAME, version, roots)
+    check_registry_folder(root, data)
+    beside = root / split_path.name
+    if beside.exists() and read_split(beside, data) != split:
+        raise OutputPathError(f"{beside}: holds another split of this cohort; save the model in another --out.")
+    config = DownstreamConfig(**{k: v for k, v in (("mode", args.mode), ("epochs", args.epochs), ("batch", args.batch),
+                                                     ("lr", args.lr), ("seed", args.seed)) if v is not None})
+    device = resolve_device(args.device).device
+    if not args.quiet:
+        print(f"{pre_card.name} {pre_card.version} ({config.mode} encoders), split {split_path.name}: heads on "
+              "train, thresholds on val, test never read", file=sys.stderr)
+    result = run_to_completion(train_downstream(data, split, clip, pre_card, config, device), _progress(args.quiet))
+    if not args.quiet:
+        print(file=sys.stderr)
+    if not beside.exists():
+        write_text_atomic(beside, strict_json.dumps(split, indent=1) + "\n")
+    card = save_risk_model(result, config, root, version, data.resolve().name, split, split_path.name, pre_card)
+    print(strict_json.dumps({"name": card.name, "version": card.version, "root": str(root), "parent": card.parent,
+                             "mode": config.mode, "threshold": card.config["threshold"],
+                             "thresholds": card.config["thresholds"], "validation": card.metrics,
+                             "subjects": {p: len(v) for p, v in result.subjects.items() if p != "test"},
+                             "train_loss": result.history.train_loss, "val_loss": result.history.val_loss,
+                             "best_epoch": result.history.best_epoch}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a ``stroke-risk`` version once on its split's test subjects, per head; print it, and write --json."""
+    from .core.io import strict_json
+    from .core.io.outputs import Output, check_outputs, write_together
+    from .core.progress import run_to_completion
+    from .core.registry import find_version
+    from .core.tasks.stroke.downstream import (
+        MODEL_NAME,
+        check_same_cohort,
+        load_risk_model,
+        registry_roots,
+    )
+    from .core.tasks.stroke.evaluate import METRICS, evaluate_test
+
+    data = Path(args.data)
+    if args.json:
+        check_outputs([Output(args.json, (".json",), "evaluation JSON")], protected_folders=[data])
+    root, card = find_version(MODEL_NAME, args.version, registry_roots(args.weights), "stroke risk model",
+                              "neuroreview stroke train --data DIR --pretrained V", shipped=False)
+    model = load_risk_model(root, card.version)
+    check_same_cohort(model.card, data)
+    split, _ = _split_beside(root, model.card, data)
+    result = run_to_completion(evaluate_test(data, model, split, n_boot=args.boot, seed=args.seed),
+                               _progress(args.quiet))
+    if not args.quiet:
+        print(file=sys.stderr)
+    test = result["test"]
+    print(f"{model.card.name} {model.card.version} ({result['mode']}), {test['subjects']} test subjects, "
+          f"{test['strokes']} strokes (prevalence {test['prevalence']:.3f}); 95 % subject-bootstrap CIs")
+    for head, m in result["heads"].items():
+        print(f"  {head:9s} " + "  ".join(f"{k} {m[k]['value']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]"
+                                          for k in METRICS))
+    if args.json:
+        text = strict_json.dumps({"cohort": data.resolve().name, **result}, indent=1) + "\n"
+        write_together([(Path(args.json), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))])
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     """Register ``neuroreview stroke`` and its subcommands."""
     stroke = sub.add_parser("stroke", help="stroke risk from brain MRI and a clinical table").add_subparsers(
@@ -193,3 +311,42 @@ def add_parser(sub: Any) -> None:
                         "start torchrun yourself, README)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_pretrain)
+
+    p = stroke.add_parser("train", help="train the stroke risk heads (image, table, fused; their ensemble) on a "
+                                        "pretrained version's encoders, frozen or trainable, on its split")
+    p.add_argument("--data", required=True, help="the stroke cohort the pretrained version was trained on")
+    p.add_argument("--pretrained", default=None,
+                   help="the stroke-pretrain version (default: the registry's default one)")
+    p.add_argument("--weights", default=None,
+                   help="registry folder holding the pretrained version (default: the user's registry)")
+    p.add_argument("--out", default=None, help="registry folder the new stroke-risk version is saved in "
+                                               "(default: --weights, else the user's registry)")
+    p.add_argument("--split", default=None, help="the pretrained version's split.json when it is not beside its "
+                                                 "weights")
+    p.add_argument("--mode", choices=("frozen", "trainable"), default=None,
+                   help="frozen: heads only (a linear probe; default); trainable: the encoders too, at 0.1 x the lr")
+    p.add_argument("--version", default=None, help="the new version (default: next minor after every installed one)")
+    p.add_argument("--epochs", type=config_type("epochs"), default=None, help="default DownstreamConfig's (30)")
+    p.add_argument("--batch", type=bounded_int(2, 4096, "batch size"), default=None, help="default 32")
+    p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=None,
+                   help="the heads' learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=None, help="heads and batches seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = stroke.add_parser("evaluate", help="score a stroke-risk version once on its split's test subjects: ROC-AUC, "
+                                           "PR-AUC, balanced accuracy, sensitivity, specificity per head, with "
+                                           "subject-bootstrap CIs, at the cohort's prevalence")
+    p.add_argument("--data", required=True, help="the stroke cohort the model was trained on")
+    p.add_argument("--version", default=None, help="the stroke-risk version (default: the registry's default one)")
+    p.add_argument("--weights", default=None, help="registry folder holding it (default: the user's registry)")
+    p.add_argument("--json", default=None, help="write the evaluation here (.json)")
+    p.add_argument("--boot", type=bounded_int(10, 100_000, "bootstrap resamples"), default=1000,
+                   help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    from .cli_stroke_predict import add_predict_parser
+    add_predict_parser(stroke)  # stroke predict: its own module (issue 13 item 7)

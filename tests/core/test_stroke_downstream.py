@@ -32,6 +32,7 @@ from napari_neuroreview.core.tasks.stroke.downstream import (
 from napari_neuroreview.core.tasks.stroke.evaluate import METRICS, score_binary
 from napari_neuroreview.core.tasks.stroke.split import make_split, read_split
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a shared 2-core machine
 
 def label_cohort(cohort: Path, strokes: int) -> Path:
     """Overwrite the labelled subjects' written labels: the last ``strokes`` of them had one."""
@@ -42,10 +43,10 @@ def label_cohort(cohort: Path, strokes: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> tuple[Path, Path]:
+def pretrained(tmp_path_factory, one_torch_thread) -> tuple[Path, Path]:
     """A tiny labelled cohort (30 labelled, 10 strokes) and a registry with a 1-epoch stroke-pretrain version."""
     base = tmp_path_factory.mktemp("stroke-downstream")
-    cohort = label_cohort(write_tiny_cohort(base / "cohort", n=40, labelled=30), strokes=10)
+    cohort = label_cohort(write_tiny_cohort(base / "cohort", n=40, labelled=30, shape=(8, 10, 8)), strokes=10)
     registry = base / "registry"
     assert main(["stroke", "pretrain", "--data", str(cohort), "--out", str(registry), "--epochs", "1", "--batch",
                  "8", "--width", "2", "--queue", "0", "--device", "cpu", "--quiet"]) == 0
@@ -116,7 +117,7 @@ def test_score_binary_matches_sklearn() -> None:
     rng = np.random.default_rng(0)
     y = (rng.uniform(size=200) < 0.1).astype(int)
     s = y * 0.8 + rng.uniform(size=200)
-    out = score_binary(y, s, threshold=0.7, n_boot=200)
+    out = score_binary(y, s, threshold=0.7, n_boot=100)
     assert out["n"] == 200 and out["positives"] == int(y.sum()) and out["prevalence"] == y.mean()
     assert out["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, s))
     assert out["pr_auc"]["value"] == pytest.approx(average_precision_score(y, s))
