@@ -33,6 +33,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.cam:
         outputs.append(Output(args.cam, (".nii.gz", ".nii"), "Grad-CAM volume"))
     check_outputs(outputs, inputs=[args.t1, args.flair, args.clinical])
+    # the model before the scans: the row is read for its columns, and neither error waits for a scan to load
     model = load_risk_model(args.weights, args.version, device=args.device)
     card = model.card
     row = read_clinical_row(args.clinical, args.subject, model.encoding.columns)

@@ -20,7 +20,7 @@ from stroke_synthetic import write_tiny_cohort
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.anatomy import registration
 from napari_neuroreview.core.errors import InputFileError
-from napari_neuroreview.core.io.nifti import Volume
+from napari_neuroreview.core.io.nifti import Volume, load_volume
 from napari_neuroreview.core.io.resample import resample_to_grid
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.reading.window import foreground
@@ -35,12 +35,14 @@ from napari_neuroreview.core.tasks.stroke.downstream import (
 from napari_neuroreview.core.tasks.stroke.explain import ensemble_cam
 from napari_neuroreview.core.tasks.stroke.labels import (
     CLINICAL_COLUMNS,
+    read_clinical_row,
     read_stroke_table,
 )
 from napari_neuroreview.core.tasks.stroke.predict import (
     ModelGrid,
     model_input,
     place_on_model_grid,
+    predict_for_review,
     predict_subject,
 )
 from napari_neuroreview.core.tasks.stroke.pretrain import load_images
@@ -209,3 +211,15 @@ def test_a_model_reading_image_volumes_needs_them_filled() -> None:
     with pytest.raises(InputFileError, match=r"^Subject s1: the stroke-risk 9\.0\.0 model reads wmh_ml \(white matter "
                                              r"hyperintensity volume \(image-derived\)\), which is blank or absent"):
         run_to_completion(task)
+
+
+def test_the_review_task_loads_the_model_and_places_the_subject_among_the_training_ones(setup) -> None:
+    cohort, registry, subject = setup
+    row = read_clinical_row(cohort / "clinical.tsv", subject)
+    t1, flair = (load_volume(cohort / subject / f"{c}.nii.gz") for c in ("t1", "flair"))
+    result = run_to_completion(predict_for_review(t1, flair, row, "1.0.0", str(registry), device="cpu", cam=False))
+    model = load_risk_model(registry, "1.0.0")
+    n = len(model.net.reference_labels)
+    assert result.cam is None and result.to_json()["cam_volumes"] == [] and result.model["version"] == "1.0.0"
+    assert result.place is not None and result.place.reference.shape == (n, 2) and result.place.neighbours == min(20, n)
+    assert result.place.neighbour_strokes <= int(model.net.reference_labels.sum())

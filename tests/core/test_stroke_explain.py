@@ -15,6 +15,7 @@ from torch import nn
 from napari_neuroreview.core.anatomy import voxel_to_world
 from napari_neuroreview.core.tasks.stroke.explain import (
     cam_on_subject,
+    embedding_place,
     ensemble_cam,
     modality_shares,
 )
@@ -124,3 +125,25 @@ def test_shapley_values_of_a_known_logit_and_efficiency() -> None:
     # the subject equal to the reference: neither modality moves the logit, equal shares
     same = modality_shares(net, torch.tensor([[0.2, 0.0]]), torch.tensor([[0.3]]))[0]
     assert (same.image, same.table) == (0.5, 0.5)
+
+
+def test_the_subject_among_the_training_embeddings() -> None:
+    rng = np.random.default_rng(3)
+    net = RegionNet()
+    # 30 training subjects: strokes around (+4, ...), no strokes around (-4, ...), in a 3-d fused embedding
+    labels = np.repeat([0, 1], 15)
+    reference = rng.normal(0.0, 0.5, (30, 3)) + np.where(labels[:, None] > 0, 4.0, -4.0) * np.array([1.0, 0.3, 0.0])
+    net.register_buffer("reference_embeddings", torch.from_numpy(reference).float())
+    net.register_buffer("reference_labels", torch.from_numpy(labels))
+    h_img, h_tab = torch.tensor([[3.9, 1.2]]), torch.tensor([[0.1]])  # among the strokes
+    place = embedding_place(net, h_img, h_tab, neighbours=10)
+    assert place.reference.shape == (30, 2) and place.labels.tolist() == labels.tolist()
+    assert place.neighbours == 10 and place.neighbour_strokes == 10
+    assert place.explained[0] > 0.8 >= place.explained[1]  # the clusters' axis first
+    centre = place.reference[labels == 1].mean(axis=0)
+    assert np.linalg.norm(place.subject - centre) < 0.3 * np.linalg.norm(centre - place.reference[labels == 0].mean(0))
+    # a training subject itself lands on its own point; a net without references has no place
+    same = embedding_place(net, torch.from_numpy(reference[:1, :2]).float(), torch.from_numpy(reference[:1, 2:]).float())
+    assert np.allclose(same.subject, place.reference[0], atol=1e-5) and same.neighbour_strokes == 5
+    net.register_buffer("reference_embeddings", torch.zeros(0, 3))
+    assert embedding_place(net, h_img, h_tab) is None

@@ -27,6 +27,13 @@ both see age and hypertension, so a "table" share may be signal the image also h
 a share of the risk itself (the logit is on a log-odds scale, and a subject close to the
 average has small phis whose shares can swing), and not a statement about any one voxel or
 column. Both phis 0 (the subject's logit is the average's on every path) gives equal shares.
+
+The subject among the training subjects (:func:`embedding_place`, for the viewer): the
+fused embeddings ``[h_img, h_tab]`` of the training subjects (``net.reference_embeddings``,
+with their written labels, no IDs) on their first two principal components
+(scikit-learn's PCA, fitted on them), the subject projected onto the same plane, and the
+share of written strokes among the subject's nearest training subjects in the full
+embedding (the plane is for the eye; distances on it are not the model's).
 """
 
 from __future__ import annotations
@@ -40,10 +47,14 @@ from torch import nn
 from ...explain.gradcam import CamResult, grad_cam, normalise
 from ...io.resample import resample_to_grid
 
-__all__ = ["TARGET", "ModalityShares", "SubjectCam", "cam_on_subject", "ensemble_cam", "modality_shares"]
+__all__ = ["NEIGHBOURS", "TARGET", "EmbeddingPlace", "ModalityShares", "SubjectCam", "cam_on_subject",
+           "embedding_place", "ensemble_cam", "modality_shares"]
 
 #: The logit explained and shared out: the one the risk is read from.
 TARGET = "ensemble"
+#: Nearest training subjects whose written labels :func:`embedding_place` counts (chosen: few
+#: enough to be "like this subject", enough for a share to mean more than one case).
+NEIGHBOURS = 20
 
 
 class _OfImage(nn.Module):
@@ -148,3 +159,53 @@ def modality_shares(net: nn.Module, h_img: torch.Tensor, h_tab: torch.Tensor) ->
                                   phi_table=float(phi_tab[k]), logit=float(f[1, 1][k]),
                                   reference_logit=float(f[0, 0][k])))
     return out
+
+
+@dataclass(frozen=True)
+class EmbeddingPlace:
+    """A subject among the training subjects (module docstring).
+
+    Attributes
+    ----------
+    reference : numpy.ndarray
+        (n, 2) the training subjects on the plane of their first two principal components.
+    labels : numpy.ndarray
+        (n,) their written stroke labels (0/1).
+    subject : numpy.ndarray
+        (2,) the subject on the same plane.
+    explained : tuple of float
+        The share of the embeddings' variance each axis holds.
+    neighbours : int
+        How many nearest training subjects (full embedding, Euclidean) were counted.
+    neighbour_strokes : int
+        How many of them had a written stroke.
+    """
+
+    reference: np.ndarray
+    labels: np.ndarray
+    subject: np.ndarray
+    explained: tuple[float, float]
+    neighbours: int
+    neighbour_strokes: int
+
+
+@torch.no_grad()
+def embedding_place(net: nn.Module, h_img: torch.Tensor, h_tab: torch.Tensor,
+                    neighbours: int = NEIGHBOURS) -> EmbeddingPlace | None:
+    """Where one subject (``h_img`` (1, d), ``h_tab`` (1, d)) lies among ``net.reference_embeddings``.
+
+    None when the net keeps fewer than 3 training subjects (no plane to draw).
+    """
+    from sklearn.decomposition import PCA
+
+    reference = net.reference_embeddings.detach().cpu().double().numpy()
+    if len(reference) < 3:
+        return None
+    point = torch.cat([h_img, h_tab], dim=1).detach().cpu().double().numpy()[:1]
+    pca = PCA(n_components=2, svd_solver="full").fit(reference)
+    labels = net.reference_labels.detach().cpu().numpy().astype(int)
+    k = min(int(neighbours), len(reference))
+    nearest = np.argsort(np.linalg.norm(reference - point, axis=1), kind="stable")[:k]
+    return EmbeddingPlace(reference=pca.transform(reference), labels=labels, subject=pca.transform(point)[0],
+                          explained=(float(pca.explained_variance_ratio_[0]), float(pca.explained_variance_ratio_[1])),
+                          neighbours=k, neighbour_strokes=int(labels[nearest].sum()))

@@ -40,9 +40,11 @@ from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator
 from ...reading.window import foreground
 from .explain import (
+    EmbeddingPlace,
     ModalityShares,
     SubjectCam,
     cam_on_subject,
+    embedding_place,
     ensemble_cam,
     modality_shares,
 )
@@ -50,7 +52,7 @@ from .schema import column_spec
 from .tabular import TableEncoding
 
 __all__ = ["CHANNEL_NAMES", "ModelGrid", "StrokePrediction", "model_grid", "model_input", "place_on_model_grid",
-           "predict_subject"]
+           "predict_for_review", "predict_subject"]
 
 #: What a sentence calls each image channel.
 CHANNEL_NAMES: dict[str, str] = {"t1": "T1", "flair": "FLAIR"}
@@ -134,7 +136,9 @@ def model_input(scans: Mapping[str, Volume], grid: ModelGrid, to_subject: np.nda
 class StrokePrediction:
     """One subject's result (``to_json`` is ``stroke predict``'s file; no path, no date).
 
-    ``cam`` is on the T1's grid (None unless asked); ``messages`` are sentences for the user.
+    ``cam`` is on the T1's grid (None unless asked); ``place`` the subject among the training
+    subjects (:func:`.explain.embedding_place`; the viewer's, not in the file); ``messages``
+    are sentences for the user.
     """
 
     model: dict[str, str]
@@ -144,6 +148,7 @@ class StrokePrediction:
     shares: ModalityShares
     missing: list[str]
     cam: SubjectCam | None = None
+    place: EmbeddingPlace | None = None
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -193,6 +198,7 @@ def predict_subject(t1: Volume, flair: Volume | None, row: Mapping[str, Any], ne
         h_img, h_tab = net.encode_image(image), net.encode_table(table)
         logit = float(net.heads(h_img, h_tab)["ensemble"].reshape(-1)[0])
     shares = modality_shares(net, h_img, h_tab)[0]
+    place = embedding_place(net, h_img, h_tab)
     risk = float(torch.sigmoid(torch.tensor(logit, dtype=torch.float64)))
     subject_cam = None
     if cam:
@@ -202,4 +208,23 @@ def predict_subject(t1: Volume, flair: Volume | None, row: Mapping[str, Any], ne
     yield Progress(100, 100, "Done")
     return StrokePrediction(model={"name": str(model["name"]), "version": str(model["version"])},
                             subject=str(row.get("subject")), risk=risk, threshold=float(threshold), shares=shares,
-                            missing=missing, cam=subject_cam, messages=messages)
+                            missing=missing, cam=subject_cam, place=place, messages=messages)
+
+
+def predict_for_review(t1: Volume, flair: Volume | None, row: Mapping[str, Any], version: str | None,
+                       root: str | None = None, device: str = "auto", cam: bool = True
+                       ) -> TaskGenerator[StrokePrediction]:
+    """Load a stroke-risk version on ``device``, then :func:`predict_subject`, in one task.
+
+    Why one task: loading the weights (and moving them to the device) takes time and must not
+    block the GUI thread, so the viewer's worker does it (as ``metastasis.classify_for_review``).
+    ``root``: the registry folder (default: the user's, then the shipped one).
+    """
+    from .downstream import load_risk_model
+
+    yield Progress(0, 1, "Loading the stroke risk model")
+    model = load_risk_model(root, version, device=device)
+    card = model.card
+    return (yield from predict_subject(t1, flair, row, model.net, model.encoding, model.threshold,
+                                       {"name": card.name, "version": card.version}, card.config, cam=cam,
+                                       device=next(model.net.parameters()).device))
