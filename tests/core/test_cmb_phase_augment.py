@@ -1,0 +1,93 @@
+"""Phase-rendering randomisation of the microbleed training batches (training.randomise_phase)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from napari_neuroreview.core.tasks.cmb.patches import PATCH, PATCH_MM
+from napari_neuroreview.core.tasks.cmb.training import (
+    FitConfig,
+    augment_batch,
+    randomise_phase,
+)
+
+ON = FitConfig(phase_randomise=True)
+
+
+def _dipole(amplitude: float = 0.5, radius_mm: float = 1.5) -> np.ndarray:
+    """The field of a magnetised sphere along z, (3 cos^2 - 1) a^3 / r^3 outside, 0 inside, scaled to ``amplitude``."""
+    axis = (np.arange(PATCH) - (PATCH - 1) / 2.0) * PATCH_MM
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    r = np.sqrt(x**2 + y**2 + z**2)
+    cos2 = np.divide(z**2, r**2, out=np.zeros_like(r), where=r > 0)
+    field = np.where(r > radius_mm, (3 * cos2 - 1) * radius_mm**3 / np.maximum(r, 1e-6) ** 3, 0.0)
+    return (amplitude * field / np.abs(field).max()).astype(np.float32)
+
+
+def _batch(n: int = 8, with_phase: bool = True) -> torch.Tensor:
+    x = torch.zeros(n, 3, PATCH, PATCH, PATCH)
+    x[:, 0] = 1.0 + 0.1 * torch.randn(n, PATCH, PATCH, PATCH, generator=torch.Generator().manual_seed(1))
+    if with_phase:
+        x[:, 1] = torch.from_numpy(_dipole())
+        x[:, 2] = 1.0
+    return x
+
+
+def test_shapes_and_the_other_channels_untouched() -> None:
+    x = _batch()
+    out = randomise_phase(x, torch.Generator().manual_seed(0), ON)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out[:, 0], x[:, 0]) and torch.equal(out[:, 2], x[:, 2])
+    assert not torch.equal(out[:, 1], x[:, 1])
+    assert float(out[:, 1].abs().max()) <= np.pi + 1e-5  # wrapped as scanners store it
+
+
+def test_patches_without_phase_stay_zero() -> None:
+    x = torch.cat([_batch(4), _batch(4, with_phase=False)])
+    out = randomise_phase(x, torch.Generator().manual_seed(0), replace(ON, phase_highpass_p=1.0, phase_blur_p=1.0))
+    assert torch.equal(out[4:], x[4:])
+    assert torch.count_nonzero(out[4:, 1]) == 0
+    # and voxels outside the head (zero phase) stay zero in patches with phase
+    x[:4, 1, :3] = 0.0
+    out = randomise_phase(x, torch.Generator().manual_seed(0), replace(ON, phase_highpass_p=1.0, phase_blur_p=1.0))
+    assert torch.count_nonzero(out[:4, 1, :3]) == 0
+
+
+def test_the_sign_of_the_dipole_core_is_kept() -> None:
+    """Paramagnetic (CMB) and diamagnetic (calcification) dipoles keep their signs under every piece."""
+    dipole = torch.from_numpy(_dipole())
+    lobe = dipole.abs().argmax()  # on the z axis, just outside the sphere
+    equator = dipole.argmin()
+    for sign in (1.0, -1.0):
+        x = _batch(16)
+        x[:, 1] = sign * dipole
+        out = randomise_phase(x, torch.Generator().manual_seed(3), replace(ON, phase_highpass_p=1.0, phase_blur_p=1.0))
+        flat = out[:, 1].flatten(1)
+        assert torch.all(torch.sign(flat[:, lobe]) == sign * torch.sign(dipole.flatten()[lobe]))
+        assert torch.all(torch.sign(flat[:, equator]) == sign * torch.sign(dipole.flatten()[equator]))
+
+
+def test_the_scale_varies_within_its_range() -> None:
+    """With the filters off, each patch's phase is the input times its own scale in ``phase_scale``."""
+    config = replace(ON, phase_highpass_p=0.0, phase_blur_p=0.0)
+    x = _batch(64)
+    out = randomise_phase(x, torch.Generator().manual_seed(0), config)
+    inside = x[0, 1] != 0
+    ratios = (out[:, 1][:, inside] / x[:, 1][:, inside]).median(dim=1).values
+    assert float(ratios.min()) >= config.phase_scale[0] - 1e-4 and float(ratios.max()) <= config.phase_scale[1] + 1e-4
+    assert float(ratios.max() / ratios.min()) > 3.0  # it actually varies (0.2-1.5 log-uniform)
+
+
+def test_deterministic_under_the_generator_and_off_by_default() -> None:
+    x = _batch()
+    a = randomise_phase(x, torch.Generator().manual_seed(5), ON)
+    b = randomise_phase(x, torch.Generator().manual_seed(5), ON)
+    c = randomise_phase(x, torch.Generator().manual_seed(6), ON)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    seg = torch.zeros(x.shape[0], PATCH, PATCH, PATCH)
+    plain, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0, FitConfig())
+    same, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0)
+    assert torch.equal(plain, same)  # FitConfig() leaves the phase as it was: phase_randomise is off
