@@ -34,6 +34,9 @@ SEEDS = {("train", "A"): 700_000, ("train", "B"): 710_000, ("val", "A"): 720_000
          ("test", "A"): 740_000, ("test", "B"): 750_000}
 #: (name, training simulators, registry version of our detector, BasicUNet trained too).
 TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B", ("A", "B"), "0.3.0", False))
+#: ``--loso-variant NAME``: (suffix, FitConfig overrides) of an extra training of ours beside each
+#: selected one, on the same scans and validation scans: "B" gets "B+pr" (version 0.2.1).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"phase_randomised": ("pr", {"phase_randomise": True})}
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.
 TARGET_SENS = {"size all >= 3 mm": 0.90, "size 2-3 mm": 0.80}
@@ -65,13 +68,51 @@ class NpzScans(Sequence):
         return labelled_from_instances(Path(path).stem, magnitude, phase, instances)
 
 
-def plan_cases(work: Path, n: dict[str, int]) -> list[dict[str, Any]]:
-    """Every case of the run: randomised scans of both simulators and the 512 speed scan."""
+def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None) -> list[dict[str, Any]]:
+    """The trainings of ours in this run: ``TRAININGS`` (or those named in ``only``), each followed
+    by its ``variant`` twin (FitConfig overrides from ``VARIANTS``) when one is named.
+
+    Why a twin rather than a second run: the baseline and the variant then train on the same
+    simulated scans, are thresholded on the same validation scans and are scored in one table.
+    """
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown --loso-variant {variant!r}; known: {', '.join(VARIANTS)}")
+    names = [t[0] for t in TRAININGS]
+    unknown = sorted(set(only or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown --loso-only {', '.join(unknown)}; known: {', '.join(names)}")
+    out: list[dict[str, Any]] = []
+    for name, sims, version, with_unet in TRAININGS:
+        if only and name not in only:
+            continue
+        out.append({"name": name, "sims": sims, "version": version, "unet": with_unet, "fit": {}, "base": name})
+        if variant is not None:
+            suffix, fit = VARIANTS[variant]
+            out.append({"name": f"{name}+{suffix}", "sims": sims, "version": version[:-1] + "1", "unet": False,
+                        "fit": dict(fit), "base": name, "variant": variant})
+    return out
+
+
+def trained_sims(trainings: Sequence[dict[str, Any]]) -> set[str]:
+    """The simulators some training uses (their train and validation scans are simulated)."""
+    return {sim for t in trainings for sim in t["sims"]}
+
+
+def plan_cases(work: Path, n: dict[str, int], trainings: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every case of the run: randomised scans and the 512 speed scan (only when A+B is trained).
+
+    Train and validation scans only of the simulators some training uses; test scans of both.
+    """
+    trainings = plan_trainings() if trainings is None else trainings
+    used = trained_sims(trainings)
     cases = [{"kind": f"loso_{split}_{sim}", "seed": SEEDS[(split, sim)] + i, "simulator": SIMULATORS[sim],
               "randomise": True, "path": str(work / f"loso_{split}_{sim}_{SEEDS[(split, sim)] + i}.npz")}
-             for split in ("train", "val", "test") for sim in SIMULATORS for i in range(n[split])]
-    cases.append({"kind": "speed512", "seed": SPEED_512["seed"], "voxel_size": list(SPEED_512["voxel_size"]),
-                  "shape": list(SPEED_512["shape"]), "path": str(work / f"loso_speed512_{SPEED_512['seed']}.npz")})
+             for split in ("train", "val", "test") for sim in SIMULATORS for i in range(n[split])
+             if split == "test" or sim in used]
+    if any(t["name"] == "A+B" for t in trainings):
+        cases.append({"kind": "speed512", "seed": SPEED_512["seed"], "voxel_size": list(SPEED_512["voxel_size"]),
+                      "shape": list(SPEED_512["shape"]),
+                      "path": str(work / f"loso_speed512_{SPEED_512['seed']}.npz")})
     return cases
 
 
@@ -199,16 +240,18 @@ def simulate(cases: list[dict[str, Any]], script: Path, work: Path) -> float:
 
 
 def train_ours(script: Path, work: Path, base: dict[str, Any], cases: list[dict[str, Any]],
-               args: Any) -> dict[str, Any]:
-    """Our detector trained three times (A, B, A+B); each a fresh version under ``<work>/loso_weights``."""
+               args: Any, trainings: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Our detector trained once per planned training; each a fresh version under ``<work>/loso_weights``."""
     from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
 
     root = work / "loso_weights"
-    fit = QUICK_FIT if args.quick else {}
     out = {}
-    for name, sims, version, _ in TRAININGS:
+    for t in trainings:
+        name, sims, version = t["name"], t["sims"], t["version"]
+        fit = {**(QUICK_FIT if args.quick else {}), **t["fit"]}
         train, val = paths_of(cases, "train", sims), paths_of(cases, "val", sims)
-        bench.log(f"training ours on {name}: {len(train)} scans, threshold on {len(val)} validation scans")
+        bench.log(f"training ours on {name}: {len(train)} scans, threshold on {len(val)} validation scans"
+                  + (f", FitConfig {fit}" if t["fit"] else ""))
         seeds = ", ".join(f"{SIMULATORS[s]} train {SEEDS[('train', s)]}+, val {SEEDS[('val', s)]}+" for s in sims)
         spec = {**base, "task": "train_ours", "train": train, "val": val, "fit": fit, "root": str(root),
                 "version": version, "training_data": f"loso {name}: randomised scanners; {seeds}"}
@@ -222,15 +265,22 @@ def train_ours(script: Path, work: Path, base: dict[str, Any], cases: list[dict[
 
 
 def tune_peers(script: Path, work: Path, base: dict[str, Any], cases: list[dict[str, Any]],
-               args: Any) -> dict[str, Any]:
-    """LoG thresholds (on each training's validation scans) and BasicUNet (single simulators only)."""
-    bench.log("LoG at its sweep threshold on the validation scans of each simulator")
+               args: Any, trainings: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """LoG thresholds (on each training's validation scans) and BasicUNet (single simulators only).
+
+    Peers run once per baseline training (not again for a ``--loso-variant`` twin, which only
+    changes ours); ``--loso-no-unet`` leaves BasicUNet out.
+    """
+    bench.log("LoG at its sweep threshold on the validation scans of each trained simulator")
     log_sweeps = {sim: run_cached(script, {**base, "task": "eval", "method": "log",
                                            "cases": paths_of(cases, "val", (sim,)),
                                            "threshold": base["log_sweep_threshold"]},
-                                  work, f"loso_tune_log_{sim}")["records"] for sim in SIMULATORS}
+                                  work, f"loso_tune_log_{sim}")["records"] for sim in sorted(trained_sims(trainings))}
     out: dict[str, Any] = {"log": {}, "unet": {}, "unet_training": {}}
-    for name, sims, _, with_unet in TRAININGS:
+    for t in trainings:
+        name, sims, with_unet = t["name"], t["sims"], t["unet"] and not args.loso_no_unet
+        if "variant" in t:
+            continue
         records = [r for s in sims for r in log_sweeps[s]]
         val = paths_of(cases, "val", sims)
         out["log"][name] = bench.tune_log(records, [bench.load_truth(p) for p in val])
@@ -252,12 +302,17 @@ def tune_peers(script: Path, work: Path, base: dict[str, Any], cases: list[dict[
 
 
 def evaluate_pairs(script: Path, work: Path, base: dict[str, Any], cases: list[dict[str, Any]],
-                   trained: dict[str, Any], peers: dict[str, Any], errors: list[str]) -> dict[str, Any]:
-    """Every trained model on the test scans of both simulators: metrics and strata per method."""
+                   trained: dict[str, Any], peers: dict[str, Any], errors: list[str],
+                   trainings: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Every trained model on the test scans of both simulators: metrics and strata per method.
+
+    A variant twin's pair (e.g. "B+pr->A") holds ours only; its peers are the baseline's.
+    """
     from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
 
     results: dict[str, Any] = {}
-    for name, _, version, _ in TRAININGS:
+    for t in trainings:
+        name, version = t["name"], t["version"]
         for test in SIMULATORS:
             paths = paths_of(cases, "test", (test,))
             truths = [bench.load_truth(p) for p in paths]
@@ -265,8 +320,9 @@ def evaluate_pairs(script: Path, work: Path, base: dict[str, Any], cases: list[d
             model = {"ours": work / "loso_weights" / MODEL_NAME / version, "log": None,
                      "unet": Path(peers["unet"].get(name, {}).get("weights", work))}
             specs = {"ours": {"weights": str(work / "loso_weights"), "version": version,
-                              "threshold": trained[name]["threshold"]},
-                     "log": {"threshold": peers["log"][name]["threshold"]}}
+                              "threshold": trained[name]["threshold"]}}
+            if name in peers["log"]:
+                specs["log"] = {"threshold": peers["log"][name]["threshold"]}
             if name in peers["unet"]:
                 specs["unet"] = {"threshold": peers["unet"][name]["threshold"],
                                  "unet_weights": peers["unet"][name]["weights"]}
@@ -296,7 +352,7 @@ def speed_512(script: Path, work: Path, base: dict[str, Any], cases: list[dict[s
     bench.log("speed: ours (A+B) on 512 x 512 x 160")
     from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
 
-    version = TRAININGS[2][2]
+    version = next(v for n, _, v, _ in TRAININGS if n == "A+B")
     return run_cached(script, {**base, "task": "speed", "method": "ours", "case": path, "device": "cpu",
                                "weights": str(work / "loso_weights"), "version": version,
                                "threshold": trained["A+B"]["threshold"], "repeats": 1}, work, "loso_speed512",
@@ -334,7 +390,8 @@ def pair_rows(key: str, pair: dict[str, Any], held_out: bool) -> list[list[str]]
 def target_lines(results: dict[str, Any]) -> list[str]:
     """PASS/FAIL for ours on the held-out pairs (A->B, B->A); peers in brackets."""
     out = []
-    for key in ("A->B", "B->A"):
+    held_out = [k for k in results["pairs"] if k.split("->")[1] not in k.split("->")[0]]
+    for key in held_out or ["A->B", "B->A"]:
         pair = results["pairs"].get(key, {})
         if "ours" not in pair:
             out.append(f"FAIL  {key}: ours was not evaluated")
@@ -359,6 +416,36 @@ def target_lines(results: dict[str, Any]) -> list[str]:
         out.append(f"INFO  ours (A+B) on 512x512x160 at 0.45 x 0.45 x 1.2 mm: {speed['best']:.1f} s, peak "
                    f"{speed['memory']['peak_gib']:.2f} GiB (CPU, one run after a warm-up; no target)")
     return out
+
+
+def variant_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Ours, each baseline beside its ``--loso-variant`` twin, per test simulator: headline metrics and strata."""
+    rows: list[list[str]] = []
+    for t in results.get("trainings", []):
+        if "variant" not in t:
+            continue
+        for test in SIMULATORS:
+            base = results["pairs"].get(f"{t['base']}->{test}", {}).get("ours")
+            var = results["pairs"].get(f"{t['name']}->{test}", {}).get("ours")
+            if base is None or var is None:
+                continue
+            held = "" if test in t["sims"] else "  [HELD OUT]"
+            title = (f"{t['base']} vs {t['name']} ({t['variant']}), tested on {test}{held}: "
+                     f"{var['summary']['n_truth']} CMBs, {len(var['per_case'])} scans")
+            rows.append([title])
+            rows.append(["  score threshold (training simulator's validation scans)"]
+                        + [common.fmt(r["threshold"]) for r in (base, var)])
+            for label, key, digits in (("  sensitivity, pooled over CMBs", "sensitivity", 3),
+                                       ("  FP / scan, mean", "fp_per_subject", 2), ("  F1, pooled", "f1_pooled", 3),
+                                       ("  Dice per matched CMB, mean", "dice_per_cmb_mean", 3)):
+                rows.append([label] + [common.fmt(r["summary"][key], digits) for r in (base, var)])
+            rows.append(["  FROC sensitivity @ 0.5 / 1 / 2 FP/scan"] + [
+                " / ".join(common.fmt(r["froc_at_fp"][str(float(k))], 2) for k in bench.FROC_POINTS)
+                for r in (base, var)])
+            rows.append(["  by stratum: at threshold / at <= 1 FP/scan"])
+            for label, s in base["strata"].items():
+                rows.append([f"    {label} (n={s['n']})", _cell(base, label), _cell(var, label)])
+    return rows
 
 
 def print_report(results: dict[str, Any], args: Any) -> None:
@@ -387,6 +474,10 @@ def print_report(results: dict[str, Any], args: Any) -> None:
               f"{t['threshold']:.3g}")
     for line in results["errors"]:
         print(f"ERROR {line.splitlines()[0]}")
+    comparison = variant_rows(results)
+    if comparison:
+        print()
+        print(common.table(comparison, ["ours", "baseline", "variant"]))
     print()
     print("Targets on the simulator held out of training (ours; peers in brackets):")
     for line in target_lines(results):
@@ -428,19 +519,23 @@ def card_figures(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_loso(args: Any, script: Path, work: Path) -> int:
-    """``cmb.py --loso``: simulate, train three ways, tune peers, evaluate six pairs, report."""
+    """``cmb.py --loso``: simulate, train (three ways, or ``--loso-only``; each with its
+    ``--loso-variant`` twin), tune peers, evaluate every model on both simulators, report."""
     n = {"train": args.loso_train, "val": args.loso_val, "test": args.loso_test}
-    cases = plan_cases(work, n)
+    trainings = plan_trainings(args.loso_only, args.loso_variant)
+    cases = plan_cases(work, n, trainings)
     base = bench.worker_base(args, work)
-    results: dict[str, Any] = {"sizes": n, "errors": [], "simulate_seconds": simulate(cases, script, work)}
-    results["trained"] = train_ours(script, work, base, cases, args)
-    results["peers"] = tune_peers(script, work, base, cases, args)
+    results: dict[str, Any] = {"sizes": n, "errors": [], "simulate_seconds": simulate(cases, script, work),
+                               "trainings": trainings}
+    results["trained"] = train_ours(script, work, base, cases, args, trainings)
+    results["peers"] = tune_peers(script, work, base, cases, args, trainings)
     results["pairs"] = evaluate_pairs(script, work, base, cases, results["trained"], results["peers"],
-                                      results["errors"])
-    try:
-        results["speed_512"] = speed_512(script, work, base, cases, results["trained"])
-    except common.WorkerError as exc:
-        results["errors"].append(f"speed 512: {exc}")
+                                      results["errors"], trainings)
+    if any(t["name"] == "A+B" for t in trainings):
+        try:
+            results["speed_512"] = speed_512(script, work, base, cases, results["trained"])
+        except common.WorkerError as exc:
+            results["errors"].append(f"speed 512: {exc}")
     results["seeds"] = {f"{split}_{sim}": [c["seed"] for c in cases if c["kind"] == f"loso_{split}_{sim}"]
                         for split, sim in SEEDS}
     results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "worker"}

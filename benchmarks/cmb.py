@@ -806,6 +806,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-test", type=int, default=8, help="--loso: test scans per simulator")
     p.add_argument("--card-json", type=Path, default=None,
                    help="--loso: also write our figures per pair here, for `neuroreview cmb train --card-figures`")
+    p.add_argument("--loso-only", nargs="+", choices=("A", "B", "A+B"), default=None, metavar="TRAINING",
+                   help="--loso: train only these (A, B, A+B); test scans of both simulators are still scored")
+    p.add_argument("--loso-variant", default=None, metavar="NAME",
+                   help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS, "
+                        "e.g. phase_randomised -> 'B+pr' beside 'B') on the same scans, compared in one table")
+    p.add_argument("--loso-no-unet", action="store_true", help="--loso: leave BasicUNet out (saves its training)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -833,7 +839,11 @@ def loso_main(args: argparse.Namespace) -> int:
     import skimage
     import torch
 
-    from _cmb_loso import run_loso
+    from _cmb_loso import VARIANTS, run_loso
+
+    if args.loso_variant is not None and args.loso_variant not in VARIANTS:
+        print(f"--loso-variant {args.loso_variant!r} is unknown; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
 
     common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "
                             f"scikit-image {skimage.__version__}")
