@@ -9,6 +9,11 @@ Modules (import them directly; this package imports nothing):
   the label), shared by pretraining and every downstream step.
 * :mod:`.tabular` - the table's encoding (fitted on training subjects) and SCARF corruption.
 * :mod:`.pretrain` - CLIP + image-tabular matching pretraining on the one loop (DDP under torchrun).
+* :mod:`.downstream` - the risk heads (image, table, fused; their ensemble) on the pretrained
+  encoders, frozen or trainable, on the pretrained split; signed Youden thresholds on val; the
+  ``stroke-risk`` registry version and ``load_risk_model``.
+* :mod:`.evaluate` - ``score_binary`` (ROC-AUC, PR-AUC, balanced accuracy, sensitivity,
+  specificity with subject-bootstrap CIs) and the one scoring of a split's test subjects.
 * :mod:`.schema` - the clinical table's documented columns (unit, type, range, blank allowed) and
   ``validate_row``, the one parser of every cell :mod:`.labels` reads.
 * :mod:`.explain` - Grad-CAM of the ensemble logit on the subject's grid; the modality shares.
