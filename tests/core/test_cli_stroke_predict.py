@@ -40,10 +40,12 @@ from napari_neuroreview.core.tasks.stroke.labels import (
 )
 from napari_neuroreview.core.tasks.stroke.predict import (
     ModelGrid,
+    grid_centre,
     model_input,
     place_on_model_grid,
     predict_for_review,
     predict_subject,
+    rigid_part,
 )
 from napari_neuroreview.core.tasks.stroke.pretrain import load_images
 from napari_neuroreview.core.tasks.stroke.split import read_split
@@ -223,3 +225,25 @@ def test_the_review_task_loads_the_model_and_places_the_subject_among_the_traini
     assert result.cam is None and result.to_json()["cam_volumes"] == [] and result.model["version"] == "1.0.0"
     assert result.place is not None and result.place.reference.shape == (n, 2) and result.place.neighbours == min(20, n)
     assert result.place.neighbour_strokes <= int(model.net.reference_labels.sum())
+
+
+def test_the_registration_keeps_the_heads_own_size() -> None:
+    """An affine world -> MNI with a 10 % larger head: its rotation and the point it maps to the grid's centre are
+    kept, its scaling dropped (the training heads keep their own size)."""
+    t = np.radians(14.0)
+    rotation = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation / 1.1 @ np.diag([1.0, 1.02, 0.98])  # a head 10 % larger than the template, a little shear
+    matrix[:3, 3] = (5.0, -12.0, 7.0)
+    grid = ModelGrid((39, 48, 42), np.array([[4.0, 0, 0, -76.0], [0, 4.0, 0, -112.0], [0, 0, 4.0, -70.0],
+                                             [0, 0, 0, 1]]), ("t1",))
+    centre = grid_centre(grid)
+    assert np.allclose(centre, [0.0, -18.0, 12.0])
+    rigid = rigid_part(matrix, centre)
+    assert np.allclose(rigid[:3, :3] @ rigid[:3, :3].T, np.eye(3)) and np.linalg.det(rigid[:3, :3]) > 0
+    assert np.allclose(rigid[:3, :3], rotation, atol=0.02)
+    subject_centre = np.linalg.solve(matrix, np.append(centre, 1.0))
+    assert np.allclose(rigid @ subject_centre, np.append(centre, 1.0))
+    # a rigid transform is its own rigid part
+    matrix[:3, :3] = rotation
+    assert np.allclose(rigid_part(matrix, centre), matrix)

@@ -6,10 +6,11 @@ Steps (:func:`predict_subject`; ``neuroreview stroke predict`` and the viewer ca
    (``image_shape``, ``image_affine``; the phantom cohort's scans are on MNI152 at its voxel
    size, world = MNI RAS mm). A T1 already on that grid is read as it is.
 2. *Another grid*: the T1 is registered to MNI152 (``core.anatomy.registration``, affine,
-   SimpleITK) and the model's grid is carried into the T1's world through that transform;
-   every channel is pulled onto it (trilinear, anti-aliased when coarser: the training scans
-   were rendered at the grid's voxel, partial volume included), the FLAIR through its own
-   affine (a scan of the same session). A card that records no affine can only read a T1
+   SimpleITK), of which the rotation and position are kept and the scaling dropped
+   (:func:`rigid_part`: the training heads keep their own size), and the model's grid is
+   carried into the T1's world through that; every channel is pulled onto it (trilinear,
+   anti-aliased when coarser: the training scans were rendered at the grid's voxel, partial
+   volume included), the FLAIR through its own affine (a scan of the same session). A card that records no affine can only read a T1
    whose shape is the training scans': it is taken as on the grid, with a message.
 3. *Intensities* as in training (``pretrain.load_images``): each channel divided by the
    median of its head's foreground.
@@ -51,8 +52,8 @@ from .explain import (
 from .schema import column_spec
 from .tabular import TableEncoding
 
-__all__ = ["CHANNEL_NAMES", "ModelGrid", "StrokePrediction", "model_grid", "model_input", "place_on_model_grid",
-           "predict_for_review", "predict_subject"]
+__all__ = ["CHANNEL_NAMES", "ModelGrid", "StrokePrediction", "grid_centre", "model_grid", "model_input",
+           "place_on_model_grid", "predict_for_review", "predict_subject", "rigid_part"]
 
 #: What a sentence calls each image channel.
 CHANNEL_NAMES: dict[str, str] = {"t1": "T1", "flair": "FLAIR"}
@@ -90,6 +91,33 @@ def model_grid(config: Mapping[str, Any], what: str = "the model") -> ModelGrid:
     return ModelGrid(shape, affine, channels)  # type: ignore[arg-type]
 
 
+def grid_centre(grid: ModelGrid) -> np.ndarray:
+    """The world (MNI) mm of the grid's centre (the point the phantom scales each head about)."""
+    assert grid.affine is not None
+    return (grid.affine @ np.append((np.asarray(grid.shape, float) - 1.0) / 2.0, 1.0))[:3]
+
+
+def rigid_part(matrix: np.ndarray, centre_mni: np.ndarray) -> np.ndarray:
+    """The rotation and position of an affine world -> MNI ``matrix``, without its scaling and shear.
+
+    Why: the training scans lie at MNI's position and orientation but keep each head's own
+    size (the phantom scales the template about the grid's centre by the head's intracranial
+    volume, and brain volume is a risk marker); an affine registration would bring every head
+    to the template's size. Kept: the rotation of the linear part's polar decomposition
+    (``U V^T`` of its SVD) and the subject's point that the registration maps to
+    ``centre_mni``, which goes there.
+    """
+    u, _, vt = np.linalg.svd(np.asarray(matrix, float)[:3, :3])
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:  # a mirror is never a head's position: flip the least axis back
+        rotation = u @ np.diag([1.0, 1.0, -1.0]) @ vt
+    centre_subject = np.linalg.solve(matrix, np.append(centre_mni, 1.0))[:3]
+    out = np.eye(4)
+    out[:3, :3] = rotation
+    out[:3, 3] = np.asarray(centre_mni, float) - rotation @ centre_subject
+    return out
+
+
 def place_on_model_grid(t1: Volume, grid: ModelGrid, what: str) -> TaskGenerator[tuple[np.ndarray, list[str]]]:
     """The model grid's voxel -> the T1's world mm, and the sentences saying how (steps 1-2)."""
     if grid.affine is None:
@@ -104,10 +132,11 @@ def place_on_model_grid(t1: Volume, grid: ModelGrid, what: str) -> TaskGenerator
     from ...anatomy.registration import register_to_mni
 
     transform = yield from register_to_mni(t1, "The T1")
-    to_subject = np.linalg.inv(transform.matrix) @ grid.affine
+    to_subject = np.linalg.inv(rigid_part(transform.matrix, grid_centre(grid))) @ grid.affine
     mm = " x ".join(f"{v:.3g}" for v in grid.voxel_mm or ())
-    said = (f"The T1 is not on the model's grid: it was registered to MNI152 (affine, brain Dice "
-            f"{transform.brain_dice:.2f}) and resampled onto the model's {mm} mm grid, as the training scans were made.")
+    said = (f"The T1 is not on the model's grid: it was registered to MNI152 (brain Dice {transform.brain_dice:.2f}), "
+            f"turned and moved there at its own size, and resampled onto the model's {mm} mm grid, as the training "
+            "scans were made.")
     return to_subject, [said]
 
 
