@@ -27,6 +27,9 @@ both see age and hypertension, so a "table" share may be signal the image also h
 a share of the risk itself (the logit is on a log-odds scale, and a subject close to the
 average has small phis whose shares can swing), and not a statement about any one voxel or
 column. Both phis 0 (the subject's logit is the average's on every path) gives equal shares.
+With ``models.stroke_risk``'s heads (linear, the ensemble their mean logit) the logit is a
+sum of an image term and a table term, so each phi is exactly its own term's change from
+the average subject's; the formula also holds for heads where the two interact.
 
 The subject among the training subjects (:func:`embedding_place`, for the viewer): the
 fused embeddings ``[h_img, h_tab]`` of the training subjects (``net.reference_embeddings``,
