@@ -102,11 +102,10 @@ def logistic_table(parts: Parts) -> Probabilities:
 
 def mlp_table(parts: Parts, seed: int) -> Probabilities:
     """scikit-learn MLP (one hidden layer of 64, L2 1e-3, Adam, 200 iterations) on the encoded table."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
-    from sklearn.exceptions import ConvergenceWarning
 
     model = make_pipeline(StandardScaler(), MLPClassifier((64,), alpha=1e-3, max_iter=200, random_state=seed))
     with warnings.catch_warnings():  # a fixed budget of 200 epochs, converged or not: the recipe, not a fault

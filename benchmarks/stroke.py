@@ -92,6 +92,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--voxel-mm", type=float, help="isotropic voxel of the rendered T1 and FLAIR")
     p.add_argument("--cohort-seed", type=int, default=COHORT_SEED)
     p.add_argument("--seeds", type=int, help="training seeds per row (same split)")
+    p.add_argument("--width", type=int, default=8, help="the image ResNet's first-stage channels (every image row)")
     p.add_argument("--pretrain-epochs", type=int, help="ours' CLIP + ITM pretraining")
     p.add_argument("--ssl-epochs", type=int, help="SimCLR's and SCARF's pretraining")
     p.add_argument("--head-epochs", type=int, help="ours' downstream (frozen and trainable)")
@@ -162,7 +163,7 @@ def pretrained_encoders(args: argparse.Namespace, variant: str, cohort: Path, sp
         save_pretrained,
     )
 
-    config = PretrainConfig(epochs=args.pretrain_epochs, seed=0)
+    config = PretrainConfig(width=args.width, epochs=args.pretrain_epochs, seed=0)
     digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), split["cohort"]]).encode()).hexdigest()[:12]
     root = args.workdir / f"registry-{variant}-{digest}"
     t0 = time.perf_counter()
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     def cached_row(name: str, variant: str, seed: int, compute, *compute_args) -> tuple:
         """``compute(*compute_args)`` (a row's (val, test) probabilities and info), kept in ``workdir`` (resumed)."""
         settings = {k: getattr(args, k) for k in ("pretrain_epochs", "ssl_epochs", "head_epochs",
-                                                  "supervised_epochs", "marker_cv")}
+                                                  "supervised_epochs", "marker_cv", "width")}
         path = args.workdir / f".row-{name}-{variant}-{seed}.pkl"
         t = time.perf_counter()
         value, hit = cached(path, (split["cohort"], splits.get(variant, split)["cohort"], settings, name, seed),
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                               "labels": {p: y[p].tolist() for p in ("val", "test")}}
     shared: dict[str, list] = {}
     n_pre = len(pre["train"])
-    ssl_config = PretrainConfig(epochs=args.ssl_epochs, seed=0)
+    ssl_config = PretrainConfig(width=args.width, epochs=args.ssl_epochs, seed=0)
     for variant, cohort in cohorts.items():
         print(f"\n== {VARIANTS[variant]} ==", flush=True)
         vsplit = splits[variant]

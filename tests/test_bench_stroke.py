@@ -27,7 +27,8 @@ from napari_neuroreview.core.phantoms.stroke import cohort as cohort_module
 from napari_neuroreview.core.phantoms.stroke.render import StrokeCase
 from napari_neuroreview.core.phantoms.swi_contract import phantom_image
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
+#: About 25 s on an idle machine (the images are 12 x 14 x 12; one epoch of each training, two seeds).
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 
 def _fake_render(markers: dict, scanner: dict) -> StrokeCase:
