@@ -76,8 +76,12 @@ VARIANTS: dict[str, str] = {"table": "clinical table only", "volumes": "image-de
 PAPER = {"roc_auc_over_ssl": 0.026, "balanced_accuracy_over_ssl": (0.033, 0.056),
          "balanced_accuracy_over_supervised_multimodal": 0.076}
 #: The full run's defaults, and --quick's (tiny, minutes).
-FULL = {"n": 1600, "labelled": 1000, "voxel_mm": 6.0, "seeds": 5, "pretrain_epochs": 6, "ssl_epochs": 6,
-        "head_epochs": 8, "supervised_epochs": 8, "boot": 1000}
+#: FULL is sized by the cost measured in the --quick and 12:50 runs (about 0.15-0.3 CPU-seconds per subject
+#: and epoch of a 3D network at 6 mm, width 8, augmentation included): ~33 000 subject-epochs, 40-80 min on
+#: 2 CPUs (benchmarks/README.md). Its test part holds ~100 subjects, ~7 strokes: >= 40 would need ~2 900
+#: labelled subjects (hours on 2 CPUs).
+FULL = {"n": 750, "labelled": 500, "voxel_mm": 6.0, "seeds": 5, "pretrain_epochs": 3, "ssl_epochs": 3,
+        "head_epochs": 3, "supervised_epochs": 3, "boot": 1000}
 QUICK = {"n": 160, "labelled": 120, "voxel_mm": 6.0, "seeds": 2, "pretrain_epochs": 1, "ssl_epochs": 1,
          "head_epochs": 1, "supervised_epochs": 1, "boot": 50}
 COHORT_SEED = 13_000
