@@ -66,10 +66,16 @@ def test_detection_file_contract(tmp_path) -> None:
         read_detections(det_json, voxel_sha256(volume.data + 1))
 
 
+#: The training test's scans and steps, small enough for CI (it took 146 s at 64 x 72 x 40 with up
+#: to 150 steps an epoch; the fitting steps are what cost).
+SMALL_HEAD = (48, 52, 32)
+STEPS_PER_EPOCH = 20
+
+
 def _scans(seeds: range) -> list:
     out = []
     for seed in seeds:
-        volume, truth = synthetic_swi(seed)
+        volume, truth = synthetic_swi(seed, shape=SMALL_HEAD)
         out.append(labelled_from_instances(f"s{seed}", volume, None, truth.astype(np.int64)))
     return out
 
@@ -77,8 +83,10 @@ def _scans(seeds: range) -> list:
 @pytest.mark.slow
 def test_training_learns_spheres_not_tubes() -> None:
     """Trained on 6 scans, held-out scans: microbleeds found, veins rejected, masks overlap."""
+    held_out = _scans(range(100, 103))
     detector, report = run_to_completion(
-        train_detector(_scans(range(6)), _scans(range(100, 103)), FitConfig(epochs=3), device="cpu")
+        train_detector(_scans(range(6)), held_out, FitConfig(epochs=3, max_steps_per_epoch=STEPS_PER_EPOCH),
+                       device="cpu")
     )
     summary = report["summary"]
     assert summary["sensitivity"] >= 0.75
@@ -87,7 +95,7 @@ def test_training_learns_spheres_not_tubes() -> None:
     # The same plumbing with an untrained net cannot do this: the test can fail.
     from napari_neuroreview.core.tasks.cmb.train import validation_report
 
-    baseline = validation_report(_scans(range(100, 103)), untrained(), max_fp_per_subject=1.0)["summary"]
+    baseline = validation_report(held_out, untrained(), max_fp_per_subject=1.0)["summary"]
     assert baseline["f1_pooled"] < summary["f1_pooled"]
 
 
