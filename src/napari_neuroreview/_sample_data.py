@@ -82,3 +82,14 @@ def sample_metastasis() -> list[Any]:
     folder = sample_case_paths("metastasis")[0].parent
     return _named_layers([(folder / f"{stem}.nii.gz", name) for stem, name in METASTASIS_LAYERS],
                          shown=("CE-T1", "lesions"))
+
+
+#: The stroke case's layers, bottom to top, named as the Stroke risk panel picks them; the lesions hidden.
+STROKE_LAYERS = (("t1", "T1"), ("flair", "FLAIR"), ("truth_lesions", "lesions (truth)"))
+
+
+def sample_stroke() -> list[Any]:
+    """The simulated stroke-risk subject: T1, FLAIR and the rendered lesions (hidden); its clinical.tsv lies beside
+    them, where the Stroke risk panel finds it."""
+    folder = sample_case_paths("stroke")[0].parent
+    return _named_layers([(folder / f"{stem}.nii.gz", name) for stem, name in STROKE_LAYERS], shown=("T1", "FLAIR"))

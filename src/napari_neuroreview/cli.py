@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("view", help="open napari with scans and the Case widget")
     p.add_argument("files", nargs="*")
-    p.add_argument("--sample", choices=["t1", "cmb", "rsfmri", "metastasis"], default=None)
+    p.add_argument("--sample", choices=["t1", "cmb", "rsfmri", "metastasis", "stroke"], default=None)
     p.set_defaults(func=cmd_view)
     return parser
 

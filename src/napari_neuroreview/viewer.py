@@ -16,7 +16,8 @@ from typing import Any
 
 
 #: Dock widgets opened with each sample case (the Case widget always).
-SAMPLE_WIDGETS = {"cmb": ("SWI reading", "Microbleed review"), "metastasis": ("Metastasis origin",)}
+SAMPLE_WIDGETS = {"cmb": ("SWI reading", "Microbleed review"), "metastasis": ("Metastasis origin",),
+                  "stroke": ("Stroke risk",)}
 #: Samples whose review widget runs its detector at once (the demo shows findings, not a form).
 DETECT_ON_OPEN = ("cmb",)
 #: Panels docked under a sample's widgets, and run once its review has findings.

@@ -61,6 +61,8 @@ def test_write_twice_is_byte_identical_and_atomic(written):
         "rsfmri/sub-001/ses-post/truth_maps.nii.gz",
         *(f"metastasis/{stem}.nii.gz" for stem in ("t1", "t2", "flair", "dwi", "adc", "ce_t1", "lesions", "oedema")),
         "metastasis/truth.json",
+        *(f"stroke/{name}" for name in ("t1.nii.gz", "flair.nii.gz", "truth_lesions.nii.gz", "clinical.tsv",
+                                        "truth.json")),
         "README.md",
     }
     # The second run wrote only the t1 case (and the README): the same bytes as the first.

@@ -39,14 +39,18 @@ from napari_neuroreview.core.phantoms.metastasis import (
     write_metastasis_patient,
 )
 from napari_neuroreview.core.phantoms.rsfmri import write_rsfmri_sample
+from napari_neuroreview.core.phantoms.stroke import draw_population, render_subject
+from napari_neuroreview.core.phantoms.stroke.cohort import clinical_rows
 from napari_neuroreview.core.phantoms.swi import write_cmb_sample
 
 __all__ = [
     "SAMPLE_CASES",
     "METASTASIS_SAMPLE",
+    "STROKE_SAMPLE",
     "T1_SAMPLE",
     "write_sample_data",
     "write_metastasis_sample",
+    "write_stroke_sample",
     "write_t1_sample",
     "write_bytes_atomic",
     "write_nifti_gz",
@@ -166,6 +170,44 @@ def write_metastasis_sample(case_dir: Path) -> list[Path]:
                                                            "overrides": METASTASIS_SAMPLE["overrides"]})
 
 
+#: The stroke case: subject 28 of a 64-subject population of seed 20261202 (not the shipped demo model's
+#: cohort, seed 11): a woman of 68.9 with treated hypertension (SBP 159 mmHg), ~30 ml of white matter
+#: hyperintensities, cholesterol and LVH blank (the panel shows what a blank optional column does); on
+#: the cohort's 4 mm MNI grid, the grid the shipped demo model reads.
+STROKE_SAMPLE: dict[str, Any] = {"seed": 20261202, "n": 64, "index": 28, "voxel_mm": 4.0, "subject": "sub-demo"}
+
+
+def write_stroke_sample(case_dir: Path) -> list[Path]:
+    """A stroke-risk subject: T1 and FLAIR with small vessel disease, and their clinical row.
+
+    ``t1`` and ``flair.nii.gz``: int16 on the stroke cohort's 4 mm MNI152 grid (world = MNI RAS mm),
+    rendered by :func:`napari_neuroreview.core.phantoms.stroke.render_subject` from the subject's
+    markers (white matter hyperintensities, lacunes, atrophy, ventricles, head size).
+    ``truth_lesions.nii.gz``: the rendered lesions. ``clinical.tsv``: the subject's row in the
+    clinical table's documented columns (README, "Stroke clinical table"; ``n/a`` is blank).
+    ``truth.json``: the markers as drawn and rendered and every simulation parameter. The
+    subject's true risk and outcome are written nowhere: they are what a model is asked for.
+    """
+    case_dir = Path(case_dir)
+    c = STROKE_SAMPLE
+    pop = draw_population(c["n"], c["seed"])
+    case = render_subject(pop, c["index"], c["seed"], c["voxel_mm"])
+    written = [write_nifti_gz(img, case_dir / f"{stem}.nii.gz") for stem, img in case.files().items()]
+    # A user's table: the header and this subject's line (the cohort writer's cells), without a cohort's ``set``.
+    names = [c["subject"] if i == c["index"] else "-" for i in range(c["n"])]
+    lines = clinical_rows(pop, names, ["labelled"] * c["n"])
+    table = "".join("\t".join(cells[:1] + cells[2:]) + "\n"
+                    for cells in (lines[0].split("\t"), lines[1 + c["index"]].split("\t")))
+    written.append(write_bytes_atomic(case_dir / "clinical.tsv", table.encode("utf-8")))
+    truth = {"description": ("Simulated data, not a patient: T1 and FLAIR of one subject of the stroke-risk "
+                             "phantom on the MNI152 2009 template (nilearn), rendered from image markers only; "
+                             "world = MNI RAS mm."),
+             "sample": "stroke", **{k: c[k] for k in ("seed", "n", "index", "voxel_mm")},
+             "files": {stem: f"{stem}.nii.gz" for stem in case.files()}, **case.truth}
+    written.append(write_json(truth, case_dir / "truth.json"))
+    return written
+
+
 #: name -> writer(case_dir) -> written paths, in the order they are generated. To add a
 #: case, add one entry; its writer's docstring becomes its README description.
 SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
@@ -174,6 +216,7 @@ SAMPLE_CASES: "OrderedDict[str, Writer]" = OrderedDict(
         ("cmb", write_cmb_sample),
         ("rsfmri", write_rsfmri_sample),
         ("metastasis", write_metastasis_sample),
+        ("stroke", write_stroke_sample),
     ]
 )
 

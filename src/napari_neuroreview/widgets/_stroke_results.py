@@ -1,0 +1,233 @@
+"""The answer side of the Stroke risk panel: risk and threshold, modality shares, the subject among the
+training subjects, and the ONE Grad-CAM layer over the T1.
+
+Nothing is computed here but the display: :class:`RiskAnswer` shows a
+:class:`~napari_neuroreview.core.tasks.stroke.predict.StrokePrediction` (risk, frozen
+threshold, high/low, the two Shapley shares as bars, blank columns), :class:`PlacePlot` its
+``place`` (``explain.embedding_place``: the training subjects on the first two principal
+components of their embeddings, coloured by their written label, the subject as a star; a
+matplotlib figure, as the Networks panel's t-SNE), and :class:`CamOverlay` its Grad-CAM.
+
+The Grad-CAM is drawn as the metastasis panel draws its maps (``_metastasis_results``): the
+map comes on the T1's file grid (``SubjectCam.affine``) and :func:`maps_on_display` puts it on
+the T1 layer's display grid; the layer takes the T1 layer's scale, translate and affine. The
+normalised map is shown (the raw one's scale is the logit's gradient, not something to read);
+contrast limits run from ``threshold x max`` to the max, and the colormap's low end is
+transparent so that the anatomy under the threshold stays as it is (not additive blending,
+which washes out bright FLAIR lesions).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.utils.colormaps import Colormap, ensure_colormap
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QProgressBar,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.io.layers import geometry_of
+from ..core.tasks.stroke.explain import EmbeddingPlace
+from ..core.tasks.stroke.predict import StrokePrediction
+from ._base import percent
+from ._metastasis_results import (
+    DEFAULT_OPACITY,
+    DEFAULT_THRESHOLD,
+    _percent_slider,
+    maps_on_display,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+CAM_LAYER = "Grad-CAM: stroke risk"
+#: Colormaps offered for the Grad-CAM (each with a transparent low end: :func:`transparent_low`).
+COLORMAPS: tuple[str, ...] = ("inferno", "magma", "hot", "viridis")
+#: Marker colours of the training subjects by written label, and of the subject (napari's dark theme).
+LABEL_COLOURS = {0: "#8fa3bf", 1: "#ff6b3d"}
+SUBJECT_COLOUR = "#ffd500"
+_BACKGROUND = "#262930"
+
+
+def transparent_low(name: str) -> Colormap:
+    """Colormap ``name`` with an opacity rising from 0 at its low end to 1 (square root, as the metastasis map's)."""
+    colors = np.array(ensure_colormap(name).colors, dtype=float)
+    colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
+    return Colormap(colors, name=f"{name} (transparent low end)", controls=np.linspace(0.0, 1.0, len(colors)))
+
+
+def _share_bar(name: str) -> QProgressBar:
+    bar = QProgressBar()
+    bar.setRange(0, 1000)
+    bar.setFormat(f"{name}: -")
+    bar.setTextVisible(True)
+    return bar
+
+
+class RiskAnswer(QWidget):
+    """Risk, threshold and high/low; the image and table shares; the blank columns; the model's messages."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.risk = QLabel("No prediction yet")
+        self.risk.setWordWrap(True)
+        self.image_bar = _share_bar("Image")
+        self.table_bar = _share_bar("Table")
+        self.shares_note = QLabel("")
+        self.shares_note.setWordWrap(True)
+        self.missing = QLabel("")
+        self.missing.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow(self.risk)
+        form.addRow("Image share", self.image_bar)
+        form.addRow("Table share", self.table_bar)
+        form.addRow(self.shares_note)
+        form.addRow(self.missing)
+
+    def show_result(self, result: StrokePrediction) -> None:
+        """Fill every line from ``result``."""
+        level = "HIGH" if result.high_risk else "low"
+        colour = "#ff6b3d" if result.high_risk else "#8fd18f"
+        self.risk.setText(f"{result.subject}: risk <b>{percent(result.risk)}</b>, "
+                          f"<b style='color:{colour}'>{level}</b> (threshold {percent(result.threshold)}, "
+                          f"{result.model['name']} {result.model['version']})")
+        shares = result.shares
+        for bar, name, share in ((self.image_bar, "Image", shares.image), (self.table_bar, "Table", shares.table)):
+            bar.setValue(round(1000 * share))
+            bar.setFormat(f"{name}: {percent(share)}")
+        self.shares_note.setText(
+            f"Of this subject's distance from an average training subject (logit {shares.logit:+.2f} vs "
+            f"{shares.reference_logit:+.2f}): image {shares.phi_image:+.2f}, table {shares.phi_table:+.2f} "
+            "(Shapley values; not a causal split).")
+        self.missing.setText("Blank, read as the encoder's missing value: " + ", ".join(result.missing)
+                             if result.missing else "No blank column.")
+
+    def shares_shown(self) -> tuple[float, float]:
+        """The image and table shares the bars show (0-1), read back for tests and reports."""
+        return self.image_bar.value() / 1000.0, self.table_bar.value() / 1000.0
+
+
+class PlacePlot(QWidget):
+    """The training subjects on their embeddings' first two principal components, and the subject as a star."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.figure = Figure(figsize=(3.6, 2.8), facecolor=_BACKGROUND, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.note)
+        self.place: EmbeddingPlace | None = None
+        self.show_place(None)
+
+    def show_place(self, place: EmbeddingPlace | None) -> None:
+        """Draw ``place`` (None: an empty plot and why)."""
+        self.place = place
+        self.figure.clear()
+        ax = self.figure.add_subplot(1, 1, 1)
+        ax.set_facecolor(_BACKGROUND)
+        for spine in ax.spines.values():
+            spine.set_color("#888888")
+        ax.tick_params(colors="#cccccc", labelsize=7)
+        if place is None:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            self.note.setText("The subject among the model's training subjects shows here after a prediction.")
+            self.canvas.draw_idle()
+            return
+        for label, name in ((0, "no stroke"), (1, "stroke (written)")):
+            points = place.reference[place.labels == label]
+            ax.scatter(points[:, 0], points[:, 1], s=10 if label == 0 else 22, c=LABEL_COLOURS[label],
+                       alpha=0.6 if label == 0 else 0.95, linewidths=0, label=f"{name} ({len(points)})")
+        ax.scatter([place.subject[0]], [place.subject[1]], marker="*", s=260, c=SUBJECT_COLOUR,
+                   edgecolors="black", linewidths=0.8, label="this subject", zorder=5)
+        ax.set_xlabel(f"PC1 ({percent(place.explained[0])})", color="#cccccc", fontsize=8)
+        ax.set_ylabel(f"PC2 ({percent(place.explained[1])})", color="#cccccc", fontsize=8)
+        legend = ax.legend(fontsize=7, loc="best", facecolor=_BACKGROUND, edgecolor="#888888", labelcolor="#dddddd",
+                           framealpha=0.8)
+        legend.set_zorder(10)
+        self.note.setText(f"{place.neighbour_strokes} of the {place.neighbours} training subjects nearest to this one "
+                          "(full embedding) had a written stroke. The plane is for the eye; its distances are not "
+                          "the model's.")
+        self.canvas.draw_idle()
+
+
+class CamOverlay(QWidget):
+    """Colormap, threshold and opacity of the ONE Grad-CAM layer over the T1 (module docstring)."""
+
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.layer: Any = None
+        self.map: np.ndarray | None = None
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.threshold = QSpinBox()
+        self.threshold.setRange(0, 99)
+        self.threshold.setSingleStep(5)
+        self.threshold.setSuffix(" % of max")
+        self.threshold.setValue(round(100 * DEFAULT_THRESHOLD))
+        self.opacity = _percent_slider(DEFAULT_OPACITY)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Colormap", self.colormap)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Opacity", self.opacity)
+        form.addRow(self.note)
+        self.colormap.currentTextChanged.connect(lambda _t: self._style())
+        self.threshold.valueChanged.connect(lambda _v: self._style())
+        self.opacity.valueChanged.connect(lambda _v: self._style())
+        self.setEnabled(False)
+
+    def show_cam(self, result: StrokePrediction, t1_layer: Any) -> None:
+        """Draw the result's normalised Grad-CAM over ``t1_layer`` (the layer the T1 was read from)."""
+        cam = result.cam
+        if cam is None:
+            return
+        geometry = geometry_of(t1_layer.metadata)
+        self.map = maps_on_display(cam.normalised[..., None], cam.affine, geometry)[0]
+        spatial = {"scale": list(t1_layer.scale)[-3:], "translate": list(t1_layer.translate)[-3:],
+                   "affine": np.asarray(t1_layer.affine.affine_matrix)[-4:, -4:]}
+        metadata = {"affine": np.asarray(t1_layer.metadata["affine"]).copy(), "over": t1_layer.name}
+        if self.layer is None or self.layer not in self.viewer.layers:
+            self.layer = self.viewer.add_image(self.map, name=CAM_LAYER, colormap=transparent_low(self.colormap_name()),
+                                               blending="translucent", interpolation2d="linear", metadata=metadata,
+                                               **spatial)
+        else:  # another subject's T1 may lie elsewhere: its geometry too
+            self.layer.data = self.map
+            for key, value in spatial.items():
+                setattr(self.layer, key, value)
+            self.layer.metadata = metadata
+        self.note.setText("" if float(cam.raw.max()) > 0 else
+                          "The Grad-CAM is zero everywhere: this subject's image only lowers the risk logit.")
+        self.setEnabled(True)
+        self._style()
+
+    def colormap_name(self) -> str:
+        return self.colormap.currentText()
+
+    def _style(self) -> None:
+        """Colormap, contrast limits from the threshold (a share of the map's max), opacity."""
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return
+        top = float(np.asarray(self.layer.data).max()) or 1.0
+        if not self.layer.colormap.name.startswith(self.colormap_name() + " "):
+            self.layer.colormap = transparent_low(self.colormap_name())
+        self.layer.contrast_limits = (min(self.threshold.value() / 100.0, 0.99) * top, top)
+        self.layer.opacity = self.opacity.value() / 100.0
