@@ -46,15 +46,26 @@ def _save(path, volume) -> str:
     return str(path)
 
 
+#: The calcification test's problem, small enough for CI (it took 239 s at 64 x 72 x 40, 12 reviewed
+#: scans and up to 150 steps an epoch): the fitting steps are what cost, the scans barely.
+SMALL_HEAD = (48, 56, 32)
+#: Reviewed scans: by the fixed hash split 108, 111 and 112 are held out, the other six train.
+REVIEW_SEEDS = (100, 101, 102, 103, 104, 105, 108, 111, 112)
+#: Batches per epoch, for the base model and the fine-tuning alike (three epochs each).
+STEPS_PER_EPOCH = 12
+
+
 @pytest.mark.slow
 def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
+    """With the fine-tuning lr set to 0 the same run fails (held-out FP/scan 2.67 -> 1.33, sensitivity 0)."""
     torch.manual_seed(0)
     base_scans = []
-    for seed in range(6):  # calcifications labelled as microbleeds: the base model learns the mimic
-        mag, phase, truth, calcs = synthetic_swi_with_calcifications(seed)
+    for seed in range(5):  # calcifications labelled as microbleeds: the base model learns the mimic
+        mag, phase, truth, calcs = synthetic_swi_with_calcifications(seed, shape=SMALL_HEAD)
         lumped = np.where(calcs > 0, calcs.astype(np.int64) + int(truth.max()), truth.astype(np.int64))
         base_scans.append(labelled_from_instances(f"b{seed}", mag, phase, lumped))
-    base, report = run_to_completion(train_detector(base_scans[:5], base_scans[5:], FitConfig(epochs=3), device="cpu"))
+    base, _report = run_to_completion(train_detector(
+        base_scans[:4], base_scans[4:], FitConfig(epochs=3, max_steps_per_epoch=STEPS_PER_EPOCH), device="cpu"))
     base.card.version = "1.0.0"
     root = tmp_path / "registry"
     save_model(state_dict_cpu(base.net), base.card, root)
@@ -62,8 +73,8 @@ def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
 
     store_path = tmp_path / "reviews.sqlite"
     with CaseStore(store_path) as store:
-        for seed in range(100, 112):
-            mag, phase, truth, calcs = synthetic_swi_with_calcifications(seed)
+        for seed in REVIEW_SEEDS:
+            mag, phase, truth, calcs = synthetic_swi_with_calcifications(seed, shape=SMALL_HEAD)
             mag_path = _save(tmp_path / f"swi-{seed}.nii.gz", mag)
             phase_path = _save(tmp_path / f"phase-{seed}.nii.gz", phase)
             magnitude = load_volume(mag_path)
@@ -88,11 +99,13 @@ def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
                 store.review(added.id, "added", "sim")
 
     outcome = run_to_completion(retrain.retrain_from_store(
-        store_path, root, base_version="1.0.0", config=FitConfig(epochs=3, lr=1e-3), device="cpu", roots=[root]))
+        store_path, root, base_version="1.0.0", config=FitConfig(epochs=3, lr=1e-3, max_steps_per_epoch=STEPS_PER_EPOCH),
+        device="cpu", roots=[root]))
     card = outcome.card
     before, after = card.config["held_out"]["before"], card.config["held_out"]["after"]
     print(f"held-out reviewed scans: before {before}  after {after}")
     assert card.parent == "1.0.0" and card.version == "1.1.0"
+    assert card.config["held_out"]["n_scans"] == 3, "the fixed split moved: pick REVIEW_SEEDS again"
     assert before["fp_per_subject"] >= 1.0, "the calcifications should fool the base model"
     assert after["fp_per_subject"] < 0.5 * before["fp_per_subject"]
     assert after["sensitivity"] >= before["sensitivity"] - 0.15
