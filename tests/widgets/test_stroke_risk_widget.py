@@ -23,7 +23,7 @@ from stroke_synthetic import write_tiny_cohort
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.progress import run_to_completion
-from napari_neuroreview.core.registry import set_default
+from napari_neuroreview.core.registry import DEMO_NOTE, set_default
 from napari_neuroreview.core.tasks.stroke.downstream import (
     MODEL_NAME,
     DownstreamConfig,
@@ -131,10 +131,12 @@ def test_predict_on_the_sample_gives_risk_shares_place_and_a_gradcam_on_the_t1(
     assert 0.0 <= float(np.min(cam.data)) and float(np.max(cam.data)) <= 1.0 + 1e-6
     top = float(np.max(cam.data)) or 1.0  # the tiny model's image may only lower the logit: then the map is 0
     assert (panel.cam.note.text() == "") == (float(np.max(result.cam.raw)) > 0)
-    assert cam.contrast_limits[0] == pytest.approx(0.2 * top) and cam.opacity == pytest.approx(0.7)
-    panel.cam.threshold.setValue(50)
+    assert cam.contrast_limits[0] == pytest.approx(0.5 * top) and cam.opacity == pytest.approx(0.6)
+    panel.cam.threshold.setValue(30)
     panel.cam.colormap.setCurrentText("magma")
-    assert cam.contrast_limits[0] == pytest.approx(0.5 * top) and cam.colormap.name.startswith("magma")
+    panel.cam.opacity.setValue(40)
+    assert cam.contrast_limits[0] == pytest.approx(0.3 * top) and cam.colormap.name.startswith("magma")
+    assert cam.opacity == pytest.approx(0.4)
 
     # A second run replaces the map in the same layer.
     predict(panel, qtbot)
@@ -206,3 +208,20 @@ def test_view_sample_stroke_docks_the_panel_ready_on_its_layers(sample_home, mak
     qtbot.wait(10)
     assert (panel.t1.currentText(), panel.flair.currentText()) == ("T1", "FLAIR")
     assert panel.clinical.subject.text() == "sub-demo" and panel.runner.run_button.isEnabled()
+
+
+def test_the_shipped_demo_model_predicts_the_sample(tmp_path, make_napari_viewer, qtbot, monkeypatch) -> None:
+    """An empty user registry: the shipped demo stroke-risk model is the one listed, flagged, and it reads the sample."""
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE, cache / "napari-neuroreview" / "sample_data" / "stroke")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    viewer, panel = panel_on_sample(make_napari_viewer, qtbot)
+    card = panel.versions.card()
+    assert card is not None and DEMO_NOTE in card.notes and "PHANTOM figures" in card.notes
+    assert "test_roc_auc_ensemble" in card.metrics and "not for clinical use" in panel.caveat.text()
+    predict(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    assert panel.result.model == {"name": MODEL_NAME, "version": card.version} and 0.0 < panel.result.risk < 1.0
+    assert sum(panel.answer.shares_shown()) == pytest.approx(1.0, abs=2e-3)
+    assert viewer.layers[CAM_LAYER].data.shape == viewer.layers["T1"].data.shape

@@ -47,16 +47,21 @@ BLANK = ""
 
 
 def label_of(column: str) -> str:
-    """A form row's label: meaning, unit and range ("systolic blood pressure (mmHg, 60-260)")."""
+    """A form row's label: the column, its unit and range, a star when required ("sbp (mmHg, 60-260)", "af (0/1) *").
+
+    Short, so that the dock stays narrow; the meaning is the input's tooltip and the note under the form.
+    """
     spec = column_spec(column)
-    if spec.kind == "number":
-        what = f"{spec.unit}, {spec.low:g}-{spec.high:g}"
-    elif spec.kind == "binary":
-        what = "0 no / 1 yes"
-    else:
-        what = spec.allowed
-    blank = "" if spec.required or spec.image_derived else ", may be blank"
-    return f"{spec.meaning[:1].upper()}{spec.meaning[1:]} ({what}{blank})"
+    what = f"{spec.unit}, {spec.low:g}-{spec.high:g}" if spec.kind == "number" else (
+        "0/1" if spec.kind == "binary" else spec.allowed)
+    return f"{column} ({what})" + (" *" if spec.required or spec.image_derived else "")
+
+
+def form_note(columns: tuple[str, ...]) -> str:
+    """Which columns may be blank, and where their meanings are (one line under the form)."""
+    required = [c for c in columns if column_spec(c).required or column_spec(c).image_derived]
+    return (f"* required ({', '.join(required)}); the others may be left blank. Hover an input for what it holds "
+            "(README: Stroke clinical table).")
 
 
 def table_beside(scan_path: str | Path | None) -> Path | None:
@@ -135,6 +140,10 @@ class ClinicalRowForm(QWidget):
         self.form.addRow("Row of", self.subject_combo)
         self.form.addRow("Subject", self.subject)
         self._first_column_row = self.form.rowCount()
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("font-size: 11px; color: #aaaaaa;")
+        self.form.addRow(self.legend)
         self.form.addRow(self.message)
         self._build()
         self.browse.clicked.connect(self._browse)
@@ -163,7 +172,7 @@ class ClinicalRowForm(QWidget):
             widget: QLineEdit | QComboBox
             if spec.kind == "number":
                 widget = QLineEdit()
-                widget.setPlaceholderText("blank" if not spec.required else spec.unit)
+                widget.setPlaceholderText("blank" if not (spec.required or spec.image_derived) else spec.unit)
             else:
                 widget = QComboBox()
                 widget.addItems([BLANK, *(spec.categories if spec.kind == "category" else ("0", "1"))])
@@ -171,6 +180,7 @@ class ClinicalRowForm(QWidget):
                               + ("" if spec.required else "; blank allowed"))
             self.inputs[column] = widget
             self.form.insertRow(self._first_column_row + k, label_of(column), widget)
+        self.legend.setText(form_note(self.columns))
 
     def _raw(self, column: str) -> str:
         widget = self.inputs[column]

@@ -39,12 +39,7 @@ from ..core.io.layers import geometry_of
 from ..core.tasks.stroke.explain import EmbeddingPlace
 from ..core.tasks.stroke.predict import StrokePrediction
 from ._base import percent
-from ._metastasis_results import (
-    DEFAULT_OPACITY,
-    DEFAULT_THRESHOLD,
-    _percent_slider,
-    maps_on_display,
-)
+from ._metastasis_results import _percent_slider, maps_on_display
 
 if TYPE_CHECKING:
     import napari
@@ -54,6 +49,9 @@ CAM_LAYER = "Grad-CAM: stroke risk"
 COLORMAPS: tuple[str, ...] = ("inferno", "magma", "hot", "viridis")
 #: Marker colours of the training subjects by written label, and of the subject (napari's dark theme).
 LABEL_COLOURS = {0: "#8fa3bf", 1: "#ff6b3d"}
+#: The map's default threshold (share of its max) and opacity. Higher than the metastasis panel's 0.2: this
+#: map is of a whole head at the model's coarse last stage, and at 0.2 it washed over the anatomy (screenshot).
+DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.5, 0.6
 SUBJECT_COLOUR = "#ffd500"
 _BACKGROUND = "#262930"
 
@@ -206,8 +204,9 @@ class CamOverlay(QWidget):
                    "affine": np.asarray(t1_layer.affine.affine_matrix)[-4:, -4:]}
         metadata = {"affine": np.asarray(t1_layer.metadata["affine"]).copy(), "over": t1_layer.name}
         if self.layer is None or self.layer not in self.viewer.layers:
+            # nearest, as the T1 is drawn: linear drew a diagonal seam across the quad (software GL, screenshot)
             self.layer = self.viewer.add_image(self.map, name=CAM_LAYER, colormap=transparent_low(self.colormap_name()),
-                                               blending="translucent", interpolation2d="linear", metadata=metadata,
+                                               blending="translucent", interpolation2d="nearest", metadata=metadata,
                                                **spatial)
         else:  # another subject's T1 may lie elsewhere: its geometry too
             self.layer.data = self.map

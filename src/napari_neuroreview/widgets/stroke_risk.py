@@ -118,7 +118,7 @@ class StrokeRiskWidget(QWidget):
         cam = QGroupBox("Grad-CAM over the T1")
         self.cam = CamOverlay(napari_viewer)
         QVBoxLayout(cam).addWidget(self.cam)
-        self.scroll = scrolled_panel(self, (scans, clinical, self.runner, answer, cam, place), MIN_VISIBLE_HEIGHT)
+        self.scroll = scrolled_panel(self, (scans, clinical, self.runner, answer, place, cam), MIN_VISIBLE_HEIGHT)
 
         # Names choose after Qt has said whether the user picked (``activated``): deferred, coalesced.
         self._preselect_timer = QTimer(self)
