@@ -107,8 +107,9 @@ def test_predict_writes_the_result_and_the_cam_as_training_reads_the_subject(set
     assert np.allclose(maps[..., 0], direct.raw[0], rtol=0.02, atol=0.02 * max(float(direct.raw.max()), 1e-6))
     assert maps.min() >= 0.0 and maps[..., 1].max() == pytest.approx(1.0 if maps[..., 0].max() > 0 else 0.0)
     assert doc["cam_volumes"] == ["raw", "normalised"]
-    # the card records no grid affine: the T1 of the training scans' shape is read as on the grid, said once
-    assert "read as on the model's grid" in capsys.readouterr().err
+    # the card records the cohort's grid (shape and affine); this T1 is on it, so nothing is registered or said
+    assert np.allclose(model.card.config["image_affine"], t1.affine)
+    assert model.card.config["image_shape"] == list(t1.shape) and "warning" not in capsys.readouterr().err
 
 
 def test_csv_table_with_blank_optional_cells_lists_them_as_missing(setup, tmp_path: Path) -> None:
@@ -164,6 +165,37 @@ def test_user_mistakes_are_one_sentence_and_write_nothing(setup, tmp_path: Path,
     assert len(err.splitlines()) == 1 and re.search(words, err), err
     assert not out.exists() and t1.stat().st_mtime_ns == stamp and sorted(tmp_path.iterdir()) in (
         [], [tmp_path / "bad.tsv"])
+
+
+def test_a_t1_of_the_training_shape_but_mirrored_is_registered_through_the_real_card(setup, tmp_path: Path,
+                                                                                     monkeypatch, capsys) -> None:
+    """The saved card records the grid's affine, so a T1 of the training shape whose voxels are stored mirrored in x
+    (its affine says so) is registered, not read as on the grid; the same head in world mm gives the same risk.
+    The registration stands in for SimpleITK's: this T1's world is the grid's, so world -> MNI is the identity."""
+    cohort, registry, subject = setup
+    t1 = nib.load(cohort / subject / "t1.nii.gz")
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = t1.shape[0] - 1
+    mirrored = tmp_path / "t1_lr.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(t1.dataobj)[::-1].copy(), t1.affine @ flip), mirrored)
+    calls = []
+
+    def fake_register(volume: Volume, name: str | None = None):
+        calls.append(name)
+        yield from ()
+        return registration.MniTransform(matrix=np.eye(4), metric=-1.0, brain_dice=0.97)
+
+    monkeypatch.setattr(registration, "register_to_mni", fake_register)
+    assert _predict(cohort, registry, subject, tmp_path / "a.json") == 0
+    assert calls == []  # on the grid: read as it is
+    argv = ["stroke", "predict", str(mirrored), "--flair", str(cohort / subject / "flair.nii.gz"), "--clinical",
+            str(cohort / "clinical.tsv"), "--subject", subject, "--out", str(tmp_path / "b.json"), "--weights",
+            str(registry), "--version", "1.0.0", "--device", "cpu", "--quiet"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert calls == ["The T1"] and "registered to MNI152" in capsys.readouterr().err
+    risks = [json.loads((tmp_path / f"{x}.json").read_text())["risk"] for x in "ab"]
+    assert risks[1] == pytest.approx(risks[0], abs=1e-4)
 
 
 def test_a_t1_off_the_grid_is_registered_and_pulled_onto_it(monkeypatch) -> None:

@@ -50,6 +50,7 @@ from torch.nn.utils import parametrize
 
 from ...device import resolve_device
 from ...errors import InputFileError, InsufficientDataError, RegistryError
+from ...io.resample import same_grid
 from ...metrics.classification import binary_metrics, youden_threshold
 from ...model_loading import load_version
 from ...models.stroke_net import StrokeClipNet
@@ -65,7 +66,13 @@ from ...registry import (
 )
 from ...train.loop import FitHistory, LoopConfig, fit
 from .labels import read_stroke_labels, read_stroke_table
-from .pretrain import CHANNELS, EMBED_BATCH, PretrainConfig, image_augment, load_images
+from .pretrain import (
+    CHANNELS,
+    EMBED_BATCH,
+    PretrainConfig,
+    image_augment,
+    load_cohort_images,
+)
 from .pretrain import MODEL_NAME as PRETRAINED_NAME
 from .split import cohort_fingerprint
 from .tabular import TableEncoding
@@ -323,6 +330,7 @@ class Downstream:
     val_metrics: dict[str, float]
     subjects: dict[str, list[str]]
     image_shape: tuple[int, ...]
+    image_affine: np.ndarray | None = None
 
 
 def _probabilities(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -351,10 +359,12 @@ def train_downstream(cohort_dir: str | Path, split: dict[str, Any], clip: Stroke
         raise InputFileError(f"{cohort_dir}: its clinical.tsv lacks the columns the pretrained encoder reads "
                              f"({', '.join(encoding.columns)}).")
     every = subjects["train"] + subjects["val"]
-    images = yield from load_images(cohort_dir, every)
-    if tuple(images.shape[2:]) != tuple(pretrained.config["image_shape"]):
+    images, affine = yield from load_cohort_images(cohort_dir, every)
+    made_on = pretrained.config.get("image_affine")
+    if tuple(images.shape[2:]) != tuple(pretrained.config["image_shape"]) or (
+            made_on is not None and not same_grid(images.shape[2:], affine, images.shape[2:], np.asarray(made_on))):
         raise InputFileError(f"{cohort_dir}: its scans are on a {images.shape[2:]} grid, the pretrained encoders' on "
-                             f"{tuple(pretrained.config['image_shape'])}.")
+                             f"{tuple(pretrained.config['image_shape'])} (shape and affine must both match).")
     table = encoding.encode([rows[s] for s in every])
     y = np.array([labels[s] for s in every], np.float32)
     n = len(subjects["train"])
@@ -381,7 +391,7 @@ def train_downstream(cohort_dir: str | Path, split: dict[str, Any], clip: Stroke
         metrics[f"val_auc_{h}"] = m["auc"]
         metrics[f"val_balanced_accuracy_{h}"] = (m["sensitivity"] + m["specificity"]) / 2
     net.eval()
-    return Downstream(net, encoding, history, thresholds, metrics, subjects, tuple(images.shape[2:]))
+    return Downstream(net, encoding, history, thresholds, metrics, subjects, tuple(images.shape[2:]), affine)
 
 
 def save_risk_model(result: Downstream, config: DownstreamConfig, root: str | Path, version: str, cohort: str,
@@ -403,6 +413,7 @@ def save_risk_model(result: Downstream, config: DownstreamConfig, root: str | Pa
         config={**dataclasses.asdict(config), "threshold": result.thresholds["ensemble"],
                 "thresholds": result.thresholds, "threshold_rule": "signed Youden J on the validation subjects",
                 "channels": list(CHANNELS), "image_shape": list(result.image_shape),
+                "image_affine": None if result.image_affine is None else np.asarray(result.image_affine).tolist(),
                 "table": result.encoding.to_json(), "table_width": result.encoding.width,
                 "width": pretrained.config["width"], "hidden": pretrained.config["hidden"],
                 "n_reference": len(net.reference_labels),

@@ -10,8 +10,11 @@ Steps (:func:`predict_subject`; ``neuroreview stroke predict`` and the viewer ca
    (:func:`rigid_part`: the training heads keep their own size), and the model's grid is
    carried into the T1's world through that; every channel is pulled onto it (trilinear,
    anti-aliased when coarser: the training scans were rendered at the grid's voxel, partial
-   volume included), the FLAIR through its own affine (a scan of the same session). A card that records no affine can only read a T1
-   whose shape is the training scans': it is taken as on the grid, with a message.
+   volume included), the FLAIR through its own affine (a scan of the same session). A T1 of
+   the training shape but another affine (mirrored, another voxel size) is registered like any
+   other; it is refused only when registration fails. Cards written before the grid's affine
+   was recorded (``image_affine`` absent) can only read a T1 whose shape is the training
+   scans': it is taken as on the grid, with a message saying it was not checked.
 3. *Intensities* as in training (``pretrain.load_images``): each channel divided by the
    median of its head's foreground.
 4. *The table row* encoded by the card's table encoding (training statistics). A blank

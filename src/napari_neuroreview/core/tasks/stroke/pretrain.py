@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from ...errors import InputFileError, InsufficientDataError
 from ...io.nifti import load_volume
+from ...io.resample import same_grid
 from ...models.stroke_net import StrokeClipNet
 from ...progress import Progress, TaskGenerator
 from ...reading.window import foreground
@@ -54,7 +55,7 @@ from .labels import read_stroke_table
 from .tabular import TableEncoding, scarf_corrupt
 
 __all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
-           "image_augment", "load_images", "pretrain", "pretraining_subjects", "save_pretrained"]
+           "image_augment", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained"]
 
 MODEL_NAME = "stroke-pretrain"
 TASK = "stroke"
@@ -123,28 +124,42 @@ def pretraining_subjects(split: dict[str, Any]) -> dict[str, list[str]]:
     return {part: list(split["subjects"][part]) for part in ("train", "val")}
 
 
-def load_images(cohort_dir: str | Path, subjects: Sequence[str]) -> TaskGenerator[np.ndarray]:
-    """(n, 2, D, H, W) float16 of the subjects' T1 and FLAIR, each divided by its foreground's median.
+def load_cohort_images(cohort_dir: str | Path, subjects: Sequence[str]
+                       ) -> TaskGenerator[tuple[np.ndarray, np.ndarray]]:
+    """(n, 2, D, H, W) float16 of the subjects' T1 and FLAIR, each divided by its foreground's median, and their grid's
+    affine (voxel -> world mm; the model card records it so that ``stroke predict`` can tell a T1 on this grid from
+    one that must be registered).
 
-    Every scan must be on one grid shape (a cohort is rendered on one); else one sentence.
+    Every scan must be on one grid, shape and affine (a cohort is rendered on one); else one sentence.
     """
     out: np.ndarray | None = None
+    affine: np.ndarray | None = None
     for i, subject in enumerate(subjects):
         for c, channel in enumerate(CHANNELS):
             path = Path(cohort_dir) / subject / f"{channel}.nii.gz"
-            data = load_volume(path).data.astype(np.float32)
-            if out is None:
+            volume = load_volume(path)
+            data = volume.data.astype(np.float32)
+            if out is None or affine is None:
                 out = np.zeros((len(subjects), len(CHANNELS), *data.shape), np.float16)
-            if data.shape != out.shape[2:]:
-                raise InputFileError(f"{path}: is on a {data.shape} grid, the cohort's first scan on "
-                                     f"{out.shape[2:]}; a cohort's scans share one grid.")
+                affine = np.asarray(volume.affine, float)
+            if not same_grid(data.shape, volume.affine, out.shape[2:], affine):
+                raise InputFileError(f"{path}: is on another grid (shape {data.shape}, affine) than the cohort's first "
+                                     f"scan ({out.shape[2:]}); a cohort's scans share one grid.")
             head = foreground(data.ravel())
             scale = float(np.median(head)) if head.size else 0.0
             if not scale > 0:
                 raise InputFileError(f"{path}: has no signal (no voxel above zero), so it cannot be normalised.")
             out[i, c] = data / scale
         yield Progress(i + 1, len(subjects), f"Reading scans {i + 1}/{len(subjects)}")
-    return out if out is not None else np.zeros((0, len(CHANNELS), 0, 0, 0), np.float16)
+    if out is None or affine is None:
+        return np.zeros((0, len(CHANNELS), 0, 0, 0), np.float16), np.eye(4)
+    return out, affine
+
+
+def load_images(cohort_dir: str | Path, subjects: Sequence[str]) -> TaskGenerator[np.ndarray]:
+    """The images of :func:`load_cohort_images` without their affine (evaluation and the benchmark)."""
+    images, _affine = yield from load_cohort_images(cohort_dir, subjects)
+    return images
 
 
 class ClipBatches:
@@ -232,6 +247,7 @@ class Pretrained:
     history: FitHistory
     image_shape: tuple[int, ...]
     subjects: dict[str, list[str]]
+    image_affine: np.ndarray | None = None
 
 
 def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConfig, device: torch.device | str
@@ -241,7 +257,7 @@ def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConf
     subjects = pretraining_subjects(split)
     encoding = TableEncoding.fit([rows[s] for s in subjects["train"]])
     every = subjects["train"] + subjects["val"]
-    images = yield from load_images(cohort_dir, every)
+    images, affine = yield from load_cohort_images(cohort_dir, every)
     n = len(subjects["train"])
     table = encoding.encode([rows[s] for s in every])
     torch.manual_seed(config.seed)  # the initial weights
@@ -249,7 +265,7 @@ def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConf
     batches = ClipBatches(images[:n], table[:n], encoding, config, images[n:], table[n:])
     loop = LoopConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, seed=config.seed)
     history = yield from fit(net, batches, loop, device, what="Stroke pretraining, epoch")
-    return Pretrained(net, encoding, history, tuple(images.shape[2:]), subjects)
+    return Pretrained(net, encoding, history, tuple(images.shape[2:]), subjects, affine)
 
 
 def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path, version: str, cohort: str,
@@ -270,6 +286,7 @@ def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path
                        "no test subject"),
         metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
         config={**dataclasses.asdict(config), "channels": list(CHANNELS), "image_shape": list(result.image_shape),
+                "image_affine": None if result.image_affine is None else np.asarray(result.image_affine).tolist(),
                 "table": result.encoding.to_json(), "table_width": result.encoding.width,
                 "cohort_fingerprint": split["cohort"], "split": {"file": split_file, "seed": split["seed"]},
                 "train_loss": history.train_loss, "val_loss": history.val_loss, "best_epoch": history.best_epoch},
