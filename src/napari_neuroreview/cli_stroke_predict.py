@@ -39,6 +39,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     row = read_clinical_row(args.clinical, args.subject, model.encoding.columns)
     t1 = load_volume(args.t1)
     flair = load_volume(args.flair) if args.flair else None
+    for volume in (t1, flair):  # what loading fixed (NaN voxels set to 0, orientation), as ``neuroreview info`` says
+        for sentence in volume.warnings if volume is not None else ():
+            print(f"warning: {sentence}", file=sys.stderr)
     device = next(model.net.parameters()).device
     result = _drive(predict_subject(t1, flair, row, model.net, model.encoding, model.threshold,
                                     {"name": card.name, "version": card.version}, card.config, cam=bool(args.cam),

@@ -236,6 +236,23 @@ def test_a_t1_off_the_grid_is_registered_and_pulled_onto_it(monkeypatch) -> None
     assert np.allclose(model_input({"t1": same}, grid, grid_affine)[0], on_grid / median, rtol=1e-5)
 
 
+def test_nan_voxels_are_said_on_stderr_and_an_all_nan_t1_is_refused_naming_nan(setup, tmp_path: Path, capsys) -> None:
+    cohort, registry, subject = setup
+    t1 = nib.load(cohort / subject / "t1.nii.gz")
+    data = np.asarray(t1.dataobj).astype(np.float32)
+    data[0, 0, :3] = np.nan
+    holed, empty = tmp_path / "t1_nan.nii.gz", tmp_path / "t1_allnan.nii.gz"
+    nib.save(nib.Nifti1Image(data, t1.affine), holed)
+    nib.save(nib.Nifti1Image(np.full(t1.shape, np.nan, np.float32), t1.affine), empty)
+    argv = ["--flair", str(cohort / subject / "flair.nii.gz"), "--clinical", str(cohort / "clinical.tsv"),
+            "--subject", subject, "--weights", str(registry), "--version", "1.0.0", "--device", "cpu", "--quiet"]
+    capsys.readouterr()
+    assert main(["stroke", "predict", str(holed), "--out", str(tmp_path / "a.json"), *argv]) == 0
+    assert re.search(r"warning: .*3 voxels .* are NaN or infinite; they were set to 0", capsys.readouterr().err)
+    assert main(["stroke", "predict", str(empty), "--out", str(tmp_path / "b.json"), *argv]) == 2
+    assert "NaN" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
+
+
 def test_a_model_reading_image_volumes_needs_them_filled() -> None:
     encoding = TableEncoding(("age", "sex", "wmh_ml"), {"age": 60.0, "wmh_ml": 5.0}, {"age": 8.0, "wmh_ml": 3.0})
     t1 = Volume(data=np.ones((4, 4, 4), np.float32), affine=np.eye(4), zooms=(1.0, 1.0, 1.0))

@@ -159,7 +159,7 @@ def model_input(scans: Mapping[str, Volume], grid: ModelGrid, to_subject: np.nda
         scale = float(np.median(head)) if head.size else 0.0
         if not scale > 0:
             raise InputFileError(f"The {CHANNEL_NAMES[channel]} has no signal on the model's grid (no voxel above "
-                                 "zero), so it cannot be normalised.")
+                                 "zero; NaN or infinite voxels count as 0), so it cannot be normalised.")
         out[c] = data / scale
     return out
 
