@@ -165,3 +165,8 @@ def test_a_pretrained_version_of_another_cohort_or_split_is_refused(pretrained, 
         run_to_completion(train_downstream(other, make_split(other), clip, card, DownstreamConfig(), "cpu"))
     with pytest.raises(InputFileError, match="not the one"):  # the same cohort cut with another seed
         run_to_completion(train_downstream(cohort, make_split(cohort, seed=5), clip, card, DownstreamConfig(), "cpu"))
+    # the same cohort and seed, but one test subject moved to train by hand: the card's digest of the assignment differs
+    edited = read_split(registry / card.config["split"]["file"], cohort)
+    edited["subjects"]["train"].append(edited["subjects"]["test"].pop(0))
+    with pytest.raises(InputFileError, match="not the one"):
+        run_to_completion(train_downstream(cohort, edited, clip, card, DownstreamConfig(), "cpu"))

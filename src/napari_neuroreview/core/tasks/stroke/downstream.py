@@ -72,6 +72,7 @@ from .pretrain import (
     PretrainConfig,
     image_augment,
     load_cohort_images,
+    split_digest,
 )
 from .pretrain import MODEL_NAME as PRETRAINED_NAME
 from .split import cohort_fingerprint
@@ -342,10 +343,11 @@ def train_downstream(cohort_dir: str | Path, split: dict[str, Any], clip: Stroke
     """Train the heads (module docstring) on the split's labelled train subjects; thresholds on its val subjects."""
     check_same_cohort(pretrained, cohort_dir)
     made = pretrained.config["split"]
-    if split.get("cohort") != pretrained.config["cohort_fingerprint"] or split.get("seed") != made["seed"]:
+    if (split.get("cohort") != pretrained.config["cohort_fingerprint"] or split.get("seed") != made["seed"]
+            or ("sha256" in made and split_digest(split) != made["sha256"])):  # cards before the digest: seed only
         raise InputFileError(f"the split given is not the one {pretrained.name} {pretrained.version} was pretrained "
-                             f"with ({made['file']}, seed {made['seed']}), so its test subjects may have been "
-                             "pretrained on.")
+                             f"with ({made['file']}, seed {made['seed']}, its subject assignment), so its test "
+                             "subjects may have been pretrained on.")
     labels = read_stroke_labels(cohort_dir)
     rows = {r["subject"]: r for r in read_stroke_table(cohort_dir)}
     subjects = downstream_subjects(split, labels)

@@ -30,6 +30,8 @@ gives the validation loss (the loop keeps the best epoch); the test part is neve
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,7 +57,8 @@ from .labels import read_stroke_table
 from .tabular import TableEncoding, scarf_corrupt
 
 __all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
-           "image_augment", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained"]
+           "image_augment", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained",
+           "split_digest"]
 
 MODEL_NAME = "stroke-pretrain"
 TASK = "stroke"
@@ -117,6 +120,16 @@ def image_augment(config: PretrainConfig) -> Any:
         raise ValueError(f"rotation_rad={config.rotation_rad} is not an angle in radians up to a quarter turn")
     r = float(config.rotation_rad)
     return RandAffine(prob=1.0, rotate_range=(r, r, r), scale_range=(0.05, 0.05, 0.05), padding_mode="zeros")
+
+
+def split_digest(split: dict[str, Any]) -> str:
+    """sha256 of the split's subject assignment (each part's subjects, sorted; canonical JSON).
+
+    Why: a pretraining card records it and ``stroke train`` compares it, so a split file edited
+    by hand (a test subject moved to train) under the same cohort and seed is refused.
+    """
+    parts = {part: sorted(str(s) for s in split["subjects"][part]) for part in sorted(split["subjects"])}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 def pretraining_subjects(split: dict[str, Any]) -> dict[str, list[str]]:
@@ -288,7 +301,7 @@ def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path
         config={**dataclasses.asdict(config), "channels": list(CHANNELS), "image_shape": list(result.image_shape),
                 "image_affine": None if result.image_affine is None else np.asarray(result.image_affine).tolist(),
                 "table": result.encoding.to_json(), "table_width": result.encoding.width,
-                "cohort_fingerprint": split["cohort"], "split": {"file": split_file, "seed": split["seed"]},
+                "cohort_fingerprint": split["cohort"], "split": {"file": split_file, "seed": split["seed"], "sha256": split_digest(split)},
                 "train_loss": history.train_loss, "val_loss": history.val_loss, "best_epoch": history.best_epoch},
     )
     state = {k: v.detach().cpu().contiguous() for k, v in result.net.state_dict().items()}
