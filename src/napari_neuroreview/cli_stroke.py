@@ -205,7 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if beside.exists() and read_split(beside, data) != split:
         raise OutputPathError(f"{beside}: holds another split of this cohort; save the model in another --out.")
     config = DownstreamConfig(**{k: v for k, v in (("mode", args.mode), ("epochs", args.epochs), ("batch", args.batch),
-                                                     ("lr", args.lr), ("seed", args.seed)) if v is not None})
+                                                     ("lr", args.lr), ("seed", args.seed),
+                                                     ("augment", False if args.no_augment else None)) if v is not None})
     device = resolve_device(args.device).device
     if not args.quiet:
         print(f"{pre_card.name} {pre_card.version} ({config.mode} encoders), split {split_path.name}: heads on "
@@ -331,6 +332,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lr", type=bounded_float(1e-6, 1.0, "learning rate"), default=None,
                    help="the heads' learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=None, help="heads and batches seed (default 0)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="do not turn the training images (default: up to 10 degrees about each axis, as pretraining)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -79,8 +79,11 @@ def test_pretrain_train_evaluate_end_to_end(pretrained, tmp_path: Path, monkeypa
 
     # trainable mode writes the next version, a child of the same pretraining
     assert main(["stroke", "train", "--data", str(cohort), "--weights", str(registry), "--out", str(out),
-                 "--mode", "trainable", "--epochs", "1", "--batch", "8", "--device", "cpu", "--quiet"]) == 0
+                 "--mode", "trainable", "--epochs", "1", "--batch", "8", "--no-augment", "--device", "cpu",
+                 "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "1.1.0"
+    augment = {c.version: c.config["augment"] for c in list_versions(out, "stroke-risk")}
+    assert augment == {card.version: True, "1.1.0": False}  # --no-augment reaches DownstreamConfig
 
 
 @pytest.mark.parametrize("case", ["other cohort", "no pretraining", "no risk model"])

@@ -178,9 +178,11 @@ def load_pretrained(version: str | None, root: str | Path | None = None
 def check_same_cohort(card: ModelCard, cohort_dir: str | Path) -> None:
     """Refuse a pretrained (or risk) version made on another cohort than ``cohort_dir``."""
     if card.config.get("cohort_fingerprint") != cohort_fingerprint(cohort_dir):
-        raise InputFileError(f"{card.name} {card.version} was pretrained on another cohort than {cohort_dir} "
-                             "(their clinical.tsv or labels.tsv differ), so its pretraining may have seen this "
-                             "cohort's test subjects; pretrain on this cohort first.")
+        pretrained = card.name == PRETRAINED_NAME
+        made, redo = ("pretrained", "pretrain") if pretrained else ("trained (and pretrained)", "pretrain and train")
+        raise InputFileError(f"{card.name} {card.version} was {made} on another cohort than {cohort_dir} "
+                             "(their clinical.tsv or labels.tsv differ), so it may have seen this cohort's test "
+                             f"subjects; {redo} on this cohort first.")
 
 
 def downstream_subjects(split: dict[str, Any], labels: dict[str, int]) -> dict[str, list[str]]:
