@@ -4,6 +4,7 @@ that keep every subject, the signed Youden threshold, the split shared with pret
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,11 @@ def test_a_pretrained_version_of_another_cohort_or_split_is_refused(pretrained, 
     other = label_cohort(write_tiny_cohort(tmp_path / "other", n=40, labelled=30, seed=1), strokes=10)
     with pytest.raises(InputFileError, match="pretrained on another cohort"):
         check_same_cohort(card, other)
+    # a risk model (stroke evaluate's check) is named for what it is
+    risk_card = dataclasses.replace(card, name="stroke-risk")
+    with pytest.raises(InputFileError, match=r"stroke-risk \S+ was trained \(and pretrained\) on another cohort .*"
+                                             r"pretrain and train on this cohort first\.$"):
+        check_same_cohort(risk_card, other)
     with pytest.raises(InputFileError, match="pretrained on another cohort"):
         run_to_completion(train_downstream(other, make_split(other), clip, card, DownstreamConfig(), "cpu"))
     with pytest.raises(InputFileError, match="not the one"):  # the same cohort cut with another seed
@@ -170,3 +176,42 @@ def test_a_pretrained_version_of_another_cohort_or_split_is_refused(pretrained, 
     edited["subjects"]["train"].append(edited["subjects"]["test"].pop(0))
     with pytest.raises(InputFileError, match="not the one"):
         run_to_completion(train_downstream(cohort, edited, clip, card, DownstreamConfig(), "cpu"))
+
+
+def test_thresholds_are_youden_on_the_validation_subjects_and_only_they_depend_on_their_labels(
+        pretrained, monkeypatch) -> None:
+    """Recomputed from the saved net on the val subjects, the thresholds are the ones kept; flipping only the val
+    labels (1 epoch: no best-epoch choice for them to sway) changes the thresholds and leaves every head's weights."""
+    from scipy.special import expit
+
+    from napari_neuroreview.core.tasks.stroke import downstream as downstream_module
+    from napari_neuroreview.core.tasks.stroke.downstream import (
+        encoding_from_card,
+        predict_logits,
+    )
+    from napari_neuroreview.core.tasks.stroke.labels import (
+        read_stroke_labels,
+        read_stroke_table,
+    )
+    from napari_neuroreview.core.tasks.stroke.pretrain import load_images
+
+    cohort, registry = pretrained
+    _root, clip, card = load_pretrained(None, registry)
+    split = read_split(registry / card.config["split"]["file"], cohort)
+    config = DownstreamConfig(mode="frozen", epochs=1, batch=8, lr=1e-2, augment=False)
+    first = run_to_completion(train_downstream(cohort, split, clip, card, config, "cpu"))
+    labels, rows = read_stroke_labels(cohort), {r["subject"]: r for r in read_stroke_table(cohort)}
+    val = first.subjects["val"]
+    y_val = np.array([labels[s] for s in val])
+    logits = predict_logits(first.net, run_to_completion(load_images(cohort, val)),
+                            encoding_from_card(card).encode([rows[s] for s in val]))
+    for h in HEADS:
+        assert first.thresholds[h] == youden_threshold(y_val, expit(logits[h].astype(np.float64)))
+
+    flipped = {s: 1 - v if s in set(val) else v for s, v in labels.items()}
+    monkeypatch.setattr(downstream_module, "read_stroke_labels", lambda _cohort: dict(flipped))
+    second = run_to_completion(train_downstream(cohort, split, clip, card, config, "cpu"))
+    weights = first.net.state_dict()  # the heads, the frozen encoders and the training subjects' references
+    assert any("_head." in k for k in weights)
+    assert all(torch.equal(weights[k], second.net.state_dict()[k]) for k in weights)
+    assert any(first.thresholds[h] != second.thresholds[h] for h in HEADS)
