@@ -32,7 +32,7 @@ from napari_neuroreview.core.tasks.stroke.downstream import (
     save_risk_model,
     train_downstream,
 )
-from napari_neuroreview.core.tasks.stroke.explain import ensemble_cam
+from napari_neuroreview.core.tasks.stroke.explain import ensemble_cam, head_on_grid
 from napari_neuroreview.core.tasks.stroke.labels import (
     CLINICAL_COLUMNS,
     read_clinical_row,
@@ -104,12 +104,19 @@ def test_predict_writes_the_result_and_the_cam_as_training_reads_the_subject(set
     assert img.shape == (*t1.shape, 2) and np.allclose(img.affine, t1.affine)
     maps = np.asarray(img.dataobj)
     direct = ensemble_cam(model.net, torch.from_numpy(images).float(), torch.from_numpy(model.encoding.encode([row])))
-    assert np.allclose(maps[..., 0], direct.raw[0], rtol=0.02, atol=0.02 * max(float(direct.raw.max()), 1e-6))
+    head = head_on_grid(load_volume(cohort / subject / "t1.nii.gz").data.astype(np.float32))  # masked to the head
+    expected = np.where(head, direct.raw[0], 0.0)
+    assert np.allclose(maps[..., 0], expected, rtol=0.02, atol=0.02 * max(float(direct.raw.max()), 1e-6))
     assert maps.min() >= 0.0 and maps[..., 1].max() == pytest.approx(1.0 if maps[..., 0].max() > 0 else 0.0)
     assert doc["cam_volumes"] == ["raw", "normalised"]
     # the card records the cohort's grid (shape and affine); this T1 is on it, so nothing is registered or said
     assert np.allclose(model.card.config["image_affine"], t1.affine)
-    assert model.card.config["image_shape"] == list(t1.shape) and "warning" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert model.card.config["image_shape"] == list(t1.shape) and "regist" not in err and "read as on" not in err
+    # the CAM's coarseness and the mass the head mask removed are said
+    cells = " x ".join(str(v) for v in direct.feature_map.shape[1:])
+    share = float(direct.raw[0][~head].sum() / direct.raw[0].sum()) if direct.raw.sum() > 0 else 0.0
+    assert f"warning: The Grad-CAM comes from a {cells} feature map" in err and f"{share:.0%} of its mass" in err
 
 
 def test_csv_table_with_blank_optional_cells_lists_them_as_missing(setup, tmp_path: Path) -> None:

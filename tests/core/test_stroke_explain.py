@@ -17,10 +17,11 @@ from napari_neuroreview.core.tasks.stroke.explain import (
     cam_on_subject,
     embedding_place,
     ensemble_cam,
+    head_on_grid,
     modality_shares,
 )
 
-SHAPE = (12, 12, 12)
+SHAPE = (12, 14, 10)  # no two axes alike: a transposed map has another shape, a flipped one moves the peak
 
 
 class Regions(nn.Module):
@@ -30,8 +31,8 @@ class Regions(nn.Module):
         super().__init__()
         half = tuple(s // 2 for s in SHAPE)
         a, b = torch.zeros(half), torch.zeros(half)
-        a[1:3, 1:3, 1:3] = 1.0  # input voxels 2-5 on every axis
-        b[4:6, 3:5, 3:5] = 1.0  # input voxels 8-11, 6-9, 6-9
+        a[1:3, 3:6, 1:3] = 1.0  # input voxels x 2-5, y 6-11, z 2-5 (A)
+        b[4:6, 0:2, 3:5] = 1.0  # input voxels x 8-11, y 0-3, z 6-9 (B): A's mirror on no single axis
         self.register_buffer("masks", torch.stack([a, b]))
         self.pool = nn.AvgPool3d(2)
 
@@ -77,10 +78,11 @@ def test_cam_of_the_ensemble_peaks_in_the_region_its_logit_reads() -> None:
     raw, norm = result.raw[0], result.normalised[0]
     assert raw.shape == SHAPE and result.layer == "net.regions"  # upsampled to the input grid
     peak = np.unravel_index(np.argmax(raw), SHAPE)
-    assert all(1.5 <= p <= 5.5 for p in peak), peak  # region A (input voxels 2-5), not B
+    assert 1.5 <= peak[0] <= 5.5 and 5.5 <= peak[1] <= 11.5 and 1.5 <= peak[2] <= 5.5, peak  # region A on each axis
     # not inverted (MONAI's default would give the peak 0): the normalised map's maximum is the raw one's
-    assert norm[peak] == pytest.approx(1.0) and norm[10, 7, 7] < 0.05
-    assert raw[10, 7, 7] < 0.05 * raw[peak]  # region B: read by the "image" head only, not by the ensemble
+    assert norm[peak] == pytest.approx(1.0) and norm[9, 2, 7] < 0.05
+    assert raw[9, 2, 7] < 0.05 * raw[peak]  # region B: read by the "image" head only, not by the ensemble
+    assert raw[9, 8, 3] < 0.05 * raw[peak] and raw[3, 2, 3] < 0.05 * raw[peak]  # A with x or y mirrored: nothing
 
 
 def test_cam_goes_onto_the_subjects_grid_and_affine() -> None:
@@ -94,11 +96,28 @@ def test_cam_goes_onto_the_subjects_grid_and_affine() -> None:
     assert on_subject.raw.shape == subject_shape and np.array_equal(on_subject.affine, subject_affine)
     assert on_subject.stacked().shape == (*subject_shape, 2)
     peak = voxel_to_world(subject_affine, np.array(np.unravel_index(np.argmax(on_subject.raw), subject_shape)))
-    low, high = voxel_to_world(model_affine, np.array([1.5, 1.5, 1.5])), voxel_to_world(model_affine, [5.5] * 3)
+    low, high = voxel_to_world(model_affine, np.array([1.5, 5.5, 1.5])), voxel_to_world(model_affine, [5.5, 11.5, 5.5])
     assert np.all(peak >= low - 1e-6) and np.all(peak <= high + 1e-6), (peak, low, high)  # region A, in world mm
     assert on_subject.normalised.max() == pytest.approx(1.0) and on_subject.normalised.min() == 0.0
     # mass is kept where the grids overlap: the map's world integral within a few percent
     assert on_subject.raw.sum() * 8.0 == pytest.approx(cam.sum() * 64.0, rel=0.05)
+
+
+def test_the_cam_is_masked_to_the_head_before_it_is_normalised_and_the_removed_mass_is_said() -> None:
+    net = RegionNet()
+    cam = ensemble_cam(net, _image(2), torch.ones(1, 3)).raw[0]
+    # a head in x 6-11 only: region A (x 2-5) lies outside it, so nearly all of the map's mass is removed
+    t1 = np.zeros(SHAPE, np.float32)
+    t1[6:, :, :] = 100.0
+    t1[8:10, 6:8, 4:6] = 20.0  # a dark hole inside the head (CSF) stays head
+    head = head_on_grid(t1)
+    assert head[6:].all() and not head[:6].any()
+    out = cam_on_subject(cam, np.eye(4), np.eye(4), SHAPE, "net.regions", head=head, feature_grid=(6, 7, 5))
+    assert out.outside_head == pytest.approx(float(cam[:6].sum() / cam.sum()), rel=1e-5) and out.outside_head > 0.9
+    assert not out.raw[:6].any() and np.allclose(out.raw[6:], cam[6:], atol=1e-5) and out.feature_grid == (6, 7, 5)
+    assert out.normalised.max() == pytest.approx(1.0) and np.argmax(out.normalised) == np.argmax(out.raw)
+    unmasked = cam_on_subject(cam, np.eye(4), np.eye(4), SHAPE, "net.regions")
+    assert unmasked.outside_head is None and unmasked.normalised[6:].max() < 0.5  # A would own the scale
 
 
 def test_a_net_that_ignores_the_table_gives_the_image_the_whole_share() -> None:

@@ -5,9 +5,15 @@ taken on the image branch at ``net.image_cam_layer`` (the image encoder's last
 convolutional stage) by :func:`core.explain.grad_cam`, the project's one Grad-CAM: it keeps
 the raw map and a min-max normalised one that is NOT inverted (MONAI's default normaliser
 returns ``1 - scaled``: the most important voxel would get 0). The map is on the model's
-input grid; :func:`cam_on_subject` pulls it onto the subject's own T1 grid (trilinear,
-through world mm, 0 outside the model's grid), raw and normalised, so that it overlays the
-scan the user gave. It shows where the image RAISES the ensemble logit (Grad-CAM's ReLU): a
+input grid; :func:`cam_on_subject` masks it to the head (:func:`head_on_grid`, the T1
+channel's foreground on the model's grid) and pulls it onto the subject's own T1 grid
+(trilinear, through world mm, 0 outside the model's grid), raw and normalised, so that it
+overlays the scan the user gave. Why the mask: the last stage of the image encoder is a
+3 x 3 x 3 map whose zero padding tells a unit where the field of view's edge is, so a net
+whose image branch learned little peaks at a corner of the field of view, outside the head;
+the share of the map's mass removed is reported (:attr:`SubjectCam.outside_head`), with
+the feature map's grid, because a 3^3 map cannot show regions finer than about a third of
+the head. It shows where the image RAISES the ensemble logit (Grad-CAM's ReLU): a
 subject whose image only lowers it gets an all-zero map (then the normalised one is zero too).
 
 Modality shares (:func:`modality_shares`): the two-player Shapley decomposition of the
@@ -45,13 +51,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ...explain.gradcam import CamResult, grad_cam, normalise
 from ...io.resample import resample_to_grid
+from ...reading.window import foreground
 
 __all__ = ["NEIGHBOURS", "TARGET", "EmbeddingPlace", "ModalityShares", "SubjectCam", "cam_on_subject",
-           "embedding_place", "ensemble_cam", "modality_shares"]
+           "embedding_place", "ensemble_cam", "head_on_grid", "modality_shares"]
 
 #: The logit explained and shared out: the one the risk is read from.
 TARGET = "ensemble"
@@ -89,30 +97,51 @@ def ensemble_cam(net: nn.Module, image: torch.Tensor, table: torch.Tensor) -> Ca
 class SubjectCam:
     """A Grad-CAM on the subject's T1 grid: ``raw`` (>= 0, the absolute scale) and ``normalised`` ([0, 1]).
 
-    ``affine`` is the T1's voxel -> world RAS mm; ``layer`` the explained layer.
+    ``affine`` is the T1's voxel -> world RAS mm; ``layer`` the explained layer;
+    ``outside_head`` the share of the map's mass outside the head that the mask removed
+    (None when no head was given); ``feature_grid`` the explained layer's own grid.
     """
 
     raw: np.ndarray
     normalised: np.ndarray
     affine: np.ndarray
     layer: str
+    outside_head: float | None = None
+    feature_grid: tuple[int, ...] | None = None
 
     def stacked(self) -> np.ndarray:
         """(X, Y, Z, 2) float32: raw, then normalised (the ``--cam`` file's two volumes)."""
         return np.stack([self.raw, self.normalised], axis=-1).astype(np.float32)
 
 
+def head_on_grid(t1: np.ndarray) -> np.ndarray:
+    """The head on the model's grid: the T1 channel's foreground (``reading.window.foreground``), holes filled."""
+    head = foreground(np.asarray(t1, np.float32).ravel())
+    if head.size == 0:
+        return np.zeros(np.shape(t1), bool)
+    return ndimage.binary_fill_holes(np.asarray(t1) >= head.min())
+
+
 def cam_on_subject(cam: np.ndarray, model_affine: np.ndarray, subject_affine: np.ndarray,
-                   subject_shape: tuple[int, ...], layer: str) -> SubjectCam:
+                   subject_shape: tuple[int, ...], layer: str, head: np.ndarray | None = None,
+                   feature_grid: tuple[int, ...] | None = None) -> SubjectCam:
     """One map on the model's grid (``model_affine``: its voxel -> the SUBJECT's world mm) put on the subject's grid.
 
-    Trilinear (``core.io.resample``), 0 where the model's grid does not reach; the normalised
-    map is the raw one min-max scaled on the subject's grid (``core.explain.normalise``).
+    With ``head`` (a mask on the model's grid, :func:`head_on_grid`) the map is set to 0
+    outside it first and the removed share of its mass kept. Trilinear (``core.io.resample``),
+    0 where the model's grid does not reach; the normalised map is the raw one min-max scaled
+    on the subject's grid, after the mask (``core.explain.normalise``).
     """
-    raw = resample_to_grid(np.asarray(cam, np.float32), model_affine, subject_affine, tuple(subject_shape[:3]),
-                           order=1)
+    cam = np.asarray(cam, np.float32)
+    outside = None
+    if head is not None:
+        total = float(cam.sum())
+        outside = float(cam[~head].sum()) / total if total > 0 else 0.0
+        cam = np.where(head, cam, 0.0).astype(np.float32)
+    raw = resample_to_grid(cam, model_affine, subject_affine, tuple(subject_shape[:3]), order=1)
     raw = np.maximum(raw, 0.0).astype(np.float32)  # trilinear weights are >= 0; kept exact for a ReLU map
-    return SubjectCam(raw=raw, normalised=normalise(raw), affine=np.asarray(subject_affine, float), layer=layer)
+    return SubjectCam(raw=raw, normalised=normalise(raw), affine=np.asarray(subject_affine, float), layer=layer,
+                      outside_head=outside, feature_grid=None if feature_grid is None else tuple(feature_grid))
 
 
 @dataclass(frozen=True)

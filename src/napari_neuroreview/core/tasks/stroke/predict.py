@@ -50,6 +50,7 @@ from .explain import (
     cam_on_subject,
     embedding_place,
     ensemble_cam,
+    head_on_grid,
     modality_shares,
 )
 from .schema import column_spec
@@ -236,7 +237,15 @@ def predict_subject(t1: Volume, flair: Volume | None, row: Mapping[str, Any], ne
     if cam:
         yield Progress(75, 100, "Grad-CAM of the ensemble logit")
         result = ensemble_cam(net, image, table)
-        subject_cam = cam_on_subject(result.raw[0], to_subject, t1.affine, t1.spatial_shape, result.layer)
+        t1_channel = grid.channels.index("t1") if "t1" in grid.channels else 0
+        head = head_on_grid(image[0, t1_channel].cpu().numpy())
+        feature_grid = tuple(int(v) for v in result.feature_map.shape[1:])
+        subject_cam = cam_on_subject(result.raw[0], to_subject, t1.affine, t1.spatial_shape, result.layer,
+                                     head=head, feature_grid=feature_grid)
+        cells = " x ".join(str(v) for v in feature_grid)
+        messages.append(f"The Grad-CAM comes from a {cells} feature map, so it cannot show regions finer than about "
+                        f"1/{min(feature_grid)} of the field of view; {subject_cam.outside_head:.0%} of its mass lay "
+                        "outside the head and was removed.")
     yield Progress(100, 100, "Done")
     return StrokePrediction(model={"name": str(model["name"]), "version": str(model["version"])},
                             subject=str(row.get("subject")), risk=risk, threshold=float(threshold), shares=shares,
