@@ -162,8 +162,28 @@ def test_unknown_case_is_a_user_error(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def _same_image(a: Path, b: Path) -> bool:
+    """Same header and voxels within one stored quantum (the int16 step of the scale factor).
+
+    Why not bytes: the simulators' float arithmetic (FFTs, transcendental functions) may round
+    differently on another CPU or library build, which can move a voxel by one stored step
+    (seen once: 1 of 1.4 M phase voxels, 0.015 rad). Anything more is a real change.
+    """
+    ia, ib = nib.load(a), nib.load(b)
+    if ia.header != ib.header or not np.array_equal(ia.affine, ib.affine):
+        return False
+    x, y = np.asanyarray(ia.dataobj), np.asanyarray(ib.dataobj)
+    step = abs(float(getattr(ia.dataobj, "slope", 1.0)))  # nibabel moves scl_slope to the array proxy
+    off = np.abs(x.astype(np.float64) - y.astype(np.float64)) > 1.001 * step
+    return x.shape == y.shape and not off.any() and int((x != y).sum()) <= max(1, x.size // 100_000)
+
+
 def test_committed_sample_data_is_what_the_generator_writes(written):
-    """`neuroreview sample-data` must reproduce the committed folder byte for byte."""
+    """`neuroreview sample-data` must reproduce the committed folder: other files byte for byte,
+    images to within one stored step on at most 1 in 10^5 voxels (:func:`_same_image`)."""
     committed = Path(__file__).resolve().parents[2] / "sample_data"
     first, _, _ = written
-    assert _digests(committed) == _digests(first)
+    want, got = _digests(committed), _digests(first)
+    assert set(want) == set(got)
+    differ = [k for k in want if want[k] != got[k]]
+    assert all(k.endswith(".nii.gz") and _same_image(committed / k, first / k) for k in differ), differ
