@@ -129,6 +129,11 @@ def test_score_binary_matches_sklearn() -> None:
         low, high = out[key]["ci95"]
         assert low <= out[key]["value"] <= high
     assert out["roc_auc"]["ci95"][0] < out["roc_auc"]["ci95"][1]
+    # tied scores (probabilities rounded, as a saturated head gives): the shared cohort metrics agree with sklearn
+    tied = np.round(s / s.max(), 1)
+    out = score_binary(y, tied, threshold=0.5, n_boot=10)
+    assert out["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, tied))
+    assert out["balanced_accuracy"]["value"] == pytest.approx(balanced_accuracy_score(y, tied >= 0.5))
 
 
 def _train(cohort: Path, registry: Path, mode: str):

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
@@ -71,6 +72,7 @@ from .pretrain import (
     EMBED_BATCH,
     PretrainConfig,
     image_augment,
+    in_batches,
     load_cohort_images,
     split_digest,
 )
@@ -256,14 +258,10 @@ class RiskBatches:
 def predict_logits(net: nn.Module, images: np.ndarray | torch.Tensor, table: np.ndarray | torch.Tensor,
                    batch: int = EMBED_BATCH) -> dict[str, np.ndarray]:
     """Each head's logits (n,) of the rows, in eval mode and without gradients, :data:`EMBED_BATCH` at a time."""
-    device = next(net.parameters()).device
-    images, table = torch.as_tensor(images), torch.as_tensor(table)
     was_training = net.training
     net.eval()
-    parts: list[dict[str, torch.Tensor]] = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            parts.append(net(images[start:start + batch].float().to(device), table[start:start + batch].to(device)))
+    parts: list[dict[str, torch.Tensor]] = in_batches(net, images, table, device=next(net.parameters()).device,
+                                                      batch=batch)
     net.train(was_training)
     return {h: torch.cat([p[h] for p in parts]).cpu().numpy() if parts else np.zeros(0, np.float32) for h in HEADS}
 
@@ -271,16 +269,12 @@ def predict_logits(net: nn.Module, images: np.ndarray | torch.Tensor, table: np.
 def _features(net: StrokeRiskNet, images: np.ndarray, table: np.ndarray, raw: bool
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows' image and table features (raw, or standardised as the heads read them), without gradients."""
-    device = next(net.parameters()).device
     net.eval()
-    img, tab = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), EMBED_BATCH):
-            x = torch.as_tensor(images[start:start + EMBED_BATCH]).float().to(device)
-            t = torch.as_tensor(table[start:start + EMBED_BATCH]).to(device)
-            a, b = net.raw_features(x, t) if raw else (net.encode_image(x), net.encode_table(t))
-            img.append(a)
-            tab.append(b)
+
+    def features(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return net.raw_features(x, t) if raw else (net.encode_image(x), net.encode_table(t))
+
+    img, tab = zip(*in_batches(features, images, table, device=next(net.parameters()).device))
     return torch.cat(img), torch.cat(tab)
 
 
@@ -337,7 +331,7 @@ class Downstream:
 
 
 def _probabilities(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {h: 1.0 / (1.0 + np.exp(-v.astype(np.float64))) for h, v in logits.items()}
+    return {h: expit(v.astype(np.float64)) for h, v in logits.items()}
 
 
 def train_downstream(cohort_dir: str | Path, split: dict[str, Any], clip: StrokeClipNet, pretrained: ModelCard,

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from scipy.special import expit
+from sklearn.metrics import average_precision_score
 
 from ...errors import InsufficientDataError
 from ...metrics.classification import bootstrap_ci
+from ...metrics.cohort import metric_function
 from ...models.stroke_risk import HEADS
 from ...progress import TaskGenerator
 from .downstream import (
@@ -40,14 +42,10 @@ __all__ = ["METRICS", "evaluate_test", "score_binary"]
 METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "balanced_accuracy", "sensitivity", "specificity")
 
 
-def _at(threshold: float, key: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    """Sensitivity, specificity or their mean at ``threshold`` (``binary_metrics``' rule, without its AUC)."""
-    def metric(y: np.ndarray, s: np.ndarray) -> float:
-        called = s >= threshold
-        sensitivity, specificity = float(called[y == 1].mean()), float((~called[y == 0]).mean())
-        return {"sensitivity": sensitivity, "specificity": specificity,
-                "balanced_accuracy": (sensitivity + specificity) / 2}[key]
-    return metric
+def _binary(name: str, threshold: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``core.metrics.cohort.metric_function`` (the project's one) on a row of P(stroke) instead of (n, 2)."""
+    fn = metric_function(name, (0, 1), threshold)
+    return lambda y, s: fn(y, np.column_stack([1.0 - s, s]))
 
 
 def score_binary(labels: Any, scores: Any, threshold: float, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -65,9 +63,9 @@ def score_binary(labels: Any, scores: Any, threshold: float, n_boot: int = 1000,
         raise InsufficientDataError(f"scoring needs subjects with and without a stroke (have {y.size} subjects, "
                                     f"{int(y.sum())} strokes)")
     functions: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-        "roc_auc": lambda a, b: float(roc_auc_score(a, b)),
-        "pr_auc": lambda a, b: float(average_precision_score(a, b)),
-        **{k: _at(threshold, k) for k in METRICS[2:]}}
+        "roc_auc": _binary("auc", threshold),
+        "pr_auc": lambda a, b: float(average_precision_score(a, b)),  # the one metric cohort.py lacks
+        **{k: _binary(k, threshold) for k in METRICS[2:]}}
     out: dict[str, Any] = {"n": int(y.size), "positives": int(y.sum()), "prevalence": float(y.mean()),
                            "threshold": float(threshold)}
     for name, fn in functions.items():
@@ -95,7 +93,7 @@ def evaluate_test(cohort_dir: str | Path, model: RiskModel, split: dict[str, Any
     y = np.array([labels[s] for s in test])
     logits = predict_logits(model.net, images, table)
     thresholds = card.config["thresholds"]
-    heads = {h: score_binary(y, 1.0 / (1.0 + np.exp(-logits[h].astype(np.float64))), thresholds[h], n_boot, seed)
+    heads = {h: score_binary(y, expit(logits[h].astype(np.float64)), thresholds[h], n_boot, seed)
              for h in HEADS}
     return {"model": {"name": card.name, "version": card.version}, "mode": card.config.get("mode"),
             "pretrained": card.config.get("pretrained"),

@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from ...errors import InputFileError, RegistryError
 from ...io.nifti import Volume
 from ...io.resample import resample_to_grid, same_grid
 from ...progress import Progress, TaskGenerator
-from ...reading.window import foreground
 from .explain import (
     EmbeddingPlace,
     ModalityShares,
@@ -53,6 +53,7 @@ from .explain import (
     head_on_grid,
     modality_shares,
 )
+from .pretrain import scale_to_foreground_median
 from .schema import column_spec
 from .tabular import TableEncoding
 
@@ -156,12 +157,7 @@ def model_input(scans: Mapping[str, Volume], grid: ModelGrid, to_subject: np.nda
             data = np.asarray(scan.data, np.float32)
         else:
             data = resample_to_grid(scan.data, scan.affine, to_subject, grid.shape, order=1, antialias=True)
-        head = foreground(data.ravel())
-        scale = float(np.median(head)) if head.size else 0.0
-        if not scale > 0:
-            raise InputFileError(f"The {CHANNEL_NAMES[channel]} has no signal on the model's grid (no voxel above "
-                                 "zero; NaN or infinite voxels count as 0), so it cannot be normalised.")
-        out[c] = data / scale
+        out[c] = scale_to_foreground_median(data, f"The {CHANNEL_NAMES[channel]} on the model's grid")
     return out
 
 
@@ -232,7 +228,7 @@ def predict_subject(t1: Volume, flair: Volume | None, row: Mapping[str, Any], ne
         logit = float(net.heads(h_img, h_tab)["ensemble"].reshape(-1)[0])
     shares = modality_shares(net, h_img, h_tab)[0]
     place = embedding_place(net, h_img, h_tab)
-    risk = float(torch.sigmoid(torch.tensor(logit, dtype=torch.float64)))
+    risk = float(expit(logit))
     subject_cam = None
     if cam:
         yield Progress(75, 100, "Grad-CAM of the ensemble logit")

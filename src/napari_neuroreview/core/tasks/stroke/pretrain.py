@@ -33,7 +33,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,8 @@ from .labels import read_stroke_table
 from .tabular import TableEncoding, scarf_corrupt
 
 __all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
-           "image_augment", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained",
-           "split_digest"]
+           "image_augment", "in_batches", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained",
+           "scale_to_foreground_median", "split_digest"]
 
 MODEL_NAME = "stroke-pretrain"
 TASK = "stroke"
@@ -137,6 +137,34 @@ def pretraining_subjects(split: dict[str, Any]) -> dict[str, list[str]]:
     return {part: list(split["subjects"][part]) for part in ("train", "val")}
 
 
+def scale_to_foreground_median(data: np.ndarray, what: str) -> np.ndarray:
+    """float32 ``data`` divided by the median of its head's foreground (``reading.window.foreground``).
+
+    The one intensity normalisation of training and of ``stroke predict`` (they must not drift
+    apart). ``what`` begins the sentence when there is nothing to divide by.
+    """
+    data = np.asarray(data, np.float32)
+    head = foreground(data.ravel())
+    scale = float(np.median(head)) if head.size else 0.0
+    if not scale > 0:
+        raise InputFileError(f"{what} has no signal (no voxel above zero; NaN or infinite voxels count as 0), so it "
+                             "cannot be normalised.")
+    return data / scale
+
+
+def in_batches(fn: Callable[..., Any], *arrays: np.ndarray | torch.Tensor, device: torch.device | str,
+               batch: int = EMBED_BATCH) -> list[Any]:
+    """``fn`` on each ``batch`` rows of ``arrays`` (as float32 tensors on ``device``) without gradients, in order.
+
+    The one batched inference loop of validation, the heads' logits and the features.
+    """
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(arrays[0]), batch):
+            out.append(fn(*(torch.as_tensor(a[start:start + batch]).float().to(device) for a in arrays)))
+    return out
+
+
 def load_cohort_images(cohort_dir: str | Path, subjects: Sequence[str]
                        ) -> TaskGenerator[tuple[np.ndarray, np.ndarray]]:
     """(n, 2, D, H, W) float16 of the subjects' T1 and FLAIR, each divided by its foreground's median, and their grid's
@@ -158,11 +186,7 @@ def load_cohort_images(cohort_dir: str | Path, subjects: Sequence[str]
             if not same_grid(data.shape, volume.affine, out.shape[2:], affine):
                 raise InputFileError(f"{path}: is on another grid (shape {data.shape}, affine) than the cohort's first "
                                      f"scan ({out.shape[2:]}); a cohort's scans share one grid.")
-            head = foreground(data.ravel())
-            scale = float(np.median(head)) if head.size else 0.0
-            if not scale > 0:
-                raise InputFileError(f"{path}: has no signal (no voxel above zero), so it cannot be normalised.")
-            out[i, c] = data / scale
+            out[i, c] = scale_to_foreground_median(data, f"{path}:")
         yield Progress(i + 1, len(subjects), f"Reading scans {i + 1}/{len(subjects)}")
     if out is None or affine is None:
         return np.zeros((0, len(CHANNELS), 0, 0, 0), np.float16), np.eye(4)
@@ -242,12 +266,9 @@ class ClipBatches:
         net: StrokeClipNet = model  # the loop hands the bare model
         device = next(net.parameters()).device
         images, table = self.val
-        parts = []
+        parts = in_batches(net.embed, images, table, device=device)
+        z_img, z_tab = (torch.cat(side) for side in zip(*parts))
         with torch.no_grad():
-            for start in range(0, len(images), EMBED_BATCH):
-                parts.append(net.embed(images[start:start + EMBED_BATCH].float().to(device),
-                                       table[start:start + EMBED_BATCH].to(device)))
-            z_img, z_tab = (torch.cat(side) for side in zip(*parts))
             return float(clip_loss(z_img, z_tab, self.config.temperature))
 
 
