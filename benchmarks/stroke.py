@@ -76,10 +76,8 @@ VARIANTS: dict[str, str] = {"table": "clinical table only", "volumes": "image-de
 PAPER = {"roc_auc_over_ssl": 0.026, "balanced_accuracy_over_ssl": (0.033, 0.056),
          "balanced_accuracy_over_supervised_multimodal": 0.076}
 #: The full run's defaults, and --quick's (tiny, minutes).
-#: FULL is sized by the cost measured in the --quick and 12:50 runs (about 0.15-0.3 CPU-seconds per subject
-#: and epoch of a 3D network at 6 mm, width 8, augmentation included): ~33 000 subject-epochs, 40-80 min on
-#: 2 CPUs (benchmarks/README.md). Its test part holds ~100 subjects, ~7 strokes: >= 40 would need ~2 900
-#: labelled subjects (hours on 2 CPUs).
+#: FULL: 300 / 100 / 100 labelled train / val / test subjects (~8 test strokes; >= 40 would need ~2 900
+#: labelled subjects, hours on 2 CPUs); estimated ~1 h on 2 idle CPUs from its first rows (benchmarks/README.md).
 FULL = {"n": 750, "labelled": 500, "voxel_mm": 6.0, "seeds": 5, "pretrain_epochs": 3, "ssl_epochs": 3,
         "head_epochs": 3, "supervised_epochs": 3, "boot": 1000}
 QUICK = {"n": 160, "labelled": 120, "voxel_mm": 6.0, "seeds": 2, "pretrain_epochs": 1, "ssl_epochs": 1,
