@@ -178,7 +178,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .core.io import strict_json
     from .core.io.atomic import write_text_atomic
     from .core.progress import run_to_completion
-    from .core.registry import check_new_version, default_registry_root, next_version
+    from .core.registry import (
+        SHIPPED_WEIGHTS_ROOT,
+        check_new_version,
+        default_registry_root,
+        next_version,
+    )
     from .core.tasks.stroke.downstream import (
         MODEL_NAME,
         DownstreamConfig,
@@ -197,7 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         split, split_path = _split_beside(pre_root, pre_card, data)
     root = Path(args.out) if args.out else pre_root if args.weights else default_registry_root()
-    roots = list(dict.fromkeys([root, pre_root, default_registry_root()]))
+    # the shipped weights too (as stroke pretrain): a user's first version must not clash with the shipped 1.0.0
+    roots = list(dict.fromkeys([root, pre_root, default_registry_root(), SHIPPED_WEIGHTS_ROOT]))
     version = args.version or next_version(MODEL_NAME, roots)
     check_new_version(MODEL_NAME, version, roots)
     check_registry_folder(root, data)

@@ -12,7 +12,12 @@ from stroke_synthetic import write_tiny_cohort
 import napari_neuroreview.core.tasks.stroke.pretrain as pretrain_module
 from napari_neuroreview.cli import main
 from napari_neuroreview.core.models.stroke_risk import HEADS
-from napari_neuroreview.core.registry import list_versions
+from napari_neuroreview.core.registry import (
+    SHIPPED_WEIGHTS_ROOT,
+    installed_versions,
+    list_versions,
+    next_version,
+)
 from napari_neuroreview.core.tasks.stroke.downstream import load_risk_model
 from napari_neuroreview.core.tasks.stroke.evaluate import METRICS
 from napari_neuroreview.core.tasks.stroke.split import read_split
@@ -40,6 +45,10 @@ def pretrained(tmp_path_factory, one_torch_thread) -> tuple[Path, Path]:
 
 def test_pretrain_train_evaluate_end_to_end(pretrained, tmp_path: Path, monkeypatch, capsys) -> None:
     cohort, registry = pretrained
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "user-data"))  # an empty user registry
+    shipped = [card.version for _root, card in installed_versions("stroke-risk", [SHIPPED_WEIGHTS_ROOT])]
+    assert shipped, "the shipped demo stroke-risk weights are the clash this test guards against"
+    first = next_version("stroke-risk", [SHIPPED_WEIGHTS_ROOT])
     split = read_split(next(registry.glob("stroke-split-*.json")), cohort)
     opened: list[Path] = []
     real = pretrain_module.load_volume
@@ -51,6 +60,8 @@ def test_pretrain_train_evaluate_end_to_end(pretrained, tmp_path: Path, monkeypa
     trained = json.loads(captured.out)
     assert "Stroke heads (frozen encoders), epoch 2/2" in captured.err  # progress as stroke pretrain's
     assert trained["parent"] == "1.0.0" and trained["mode"] == "frozen" and set(trained["thresholds"]) == set(HEADS)
+    assert trained["version"] == first and first not in shipped  # never the shipped version's number
+    installed_versions("stroke-risk", [out, SHIPPED_WEIGHTS_ROOT])  # so no "installed twice" when both are listed
     read = {p.parent.name for p in opened}
     assert read == set(split["subjects"]["train"]) | set(split["subjects"]["val"])  # never a test subject
     card = list_versions(out, "stroke-risk")[0]
@@ -78,12 +89,13 @@ def test_pretrain_train_evaluate_end_to_end(pretrained, tmp_path: Path, monkeypa
     assert str(tmp_path) not in json.dumps({k: v for k, v in result.items() if k != "cohort"})
 
     # trainable mode writes the next version, a child of the same pretraining
+    second = next_version("stroke-risk", [out, SHIPPED_WEIGHTS_ROOT])
     assert main(["stroke", "train", "--data", str(cohort), "--weights", str(registry), "--out", str(out),
                  "--mode", "trainable", "--epochs", "1", "--batch", "8", "--no-augment", "--device", "cpu",
                  "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["version"] == "1.1.0"
+    assert json.loads(capsys.readouterr().out)["version"] == second
     augment = {c.version: c.config["augment"] for c in list_versions(out, "stroke-risk")}
-    assert augment == {card.version: True, "1.1.0": False}  # --no-augment reaches DownstreamConfig
+    assert augment == {card.version: True, second: False}  # --no-augment reaches DownstreamConfig
 
 
 @pytest.mark.parametrize("case", ["other cohort", "no pretraining", "no risk model"])
