@@ -21,6 +21,7 @@ from qtpy.QtTest import QTest
 from stroke_synthetic import write_tiny_cohort
 
 from napari_neuroreview.cli import main
+from napari_neuroreview.core.io.layers import META_KEY
 from napari_neuroreview.core.io.nifti import load_volume
 from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.registry import DEMO_NOTE, set_default
@@ -225,3 +226,44 @@ def test_the_shipped_demo_model_predicts_the_sample(tmp_path, make_napari_viewer
     assert panel.result.model == {"name": MODEL_NAME, "version": card.version} and 0.0 < panel.result.risk < 1.0
     assert sum(panel.answer.shares_shown()) == pytest.approx(1.0, abs=2e-3)
     assert viewer.layers[CAM_LAYER].data.shape == viewer.layers["T1"].data.shape
+
+
+def test_changing_the_t1_loads_its_own_row_never_another_subjects(tmp_path, make_napari_viewer, qtbot,
+                                                                   monkeypatch) -> None:
+    """A cohort table of three subjects: each T1 picked (real key presses) shows its folder's row; a T1 the table
+    lacks, or a table opened with no subject, clears the form (never the first row), and Predict refuses."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    header, sample_row = (SAMPLE / "clinical.tsv").read_text().splitlines()
+    cells = sample_row.split("\t")
+    ages = {"sub-a": "61", "sub-b": "72", "sub-c": "83"}
+    table = tmp_path / "cohort" / "clinical.tsv"
+    table.parent.mkdir()
+    table.write_text("\n".join([header, *("\t".join([s, a, *cells[2:]]) for s, a in ages.items())]) + "\n")
+    viewer = make_napari_viewer()
+    for name, folder in (("sub-b", tmp_path / "cohort" / "sub-b"), ("sub-a", tmp_path / "cohort" / "sub-a"),
+                         ("sub-x", tmp_path / "elsewhere" / "sub-x")):
+        viewer.add_image(np.zeros((4, 5, 6), np.float32), name=name,
+                         metadata={META_KEY: {"source_path": str(folder / "t1.nii.gz")}})
+    panel = StrokeRiskWidget(viewer)
+    qtbot.addWidget(panel)
+    form = panel.clinical
+    assert panel.t1.currentText() == "sub-b" and Path(form.path.text()) == table
+    assert (form.subject.text(), form._raw("age")) == ("sub-b", "72")
+
+    panel.t1.setFocus()
+    QTest.keyClick(panel.t1, Qt.Key.Key_Down)  # the user picks the next T1: another subject's folder
+    qtbot.waitUntil(lambda: form.subject.text() == "sub-a", timeout=2_000)
+    assert form._raw("age") == "61" and form.subject_combo.currentText() == "sub-a"
+
+    QTest.keyClick(panel.t1, Qt.Key.Key_Down)  # a T1 whose folder the open table has no row for
+    qtbot.waitUntil(lambda: form.subject.text() == "", timeout=2_000)
+    assert all(form._raw(c) == "" for c in form.columns) and form.subject_combo.currentIndex() == -1
+    assert form.message.text() == "clinical.tsv has no row for subject 'sub-x': pick its row or type it."
+    qtbot.mouseClick(panel.runner.run_button, Qt.MouseButton.LeftButton)
+    assert not panel.runner.running and "age (age at the scan) is blank" in panel.runner.status.text()
+
+    form.path.clear()  # the table typed in by hand, no subject named: not its first row
+    QTest.keyClicks(form.path, str(table))
+    QTest.keyClick(form.path, Qt.Key.Key_Return)
+    assert form.subject.text() == "" and form._raw("age") == "" and form.subject_combo.count() == 3
+    assert form.message.text() == "Pick the subject's row of clinical.tsv, or type it."

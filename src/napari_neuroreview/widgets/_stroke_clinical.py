@@ -223,7 +223,12 @@ class ClinicalRowForm(QWidget):
             self.open_table(path)
 
     def open_table(self, path: str | Path, subject: str | None = None) -> bool:
-        """List a table's subjects and load ``subject`` (default: the only one, else the first); False on a refusal."""
+        """List a table's subjects and load ``subject``; False on a refusal.
+
+        A table of one subject loads that row; a table of several never loads its first by
+        default (it would be another patient's row): without ``subject`` among them, the form
+        is cleared and the user picks the row.
+        """
         text = str(path).strip()
         if not text:
             return False
@@ -241,9 +246,28 @@ class ClinicalRowForm(QWidget):
         if not subjects:
             self._say(f"{Path(text).name}: the clinical table has no subject row.")
             return False
-        wanted = subject if subject in subjects else subjects[0]
-        self.subject_combo.setCurrentText(wanted)
-        return self.load_subject(wanted)
+        if subject not in subjects and len(subjects) == 1:
+            subject = subjects[0]
+        return self.select_subject(subject)
+
+    def select_subject(self, subject: str | None) -> bool:
+        """Load ``subject``'s row of the open table, or clear the form and say that the table lacks it."""
+        names = [self.subject_combo.itemText(i) for i in range(self.subject_combo.count())]
+        if subject in names:
+            self.subject_combo.setCurrentText(subject)
+            return self.load_subject(subject)
+        table = Path(self.path.text().strip()).name
+        self.clear_row(f"{table} has no row for subject {subject!r}: pick its row or type it." if subject
+                       else f"Pick the subject's row of {table}, or type it.")
+        return False
+
+    def clear_row(self, sentence: str) -> None:
+        """Blank the subject and every column (no row is shown), and say why."""
+        self.subject_combo.setCurrentIndex(-1)
+        self.subject.clear()
+        for column in self.columns:
+            self._put(column, BLANK)
+        self._say(sentence)
 
     def load_subject(self, subject: str) -> bool:
         """Fill the form with ``subject``'s row of the table (its cells checked); False with the sentence if refused."""

@@ -146,14 +146,26 @@ class StrokeRiskWidget(QWidget):
         self._open_table_beside()
 
     def _open_table_beside(self) -> None:
-        """Once per T1 file, and only while no table is chosen: the clinical table in its folder (or the one above)."""
+        """Once per T1 file: that subject's row (a cohort's subject folder is named for its row).
+
+        With a table open, its row for the T1's folder, or a cleared form that says so: the row
+        of the subject picked before must never be run with another subject's T1. With none
+        open, the table in the T1's folder (or the one above).
+        """
         layer = self.t1.layer()
         source = ((layer.metadata.get(META_KEY) or {}).get("source_path") if layer is not None else None)
-        if not source or source == self._table_for or self.clinical.path.text().strip():
+        if source == self._table_for:
             return
-        self._table_for = source
+        previous, self._table_for = self._table_for, source
+        if self.clinical.path.text().strip():
+            if source:
+                self.clinical.select_subject(Path(source).parent.name)
+            elif previous:
+                self.clinical.clear_row(f"The T1 {layer.name if layer else ''} has no file to name its subject: "
+                                        "pick its row or type it.")
+            return
         table = table_beside(source)
-        if table is not None:  # a cohort's subject folder is named for its row
+        if table is not None:
             self.clinical.open_table(table, subject=Path(source).parent.name)
 
     def _on_version(self, *_: Any) -> None:
