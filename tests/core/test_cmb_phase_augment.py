@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from napari_neuroreview.core.tasks.cmb.patches import PATCH, PATCH_MM
 from napari_neuroreview.core.tasks.cmb.training import (
@@ -50,8 +51,8 @@ def test_patches_without_phase_stay_zero() -> None:
     out = randomise_phase(x, torch.Generator().manual_seed(0), replace(ON, phase_highpass_p=1.0, phase_blur_p=1.0))
     assert torch.equal(out[4:], x[4:])
     assert torch.count_nonzero(out[4:, 1]) == 0
-    # and voxels outside the head (zero phase) stay zero in patches with phase
-    x[:4, 1, :3] = 0.0
+    # and voxels outside the head (zero contrast and phase) stay zero in patches with phase
+    x[:4, :2, :3] = 0.0
     out = randomise_phase(x, torch.Generator().manual_seed(0), replace(ON, phase_highpass_p=1.0, phase_blur_p=1.0))
     assert torch.count_nonzero(out[:4, 1, :3]) == 0
 
@@ -91,3 +92,41 @@ def test_deterministic_under_the_generator_and_off_by_default() -> None:
     plain, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0, FitConfig())
     same, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0)
     assert torch.equal(plain, same)  # FitConfig() leaves the phase as it was: phase_randomise is off
+
+
+def _wrap(phase: np.ndarray) -> np.ndarray:
+    return np.angle(np.exp(1j * phase))
+
+
+def test_a_wrapped_dipole_is_unwrapped_before_it_is_scaled() -> None:
+    """A CMB's phase peaking at 8 rad, stored wrapped: each scale gives wrap(s * true phase), not s * wrap(phase).
+
+    The dipole is smoothed (as partial volume does) so that neighbouring voxels differ by under
+    pi: only then is the true phase recoverable from the wrapped one.
+    """
+    true = ndimage.gaussian_filter(_dipole(1.0, radius_mm=2.0).astype(np.float64), 2.5)
+    true = 8.0 * true / np.abs(true).max()
+    assert max(np.abs(np.diff(true, axis=a)).max() for a in range(3)) < np.pi
+    x = _batch(2)
+    x[:, 1] = torch.from_numpy(_wrap(true).astype(np.float32))
+    for s in (0.2, 0.45, 0.7, 1.5):
+        config = replace(ON, phase_scale=(s, s), phase_highpass_p=0.0, phase_blur_p=0.0)
+        out = randomise_phase(x, torch.Generator().manual_seed(0), config)[:, 1].double().numpy()
+        assert float(np.abs(_wrap(out - _wrap(s * true))).max()) < 1e-4, s
+
+
+def test_voxels_outside_the_head_do_not_change_the_filtered_phase_inside() -> None:
+    """Both filters weigh the signal by the contrast channel, zero outside the head: what lies there is ignored."""
+    config = replace(ON, phase_scale=(1.0, 1.0), phase_highpass_p=1.0, phase_blur_p=1.0, phase_highpass_mm=(2.0, 2.0))
+    x = _batch(4)
+    x[:, 1] = torch.from_numpy(_dipole(2.0)) + 0.3  # a CMB on a background phase
+    x[:, 0, :, :, 12:] = 0.0  # no signal above the head's edge in z ...
+    x[:, 0, 14:] = 0.0  # ... nor beyond it in x
+    other = x.clone()
+    other[:, 1] = torch.where(x[:, 0] == 0, torch.rand(x[:, 1].shape, generator=torch.Generator().manual_seed(2)) * 6 - 3,
+                              x[:, 1])
+    head = x[0, 0] != 0
+    a = randomise_phase(x, torch.Generator().manual_seed(4), config)[:, 1][:, head]
+    b = randomise_phase(other, torch.Generator().manual_seed(4), config)[:, 1][:, head]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, x[:, 1][:, head], atol=1e-3)  # the filters did act inside
