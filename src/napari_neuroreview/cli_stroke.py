@@ -220,6 +220,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = run_to_completion(train_downstream(data, split, clip, pre_card, config, device), _progress(args.quiet))
     if not args.quiet:
         print(file=sys.stderr)
+    for message in result.messages:  # warnings: printed even with --quiet
+        print(f"Warning: {message}", file=sys.stderr)
     if not beside.exists():
         write_text_atomic(beside, strict_json.dumps(split, indent=1) + "\n")
     card = save_risk_model(result, config, root, version, data.resolve().name, split, split_path.name, pre_card)

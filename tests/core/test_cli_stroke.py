@@ -61,6 +61,9 @@ def test_pretrain_train_evaluate_end_to_end(pretrained, tmp_path: Path, monkeypa
     assert "Stroke heads (frozen encoders), epoch 2/2" in captured.err  # progress as stroke pretrain's
     assert trained["parent"] == "1.0.0" and trained["mode"] == "frozen" and set(trained["thresholds"]) == set(HEADS)
     assert trained["version"] == first and first not in shipped  # never the shipped version's number
+    for head in HEADS:  # a head ranking worse than chance on validation is warned about on stderr
+        warned = f"Warning: The {head} head's validation ROC-AUC" in captured.err
+        assert warned == (trained["validation"][f"val_auc_{head}"] < 0.5), head
     installed_versions("stroke-risk", [out, SHIPPED_WEIGHTS_ROOT])  # so no "installed twice" when both are listed
     read = {p.parent.name for p in opened}
     assert read == set(split["subjects"]["train"]) | set(split["subjects"]["val"])  # never a test subject

@@ -26,6 +26,7 @@ from napari_neuroreview.core.progress import run_to_completion
 from napari_neuroreview.core.tasks.stroke.downstream import (
     DownstreamConfig,
     RiskBatches,
+    below_chance_messages,
     check_same_cohort,
     load_pretrained,
     train_downstream,
@@ -112,6 +113,17 @@ def test_youden_threshold_is_signed() -> None:
     # |J| would take the perfect flipped rule, calling "positive" the scores BELOW 0.3 (or >= 0.7 as J = -1)
     assert t not in (0.7, 0.3)
     assert youden_threshold(y, -s) == -0.3  # the same scores turned the right way round: the perfect cut
+
+
+def test_a_head_below_chance_on_validation_is_warned_about() -> None:
+    """Signed Youden on a head that ranks worse than chance calls (nearly) everyone positive: it must be said."""
+    y = np.array([0] * 6 + [1] * 4)
+    s = np.array([0.9, 0.8, 0.85, 0.7, 0.95, 0.75, 0.1, 0.2, 0.15, 0.3])
+    aucs = {"image": roc_auc_score(y, s), "table": roc_auc_score(y, -s), "fused": 0.5, "ensemble": 0.49}
+    messages = below_chance_messages({f"val_auc_{h}": v for h, v in aucs.items()})
+    assert [m.split("'")[0] for m in messages] == ["The image head", "The ensemble head"]
+    assert messages[0].startswith("The image head's validation ROC-AUC is 0.00, below chance (0.5)")
+    assert below_chance_messages({f"val_auc_{h}": 0.7 for h in HEADS}) == []
 
 
 def test_score_binary_matches_sklearn() -> None:

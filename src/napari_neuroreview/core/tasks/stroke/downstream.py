@@ -38,7 +38,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -328,6 +328,19 @@ class Downstream:
     subjects: dict[str, list[str]]
     image_shape: tuple[int, ...]
     image_affine: np.ndarray | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def below_chance_messages(val_metrics: dict[str, float]) -> list[str]:
+    """One warning per head whose validation ROC-AUC is below 0.5 (``val_auc_<head>``).
+
+    Why: the signed Youden threshold (maximum of TPR - FPR) of a head that ranks worse than
+    chance sits at or near its lowest score, so it calls almost every subject positive
+    (sensitivity ~1, specificity ~0); the user must hear that before trusting its high/low.
+    """
+    return [f"The {h} head's validation ROC-AUC is {val_metrics[f'val_auc_{h}']:.2f}, below chance (0.5): its "
+            "Youden threshold calls nearly every subject positive, so its high/low answer means nothing."
+            for h in HEADS if val_metrics.get(f"val_auc_{h}", 0.5) < 0.5]
 
 
 def _probabilities(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -389,7 +402,8 @@ def train_downstream(cohort_dir: str | Path, split: dict[str, Any], clip: Stroke
         metrics[f"val_auc_{h}"] = m["auc"]
         metrics[f"val_balanced_accuracy_{h}"] = (m["sensitivity"] + m["specificity"]) / 2
     net.eval()
-    return Downstream(net, encoding, history, thresholds, metrics, subjects, tuple(images.shape[2:]), affine)
+    return Downstream(net, encoding, history, thresholds, metrics, subjects, tuple(images.shape[2:]), affine,
+                      below_chance_messages(metrics))
 
 
 def save_risk_model(result: Downstream, config: DownstreamConfig, root: str | Path, version: str, cohort: str,
