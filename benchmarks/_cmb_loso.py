@@ -489,15 +489,19 @@ def card_figures(results: dict[str, Any]) -> dict[str, Any]:
 
     ``neuroreview cmb train --card-figures`` records them in the shipped detector's card:
     how the training recipe does on a simulator it never saw (A->B, B->A) and on held-out
-    scans of each simulator it trained on (A+B->A, A+B->B).
+    scans of each simulator it trained on (A+B->A, A+B->B). A ``--loso-variant`` twin's pairs
+    ("B+pr->A") are left out: they are another recipe than the one the card describes.
     """
     def num(value: Any) -> float | None:
         return round(float(value), 4) if value is not None and math.isfinite(float(value)) else None
 
+    twins = {t["name"] for t in results.get("trainings", ()) if "variant" in t}
+    twins |= {key.split("->")[0] for key in results["pairs"]
+              if any(key.split("->")[0].endswith(f"+{suffix}") for suffix, _ in VARIANTS.values())}
     pairs = {}
     for key, pair in results["pairs"].items():
         ours = pair.get("ours")
-        if ours is None:
+        if ours is None or key.split("->")[0] in twins:
             continue
         s = ours["summary"]
         pairs[key] = {

@@ -112,3 +112,17 @@ def test_card_figures_mark_the_held_out_simulator_and_drop_nan() -> None:
     assert card["pairs"]["A->B"]["sensitivity_at_1_fp_per_scan_by_stratum"]["size 2-3 mm"] == {"n": 3, "sensitivity": 0.5}
     assert card["seeds_first"] == {"test_A": 740000}
     json.dumps(card, allow_nan=False)
+
+
+def test_card_figures_leave_out_the_variant_twins() -> None:
+    """A --loso-variant twin ("B+pr") is another recipe: its figures must not reach a shipped card."""
+    report = {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {},
+              "summary": {"n_truth": 1, "sensitivity": 1.0, "fp_per_subject": 0.0, "f1_pooled": 1.0,
+                          "dice_per_cmb_mean": 0.5}, "strata": {}}
+    trainings = loso.plan_trainings(["B"], "phase_randomised")
+    results = {"sizes": {}, "seeds": {}, "trainings": trainings,
+               "pairs": {f"{t['name']}->{test}": {"ours": report} for t in trainings for test in ("A", "B")}}
+    assert set(results["pairs"]) == {"B->A", "B->B", "B+pr->A", "B+pr->B"}
+    assert set(loso.card_figures(results)["pairs"]) == {"B->A", "B->B"}
+    del results["trainings"]  # a results file from before the plan was recorded: told by the suffix
+    assert set(loso.card_figures(results)["pairs"]) == {"B->A", "B->B"}
