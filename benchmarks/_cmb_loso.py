@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import _common as common
 import cmb as bench
+import numpy as np
 from cmb_candidates import recall, strata
 
 SIMULATORS = {"A": "phenomenological", "B": "physics"}

@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import _common as common  # noqa: E402
+import _common as common
 
 SEED_BASE = {"test": 500_000, "highres": 510_000, "tune": 200_000, "unet_train": 300_000, "speed": 600_000}
 CLINICAL_MM = (0.9, 0.9, 1.8)
@@ -189,7 +189,10 @@ class Ours:
     """(a) The plugin's detector, at its model card's threshold."""
 
     def __init__(self, spec: dict[str, Any], device: str) -> None:
-        from napari_neuroreview.core.tasks.cmb.model import card_threshold, load_detector
+        from napari_neuroreview.core.tasks.cmb.model import (
+            card_threshold,
+            load_detector,
+        )
         from napari_neuroreview.core.tasks.cmb.train import SWEEP_FLOOR
 
         self.detector = load_detector(spec.get("version"), device=device, roots=[Path(spec["weights"])])
@@ -286,7 +289,10 @@ class LoG:
         from scipy import ndimage
         from skimage.feature import blob_log
 
-        from napari_neuroreview.core.tasks.cmb.candidates import head_mask, local_contrast
+        from napari_neuroreview.core.tasks.cmb.candidates import (
+            head_mask,
+            local_contrast,
+        )
         from napari_neuroreview.core.tasks.cmb.detect import DUPLICATE_OVERLAP
 
         data = np.asarray(magnitude.data, np.float32)
@@ -433,7 +439,7 @@ def w_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     import torch  # noqa: F401
 
     if spec["imports"] == "full":
-        import monai.inferers  # noqa: F401
+        import monai.inferers
         import monai.networks.nets  # noqa: F401
         import skimage.feature  # noqa: F401
 
@@ -615,11 +621,11 @@ def choose_threshold(thresholds: list[float], cases_at: Any) -> dict[str, Any]:
     from napari_neuroreview.core.metrics import summarize
 
     rows = []
-    for t in sorted(set(float(x) for x in thresholds)):
+    for t in sorted({float(x) for x in thresholds}):
         s = summarize(cases_at(t))
         rows.append({"threshold": t, "sensitivity": s["sensitivity"], "fp_per_subject": s["fp_per_subject"],
                      "f1_pooled": s["f1_pooled"]})
-    num = lambda v: v if v is not None and math.isfinite(v) else -1.0  # noqa: E731
+    num = lambda v: v if v is not None and math.isfinite(v) else -1.0
     ok = [r for r in rows if r["fp_per_subject"] <= TARGETS["max_fp_per_subject"] and num(r["sensitivity"]) > 0]
     if ok:
         best = max(ok, key=lambda r: (num(r["sensitivity"]), r["threshold"]))
@@ -695,7 +701,7 @@ def _mean_sd(summary: dict[str, Any], key: str) -> str:
 
 def section_rows(title: str, reports: dict[str, dict[str, Any]], sources: dict[str, str]) -> list[list[str]]:
     rows: list[list[str]] = [[title]]
-    get = lambda m, k: reports[m]["summary"][k] if m in reports else None  # noqa: E731
+    get = lambda m, k: reports[m]["summary"][k] if m in reports else None
     rows.append(["  score threshold"] + [f"{common.fmt(reports[m]['threshold'])} ({sources[m]})" if m in reports
                                          else "-" for m in METHODS])
     for label, key, digits in (("  sensitivity, pooled over CMBs", "sensitivity", 3),
@@ -838,7 +844,6 @@ def loso_main(args: argparse.Namespace) -> int:
     import monai
     import skimage
     import torch
-
     from _cmb_loso import VARIANTS, run_loso
 
     if args.loso_variant is not None and args.loso_variant not in VARIANTS:
@@ -862,14 +867,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.loso:
         return loso_main(args)
+    import monai
+    import skimage
     import torch
 
     from napari_neuroreview.core.models.cmb_net import CMBPatchNet
     from napari_neuroreview.core.registry import installed_versions
     from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME, card_threshold
-
-    import monai
-    import skimage
 
     machine = common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "
                                       f"scikit-image {skimage.__version__}")
@@ -988,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": {k: [c["seed"] for c in cases if c["kind"] == k] for k in SEED_BASE},
         "gpu": (torch.cuda.get_device_name() if gpu else None), "errors": errors,
     })
-    n_truth = lambda g: next(iter(results[g].values()))["summary"]["n_truth"] if results[g] else 0  # noqa: E731
+    n_truth = lambda g: next(iter(results[g].values()))["summary"]["n_truth"] if results[g] else 0
     rows: list[list[str]] = []
     rows += section_rows(f"Held-out scans, 0.9 x 0.9 x 1.8 mm: {args.n_cases} scans, {n_truth('heldout')} CMBs "
                          f"(seeds {SEED_BASE['test']}+)", results["heldout"], sources)
@@ -996,8 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += section_rows(f"Held-out scans, 0.5 x 0.5 x 2.0 mm: {args.n_highres} scans, {n_truth('highres')} "
                              f"CMBs (seeds {SEED_BASE['highres']}+)", results["highres"], sources)
     speed = results["speed"]
-    rows.append([f"One {'x'.join(map(str, SPEED_SHAPE))} volume at 0.9 x 0.9 x 1.8 mm (best of {args.repeats} after "
-                 f"a warm-up, fresh process per method)"])
+    rows.append([(f"One {'x'.join(map(str, SPEED_SHAPE))} volume at 0.9 x 0.9 x 1.8 mm (best of {args.repeats} "
+                  f"after a warm-up, fresh process per method)")])
     rows.append([f"  CPU seconds ({args.threads} threads)"] + [
         common.fmt(speed["cpu"][m]["best"], 2) if m in speed["cpu"] else "-" for m in METHODS])
     ref = speed["cpu"].get("ours", {}).get("best")
