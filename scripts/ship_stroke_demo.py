@@ -8,7 +8,8 @@ Why a script: ``stroke train`` writes the validation figures into the card and `
 evaluate`` scores the test subjects afterwards (once), so the shipped card is a new card of
 the same weights with the test figures added (cards are integrity-checked: never edited by
 hand). The notes say what the figures are: one phantom cohort's held-out test subjects,
-not a clinical estimate. Nothing else changes: the weights are byte-identical (their sha256
+not a clinical estimate, and what the score is for this model (its validation ROC-AUC and
+the test specificity of the threshold tuned there: a score, not a calibrated risk). Nothing else changes: the weights are byte-identical (their sha256
 is checked on load) and the config, parent and training data are the trained version's.
 """
 
@@ -38,7 +39,11 @@ def shipped_card_fields(card, evaluation: dict) -> dict:
         for metric in METRICS:
             metrics[f"test_{metric}_{head}"] = float(scores[metric]["value"])
     ensemble = evaluation["heads"]["ensemble"]
-    notes = (f"{DEMO_NOTE}. Test figures (metrics test_*, config.test) are PHANTOM figures: `neuroreview stroke "
+    val_auc = card.metrics["val_auc_ensemble"]
+    notes = (f"{DEMO_NOTE}. Its score is not a calibrated risk: the ensemble's validation ROC-AUC is {val_auc:.2f}"
+             f"{' (below chance)' if val_auc < 0.5 else ''}, and the threshold tuned there (signed Youden J) calls "
+             f"nearly every subject high (test specificity {ensemble['specificity']['value']:.2f}, sensitivity "
+             f"{ensemble['sensitivity']['value']:.2f}). Test figures (metrics test_*, config.test) are PHANTOM figures: `neuroreview stroke "
              f"evaluate` on the {test['subjects']} held-out test subjects ({test['strokes']} written strokes) of the "
              f"simulated cohort it was trained on (ensemble ROC-AUC {ensemble['roc_auc']['value']:.2f}, 95 % "
              f"subject-bootstrap CI {ensemble['roc_auc']['ci95'][0]:.2f}-{ensemble['roc_auc']['ci95'][1]:.2f}); "

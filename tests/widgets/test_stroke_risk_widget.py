@@ -221,6 +221,11 @@ def test_the_shipped_demo_model_predicts_the_sample(tmp_path, make_napari_viewer
     card = panel.versions.card()
     assert card is not None and DEMO_NOTE in card.notes and "PHANTOM figures" in card.notes
     assert "test_roc_auc_ensemble" in card.metrics and "not for clinical use" in panel.caveat.text()
+    assert panel.caveat.text().startswith("Demo weights") and "the score is not a calibrated risk" in panel.caveat.text()
+    # the card calls the number what it is for this model: its validation ROC-AUC, the test specificity
+    specificity = card.config["test"]["heads"]["ensemble"]["specificity"]["value"]
+    assert f"validation ROC-AUC is {card.metrics['val_auc_ensemble']:.2f}" in card.notes
+    assert f"test specificity {specificity:.2f}" in card.notes and "not a calibrated risk" in card.notes
     predict(panel, qtbot)
     assert panel.runner.last_error is None, panel.runner.status.text()
     assert panel.result.model == {"name": MODEL_NAME, "version": card.version} and 0.0 < panel.result.risk < 1.0
