@@ -13,8 +13,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
-import _cmb_loso as loso  # noqa: E402
-import cmb as bench  # noqa: E402
+import _cmb_loso as loso
+import cmb as bench
 
 
 def _case(pairs: list[tuple[int, int]], unmatched_pred: list[int]) -> SimpleNamespace:
