@@ -272,3 +272,24 @@ def test_changing_the_t1_loads_its_own_row_never_another_subjects(tmp_path, make
     QTest.keyClick(form.path, Qt.Key.Key_Return)
     assert form.subject.text() == "" and form._raw("age") == "" and form.subject_combo.count() == 3
     assert form.message.text() == "Pick the subject's row of clinical.tsv, or type it."
+
+
+def test_a_semicolon_csv_opens_in_the_panel_as_the_core_reads_it(tmp_path, make_napari_viewer, qtbot,
+                                                                 monkeypatch) -> None:
+    """A spreadsheet's semicolon CSV (decimal-comma locales): typed into Table, its subjects listed, a row picked."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    header, sample_row = (SAMPLE / "clinical.tsv").read_text().splitlines()
+    cells = sample_row.split("\t")
+    table = tmp_path / "clinical.csv"
+    table.write_text("\n".join(";".join(r) for r in (header.split("\t"), ["sub-1", "55", *cells[2:]],
+                                                     ["sub-2", "66", *cells[2:]])) + "\n")
+    panel = StrokeRiskWidget(make_napari_viewer())
+    qtbot.addWidget(panel)
+    form = panel.clinical
+    QTest.keyClicks(form.path, str(table))
+    QTest.keyClick(form.path, Qt.Key.Key_Return)
+    assert [form.subject_combo.itemText(i) for i in range(form.subject_combo.count())] == ["sub-1", "sub-2"]
+    form.subject_combo.setFocus()
+    QTest.keyClick(form.subject_combo, Qt.Key.Key_Down)  # from no row to the first: the user's pick
+    assert (form.subject.text(), form._raw("age")) == ("sub-1", "55")
+    assert form.row() == {**read_clinical_row(table, "sub-1", form.columns)}

@@ -18,7 +18,6 @@ asks for them.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import InputFileError, NeuroreviewError
-from ..core.tasks.stroke.labels import CLINICAL_COLUMNS, read_clinical_row
+from ..core.errors import NeuroreviewError
+from ..core.tasks.stroke.labels import (
+    CLINICAL_COLUMNS,
+    clinical_table_subjects,
+    read_clinical_row,
+)
 from ..core.tasks.stroke.schema import column_spec, validate_row
 from ._base import elide
 
@@ -74,28 +77,6 @@ def table_beside(scan_path: str | Path | None) -> Path | None:
             if (place / name).is_file():
                 return place / name
     return None
-
-
-def table_subjects(path: str | Path) -> list[str]:
-    """The subject IDs of a clinical table, in file order (its header needs a ``subject`` column).
-
-    Only the IDs: each row is read and checked when it is picked (``read_clinical_row``).
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-        raise InputFileError(f"{path}: cannot read the clinical table ({reason}).") from None
-    if not lines:
-        raise InputFileError(f"{path}: the clinical table is empty.")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in lines[0] else ","
-    rows = list(csv.reader(lines, delimiter=delimiter))
-    header = [h.strip() for h in rows[0]]
-    if "subject" not in header:
-        raise InputFileError(f"{path}: the clinical table has no subject column.")
-    key = header.index("subject")
-    return [r[key].strip() for r in rows[1:] if len(r) > key and r[key].strip()]
 
 
 def _text(value: Any) -> str:
@@ -234,7 +215,7 @@ class ClinicalRowForm(QWidget):
             return False
         self.path.setText(text)
         try:
-            subjects = table_subjects(text)
+            subjects = clinical_table_subjects(text)
         except NeuroreviewError as exc:
             self.subject_combo.clear()
             self._say(str(exc))

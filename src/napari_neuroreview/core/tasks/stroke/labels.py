@@ -18,7 +18,7 @@ from ...errors import InputFileError
 from .schema import COLUMNS, validate_row
 
 __all__ = ["BINARY_COLUMNS", "CLINICAL_COLUMNS", "IMAGE_VOLUME_COLUMNS", "LABEL_COLUMNS", "MISSING", "SETS",
-           "read_clinical_row", "read_stroke_labels", "read_stroke_table"]
+           "clinical_table_subjects", "read_clinical_row", "read_stroke_labels", "read_stroke_table"]
 
 #: The clinical table's columns after ``subject`` and ``set``, in order (units, ranges and
 #: which may be blank: :data:`.schema.COLUMNS`).
@@ -73,6 +73,40 @@ def read_stroke_table(cohort_dir: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _clinical_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A clinical table's header and its (line number, cells) rows: the one reader of the file's layout.
+
+    TSV (``.tsv`` or a tab in the header), else CSV: commas, or semicolons when the header
+    has no comma (the CSV of spreadsheets in decimal-comma locales). The header needs a
+    ``subject`` column and no column twice.
+    """
+    lines = _lines(path, "clinical table")
+    if not lines:
+        raise InputFileError(f"{path}: the clinical table is empty.")
+    first = lines[0]
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else (
+        ";" if ";" in first and "," not in first else ",")
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    if "subject" not in header:
+        raise InputFileError(f"{path}: the clinical table has no subject column (its header: "
+                             f"{', '.join(header)[:120]}).")
+    if len(set(header)) != len(header):
+        raise InputFileError(f"{path}: the clinical table's header names a column twice.")
+    return header, list(enumerate(reader, start=2))
+
+
+def clinical_table_subjects(path: str | Path) -> list[str]:
+    """The subject IDs of a clinical table, in file order (read as :func:`read_clinical_row` reads it).
+
+    Only the IDs: each row is checked when it is read.
+    """
+    path = Path(path)
+    header, rows = _clinical_table(path)
+    key = header.index("subject")
+    return [values[key].strip() for _n, values in rows if len(values) > key and values[key].strip()]
+
+
 def read_clinical_row(path: str | Path, subject: str, columns: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Subject ``subject``'s row of a clinical table: TSV (``.tsv`` or a tab in the header), else CSV (commas, or
     semicolons when the header has no comma).
@@ -84,21 +118,9 @@ def read_clinical_row(path: str | Path, subject: str, columns: tuple[str, ...] |
     table, or there twice, is one sentence.
     """
     path = Path(path)
-    lines = _lines(path, "clinical table")
-    if not lines:
-        raise InputFileError(f"{path}: the clinical table is empty.")
-    first = lines[0]
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or "\t" in first else (
-        ";" if ";" in first and "," not in first else ",")  # a semicolon CSV: spreadsheets of decimal-comma locales
-    reader = csv.reader(lines, delimiter=delimiter)
-    header = [h.strip() for h in next(reader)]
-    if "subject" not in header:
-        raise InputFileError(f"{path}: the clinical table has no subject column (its header: "
-                             f"{', '.join(header)[:120]}).")
-    if len(set(header)) != len(header):
-        raise InputFileError(f"{path}: the clinical table's header names a column twice.")
+    header, rows = _clinical_table(path)
     key = header.index("subject")
-    found = [(n, values) for n, values in enumerate(reader, start=2) if len(values) > key and values[key].strip() == subject]
+    found = [(n, values) for n, values in rows if len(values) > key and values[key].strip() == subject]
     if not found:
         raise InputFileError(f"{path}: no row for subject {subject!r} in the clinical table.")
     if len(found) > 1:
