@@ -8,17 +8,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import napari_user as user
 import numpy as np
 import pytest
 import torch
 from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QSpinBox
 
-import napari_user as user
-from napari_neuroreview.core.config_fields import RANGES, FieldRange, config_default, field_range
+from napari_neuroreview.core.config_fields import (
+    RANGES,
+    FieldRange,
+    config_default,
+    field_range,
+)
 from napari_neuroreview.core.device import resolve_device
 from napari_neuroreview.core.model_labels import is_demo, tag_label
-from napari_neuroreview.core.registry import DEMO_NOTE, SHIPPED_WEIGHTS_ROOT, ModelCard, save_model, set_default
-from napari_neuroreview.widgets._base import ConfigForm, DevicePicker, LayerPicker, VersionPicker
+from napari_neuroreview.core.registry import (
+    DEMO_NOTE,
+    SHIPPED_WEIGHTS_ROOT,
+    ModelCard,
+    save_model,
+    set_default,
+)
+from napari_neuroreview.widgets._base import (
+    ConfigForm,
+    DevicePicker,
+    LayerPicker,
+    VersionPicker,
+)
 
 
 @dataclass
@@ -101,6 +117,33 @@ def test_layer_picker_follows_the_viewer_in_a_docked_widget(make_napari_viewer) 
     assert picker.currentText() == "swi" and seen[-1] == "swi"  # the choice is kept, the host told
     viewer.layers.remove("swi")
     assert picker.currentText() == "MNI template" and picker.layer() is None
+
+
+def test_layer_picker_follows_renames_and_lets_go_of_removed_layers(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    case = user.dock(viewer, "Case")  # napari hands the dock a viewer proxy
+    picker = LayerPicker(case.viewer, lambda layer: not layer.name.endswith("_phase"))
+    a = viewer.add_image(np.zeros((4, 5, 6)), name="a")
+    viewer.add_image(np.zeros((4, 5, 6)), name="b")
+    picker.setCurrentText("b")
+    seen: list[str] = []
+    picker.changed.connect(lambda: seen.append(picker.currentText()))
+    viewer.layers["b"].name = "b renamed"  # the chosen layer: the choice follows it
+    assert [picker.itemText(i) for i in range(picker.count())] == ["a", "b renamed"]
+    assert picker.currentText() == "b renamed" and picker.layer().name == "b renamed" and seen[-1] == "b renamed"
+    viewer.layers["a"].name = "a_phase"  # renamed out of what the picker offers
+    assert [picker.itemText(i) for i in range(picker.count())] == ["b renamed"]
+    assert picker.currentText() == "b renamed"
+    def follows(layer) -> bool:
+        return any(isinstance(cb, tuple) and cb[0]() is picker for cb in layer.events.name.callbacks)
+
+    assert follows(a)
+    viewer.layers.remove("a_phase")
+    assert not follows(a)  # a removed layer no longer calls the picker
+    picker.release()
+    assert not follows(viewer.layers["b renamed"])
+    viewer.layers["b renamed"].name = "c"
+    assert picker.currentText() == "b renamed"  # released: no longer follows
 
 
 def test_config_form_takes_defaults_from_the_dataclass_and_ranges_from_one_place(qtbot) -> None:

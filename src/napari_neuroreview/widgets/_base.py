@@ -199,15 +199,29 @@ class LayerPicker(QComboBox):
         self.leading = list(leading)
         elide(self)
         self.currentIndexChanged.connect(lambda _index: self.changed.emit())
+        viewer.layers.events.removed.connect(self._unfollow)  # before refresh: the removed layer's names go
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             event.connect(self.refresh)
         self.refresh()
 
     def release(self) -> None:
-        """Stop following the viewer's layer list (its panel closes; safe to call twice)."""
+        """Stop following the viewer's layer list and its layers' names (its panel closes; safe to call twice)."""
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
                       self.viewer.layers.events.reordered):
             event.disconnect(self.refresh)
+        self.viewer.layers.events.removed.disconnect(self._unfollow)
+        for layer in self.viewer.layers:
+            layer.events.name.disconnect(self._renamed)
+
+    def _unfollow(self, event: Any) -> None:
+        """A layer left the viewer: stop listening to its name."""
+        event.value.events.name.disconnect(self._renamed)
+
+    def _renamed(self, event: Any) -> None:
+        """A layer was renamed: list the names again; when it was the chosen one, the choice follows it."""
+        chosen = self.currentText()
+        gone = chosen not in self.leading and chosen not in {layer.name for layer in self.viewer.layers}
+        self._list(event.source.name if gone else chosen)
 
     def layers(self) -> list[Any]:
         """The layers offered, in the viewer's order."""
@@ -222,7 +236,12 @@ class LayerPicker(QComboBox):
 
     def refresh(self, *_: Any) -> None:
         """List the layers again, keeping the choice when it is still there."""
-        keep = self.currentText()
+        self._list(self.currentText())
+
+    def _list(self, keep: str) -> None:
+        """List the layers (following each one's name: connecting twice is a no-op) and choose ``keep`` if listed."""
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._renamed)
         items = [*self.leading, *(layer.name for layer in self.layers())]
         self.blockSignals(True)
         self.clear()
