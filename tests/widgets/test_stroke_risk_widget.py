@@ -249,8 +249,7 @@ def test_changing_the_t1_loads_its_own_row_never_another_subjects(tmp_path, make
                          ("sub-x", tmp_path / "elsewhere" / "sub-x")):
         viewer.add_image(np.zeros((4, 5, 6), np.float32), name=name,
                          metadata={META_KEY: {"source_path": str(folder / "t1.nii.gz")}})
-    panel = StrokeRiskWidget(viewer)
-    qtbot.addWidget(panel)
+    panel = user.dock(viewer, "Stroke risk")  # from the manifest, on napari's proxy viewer
     form = panel.clinical
     assert panel.t1.currentText() == "sub-b" and Path(form.path.text()) == table
     assert (form.subject.text(), form._raw("age")) == ("sub-b", "72")
@@ -283,8 +282,7 @@ def test_a_semicolon_csv_opens_in_the_panel_as_the_core_reads_it(tmp_path, make_
     table = tmp_path / "clinical.csv"
     table.write_text("\n".join(";".join(r) for r in (header.split("\t"), ["sub-1", "55", *cells[2:]],
                                                      ["sub-2", "66", *cells[2:]])) + "\n")
-    panel = StrokeRiskWidget(make_napari_viewer())
-    qtbot.addWidget(panel)
+    panel = user.dock(make_napari_viewer(), "Stroke risk")
     form = panel.clinical
     QTest.keyClicks(form.path, str(table))
     QTest.keyClick(form.path, Qt.Key.Key_Return)
