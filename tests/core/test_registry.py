@@ -293,3 +293,45 @@ def test_every_system_loads_through_the_one_lookup(monkeypatch) -> None:
     for module in (cmb_model, net_model):
         assert not hasattr(module, "available_versions") and not hasattr(module, "find_version")
     assert model_loading.load_version.__module__ == model_loading.__name__
+
+
+def test_weights_that_do_not_fit_the_card_are_one_sentence_naming_model_and_version(
+    tmp_path: Path, linear: torch.nn.Linear
+) -> None:
+    """A verified file whose tensors are not the network the card describes (another code's card)."""
+    from napari_neuroreview.core.model_loading import card_mismatch, load_version
+
+    save_model(linear.state_dict(), make_card("1.0.0"), tmp_path)
+
+    def build(state: dict[str, torch.Tensor], card: ModelCard, _device: torch.device) -> torch.nn.Linear:
+        net = torch.nn.Linear(4, 5)  # the code's idea of the network differs from the saved weights
+        with card_mismatch(card):
+            net.load_state_dict(state)
+        return net
+
+    with pytest.raises(RegistryError, match=r"^The model card cmb-det 1\.0\.0 does not describe its weights \(.*size"):
+        load_version("cmb-det", "1.0.0", build, device="cpu", roots=[tmp_path])
+
+    def build_ok(state: dict[str, torch.Tensor], card: ModelCard, _device: torch.device) -> torch.nn.Linear:
+        net = torch.nn.Linear(4, 3)
+        with card_mismatch(card):
+            net.load_state_dict(state)
+        return net
+
+    loaded = load_version("cmb-det", "1.0.0", build_ok, device="cpu", roots=[tmp_path])
+    assert torch.equal(loaded.weight, linear.weight)
+
+
+def test_the_detector_loader_reports_weights_missing_a_layer(tmp_path: Path) -> None:
+    """The shipped detector's card with one tensor left out of its weights: RegistryError, not torch's traceback."""
+    from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME, build_net, load_detector
+
+    shipped = read_card(SHIPPED_WEIGHTS_ROOT / MODEL_NAME / "1.0.0")
+    state = build_net(shipped).state_dict()
+    dropped = sorted(state)[0]
+    del state[dropped]
+    card = ModelCard(name=MODEL_NAME, version="9.0.0", task=shipped.task, parent=None,
+                     training_data="test", metrics={}, notes=DEMO_NOTE, config=dict(shipped.config))
+    save_model(state, card, tmp_path)
+    with pytest.raises(RegistryError, match=rf"cmb-detector 9\.0\.0 does not describe its weights \(.*{dropped}"):
+        load_detector("9.0.0", device="cpu", roots=[tmp_path])

@@ -11,7 +11,8 @@ loads through :func:`load_version` (find -> check the card -> device -> verified
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ from napari_neuroreview.core.device import resolve_device
 from napari_neuroreview.core.errors import RegistryError
 from napari_neuroreview.core.registry import WEIGHTS_FILE, ModelCard, find_version, read_card, version_dir
 
-__all__ = ["load_state_dict", "load_version"]
+__all__ = ["card_mismatch", "load_state_dict", "load_version", "weights_disagree"]
 
 _PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"})
 M = TypeVar("M")
@@ -137,3 +138,34 @@ def load_version(
     choice = resolve_device(device)
     state, card = load_state_dict(version_dir(root, name, card.version), device="cpu")
     return build(state, card, choice.device)
+
+
+def weights_disagree(card: ModelCard, detail: str) -> RegistryError:
+    """The one sentence for weights that do not fit the network their card describes.
+
+    Why one: the sha256 proves the file is the one saved with the card, so a shape or key
+    mismatch means the card's config and the weights were written by different code (or
+    the card was edited); the user needs the model, the version and the first line of why.
+    """
+    return RegistryError(f"The model card {card.name} {card.version} does not describe its weights ({detail}).")
+
+
+@contextmanager
+def card_mismatch(card: ModelCard) -> Iterator[None]:
+    """Turn torch's ``load_state_dict`` RuntimeError (missing keys, other shapes) into :func:`weights_disagree`.
+
+    Use around the code that puts verified weights into the network the card describes, in
+    a ``build`` passed to :func:`load_version`; anything else is left to propagate.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        raise weights_disagree(card, _first_reason(exc)) from exc
+
+
+def _first_reason(exc: RuntimeError, limit: int = 200) -> str:
+    """Torch's first concrete reason (a missing key, a size mismatch), not its header line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not line.startswith("Error(s) in loading state_dict")] or lines or ["?"]
+    reason = reasons[0].rstrip(".")
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ...errors import RegistryError
-from ...models.cmb_net import CMBPatchNet
 from ...model_config import ConfigRule, check_config
-from ...model_loading import load_version
+from ...model_loading import card_mismatch, load_version
+from ...models.cmb_net import CMBPatchNet
 from ...registry import ModelCard
 
 MODEL_NAME = "cmb-detector"
@@ -81,13 +80,8 @@ def load_detector(
 def _build_loaded(state: dict[str, torch.Tensor], card: ModelCard, device: torch.device) -> LoadedDetector:
     """The network of ``card`` with verified weights ``state``, in eval mode on ``device``."""
     net = build_net(card)
-    try:
+    with card_mismatch(card):
         net.load_state_dict(state)
-    except RuntimeError as exc:  # the card's shape and the weights disagree: the files, not the code
-        raise RegistryError(
-            f"The model card {MODEL_NAME} {card.version} does not describe its weights "
-            f"({str(exc).splitlines()[0]})."
-        ) from exc
     net.to(device).eval()
     return LoadedDetector(net=net, card=card)
 

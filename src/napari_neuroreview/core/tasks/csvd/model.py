@@ -36,7 +36,7 @@ import torch
 from ...errors import RegistryError
 from ...metrics.cohort import Cohort, evaluate_predictions
 from ...model_config import ConfigRule, check_config
-from ...model_loading import load_version
+from ...model_loading import card_mismatch, load_version, weights_disagree
 from ...models.mil import POOLINGS
 from ...progress import Progress, TaskGenerator
 from ...registry import DEMO_NOTE, ModelCard, save_model
@@ -177,13 +177,9 @@ def _build(state: dict[str, torch.Tensor], card: ModelCard, device: torch.device
     width = card.config["in_features"]
     mean, std = state.get("scaler.mean"), state.get("scaler.std")
     if mean is None or std is None or mean.shape != (width,) or std.shape != (width,):
-        raise RegistryError(f"The model card {MODEL_NAME} {card.version} does not describe its weights "
-                            f"(no feature scaler of {width} columns).")
-    try:
+        raise weights_disagree(card, f"no feature scaler of {width} columns")
+    with card_mismatch(card):
         estimator = MILEstimator.from_state(state, mil_config(card), device=str(device))
-    except RuntimeError as exc:  # the card's shape and the weights disagree: the files, not the code
-        raise RegistryError(f"The model card {MODEL_NAME} {card.version} does not describe its weights "
-                            f"({str(exc).splitlines()[0]}).") from exc
     return LoadedSubtypeModel(estimator, card, layout_of(card))
 
 

@@ -32,7 +32,7 @@ import torch
 
 from ...errors import RegistryError
 from ...model_config import ConfigRule, check_config
-from ...model_loading import load_version
+from ...model_loading import card_mismatch, load_version
 from ...models.metastasis_net import ARCHS, ATTENTIONS
 from ...registry import DEMO_NOTE, ModelCard, save_model
 from .classes import NODES, ORIGINS, SEQUENCES
@@ -145,11 +145,8 @@ class LoadedOriginModel:
 
 def _build(state: dict[str, torch.Tensor], card: ModelCard, device: torch.device) -> LoadedOriginModel:
     """The estimator of ``card`` with verified weights ``state`` on ``device``."""
-    try:
+    with card_mismatch(card):
         estimator = MetastasisEstimator.from_state(state, origin_config(card), crop_spec(card), device=str(device))
-    except RuntimeError as exc:  # the card's shape and the weights disagree: the files, not the code
-        raise RegistryError(f"The model card {MODEL_NAME} {card.version} does not describe its weights "
-                            f"({str(exc).splitlines()[0]}).") from exc
     return LoadedOriginModel(estimator, card)
 
 

@@ -29,7 +29,7 @@ import torch
 from ...errors import InputFileError, RegistryError
 from ...models.network_encoder import MODEL_TR_S, TC_LENGTH, NetworkPairEncoder
 from ...model_config import ConfigRule, check_config
-from ...model_loading import load_version
+from ...model_loading import card_mismatch, load_version
 from ...registry import (
     DEMO_NOTE,
     ModelCard,
@@ -318,12 +318,8 @@ def model_from_card(state: dict[str, torch.Tensor], card: ModelCard, device: str
     reference = _reference_from_tensors(state, list(config.get("networks", [])))
     state = {k: v for k, v in state.items() if not k.startswith(_REFERENCE_PREFIX)}
     encoder = NetworkPairEncoder(**config["encoder"])  # the config was checked: an error here is a bug
-    try:
+    with card_mismatch(card):
         encoder.load_state_dict(state)
-    except RuntimeError as exc:  # missing keys or other shapes: the files disagree, not the code
-        raise RegistryError(
-            f"The {MODEL_NAME} model card {card.version} does not describe its weights: {str(exc).splitlines()[0]}."
-        ) from exc
     heads = {name: LogisticModel.from_json(head) for name, head in config["stage2"].items()}
     representation = str(config.get("representation", "projection"))
     width = 2 * (encoder.map_encoder.out_dim if representation == "encoder" else encoder.embed_dim) + len(FEATURE_NAMES)

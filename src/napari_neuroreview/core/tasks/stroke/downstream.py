@@ -53,7 +53,7 @@ from ...device import resolve_device
 from ...errors import InputFileError, InsufficientDataError, RegistryError
 from ...io.resample import same_grid
 from ...metrics.classification import binary_metrics, youden_threshold
-from ...model_loading import load_version
+from ...model_loading import card_mismatch, load_version
 from ...models.stroke_net import StrokeClipNet
 from ...models.stroke_risk import HEADS, StrokeRiskNet
 from ...progress import TaskGenerator
@@ -165,11 +165,8 @@ def load_pretrained(version: str | None, root: str | Path | None = None
         c = card.config
         net = StrokeClipNet(int(c["table_width"]), int(c["width"]), int(c["embed_dim"]), int(c["hidden"]),
                             len(c["channels"]))
-        try:
+        with card_mismatch(card):
             net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise RegistryError(f"The model card {card.name} {card.version} does not describe its weights "
-                                f"({str(exc).splitlines()[0]}).") from exc
         return net.eval()
 
     net = load_version(PRETRAINED_NAME, card.version, build, device="cpu", roots=[found], check=_check_pretrained_card,
@@ -462,11 +459,8 @@ def load_risk_model(root: str | Path | None = None, version: str | None = None, 
         c = card.config
         net = StrokeRiskNet(int(c["table_width"]), int(c["width"]), int(c["hidden"]), len(c["channels"]),
                             int(c["n_reference"]))
-        try:
+        with card_mismatch(card):
             net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise RegistryError(f"The model card {card.name} {card.version} does not describe its weights "
-                                f"({str(exc).splitlines()[0]}).") from exc
         if c.get("mode") == "frozen":
             net.freeze_encoders()
         return RiskModel(net.to(device).eval(), encoding_from_card(card), float(c["threshold"]), card)
