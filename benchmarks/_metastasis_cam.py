@@ -156,7 +156,8 @@ def timing_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
-    net = MetastasisNet(spec["in_channels"], spec["arch"], spec["attention"], spec["width"])
+    net = MetastasisNet(spec["in_channels"], spec["arch"], spec["attention"], spec["width"],
+                        stem_stride=spec.get("stem_stride", 1))
     if spec.get("weights"):
         net.load_state_dict(torch.load(spec["weights"], weights_only=True))
     net.eval()
@@ -224,7 +225,8 @@ def time_gradcam(script: Path, setups: dict[str, dict[str, Any]], repeats: int, 
 
 
 def timing_table(timed: dict[str, Any]) -> str:
-    rows = [[name, f"{t['arch']}-{t['attention']} w{t['width']}, {t['in_channels']} x {'x'.join(map(str, t['shape']))}, "
+    rows = [[name, f"{t['arch']}-{t['attention']} w{t['width']} stem stride {t.get('stem_stride', 1)}, "
+                   f"{t['in_channels']} x {'x'.join(map(str, t['shape']))}, "
              f"{len(t['targets'])} node(s)", fmt(t["ours_s"], 2), fmt(t["monai_s"], 2), fmt(t["ratio"], 2),
              fmt(t["ours_peak_gib"], 2), fmt(t["monai_peak_gib"], 2), fmt(min(t["map_correlation"]), 4)]
             for name, t in timed.items()]

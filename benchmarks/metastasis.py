@@ -114,6 +114,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cam-repeats", type=int, default=5, help="timed Grad-CAM calls per method (after a warm-up)")
     p.add_argument("--brain-size", type=int, default=128, help="voxels per edge of the whole-brain timing input")
     p.add_argument("--brain-width", type=int, default=64, help="width of the whole-brain timing's ResNet18-CBAM")
+    p.add_argument("--brain-stem-stride", type=int, default=2, choices=(1, 2),
+                   help="the whole-brain ResNet18's stem stride: 2 as in He et al. and MedicalNet, 1 as MONAI's default")
     p.add_argument("--save-model", type=Path, metavar="REGISTRY",
                    help="save the first network, as fitted once on all development patients, in this registry folder")
     p.add_argument("--version", help="with --save-model: the new version (default: the next free one)")
@@ -216,7 +218,8 @@ def explain_and_time(args: argparse.Namespace, result: Any, items: list, origins
                               "state": first.estimator.state_dict(),
                               "array": network_input([crop], config.sequences, config.lesion_channel)},
               "whole brain": {"arch": "resnet18", "attention": "cbam", "width": args.brain_width, "in_channels": 5,
-                              "seed": args.seed, "shape": [args.brain_size] * 3, "targets": [0]}}
+                              "stem_stride": args.brain_stem_stride, "seed": args.seed,
+                              "shape": [args.brain_size] * 3, "targets": [0]}}
     t0 = time.perf_counter()
     timed = time_gradcam(Path(__file__).resolve(), setups, args.cam_repeats, args.threads)
     seconds["gradcam_timing"] = time.perf_counter() - t0

@@ -86,6 +86,23 @@ def test_bad_settings_are_a_callers_bug():
         MetastasisNet(1, attention="transformer")
     with pytest.raises(ValueError, match="width"):
         MetastasisNet(1, width=0)
+    with pytest.raises(ValueError, match="stem_stride"):
+        MetastasisNet(1, arch="resnet6", stem_stride=2)
+
+
+def test_a_stride_two_stem_halves_every_grid_and_the_map_stays_on_the_input_grid():
+    """The whole-brain ResNet18 (He et al.'s stem): 1/8 of the voxels in every stage, Grad-CAM still on the input."""
+    side = 32
+    x = torch.randn(1, 2, side, side, side)
+    grids = {}
+    for stride in (1, 2):
+        torch.manual_seed(0)
+        net = MetastasisNet(2, arch="resnet18", attention="cbam", width=8, stem_stride=stride).eval()
+        assert net.backbone.conv1.stride == (stride,) * 3
+        cam = grad_cam(net, x, net.cam_layer, target=0)
+        assert cam.raw.shape == (1, side, side, side) and np.isfinite(cam.raw).all()
+        grids[stride] = cam.feature_map.shape[1:]
+    assert grids[1] == (2, 2, 2) and grids[2] == (1, 1, 1)  # MONAI's maxpool and three strided stages
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 64, 64, 64), (1, 3, 48, 48, 48), (1, 1, 40, 40, 40), (2, 2, 24, 24, 24)])

@@ -169,13 +169,16 @@ class ResNet6(nn.Module):
         return self.block2(self.block1(self.stem(x)))
 
 
-def _resnet18_features(in_channels: int, width: int) -> tuple[nn.Sequential, int]:
+def _resnet18_features(in_channels: int, width: int, stem_stride: int = 1) -> tuple[nn.Sequential, int]:
     """MONAI's 3D ResNet18 up to its last stage (no pooling, no head) and its output channels.
 
     Why take MONAI's layers rather than call its forward: the attention must sit between
     the last stage and the pooling, and its ``fc`` would be a fourth head to keep unused.
+    ``stem_stride`` is MONAI's ``conv1_t_stride`` (MONAI's default 1; 2 in He et al.'s
+    ResNet and MedicalNet's 3D ResNets).
     """
-    net = resnet18(spatial_dims=3, n_input_channels=in_channels, num_classes=N_NODES, widen_factor=width / 64)
+    net = resnet18(spatial_dims=3, n_input_channels=in_channels, num_classes=N_NODES, widen_factor=width / 64,
+                   conv1_t_stride=stem_stride)
     features = nn.Sequential()
     for name in ("conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4"):
         features.add_module(name, getattr(net, name))
@@ -198,6 +201,11 @@ class MetastasisNet(nn.Module):
         is MONAI's default).
     dropout : float
         Dropout before the linear head during training.
+    stem_stride : int
+        Stride of ResNet18's 7x7x7 stem (ResNet6 has none: its crops are 16 voxels). 1 is
+        MONAI's default, kept for lesion crops; 2 is He et al.'s and MedicalNet's, for whole
+        brains: at 128^3 with width 64 the stride-1 stem alone is 2.3e11 multiply-adds (two
+        thirds of the forward pass), and every later stage works on 8 times the voxels.
 
     Attributes
     ----------
@@ -208,19 +216,21 @@ class MetastasisNet(nn.Module):
     cam_layer: str = "attention"
 
     def __init__(self, in_channels: int, arch: str = "resnet6", attention: str | None = "cbam",
-                 width: int = 16, dropout: float = 0.0) -> None:
+                 width: int = 16, dropout: float = 0.0, stem_stride: int = 1) -> None:
         super().__init__()
         if arch not in ARCHS:  # set by code or a checked model card, not typed by a user: a bug
             raise ValueError(f"arch must be one of {ARCHS}, not {arch!r}")
         if in_channels < 1 or width < 1:
             raise ValueError(f"in_channels and width must be >= 1, got {in_channels} and {width}")
+        if stem_stride not in (1, 2) or (stem_stride != 1 and arch != "resnet18"):
+            raise ValueError(f"stem_stride is 1, or 2 for resnet18 only; got {stem_stride} for {arch}")
         self.in_channels, self.arch, self.attention_kind, self.width = in_channels, arch, attention, width
         self.backbone: nn.Module
         if arch == "resnet6":
             self.backbone = ResNet6(in_channels, width)
             channels = self.backbone.out_channels
         else:
-            self.backbone, channels = _resnet18_features(in_channels, width)
+            self.backbone, channels = _resnet18_features(in_channels, width, stem_stride)
         self.attention = build_attention(attention, channels)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(channels, N_NODES)
