@@ -225,9 +225,8 @@ def time_gradcam(script: Path, setups: dict[str, dict[str, Any]], repeats: int, 
 
 
 def timing_table(timed: dict[str, Any]) -> str:
-    rows = [[name, f"{t['arch']}-{t['attention']} w{t['width']} stem stride {t.get('stem_stride', 1)}, "
-                   f"{t['in_channels']} x {'x'.join(map(str, t['shape']))}, "
-             f"{len(t['targets'])} node(s)", fmt(t["ours_s"], 2), fmt(t["monai_s"], 2), fmt(t["ratio"], 2),
+    rows = [[name, (f"{t['arch']}-{t['attention']} w{t['width']} stem stride {t.get('stem_stride', 1)}, "
+                    f"{t['in_channels']} x {'x'.join(map(str, t['shape']))}, {len(t['targets'])} node(s)"), fmt(t["ours_s"], 2), fmt(t["monai_s"], 2), fmt(t["ratio"], 2),
              fmt(t["ours_peak_gib"], 2), fmt(t["monai_peak_gib"], 2), fmt(min(t["map_correlation"]), 4)]
             for name, t in timed.items()]
     return table(rows, ["input", "network and input", "ours s", "MONAI s", "ours/MONAI", "ours GiB", "MONAI GiB",
