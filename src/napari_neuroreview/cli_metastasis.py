@@ -80,6 +80,20 @@ def crop_mm(text: str) -> float:
     return bounded_float(1.0, MAX_CROP_MM, "crop edge in mm")(text)
 
 
+def crop_spec_of(args: argparse.Namespace) -> Any:
+    """The lesion cube of ``--crop-mm``/``--crop-voxels``, each defaulting to :class:`CropSpec`'s.
+
+    Why one function: ``train`` and ``evaluate`` must cut the same cubes the benchmark
+    measured unless asked otherwise (``evaluate`` once defaulted to 64 mm / 32 voxels
+    while ``train`` took CropSpec's 32 mm / 16).
+    """
+    from .core.tasks.metastasis.crops import CropSpec
+
+    default = CropSpec()
+    return CropSpec(args.crop_mm if args.crop_mm is not None else default.size_mm,
+                    args.crop_voxels if args.crop_voxels is not None else default.shape)
+
+
 def crop_voxels(text: str) -> int:
     """An argparse ``type``: voxels per crop edge within what a model card may hold (``model.MAX_CROP_SHAPE``)."""
     from .core.tasks.metastasis.model import MAX_CROP_SHAPE
@@ -173,7 +187,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         SHIPPED_WEIGHTS_ROOT, check_new_version, default_registry_root, default_version, next_version)
     from .core.tasks.metastasis.classes import ORIGINS
     from .core.tasks.metastasis.cohort_items import crops_from_cohort, node_aucs
-    from .core.tasks.metastasis.crops import CropSpec
     from .core.tasks.metastasis.labels import read_metastasis_labels
     from .core.tasks.metastasis.model import MODEL_NAME, save_origin_model
     from .core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
@@ -187,9 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               seed="seed")
     if args.attention is not None:
         config = MetastasisConfig(**{**vars(config), "attention": None if args.attention == "none" else args.attention})
-    default_spec = CropSpec()
-    spec = CropSpec(args.crop_mm if args.crop_mm is not None else default_spec.size_mm,
-                    args.crop_voxels if args.crop_voxels is not None else default_spec.shape)
+    spec = crop_spec_of(args)
     rows = read_metastasis_labels(data)
     train_rows = [r for r in rows if r["site"] != args.external]
     if not train_rows:
@@ -249,7 +260,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.io.outputs import Output, check_outputs, write_together
     from .core.tasks.metastasis.classes import SEQUENCES
     from .core.tasks.metastasis.cohort_items import lesion_items
-    from .core.tasks.metastasis.crops import CropSpec
     from .core.tasks.metastasis.evaluate import OnCrops, default_factories, evaluate_sites, lesions_with_inside
     from .core.tasks.metastasis.labels import read_metastasis_labels
     from .core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
@@ -267,9 +277,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                          else args.attention})
         factories[f"{config.arch} {config.attention or 'no attention'}"] = lambda: OnCrops(
             MetastasisEstimator(config, args.device, output="four_class"), config.sequences)
-    # Six sequences per lesion: 32 voxels over 64 mm (the benchmark's crops) keep a 500-lesion cohort in ~0.4 GB.
-    spec = CropSpec(args.crop_mm if args.crop_mm is not None else 64.0,
-                    args.crop_voxels if args.crop_voxels is not None else 32)
+    spec = crop_spec_of(args)
     items, origins, gone = lesions_with_inside(*_drive(lesion_items(data, SEQUENCES, spec), args.quiet))
     if gone and not args.quiet:
         print(f"{len(gone)} lesion(s) left out, their mask empty on the crop's grid: {', '.join(gone)}",
@@ -313,8 +321,8 @@ def add_parser(sub: Any) -> None:
                    help="cbam, se or none (default: cbam)")
     p.add_argument("--epochs", type=config_type("epochs"), default=None,
                    help="epochs (default: MetastasisConfig's)")
-    p.add_argument("--crop-mm", type=crop_mm, default=None, help="edge of the lesion's cube in mm (default 64)")
-    p.add_argument("--crop-voxels", type=crop_voxels, default=None, help="voxels per cube edge (default 64)")
+    p.add_argument("--crop-mm", type=crop_mm, default=None, help="edge of the lesion's cube in mm (default 32)")
+    p.add_argument("--crop-voxels", type=crop_voxels, default=None, help="voxels per cube edge (default 16: 2 mm voxels)")
     p.add_argument("--external", default=DEFAULT_EXTERNAL,
                    help="the site left out of training and tested once (default C)")
     p.add_argument("--seed", type=int, default=None, help="network and training seed (default: MetastasisConfig's)")
@@ -336,8 +344,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--arch", type=arch_name, default=None, help="with --network: resnet6 or resnet18")
     p.add_argument("--attention", type=attention_name, default=None, help="with --network: cbam, se or none")
     p.add_argument("--epochs", type=config_type("epochs"), default=None, help="with --network: epochs")
-    p.add_argument("--crop-mm", type=crop_mm, default=None, help="edge of the lesion's cube in mm (default 64)")
-    p.add_argument("--crop-voxels", type=crop_voxels, default=None, help="voxels per cube edge (default 32)")
+    p.add_argument("--crop-mm", type=crop_mm, default=None, help="edge of the lesion's cube in mm (default 32)")
+    p.add_argument("--crop-voxels", type=crop_voxels, default=None, help="voxels per cube edge (default 16: 2 mm voxels)")
     p.add_argument("--seed", type=int, default=None, help="folds, bootstrap and network seed (default 0)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")

@@ -378,3 +378,17 @@ def test_node_aucs_score_each_node_on_its_own_lesions() -> None:
     assert aucs["sclc_vs_nsclc"] == 1.0
     assert aucs["breast_vs_gi"] == pytest.approx(0.5)  # breast 0.2 between GI 0.9 and 0.1
     assert node_aucs(p[2:], origins[2:])["lung_vs_non_lung"] is None  # no lung lesion: no AUC, not 0.5
+
+
+def test_train_and_evaluate_cut_the_benchmarks_cubes_unless_asked_otherwise() -> None:
+    """Both commands default to CropSpec's cube (evaluate once cut 64 mm / 32 voxels while train cut 32 / 16)."""
+    from napari_neuroreview.cli import build_parser
+    from napari_neuroreview.cli_metastasis import crop_spec_of
+
+    parser = build_parser()
+    for command in ("train", "evaluate"):
+        extra = ["--out", "reg"] if command == "train" else []
+        args = parser.parse_args(["metastasis", command, "--data", "cohort", *extra])
+        assert crop_spec_of(args) == CropSpec(), command
+        args = parser.parse_args(["metastasis", command, "--data", "cohort", *extra, "--crop-mm", "48"])
+        assert crop_spec_of(args) == CropSpec(48.0, CropSpec().shape), command
