@@ -25,6 +25,7 @@ from napari_neuroreview.core.tasks.metastasis.classes import NODES
 from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
 from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
 from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
+from napari_neuroreview.widgets._heatmap import HeatmapOverlay
 from napari_neuroreview.widgets._metastasis_results import GRADCAM_PREFIX, NODE_LABELS
 from napari_neuroreview.widgets import metastasis as metastasis_widget
 from napari_neuroreview.widgets.case import camera_of
@@ -166,6 +167,45 @@ def test_classify_fills_the_table_the_tree_and_one_gradcam_layer_on_the_contrast
 
     classify(panel, qtbot)  # again: still the one layer
     assert gradcam_layers(viewer) == [cam]
+
+
+def test_the_shared_heatmap_overlay_styles_one_layer_and_moves_it_to_another_reference(make_napari_viewer,
+                                                                                      qtbot) -> None:
+    """The overlay both explanation panels use: threshold and opacity style its layer; a second draw moves it."""
+    viewer = make_napari_viewer()
+    a = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="a", scale=(2, 2, 2), translate=(1, 2, 3),
+                         metadata={"affine": np.eye(4)})
+    b = viewer.add_image(np.zeros((4, 5, 6), np.float32), name="b", scale=(3, 1, 1), translate=(-5, 0, 7),
+                         affine=[[1, 0, 0, 0], [0, 0.9, 0.1, 0], [0, -0.1, 0.9, 0], [0, 0, 0, 1]],
+                         metadata={"affine": 2 * np.eye(4)})
+    overlay = HeatmapOverlay(viewer, threshold=0.2, opacity=0.7, colormaps=("inferno", "magma"))
+    qtbot.addWidget(overlay)
+    assert not overlay.isEnabled() and overlay.form.rowCount() == 4  # colormap, threshold, opacity, note
+    assert HeatmapOverlay(viewer, threshold=0.2, opacity=0.7).form.rowCount() == 3  # one colormap: no combo
+    data = np.linspace(0.0, 4.0, 120, dtype=np.float32).reshape(4, 5, 6)
+    layer = overlay.draw(data, a, "heat")
+    assert overlay.isEnabled() and layer.name == "heat" and layer.metadata["over"] == "a"
+    assert str(layer.interpolation2d) == "nearest" and str(layer.blending) == "translucent"
+    assert layer.contrast_limits == pytest.approx((0.8, 4.0)) and layer.opacity == pytest.approx(0.7)
+    overlay.threshold.setValue(50)
+    overlay.opacity.setValue(30)
+    assert layer.contrast_limits == pytest.approx((2.0, 4.0)) and layer.opacity == pytest.approx(0.3)
+    overlay.colormap.setCurrentText("magma")
+    assert layer.colormap.name.startswith("magma ") and layer.colormap.colors[0, 3] == 0.0
+
+    moved = overlay.draw(2 * data, b, "heat 2", note="zero")
+    assert moved is layer and [lay.name for lay in viewer.layers] == ["a", "b", "heat 2"]
+    np.testing.assert_allclose(layer.scale, b.scale)
+    np.testing.assert_allclose(layer.translate, b.translate)
+    np.testing.assert_allclose(layer.affine.affine_matrix, b.affine.affine_matrix)
+    assert not np.allclose(a.affine.affine_matrix, b.affine.affine_matrix)
+    np.testing.assert_allclose(layer.metadata["affine"], 2 * np.eye(4))
+    assert layer.metadata["over"] == "b" and overlay.note.text() == "zero"
+    assert layer.contrast_limits == pytest.approx((4.0, 8.0)) and layer.opacity == pytest.approx(0.3)
+
+    viewer.layers.remove(layer)  # the user deleted it: the next draw adds one again
+    again = overlay.draw(data, a, "heat")
+    assert again is not layer and [lay.name for lay in viewer.layers] == ["a", "b", "heat"]
 
 
 @pytest.fixture(scope="module")

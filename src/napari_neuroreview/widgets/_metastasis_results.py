@@ -4,17 +4,14 @@
 one row per lesion (id, volume, prediction); for the selected row the hierarchy as the
 model decides it (lung / non-lung, then SCLC / NSCLC and breast / GI, each branch with its
 probability) beside the four-class probabilities the chain rule gives; selecting a row
-centres the view on the lesion. :class:`GradCamOverlay` owns the ONE heatmap layer
-"Grad-CAM: <node>" over the contrast T1: switching node replaces its data (never a layer
-per click), a threshold hides the weak part of the map and an opacity slider fades it.
+centres the view on the lesion. :class:`GradCamOverlay` is the
+shared :class:`~._heatmap.HeatmapOverlay` (threshold, opacity, the ONE layer and why it is
+drawn so) with a node combo on top: the layer is "Grad-CAM: <node>" over the contrast T1, and
+switching node replaces its data (never a layer per click).
 
 Why these display choices: the maps are raw Grad-CAM (one scale across lesions and nodes,
 0 outside the crops), so the contrast limits run from ``threshold x max`` to the node's
-max, and the colormap is inferno with an opacity ramp (:func:`heat_colormap`): transparent
-at its low end, so everything under the threshold leaves the contrast T1 as it is, and
-opaque at its top. Not additive blending: added to enhancing tissue that is already white
-on the contrast T1, the heatmap vanished exactly on the lesions it explains (seen on the
-sample's screenshot). No numerics here but
+max; the colormap is inferno, transparent at its low end. No numerics here but
 the display: the maps come on the grid ``ClassifyResult.affine`` names (the contrast T1's
 file grid, or its display grid when an oblique scan's file could not be read again) and
 :func:`maps_on_display` puts them on the contrast T1 layer's display grid by that affine,
@@ -29,11 +26,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.utils.colormaps import Colormap, ensure_colormap
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHeaderView, QLabel, QSlider, QSpinBox,
-                            QTableWidget,
-                            QTableWidgetItem, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.io.export import ras_to_napari_world
 from ..core.io.layers import geometry_of
@@ -42,6 +46,7 @@ from ..core.io.resample import resample_to_grid, same_grid
 from ..core.tasks.metastasis.classes import NODES
 from ..core.tasks.metastasis.classify import LesionOrigin
 from ._base import percent, row_table
+from ._heatmap import HeatmapOverlay
 from .case import camera_of
 
 if TYPE_CHECKING:
@@ -54,16 +59,9 @@ TREE = (("lung", ("SCLC", "NSCLC")), ("non_lung", ("breast", "GI")))
 _BRANCH_NAMES = {"lung": "lung", "non_lung": "non-lung"}
 COLUMNS = ("Lesion", "Volume (mL)", "Prediction")
 GRADCAM_PREFIX = "Grad-CAM: "
-#: The heatmap's colours (its opacity ramp: :func:`heat_colormap`).
+#: The heatmap's colours (with a transparent low end: ``_heatmap.transparent_low``).
 COLORMAP = "inferno"
 DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.2, 0.7
-
-
-def heat_colormap() -> Colormap:
-    """:data:`COLORMAP` whose opacity rises from 0 at its low end to 1 (square root: weak evidence stays visible)."""
-    colors = np.array(ensure_colormap(COLORMAP).colors, dtype=float)
-    colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
-    return Colormap(colors, name=f"{COLORMAP} (transparent low end)", controls=np.linspace(0.0, 1.0, len(colors)))
 
 
 def maps_on_display(cam: np.ndarray, affine: np.ndarray, geometry: DisplayGeometry) -> list[np.ndarray]:
@@ -197,84 +195,35 @@ class OriginResults(QWidget):
         camera_of(self.viewer).center = tuple(float(v) for v in world)
 
 
-class GradCamOverlay(QWidget):
-    """The node combo, threshold and opacity of the ONE Grad-CAM layer over the contrast T1."""
+class GradCamOverlay(HeatmapOverlay):
+    """The node combo above the threshold and opacity of the ONE Grad-CAM layer over the contrast T1."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.layer: Any = None
+        super().__init__(viewer, threshold=DEFAULT_THRESHOLD, opacity=DEFAULT_OPACITY, colormaps=(COLORMAP,),
+                         interpolation="linear", parent=parent)  # no seam seen on these maps (``_heatmap``)
         self.maps: list[np.ndarray] = []  # one display-order map per node
-        self._spatial: dict[str, Any] = {}
+        self.ce_layer: Any = None
         self.node = QComboBox()
         for node in NODES:
             self.node.addItem(NODE_LABELS[node], node)
-        self.threshold = QSpinBox()  # legible as a number: "20 % of max"
-        self.threshold.setRange(0, 99)
-        self.threshold.setSingleStep(5)
-        self.threshold.setSuffix(" % of max")
-        self.threshold.setValue(int(round(100 * DEFAULT_THRESHOLD)))
-        self.opacity = _percent_slider(DEFAULT_OPACITY)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Node", self.node)
-        form.addRow("Threshold", self.threshold)
-        form.addRow("Opacity", self.opacity)
-        form.addRow(self.note)
-        self.node.currentIndexChanged.connect(lambda _i: self._draw())
-        self.threshold.valueChanged.connect(lambda _v: self._style())
-        self.opacity.valueChanged.connect(lambda _v: self._style())
-        self.setEnabled(False)
+        self.form.insertRow(0, "Node", self.node)
+        self.node.currentIndexChanged.connect(lambda _i: self._draw_node())
 
     def show_maps(self, cam: np.ndarray, affine: np.ndarray, ce_layer: Any) -> None:
         """Take a result's (X, Y, Z, 3) maps on the grid ``affine`` names and draw the chosen node over ``ce_layer``."""
         self.maps = maps_on_display(cam, affine, geometry_of(ce_layer.metadata))
-        self._spatial = {"scale": list(ce_layer.scale)[-3:], "translate": list(ce_layer.translate)[-3:],
-                         "affine": np.asarray(ce_layer.affine.affine_matrix)[-4:, -4:],
-                         "metadata": {"affine": np.asarray(ce_layer.metadata["affine"]).copy(),
-                                      "over": ce_layer.name}}
-        self.setEnabled(True)
-        self._draw()
+        self.ce_layer = ce_layer
+        self._draw_node()
 
     def node_name(self) -> str:
         return str(self.node.currentData())
 
-    def _draw(self) -> None:
-        """The chosen node's map into the layer (a new layer only when there is none in the viewer)."""
+    def _draw_node(self) -> None:
+        """The chosen node's map into the one layer, named for the node."""
         if not self.maps:
             return
         data = self.maps[self.node.currentIndex()]
-        name = GRADCAM_PREFIX + NODE_LABELS[self.node_name()]
-        if self.layer is None or self.layer not in self.viewer.layers:
-            self.layer = self.viewer.add_image(data, name=name, colormap=heat_colormap(), blending="translucent",
-                                               interpolation2d="linear", **self._spatial)
-        else:  # the contrast T1 of this result may lie elsewhere than the last one's: its geometry too
-            self.layer.data = data
-            self.layer.scale = self._spatial["scale"]
-            self.layer.translate = self._spatial["translate"]
-            self.layer.affine = self._spatial["affine"]
-            self.layer.name = name
-            self.layer.metadata = dict(self._spatial["metadata"])
-        top = float(data.max())
-        self.note.setText("" if top > 0 else f"The {NODE_LABELS[self.node_name()]} Grad-CAM is zero in every lesion: "
-                                             "nothing in the crops raised this node's first-named branch.")
-        self._style()
-
-    def _style(self) -> None:
-        """Contrast limits from the threshold (a share of the map's max) and the opacity."""
-        if self.layer is None or self.layer not in self.viewer.layers:
-            return
-        top = float(np.asarray(self.layer.data).max()) or 1.0
-        low = min(self.threshold.value() / 100.0, 0.99) * top
-        self.layer.contrast_limits = (low, top)
-        self.layer.opacity = self.opacity.value() / 100.0
-
-
-def _percent_slider(value: float) -> QSlider:
-    """0-100 % in steps of 1."""
-    slider = QSlider(Qt.Orientation.Horizontal)
-    slider.setRange(0, 100)
-    slider.setValue(int(round(100 * value)))
-    return slider
+        label = NODE_LABELS[self.node_name()]
+        self.draw(data, self.ce_layer, GRADCAM_PREFIX + label,
+                  "" if float(data.max()) > 0 else f"The {label} Grad-CAM is zero in every lesion: "
+                                                   "nothing in the crops raised this node's first-named branch.")

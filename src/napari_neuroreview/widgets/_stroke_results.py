@@ -8,29 +8,23 @@ threshold, high/low, the two Shapley shares as bars, blank columns), :class:`Pla
 components of their embeddings, coloured by their written label, the subject as a star; a
 matplotlib figure, as the Networks panel's t-SNE), and :class:`CamOverlay` its Grad-CAM.
 
-The Grad-CAM is drawn as the metastasis panel draws its maps (``_metastasis_results``): the
-map comes on the T1's file grid (``SubjectCam.affine``) and :func:`maps_on_display` puts it on
-the T1 layer's display grid; the layer takes the T1 layer's scale, translate and affine. The
-normalised map is shown (the raw one's scale is the logit's gradient, not something to read);
-contrast limits run from ``threshold x max`` to the max, and the colormap's low end is
-transparent so that the anatomy under the threshold stays as it is (not additive blending,
-which washes out bright FLAIR lesions).
+The Grad-CAM is drawn by the overlay the metastasis panel uses too (``_heatmap.HeatmapOverlay``:
+threshold, opacity, colormap, the ONE layer and why it is drawn so): the map comes on the T1's
+file grid (``SubjectCam.affine``) and ``_metastasis_results.maps_on_display`` puts it on the T1
+layer's display grid; the layer takes the T1 layer's scale, translate and affine. The
+normalised map is shown (the raw one's scale is the logit's gradient, not something to read).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from napari.utils.colormaps import Colormap, ensure_colormap
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QLabel,
     QProgressBar,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -39,13 +33,14 @@ from ..core.io.layers import geometry_of
 from ..core.tasks.stroke.explain import EmbeddingPlace
 from ..core.tasks.stroke.predict import StrokePrediction
 from ._base import percent
-from ._metastasis_results import _percent_slider, maps_on_display
+from ._heatmap import HeatmapOverlay
+from ._metastasis_results import maps_on_display
 
 if TYPE_CHECKING:
     import napari
 
 CAM_LAYER = "Grad-CAM: stroke risk"
-#: Colormaps offered for the Grad-CAM (each with a transparent low end: :func:`transparent_low`).
+#: Colormaps offered for the Grad-CAM (each with a transparent low end: ``_heatmap.transparent_low``).
 COLORMAPS: tuple[str, ...] = ("inferno", "magma", "hot", "viridis")
 #: Marker colours of the training subjects by written label, and of the subject (napari's dark theme).
 LABEL_COLOURS = {0: "#8fa3bf", 1: "#ff6b3d"}
@@ -54,13 +49,6 @@ LABEL_COLOURS = {0: "#8fa3bf", 1: "#ff6b3d"}
 DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.5, 0.6
 SUBJECT_COLOUR = "#ffd500"
 _BACKGROUND = "#262930"
-
-
-def transparent_low(name: str) -> Colormap:
-    """Colormap ``name`` with an opacity rising from 0 at its low end to 1 (square root, as the metastasis map's)."""
-    colors = np.array(ensure_colormap(name).colors, dtype=float)
-    colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
-    return Colormap(colors, name=f"{name} (transparent low end)", controls=np.linspace(0.0, 1.0, len(colors)))
 
 
 def _share_bar(name: str) -> QProgressBar:
@@ -164,69 +152,18 @@ class PlacePlot(QWidget):
         self.canvas.draw_idle()
 
 
-class CamOverlay(QWidget):
-    """Colormap, threshold and opacity of the ONE Grad-CAM layer over the T1 (module docstring)."""
+class CamOverlay(HeatmapOverlay):
+    """Colormap, threshold and opacity of the ONE Grad-CAM layer over the T1 (the shared ``HeatmapOverlay``)."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.layer: Any = None
-        self.map: np.ndarray | None = None
-        self.colormap = QComboBox()
-        self.colormap.addItems(list(COLORMAPS))
-        self.threshold = QSpinBox()
-        self.threshold.setRange(0, 99)
-        self.threshold.setSingleStep(5)
-        self.threshold.setSuffix(" % of max")
-        self.threshold.setValue(round(100 * DEFAULT_THRESHOLD))
-        self.opacity = _percent_slider(DEFAULT_OPACITY)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        form = QFormLayout(self)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("Colormap", self.colormap)
-        form.addRow("Threshold", self.threshold)
-        form.addRow("Opacity", self.opacity)
-        form.addRow(self.note)
-        self.colormap.currentTextChanged.connect(lambda _t: self._style())
-        self.threshold.valueChanged.connect(lambda _v: self._style())
-        self.opacity.valueChanged.connect(lambda _v: self._style())
-        self.setEnabled(False)
+        super().__init__(viewer, threshold=DEFAULT_THRESHOLD, opacity=DEFAULT_OPACITY, colormaps=COLORMAPS,
+                         parent=parent)
 
     def show_cam(self, result: StrokePrediction, t1_layer: Any) -> None:
         """Draw the result's normalised Grad-CAM over ``t1_layer`` (the layer the T1 was read from)."""
         cam = result.cam
         if cam is None:
             return
-        geometry = geometry_of(t1_layer.metadata)
-        self.map = maps_on_display(cam.normalised[..., None], cam.affine, geometry)[0]
-        spatial = {"scale": list(t1_layer.scale)[-3:], "translate": list(t1_layer.translate)[-3:],
-                   "affine": np.asarray(t1_layer.affine.affine_matrix)[-4:, -4:]}
-        metadata = {"affine": np.asarray(t1_layer.metadata["affine"]).copy(), "over": t1_layer.name}
-        if self.layer is None or self.layer not in self.viewer.layers:
-            # nearest, as the T1 is drawn: linear drew a diagonal seam across the quad (software GL, screenshot)
-            self.layer = self.viewer.add_image(self.map, name=CAM_LAYER, colormap=transparent_low(self.colormap_name()),
-                                               blending="translucent", interpolation2d="nearest", metadata=metadata,
-                                               **spatial)
-        else:  # another subject's T1 may lie elsewhere: its geometry too
-            self.layer.data = self.map
-            for key, value in spatial.items():
-                setattr(self.layer, key, value)
-            self.layer.metadata = metadata
-        self.note.setText("" if float(cam.raw.max()) > 0 else
-                          "The Grad-CAM is zero everywhere: this subject's image only lowers the risk logit.")
-        self.setEnabled(True)
-        self._style()
-
-    def colormap_name(self) -> str:
-        return self.colormap.currentText()
-
-    def _style(self) -> None:
-        """Colormap, contrast limits from the threshold (a share of the map's max), opacity."""
-        if self.layer is None or self.layer not in self.viewer.layers:
-            return
-        top = float(np.asarray(self.layer.data).max()) or 1.0
-        if not self.layer.colormap.name.startswith(self.colormap_name() + " "):
-            self.layer.colormap = transparent_low(self.colormap_name())
-        self.layer.contrast_limits = (min(self.threshold.value() / 100.0, 0.99) * top, top)
-        self.layer.opacity = self.opacity.value() / 100.0
+        shown = maps_on_display(cam.normalised[..., None], cam.affine, geometry_of(t1_layer.metadata))[0]
+        self.draw(shown, t1_layer, CAM_LAYER, "" if float(cam.raw.max()) > 0 else
+                  "The Grad-CAM is zero everywhere: this subject's image only lowers the risk logit.")
