@@ -49,9 +49,11 @@ def _set(seed: int, n: int) -> tuple[list[LesionCrop], list[str]]:
 
 
 def _lung_auc(lesion_channel: bool) -> float:
-    crops, origins = _set(0, 96)
+    """Held-out lung-node AUC after a short fit (64 crops, 6 epochs: with the mask it is already 1.0
+    here; 96 crops and 12 epochs took four times the CPU for the same verdicts)."""
+    crops, origins = _set(0, 64)
     test, test_origins = _set(1, 64)
-    config = MetastasisConfig(width=8, epochs=12, batch=8, lr=3e-3, dropout=0.0, sequences=SEQS,
+    config = MetastasisConfig(width=8, epochs=6, batch=8, lr=3e-3, dropout=0.0, sequences=SEQS,
                               lesion_channel=lesion_channel)
     est = MetastasisEstimator(config, "cpu")
     run_to_completion(est.fit(crops, origins))
