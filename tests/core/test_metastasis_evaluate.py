@@ -78,8 +78,9 @@ def spied():
     Spy.seen = []
     candidates = {"noise (T1)": lambda: Spy(RadiomicsLogistic(("t1",))),
                   "signal (FLAIR)": lambda: Spy(RadiomicsLogistic(("flair",)))}
+    # five resamples: these tests read the splits, picks and counts, never a CI (20 were 60 % of the fixture)
     result = _run(items, origins, factories={"radiomics": lambda: Spy(RadiomicsLogistic())}, candidates=candidates,
-                  ablation=lambda seqs: Spy(RadiomicsLogistic(seqs)))
+                  ablation=lambda seqs: Spy(RadiomicsLogistic(seqs)), n_boot=5)
     return items, origins, result, list(Spy.seen)
 
 
