@@ -181,7 +181,7 @@ def test_the_shared_heatmap_overlay_styles_one_layer_and_moves_it_to_another_ref
     overlay = HeatmapOverlay(viewer, threshold=0.2, opacity=0.7, colormaps=("inferno", "magma"))
     qtbot.addWidget(overlay)
     assert not overlay.isEnabled() and overlay.form.rowCount() == 4  # colormap, threshold, opacity, note
-    assert HeatmapOverlay(viewer, threshold=0.2, opacity=0.7).form.rowCount() == 3  # one colormap: no combo
+    assert HeatmapOverlay(viewer, threshold=0.2, opacity=0.7, colormaps=("inferno",)).form.rowCount() == 3  # no combo
     data = np.linspace(0.0, 4.0, 120, dtype=np.float32).reshape(4, 5, 6)
     layer = overlay.draw(data, a, "heat")
     assert overlay.isEnabled() and layer.name == "heat" and layer.metadata["over"] == "a"

@@ -30,7 +30,10 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSlider, QSpinBox, QW
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["HeatmapOverlay", "transparent_low"]
+__all__ = ["COLORMAPS", "HeatmapOverlay", "transparent_low"]
+
+#: The colormaps both Grad-CAM panels offer (issue 12 item 7: colormap, threshold, opacity), the first the default.
+COLORMAPS: tuple[str, ...] = ("inferno", "magma", "hot", "viridis")
 
 
 def transparent_low(name: str) -> Colormap:
@@ -68,7 +71,7 @@ class HeatmapOverlay(QWidget):
     """
 
     def __init__(self, viewer: napari.Viewer, *, threshold: float, opacity: float,
-                 colormaps: Sequence[str] = ("inferno",), interpolation: str = "nearest",
+                 colormaps: Sequence[str] = COLORMAPS, interpolation: str = "nearest",
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer

@@ -11,7 +11,7 @@ switching node replaces its data (never a layer per click).
 
 Why these display choices: the maps are raw Grad-CAM (one scale across lesions and nodes,
 0 outside the crops), so the contrast limits run from ``threshold x max`` to the node's
-max; the colormap is inferno, transparent at its low end. No numerics here but
+max; the colormap is chosen (inferno by default), transparent at its low end. No numerics here but
 the display: the maps come on the grid ``ClassifyResult.affine`` names (the contrast T1's
 file grid, or its display grid when an oblique scan's file could not be read again) and
 :func:`maps_on_display` puts them on the contrast T1 layer's display grid by that affine,
@@ -46,7 +46,7 @@ from ..core.io.resample import resample_to_grid, same_grid
 from ..core.tasks.metastasis.classes import NODES
 from ..core.tasks.metastasis.classify import LesionOrigin
 from ._base import percent, row_table
-from ._heatmap import HeatmapOverlay
+from ._heatmap import COLORMAPS, HeatmapOverlay
 from .case import camera_of
 
 if TYPE_CHECKING:
@@ -59,8 +59,6 @@ TREE = (("lung", ("SCLC", "NSCLC")), ("non_lung", ("breast", "GI")))
 _BRANCH_NAMES = {"lung": "lung", "non_lung": "non-lung"}
 COLUMNS = ("Lesion", "Volume (mL)", "Prediction")
 GRADCAM_PREFIX = "Grad-CAM: "
-#: The heatmap's colours (with a transparent low end: ``_heatmap.transparent_low``).
-COLORMAP = "inferno"
 DEFAULT_THRESHOLD, DEFAULT_OPACITY = 0.2, 0.7
 
 
@@ -199,7 +197,7 @@ class GradCamOverlay(HeatmapOverlay):
     """The node combo above the threshold and opacity of the ONE Grad-CAM layer over the contrast T1."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
-        super().__init__(viewer, threshold=DEFAULT_THRESHOLD, opacity=DEFAULT_OPACITY, colormaps=(COLORMAP,),
+        super().__init__(viewer, threshold=DEFAULT_THRESHOLD, opacity=DEFAULT_OPACITY, colormaps=COLORMAPS,
                          interpolation="linear", parent=parent)  # no seam seen on these maps (``_heatmap``)
         self.maps: list[np.ndarray] = []  # one display-order map per node
         self.ce_layer: Any = None

@@ -33,7 +33,7 @@ from ..core.io.layers import geometry_of
 from ..core.tasks.stroke.explain import EmbeddingPlace
 from ..core.tasks.stroke.predict import StrokePrediction
 from ._base import percent
-from ._heatmap import HeatmapOverlay
+from ._heatmap import COLORMAPS, HeatmapOverlay
 from ._metastasis_results import maps_on_display
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 CAM_LAYER = "Grad-CAM: stroke risk"
 #: Colormaps offered for the Grad-CAM (each with a transparent low end: ``_heatmap.transparent_low``).
-COLORMAPS: tuple[str, ...] = ("inferno", "magma", "hot", "viridis")
 #: Marker colours of the training subjects by written label, and of the subject (napari's dark theme).
 LABEL_COLOURS = {0: "#8fa3bf", 1: "#ff6b3d"}
 #: The map's default threshold (share of its max) and opacity. Higher than the metastasis panel's 0.2: this
