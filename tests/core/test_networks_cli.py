@@ -185,12 +185,18 @@ def test_phantoms_writes_a_paired_cohort_and_refuses_bad_numbers(tmp_path, capsy
 
 
 def test_evaluate_and_train_on_a_small_cohort(tmp_path, capsys) -> None:
-    """CV by patient prints a per-network table, writes JSON + t-SNE; train saves a loadable version."""
+    """CV by patient prints a per-network table, writes JSON + t-SNE; train saves a loadable version.
+
+    The sessions' ICA is extracted once first (the user's order: ``extract --cohort``, then
+    evaluate and train read each ``ica/``), rather than run in memory by both commands.
+    """
     from napari_neuroreview.core.tasks.networks.model import load_prepost_model
 
     cohort = tmp_path / "cohort"
-    assert main(["networks", "phantoms", "--out", str(cohort), "--n", "4", "--n-volumes", "60", "--voxel-mm", "6",
+    assert main(["networks", "phantoms", "--out", str(cohort), "--n", "4", "--n-volumes", "40", "--voxel-mm", "6",
                  "--quiet"]) == 0
+    assert main(["networks", "extract", "--cohort", str(cohort), "--quiet"]) == 0
+    assert len(list(cohort.glob("sub-*/ses-*/ica/networks.json"))) == 8
     capsys.readouterr()
     out_json, png = tmp_path / "cv.json", tmp_path / "tsne.png"
     assert main(["networks", "evaluate", "--data", str(cohort), "--folds", "2", "--epochs", "1", "--n-boot", "20",
