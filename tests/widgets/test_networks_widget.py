@@ -225,11 +225,20 @@ def test_different_lengths_are_refused_with_one_sentence(make_napari_viewer, qtb
 
 
 def test_rsfmri_sample_opens_in_the_networks_widget_and_is_compared(qtbot, tmp_path, installed_model, monkeypatch) -> None:
-    """``neuroreview view --sample rsfmri``: the sample pair filled in and compared, no Case widget."""
+    """``neuroreview view --sample rsfmri``: the sample pair filled in and compared, no Case widget.
+
+    The cache holds the committed sample already (``test_samples`` checks it is what the generator
+    writes; writing a missing case into the cache is the same code for every sample), so the time
+    goes to the comparison, not to simulating the pair again.
+    """
+    import shutil
+
+    from napari_neuroreview._sample_data import sample_cache_dir
     from napari_neuroreview.viewer import open_viewer
     from napari_neuroreview.widgets.cmb_review import find_docked
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    shutil.copytree(Path(__file__).resolve().parents[2] / "sample_data" / "rsfmri", sample_cache_dir() / "rsfmri")
     viewer, case_widget = open_viewer(sample="rsfmri", run=False)
     try:
         assert case_widget is None
