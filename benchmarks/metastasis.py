@@ -78,7 +78,7 @@ CROP_MODULES = ("napari_neuroreview.core.tasks.metastasis.cohort_items", "napari
 #: Seed of a cohort rendered by ``--render`` (no training run draws from it).
 RENDER_SEED = 512_000
 #: ``--quick``: a few minutes on two cores for a tiny cohort.
-QUICK = {"crop_voxels": 16, "crop_mm": 48.0, "epochs": 2, "folds": 2, "inner_folds": 2, "boot": 50, "brain_size": 32,
+QUICK = {"crop_voxels": 16, "crop_mm": 48.0, "epochs": 2, "folds": 2, "inner_folds": 2, "boot": 50, "brain_size": 64,
          "brain_width": 8}
 GPU_NOTE = ("the networks' own nested choice and sequence ablation (one network fit per row and fold) need a GPU; "
             "here the nested choice and the ablation table use the radiomics model"

@@ -118,7 +118,8 @@ def test_timings_beside_monai_on_the_same_network_give_the_same_maps(run) -> Non
     _, doc, text = run
     timed = doc["gradcam_timing"]
     assert set(timed) == {"lesion crop", "whole brain"}
-    assert timed["lesion crop"]["targets"] == [0, 1, 2] and timed["whole brain"]["shape"] == [32, 32, 32]
+    assert timed["lesion crop"]["targets"] == [0, 1, 2] and timed["whole brain"]["shape"] == [64, 64, 64]
+    assert timed["whole brain"]["stem_stride"] == 2  # He et al.'s stem (MetastasisNet.stem_stride)
     for t in timed.values():
         assert len(t["ours_times"]) == len(t["monai_times"]) == 5
         assert t["ours_s"] > 0 and t["monai_s"] > 0 and t["ratio"] == pytest.approx(t["ours_s"] / t["monai_s"])
