@@ -37,6 +37,22 @@ def ras_image() -> tuple[np.ndarray, np.ndarray]:
     return data, affine
 
 
+@pytest.fixture
+def no_shipped_weights(monkeypatch, tmp_path):
+    """The package's shipped weights hidden behind an empty folder: for "no model installed" and a first "1.0.0".
+
+    Patches ``core.registry.SHIPPED_WEIGHTS_ROOT``, which the registry's default roots and the CLIs (they
+    import it inside their functions) read at call time; a module that imports it at module level
+    (stroke downstream, cmb retrain, the cmb train panel) keeps the real folder.
+    """
+    from napari_neuroreview.core import registry
+
+    empty = tmp_path / "no-shipped-weights"
+    empty.mkdir()
+    monkeypatch.setattr(registry, "SHIPPED_WEIGHTS_ROOT", empty)
+    return empty
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread for a module: on a shared 2-core machine two threads are slower, not faster."""

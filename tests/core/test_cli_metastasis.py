@@ -1,9 +1,10 @@
 """`neuroreview metastasis phantoms / train / classify` as a user runs them: the cohort layout; a tiny origin
-model (trained here on the cohort's coarse lesions, installed in a user folder of its own) through `classify`:
+model (trained here on the cohort's coarse lesions, installed in a user folder of its own and made the default
+there, over the shipped demo model) through `classify`:
 the document's keys, probabilities that sum to 1, the Grad-CAM volume on the contrast T1's grid, a DWI on
 its coarser grid accepted with a message; `train --data DIR` on a five-patient cohort (a loadable version,
 its card naming the cohort's folder and no path, the external site's node AUCs, `classify` reading it); and
-the refusals (no model installed, a missing sequence or cohort file, malformed labels, an output that is an
+the refusals (no model installed: the shipped one hidden, a missing sequence or cohort file, malformed labels, an output that is an
 input) as one sentence, exit 2, nothing written."""
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import numpy as np
 import pytest
 
 from napari_neuroreview.cli import main
+from napari_neuroreview.core import registry
 from napari_neuroreview.core.anatomy import make_affine, voxel_to_world
 from napari_neuroreview.core.errors import RegistryError
 from napari_neuroreview.core.io.nifti import Volume, load_volume
 from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.registry import set_default
 from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS
 from napari_neuroreview.core.tasks.metastasis.classify import _place, classify_lesions
 from napari_neuroreview.core.tasks.metastasis.crops import (
@@ -34,6 +37,7 @@ from napari_neuroreview.core.tasks.metastasis.crops import (
 from napari_neuroreview.core.tasks.metastasis.labels import LABEL_COLUMNS
 from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
 from napari_neuroreview.core.tasks.metastasis.model import (
+    MODEL_NAME,
     load_origin_model,
     save_origin_model,
 )
@@ -73,7 +77,9 @@ def xdg(cohort, tmp_path_factory) -> Path:
     est = MetastasisEstimator(MetastasisConfig(width=4, sequences=SEQS, epochs=2, batch=4, dropout=0.0), "cpu")
     run_to_completion(est.fit(crops, origins))
     home = tmp_path_factory.mktemp("xdg")
-    save_origin_model(est, home / "napari-neuroreview" / "models", "0.1.0", "3 coarse phantom patients (test)")
+    root = home / "napari-neuroreview" / "models"
+    save_origin_model(est, root, "0.1.0", "3 coarse phantom patients (test)")
+    set_default(MODEL_NAME, "0.1.0", [root])  # the user's choice, so the shipped demo model is not the default
     return home
 
 
@@ -170,7 +176,8 @@ def test_classify_writes_the_document_and_the_cam_on_the_contrast_t1_grid(cohort
     assert np.all(data.reshape(-1, len(NODES))[far] == 0)
 
 
-def test_classify_without_a_model_installed_says_to_train_one(cohort, tmp_path, monkeypatch, capsys) -> None:
+def test_classify_without_a_model_installed_says_to_train_one(cohort, no_shipped_weights, tmp_path, monkeypatch,
+                                                             capsys) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     out, _ = cohort
     files = _inputs(out)
@@ -270,6 +277,8 @@ def trained(train_cohort, tmp_path_factory) -> tuple[Path, dict, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         mp.setenv("XDG_DATA_HOME", str(home))
+        # no origin model installed anywhere, the shipped one hidden as by the no_shipped_weights fixture: a first 1.0.0
+        mp.setattr(registry, "SHIPPED_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-shipped-weights"))
         code = main(["metastasis", "train", "--data", str(train_cohort), "--out",
                      str(home / "napari-neuroreview" / "models"), *TRAIN_ARGS])
     assert code == 0, stderr.getvalue()
@@ -296,7 +305,8 @@ def test_train_writes_a_loadable_version_whose_card_names_the_cohort_folder_but_
     assert "External site C (2 patients, 2 lesions)" in stderr and "lung_vs_non_lung" in stderr
 
 
-def test_classify_reads_the_version_train_wrote(train_cohort, trained, tmp_path, monkeypatch, capsys) -> None:
+def test_classify_reads_the_version_train_wrote(train_cohort, trained, no_shipped_weights, tmp_path, monkeypatch,
+                                               capsys) -> None:
     home, _, _ = trained
     monkeypatch.setenv("XDG_DATA_HOME", str(home))
     files = _inputs(train_cohort, "patient-0003")
@@ -347,12 +357,13 @@ def test_train_refuses_malformed_labels_and_bad_options_in_one_line(train_cohort
     assert not (train_cohort / "models").exists()
 
 
-def test_no_model_installed_says_train_with_data_and_never_reinstall(tmp_path) -> None:
-    """The package ships no origin model: reinstalling is no way out (the other models' sentence is unchanged)."""
+def test_no_model_installed_says_train_with_data_or_reinstall(tmp_path) -> None:
+    """The package ships a demo origin model, so reinstalling brings one back (the registry's shipped sentence)."""
     with pytest.raises(RegistryError) as err:
         load_origin_model(roots=[tmp_path / "empty"])
     assert str(err.value) == ("No metastasis origin model is installed: train one with "
-                              "`neuroreview metastasis train --data DIR`.")
+                              "`neuroreview metastasis train --data DIR` "
+                              "or reinstall napari-neuroreview (it ships demo weights).")
 
 
 def test_crops_from_cohort_gives_each_lesion_its_patients_origin_and_site(train_cohort) -> None:

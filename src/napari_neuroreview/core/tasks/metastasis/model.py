@@ -162,7 +162,7 @@ def load_origin_model(version: str | None = None, device: str = "auto", roots: l
     """
     return load_version(MODEL_NAME, version, _build, device=device, roots=roots, check=check_origin_config,
                         what="metastasis origin model", train_command="neuroreview metastasis train --data DIR",
-                        shipped=False)
+                        shipped=True)  # the package ships a demo model (weights/metastasis-origin)
 
 
 def save_origin_model(estimator: MetastasisEstimator, root: str | Path, version: str, training_data: str,
