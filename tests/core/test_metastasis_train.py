@@ -2,7 +2,7 @@
 crops land on the lesion with its enhancing rim, a coarse oblique DWI grid reaches the same world
 points as the structural grid, a missing sequence or a non-overlapping grid is one sentence, the
 estimator learns through the one loop, save -> load gives the same probabilities, and a card
-outside the schema is refused."""
+outside the schema is refused; the shipped demo model passes its own check and is the default."""
 
 from __future__ import annotations
 
@@ -20,12 +20,27 @@ from napari_neuroreview.core.io.nifti import Volume, volume_from_image
 from napari_neuroreview.core.models.metastasis_net import MetastasisNet
 from napari_neuroreview.core.phantoms import metastasis as mp
 from napari_neuroreview.core.progress import run_to_completion
-from napari_neuroreview.core.registry import save_model
+from napari_neuroreview.core.registry import (
+    DEMO_NOTE,
+    SHIPPED_WEIGHTS_ROOT,
+    read_card,
+    save_model,
+)
 from napari_neuroreview.core.tasks.metastasis.classes import NODES, ORIGINS, SEQUENCES
 from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
 from napari_neuroreview.core.tasks.metastasis.lesion_input import lesions_from_labels
-from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME, load_origin_model, save_origin_model
-from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator, augment
+from napari_neuroreview.core.tasks.metastasis.model import (
+    MODEL_NAME,
+    check_origin_config,
+    load_origin_model,
+    save_origin_model,
+)
+from napari_neuroreview.core.tasks.metastasis.train import (
+    PAPER_SEQUENCES,
+    MetastasisConfig,
+    MetastasisEstimator,
+    augment,
+)
 
 _COARSE = {"voxel_size": (3.0, 3.0, 3.0)}
 #: Tiny crops: 48 mm at 24 voxels (2 mm), fast enough for tests; training on 16 voxels (3 mm, the render's).
@@ -261,3 +276,18 @@ def test_a_six_sequence_model_with_the_lesion_channel_saves_and_loads(tmp_path) 
     card = save_origin_model(est, tmp_path, "0.1.0", "untrained, six sequences")
     assert card.config["in_channels"] == len(SEQUENCES) + 1
     assert load_origin_model("0.1.0", device="cpu", roots=[tmp_path]).sequences == tuple(SEQUENCES)
+
+
+def test_the_shipped_demo_model_is_the_default_and_reads_the_papers_five_sequences(tmp_path, monkeypatch) -> None:
+    """The package's demo origin model (weights/metastasis-origin/1.0.0): its card passes its own check and names
+    the paper's five sequences and the lesion channel, on the benchmark's cube; with an empty user registry it is
+    the default that classify loads."""
+    card = read_card(SHIPPED_WEIGHTS_ROOT / MODEL_NAME / "1.0.0")
+    check_origin_config(card)
+    assert card.config["sequences"] == list(PAPER_SEQUENCES) and card.config["lesion_channel"] is True
+    assert card.config["in_channels"] == len(PAPER_SEQUENCES) + 1 and DEMO_NOTE in card.notes
+    assert (card.config["arch"], card.config["attention"]) == ("resnet6", "cbam")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    model = load_origin_model(device="cpu")
+    assert model.model == {"name": MODEL_NAME, "version": "1.0.0"}
+    assert model.sequences == PAPER_SEQUENCES and model.crop == CropSpec()

@@ -171,9 +171,27 @@ def test_card_edited_after_saving_is_refused(tmp_path: Path, linear: torch.nn.Li
         read_card(folder)
 
 
+def _config_checks() -> dict:
+    """Each shipped model's config check, by model name: the one its loader runs before building a network."""
+    from napari_neuroreview.core.tasks.cmb import model as cmb
+    from napari_neuroreview.core.tasks.csvd import model as csvd
+    from napari_neuroreview.core.tasks.metastasis import model as metastasis
+    from napari_neuroreview.core.tasks.networks import model as networks
+    from napari_neuroreview.core.tasks.stroke import downstream as stroke
+
+    return {cmb.MODEL_NAME: cmb.check_detector_config, csvd.MODEL_NAME: csvd.check_subtype_config,
+            metastasis.MODEL_NAME: metastasis.check_origin_config, networks.MODEL_NAME: networks.check_prepost_config,
+            stroke.MODEL_NAME: stroke._check_risk_card}
+
+
 def test_shipped_cards_pass_their_own_check() -> None:
+    """Every shipped card's digest and config pass the checks its loader runs (a new shipped model needs one here)."""
+    checks = _config_checks()
     for card_path in SHIPPED_WEIGHTS_ROOT.glob("*/*/card.json"):
-        assert read_card(card_path.parent).card_sha256
+        card = read_card(card_path.parent)
+        assert card.card_sha256
+        assert card.name in checks, f"shipped {card.name} has no config check in this test"
+        checks[card.name](card)
 
 
 def test_a_version_in_two_roots_is_refused(tmp_path: Path, linear: torch.nn.Linear) -> None:
