@@ -1,8 +1,9 @@
 """The metastasis origin panel on the committed metastasis sample, opened and driven as a user does.
 
 A tiny origin model (1 epoch, width 4, 16-voxel crops of the sample's DWI and contrast T1) is
-trained once and installed in a user data folder of its own; the panel finds it there as napari
-opens it (``XDG_DATA_HOME``). Each test opens the sample's files with the plugin's reader.
+trained once and installed in a user data folder of its own, recorded there as the default over
+the shipped demo model; the panel finds it there as napari opens it (``XDG_DATA_HOME``). Each test
+opens the sample's files with the plugin's reader; one classifies with the shipped demo model.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from napari_neuroreview.core.io.layers import geometry_of
 from napari_neuroreview.core.io.nifti import load_volume, save_volume
 from napari_neuroreview.core.io.orientation import plan_display, to_display
 from napari_neuroreview.core.progress import run_to_completion
+from napari_neuroreview.core.registry import DEMO_NOTE, set_default
 from napari_neuroreview.core.tasks.metastasis.classes import NODES
 from napari_neuroreview.core.tasks.metastasis.crops import CropSpec, lesion_crops
-from napari_neuroreview.core.tasks.metastasis.model import save_origin_model
-from napari_neuroreview.core.tasks.metastasis.train import MetastasisConfig, MetastasisEstimator
+from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME, save_origin_model
+from napari_neuroreview.core.tasks.metastasis.train import PAPER_SEQUENCES, MetastasisConfig, MetastasisEstimator
 from napari_neuroreview.widgets._heatmap import HeatmapOverlay
 from napari_neuroreview.widgets._metastasis_results import GRADCAM_PREFIX, NODE_LABELS
 from napari_neuroreview.widgets import metastasis as metastasis_widget
@@ -40,13 +42,15 @@ ORIGIN_WORDS = ("origin", "sclc", "nsclc", "breast", "gi", "lung", "primary")
 
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory) -> Path:
-    """A user data folder with one tiny origin model, 0.1.0, trained on the sample's three lesions."""
+    """A user data folder with one tiny origin model, 0.1.0, trained on the sample's three lesions: the default."""
     seqs = {s: load_volume(SAMPLE / f"{s}.nii.gz") for s in SEQS}
     crops = lesion_crops(seqs, load_volume(SAMPLE / "lesions.nii.gz"), channels=SEQS, spec=SPEC)
     est = MetastasisEstimator(MetastasisConfig(width=4, sequences=SEQS, epochs=1, batch=4, dropout=0.0), "cpu")
     run_to_completion(est.fit(crops, ["SCLC", "breast", "GI"][:len(crops)]))
     home = tmp_path_factory.mktemp("xdg")
-    save_origin_model(est, home / "napari-neuroreview" / "models", "0.1.0", "the sample's lesions (test)")
+    root = home / "napari-neuroreview" / "models"
+    save_origin_model(est, root, "0.1.0", "the sample's lesions (test)")
+    set_default(MODEL_NAME, "0.1.0", [root])  # the user's choice over the shipped demo model
     return home
 
 
@@ -432,7 +436,8 @@ def test_a_click_on_the_contrast_t1_grows_a_new_lesion_id(installed, make_napari
     assert set(np.unique(np.asarray(labels.data))) == {0, 1}
 
 
-def test_no_model_installed_is_one_sentence_and_no_classify(make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+def test_no_model_installed_is_one_sentence_and_no_classify(no_shipped_weights, make_napari_viewer, qtbot, tmp_path,
+                                                            monkeypatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
     viewer = make_napari_viewer()
     open_sample(viewer, ("ce_t1", "lesions"))
@@ -474,7 +479,7 @@ def test_the_sample_opens_named_for_the_panel_without_its_origin(installed, make
 
 
 def test_a_model_trained_while_the_panel_is_open_appears_when_it_is_shown_again(
-        model_home, make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+        model_home, no_shipped_weights, make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     viewer = make_napari_viewer(show=True)
     open_sample(viewer, ("ce_t1",))
@@ -502,3 +507,44 @@ def test_view_sample_metastasis_docks_the_panel_ready_on_its_layers(installed, m
     assert panel is docked[0]
     assert panel.pickers["ce_t1"].currentText() == "CE-T1" and panel.lesion_picker.currentText() == "lesions"
     assert panel.model_note.text().startswith("metastasis-origin 0.1.0 reads") and panel.runner.run_button.isEnabled()
+
+
+def test_the_shipped_demo_model_classifies_the_sample(make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+    """An empty user registry: `neuroreview view --sample metastasis` docks the panel on the shipped demo model,
+    the only version listed, and Classify gives every lesion a valid tree and a Grad-CAM map on it."""
+    from napari_neuroreview.viewer import open_viewer
+
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE, cache / "napari-neuroreview" / "sample_data" / "metastasis")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    viewer, _case = open_viewer(sample="metastasis", run=False, viewer=make_napari_viewer())
+    panel = panel_of(viewer, qtbot)
+    combo = panel.versions.combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["1.0.0"]
+    assert combo.currentText().startswith("1.0.0 (default)") and "demo weights" in combo.currentText()
+    card = panel.versions.card()
+    assert card.name == MODEL_NAME and DEMO_NOTE in card.notes and card.config["sequences"] == list(PAPER_SEQUENCES)
+    assert panel.model_note.text().startswith("metastasis-origin 1.0.0 reads") and panel.runner.run_button.isEnabled()
+    assert {s: panel.pickers[s].currentText() for s in PAPER_SEQUENCES} == {
+        "t1": "T1", "t2": "T2", "flair": "FLAIR", "dwi": "DWI", "ce_t1": "CE-T1"}
+
+    classify(panel, qtbot)
+    assert panel.runner.last_error is None, panel.runner.status.text()
+    result = panel.result
+    assert result.model == {"name": MODEL_NAME, "version": "1.0.0"}
+    assert [lesion.id for lesion in result.lesions] == [1, 2, 3] and panel.results.table.rowCount() == 3
+    for lesion in result.lesions:
+        doc = lesion.to_json()
+        p = doc["probabilities"]
+        assert all(0.0 <= v <= 1.0 for v in p.values())
+        for a, b in (("lung", "non_lung"), ("SCLC", "NSCLC"), ("breast", "GI")):
+            assert p[a] + p[b] == pytest.approx(1.0, abs=1e-6)
+        assert sum(doc["four_class"].values()) == pytest.approx(1.0, abs=1e-6)
+    panel.results.table.selectRow(0)
+    shown = panel.results.tree_percentages()
+    assert shown["lung"][0] + shown["non-lung"][0] == pytest.approx(100.0, abs=0.11)
+    assert sum(shown[o][1] for o in ("SCLC", "NSCLC", "breast", "GI")) == pytest.approx(100.0, abs=0.2)
+    (cam,) = gradcam_layers(viewer)
+    assert same_placement(cam, viewer.layers["CE-T1"])
+    assert max(lit_per_node(panel, cam, viewer.layers["lesions"])) > 0  # a map on the lesions, not an empty layer
