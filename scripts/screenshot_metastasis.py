@@ -10,13 +10,10 @@ shipped model is listed.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
-from _gui import wait
+from _gui import run_sample_panel, wait
 from qtpy.QtWidgets import QApplication
 
-from napari_neuroreview.viewer import open_viewer
 from napari_neuroreview.widgets.metastasis import MetastasisWidget
 
 
@@ -25,14 +22,7 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--node", type=int, default=1, help="the node shown: 0 lung, 1 SCLC vs NSCLC, 2 breast vs GI")
     args = parser.parse_args()
-    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="neuroreview-screenshot-")
-    viewer, _case = open_viewer(sample="metastasis", run=False)
-    viewer.window.resize(1900, 1150)
-    wait(lambda: False, 1.0)
-    panel = next(w for w in viewer.window.dock_widgets.values() if isinstance(w, MetastasisWidget))
-    panel.device.combo.setCurrentText("cpu")
-    panel.runner.run_button.click()
-    wait(lambda: not panel.runner.running)
+    viewer, panel = run_sample_panel("metastasis", MetastasisWidget)
     if panel.result is None:
         raise SystemExit(f"no classification: {panel.runner.status.text()}")
     panel.gradcam.node.setCurrentIndex(args.node)

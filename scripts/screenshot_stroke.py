@@ -10,13 +10,10 @@ user data folder: only the shipped model is listed.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
-from _gui import wait
+from _gui import run_sample_panel, wait
 from qtpy.QtWidgets import QApplication
 
-from napari_neuroreview.viewer import open_viewer
 from napari_neuroreview.widgets.stroke_risk import StrokeRiskWidget
 
 #: The axial slice shown (MNI z, mm): through the lateral ventricles' bodies, where periventricular WMH lie.
@@ -27,14 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     args = parser.parse_args()
-    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="neuroreview-screenshot-")
-    viewer, _case = open_viewer(sample="stroke", run=False)
-    viewer.window.resize(1900, 1150)
-    wait(lambda: False, 1.0)
-    panel = next(w for w in viewer.window.dock_widgets.values() if isinstance(w, StrokeRiskWidget))
-    panel.device.combo.setCurrentText("cpu")
-    panel.runner.run_button.click()
-    wait(lambda: not panel.runner.running)
+    viewer, panel = run_sample_panel("stroke", StrokeRiskWidget)
     if panel.result is None:
         raise SystemExit(f"no prediction: {panel.runner.status.text()}")
     viewer.layers.selection.active = viewer.layers["T1"]
