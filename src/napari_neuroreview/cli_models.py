@@ -11,9 +11,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-#: Model families the registry serves, with what each is for.
+#: Model families the registry serves, with what each is for and the command that trains one.
 TASKS = {"cmb-detector": "microbleed detector", "network-prepost": "rs-fMRI pre/post model",
-         "csvd-subtype": "small vessel disease subtype model"}
+         "csvd-subtype": "small vessel disease subtype model", "metastasis-origin": "metastasis origin model",
+         "stroke-risk": "stroke risk model"}
+TRAIN_COMMANDS = {"cmb-detector": "neuroreview cmb train", "network-prepost": "neuroreview networks train",
+                  "csvd-subtype": "neuroreview csvd train", "metastasis-origin": "neuroreview metastasis train",
+                  "stroke-risk": "neuroreview stroke train"}
 
 
 def _roots(args: argparse.Namespace) -> list[Path]:
@@ -74,7 +78,7 @@ def cmd_set_default(args: argparse.Namespace) -> int:
     from .core.registry import find_version, set_default
 
     name = _task(args.task)
-    _root, card = find_version(name, args.version, _roots(args), TASKS[name], "neuroreview cmb train")
+    _root, card = find_version(name, args.version, _roots(args), TASKS[name], TRAIN_COMMANDS[name])
     previous = set_default(name, card.version, _roots(args))
     warning = f" (its card says: not default: {card.config['not_default']})" if card.config.get("not_default") else ""
     print(f"{name}: the default is now {card.version}, was {previous}{warning}.")
