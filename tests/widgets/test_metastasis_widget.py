@@ -523,6 +523,7 @@ def test_the_shipped_demo_model_classifies_the_sample(make_napari_viewer, qtbot,
     combo = panel.versions.combo
     assert [combo.itemData(i) for i in range(combo.count())] == ["1.0.0"]
     assert combo.currentText().startswith("1.0.0 (default)") and "demo weights" in combo.currentText()
+    assert "reviews" not in combo.currentText()  # held-out reviews are a microbleed idea (tag_label)
     card = panel.versions.card()
     assert card.name == MODEL_NAME and DEMO_NOTE in card.notes and card.config["sequences"] == list(PAPER_SEQUENCES)
     assert panel.model_note.text().startswith("metastasis-origin 1.0.0 reads") and panel.runner.run_button.isEnabled()
