@@ -11,13 +11,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-#: Model families the registry serves, with what each is for and the command that trains one.
-TASKS = {"cmb-detector": "microbleed detector", "network-prepost": "rs-fMRI pre/post model",
-         "csvd-subtype": "small vessel disease subtype model", "metastasis-origin": "metastasis origin model",
-         "stroke-risk": "stroke risk model"}
-TRAIN_COMMANDS = {"cmb-detector": "neuroreview cmb train", "network-prepost": "neuroreview networks train",
-                  "csvd-subtype": "neuroreview csvd train", "metastasis-origin": "neuroreview metastasis train",
-                  "stroke-risk": "neuroreview stroke train"}
+#: Model families the registry serves: what each is for, and the command that trains one.
+_FAMILIES = {"cmb-detector": ("microbleed detector", "neuroreview cmb train"),
+             "network-prepost": ("rs-fMRI pre/post model", "neuroreview networks train"),
+             "csvd-subtype": ("small vessel disease subtype model", "neuroreview csvd train"),
+             "metastasis-origin": ("metastasis origin model", "neuroreview metastasis train"),
+             "stroke-risk": ("stroke risk model", "neuroreview stroke train")}
+TASKS = {name: what for name, (what, _command) in _FAMILIES.items()}
+TRAIN_COMMANDS = {name: command for name, (_what, command) in _FAMILIES.items()}
 
 
 def _roots(args: argparse.Namespace) -> list[Path]:
