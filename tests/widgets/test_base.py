@@ -85,7 +85,7 @@ def test_version_picker_shows_each_card_tag_and_selects_the_default(qtbot, tmp_p
     qtbot.addWidget(newest_first)
     assert [newest_first.combo.itemData(i) for i in range(newest_first.combo.count())] == [None, "2.0.0", "1.0.0"]
     assert newest_first.version() is None and newest_first.card() is None  # "the default" first
-    assert "demo weights" in newest_first.combo.itemText(2)  # model_labels.version_label by default
+    assert "demo weights" in newest_first.combo.itemText(2)  # model_labels.tag_label by default
     newest_first.refresh(select="1.0.0")
     assert newest_first.card().notes.startswith(DEMO_NOTE[:10])
 

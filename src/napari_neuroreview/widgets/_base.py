@@ -70,7 +70,7 @@ from qtpy.QtWidgets import (
 from ..core.config_fields import config_default, field_range
 from ..core.device import DeviceChoice, available_devices, resolve_device
 from ..core.errors import InputFileError, NeuroreviewError
-from ..core.model_labels import version_label
+from ..core.model_labels import tag_label
 from ..core.registry import ModelCard, default_version, installed_versions
 
 if TYPE_CHECKING:
@@ -310,7 +310,9 @@ class VersionPicker(QWidget):
         Registry roots searched (default: the user's, then the shipped weights).
     describe : callable
         ``describe(card, default_version) -> str``, the item text; default
-        ``model_labels.version_label`` (default mark, demo flag, held-out figures).
+        ``model_labels.tag_label`` (default mark, demo or own weights). The microbleed
+        pickers pass ``version_label`` (also held-out review figures: only microbleed
+        retraining makes them).
     default_item : str, optional
         A first item meaning "the registry's default" (``version()`` is None for it).
     newest_first : bool
@@ -322,7 +324,7 @@ class VersionPicker(QWidget):
     changed = Signal()
 
     def __init__(self, model_name: str, roots: list[Path] | None = None,
-                 describe: Callable[[ModelCard, str | None], str] = version_label, default_item: str | None = None,
+                 describe: Callable[[ModelCard, str | None], str] = tag_label, default_item: str | None = None,
                  newest_first: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model_name = model_name

@@ -42,6 +42,7 @@ from ..core.errors import ImageMismatchError, InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import META_KEY, geometry_of, volume_from_layer
 from ..core.io.orientation import from_display
+from ..core.model_labels import version_label
 from ..core.registry import installed_versions
 from ..core.store import CaseStore, ReviewConflictError
 from ..core.tasks.cmb.channels import check_inputs
@@ -114,7 +115,7 @@ class CMBReviewWidget(QWidget):
 
         self.inputs = ScanInputs(napari_viewer)
         self.swi_combo, self.phase_combo = self.inputs.swi_combo, self.inputs.phase_combo
-        self.versions = VersionPicker(MODEL_NAME, roots)
+        self.versions = VersionPicker(MODEL_NAME, roots, describe=version_label)
         self.device = DevicePicker()
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)

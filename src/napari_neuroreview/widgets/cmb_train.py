@@ -20,6 +20,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import InputFileError, NeuroreviewError
+from ..core.model_labels import version_label
 from ..core.registry import SHIPPED_WEIGHTS_ROOT, ModelCard, default_registry_root, rollback_default, set_default
 from ..core.store import default_store_path
 from ..core.tasks.cmb.model import MODEL_NAME
@@ -64,7 +65,7 @@ class CMBTrainWidget(QWidget):
                              "the new version's threshold is chosen on the held-out ones and it becomes the "
                              "default only if it is not worse there than its parent.")
         self.result.setWordWrap(True)
-        self.versions = VersionPicker(MODEL_NAME, self.roots, newest_first=True)
+        self.versions = VersionPicker(MODEL_NAME, self.roots, describe=version_label, newest_first=True)
         self.set_default_button = QPushButton("Set as default")
         self.set_default_button.clicked.connect(self.set_default)
         self.rollback_button = QPushButton("Roll back default")

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (QAbstractItemView, QFormLayout, QGridLayout, QGroupB
 
 from ..core.anatomy.mars import MARS_CLASSES, SIDES
 from ..core.io.layers import META_KEY, volume_from_layer
-from ..core.model_labels import tag_label
 from ..core.tasks.cmb.channels import check_inputs
 from ..core.tasks.csvd.baselines import SUBTYPES
 from ..core.tasks.csvd.classify import Finding, SubtypeResult, classify_for_review
@@ -80,7 +79,7 @@ class SubtypeWidget(QWidget):
 
         self.swi = LayerPicker(napari_viewer, lambda layer: is_scan(layer) and not is_phase_name(layer.name))
         self.phase = LayerPicker(napari_viewer, is_scan, leading=(NO_PHASE,))
-        self.versions = VersionPicker(MODEL_NAME, roots, describe=tag_label)  # no reviews: a CMB idea
+        self.versions = VersionPicker(MODEL_NAME, roots)
         self.device = DevicePicker()
         self.source = QLabel("")
         self.source.setWordWrap(True)

@@ -47,7 +47,6 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLay
 from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.export import napari_world_to_ras
 from ..core.io.layers import geometry_of, labels_kwargs_like, volume_from_layer
-from ..core.model_labels import tag_label
 from ..core.progress import Progress
 from ..core.tasks.metastasis.classes import SEQUENCES
 from ..core.tasks.metastasis.classes import SEQUENCE_NAMES
@@ -141,7 +140,7 @@ class MetastasisWidget(QWidget):
         self.lesion_picker = LayerPicker(napari_viewer, is_labels)
         self.grow_button = QPushButton("Grow lesion (click the contrast T1)")
         self.grow_button.setCheckable(True)
-        self.versions = VersionPicker(MODEL_NAME, roots, describe=tag_label)  # no reviews: a CMB idea
+        self.versions = VersionPicker(MODEL_NAME, roots)
         self._registry_error = self.versions.refresh()  # a refused registry is its sentence, not "none installed"
         self.model_note = QLabel("")
         self.model_note.setWordWrap(True)

@@ -57,7 +57,7 @@ from ..core.errors import InputFileError, NeuroreviewError
 from ..core.io.ica_folder import component_label
 from ..core.io.layers import image_layer_data
 from ..core.io.nifti import volume_from_image
-from ..core.model_labels import is_demo, tag_label
+from ..core.model_labels import is_demo
 from ..core.registry import DEMO_NOTE
 from ..core.tasks.networks.colours import NETWORK_COLOURS, network_hex
 from ..core.tasks.networks.compare import Comparison, compare, override, repredict
@@ -134,7 +134,7 @@ class NetworksWidget(QWidget):
         self.anatomy = LayerPicker(napari_viewer, self._is_anatomy, leading=(panes.MNI_TEMPLATE,))
         self.anatomy_file = QPushButton("T1 file...")
         self.anatomy_file.setToolTip("open the patient's T1 (NIfTI, MGH) as a layer and show the maps over it")
-        self.versions = VersionPicker(MODEL_NAME, describe=tag_label)
+        self.versions = VersionPicker(MODEL_NAME)
         self.device = DevicePicker()
         inputs = QGroupBox("Scans")
         form = QFormLayout(inputs)

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from ..core.errors import InputFileError
 from ..core.io.layers import META_KEY, volume_from_layer
-from ..core.model_labels import is_demo, tag_label
+from ..core.model_labels import is_demo
 from ..core.progress import Progress
 from ..core.tasks.stroke.downstream import MODEL_NAME
 from ..core.tasks.stroke.labels import CLINICAL_COLUMNS
@@ -85,7 +85,7 @@ class StrokeRiskWidget(QWidget):
 
         self.t1 = LayerPicker(napari_viewer, is_scan)
         self.flair = LayerPicker(napari_viewer, is_scan, leading=(NONE,))
-        self.versions = VersionPicker(MODEL_NAME, roots, describe=tag_label)  # no reviews: a CMB idea
+        self.versions = VersionPicker(MODEL_NAME, roots)
         self._registry_error = self.versions.refresh()
         self.model_note = QLabel("")
         self.model_note.setWordWrap(True)
