@@ -12,6 +12,7 @@ from napari_neuroreview.core.tasks.cmb.patches import PATCH, PATCH_MM
 from napari_neuroreview.core.tasks.cmb.training import (
     FitConfig,
     augment_batch,
+    randomise_magnitude,
     randomise_phase,
 )
 
@@ -130,3 +131,53 @@ def test_voxels_outside_the_head_do_not_change_the_filtered_phase_inside() -> No
     b = randomise_phase(other, torch.Generator().manual_seed(4), config)[:, 1][:, head]
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, x[:, 1][:, head], atol=1e-3)  # the filters did act inside
+
+
+# --------------------------------------------------------------- the local contrast (randomise_magnitude)
+
+MAG = FitConfig(magnitude_randomise=True)
+
+
+def _dark_spot_batch(n: int = 8) -> torch.Tensor:
+    """Tissue at 1 with a 2.4 mm dark sphere (contrast 0.3) at the centre and a head edge at the first 3 slices."""
+    x = _batch(n)
+    axis = (np.arange(PATCH) - (PATCH - 1) / 2.0) * PATCH_MM
+    r = np.sqrt(sum(a**2 for a in np.meshgrid(axis, axis, axis, indexing="ij")))
+    x[:, 0] = torch.where(torch.from_numpy(r <= 1.2), torch.tensor(0.3), torch.tensor(1.0))
+    x[:, :2, :3] = 0.0
+    return x
+
+
+def test_magnitude_randomisation_changes_only_the_contrast_inside_the_head() -> None:
+    x = _dark_spot_batch()
+    out = randomise_magnitude(x, torch.Generator().manual_seed(0), replace(MAG, magnitude_blur_p=1.0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out[:, 1:], x[:, 1:])
+    assert not torch.equal(out[:, 0], x[:, 0])
+    assert torch.count_nonzero(out[:, 0, :3]) == 0  # outside the head stays empty
+    assert float(out[:, 0].min()) >= 0.0 and float(out[:, 0].max()) <= 2.0  # clipped as channels clips it
+
+
+def test_magnitude_depth_and_blur_make_a_small_cmb_fainter_and_keep_it_dark() -> None:
+    x = _dark_spot_batch(1)
+    centre = (0, 0, PATCH // 2, PATCH // 2, PATCH // 2)
+    shallow = replace(MAG, magnitude_depth=(0.6, 0.6), magnitude_gamma=(1.0, 1.0), magnitude_noise_p=0.0,
+                      magnitude_blur_p=0.0)
+    out = randomise_magnitude(x, torch.Generator().manual_seed(0), shallow)
+    assert abs(float(out[centre]) - (1 - 0.6 * 0.7)) < 1e-5  # 1 + 0.6 (0.3 - 1)
+    blurred = randomise_magnitude(x, torch.Generator().manual_seed(0),
+                                  replace(shallow, magnitude_depth=(1.0, 1.0), magnitude_blur_p=1.0,
+                                          magnitude_blur_mm=(0.9, 0.9)))
+    assert 0.3 < float(blurred[centre]) < 0.9  # partial volume: fainter, still a dark spot
+    assert float(blurred[centre]) < float(blurred[0, 0, PATCH // 2, PATCH // 2, 2])
+
+
+def test_magnitude_randomisation_is_off_by_default_and_seeded() -> None:
+    x, seg = _dark_spot_batch(), torch.zeros(8, PATCH, PATCH, PATCH)
+    plain, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0, FitConfig())
+    assert torch.equal(plain, augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0)[0])
+    a = randomise_magnitude(x, torch.Generator().manual_seed(2), MAG)
+    assert torch.equal(a, randomise_magnitude(x, torch.Generator().manual_seed(2), MAG))
+    assert not torch.equal(a, randomise_magnitude(x, torch.Generator().manual_seed(3), MAG))
+    on, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0, MAG)
+    assert not torch.equal(on, plain)
