@@ -35,7 +35,12 @@ SEEDS = {("train", "A"): 700_000, ("train", "B"): 710_000, ("val", "A"): 720_000
 TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B", ("A", "B"), "0.3.0", False))
 #: ``--loso-variant NAME``: (suffix, FitConfig overrides) of an extra training of ours beside each
 #: selected one, on the same scans and validation scans: "B" gets "B+pr" (version 0.2.1).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"phase_randomised": ("pr", {"phase_randomise": True})}
+#: "scanner_randomised": the phase and the local contrast re-rendered (``training.randomise_phase``,
+#: ``training.randomise_magnitude``).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "phase_randomised": ("pr", {"phase_randomise": True}),
+    "scanner_randomised": ("sr", {"phase_randomise": True, "magnitude_randomise": True}),
+}
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.
 TARGET_SENS = {"size all >= 3 mm": 0.90, "size 2-3 mm": 0.80}
@@ -240,11 +245,18 @@ def simulate(cases: list[dict[str, Any]], script: Path, work: Path) -> float:
 
 def train_ours(script: Path, work: Path, base: dict[str, Any], cases: list[dict[str, Any]],
                args: Any, trainings: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Our detector trained once per planned training; each a fresh version under ``<work>/loso_weights``."""
+    """Our detector trained once per planned training; each a fresh version under ``<work>/loso_weights``.
+
+    Up to ``--loso-jobs`` trainings run at once, each in its own process with ``--threads``
+    torch threads: one training keeps about one core busy (its patch cutting and augmentation
+    are single-threaded), so a baseline and its variant twin on a 2-core machine take the
+    time of one at 1 thread each.
+    """
     from napari_neuroreview.core.tasks.cmb.model import MODEL_NAME
 
     root = work / "loso_weights"
-    out = {}
+    out: dict[str, Any] = {}
+    todo: list[tuple[str, dict[str, Any]]] = []
     for t in trainings:
         name, sims, version = t["name"], t["sims"], t["version"]
         fit = {**(QUICK_FIT if args.quick else {}), **t["fit"]}
@@ -258,8 +270,15 @@ def train_ours(script: Path, work: Path, base: dict[str, Any], cases: list[dict[
         out[name] = cached_answer(spec, work, f"loso_train_ours_{name}", after=folder)
         if out[name] is None:
             shutil.rmtree(folder, ignore_errors=True)  # versions are immutable: retrain into a fresh one
-            out[name] = common.run_worker(script, spec, work, f"loso_train_ours_{name}")
-        bench.log(f"  {out[name]['seconds']:.0f} s, threshold {out[name]['threshold']:.3g}")
+            todo.append((name, spec))
+    jobs = max(1, int(getattr(args, "loso_jobs", 1)))
+    for start in range(0, len(todo), jobs):
+        running = [(name, common.start_worker(script, spec, work, f"loso_train_ours_{name}"))
+                   for name, spec in todo[start:start + jobs]]
+        for name, job in running:
+            out[name] = common.finish_worker(*job)
+    for t in trainings:
+        bench.log(f"  {t['name']}: {out[t['name']]['seconds']:.0f} s, threshold {out[t['name']]['threshold']:.3g}")
     return out
 
 

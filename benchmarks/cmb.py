@@ -817,6 +817,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-variant", default=None, metavar="NAME",
                    help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS, "
                         "e.g. phase_randomised -> 'B+pr' beside 'B') on the same scans, compared in one table")
+    p.add_argument("--loso-jobs", type=int, default=1,
+                   help="--loso: trainings of ours run at once (each with --threads threads; 2 on 2 cores with --threads 1)")
     p.add_argument("--loso-no-unet", action="store_true", help="--loso: leave BasicUNet out (saves its training)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

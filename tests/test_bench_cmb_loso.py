@@ -126,3 +126,29 @@ def test_card_figures_leave_out_the_variant_twins() -> None:
     assert set(loso.card_figures(results)["pairs"]) == {"B->A", "B->B"}
     del results["trainings"]  # a results file from before the plan was recorded: told by the suffix
     assert set(loso.card_figures(results)["pairs"]) == {"B->A", "B->B"}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) -> None:
+    """--loso-jobs 2: a baseline and its twin train side by side (each its own process); 1: one after the other."""
+    script = tmp_path / "fake_worker.py"
+    script.write_text(
+        "import json, sys, time\n"
+        f"sys.path.insert(0, {str(BENCH)!r})\n"
+        "import _common as common\n"
+        "spec = json.loads(open(sys.argv[2]).read())\n"
+        "start = time.time(); time.sleep(1.5)\n"
+        "import pathlib; (pathlib.Path(spec['root']) / 'cmb-detector' / spec['version']).mkdir(parents=True)\n"
+        "common.write_answer(spec, {'seconds': 1.5, 'threshold': 0.5, 'start': start, 'end': time.time(),"
+        " 'fit': spec['fit']})\n"
+    )
+    trainings = loso.plan_trainings(["B"], "scanner_randomised")
+    cases = loso.plan_cases(tmp_path, {"train": 1, "val": 1, "test": 1}, trainings)
+    args = SimpleNamespace(quick=False, loso_jobs=jobs)
+    out = loso.train_ours(script, tmp_path, {"threads": 1}, cases, args, trainings)
+    assert set(out) == {"B", "B+sr"}
+    assert out["B"]["fit"] == {} and out["B+sr"]["fit"] == {"phase_randomise": True, "magnitude_randomise": True}
+    overlap = min(out["B"]["end"], out["B+sr"]["end"]) - max(out["B"]["start"], out["B+sr"]["start"])
+    assert (overlap > 0.5) if jobs == 2 else (overlap < 0)
+    again = loso.train_ours(script, tmp_path, {"threads": 1}, cases, args, trainings)  # answers reused (model saved)
+    assert again == out
