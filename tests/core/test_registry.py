@@ -353,3 +353,12 @@ def test_the_detector_loader_reports_weights_missing_a_layer(tmp_path: Path) -> 
     save_model(state, card, tmp_path)
     with pytest.raises(RegistryError, match=rf"cmb-detector 9\.0\.0 does not describe its weights \(.*{dropped}"):
         load_detector("9.0.0", device="cpu", roots=[tmp_path])
+
+
+def test_read_card_of_a_missing_version_names_that_version(tmp_path: Path) -> None:
+    """Not the parent folder: 'the weights in models/cmb-detector have no card' sent users to the wrong place."""
+    missing = tmp_path / "cmb-detector" / "9.9.9"
+    (tmp_path / "cmb-detector").mkdir()
+    with pytest.raises(RegistryError) as err:
+        read_card(missing)
+    assert str(err.value) == f"There is no model version at {missing}."

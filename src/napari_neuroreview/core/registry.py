@@ -211,6 +211,8 @@ def read_card(path: str | Path) -> ModelCard:
         its ``card_sha256`` (edited after saving).
     """
     path = Path(path)
+    if not path.exists():  # a version folder that is not there: name it, not its parent
+        raise RegistryError(f"There is no model version at {path}.")
     card_path = (path if path.is_dir() else path.parent) / CARD_FILE
     if not card_path.is_file():
         raise RegistryError(f"The weights in {card_path.parent} have no model card {CARD_FILE}.")
