@@ -36,7 +36,7 @@ from napari_neuroreview.core.tasks.stroke.labels import read_clinical_row
 from napari_neuroreview.core.tasks.stroke.split import read_split
 from napari_neuroreview.widgets._base import percent
 from napari_neuroreview.widgets._stroke_results import CAM_LAYER
-from napari_neuroreview.widgets.stroke_risk import StrokeRiskWidget
+from napari_neuroreview.widgets.stroke_risk import NO_MODEL, StrokeRiskWidget
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "stroke"
 VERSION = "0.1.0"
@@ -291,3 +291,16 @@ def test_a_semicolon_csv_opens_in_the_panel_as_the_core_reads_it(tmp_path, make_
     QTest.keyClick(form.subject_combo, Qt.Key.Key_Down)  # from no row to the first: the user's pick
     assert (form.subject.text(), form._raw("age")) == ("sub-1", "55")
     assert form.row() == {**read_clinical_row(table, "sub-1", form.columns)}
+
+
+def test_no_model_installed_is_one_sentence_and_no_predict(
+        no_shipped_weights, make_napari_viewer, qtbot, tmp_path, monkeypatch) -> None:
+    """Nothing installed (the shipped weights gone, no user model): the panel says how to get one, Predict is off."""
+    cache = tmp_path / "cache"
+    shutil.copytree(SAMPLE, cache / "napari-neuroreview" / "sample_data" / "stroke")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))
+    _viewer, panel = panel_on_sample(make_napari_viewer, qtbot)
+    assert panel.model_note.text() == NO_MODEL and NO_MODEL.count(". ") == 0
+    assert "reinstall napari-neuroreview" in NO_MODEL and "neuroreview stroke train" in NO_MODEL
+    assert not panel.runner.run_button.isEnabled()

@@ -68,8 +68,8 @@ NONE = "\u2014"
 #: The combos top to bottom: the contrast T1 first (required), then the optional ones.
 ORDER = ("ce_t1", "t1", "t2", "flair", "dwi", "adc")
 LESIONS_LAYER = "lesions"
-NO_MODEL = ("No metastasis origin model is installed: train one with "
-            "'neuroreview metastasis train --data DIR' (DIR from 'neuroreview metastasis phantoms').")
+NO_MODEL = ("No metastasis origin model is installed: reinstall napari-neuroreview (it ships demo weights) or train "
+            "one with 'neuroreview metastasis train --data DIR' (DIR from 'neuroreview metastasis phantoms').")
 CAVEAT = "Simulated training data, not for clinical use."
 #: Pixels of the panel that stay visible however the dock is shared (it scrolls below that).
 MIN_VISIBLE_HEIGHT = 520

@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
 #: The choice "no FLAIR".
 NONE = "\u2014"
-NO_MODEL = ("No stroke risk model is installed: train one with 'neuroreview stroke pretrain' then "
-            "'neuroreview stroke train' (README: Stroke risk).")
+NO_MODEL = ("No stroke risk model is installed: reinstall napari-neuroreview (it ships demo weights) or train one "
+            "with 'neuroreview stroke pretrain' then 'neuroreview stroke train' (README: Stroke risk).")
 CAVEAT = ("Demo weights trained on simulated data: the score is not a calibrated risk (the model card's notes say "
           "how it ranks), phantom figures, not for clinical use.")
 #: Pixels of the panel that stay visible however the dock is shared (it scrolls below that).
