@@ -143,7 +143,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                  "split": str(split_path), "ranks": world,
                                  "subjects": {p: len(v) for p, v in result.subjects.items()},
                                  "train_loss": result.history.train_loss, "val_loss": result.history.val_loss,
-                                 "best_epoch": result.history.best_epoch}))
+                                 "best_epoch": result.history.best_epoch, "val_retrieval": result.val_retrieval}))
     if distributed.is_distributed():
         torch.distributed.destroy_process_group()
     return 0

@@ -169,7 +169,12 @@ def test_cli_pretrain_saves_weights_card_and_split_and_never_reads_a_test_subjec
     assert read == set(split["subjects"]["train"]) | set(split["subjects"]["val"])
     assert not read & set(split["subjects"]["test"])
     assert len(result["train_loss"]) == 2 and all(math.isfinite(v) for v in result["train_loss"])
+    n_val = len(split["subjects"]["val"])
+    assert result["val_retrieval"]["subjects"] == n_val and result["val_retrieval"]["median_rank_chance"] == (n_val + 1) / 2
+    assert 1 <= result["val_retrieval"]["median_rank"] <= n_val
     card = list_versions(registry, "stroke-pretrain")[0]
+    assert card.metrics["val_retrieval_median_rank"] == result["val_retrieval"]["median_rank"]
+    assert card.metrics["val_clip_loss_chance"] == pytest.approx(math.log(n_val))
     assert card.config["cohort_fingerprint"] == split["cohort"] and card.config["split"]["file"] == Path(
         result["split"]).name
     assert card.config["rotation_rad"] == MAX_ROTATION_RAD and card.config["queue"] == 16
@@ -197,3 +202,20 @@ def test_a_batch_smaller_than_the_processes_is_refused_before_any_rank_starts(mo
     with pytest.raises(InsufficientDataError, match="smaller than the 3 processes"):
         ClipBatches(np.zeros((2, 2, 4, 4, 4), np.float32), np.zeros((2, 1), np.float32), encoding,
                     PretrainConfig(batch=32))
+
+
+def test_retrieval_ranks_each_true_pair_among_all_rows_both_ways() -> None:
+    """Aligned embeddings rank every partner first; a shuffled table side ranks them as chance does."""
+    class Fake:
+        def embed(self, image: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            z = torch.nn.functional.normalize(image.flatten(1), dim=1)
+            return z, torch.nn.functional.normalize(table, dim=1)
+
+    n = 40
+    z = torch.nn.functional.normalize(torch.randn(n, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    images = z.reshape(n, 1, 2, 2, 2)
+    aligned = pretrain_module.retrieval(Fake(), images, z.clone(), "cpu")
+    assert aligned["median_rank"] == 1.0 and aligned["top5"] == 1.0
+    assert aligned["median_rank_chance"] == 20.5 and aligned["top5_chance"] == 5 / 40
+    shuffled = pretrain_module.retrieval(Fake(), images, z[torch.randperm(n)], "cpu")
+    assert shuffled["median_rank"] > 5 and shuffled["top5"] < 0.5

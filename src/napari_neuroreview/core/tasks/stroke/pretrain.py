@@ -57,8 +57,8 @@ from .labels import read_stroke_table
 from .tabular import TableEncoding, scarf_corrupt
 
 __all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
-           "image_augment", "in_batches", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects", "save_pretrained",
-           "scale_to_foreground_median", "split_digest"]
+           "image_augment", "in_batches", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects",
+           "retrieval", "save_pretrained", "scale_to_foreground_median", "split_digest"]
 
 MODEL_NAME = "stroke-pretrain"
 TASK = "stroke"
@@ -272,9 +272,33 @@ class ClipBatches:
             return float(clip_loss(z_img, z_tab, self.config.temperature))
 
 
+def retrieval(net: StrokeClipNet, images: np.ndarray | torch.Tensor, table: np.ndarray | torch.Tensor,
+              device: torch.device | str) -> dict[str, float]:
+    """How well the encoders pair each subject's image with its own row among all the subjects given.
+
+    Why: the CLIP loss alone does not tell whether the encoders aligned anything (its chance
+    level, log n, moves with n, and a training loss with a MoCo queue of stale keys falls
+    without any alignment). The rank of the true partner among the n rows, both ways (image
+    to rows, row to images; 1 is best), beside what unrelated embeddings give: a median of
+    (n + 1) / 2 and a top-5 share of 5 / n.
+    """
+    parts = in_batches(net.embed, images, table, device=device)
+    z_img, z_tab = (torch.cat(side).cpu() for side in zip(*parts))
+    similarity = z_img @ z_tab.T
+    own = similarity.diagonal()
+    ranks = torch.cat([(similarity > own[:, None]).sum(1), (similarity.T > own[:, None]).sum(1)]).numpy() + 1
+    n = len(own)
+    return {"subjects": float(n), "median_rank": float(np.median(ranks)), "median_rank_chance": (n + 1) / 2,
+            "top5": float(np.mean(ranks <= 5)), "top5_chance": min(5, n) / n}
+
+
 @dataclass
 class Pretrained:
-    """A pretraining run: the network, the table's encoding, the history, and what it was trained on."""
+    """A pretraining run: the network, the table's encoding, the history, and what it was trained on.
+
+    ``val_retrieval``: :func:`retrieval` on the validation subjects with the kept weights
+    (None without at least 2 of them).
+    """
 
     net: StrokeClipNet
     encoding: TableEncoding
@@ -282,6 +306,7 @@ class Pretrained:
     image_shape: tuple[int, ...]
     subjects: dict[str, list[str]]
     image_affine: np.ndarray | None = None
+    val_retrieval: dict[str, float] | None = None
 
 
 def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConfig, device: torch.device | str
@@ -299,7 +324,8 @@ def pretrain(cohort_dir: str | Path, split: dict[str, Any], config: PretrainConf
     batches = ClipBatches(images[:n], table[:n], encoding, config, images[n:], table[n:])
     loop = LoopConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay, seed=config.seed)
     history = yield from fit(net, batches, loop, device, what="Stroke pretraining, epoch")
-    return Pretrained(net, encoding, history, tuple(images.shape[2:]), subjects, affine)
+    found = None if len(images) - n < 2 else retrieval(net.eval(), images[n:], table[n:], next(net.parameters()).device)
+    return Pretrained(net, encoding, history, tuple(images.shape[2:]), subjects, affine, found)
 
 
 def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path, version: str, cohort: str,
@@ -313,6 +339,10 @@ def save_pretrained(result: Pretrained, config: PretrainConfig, root: str | Path
     metrics = {"train_loss_last": history.train_loss[-1]} if history.train_loss else {}
     if history.val_loss:
         metrics["val_clip_loss_best"] = min(history.val_loss)
+        metrics["val_clip_loss_chance"] = math.log(len(result.subjects["val"]))
+    for key, value in (result.val_retrieval or {}).items():
+        if key != "subjects":
+            metrics[f"val_retrieval_{key}"] = value
     card = ModelCard(
         name=MODEL_NAME, version=version, task=TASK, parent=None, notes=notes,
         training_data=(f"stroke cohort {cohort} (fingerprint {split['cohort'][:12]}): {len(result.subjects['train'])} "
