@@ -3,6 +3,9 @@
 The cohort: 30 patients at 4 mm (seed 962: five of each origin at the development sites,
 every origin at the external one), rendered by the benchmark's own ``--render``; the run
 is ``--quick`` (16^3 crops of 48 mm, two epochs, two outer and two inner folds), 20 bootstrap resamples.
+Those tests are marked slow (``make test-slow``; the render and the run are about 110 CPU s). In
+``make test``: the refusals before any training, the Grad-CAM timing code (ours beside MONAI's,
+in this process) on tiny networks, the cascade's end and the crop cache's key.
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ RENDER = ("--render", "30", "--render-seed", "962", "--render-voxel-size", "4", 
 #: 50 were half of the evaluation's time; the CLI test below passes the same number to compare.
 BOOT = "20"
 
-#: Rendering the cohort (about 50 s on two busy cores) and the run (about 50 s) take most of it.
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+#: Timed Grad-CAM calls per method (``--quick`` has 5): the tests check the timing's fields and that the
+#: maps agree, not the medians; each repeat was about 4 CPU s of the run (four methods x setups).
+CAM_REPEATS = 2
+
+#: The run's fixture: rendering the cohort (about 50 CPU s) and the run (about 60) take most of it.
+pytestmark = [pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def run(tmp_path_factory) -> tuple[Path, dict, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert bench.main(["--data", str(folder / "cohort"), *RENDER, "--quick", "--threads", "1",
-                           "--json", str(folder / "met.json"), "--cam-repeats", "5", "--boot", BOOT,
+                           "--json", str(folder / "met.json"), "--cam-repeats", str(CAM_REPEATS), "--boot", BOOT,
                            "--save-model", str(folder / "registry"), "--version", "0.0.1"]) == 0
     return folder / "cohort", json.loads((folder / "met.json").read_text()), out.getvalue()
 
@@ -53,6 +60,7 @@ def _in_range(cell: dict, where: str) -> None:
         assert 0.0 <= low <= high <= 1.0, where
 
 
+@pytest.mark.slow
 def test_every_model_setting_and_level_has_node_and_four_class_figures_in_range(run) -> None:
     _, doc, _ = run
     ev = doc["evaluation"]
@@ -80,6 +88,7 @@ def test_every_model_setting_and_level_has_node_and_four_class_figures_in_range(
     assert doc["networks"]["ResNet6-CBAM"]["epochs"] == 2 and doc["config"]["folds"] == 2
 
 
+@pytest.mark.slow
 def test_the_printout_names_the_gpu_note_the_counts_and_both_confusions(run) -> None:
     _, _, text = run
     assert "need a GPU" in text and "load average" in text
@@ -88,6 +97,7 @@ def test_the_printout_names_the_gpu_note_the_counts_and_both_confusions(run) -> 
     assert "Sequence ablation, external" in text and "ADC-ratio rule" in text
 
 
+@pytest.mark.slow
 def test_crops_are_cut_once_and_read_back_from_the_cache_of_their_settings(run) -> None:
     cohort, _, _ = run
     args = bench.parse(["--data", str(cohort), "--quick"])
@@ -100,6 +110,7 @@ def test_crops_are_cut_once_and_read_back_from_the_cache_of_their_settings(run) 
     assert len(list(cohort.glob(".bench-crops-*.pkl"))) == 2
 
 
+@pytest.mark.slow
 def test_gradcam_on_the_external_lesions_per_node_with_chance_beside(run) -> None:
     _, doc, text = run
     res = doc["gradcam_external"]["ResNet6-CBAM"]
@@ -114,6 +125,7 @@ def test_gradcam_on_the_external_lesions_per_node_with_chance_beside(run) -> Non
     assert "energy in lesion" in text and "chance" in text
 
 
+@pytest.mark.slow
 def test_timings_beside_monai_on_the_same_network_give_the_same_maps(run) -> None:
     _, doc, text = run
     timed = doc["gradcam_timing"]
@@ -121,13 +133,14 @@ def test_timings_beside_monai_on_the_same_network_give_the_same_maps(run) -> Non
     assert timed["lesion crop"]["targets"] == [0, 1, 2] and timed["whole brain"]["shape"] == [64, 64, 64]
     assert timed["whole brain"]["stem_stride"] == 2  # He et al.'s stem (MetastasisNet.stem_stride)
     for t in timed.values():
-        assert len(t["ours_times"]) == len(t["monai_times"]) == 5
+        assert len(t["ours_times"]) == len(t["monai_times"]) == CAM_REPEATS
         assert t["ours_s"] > 0 and t["monai_s"] > 0 and t["ratio"] == pytest.approx(t["ours_s"] / t["monai_s"])
         assert t["ours_peak_gib"] >= 0 and t["monai_peak_gib"] >= 0
         assert min(t["map_correlation"]) > 0.999 and t["max_abs_difference_over_max"] < 1e-3
     assert "ours/MONAI" in text
 
 
+@pytest.mark.slow
 def test_the_first_network_is_saved_with_its_external_figures(run, tmp_path_factory) -> None:
     from napari_neuroreview.core.tasks.metastasis.model import load_origin_model
 
@@ -164,21 +177,66 @@ def test_the_cascades_end_is_the_one_step_randomisation() -> None:
     assert full.spearman == pytest.approx(cascade.spearman, nan_ok=True)
 
 
-def test_a_json_inside_the_cohort_or_a_taken_version_is_one_sentence_before_any_training(run, capsys) -> None:
-    cohort, doc, _ = run
+def test_a_json_inside_the_cohort_or_a_taken_version_is_one_sentence_before_any_training(tmp_path, capsys,
+                                                                                        monkeypatch) -> None:
+    """Each refusal comes before the cohort is read: a folder with only its labels file is enough to show it."""
+    import torch
+
+    from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT, ModelCard, save_model
+    from napari_neuroreview.core.tasks.metastasis.model import MODEL_NAME, TASK
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the user's registry is one of the roots read
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    (cohort / "labels.tsv").write_text("patient\tsite\n")
+    registry = tmp_path / "registry"
+    save_model({"w": torch.zeros(1)}, ModelCard(name=MODEL_NAME, version="0.0.1", task=TASK), registry)
     assert bench.main(["--data", str(cohort), "--quick", "--json", str(cohort / "met.json")]) == 2
     assert "met.json" in capsys.readouterr().err and not (cohort / "met.json").exists()
-    registry = doc["saved_model"]["root"]
-    assert bench.main(["--data", str(cohort), "--quick", "--save-model", registry, "--version", "0.0.1"]) == 2
+    assert bench.main(["--data", str(cohort), "--quick", "--save-model", str(registry), "--version", "0.0.1"]) == 2
     err = capsys.readouterr().err
-    assert "0.0.1" in err and len(err.strip().splitlines()) == 1
+    assert "0.0.1" in err and "already exists" in err and len(err.strip().splitlines()) == 1
     assert bench.main(["--data", str(cohort), "--quick", "--version", "0.0.2"]) == 2
     assert "--save-model" in capsys.readouterr().err
-    from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
-
     assert bench.main(["--data", str(cohort), "--quick", "--save-model", str(SHIPPED_WEIGHTS_ROOT)]) == 2
     err = capsys.readouterr().err
     assert "shipped weights" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in cohort.iterdir()) == ["labels.tsv"]  # nothing cut, rendered or written
+
+
+def test_gradcam_timing_setups_give_the_same_maps_as_monai(tmp_path, monkeypatch) -> None:
+    """``time_gradcam`` as ``explain_and_time`` calls it (a fitted crop network with its input, a random
+    whole-brain ResNet18 with the stride-2 stem), each worker run in this process instead of a fresh
+    interpreter: the fields the JSON holds, and ours equal to MONAI's raw maps."""
+    import numpy as np
+    import torch
+
+    import _metastasis_cam as cam
+    from _common import clean_json
+
+    from napari_neuroreview.core.models.metastasis_net import MetastasisNet
+
+    def in_process(script, spec, workdir, name):  # start_worker's JSON spec, timing_worker's answer
+        return cam.timing_worker(json.loads(json.dumps(clean_json(spec))))
+
+    monkeypatch.setattr(cam, "run_worker", in_process)
+    torch.manual_seed(0)
+    crop_net = MetastasisNet(2, "resnet6", "cbam", 8)
+    setups = {"lesion crop": {"arch": "resnet6", "attention": "cbam", "width": 8, "in_channels": 2, "seed": 0,
+                              "shape": [12] * 3, "targets": [0, 1, 2], "state": crop_net.state_dict(),
+                              "array": np.random.default_rng(0).normal(size=(1, 2, 12, 12, 12)).astype(np.float32)},
+              "whole brain": {"arch": "resnet18", "attention": "cbam", "width": 8, "in_channels": 5,
+                              "stem_stride": 2, "seed": 0, "shape": [64] * 3, "targets": [0]}}
+    timed = cam.time_gradcam(BENCH / "metastasis.py", setups, repeats=2, threads=1)
+    assert set(timed) == {"lesion crop", "whole brain"}
+    assert timed["lesion crop"]["targets"] == [0, 1, 2] and timed["whole brain"]["stem_stride"] == 2
+    assert "state" not in timed["lesion crop"] and "array" not in timed["lesion crop"]
+    for t in timed.values():
+        assert len(t["ours_times"]) == len(t["monai_times"]) == 2
+        assert t["ours_s"] > 0 and t["monai_s"] > 0 and t["ratio"] == pytest.approx(t["ours_s"] / t["monai_s"])
+        assert len(t["map_correlation"]) == len(t["targets"])
+        assert min(t["map_correlation"]) > 0.999 and t["max_abs_difference_over_max"] < 1e-3
+    assert "ours/MONAI" in cam.timing_table(timed)
 
 
 def test_the_crop_cache_follows_the_cohorts_files_and_the_reading_code(tmp_path) -> None:
@@ -197,6 +255,7 @@ def test_the_crop_cache_follows_the_cohorts_files_and_the_reading_code(tmp_path)
     assert cohort_fingerprint(tmp_path, bench.CROP_MODULES) != before
 
 
+@pytest.mark.slow
 def test_the_cli_evaluate_is_the_benchmarks_evaluation(run, tmp_path, capsys) -> None:
     """`neuroreview metastasis evaluate` on the benchmark's cohort, same crops and folds: the same radiomics figures."""
     from napari_neuroreview.cli import main
