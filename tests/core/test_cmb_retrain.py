@@ -57,7 +57,12 @@ STEPS_PER_EPOCH = 12
 
 @pytest.mark.slow
 def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
-    """With the fine-tuning lr set to 0 the same run fails (held-out FP/scan 2.67 -> 1.33, sensitivity 0)."""
+    """With the fine-tuning lr set to 0 the same run fails (held-out FP/scan 2.67 -> 1.33, sensitivity 0).
+
+    A model-quality check (two trainings, about 55 CPU s): ``make test-slow``. ``make test`` checks its
+    parts fast: the reviews as labels (:func:`test_reviews_become_the_next_versions_labels`), a real
+    one-step fine-tuning scored on held-out scans only, and the verdicts with faked training.
+    """
     torch.manual_seed(0)
     base_scans = []
     for seed in range(5):  # calcifications labelled as microbleeds: the base model learns the mimic
@@ -116,6 +121,50 @@ def test_rejected_calcifications_teach_the_next_version(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- fast tests
 
+
+
+def test_reviews_become_the_next_versions_labels(tmp_path) -> None:
+    """What fine-tuning learns from: accepted, added and moved findings are microbleeds (an accepted
+    detection with its mask), a rejected model detection is a hard negative (the calcification the
+    slow test's base model called a microbleed), a user's own point deleted again is neither, pending
+    findings are neither, and a scan without any decision is not read."""
+    mag, phase, truth, calcs = synthetic_swi_with_calcifications(7, shape=(40, 44, 24))
+    mag_path, phase_path = _save(tmp_path / "swi.nii.gz", mag), _save(tmp_path / "phase.nii.gz", phase)
+    magnitude = load_volume(mag_path)
+    cmbs = [np.argwhere(truth == i).mean(0) for i in np.unique(truth) if i]
+    mimics = [np.argwhere(calcs == i).mean(0) for i in np.unique(calcs) if i]
+    world = lambda ijk: np.asarray(ijk) @ magnitude.affine[:3, :3].T + magnitude.affine[:3, 3]  # noqa: E731
+    mask_ijk = np.argwhere(truth == 1).tolist()
+    other, _ = synthetic_swi(seed=1, shape=(40, 44, 24), zooms=(1.0, 1.0, 2.0))
+    other_path = _save(tmp_path / "pending.nii.gz", other)
+    with CaseStore(tmp_path / "reviews.sqlite") as store:
+        store.register_image(mag_path, magnitude.sha256, list(magnitude.shape), magnitude.affine.tolist())
+        detected = [*cmbs[:2], *mimics, [5.0, 5.0, 5.0]]  # two microbleeds, the mimics, one left pending
+        found = store.add_findings(magnitude.sha256, [
+            {"task": "cmb", "world_ras_mm": world(c), "voxel_ijk": list(c), "score": 0.9,
+             "extra": {"phase_path": phase_path, **({"mask_ijk": mask_ijk} if n == 0 else {})}}
+            for n, c in enumerate(detected)])
+        store.review_many([{"finding_id": f.id, "action": "accepted" if n < 2 else "rejected", "reviewer": "sim"}
+                           for n, f in enumerate(found[:-1])])
+        added = store.add_finding(magnitude.sha256, "cmb", world(cmbs[2]), None, source="user", actor="sim")
+        store.review(added.id, "added", "sim")
+        slip = store.add_finding(magnitude.sha256, "cmb", world([20.0, 20.0, 12.0]), None, source="user", actor="sim")
+        store.review(slip.id, "added", "sim")
+        store.review(slip.id, "rejected", "sim", note="deleted")
+        unread = load_volume(other_path)
+        store.register_image(other_path, unread.sha256, list(unread.shape), unread.affine.tolist())
+        store.add_findings(unread.sha256, [{"task": "cmb", "voxel_ijk": [9.0, 9.0, 9.0], "score": 0.9,
+                                            "world_ras_mm": unread.affine[:3, :3] @ [9.0, 9.0, 9.0] + unread.affine[:3, 3]}])
+
+    scans, skipped = retrain.reviewed_scans(tmp_path / "reviews.sqlite")
+    assert skipped == [] and [s.name for s in scans] == ["swi.nii.gz"]
+    scan = scans[0]
+    assert scan.phase is not None and scan.phase.sha256 == phase.sha256
+    np.testing.assert_allclose(sorted(map(tuple, scan.positives)), sorted(map(tuple, cmbs)), atol=1e-3)
+    np.testing.assert_allclose(sorted(map(tuple, scan.hard_negatives)), sorted(map(tuple, mimics)), atol=1e-3)
+    with_mask = [m for m in scan.positive_masks if m is not None]
+    assert len(scan.positive_masks) == 3 and len(with_mask) == 1
+    np.testing.assert_array_equal(with_mask[0], truth == 1)
 
 
 def reviewed_store(folder: Path, n_each: int = 2) -> tuple[Path, set[str], set[str]]:
