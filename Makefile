@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.neuroreview-installed
 XVFB := xvfb-run -a -s "-screen 0 1920x1080x24"
 # Test processes (pytest-xdist); whole files go to one worker, so a module's fixtures are built once.
-# On a 2-CPU machine 2 workers ran the suite in 7.8 min (one process: 11.7 min, with other work on the machine).
-# `make test JOBS=0` runs it in one process.
+# `make test JOBS=0` runs it in one process. `make test` leaves out the tests marked slow (model-quality
+# training checks and benchmark runs, minutes each; each has a fast test of its code path in the suite):
+# `make test-slow` runs those.
 JOBS ?= 2
 
-.PHONY: demo test venv sample-data benchmarks clean
+.PHONY: demo test test-slow venv sample-data benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +28,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@command -v xvfb-run >/dev/null || { echo "make test needs Xvfb: sudo apt-get install xvfb xauth libgl1-mesa-dri"; exit 1; }
-	$(XVFB) $(PY) -m pytest -n $(JOBS) --dist loadfile
+	$(XVFB) $(PY) -m pytest -n $(JOBS) --dist loadfile -m "not slow"
+
+test-slow: $(STAMP)
+	@command -v xvfb-run >/dev/null || { echo "make test-slow needs Xvfb: sudo apt-get install xvfb xauth libgl1-mesa-dri"; exit 1; }
+	$(XVFB) $(PY) -m pytest -n $(JOBS) --dist loadfile -m slow
 
 sample-data: $(STAMP)
 	$(VENV)/bin/neuroreview sample-data --out sample_data
