@@ -387,7 +387,6 @@ def test_oblique_scan_is_reviewed_and_exported_on_its_own_grid(make_napari_viewe
         assert np.linalg.norm(centre - np.asarray(finding.world)) < 2.5
 
 
-@pytest.mark.slow
 def test_real_fine_tuning_from_reviews_through_the_widget(make_napari_viewer, qtbot, tmp_path) -> None:
     """Reviews written by ReviewSession are what retrain_from_store learns from (1 epoch, tiny scans)."""
     from napari_neuroreview.core.io.nifti import load_volume
