@@ -58,7 +58,7 @@ from .tabular import TableEncoding, scarf_corrupt
 
 __all__ = ["CHANNELS", "MAX_ROTATION_RAD", "MODEL_NAME", "TASK", "ClipBatches", "PretrainConfig", "Pretrained",
            "image_augment", "in_batches", "load_cohort_images", "load_images", "pretrain", "pretraining_subjects",
-           "retrieval", "save_pretrained", "scale_to_foreground_median", "split_digest"]
+           "embed_all", "retrieval", "save_pretrained", "scale_to_foreground_median", "split_digest"]
 
 MODEL_NAME = "stroke-pretrain"
 TASK = "stroke"
@@ -264,12 +264,17 @@ class ClipBatches:
         if self.val is None:
             return None
         net: StrokeClipNet = model  # the loop hands the bare model
-        device = next(net.parameters()).device
-        images, table = self.val
-        parts = in_batches(net.embed, images, table, device=device)
-        z_img, z_tab = (torch.cat(side) for side in zip(*parts))
+        z_img, z_tab = embed_all(net, *self.val, device=next(net.parameters()).device)
         with torch.no_grad():
             return float(clip_loss(z_img, z_tab, self.config.temperature))
+
+
+def embed_all(net: StrokeClipNet, images: np.ndarray | torch.Tensor, table: np.ndarray | torch.Tensor,
+              device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row's unit CLIP embeddings (image side, table side), :data:`EMBED_BATCH` rows at a time, no gradients."""
+    parts = in_batches(net.embed, images, table, device=device)
+    z_img, z_tab = (torch.cat(side) for side in zip(*parts))
+    return z_img, z_tab
 
 
 def retrieval(net: StrokeClipNet, images: np.ndarray | torch.Tensor, table: np.ndarray | torch.Tensor,
@@ -282,9 +287,8 @@ def retrieval(net: StrokeClipNet, images: np.ndarray | torch.Tensor, table: np.n
     to rows, row to images; 1 is best), beside what unrelated embeddings give: a median of
     (n + 1) / 2 and a top-5 share of 5 / n.
     """
-    parts = in_batches(net.embed, images, table, device=device)
-    z_img, z_tab = (torch.cat(side).cpu() for side in zip(*parts))
-    similarity = z_img @ z_tab.T
+    z_img, z_tab = embed_all(net, images, table, device=device)
+    similarity = z_img.cpu() @ z_tab.cpu().T
     own = similarity.diagonal()
     ranks = torch.cat([(similarity > own[:, None]).sum(1), (similarity.T > own[:, None]).sum(1)]).numpy() + 1
     n = len(own)
