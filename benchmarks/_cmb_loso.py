@@ -271,7 +271,7 @@ def train_ours(script: Path, work: Path, base: dict[str, Any], cases: list[dict[
         if out[name] is None:
             shutil.rmtree(folder, ignore_errors=True)  # versions are immutable: retrain into a fresh one
             todo.append((name, spec))
-    jobs = max(1, int(getattr(args, "loso_jobs", 1)))
+    jobs = max(1, int(args.loso_jobs))
     for start in range(0, len(todo), jobs):
         running = [(name, common.start_worker(script, spec, work, f"loso_train_ours_{name}"))
                    for name, spec in todo[start:start + jobs]]
