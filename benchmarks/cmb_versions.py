@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Which microbleed detector version should be the default: two versions on the same held-out scans.
+
+A version trained on phantoms becomes the shipped default only if it is at least as good
+as the current default on simulated scans no training or threshold choice saw. This
+script measures both in one run, each at its own card threshold, on four sets of
+``--scans`` scans each (A = phenomenological ``core.phantoms.swi``, B = physics
+``core.phantoms.swi_physics``; each on its default scanner or on a scanner drawn per scan,
+``scanner_draws.case_scanner``), and applies the rule written before 1.0.1's training
+ended (:func:`verdict`). ``--record`` writes the comparison into the candidate's card
+(``held_out_simulated``; ``not_default`` when the rule fails), with its digest renewed.
+
+    python benchmarks/cmb_versions.py --versions 1.0.0 1.0.2 --weights REGISTRY --json out.json
+    python benchmarks/cmb_versions.py --versions 1.0.0 1.0.2 --weights REGISTRY --record
+
+Seeds (the sets 1.0.1's card was compared on): A default 500000+i at 0.9 x 0.9 x 1.8 mm
+(benchmarks/cmb.py's held-out scans), A random 740000+i and B random 750000+i
+(the leave-one-simulator-out test scans), B default 7000+i. Training uses 0..39 and
+validation 100000+i. Cached per version and set in ``--workdir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _common as common
+from cmb import CLINICAL_MM
+
+#: set name -> (simulator, first seed, scanner drawn per scan, fixed simulator keywords).
+SETS: dict[str, tuple[str, int, bool, dict[str, Any]]] = {
+    "A_default": ("phenomenological", 500_000, False, {"voxel_size": CLINICAL_MM}),
+    "A_random": ("phenomenological", 740_000, True, {}),
+    "B_default": ("physics", 7_000, False, {}),
+    "B_random": ("physics", 750_000, True, {}),
+}
+#: Rule 2's allowance: FROC sensitivity at 1 FP/scan per set may fall this much.
+PER_SET_SLACK = 0.025
+RULE = ("default only if, against the current default: pooled CPM >= its; FROC sensitivity at 1 FP/scan "
+        f"per set not below by more than {PER_SET_SLACK}; pooled F1 >= its; Dice per matched CMB >= its "
+        "(written before 1.0.1's training ended)")
+
+
+def scan_of(simulator: str, seed: int, randomise: bool, kwargs: dict[str, Any]) -> Any:
+    """One labelled held-out scan, made by the CLI's one phantom recipe (``cli_cmb.simulated_case``)."""
+    import numpy as np
+
+    from napari_neuroreview.cli_cmb import simulated_case
+    from napari_neuroreview.core.io.nifti import volume_from_image
+    from napari_neuroreview.core.tasks.cmb.train import labelled_from_instances
+
+    case, _ = simulated_case(simulator, seed, randomise, **kwargs)
+    phase = volume_from_image(case.phase) if case.phase is not None else None
+    instances = np.asarray(case.truth["instances"].dataobj).astype(np.int64)
+    return labelled_from_instances(f"{simulator}-{seed}", volume_from_image(case.magnitude), phase, instances)
+
+
+def case_results(version: str, roots: list[Path], set_name: str, n: int) -> dict[str, Any]:
+    """The version's matched results on one set: all detections above the sweep floor, and at its threshold."""
+    from napari_neuroreview.core.progress import run_to_completion
+    from napari_neuroreview.core.tasks.cmb.detect import run
+    from napari_neuroreview.core.tasks.cmb.evaluate import at_threshold
+    from napari_neuroreview.core.tasks.cmb.model import card_threshold, load_detector
+    from napari_neuroreview.core.tasks.cmb.train import SWEEP_FLOOR, match_to_labels
+
+    detector = load_detector(version, device="cpu", roots=roots)
+    threshold = card_threshold(detector.card)
+    simulator, first, randomise, kwargs = SETS[set_name]
+    swept, at_point = [], []
+    for i in range(n):
+        scan = scan_of(simulator, first + i, randomise, kwargs)
+        result = run_to_completion(run(scan.magnitude, scan.phase, detector, threshold=SWEEP_FLOOR))
+        swept.append(match_to_labels(scan, result))
+        at_point.append(match_to_labels(scan, at_threshold(result, threshold)))
+        print(f"  {version} {set_name} {i + 1}/{n}", file=sys.stderr, flush=True)
+    return {"threshold": threshold, "swept": swept, "at_point": at_point,
+            "weights_sha256": detector.card.weights_sha256}
+
+
+def figures(swept: list[Any], at_point: list[Any], threshold: float) -> dict[str, Any]:
+    """The card's figures of a set of scans (each named by its averaging unit)."""
+    from napari_neuroreview.core.metrics import froc, summarize
+
+    summary, curve = summarize(at_point), froc(swept)
+    return {"scans": len(at_point), "cmbs": int(summary["n_truth"]), "threshold": round(float(threshold), 4),
+            "sensitivity": round(float(summary["sensitivity"]), 4),
+            "fp_per_scan": round(float(summary["fp_per_subject"]), 4),
+            "f1_pooled": round(float(summary["f1_pooled"]), 4),
+            "dice_per_cmb_mean": round(float(summary["dice_per_cmb_mean"]), 4),
+            "froc_sensitivity_at_1_fp_per_scan": round(float(curve["at_fp"][1.0]), 4),
+            "cpm": round(float(curve["mean_sensitivity"]), 4)}
+
+
+def verdict(reference: str, candidate: str, per_set: dict[str, dict[str, Any]], pooled: dict[str, Any]) -> tuple[bool, str]:
+    """Apply :data:`RULE`: whether ``candidate`` may replace ``reference``, and the reason in words."""
+    ref, new = pooled[reference], pooled[candidate]
+    fails = []
+    if new["cpm"] < ref["cpm"]:
+        fails.append(f"rule 1 fails (pooled CPM {new['cpm']:.3f} vs {ref['cpm']:.3f})")
+    low = [name for name, row in per_set.items() if row[candidate]["froc_sensitivity_at_1_fp_per_scan"]
+           < row[reference]["froc_sensitivity_at_1_fp_per_scan"] - PER_SET_SLACK]
+    if low:
+        fails.append(f"rule 2 fails on {', '.join(low)} (FROC sensitivity at 1 FP/scan)")
+    if new["f1_pooled"] < ref["f1_pooled"]:
+        fails.append(f"rule 3 fails (pooled F1 {new['f1_pooled']:.3f} vs {ref['f1_pooled']:.3f})")
+    if new["dice_per_cmb_mean"] < ref["dice_per_cmb_mean"]:
+        fails.append(f"rule 4 fails (Dice per matched CMB {new['dice_per_cmb_mean']:.3f} vs {ref['dice_per_cmb_mean']:.3f})")
+    if fails:
+        return False, "not default: " + "; ".join(fails)
+    return True, f"default: rules 1-4 hold against {reference}"
+
+
+def record(card_path: Path, comparison: dict[str, Any], passed: bool) -> None:
+    """Write the comparison into the candidate's card (``not_default`` when it failed), its digest renewed."""
+    from napari_neuroreview.core.registry import card_digest
+
+    data = json.loads(card_path.read_text(encoding="utf-8"))
+    data["config"]["held_out_simulated"] = comparison
+    if passed:
+        data["config"].pop("not_default", None)
+    else:
+        data["config"]["not_default"] = comparison["verdict"].removeprefix("not default: ")
+    data["card_sha256"] = card_digest(data)
+    tmp = card_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(card_path)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--versions", nargs=2, required=True, metavar=("REFERENCE", "CANDIDATE"))
+    p.add_argument("--weights", action="append", default=[], help="a registry folder holding a version (repeatable)")
+    p.add_argument("--scans", type=int, default=8, help="scans per set")
+    p.add_argument("--workdir", default=None, help="cache folder (default: a temporary one)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--record", action="store_true", help="write the comparison into the candidate's card")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    from napari_neuroreview.core.registry import (
+        SHIPPED_WEIGHTS_ROOT,
+        installed_versions,
+        version_dir,
+    )
+
+    args = parse_args(argv)
+    machine = common.print_run_header("napari-neuroreview core")
+    roots = [Path(w) for w in args.weights] + [SHIPPED_WEIGHTS_ROOT]
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="cmb_versions_"))
+    work.mkdir(parents=True, exist_ok=True)
+    installed = {card.version: (Path(root), card) for root, card in installed_versions("cmb-detector", roots)}
+    missing = [v for v in args.versions if v not in installed]
+    if missing:
+        print(f"not installed in {[str(r) for r in roots]}: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    results = {}
+    for version in args.versions:
+        for name, spec in SETS.items():
+            key = (version, name, args.scans, spec)
+            results[version, name], reused = common.cached(
+                work / f"{version}_{name}.pkl", key, lambda v=version, s=name: case_results(v, roots, s, args.scans))
+            if reused and results[version, name]["weights_sha256"] != installed[version][1].weights_sha256:
+                results[version, name] = case_results(version, roots, name, args.scans)
+    per_set = {name: {v: figures(results[v, name]["swept"], results[v, name]["at_point"], results[v, name]["threshold"])
+                      for v in args.versions} for name in SETS}
+    pooled = {v: figures([c for s in SETS for c in results[v, s]["swept"]],
+                         [c for s in SETS for c in results[v, s]["at_point"]], results[v, "A_default"]["threshold"])
+              for v in args.versions}
+    reference, candidate = args.versions
+    passed, why = verdict(reference, candidate, per_set, pooled)
+    keys = ("cmbs", "threshold", "sensitivity", "fp_per_scan", "f1_pooled", "dice_per_cmb_mean",
+            "froc_sensitivity_at_1_fp_per_scan", "cpm")
+    rows = [[f"{name} {v}", *(common.fmt(table[v][k], 0 if k == "cmbs" else 3) for k in keys)]
+            for name, table in [*per_set.items(), ("pooled", pooled)] for v in args.versions]
+    print(common.table(rows, ["set, version", "CMBs", "thr", "sens", "FP/scan", "F1 pooled", "Dice/CMB",
+                              "FROC@1", "CPM"]))
+    print(f"rule: {RULE}\nverdict for {candidate}: {why}")
+    comparison = {
+        "what": (f"each model at its own card threshold on {args.scans * len(SETS)} held-out simulated scans "
+                 f"({args.scans} per set; none used for training or thresholds): A = core.phantoms.swi "
+                 "(phenomenological), B = core.phantoms.swi_physics (physics), default or random scanner; "
+                 "CPM = mean FROC sensitivity at 1/8..8 FP per scan; sensitivity and F1 pooled over CMBs, "
+                 "FP per scan the mean, Dice the mean over matched CMBs"),
+        "seeds_first": {name: spec[1] for name, spec in SETS.items()},
+        "per_set": per_set, "pooled": pooled, "rule": RULE, "verdict": why,
+        "command": "python benchmarks/cmb_versions.py --versions " + " ".join(args.versions),
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(common.clean_json({**comparison, "machine": machine}), indent=2) + "\n")
+    if args.record:
+        record(version_dir(installed[candidate][0], "cmb-detector", candidate) / "card.json", comparison, passed)
+        print(f"recorded in {candidate}'s card")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""benchmarks/cmb_versions.py: the default rule, the figures it reads, and the card it writes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import cmb_versions as versions
+
+from napari_neuroreview.core.metrics import CaseResult
+from napari_neuroreview.core.registry import ModelCard, read_card, save_model
+
+
+def _row(cpm: float = 0.99, froc1: float = 0.99, f1: float = 0.93, dice: float = 0.87) -> dict[str, float]:
+    return {"cpm": cpm, "froc_sensitivity_at_1_fp_per_scan": froc1, "f1_pooled": f1, "dice_per_cmb_mean": dice}
+
+
+def _tables(new_pooled: dict[str, float], new_set: dict[str, dict[str, float]] | None = None):
+    per_set = {name: {"old": _row(), "new": (new_set or {}).get(name, _row())} for name in versions.SETS}
+    return per_set, {"old": _row(), "new": new_pooled}
+
+
+def test_verdict_takes_a_version_as_good_and_refuses_each_rule_broken() -> None:
+    assert versions.verdict("old", "new", *_tables(_row()))[0] is True
+    cases = {"rule 1": _row(cpm=0.98), "rule 3": _row(f1=0.92), "rule 4": _row(dice=0.86)}
+    for rule, pooled in cases.items():
+        passed, why = versions.verdict("old", "new", *_tables(pooled))
+        assert not passed and why.startswith("not default: ") and rule in why and why.count("fails") == 1
+    # rule 2: one set's FROC sensitivity at 1 FP/scan may fall by up to the slack, not more
+    within = versions.verdict("old", "new", *_tables(_row(), {"B_random": _row(froc1=0.99 - 0.02)}))
+    beyond = versions.verdict("old", "new", *_tables(_row(), {"B_random": _row(froc1=0.99 - 0.03)}))
+    assert within[0] is True
+    assert beyond[0] is False and "rule 2 fails on B_random" in beyond[1]
+
+
+def test_figures_pool_cmbs_and_name_the_card_keys() -> None:
+    found = CaseResult(n_truth=2, n_pred=3, tp=2, fp=1, fn=0, iou=[0.7, 0.8], dice=[0.8, 0.9], tp_scores=[0.9, 0.8], fp_scores=[0.7])
+    missed = CaseResult(n_truth=2, n_pred=1, tp=1, fp=0, fn=1, iou=[0.6], dice=[0.7], tp_scores=[0.95], fp_scores=[])
+    row = versions.figures([found, missed], [found, missed], 0.5)
+    assert (row["scans"], row["cmbs"], row["sensitivity"], row["fp_per_scan"]) == (2, 4, 0.75, 0.5)
+    assert row["dice_per_cmb_mean"] == pytest.approx(0.8)
+    assert row["froc_sensitivity_at_1_fp_per_scan"] == 0.75 and 0 < row["cpm"] <= 0.75
+
+
+def test_record_writes_the_comparison_into_a_card_that_still_reads(tmp_path: Path) -> None:
+    folder = save_model({"w": torch.zeros(1)}, ModelCard(name="cmb-detector", version="9.0.0", task="cmb",
+                                                         config={"not_default": "old reason"}), tmp_path)
+    comparison = {"verdict": "not default: rule 1 fails (pooled CPM 0.980 vs 0.990)", "pooled": {}}
+    versions.record(folder / "card.json", comparison, passed=False)
+    card = read_card(folder / "card.json")  # the digest was renewed, or this would refuse the edited card
+    assert card.config["held_out_simulated"] == comparison
+    assert card.config["not_default"] == "rule 1 fails (pooled CPM 0.980 vs 0.990)"
+    versions.record(folder / "card.json", {**comparison, "verdict": "default: rules 1-4 hold"}, passed=True)
+    assert "not_default" not in read_card(folder / "card.json").config
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "model.safetensors"]  # no temporary left
