@@ -28,6 +28,8 @@ import cmb as bench
 import numpy as np
 from cmb_candidates import recall, strata
 
+from napari_neuroreview.core.tasks.cmb.training import SCANNER_AUGMENT
+
 SIMULATORS = {"A": "phenomenological", "B": "physics"}
 SEEDS = {("train", "A"): 700_000, ("train", "B"): 710_000, ("val", "A"): 720_000, ("val", "B"): 730_000,
          ("test", "A"): 740_000, ("test", "B"): 750_000}
@@ -39,7 +41,7 @@ TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B",
 #: ``training.randomise_magnitude``).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "phase_randomised": ("pr", {"phase_randomise": True}),
-    "scanner_randomised": ("sr", {"phase_randomise": True, "magnitude_randomise": True}),
+    "scanner_randomised": ("sr", SCANNER_AUGMENT),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.

@@ -185,7 +185,9 @@ def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version
         f"{args.phantoms} simulated SWI scans from {sims}, taken in turn, seeds {args.seed}..{args.seed + args.phantoms - 1}, "
         f"each on {scanner}; threshold and metrics on {args.val} other simulated scans (seeds {args.seed + 100_000}..)"
     )
-    extra = {"simulators": list(simulators), "scanner": args.scanner,
+    if args.scanner_augment:
+        description += "; each training patch's phase and local contrast re-rendered as another scanner would"
+    extra = {"simulators": list(simulators), "scanner": args.scanner, "scanner_augment": bool(args.scanner_augment),
              "train_seeds": [args.seed, args.seed + args.phantoms - 1],
              "val_seeds": [args.seed + 100_000, args.seed + 100_000 + args.val - 1]}
     if args.card_figures:
@@ -198,11 +200,17 @@ def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version
 
 
 def train_config(args: argparse.Namespace) -> Any:
-    """The training config of ``cmb train``: the options given, the rest the dataclass's defaults."""
-    from .core.tasks.cmb.training import FitConfig
+    """The training config of ``cmb train``: the options given, the rest the dataclass's defaults.
 
-    return config_from_args(FitConfig, args, epochs="epochs", seed="seed", lr="lr",
-                            max_steps_per_epoch="steps_per_epoch")
+    ``--scanner-augment`` switches on the scanner-randomised recipe (``training.SCANNER_AUGMENT``).
+    """
+    from dataclasses import replace
+
+    from .core.tasks.cmb.training import SCANNER_AUGMENT, FitConfig
+
+    config = config_from_args(FitConfig, args, epochs="epochs", seed="seed", lr="lr",
+                              max_steps_per_epoch="steps_per_epoch")
+    return replace(config, **SCANNER_AUGMENT) if args.scanner_augment else config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -344,6 +352,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scanner", choices=("randomised", "default"), default="default",
                    help="a random scanner per phantom scan (voxel size, orientation, obliquity, coverage, TE/field, "
                         "contrast, noise) or each simulator's default one")
+    p.add_argument("--scanner-augment", action="store_true",
+                   help="re-render each training patch's phase and local contrast as another scanner would "
+                        "(the scanner-randomised recipe: FitConfig.phase_randomise and magnitude_randomise)")
     p.add_argument("--card-figures", default=None,
                    help="a JSON object of held-out-simulator figures to record in the model card "
                         "(benchmarks/cmb.py --loso writes one)")

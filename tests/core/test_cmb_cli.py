@@ -99,12 +99,13 @@ def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkey
     out = tmp_path / "models"
     assert main(["cmb", "train", "--phantoms", "3", "--val", "2", "--epochs", "1", "--steps-per-epoch", "2",
                  "--simulator", "both", "--scanner", "randomised", "--seed", "7", "--version", "0.5.0", "--out", str(out), "--device", "cpu",
-                 "--card-figures", str(figures), "--quiet"]) == 0
+                 "--scanner-augment", "--card-figures", str(figures), "--quiet"]) == 0
     assert made == [("phenomenological", 7, True), ("physics", 8, True), ("phenomenological", 9, True),
                     ("phenomenological", 100_007, True), ("physics", 100_008, True)]
     card = json.loads((out / "cmb-detector" / "0.5.0" / "card.json").read_text())
     assert card["config"]["simulators"] == ["phenomenological", "physics"]
-    assert card["config"]["scanner"] == "randomised"
+    assert card["config"]["scanner"] == "randomised" and card["config"]["scanner_augment"] is True
+    assert "re-rendered as another scanner would" in card["training_data"]
     assert (card["config"]["train_seeds"], card["config"]["val_seeds"]) == ([7, 9], [100_007, 100_008])
     assert card["config"]["held_out_simulator_figures"] == {"A->B": {"sensitivity": 0.5}}
     assert "core.phantoms.swi_physics" in card["training_data"]
@@ -112,3 +113,14 @@ def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkey
     from napari_neuroreview.core.tasks.cmb.model import load_detector
 
     assert load_detector("0.5.0", "cpu", roots=[out]).card.config["scanner"] == "randomised"  # the card loads
+
+
+def test_cmb_train_scanner_augment_switches_on_the_scanner_randomised_recipe() -> None:
+    """``--scanner-augment`` is the benchmark's scanner_randomised variant; without it both stay off."""
+    from napari_neuroreview import cli_cmb
+    from napari_neuroreview.cli import build_parser
+
+    on = cli_cmb.train_config(build_parser().parse_args(["cmb", "train", "--scanner-augment", "--epochs", "3"]))
+    off = cli_cmb.train_config(build_parser().parse_args(["cmb", "train", "--epochs", "3"]))
+    assert (on.phase_randomise, on.magnitude_randomise, on.epochs) == (True, True, 3)
+    assert (off.phase_randomise, off.magnitude_randomise) == (False, False)

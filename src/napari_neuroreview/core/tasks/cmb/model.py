@@ -33,7 +33,7 @@ DESCRIPTIVE_KEYS = {
     "metrics_on", "n_train_patches", "held_out", "n_reviewed_train_scans", "n_reviewed_held_out_scans",
     "skipped_scans", "not_default", "reviewed_scans", "max_fp_per_subject",
     # phantom training's recipe (cmb train --simulator/--scanner/--card-figures)
-    "simulators", "scanner", "train_seeds", "val_seeds", "held_out_simulator_figures",
+    "simulators", "scanner", "scanner_augment", "train_seeds", "val_seeds", "held_out_simulator_figures",
     # a shipped version compared with the default on held-out simulated scans (why it is or is not the default)
     "held_out_simulated",
 }

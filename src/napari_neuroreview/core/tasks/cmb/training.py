@@ -25,8 +25,14 @@ from ...train.losses import soft_dice_loss
 from .patches import PATCH_MM
 
 __all__ = [
-    "FitConfig", "PatchSet", "PatchTrainable", "augment_batch", "patch_loss", "randomise_magnitude", "randomise_phase",
+    "SCANNER_AUGMENT", "FitConfig", "PatchSet", "PatchTrainable", "augment_batch", "patch_loss", "randomise_magnitude",
+    "randomise_phase",
 ]
+
+#: The FitConfig overrides of the scanner-randomised recipe (``cmb train --scanner-augment``,
+#: the benchmark's "scanner_randomised" variant): each training patch's phase and local contrast
+#: re-rendered as another scanner would (:func:`randomise_phase`, :func:`randomise_magnitude`).
+SCANNER_AUGMENT: dict[str, bool] = {"phase_randomise": True, "magnitude_randomise": True}
 
 #: Patches per batch when measuring the validation loss.
 VAL_BATCH = 128
