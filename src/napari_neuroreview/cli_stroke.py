@@ -144,8 +144,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
                                  "subjects": {p: len(v) for p, v in result.subjects.items()},
                                  "train_loss": result.history.train_loss, "val_loss": result.history.val_loss,
                                  "best_epoch": result.history.best_epoch, "val_retrieval": result.val_retrieval}))
-    if distributed.is_distributed():
-        torch.distributed.destroy_process_group()
+    distributed.finish()
     return 0
 
 

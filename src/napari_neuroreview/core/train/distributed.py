@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["gather_with_grad", "init_from_env", "is_distributed", "is_main", "map_batch", "mean_over_ranks",
+__all__ = ["finish", "gather_with_grad", "init_from_env", "is_distributed", "is_main", "map_batch", "mean_over_ranks",
            "rank_and_world", "shard", "wrap"]
 
 
@@ -58,6 +58,19 @@ def init_from_env(device: torch.device) -> bool:
         return False
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return True
+
+
+def finish() -> None:
+    """Tear the process group down once every rank has got here; nothing outside ``torchrun``.
+
+    Why the barrier: a rank that destroys its gloo group while another still writes
+    (rank 0 saves the card) can abort the whole run at exit ("terminate called without
+    an active exception"), losing a finished training to a teardown race.
+    """
+    if not is_distributed():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
@@ -111,7 +124,7 @@ def shard(batch: Any, rank: int, world: int) -> Any:
 
 def mean_over_ranks(value: float, device: torch.device) -> float:
     """The mean of a number over ranks (for the loss a run reports); the number itself when alone."""
-    rank, world = rank_and_world()
+    _rank, world = rank_and_world()
     if world == 1:
         return value
     total = torch.tensor([value], dtype=torch.float64, device=device)
