@@ -102,17 +102,22 @@ def figures(swept: list[Any], at_point: list[Any], threshold: float) -> dict[str
 def verdict(reference: str, candidate: str, per_set: dict[str, dict[str, Any]], pooled: dict[str, Any]) -> tuple[bool, str]:
     """Apply :data:`RULE`: whether ``candidate`` may replace ``reference``, and the reason in words."""
     ref, new = pooled[reference], pooled[candidate]
+
+    def pair(key: str) -> str:  # as many decimals as it takes to show the two apart (up to 5)
+        digits = next((d for d in range(3, 6) if f"{new[key]:.{d}f}" != f"{ref[key]:.{d}f}"), 5)
+        return f"{new[key]:.{digits}f} vs {ref[key]:.{digits}f}"
+
     fails = []
     if new["cpm"] < ref["cpm"]:
-        fails.append(f"rule 1 fails (pooled CPM {new['cpm']:.3f} vs {ref['cpm']:.3f})")
+        fails.append(f"rule 1 fails (pooled CPM {pair('cpm')})")
     low = [name for name, row in per_set.items() if row[candidate]["froc_sensitivity_at_1_fp_per_scan"]
            < row[reference]["froc_sensitivity_at_1_fp_per_scan"] - PER_SET_SLACK]
     if low:
         fails.append(f"rule 2 fails on {', '.join(low)} (FROC sensitivity at 1 FP/scan)")
     if new["f1_pooled"] < ref["f1_pooled"]:
-        fails.append(f"rule 3 fails (pooled F1 {new['f1_pooled']:.3f} vs {ref['f1_pooled']:.3f})")
+        fails.append(f"rule 3 fails (pooled F1 {pair('f1_pooled')})")
     if new["dice_per_cmb_mean"] < ref["dice_per_cmb_mean"]:
-        fails.append(f"rule 4 fails (Dice per matched CMB {new['dice_per_cmb_mean']:.3f} vs {ref['dice_per_cmb_mean']:.3f})")
+        fails.append(f"rule 4 fails (Dice per matched CMB {pair('dice_per_cmb_mean')})")
     if fails:
         return False, "not default: " + "; ".join(fails)
     return True, f"default: rules 1-4 hold against {reference}"

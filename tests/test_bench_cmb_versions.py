@@ -37,6 +37,9 @@ def test_verdict_takes_a_version_as_good_and_refuses_each_rule_broken() -> None:
     beyond = versions.verdict("old", "new", *_tables(_row(), {"B_random": _row(froc1=0.99 - 0.03)}))
     assert within[0] is True
     assert beyond[0] is False and "rule 2 fails on B_random" in beyond[1]
+    # a gap that rounds away at 3 decimals is written with the decimals that show it
+    close = versions.verdict("old", "new", *_tables(_row(cpm=0.99 - 0.0004)))
+    assert "pooled CPM 0.9896 vs 0.9900" in close[1]
 
 
 def test_figures_pool_cmbs_and_name_the_card_keys() -> None:
