@@ -10,8 +10,8 @@ script measures both in one run, each at its own card threshold, on four sets of
 ended (:func:`verdict`). ``--record`` writes the comparison into the candidate's card
 (``held_out_simulated``; ``not_default`` when the rule fails), with its digest renewed.
 
-    python benchmarks/cmb_versions.py --versions 1.0.0 1.0.2 --weights REGISTRY --json out.json
-    python benchmarks/cmb_versions.py --versions 1.0.0 1.0.2 --weights REGISTRY --record
+    python benchmarks/cmb_versions.py --versions 1.0.1 1.1.0 --weights REGISTRY --json out.json
+    python benchmarks/cmb_versions.py --versions 1.0.1 1.1.0 --weights REGISTRY --record
 
 Seeds (the sets 1.0.1's card was compared on): A default 500000+i at 0.9 x 0.9 x 1.8 mm
 (benchmarks/cmb.py's held-out scans), A random 740000+i and B random 750000+i

@@ -62,3 +62,12 @@ def test_record_writes_the_comparison_into_a_card_that_still_reads(tmp_path: Pat
     versions.record(folder / "card.json", {**comparison, "verdict": "default: rules 1-4 hold"}, passed=True)
     assert "not_default" not in read_card(folder / "card.json").config
     assert sorted(p.name for p in folder.iterdir()) == ["card.json", "model.safetensors"]  # no temporary left
+
+
+def test_the_shipped_default_card_states_the_verdict_its_own_figures_give() -> None:
+    from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
+
+    held = read_card(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / "1.0.1").config["held_out_simulated"]
+    assert set(held["per_set"]) == set(versions.SETS)
+    assert versions.verdict("1.0.0", "1.0.1", held["per_set"], held["pooled"]) == (True, held["verdict"])
+
