@@ -13,7 +13,8 @@ ended (:func:`verdict`). ``--record`` writes the comparison into the candidate's
     python benchmarks/cmb_versions.py --versions 1.0.1 1.1.0 --weights REGISTRY --json out.json
     python benchmarks/cmb_versions.py --versions 1.0.1 1.1.0 --weights REGISTRY --record
 
-Seeds (the sets 1.0.1's card was compared on): A default 500000+i at 0.9 x 0.9 x 1.8 mm
+Seeds (the first seeds of the hand-made sets 1.0.1 was first compared on; those held 199
+CMBs, these 181, so the scans differ): A default 500000+i at 0.9 x 0.9 x 1.8 mm
 (benchmarks/cmb.py's held-out scans), A random 740000+i and B random 750000+i
 (the leave-one-simulator-out test scans), B default 7000+i. Training uses 0..39 and
 validation 100000+i. Cached per version and set in ``--workdir``.

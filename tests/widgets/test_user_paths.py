@@ -19,7 +19,7 @@ from qtpy.QtCore import Qt
 import napari_user as user
 from napari_neuroreview.core.io.export import napari_world_to_ras
 from napari_neuroreview.core.progress import Progress
-from napari_neuroreview.core.registry import ModelCard, default_registry_root, save_model
+from napari_neuroreview.core.registry import ModelCard, default_registry_root, save_model, set_default
 from napari_neuroreview.core.store import CaseStore
 from napari_neuroreview.core.tasks import mask as mask_task
 from napari_neuroreview.core.tasks.cmb import model
@@ -44,10 +44,15 @@ def viewer(make_napari_viewer):
 
 
 def install_detector(version: str = "0.1.0", threshold: float = 0.0) -> None:
-    """A small untrained detector in the user's registry, found by the widget as a user's would be."""
+    """A small untrained detector in the user's registry, made the default as `neuroreview models set-default` does.
+
+    Threshold 0 keeps every candidate, so these tests of the review's plumbing never hang on
+    what a shipped detector happens to find on a tiny synthetic scan.
+    """
     torch.manual_seed(0)
     card = ModelCard(name=model.MODEL_NAME, version=version, task=model.TASK, config={"width": 8, "threshold": threshold})
     save_model(model.state_dict_cpu(model.build_net(card)), card, default_registry_root())
+    set_default(model.MODEL_NAME, version)
 
 
 def swi_file(folder: Path, seed: int = 1, name: str = "swi.nii.gz") -> Path:
@@ -129,8 +134,11 @@ def reviewed(viewer, qtbot, tmp_path):
 def test_napari_tools_edits_reach_the_store(viewer, qtbot, reviewed) -> None:
     """Item 2: drag (select tool), add tool, delete-selected: each is in the store at once."""
     widget, points, store = reviewed
-    first = int(points.features["id"][0])
-    start = show_point(viewer, points, 0)
+    centre = np.asarray(viewer.layers["swi"].extent.world).mean(axis=0)
+    worlds = np.array([points.data_to_world(p) for p in points.data], dtype=float)
+    index = int(np.argmin(np.linalg.norm(worlds - centre, axis=1)))  # room to drag and add around it
+    first = int(points.features["id"][index])
+    start = show_point(viewer, points, index)
     end = start + np.array([0.0, 3.0, -2.0])
     qtbot.wait(50)
     user.drag(viewer, start, end)
