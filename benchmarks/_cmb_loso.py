@@ -35,13 +35,15 @@ SEEDS = {("train", "A"): 700_000, ("train", "B"): 710_000, ("val", "A"): 720_000
          ("test", "A"): 740_000, ("test", "B"): 750_000}
 #: (name, training simulators, registry version of our detector, BasicUNet trained too).
 TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B", ("A", "B"), "0.3.0", False))
-#: ``--loso-variant NAME``: (suffix, FitConfig overrides) of an extra training of ours beside each
-#: selected one, on the same scans and validation scans: "B" gets "B+pr" (version 0.2.1).
-#: "scanner_randomised": the phase and the local contrast re-rendered (``training.randomise_phase``,
-#: ``training.randomise_magnitude``).
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "phase_randomised": ("pr", {"phase_randomise": True}),
-    "scanner_randomised": ("sr", SCANNER_AUGMENT),
+#: ``--loso-variant NAME``: (suffix, last version digit, FitConfig overrides) of an extra training of
+#: ours beside each selected one, on the same scans and validation scans: "B" gets "B+pr" (version
+#: 0.2.2). Each variant has its own version, so twins of different variants never overwrite each
+#: other's weights. "scanner_randomised": the phase and the local contrast re-rendered
+#: (``training.randomise_phase``, ``training.randomise_magnitude``); the two others one of them each.
+VARIANTS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "scanner_randomised": ("sr", 1, SCANNER_AUGMENT),
+    "phase_randomised": ("pr", 2, {"phase_randomise": True}),
+    "magnitude_randomised": ("mr", 3, {"magnitude_randomise": True}),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.
@@ -93,8 +95,8 @@ def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None
             continue
         out.append({"name": name, "sims": sims, "version": version, "unet": with_unet, "fit": {}, "base": name})
         if variant is not None:
-            suffix, fit = VARIANTS[variant]
-            out.append({"name": f"{name}+{suffix}", "sims": sims, "version": version[:-1] + "1", "unet": False,
+            suffix, digit, fit = VARIANTS[variant]
+            out.append({"name": f"{name}+{suffix}", "sims": sims, "version": f"{version[:-1]}{digit}", "unet": False,
                         "fit": dict(fit), "base": name, "variant": variant})
     return out
 
@@ -517,7 +519,7 @@ def card_figures(results: dict[str, Any]) -> dict[str, Any]:
 
     twins = {t["name"] for t in results.get("trainings", ()) if "variant" in t}
     twins |= {key.split("->")[0] for key in results["pairs"]
-              if any(key.split("->")[0].endswith(f"+{suffix}") for suffix, _ in VARIANTS.values())}
+              if any(key.split("->")[0].endswith(f"+{suffix}") for suffix, _, _ in VARIANTS.values())}
     pairs = {}
     for key, pair in results["pairs"].items():
         ours = pair.get("ours")

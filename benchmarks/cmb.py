@@ -815,7 +815,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-only", nargs="+", choices=("A", "B", "A+B"), default=None, metavar="TRAINING",
                    help="--loso: train only these (A, B, A+B); test scans of both simulators are still scored")
     p.add_argument("--loso-variant", default=None, metavar="NAME",
-                   help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS, "
+                   help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS: "
+                        "scanner_randomised, phase_randomised, magnitude_randomised; "
                         "e.g. phase_randomised -> 'B+pr' beside 'B') on the same scans, compared in one table")
     p.add_argument("--loso-jobs", type=int, default=1,
                    help="--loso: trainings of ours run at once (each with --threads threads; 2 on 2 cores with --threads 1)")

@@ -152,3 +152,12 @@ def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) 
     assert (overlap > 0.5) if jobs == 2 else (overlap < 0)
     again = loso.train_ours(script, tmp_path, {"threads": 1}, cases, args, trainings)  # answers reused (model saved)
     assert again == out
+
+
+def test_each_variant_twin_has_its_own_version() -> None:
+    """Twins of different variants must not share a registry version: training one would delete the other's weights."""
+    versions = {name: [t["version"] for t in loso.plan_trainings(["A", "B"], name)] for name in loso.VARIANTS}
+    twins = [v for vs in versions.values() for v in vs[1::2]]
+    assert len(set(twins)) == len(twins) == 2 * len(loso.VARIANTS)
+    assert versions["scanner_randomised"] == ["0.1.0", "0.1.1", "0.2.0", "0.2.1"]  # the weights of earlier runs
+    assert all(v.split(".")[:2] == b.split(".")[:2] for vs in versions.values() for b, v in zip(vs[::2], vs[1::2]))
