@@ -39,11 +39,13 @@ TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B",
 #: ours beside each selected one, on the same scans and validation scans: "B" gets "B+pr" (version
 #: 0.2.2). Each variant has its own version, so twins of different variants never overwrite each
 #: other's weights. "scanner_randomised": the phase and the local contrast re-rendered
-#: (``training.randomise_phase``, ``training.randomise_magnitude``); the two others one of them each.
+#: (``training.randomise_phase``, ``training.randomise_magnitude``); the next two one of them each;
+#: "phase_magnitude_half": the phase of every patch, the local contrast of half of them.
 VARIANTS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "scanner_randomised": ("sr", 1, SCANNER_AUGMENT),
     "phase_randomised": ("pr", 2, {"phase_randomise": True}),
     "magnitude_randomised": ("mr", 3, {"magnitude_randomise": True}),
+    "phase_magnitude_half": ("pm50", 4, {"phase_randomise": True, "magnitude_randomise": True, "magnitude_p": 0.5}),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.

@@ -181,3 +181,15 @@ def test_magnitude_randomisation_is_off_by_default_and_seeded() -> None:
     assert not torch.equal(a, randomise_magnitude(x, torch.Generator().manual_seed(3), MAG))
     on, _ = augment_batch(x, seg, torch.Generator().manual_seed(5), 0.0, MAG)
     assert not torch.equal(on, plain)
+
+
+def test_magnitude_p_rerenders_a_share_of_the_patches_and_at_one_changes_nothing() -> None:
+    """``magnitude_p``: each patch re-rendered with that probability, the others untouched; every patch by default."""
+    x = _dark_spot_batch(64)
+    half = randomise_magnitude(x, torch.Generator().manual_seed(4), replace(MAG, magnitude_p=0.5))
+    kept = [bool(torch.equal(half[i, 0], x[i, 0])) for i in range(64)]
+    assert 16 <= sum(kept) <= 48  # about half, drawn per patch
+    every = randomise_magnitude(x, torch.Generator().manual_seed(4), MAG)
+    assert MAG.magnitude_p == 1.0 and not any(torch.equal(every[i, 0], x[i, 0]) for i in range(64))
+    none = randomise_magnitude(x, torch.Generator().manual_seed(4), replace(MAG, magnitude_p=0.0))
+    assert torch.equal(none, x)
