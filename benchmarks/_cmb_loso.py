@@ -28,7 +28,7 @@ import cmb as bench
 import numpy as np
 from cmb_candidates import recall, strata
 
-from napari_neuroreview.core.tasks.cmb.training import SCANNER_AUGMENT
+from napari_neuroreview.core.tasks.cmb.training import SCANNER_RECIPES
 
 SIMULATORS = {"A": "phenomenological", "B": "physics"}
 SEEDS = {("train", "A"): 700_000, ("train", "B"): 710_000, ("val", "A"): 720_000, ("val", "B"): 730_000,
@@ -38,14 +38,13 @@ TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B",
 #: ``--loso-variant NAME``: (suffix, last version digit, FitConfig overrides) of an extra training of
 #: ours beside each selected one, on the same scans and validation scans: "B" gets "B+pr" (version
 #: 0.2.2). Each variant has its own version, so twins of different variants never overwrite each
-#: other's weights. "scanner_randomised": the phase and the local contrast re-rendered
-#: (``training.randomise_phase``, ``training.randomise_magnitude``); the next two one of them each;
-#: "phase_magnitude_half": the phase of every patch, the local contrast of half of them.
+#: other's weights. The overrides are ``training.SCANNER_RECIPES`` (``cmb train --scanner-augment``):
+#: "scanner_randomised" is "both", "phase_magnitude_half" the recipe of that name.
 VARIANTS: dict[str, tuple[str, int, dict[str, Any]]] = {
-    "scanner_randomised": ("sr", 1, SCANNER_AUGMENT),
-    "phase_randomised": ("pr", 2, {"phase_randomise": True}),
-    "magnitude_randomised": ("mr", 3, {"magnitude_randomise": True}),
-    "phase_magnitude_half": ("pm50", 4, {"phase_randomise": True, "magnitude_randomise": True, "magnitude_p": 0.5}),
+    "scanner_randomised": ("sr", 1, SCANNER_RECIPES["both"]),
+    "phase_randomised": ("pr", 2, SCANNER_RECIPES["phase"]),
+    "magnitude_randomised": ("mr", 3, SCANNER_RECIPES["magnitude"]),
+    "phase_magnitude_half": ("pm50", 4, SCANNER_RECIPES["phase_magnitude_half"]),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.

@@ -124,6 +124,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 #: ``cmb train --simulator``: which SWI simulators make the training scans.
+#: ``cmb train --scanner-augment`` choices: the names of ``training.SCANNER_RECIPES`` (spelled out so
+#: that building the parser does not import torch; a test keeps the two equal).
+SCANNER_RECIPE_NAMES = ("both", "phase", "magnitude", "phase_magnitude_half")
 SIMULATORS = {"phenomenological": ("phenomenological",), "physics": ("physics",),
               "both": ("phenomenological", "physics")}
 
@@ -186,8 +189,11 @@ def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version
         f"each on {scanner}; threshold and metrics on {args.val} other simulated scans (seeds {args.seed + 100_000}..)"
     )
     if args.scanner_augment:
-        description += "; each training patch's phase and local contrast re-rendered as another scanner would"
-    extra = {"simulators": list(simulators), "scanner": args.scanner, "scanner_augment": bool(args.scanner_augment),
+        from .core.tasks.cmb.training import SCANNER_RECIPES
+
+        description += (f"; training patches re-rendered as another scanner would (recipe {args.scanner_augment!r}: "
+                        f"FitConfig {SCANNER_RECIPES[args.scanner_augment]})")
+    extra = {"simulators": list(simulators), "scanner": args.scanner, "scanner_augment": args.scanner_augment or False,
              "train_seeds": [args.seed, args.seed + args.phantoms - 1],
              "val_seeds": [args.seed + 100_000, args.seed + 100_000 + args.val - 1]}
     if args.card_figures:
@@ -202,15 +208,16 @@ def _phantom_training(args: argparse.Namespace, root: Path, config: Any, version
 def train_config(args: argparse.Namespace) -> Any:
     """The training config of ``cmb train``: the options given, the rest the dataclass's defaults.
 
-    ``--scanner-augment`` switches on the scanner-randomised recipe (``training.SCANNER_AUGMENT``).
+    ``--scanner-augment [NAME]`` switches on a scanner-randomisation recipe
+    (``training.SCANNER_RECIPES``; "both" when no name is given).
     """
     from dataclasses import replace
 
-    from .core.tasks.cmb.training import SCANNER_AUGMENT, FitConfig
+    from .core.tasks.cmb.training import SCANNER_RECIPES, FitConfig
 
     config = config_from_args(FitConfig, args, epochs="epochs", seed="seed", lr="lr",
                               max_steps_per_epoch="steps_per_epoch")
-    return replace(config, **SCANNER_AUGMENT) if args.scanner_augment else config
+    return replace(config, **SCANNER_RECIPES[args.scanner_augment]) if args.scanner_augment else config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -352,9 +359,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scanner", choices=("randomised", "default"), default="default",
                    help="a random scanner per phantom scan (voxel size, orientation, obliquity, coverage, TE/field, "
                         "contrast, noise) or each simulator's default one")
-    p.add_argument("--scanner-augment", action="store_true",
-                   help="re-render each training patch's phase and local contrast as another scanner would "
-                        "(the scanner-randomised recipe: FitConfig.phase_randomise and magnitude_randomise)")
+    p.add_argument("--scanner-augment", nargs="?", const="both", default=None, choices=SCANNER_RECIPE_NAMES,
+                   metavar="RECIPE",
+                   help="re-render training patches as another scanner would: 'both' (the default) every patch's "
+                        "phase and local contrast, 'phase' or 'magnitude' one of them, 'phase_magnitude_half' "
+                        "every patch's phase and half the patches' contrast (training.SCANNER_RECIPES)")
     p.add_argument("--card-figures", default=None,
                    help="a JSON object of held-out-simulator figures to record in the model card "
                         "(benchmarks/cmb.py --loso writes one)")

@@ -104,8 +104,8 @@ def test_train_on_both_simulators_records_the_recipe(user_dirs, tmp_path, monkey
                     ("phenomenological", 100_007, True), ("physics", 100_008, True)]
     card = json.loads((out / "cmb-detector" / "0.5.0" / "card.json").read_text())
     assert card["config"]["simulators"] == ["phenomenological", "physics"]
-    assert card["config"]["scanner"] == "randomised" and card["config"]["scanner_augment"] is True
-    assert "re-rendered as another scanner would" in card["training_data"]
+    assert card["config"]["scanner"] == "randomised" and card["config"]["scanner_augment"] == "both"
+    assert "re-rendered as another scanner would (recipe 'both'" in card["training_data"]
     assert (card["config"]["train_seeds"], card["config"]["val_seeds"]) == ([7, 9], [100_007, 100_008])
     assert card["config"]["held_out_simulator_figures"] == {"A->B": {"sensitivity": 0.5}}
     assert "core.phantoms.swi_physics" in card["training_data"]
@@ -122,5 +122,17 @@ def test_cmb_train_scanner_augment_switches_on_the_scanner_randomised_recipe() -
 
     on = cli_cmb.train_config(build_parser().parse_args(["cmb", "train", "--scanner-augment", "--epochs", "3"]))
     off = cli_cmb.train_config(build_parser().parse_args(["cmb", "train", "--epochs", "3"]))
-    assert (on.phase_randomise, on.magnitude_randomise, on.epochs) == (True, True, 3)
+    assert (on.phase_randomise, on.magnitude_randomise, on.magnitude_p, on.epochs) == (True, True, 1.0, 3)
     assert (off.phase_randomise, off.magnitude_randomise) == (False, False)
+    half = cli_cmb.train_config(build_parser().parse_args(["cmb", "train", "--scanner-augment", "phase_magnitude_half"]))
+    assert (half.phase_randomise, half.magnitude_randomise, half.magnitude_p) == (True, True, 0.5)
+
+
+def test_cmb_train_scanner_recipe_names_are_the_recipes() -> None:
+    """The parser's spelled-out choices (no torch import to build it) are training.SCANNER_RECIPES' names."""
+    from napari_neuroreview import cli_cmb
+    from napari_neuroreview.core.tasks.cmb.training import SCANNER_RECIPES, FitConfig
+
+    assert cli_cmb.SCANNER_RECIPE_NAMES == tuple(SCANNER_RECIPES)
+    for overrides in SCANNER_RECIPES.values():
+        assert set(overrides) <= set(FitConfig.__dataclass_fields__)

@@ -25,14 +25,21 @@ from ...train.losses import soft_dice_loss
 from .patches import PATCH_MM
 
 __all__ = [
-    "SCANNER_AUGMENT", "FitConfig", "PatchSet", "PatchTrainable", "augment_batch", "patch_loss", "randomise_magnitude",
+    "SCANNER_RECIPES", "FitConfig", "PatchSet", "PatchTrainable", "augment_batch", "patch_loss", "randomise_magnitude",
     "randomise_phase",
 ]
 
-#: The FitConfig overrides of the scanner-randomised recipe (``cmb train --scanner-augment``,
-#: the benchmark's "scanner_randomised" variant): each training patch's phase and local contrast
-#: re-rendered as another scanner would (:func:`randomise_phase`, :func:`randomise_magnitude`).
-SCANNER_AUGMENT: dict[str, bool] = {"phase_randomise": True, "magnitude_randomise": True}
+#: The FitConfig overrides of the scanner-randomisation recipes, by name (``cmb train
+#: --scanner-augment NAME``; the benchmark's ``--loso-variant`` twins): each training patch's phase
+#: (:func:`randomise_phase`) and/or local contrast (:func:`randomise_magnitude`) re-rendered as
+#: another scanner would. "both" every patch's phase and contrast, "phase" and "magnitude" one of
+#: them, "phase_magnitude_half" every patch's phase and half the patches' contrast.
+SCANNER_RECIPES: dict[str, dict[str, bool | float]] = {
+    "both": {"phase_randomise": True, "magnitude_randomise": True},
+    "phase": {"phase_randomise": True},
+    "magnitude": {"magnitude_randomise": True},
+    "phase_magnitude_half": {"phase_randomise": True, "magnitude_randomise": True, "magnitude_p": 0.5},
+}
 
 #: Patches per batch when measuring the validation loss.
 VAL_BATCH = 128
