@@ -507,28 +507,36 @@ def print_report(results: dict[str, Any], args: Any) -> None:
         print("  " + line)
 
 
-def card_figures(results: dict[str, Any]) -> dict[str, Any]:
+def card_figures(results: dict[str, Any], variant: str | None = None) -> dict[str, Any]:
     """Our detector's figures per (training -> test) pair, compact, for a model card.
 
     ``neuroreview cmb train --card-figures`` records them in the shipped detector's card:
     how the training recipe does on a simulator it never saw (A->B, B->A) and on held-out
-    scans of each simulator it trained on (A+B->A, A+B->B). A ``--loso-variant`` twin's pairs
-    ("B+pr->A") are left out: they are another recipe than the one the card describes.
+    scans of each simulator it trained on (A+B->A, A+B->B). Without ``variant`` a
+    ``--loso-variant`` twin's pairs ("B+pr->A") are left out: they are another recipe than
+    the baseline the card then describes. With ``variant`` (a card for weights trained with
+    that recipe, ``cmb train --scanner-augment``) only that variant's twins are kept, under
+    their baseline's names ("B+pr->A" as "B->A"), and the recipe is named.
     """
     def num(value: Any) -> float | None:
         return round(float(value), 4) if value is not None and math.isfinite(float(value)) else None
 
-    twins = {t["name"] for t in results.get("trainings", ()) if "variant" in t}
-    twins |= {key.split("->")[0] for key in results["pairs"]
-              if any(key.split("->")[0].endswith(f"+{suffix}") for suffix, _, _ in VARIANTS.values())}
+    suffixes = {f"+{suffix}": name for name, (suffix, _, _) in VARIANTS.items()}
+
+    def recipe_of(training: str) -> str | None:
+        return next((name for suffix, name in suffixes.items() if training.endswith(suffix)), None)
+
     pairs = {}
     for key, pair in results["pairs"].items():
         ours = pair.get("ours")
-        if ours is None or key.split("->")[0] in twins:
+        training, test = key.split("->")
+        if ours is None or recipe_of(training) != variant:
             continue
+        if variant is not None:
+            training = training[: -len(VARIANTS[variant][0]) - 1]
         s = ours["summary"]
-        pairs[key] = {
-            "held_out_simulator": key.split("->")[1] not in key.split("->")[0],
+        pairs[f"{training}->{test}"] = {
+            "held_out_simulator": test not in training,
             "scans": len(ours["per_case"]), "cmbs": s["n_truth"], "threshold": num(ours["threshold"]),
             "sensitivity": num(s["sensitivity"]), "fp_per_scan": num(s["fp_per_subject"]),
             "f1_pooled": num(s["f1_pooled"]), "dice_per_cmb_mean": num(s["dice_per_cmb_mean"]),
@@ -541,6 +549,7 @@ def card_figures(results: dict[str, Any]) -> dict[str, Any]:
                 "random scanner per scan, tested on held-out scans of each; sensitivity pooled over CMBs, FP per "
                 "scan a mean, Dice per matched CMB",
         "sizes_per_simulator": results["sizes"], "seeds_first": {k: v[0] for k, v in results["seeds"].items() if v},
+        "recipe": {"loso_variant": variant, "fit": dict(VARIANTS[variant][2]) if variant else {}},
         "pairs": pairs,
     }
 
@@ -573,6 +582,8 @@ def run_loso(args: Any, script: Path, work: Path) -> int:
         args.json.write_text(json.dumps(common.clean_json(results), indent=1, allow_nan=False))
         print(f"\nAll numbers: {args.json}")
     if args.card_json:
-        args.card_json.write_text(json.dumps(common.clean_json(card_figures(results)), indent=1, allow_nan=False))
+        variant = args.loso_variant if args.card_variant else None
+        args.card_json.write_text(json.dumps(common.clean_json(card_figures(results, variant)), indent=1,
+                                             allow_nan=False))
         print(f"Figures for the model card (cmb train --card-figures): {args.card_json}")
     return 0

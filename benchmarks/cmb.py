@@ -812,6 +812,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-test", type=int, default=8, help="--loso: test scans per simulator")
     p.add_argument("--card-json", type=Path, default=None,
                    help="--loso: also write our figures per pair here, for `neuroreview cmb train --card-figures`")
+    p.add_argument("--card-variant", action="store_true",
+                   help="--card-json: the --loso-variant twins' figures (for weights trained with that recipe, "
+                        "`cmb train --scanner-augment`), not the baseline's")
     p.add_argument("--loso-only", nargs="+", choices=("A", "B", "A+B"), default=None, metavar="TRAINING",
                    help="--loso: train only these (A, B, A+B); test scans of both simulators are still scored")
     p.add_argument("--loso-variant", default=None, metavar="NAME",
@@ -851,6 +854,9 @@ def loso_main(args: argparse.Namespace) -> int:
 
     if args.loso_variant is not None and args.loso_variant not in VARIANTS:
         print(f"--loso-variant {args.loso_variant!r} is unknown; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    if args.card_variant and (args.loso_variant is None or args.card_json is None):
+        print("--card-variant needs --loso-variant (the recipe) and --card-json (where to write)", file=sys.stderr)
         return 2
 
     common.print_run_header(f"torch {torch.__version__}, MONAI {monai.__version__}, "

@@ -128,6 +128,25 @@ def test_card_figures_leave_out_the_variant_twins() -> None:
     assert set(loso.card_figures(results)["pairs"]) == {"B->A", "B->B"}
 
 
+def test_card_figures_of_a_variant_are_its_twins_under_the_baseline_names() -> None:
+    """--card-variant: weights trained with the recipe get the twins' figures, renamed, with the recipe named."""
+    def report(sensitivity: float) -> dict:
+        return {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {}, "strata": {},
+                "summary": {"n_truth": 1, "sensitivity": sensitivity, "fp_per_subject": 0.0, "f1_pooled": 1.0,
+                            "dice_per_cmb_mean": 0.5}}
+    trainings = loso.plan_trainings(["A", "B"], "phase_magnitude_half")
+    results = {"sizes": {}, "seeds": {}, "trainings": trainings,
+               "pairs": {f"{t['name']}->{test}": {"ours": report(0.9 if "+" in t["name"] else 0.1)}
+                         for t in trainings for test in ("A", "B")}}
+    card = loso.card_figures(results, "phase_magnitude_half")
+    assert set(card["pairs"]) == {"A->A", "A->B", "B->A", "B->B"}
+    assert {p["sensitivity"] for p in card["pairs"].values()} == {0.9}
+    assert card["pairs"]["A->B"]["held_out_simulator"] and not card["pairs"]["B->B"]["held_out_simulator"]
+    assert card["recipe"] == {"loso_variant": "phase_magnitude_half",
+                              "fit": {"phase_randomise": True, "magnitude_randomise": True, "magnitude_p": 0.5}}
+    assert {p["sensitivity"] for p in loso.card_figures(results)["pairs"].values()} == {0.1}
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) -> None:
     """--loso-jobs 2: a baseline and its twin train side by side (each its own process); 1: one after the other."""
