@@ -39,12 +39,14 @@ TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B",
 #: ours beside each selected one, on the same scans and validation scans: "B" gets "B+pr" (version
 #: 0.2.2). Each variant has its own version, so twins of different variants never overwrite each
 #: other's weights. The overrides are ``training.SCANNER_RECIPES`` (``cmb train --scanner-augment``):
-#: "scanner_randomised" is "both", "phase_magnitude_half" the recipe of that name.
+#: "scanner_randomised" is "both", "scanner_randomised_axial" "both_axial", the others the recipe
+#: of their name ("phase", "magnitude", "phase_magnitude_half").
 VARIANTS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "scanner_randomised": ("sr", 1, SCANNER_RECIPES["both"]),
     "phase_randomised": ("pr", 2, SCANNER_RECIPES["phase"]),
     "magnitude_randomised": ("mr", 3, SCANNER_RECIPES["magnitude"]),
     "phase_magnitude_half": ("pm50", 4, SCANNER_RECIPES["phase_magnitude_half"]),
+    "scanner_randomised_axial": ("sra", 5, SCANNER_RECIPES["both_axial"]),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 #: Targets on the held-out simulator, pooled over CMBs at <= 1 FP/scan.

@@ -126,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 #: ``cmb train --simulator``: which SWI simulators make the training scans.
 #: ``cmb train --scanner-augment`` choices: the names of ``training.SCANNER_RECIPES`` (spelled out so
 #: that building the parser does not import torch; a test keeps the two equal).
-SCANNER_RECIPE_NAMES = ("both", "phase", "magnitude", "phase_magnitude_half")
+SCANNER_RECIPE_NAMES = ("both", "phase", "magnitude", "phase_magnitude_half", "both_axial")
 SIMULATORS = {"phenomenological": ("phenomenological",), "physics": ("physics",),
               "both": ("phenomenological", "physics")}
 
@@ -363,7 +363,8 @@ def add_parser(sub: Any) -> None:
                    metavar="RECIPE",
                    help="re-render training patches as another scanner would: 'both' (the default) every patch's "
                         "phase and local contrast, 'phase' or 'magnitude' one of them, 'phase_magnitude_half' "
-                        "every patch's phase and half the patches' contrast (training.SCANNER_RECIPES)")
+                        "every patch's phase and half the patches' contrast, 'both_axial' as 'both' with the "
+                        "contrast blurred along S-I only (training.SCANNER_RECIPES)")
     p.add_argument("--card-figures", default=None,
                    help="a JSON object of held-out-simulator figures to record in the model card "
                         "(benchmarks/cmb.py --loso writes one)")

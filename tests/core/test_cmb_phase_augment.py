@@ -193,3 +193,19 @@ def test_magnitude_p_rerenders_a_share_of_the_patches_and_at_one_changes_nothing
     assert MAG.magnitude_p == 1.0 and not any(torch.equal(every[i, 0], x[i, 0]) for i in range(64))
     none = randomise_magnitude(x, torch.Generator().manual_seed(4), replace(MAG, magnitude_p=0.0))
     assert torch.equal(none, x)
+
+
+def test_magnitude_blur_slice_only_blurs_along_s_i_alone() -> None:
+    """``magnitude_blur_slice_only``: partial volume of axial SWI, along patch axis S only; a round CMB stays round in-plane."""
+    x = _dark_spot_batch(4)
+    plain = replace(MAG, magnitude_depth=(1.0, 1.0), magnitude_gamma=(1.0, 1.0), magnitude_noise_p=0.0,
+                    magnitude_blur_p=1.0, magnitude_blur_mm=(0.9, 0.9), magnitude_blur_slice_only=True)
+    c = PATCH // 2
+    for seed in range(6):  # whatever axis the draw names, the blur is along S
+        out = randomise_magnitude(x, torch.Generator().manual_seed(seed), plain)[0, 0]
+        assert float(out[c, c, c]) > 0.35  # the spot blurred...
+        # ...along S alone: each column along S (inside the head) keeps its sum; an in-plane blur would not
+        assert torch.allclose(out[3:].sum(-1), x[0, 0, 3:].sum(-1), atol=1e-4)
+    anywhere = [randomise_magnitude(x, torch.Generator().manual_seed(seed),
+                                    replace(plain, magnitude_blur_slice_only=False))[0, 0] for seed in range(6)]
+    assert any(not torch.allclose(a[3:].sum(-1), x[0, 0, 3:].sum(-1), atol=1e-4) for a in anywhere)  # in-plane draws

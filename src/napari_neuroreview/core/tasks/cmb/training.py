@@ -33,12 +33,14 @@ __all__ = [
 #: --scanner-augment NAME``; the benchmark's ``--loso-variant`` twins): each training patch's phase
 #: (:func:`randomise_phase`) and/or local contrast (:func:`randomise_magnitude`) re-rendered as
 #: another scanner would. "both" every patch's phase and contrast, "phase" and "magnitude" one of
-#: them, "phase_magnitude_half" every patch's phase and half the patches' contrast.
+#: them, "phase_magnitude_half" every patch's phase and half the patches' contrast, "both_axial"
+#: as "both" with the contrast's partial-volume blur along S-I only (axial SWI).
 SCANNER_RECIPES: dict[str, dict[str, bool | float]] = {
     "both": {"phase_randomise": True, "magnitude_randomise": True},
     "phase": {"phase_randomise": True},
     "magnitude": {"magnitude_randomise": True},
     "phase_magnitude_half": {"phase_randomise": True, "magnitude_randomise": True, "magnitude_p": 0.5},
+    "both_axial": {"phase_randomise": True, "magnitude_randomise": True, "magnitude_blur_slice_only": True},
 }
 
 #: Patches per batch when measuring the validation loss.
@@ -122,6 +124,7 @@ class FitConfig:
     magnitude_gamma: tuple[float, float] = (0.7, 1.4)
     magnitude_blur_p: float = 0.3
     magnitude_blur_mm: tuple[float, float] = (0.3, 0.9)
+    magnitude_blur_slice_only: bool = False
     magnitude_noise_p: float = 0.5
     magnitude_noise_sd: float = 0.08
 
@@ -303,9 +306,13 @@ def randomise_magnitude(x: torch.Tensor, generator: torch.Generator, config: Fit
       a non-linear map of the dark range: ``c ** gamma`` with ``gamma`` log-uniform in
       ``magnitude_gamma`` (default 0.7-1.4; 1 stays 1).
     * **Partial volume**: with probability ``magnitude_blur_p`` the batch is blurred along
-      one patch axis drawn at random (the slice axis of axial, coronal or oblique storage) by
-      a Gaussian of ``magnitude_blur_mm`` sigma (default 0.3-0.9 mm, i.e. 0.7-2.1 mm FWHM more
-      slice): a 2 mm CMB on a 3 mm slice keeps about half its depth.
+      one patch axis drawn at random (the slice axis of axial, coronal or sagittal
+      acquisitions), or with ``magnitude_blur_slice_only`` along S-I only (axial SWI, the one
+      acquisition ``scanner_draws`` simulates, whose thick axis stays within 15 degrees of
+      S-I; the phase blur of :func:`randomise_phase` is along S-I too: an in-plane blur
+      draws a round CMB as a short tube, as a vein's cross-section looks), by a Gaussian of
+      ``magnitude_blur_mm`` sigma (default 0.3-0.9 mm, i.e. 0.7-2.1 mm FWHM more slice): a
+      2 mm CMB on a 3 mm slice keeps about half its depth.
     * **Noise**: with probability ``magnitude_noise_p`` per patch, Gaussian noise of a
       standard deviation uniform in [0, ``magnitude_noise_sd``] (default 0.08 of the tissue
       level: SNR down to ~12, a fast 1.5 T SWI).
@@ -323,7 +330,9 @@ def randomise_magnitude(x: torch.Tensor, generator: torch.Generator, config: Fit
     gamma = _log_uniform(n, config.magnitude_gamma, generator).view(-1, 1, 1, 1)
     blur = bool(torch.rand((), generator=generator) < config.magnitude_blur_p)
     blur_mm = _uniform(config.magnitude_blur_mm, generator)
-    blur_axis = int(torch.randint(1, 4, (), generator=generator))
+    blur_axis = int(torch.randint(1, 4, (), generator=generator))  # drawn either way: one random stream
+    if config.magnitude_blur_slice_only:
+        blur_axis = 3  # patch axes (R, A, S)
     noisy = torch.rand(n, generator=generator) < config.magnitude_noise_p
     noise_sd = (torch.rand(n, generator=generator) * config.magnitude_noise_sd * noisy).view(-1, 1, 1, 1)
     noise = torch.randn(x[:, 0].shape, generator=generator)
