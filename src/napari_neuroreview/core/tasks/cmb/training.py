@@ -320,10 +320,11 @@ def randomise_magnitude(x: torch.Tensor, generator: torch.Generator, config: Fit
     The segmentation target is left as it is (the microbleed's true extent), the channel is
     clipped to [0, 2] as :mod:`channels` clips it, and voxels outside the head (contrast 0)
     stay 0. With ``magnitude_p`` < 1 only that share of the patches (drawn per patch) is
-    re-rendered, the rest keep their own contrast: why, on a detector trained on one simulator
-    and tested on the other, every patch re-rendered lifted the other simulator's faint 2-3 mm
-    CMBs but cost its large CMBs and masks (``benchmarks/README.md``); at 1 the random stream is
-    the one it was before ``magnitude_p`` existed.
+    re-rendered, the rest keep their own contrast. Why it was tried: on a detector trained on
+    one simulator and tested on the other, every patch re-rendered lifted the other simulator's
+    faint 2-3 mm CMBs but cost its large CMBs and masks; half the patches did not undo that cost
+    (``benchmarks/README.md``, *leave one simulator out*). At 1 the random stream is the one it
+    was before ``magnitude_p`` existed.
     """
     n = x.shape[0]
     depth = _log_uniform(n, config.magnitude_depth, generator).view(-1, 1, 1, 1)
