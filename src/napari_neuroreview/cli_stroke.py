@@ -241,6 +241,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.registry import find_version
     from .core.tasks.stroke.downstream import (
         MODEL_NAME,
+        TRAIN_COMMAND,
+        WHAT,
         check_same_cohort,
         load_risk_model,
         registry_roots,
@@ -250,8 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if args.json:
         check_outputs([Output(args.json, (".json",), "evaluation JSON")], protected_folders=[data])
-    root, card = find_version(MODEL_NAME, args.version, registry_roots(args.weights), "stroke risk model",
-                              "neuroreview stroke train --data DIR --pretrained V", shipped=False)
+    root, card = find_version(MODEL_NAME, args.version, registry_roots(args.weights), WHAT, TRAIN_COMMAND)
     model = load_risk_model(root, card.version)
     check_same_cohort(model.card, data)
     split, _ = _split_beside(root, model.card, data)

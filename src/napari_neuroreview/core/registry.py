@@ -62,6 +62,7 @@ __all__ = [
     "check_new_version",
     "default_version",
     "find_version",
+    "not_installed",
     "next_version",
     "rollback_default",
     "set_default",
@@ -531,6 +532,18 @@ def rollback_default(name: str, roots: list[Path] | None = None) -> str:
     return previous[-1]
 
 
+def not_installed(what: str, train_command: str, *, shipped: bool = True) -> str:
+    """The one sentence for "no ``what`` is installed", with the ways out.
+
+    Why one: the CLI, the loaders and the panels (before any load is tried) say it alike.
+    ``shipped``: whether the package ships demo weights of it; only then is reinstalling a
+    way out.
+    """
+    if not shipped:
+        return f"No {what} is installed: train one with `{train_command}`."
+    return f"No {what} is installed: train one with `{train_command}` or reinstall napari-neuroreview (it ships demo weights)."
+
+
 def find_version(
     name: str, version: str | None, roots: list[Path] | None, what: str, train_command: str, *,
     shipped: bool = True,
@@ -548,12 +561,7 @@ def find_version(
     """
     versions = installed_versions(name, roots)
     if not versions:
-        if not shipped:
-            raise RegistryError(f"No {what} is installed: train one with `{train_command}`.")
-        raise RegistryError(
-            f"No {what} is installed: train one with `{train_command}` "
-            "or reinstall napari-neuroreview (it ships demo weights)."
-        )
+        raise RegistryError(not_installed(what, train_command, shipped=shipped))
     if version is None:
         version = default_version(name, roots)
         if version is None:

@@ -52,7 +52,8 @@ from ..core.tasks.metastasis.classes import SEQUENCES
 from ..core.tasks.metastasis.classes import SEQUENCE_NAMES
 from ..core.tasks.metastasis.classify import REFERENCE, ClassifyResult, and_list, classify_for_review
 from ..core.tasks.metastasis.lesion_input import LesionMask, grow_lesion, lesions_from_labels
-from ..core.tasks.metastasis.model import MODEL_NAME
+from ..core.registry import not_installed
+from ..core.tasks.metastasis.model import MODEL_NAME, TRAIN_COMMAND, WHAT
 from ._base import DevicePicker, LayerPicker, VersionPicker, require_layer, scrolled_panel
 from ._metastasis_results import GradCamOverlay, OriginResults
 from ._worker import TaskRunner
@@ -68,8 +69,7 @@ NONE = "\u2014"
 #: The combos top to bottom: the contrast T1 first (required), then the optional ones.
 ORDER = ("ce_t1", "t1", "t2", "flair", "dwi", "adc")
 LESIONS_LAYER = "lesions"
-NO_MODEL = ("No metastasis origin model is installed: reinstall napari-neuroreview (it ships demo weights) or train "
-            "one with 'neuroreview metastasis train --data DIR' (DIR from 'neuroreview metastasis phantoms').")
+NO_MODEL = not_installed(WHAT, TRAIN_COMMAND)
 CAVEAT = "Simulated training data, not for clinical use."
 #: Pixels of the panel that stay visible however the dock is shared (it scrolls below that).
 MIN_VISIBLE_HEIGHT = 520

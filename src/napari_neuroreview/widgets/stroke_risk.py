@@ -33,7 +33,8 @@ from ..core.errors import InputFileError
 from ..core.io.layers import META_KEY, volume_from_layer
 from ..core.model_labels import is_demo
 from ..core.progress import Progress
-from ..core.tasks.stroke.downstream import MODEL_NAME
+from ..core.registry import not_installed
+from ..core.tasks.stroke.downstream import MODEL_NAME, TRAIN_COMMAND, WHAT
 from ..core.tasks.stroke.labels import CLINICAL_COLUMNS
 from ..core.tasks.stroke.predict import StrokePrediction, predict_for_review
 from ._base import (
@@ -55,8 +56,7 @@ if TYPE_CHECKING:
 
 #: The choice "no FLAIR".
 NONE = "\u2014"
-NO_MODEL = ("No stroke risk model is installed: reinstall napari-neuroreview (it ships demo weights) or train one "
-            "with 'neuroreview stroke pretrain' then 'neuroreview stroke train' (README: Stroke risk).")
+NO_MODEL = not_installed(WHAT, TRAIN_COMMAND)
 CAVEAT = ("Demo weights trained on simulated data: the score is not a calibrated risk (the model card's notes say "
           "how it ranks), phantom figures, not for clinical use.")
 #: Pixels of the panel that stay visible however the dock is shared (it scrolls below that).

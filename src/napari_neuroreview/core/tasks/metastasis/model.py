@@ -39,10 +39,13 @@ from .classes import NODES, ORIGINS, SEQUENCES
 from .crops import NORMALISATION, CropSpec
 from .train import MetastasisConfig, MetastasisEstimator
 
-__all__ = ["CONFIG_RULES", "MODEL_NAME", "TASK", "LoadedOriginModel", "check_origin_config", "load_origin_model",
+__all__ = ["CONFIG_RULES", "MODEL_NAME", "TASK", "TRAIN_COMMAND", "WHAT", "LoadedOriginModel", "check_origin_config", "load_origin_model",
            "save_origin_model"]
 
 MODEL_NAME = "metastasis-origin"
+#: How the "not installed" sentence names the model and the way to train one (CLI, loader, panel).
+WHAT = "metastasis origin model"
+TRAIN_COMMAND = "neuroreview metastasis train --data DIR"
 TASK = "metastasis"
 
 #: The settings the builder reads, with bounds a real origin model stays in (``attention`` may
@@ -161,7 +164,7 @@ def load_origin_model(version: str | None = None, device: str = "auto", roots: l
         or inconsistent files, an unavailable device: one sentence each.
     """
     return load_version(MODEL_NAME, version, _build, device=device, roots=roots, check=check_origin_config,
-                        what="metastasis origin model", train_command="neuroreview metastasis train --data DIR",
+                        what=WHAT, train_command=TRAIN_COMMAND,
                         shipped=True)  # the package ships a demo model (weights/metastasis-origin)
 
 

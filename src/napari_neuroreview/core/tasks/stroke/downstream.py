@@ -84,6 +84,8 @@ __all__ = [
     "MODEL_NAME",
     "MODES",
     "TRAINED_HEADS",
+    "TRAIN_COMMAND",
+    "WHAT",
     "Downstream",
     "DownstreamConfig",
     "RiskBatches",
@@ -100,6 +102,9 @@ __all__ = [
 ]
 
 MODEL_NAME = "stroke-risk"
+#: How the "not installed" sentence names the model and the way to train one (CLI, loader, panel).
+WHAT = "stroke risk model"
+TRAIN_COMMAND = "neuroreview stroke train --data DIR --pretrained V"
 MODES: tuple[str, ...] = ("frozen", "trainable")
 #: The heads with a loss term (the ensemble is their mean).
 TRAINED_HEADS: tuple[str, ...] = HEADS[:3]
@@ -466,5 +471,5 @@ def load_risk_model(root: str | Path | None = None, version: str | None = None, 
         return RiskModel(net.to(device).eval(), encoding_from_card(card), float(c["threshold"]), card)
 
     return load_version(MODEL_NAME, version, build, device=device, roots=registry_roots(root), check=_check_risk_card,
-                        what="stroke risk model", train_command="neuroreview stroke train --data DIR --pretrained V",
-                        shipped=False)
+                        what=WHAT, train_command=TRAIN_COMMAND,
+                        shipped=True)  # the package ships a demo model (weights/stroke-risk)
