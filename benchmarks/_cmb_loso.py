@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -79,12 +80,16 @@ class NpzScans(Sequence):
         return labelled_from_instances(Path(path).stem, magnitude, phase, instances)
 
 
-def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None) -> list[dict[str, Any]]:
+def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None,
+                   variant_seed: int = 0) -> list[dict[str, Any]]:
     """The trainings of ours in this run: ``TRAININGS`` (or those named in ``only``), each followed
     by its ``variant`` twin (FitConfig overrides from ``VARIANTS``) when one is named.
 
     Why a twin rather than a second run: the baseline and the variant then train on the same
     simulated scans, are thresholded on the same validation scans and are scored in one table.
+    ``variant_seed`` S > 0 trains the twin from another seed (initial weights, patch draws,
+    batch order; the scans stay the same): "B+pr.s1", version 0.2.12 (digit + 10 S), so the
+    seeds' spread can be read beside seed 0's twin, whose weights and scores it leaves alone.
     """
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown --loso-variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -99,8 +104,10 @@ def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None
         out.append({"name": name, "sims": sims, "version": version, "unet": with_unet, "fit": {}, "base": name})
         if variant is not None:
             suffix, digit, fit = VARIANTS[variant]
-            out.append({"name": f"{name}+{suffix}", "sims": sims, "version": f"{version[:-1]}{digit}", "unet": False,
-                        "fit": dict(fit), "base": name, "variant": variant})
+            seeded = {"seed": int(variant_seed)} if variant_seed else {}
+            out.append({"name": f"{name}+{suffix}" + (f".s{variant_seed}" if variant_seed else ""), "sims": sims,
+                        "version": f"{version[:-1]}{digit + 10 * int(variant_seed)}", "unet": False,
+                        "fit": {**fit, **seeded}, "base": name, "variant": variant})
     return out
 
 
@@ -155,7 +162,7 @@ def w_train_ours(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     config = FitConfig(**spec.get("fit", {}))
     detector, report = run_to_completion(train_detector(NpzScans(spec["train"]), NpzScans(spec["val"]), config,
-                                                        device="cpu", seed=0))
+                                                        device="cpu", seed=config.seed))
     seconds = time.perf_counter() - t0
     card = save_detector(detector, report, root=spec["root"], version=spec["version"],
                          training_data=spec["training_data"])
@@ -523,11 +530,14 @@ def card_figures(results: dict[str, Any], variant: str | None = None) -> dict[st
     def num(value: Any) -> float | None:
         return round(float(value), 4) if value is not None and math.isfinite(float(value)) else None
 
-    suffixes = {f"+{suffix}": name for name, (suffix, _, _) in VARIANTS.items()}
+    suffixes = {suffix: name for name, (suffix, _, _) in VARIANTS.items()}
 
     def recipe_of(training: str) -> str | None:
-        return next((name for suffix, name in suffixes.items() if training.endswith(suffix)), None)
+        found = re.search(r"\+([a-z0-9]+)(?:\.s\d+)?$", training)
+        return suffixes.get(found.group(1)) if found else None
 
+    twin_fits = [t["fit"] for t in results.get("trainings", []) if variant and t.get("variant") == variant]
+    recipe_fit = dict(twin_fits[0]) if twin_fits else dict(VARIANTS[variant][2]) if variant else {}
     pairs = {}
     for key, pair in results["pairs"].items():
         ours = pair.get("ours")
@@ -535,7 +545,7 @@ def card_figures(results: dict[str, Any], variant: str | None = None) -> dict[st
         if ours is None or recipe_of(training) != variant:
             continue
         if variant is not None:
-            training = training[: -len(VARIANTS[variant][0]) - 1]
+            training = training[: training.rindex("+")]
         s = ours["summary"]
         pairs[f"{training}->{test}"] = {
             "held_out_simulator": test not in training,
@@ -551,7 +561,7 @@ def card_figures(results: dict[str, Any], variant: str | None = None) -> dict[st
                 "random scanner per scan, tested on held-out scans of each; sensitivity pooled over CMBs, FP per "
                 "scan a mean, Dice per matched CMB",
         "sizes_per_simulator": results["sizes"], "seeds_first": {k: v[0] for k, v in results["seeds"].items() if v},
-        "recipe": {"loso_variant": variant, "fit": dict(VARIANTS[variant][2]) if variant else {}},
+        "recipe": {"loso_variant": variant, "fit": recipe_fit},
         "pairs": pairs,
     }
 
@@ -560,7 +570,7 @@ def run_loso(args: Any, script: Path, work: Path) -> int:
     """``cmb.py --loso``: simulate, train (three ways, or ``--loso-only``; each with its
     ``--loso-variant`` twin), tune peers, evaluate every model on both simulators, report."""
     n = {"train": args.loso_train, "val": args.loso_val, "test": args.loso_test}
-    trainings = plan_trainings(args.loso_only, args.loso_variant)
+    trainings = plan_trainings(args.loso_only, args.loso_variant, args.loso_variant_seed)
     cases = plan_cases(work, n, trainings)
     base = bench.worker_base(args, work)
     results: dict[str, Any] = {"sizes": n, "errors": [], "simulate_seconds": simulate(cases, script, work),

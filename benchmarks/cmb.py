@@ -821,6 +821,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS: "
                         "scanner_randomised, phase_randomised, magnitude_randomised; "
                         "e.g. phase_randomised -> 'B+pr' beside 'B') on the same scans, compared in one table")
+    p.add_argument("--loso-variant-seed", type=int, default=0, metavar="S",
+                   help="--loso-variant: train the twin from seed S (same scans; 'B+pr.s1', its own version) "
+                        "for the spread over seeds; 0 is the first twin's seed")
     p.add_argument("--loso-jobs", type=int, default=1,
                    help="--loso: trainings of ours run at once (each with --threads threads; 2 on 2 cores with --threads 1)")
     p.add_argument("--loso-no-unet", action="store_true", help="--loso: leave BasicUNet out (saves its training)")
@@ -854,6 +857,9 @@ def loso_main(args: argparse.Namespace) -> int:
 
     if args.loso_variant is not None and args.loso_variant not in VARIANTS:
         print(f"--loso-variant {args.loso_variant!r} is unknown; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    if args.loso_variant_seed and args.loso_variant is None:
+        print("--loso-variant-seed needs --loso-variant (the recipe to train again)", file=sys.stderr)
         return 2
     if args.card_variant and (args.loso_variant is None or args.card_json is None):
         print("--card-variant needs --loso-variant (the recipe) and --card-json (where to write)", file=sys.stderr)

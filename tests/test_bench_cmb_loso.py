@@ -147,6 +147,25 @@ def test_card_figures_of_a_variant_are_its_twins_under_the_baseline_names() -> N
     assert {p["sensitivity"] for p in loso.card_figures(results)["pairs"].values()} == {0.1}
 
 
+def test_a_seeded_twin_has_its_own_name_version_and_seed() -> None:
+    """--loso-variant-seed 1: the same recipe from another seed, beside (not over) seed 0's twin."""
+    first = loso.plan_trainings(["A"], "magnitude_randomised")[1]
+    again = loso.plan_trainings(["A"], "magnitude_randomised", 1)[1]
+    assert (first["name"], first["version"], first["fit"]) == ("A+mr", "0.1.3", {"magnitude_randomise": True})
+    assert (again["name"], again["version"]) == ("A+mr.s1", "0.1.13")
+    assert again["fit"] == {"magnitude_randomise": True, "seed": 1}
+    report = {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {}, "strata": {},
+              "summary": {"n_truth": 1, "sensitivity": 1.0, "fp_per_subject": 0.0, "f1_pooled": 1.0,
+                          "dice_per_cmb_mean": 0.5}}
+    trainings = loso.plan_trainings(["A"], "magnitude_randomised", 1)
+    results = {"sizes": {}, "seeds": {}, "trainings": trainings,
+               "pairs": {f"{t['name']}->{test}": {"ours": report} for t in trainings for test in ("A", "B")}}
+    assert set(loso.card_figures(results)["pairs"]) == {"A->A", "A->B"}  # the twin is not the baseline
+    card = loso.card_figures(results, "magnitude_randomised")
+    assert set(card["pairs"]) == {"A->A", "A->B"}
+    assert card["recipe"]["fit"] == {"magnitude_randomise": True, "seed": 1}
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) -> None:
     """--loso-jobs 2: a baseline and its twin train side by side (each its own process); 1: one after the other."""
