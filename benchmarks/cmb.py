@@ -859,6 +859,9 @@ def loso_main(args: argparse.Namespace) -> int:
     if args.loso_variant is not None and args.loso_variant not in VARIANTS:
         print(f"--loso-variant {args.loso_variant!r} is unknown; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    if args.loso_variant_seed < 0:
+        print(f"--loso-variant-seed must be 0 or more, not {args.loso_variant_seed}", file=sys.stderr)
+        return 2
     if args.loso_variant_seed and args.loso_variant is None:
         print("--loso-variant-seed needs --loso-variant (the recipe to train again)", file=sys.stderr)
         return 2

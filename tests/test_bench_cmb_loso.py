@@ -199,3 +199,18 @@ def test_each_variant_twin_has_its_own_version() -> None:
     assert len(set(twins)) == len(twins) == 2 * len(loso.VARIANTS)
     assert versions["scanner_randomised"] == ["0.1.0", "0.1.1", "0.2.0", "0.2.1"]  # the weights of earlier runs
     assert all(v.split(".")[:2] == b.split(".")[:2] for vs in versions.values() for b, v in zip(vs[::2], vs[1::2]))
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--loso-variant-seed", "1"], "needs --loso-variant"),
+    (["--loso-variant", "phase_randomised", "--loso-variant-seed", "-1"], "must be 0 or more"),
+    (["--loso-variant", "no_such"], "is unknown"),
+])
+def test_loso_refuses_a_bad_variant_request_in_one_sentence(argv: list[str], said: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before anything is simulated or trained: the workdir stays empty."""
+    work = tmp_path / "work"
+    assert bench.main(["--loso", "--workdir", str(work), *argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+    assert not work.exists()
