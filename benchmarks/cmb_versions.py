@@ -18,6 +18,11 @@ CMBs, these 181, so the scans differ): A default 500000+i at 0.9 x 0.9 x 1.8 mm
 (benchmarks/cmb.py's held-out scans), A random 740000+i and B random 750000+i
 (the leave-one-simulator-out test scans), B default 7000+i. Training uses 0..39 and
 validation 100000+i. Cached per version and set in ``--workdir``.
+
+``--seed-offset N`` adds N to every set's first seed: a second comparison on scans no
+earlier comparison saw, for when a version was changed after a look at these sets (say so
+beside its figures). 50000 moves the sets to 550000, 790000, 57000 and 800000, seeds no
+training, threshold choice or other benchmark uses.
 """
 
 from __future__ import annotations
@@ -64,7 +69,13 @@ def scan_of(simulator: str, seed: int, randomise: bool, kwargs: dict[str, Any]) 
     return labelled_from_instances(f"{simulator}-{seed}", volume_from_image(case.magnitude), phase, instances)
 
 
-def case_results(version: str, roots: list[Path], set_name: str, n: int) -> dict[str, Any]:
+def set_spec(set_name: str, offset: int = 0) -> tuple[str, int, bool, dict[str, Any]]:
+    """The set's (simulator, first seed, scanner drawn per scan, keywords), its seeds moved by ``offset``."""
+    simulator, first, randomise, kwargs = SETS[set_name]
+    return simulator, first + offset, randomise, kwargs
+
+
+def case_results(version: str, roots: list[Path], set_name: str, n: int, offset: int = 0) -> dict[str, Any]:
     """The version's matched results on one set: all detections above the sweep floor, and at its threshold."""
     from napari_neuroreview.core.progress import run_to_completion
     from napari_neuroreview.core.tasks.cmb.detect import run
@@ -74,7 +85,7 @@ def case_results(version: str, roots: list[Path], set_name: str, n: int) -> dict
 
     detector = load_detector(version, device="cpu", roots=roots)
     threshold = card_threshold(detector.card)
-    simulator, first, randomise, kwargs = SETS[set_name]
+    simulator, first, randomise, kwargs = set_spec(set_name, offset)
     swept, at_point = [], []
     for i in range(n):
         scan = scan_of(simulator, first + i, randomise, kwargs)
@@ -145,6 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--versions", nargs=2, required=True, metavar=("REFERENCE", "CANDIDATE"))
     p.add_argument("--weights", action="append", default=[], help="a registry folder holding a version (repeatable)")
     p.add_argument("--scans", type=int, default=8, help="scans per set")
+    p.add_argument("--seed-offset", type=int, default=0,
+                   help="add this to every set's first seed: scans no earlier comparison saw (>= 0)")
     p.add_argument("--workdir", default=None, help="cache folder (default: a temporary one)")
     p.add_argument("--json", default=None)
     p.add_argument("--record", action="store_true", help="write the comparison into the candidate's card")
@@ -161,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parse_args(argv)
+    if args.seed_offset < 0:
+        print("--seed-offset must be 0 or more (negative offsets reach seeds training and validation use)",
+              file=sys.stderr)
+        return 2
     machine = common.print_run_header("napari-neuroreview core")
     roots = [Path(w) for w in args.weights] + [SHIPPED_WEIGHTS_ROOT]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="cmb_versions_"))
@@ -171,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not installed in {[str(r) for r in roots]}: {', '.join(missing)}", file=sys.stderr)
         return 2
     results = {}
+    offset = args.seed_offset
     for version in args.versions:
-        for name, spec in SETS.items():
-            key = (version, name, args.scans, spec)
+        for name in SETS:
+            key = (version, name, args.scans, set_spec(name, offset))
+            stem = f"{version}_{name}" + (f"_offset{offset}" if offset else "")
             results[version, name], reused = common.cached(
-                work / f"{version}_{name}.pkl", key, lambda v=version, s=name: case_results(v, roots, s, args.scans))
+                work / f"{stem}.pkl", key, lambda v=version, s=name: case_results(v, roots, s, args.scans, offset))
             if reused and results[version, name]["weights_sha256"] != installed[version][1].weights_sha256:
-                results[version, name] = case_results(version, roots, name, args.scans)
+                results[version, name] = case_results(version, roots, name, args.scans, offset)
     per_set = {name: {v: figures(results[v, name]["swept"], results[v, name]["at_point"], results[v, name]["threshold"])
                       for v in args.versions} for name in SETS}
     pooled = {v: figures([c for s in SETS for c in results[v, s]["swept"]],
@@ -191,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, table in [*per_set.items(), ("pooled", pooled)] for v in args.versions]
     print(common.table(rows, ["set, version", "CMBs", "thr", "sens", "FP/scan", "F1 pooled", "Dice/CMB",
                               "FROC@1", "CPM"]))
+    if offset:
+        print(f"scans moved by --seed-offset {offset}: first seeds "
+              + ", ".join(f"{name} {set_spec(name, offset)[1]}" for name in SETS))
     print(f"rule: {RULE}\nverdict for {candidate}: {why}")
     comparison = {
         "what": (f"each model at its own card threshold on {args.scans * len(SETS)} held-out simulated scans "
@@ -198,9 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                  "(phenomenological), B = core.phantoms.swi_physics (physics), default or random scanner; "
                  "CPM = mean FROC sensitivity at 1/8..8 FP per scan; sensitivity and F1 pooled over CMBs, "
                  "FP per scan the mean, Dice the mean over matched CMBs"),
-        "seeds_first": {name: spec[1] for name, spec in SETS.items()},
+        "seeds_first": {name: set_spec(name, offset)[1] for name in SETS},
         "per_set": per_set, "pooled": pooled, "rule": RULE, "verdict": why,
-        "command": "python benchmarks/cmb_versions.py --versions " + " ".join(args.versions),
+        "command": "python benchmarks/cmb_versions.py --versions " + " ".join(args.versions)
+                   + (f" --seed-offset {offset}" if offset else ""),
     }
     if args.json:
         Path(args.json).write_text(json.dumps(common.clean_json({**comparison, "machine": machine}), indent=2) + "\n")

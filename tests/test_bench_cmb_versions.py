@@ -71,3 +71,14 @@ def test_the_shipped_default_card_states_the_verdict_its_own_figures_give() -> N
     assert set(held["per_set"]) == set(versions.SETS)
     assert versions.verdict("1.0.0", "1.0.1", held["per_set"], held["pooled"]) == (True, held["verdict"])
 
+
+
+def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_a_negative_one(capsys) -> None:
+    moved = {name: versions.set_spec(name, 50_000) for name in versions.SETS}
+    assert all(moved[name][1] == versions.SETS[name][1] + 50_000 for name in versions.SETS)
+    assert all(moved[name][0] == versions.SETS[name][0] for name in versions.SETS)
+    # no moved set reaches seeds the training (0..39), validation (100000..) or the unmoved sets use
+    unmoved = {versions.SETS[name][1] for name in versions.SETS}
+    assert not any(first in unmoved or first < 40 or 100_000 <= first < 110_000 for _, first, _, _ in moved.values())
+    assert versions.main(["--versions", "1.0.1", "1.0.2", "--seed-offset", "-1"]) == 2
+    assert "--seed-offset must be 0 or more" in capsys.readouterr().err
