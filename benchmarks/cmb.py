@@ -854,16 +854,12 @@ def loso_main(args: argparse.Namespace) -> int:
     import monai
     import skimage
     import torch
-    from _cmb_loso import VARIANTS, run_loso
+    from _cmb_loso import run_loso
+    from _cmb_loso_plan import request_problem
 
-    if args.loso_variant is not None and args.loso_variant not in VARIANTS:
-        print(f"--loso-variant {args.loso_variant!r} is unknown; known: {', '.join(VARIANTS)}", file=sys.stderr)
-        return 2
-    if args.loso_variant_seed < 0:
-        print(f"--loso-variant-seed must be 0 or more, not {args.loso_variant_seed}", file=sys.stderr)
-        return 2
-    if args.loso_variant_seed and args.loso_variant is None:
-        print("--loso-variant-seed needs --loso-variant (the recipe to train again)", file=sys.stderr)
+    problem = request_problem(args.loso_only, args.loso_variant, args.loso_variant_seed)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     if args.card_variant and (args.loso_variant is None or args.card_json is None):
         print("--card-variant needs --loso-variant (the recipe) and --card-json (where to write)", file=sys.stderr)

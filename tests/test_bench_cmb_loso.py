@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _cmb_loso as loso
+import _cmb_loso_plan as plan
 import cmb as bench
 
 
@@ -119,7 +120,7 @@ def test_card_figures_leave_out_the_variant_twins() -> None:
     report = {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {},
               "summary": {"n_truth": 1, "sensitivity": 1.0, "fp_per_subject": 0.0, "f1_pooled": 1.0,
                           "dice_per_cmb_mean": 0.5}, "strata": {}}
-    trainings = loso.plan_trainings(["B"], "phase_randomised")
+    trainings = plan.plan_trainings(["B"], "phase_randomised")
     results = {"sizes": {}, "seeds": {}, "trainings": trainings,
                "pairs": {f"{t['name']}->{test}": {"ours": report} for t in trainings for test in ("A", "B")}}
     assert set(results["pairs"]) == {"B->A", "B->B", "B+pr->A", "B+pr->B"}
@@ -134,7 +135,7 @@ def test_card_figures_of_a_variant_are_its_twins_under_the_baseline_names() -> N
         return {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {}, "strata": {},
                 "summary": {"n_truth": 1, "sensitivity": sensitivity, "fp_per_subject": 0.0, "f1_pooled": 1.0,
                             "dice_per_cmb_mean": 0.5}}
-    trainings = loso.plan_trainings(["A", "B"], "phase_magnitude_half")
+    trainings = plan.plan_trainings(["A", "B"], "phase_magnitude_half")
     results = {"sizes": {}, "seeds": {}, "trainings": trainings,
                "pairs": {f"{t['name']}->{test}": {"ours": report(0.9 if "+" in t["name"] else 0.1)}
                          for t in trainings for test in ("A", "B")}}
@@ -149,15 +150,15 @@ def test_card_figures_of_a_variant_are_its_twins_under_the_baseline_names() -> N
 
 def test_a_seeded_twin_has_its_own_name_version_and_seed() -> None:
     """--loso-variant-seed 1: the same recipe from another seed, beside (not over) seed 0's twin."""
-    first = loso.plan_trainings(["A"], "magnitude_randomised")[1]
-    again = loso.plan_trainings(["A"], "magnitude_randomised", 1)[1]
+    first = plan.plan_trainings(["A"], "magnitude_randomised")[1]
+    again = plan.plan_trainings(["A"], "magnitude_randomised", 1)[1]
     assert (first["name"], first["version"], first["fit"]) == ("A+mr", "0.1.3", {"magnitude_randomise": True})
     assert (again["name"], again["version"]) == ("A+mr.s1", "0.1.13")
     assert again["fit"] == {"magnitude_randomise": True, "seed": 1}
     report = {"threshold": 0.4, "per_case": [{}], "froc_at_fp": {}, "strata": {},
               "summary": {"n_truth": 1, "sensitivity": 1.0, "fp_per_subject": 0.0, "f1_pooled": 1.0,
                           "dice_per_cmb_mean": 0.5}}
-    trainings = loso.plan_trainings(["A"], "magnitude_randomised", 1)
+    trainings = plan.plan_trainings(["A"], "magnitude_randomised", 1)
     results = {"sizes": {}, "seeds": {}, "trainings": trainings,
                "pairs": {f"{t['name']}->{test}": {"ours": report} for t in trainings for test in ("A", "B")}}
     assert set(loso.card_figures(results)["pairs"]) == {"A->A", "A->B"}  # the twin is not the baseline
@@ -180,8 +181,8 @@ def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) 
         "common.write_answer(spec, {'seconds': 1.5, 'threshold': 0.5, 'start': start, 'end': time.time(),"
         " 'fit': spec['fit']})\n"
     )
-    trainings = loso.plan_trainings(["B"], "scanner_randomised")
-    cases = loso.plan_cases(tmp_path, {"train": 1, "val": 1, "test": 1}, trainings)
+    trainings = plan.plan_trainings(["B"], "scanner_randomised")
+    cases = plan.plan_cases(tmp_path, {"train": 1, "val": 1, "test": 1}, trainings)
     args = SimpleNamespace(quick=False, loso_jobs=jobs)
     out = loso.train_ours(script, tmp_path, {"threads": 1}, cases, args, trainings)
     assert set(out) == {"B", "B+sr"}
@@ -194,9 +195,9 @@ def test_train_ours_runs_loso_jobs_trainings_at_once(tmp_path: Path, jobs: int) 
 
 def test_each_variant_twin_has_its_own_version() -> None:
     """Twins of different variants must not share a registry version: training one would delete the other's weights."""
-    versions = {name: [t["version"] for t in loso.plan_trainings(["A", "B"], name)] for name in loso.VARIANTS}
+    versions = {name: [t["version"] for t in plan.plan_trainings(["A", "B"], name)] for name in plan.VARIANTS}
     twins = [v for vs in versions.values() for v in vs[1::2]]
-    assert len(set(twins)) == len(twins) == 2 * len(loso.VARIANTS)
+    assert len(set(twins)) == len(twins) == 2 * len(plan.VARIANTS)
     assert versions["scanner_randomised"] == ["0.1.0", "0.1.1", "0.2.0", "0.2.1"]  # the weights of earlier runs
     assert all(v.split(".")[:2] == b.split(".")[:2] for vs in versions.values() for b, v in zip(vs[::2], vs[1::2]))
 
@@ -214,3 +215,15 @@ def test_loso_refuses_a_bad_variant_request_in_one_sentence(argv: list[str], sai
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1
     assert not work.exists()
+
+
+def test_plan_trainings_refuses_with_the_sentence_the_command_prints() -> None:
+    """One check (``request_problem``) behind both refusals, so the words cannot drift apart."""
+    for kwargs in ({"variant": "no_such"}, {"variant": "phase_randomised", "variant_seed": -1},
+                   {"variant_seed": 1}, {"only": ["C"]}):
+        said = plan.request_problem(**kwargs)
+        assert said and said.startswith("--loso-")
+        with pytest.raises(ValueError) as caught:
+            plan.plan_trainings(**kwargs)
+        assert str(caught.value) == said
+    assert plan.request_problem(["A"], "phase_randomised", 2) is None
