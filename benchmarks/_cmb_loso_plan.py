@@ -26,13 +26,16 @@ TRAININGS = (("A", ("A",), "0.1.0", True), ("B", ("B",), "0.2.0", True), ("A+B",
 #: 0.2.2). Each variant has its own version, so twins of different variants never overwrite each
 #: other's weights. The overrides are ``training.SCANNER_RECIPES`` (``cmb train --scanner-augment``):
 #: "scanner_randomised" is "both", "scanner_randomised_axial" "both_axial", the others the recipe
-#: of their name ("phase", "magnitude", "phase_magnitude_half").
+#: of their name ("phase", "magnitude", "phase_magnitude_half"); "baseline" has none.
 VARIANTS: dict[str, tuple[str, int, dict[str, Any]]] = {
     "scanner_randomised": ("sr", 1, SCANNER_RECIPES["both"]),
     "phase_randomised": ("pr", 2, SCANNER_RECIPES["phase"]),
     "magnitude_randomised": ("mr", 3, SCANNER_RECIPES["magnitude"]),
     "phase_magnitude_half": ("pm50", 4, SCANNER_RECIPES["phase_magnitude_half"]),
     "scanner_randomised_axial": ("sra", 5, SCANNER_RECIPES["both_axial"]),
+    # No overrides: the baseline's own recipe (the shipped one), so that with --loso-variant-seed
+    # its spread over seeds is measured the way a variant's is ("B+base.s1", version 0.2.16).
+    "baseline": ("base", 6, {}),
 }
 SPEED_512 = {"seed": 760_000, "voxel_size": (0.45, 0.45, 1.2), "shape": (512, 512, 160)}
 

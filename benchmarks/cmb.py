@@ -820,7 +820,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-variant", default=None, metavar="NAME",
                    help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS: "
                         "scanner_randomised, phase_randomised, magnitude_randomised, phase_magnitude_half, "
-                        "scanner_randomised_axial; "
+                        "scanner_randomised_axial, baseline (no overrides: with --loso-variant-seed, the "
+                        "baseline recipe's own spread over seeds); "
                         "e.g. phase_randomised -> 'B+pr' beside 'B') on the same scans, compared in one table")
     p.add_argument("--loso-variant-seed", type=int, default=0, metavar="S",
                    help="--loso-variant: train the twin from seed S (same scans; 'B+pr.s1', its own version) "
