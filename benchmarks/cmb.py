@@ -818,7 +818,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loso-only", nargs="+", choices=("A", "B", "A+B"), default=None, metavar="TRAINING",
                    help="--loso: train only these (A, B, A+B); test scans of both simulators are still scored")
     p.add_argument("--loso-variant", default=None, metavar="NAME",
-                   help="--loso: also train each selected training with this FitConfig variant (_cmb_loso.VARIANTS: "
+                   help="--loso: also train each selected training with this FitConfig variant (_cmb_loso_plan.VARIANTS: "
                         "scanner_randomised, phase_randomised, magnitude_randomised, phase_magnitude_half, "
                         "scanner_randomised_axial, baseline (no overrides: with --loso-variant-seed, the "
                         "baseline recipe's own spread over seeds); "

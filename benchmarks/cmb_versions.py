@@ -75,6 +75,24 @@ def set_spec(set_name: str, offset: int = 0) -> tuple[str, int, bool, dict[str, 
     return simulator, first + offset, randomise, kwargs
 
 
+def offset_problem(offset: int, scans: int) -> str | None:
+    """Why ``--seed-offset`` would not give unseen scans, in one sentence, or None.
+
+    Why: a moved set must not land on the shipped trainings' validation seeds
+    (100000..109999, ``cmb train --val`` up to 10000) or on another set's scans.
+    """
+    if offset < 0:
+        return "--seed-offset must be 0 or more (negative offsets reach seeds training and validation use)"
+    if not offset:
+        return None
+    taken = [(100_000, 110_000)] + [(first, first + scans) for _, first, _, _ in SETS.values()]
+    for name in SETS:
+        first = set_spec(name, offset)[1]
+        if any(first < end and low < first + scans for low, end in taken):
+            return f"--seed-offset {offset} moves {name} onto seeds validation or another set uses"
+    return None
+
+
 def case_results(version: str, roots: list[Path], set_name: str, n: int, offset: int = 0) -> dict[str, Any]:
     """The version's matched results on one set: all detections above the sweep floor, and at its threshold."""
     from napari_neuroreview.core.progress import run_to_completion
@@ -174,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parse_args(argv)
-    if args.seed_offset < 0:
-        print("--seed-offset must be 0 or more (negative offsets reach seeds training and validation use)",
-              file=sys.stderr)
+    problem = offset_problem(args.seed_offset, args.scans)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     machine = common.print_run_header("napari-neuroreview core")
     roots = [Path(w) for w in args.weights] + [SHIPPED_WEIGHTS_ROOT]

@@ -80,5 +80,10 @@ def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_a_negative_on
     # no moved set reaches seeds the training (0..39), validation (100000..) or the unmoved sets use
     unmoved = {versions.SETS[name][1] for name in versions.SETS}
     assert not any(first in unmoved or first < 40 or 100_000 <= first < 110_000 for _, first, _, _ in moved.values())
+    assert versions.offset_problem(50_000, 8) is None and versions.offset_problem(0, 8) is None
     assert versions.main(["--versions", "1.0.1", "1.0.2", "--seed-offset", "-1"]) == 2
     assert "--seed-offset must be 0 or more" in capsys.readouterr().err
+    # B default (7000) moved onto the validation seeds, A default (500000) onto A random's
+    for offset in (93_000, 240_000):
+        assert versions.main(["--versions", "1.0.1", "1.0.2", "--seed-offset", str(offset)]) == 2
+        assert "onto seeds validation or another set uses" in capsys.readouterr().err
