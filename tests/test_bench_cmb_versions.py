@@ -72,8 +72,8 @@ def test_the_shipped_default_card_states_the_verdict_its_own_figures_give() -> N
     assert versions.verdict("1.0.0", "1.0.1", held["per_set"], held["pooled"]) == (True, held["verdict"])
 
 
-
-def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_a_negative_one(capsys) -> None:
+def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_one_that_lands_on_used_seeds(capsys) -> None:
+    """--seed-offset is for a second look on scans nobody saw: an offset reaching used seeds is refused."""
     moved = {name: versions.set_spec(name, 50_000) for name in versions.SETS}
     assert all(moved[name][1] == versions.SETS[name][1] + 50_000 for name in versions.SETS)
     assert all(moved[name][0] == versions.SETS[name][0] for name in versions.SETS)
