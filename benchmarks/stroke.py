@@ -82,7 +82,8 @@ PAPER = {"roc_auc_over_ssl": 0.026, "balanced_accuracy_over_ssl": (0.033, 0.056)
          "balanced_accuracy_over_supervised_multimodal": 0.076}
 #: The full run's defaults, and --quick's (tiny, minutes).
 #: FULL: 300 / 100 / 100 labelled train / val / test subjects (~8 test strokes; >= 40 would need ~2 900
-#: labelled subjects, hours on 2 CPUs); estimated ~1 h on 2 idle CPUs from its first rows (benchmarks/README.md).
+#: labelled subjects: --n 4000 --labelled 2900, about 1 h on 2 idle CPUs, benchmarks/README.md); FULL itself
+#: estimated ~1 h on 2 idle CPUs from its first rows.
 #: pretrain_epochs 10: on a 1500-subject cohort at 6 mm the CLIP validation loss stayed at chance for 4 epochs
 #: and was lowest at the 7th of 30 (README: Stroke risk).
 FULL = {"n": 750, "labelled": 500, "voxel_mm": 6.0, "seeds": 5, "pretrain_epochs": 10, "ssl_epochs": 3,
