@@ -81,10 +81,10 @@ def plan_trainings(only: Sequence[str] | None = None, variant: str | None = None
         out.append({"name": name, "sims": sims, "version": version, "unet": with_unet, "fit": {}, "base": name})
         if variant is not None:
             suffix, digit, fit = VARIANTS[variant]
-            seed = variant_seed
-            out.append({"name": f"{name}+{suffix}" + (f".s{seed}" if seed else ""), "sims": sims,
-                        "version": f"{version[:-1]}{digit + 10 * seed}", "unet": False,
-                        "fit": {**fit, "seed": seed} if seed else dict(fit), "base": name, "variant": variant})
+            out.append({"name": f"{name}+{suffix}" + (f".s{variant_seed}" if variant_seed else ""), "sims": sims,
+                        "version": f"{version[:-1]}{digit + 10 * variant_seed}", "unet": False,
+                        "fit": {**fit, "seed": variant_seed} if variant_seed else dict(fit), "base": name,
+                        "variant": variant})
     return out
 
 
