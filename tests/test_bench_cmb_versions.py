@@ -87,3 +87,55 @@ def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_one_that_land
     for offset in (93_000, 240_000):
         assert versions.main(["--versions", "1.0.1", "1.0.2", "--seed-offset", str(offset)]) == 2
         assert "onto seeds validation or another set uses" in capsys.readouterr().err
+
+
+def _loso(trainings: dict[str, tuple[str, str | None]], figures: dict[str, tuple[float, float, float]]) -> dict:
+    """A cmb.py --loso --json result: trainings {name: (simulator, variant)}, pairs {"B->A": (>=3, 2-3, Dice)}."""
+    def ours(ge3: float, s23: float, dice: float) -> dict:
+        return {"strata": {"size all >= 3 mm": {"sensitivity_at_1fp": ge3}, "size 2-3 mm": {"sensitivity_at_1fp": s23}},
+                "summary": {"dice_per_cmb_mean": dice}}
+    return {"trainings": [{"name": n, "sims": [sim], **({"variant": v} if v else {})} for n, (sim, v) in trainings.items()],
+            "pairs": {key: {"ours": ours(*f)} for key, f in figures.items()}}
+
+
+def test_the_generalisation_route_opens_only_for_a_recipe_that_meets_the_held_out_targets_the_default_misses() -> None:
+    good, short = (0.95, 0.85, 0.80), (0.95, 0.74, 0.80)
+    runs = [_loso({"A": ("A", None), "A+pr": ("A", "phase_randomised"), "B": ("B", None), "B+pr": ("B", "phase_randomised")},
+                  {"A->B": good, "A->A": (0.1, 0.1, 0.1), "A+pr->B": good, "B->A": short, "B+pr->A": good}),
+            _loso({"B": ("B", None), "B+pr.s1": ("B", "phase_randomised"), "B+base.s1": ("B", "baseline")},
+                  {"B->A": short, "B+pr.s1->A": (0.93, 0.79, 0.75), "B+base.s1->A": short})]
+    seeds = versions.recipe_seeds(runs)
+    # the seed-0 baseline "B" is in both runs and counts once; the same-simulator pair A->A is not held out
+    assert sorted(seeds["baseline"]["B->A"]) == ["B", "B+base.s1"] and "A->A" not in seeds["baseline"]
+    assert versions.generalisation(seeds, "phase_randomised", "baseline")["opened"] is False  # A->B: 1 seed each
+    runs.append(_loso({"A+pr.s1": ("A", "phase_randomised"), "A+base.s1": ("A", "baseline")},
+                      {"A+pr.s1->B": good, "A+base.s1->B": good}))
+    route = versions.generalisation(versions.recipe_seeds(runs), "phase_randomised", "baseline")
+    assert route["opened"] is True and "misses B->A 2-3 mm 0.740" in route["why"]
+    assert route["means"]["phase_randomised"]["B->A"]["size 2-3 mm"] == pytest.approx(0.82)
+    # the roles swapped: the candidate's own recipe misses a target, so the route stays shut
+    assert "misses B->A 2-3 mm" in versions.generalisation(versions.recipe_seeds(runs), "baseline", "phase_randomised")["why"]
+
+
+def test_the_generalisation_route_admits_a_candidate_within_its_margins_and_no_further() -> None:
+    route = {"opened": True, "why": "recipe reasons"}
+    within = _row(cpm=0.99 - 0.009, f1=0.93 - 0.019, dice=0.87 - 0.009)
+    assert versions.verdict("old", "new", *_tables(within))[0] is False  # rules 1-4 alone refuse it
+    passed, why = versions.verdict("old", "new", *_tables(within), route)
+    assert passed and why.startswith("default by the generalisation route") and "rule 3 holds within its margin" in why
+    for rule, beyond in {"rule 1": _row(cpm=0.99 - 0.011), "rule 3": _row(f1=0.93 - 0.021),
+                         "rule 4": _row(dice=0.87 - 0.011)}.items():
+        passed, why = versions.verdict("old", "new", *_tables(beyond), route)
+        assert not passed and f"within its margins {rule} fails" in why
+    # rule 2 keeps its slack on the route, and a shut route says why
+    dropped = versions.verdict("old", "new", *_tables(within, {"A_random": _row(froc1=0.99 - 0.03)}), route)
+    assert dropped[0] is False and "rule 2 fails on A_random" in dropped[1]
+    shut = versions.verdict("old", "new", *_tables(within), {"opened": False, "why": "too few seeds"})
+    assert shut == (False, shut[1]) and shut[1].endswith("no generalisation route: too few seeds")
+
+
+def test_a_card_names_its_recipe_and_an_older_card_is_the_baseline() -> None:
+    assert versions.recipe_of({"held_out_simulator_figures": {"recipe": {"loso_variant": "phase_randomised"}}}) \
+        == "phase_randomised"
+    assert versions.recipe_of({"held_out_simulator_figures": {"pairs": {}}}) == "baseline"
+    assert versions.recipe_of({}) == "baseline"
