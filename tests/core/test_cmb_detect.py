@@ -99,8 +99,12 @@ def test_training_learns_spheres_not_tubes() -> None:
     # The same plumbing with an untrained net cannot do this: the test can fail.
     from napari_neuroreview.core.tasks.cmb.train import validation_report
 
-    baseline = validation_report(held_out, untrained(), max_fp_per_subject=1.0)["summary"]
+    updates: list = []
+    baseline = run_to_completion(validation_report(held_out, untrained(), max_fp_per_subject=1.0),
+                                 updates.append)["summary"]
     assert baseline["f1_pooled"] < summary["f1_pooled"]
+    # one update before each scan, so the bar moves and Cancel is felt between scans
+    assert [u.message for u in updates] == [f"validation scan {i} of 3" for i in (1, 2, 3)]
 
 
 def test_train_detector_fits_and_chooses_its_threshold_on_the_validation_scans(monkeypatch) -> None:

@@ -122,14 +122,18 @@ def choose_threshold(cases: list[CaseResult], max_fp_per_subject: float) -> floa
     return min(max(threshold, SWEEP_FLOOR), 1.0) if np.isfinite(threshold) else 1.0
 
 
-def validation_report(scans: Sequence[LabelledScan], detector: LoadedDetector, max_fp_per_subject: float) -> dict[str, Any]:
-    """Operating threshold chosen on these scans and the metrics at it.
+def validation_report(scans: Sequence[LabelledScan], detector: LoadedDetector,
+                      max_fp_per_subject: float) -> TaskGenerator[dict[str, Any]]:
+    """Operating threshold chosen on these scans and the metrics at it (a task: one update per scan).
 
-    Each scan is read once (``scans`` may be :class:`LazyScans`); only what the matching
-    needs (labels and grid) is kept until the threshold is known.
+    Each scan is read once (``scans`` may be :class:`LazyScans`, simulated as it is read);
+    only what the matching needs (labels and grid) is kept until the threshold is known.
+    Why a task: 100 validation scans take minutes, and the bar and Cancel must reach them.
     """
     swept = []
-    for scan in scans:
+    for index in range(len(scans)):
+        yield Progress(index, len(scans), f"validation scan {index + 1} of {len(scans)}")
+        scan = scans[index]
         case, result = score_scan(scan, detector)
         swept.append((replace(scan, phase=None, positive_masks=[]), case, result))
     threshold = choose_threshold([c for _, c, _ in swept], max_fp_per_subject)
@@ -181,8 +185,9 @@ def train_detector(
     detector = LoadedDetector(net=net.eval(), card=card)
     report: dict[str, Any] = {}
     if val_scans is not None:
-        yield Progress(steps - 1, steps, "Choosing the operating point on validation scans")
-        report = validation_report(val_scans, detector, max_fp_per_subject)
+        report = yield from relay(validation_report(val_scans, detector, max_fp_per_subject),
+                                  lambda update: Progress((steps - 1) * 100 + int(100 * update.fraction), steps * 100,
+                                                          f"Choosing the operating point: {update.message}"))
         card.config["threshold"] = report["threshold"]
     report["history"] = {"train_loss": history.train_loss}
     report["n_train_patches"] = len(train)
