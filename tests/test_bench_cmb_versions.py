@@ -64,12 +64,18 @@ def test_record_writes_the_comparison_into_a_card_that_still_reads(tmp_path: Pat
     assert sorted(p.name for p in folder.iterdir()) == ["card.json", "model.safetensors"]  # no temporary left
 
 
-def test_the_shipped_default_card_states_the_verdict_its_own_figures_give() -> None:
+@pytest.mark.parametrize(("reference", "version"), [("1.0.0", "1.0.1"), ("1.0.1", "1.0.4")])
+def test_each_shipped_default_card_states_the_verdict_its_own_figures_give(reference: str, version: str) -> None:
+    """The verdict a card states is the rule applied to the figures (and recipe means) the card holds."""
     from napari_neuroreview.core.registry import SHIPPED_WEIGHTS_ROOT
 
-    held = read_card(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / "1.0.1").config["held_out_simulated"]
+    held = read_card(SHIPPED_WEIGHTS_ROOT / "cmb-detector" / version).config["held_out_simulated"]
     assert set(held["per_set"]) == set(versions.SETS)
-    assert versions.verdict("1.0.0", "1.0.1", held["per_set"], held["pooled"]) == (True, held["verdict"])
+    route = held.get("generalisation")
+    if route is not None:  # the route's opening is recomputed from the per-seed figures, not trusted
+        recomputed = versions.generalisation(route["seeds"], "phase_randomised", "baseline")
+        assert (recomputed["opened"], recomputed["means"]) == (route["opened"], route["means"])
+    assert versions.verdict(reference, version, held["per_set"], held["pooled"], route) == (True, held["verdict"])
 
 
 def test_a_seed_offset_moves_every_set_to_unseen_seeds_and_refuses_one_that_lands_on_used_seeds(capsys) -> None:

@@ -337,12 +337,12 @@ def test_cli_models_set_default_and_rollback(user_data, capsys) -> None:
     shipped_as(user_data, "1.1.0")
     assert main(["models", "list", "--task", "cmb-detector"]) == 0
     out = capsys.readouterr().out
-    assert "default 1.0.1" in out and " * 1.0.1" in out and "demo weights" in out
+    assert "default 1.0.4" in out and " * 1.0.4" in out and "demo weights" in out
     assert main(["models", "set-default", "cmb-detector", "1.1.0"]) == 0
-    assert "default is now 1.1.0, was 1.0.1" in capsys.readouterr().out
+    assert "default is now 1.1.0, was 1.0.4" in capsys.readouterr().out
     assert load_detector(None, "cpu").card.version == "1.1.0"
     assert main(["models", "rollback", "cmb-detector"]) == 0
-    assert load_detector(None, "cpu").card.version == "1.0.1"
+    assert load_detector(None, "cpu").card.version == "1.0.4"
     assert main(["models", "rollback", "cmb-detector"]) == 2
     assert "no earlier default" in _one_sentence(capsys)
     assert main(["models", "set-default", "cmb-detector", "7.0.0"]) == 2
@@ -427,12 +427,12 @@ def test_cli_train_prints_both_versions_and_the_verdict(reviewed, user_data, mon
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert lines[0].startswith("held-out reviewed scans (") and "each version at its own threshold" in lines[0]
-    assert lines[1].split()[:3] == ["1.0.1", "threshold", "0.788"] and "sensitivity" in lines[1] and "FP/scan" in lines[1]
+    assert lines[1].split()[:3] == ["1.0.4", "threshold", "0.606"] and "sensitivity" in lines[1] and "FP/scan" in lines[1]
     assert lines[2].split()[:1] == ["1.1.0"] and "sensitivity 0.00" in lines[2]
-    assert lines[3].startswith("1.1.0 is kept but is not the default: worse than 1.0.1 on held-out reviews")
+    assert lines[3].startswith("1.1.0 is kept but is not the default: worse than 1.0.4 on held-out reviews")
     summary = json.loads(captured.out)
-    assert (summary["made_default"], summary["default"]) == (False, "1.0.1")
-    assert load_detector(None, "cpu").card.version == "1.0.1"  # what `cmb detect` uses next
+    assert (summary["made_default"], summary["default"]) == (False, "1.0.4")
+    assert load_detector(None, "cpu").card.version == "1.0.4"  # what `cmb detect` uses next
     assert store_path.read_bytes() == before
 
 
