@@ -131,9 +131,8 @@ def validation_report(scans: Sequence[LabelledScan], detector: LoadedDetector,
     Why a task: 100 validation scans take minutes, and the bar and Cancel must reach them.
     """
     swept = []
-    for index in range(len(scans)):
+    for index, scan in enumerate(scans):
         yield Progress(index, len(scans), f"validation scan {index + 1} of {len(scans)}")
-        scan = scans[index]
         case, result = score_scan(scan, detector)
         swept.append((replace(scan, phase=None, positive_masks=[]), case, result))
     threshold = choose_threshold([c for _, c, _ in swept], max_fp_per_subject)
